@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"neutrino/internal/api"
+	"neutrino/internal/core"
+	"neutrino/internal/identity"
+)
+
+// bench runs the same sequential workload as shared/peer/bench-api.sh:
+// N POST networks, N POST ports on one network, M GET ports?limit=50, then
+// the deletes, one client over keep-alive HTTP with a real token.
+func bench(args []string) error {
+	fs := flag.NewFlagSet("bench", flag.ExitOnError)
+	url := fs.String("url", "", "server base URL (default: start an embedded server)")
+	token := fs.String("token", os.Getenv("OS_TOKEN"), "X-Auth-Token to use with --url (default: log in with OS_* variables)")
+	database := fs.String("database", "", "embedded server: database DSN (default: SQLite in a temporary directory)")
+	nNet := fs.Int("networks", 200, "POST /v2.0/networks count")
+	nPort := fs.Int("ports", 200, "POST /v2.0/ports count")
+	nGet := fs.Int("gets", 1000, "GET /v2.0/ports?limit=50 count")
+	fs.Parse(args)
+
+	base := strings.TrimSuffix(strings.TrimSuffix(*url, "/"), "/v2.0")
+	if base == "" {
+		dir, err := os.MkdirTemp("", "neutrino-bench-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		sf := storeFlags{dataDir: dir, database: *database}
+		ctx := context.Background()
+		db, err := sf.open(ctx)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		svc, err := core.New(db, core.Config{DefaultQuotas: map[string]int{"network": -1, "port": -1, "subnet": -1}})
+		if err != nil {
+			return err
+		}
+		ident := identity.NewBuiltin(db)
+		if _, err := ident.Bootstrap(ctx, "benchadmin", "benchdemo"); err != nil {
+			return err
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		base = "http://" + ln.Addr().String()
+		ident.PublicURL = func(*http.Request) string { return base }
+		srv := &http.Server{Handler: api.New(svc, ident, ident, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+		go srv.Serve(ln)
+		defer srv.Close()
+		tok, _, err := ident.Issue(ctx, "admin", "", "benchadmin", "admin", "")
+		if err != nil {
+			return err
+		}
+		*token = tok
+		fmt.Printf("embedded server at %s, store %s\n", base, db.Dialect)
+	} else if *token == "" {
+		t, err := loginFromEnv()
+		if err != nil {
+			return err
+		}
+		*token = t
+	}
+	h, _, _ := strings.Cut(strings.TrimPrefix(base, "http://"), "/")
+	if host, _, err := net.SplitHostPort(h); err != nil || !(host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1") {
+		return fmt.Errorf("bench talks to loopback servers only, not %q", base)
+	}
+	c := &benchClient{base: base, token: *token, hc: &http.Client{Timeout: 60 * time.Second}}
+
+	results := map[string]benchStat{}
+	var nets, ports []string
+	results["a_post_networks"] = timed(*nNet, func(i int) error {
+		var out struct{ Network struct{ ID string } }
+		err := c.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": fmt.Sprintf("bench-net-%d", i)}}, &out)
+		nets = append(nets, out.Network.ID)
+		return err
+	})
+	var pn struct{ Network struct{ ID string } }
+	if err := c.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": "bench-port-net"}}, &pn); err != nil {
+		return err
+	}
+	if err := c.do("POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": pn.Network.ID, "ip_version": 4, "cidr": "10.201.0.0/16"}}, nil); err != nil {
+		return err
+	}
+	results["b_post_ports"] = timed(*nPort, func(i int) error {
+		var out struct{ Port struct{ ID string } }
+		err := c.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": pn.Network.ID, "name": fmt.Sprintf("bench-port-%d", i)}}, &out)
+		ports = append(ports, out.Port.ID)
+		return err
+	})
+	results["c_get_ports_limit50"] = timed(*nGet, func(i int) error {
+		var out struct{ Ports []any }
+		if err := c.do("GET", "/v2.0/ports?limit=50", nil, &out); err != nil {
+			return err
+		}
+		if len(out.Ports) != 50 && len(out.Ports) != len(ports) {
+			return fmt.Errorf("GET ports returned %d ports", len(out.Ports))
+		}
+		return nil
+	})
+	results["d_delete_ports"] = timed(len(ports), func(i int) error { return c.do("DELETE", "/v2.0/ports/"+ports[i], nil, nil) })
+	results["e_delete_networks"] = timed(len(nets), func(i int) error { return c.do("DELETE", "/v2.0/networks/"+nets[i], nil, nil) })
+	c.do("DELETE", "/v2.0/networks/"+pn.Network.ID, nil, nil)
+
+	keys := make([]string, 0, len(results))
+	for k := range results {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	fmt.Printf("%-22s %6s %10s %9s %9s\n", "op", "n", "req/s", "p50 ms", "p99 ms")
+	for _, k := range keys {
+		r := results[k]
+		if r.err != nil {
+			return fmt.Errorf("%s: %w", k, r.err)
+		}
+		fmt.Printf("%-22s %6d %10.1f %9.2f %9.2f\n", k, r.n, r.rps, r.p50, r.p99)
+	}
+	b, _ := json.Marshal(results)
+	fmt.Println("RESULT " + string(b))
+	return nil
+}
+
+type benchStat struct {
+	n             int
+	rps, p50, p99 float64
+	err           error
+}
+
+func (b benchStat) MarshalJSON() ([]byte, error) {
+	return json.Marshal(map[string]any{"n": b.n, "rps": round1(b.rps), "p50_ms": round1(b.p50), "p99_ms": round1(b.p99)})
+}
+
+func round1(f float64) float64 { return float64(int64(f*100+0.5)) / 100 }
+
+func timed(n int, fn func(i int) error) benchStat {
+	lat := make([]float64, 0, n)
+	start := time.Now()
+	for i := 0; i < n; i++ {
+		t := time.Now()
+		if err := fn(i); err != nil {
+			return benchStat{err: err}
+		}
+		lat = append(lat, float64(time.Since(t).Microseconds())/1000)
+	}
+	wall := time.Since(start).Seconds()
+	if n == 0 {
+		return benchStat{}
+	}
+	sort.Float64s(lat)
+	return benchStat{n: n, rps: float64(n) / wall, p50: lat[n/2], p99: lat[min(n-1, n*99/100)]}
+}
+
+type benchClient struct {
+	base, token string
+	hc          *http.Client
+}
+
+func (c *benchClient) do(method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Auth-Token", c.token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, data)
+	}
+	if out != nil && len(data) > 0 {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+// loginFromEnv gets a token with the OS_* variables of an openrc.
+func loginFromEnv() (string, error) {
+	authURL := strings.TrimSuffix(os.Getenv("OS_AUTH_URL"), "/")
+	if authURL == "" {
+		return "", fmt.Errorf("no --token and no OS_AUTH_URL")
+	}
+	body := map[string]any{"auth": map[string]any{
+		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{"user": map[string]any{
+			"name": os.Getenv("OS_USERNAME"), "password": os.Getenv("OS_PASSWORD"), "domain": map[string]any{"name": "Default"}}}},
+		"scope": map[string]any{"project": map[string]any{"name": os.Getenv("OS_PROJECT_NAME"), "domain": map[string]any{"name": "Default"}}},
+	}}
+	b, _ := json.Marshal(body)
+	resp, err := http.Post(authURL+"/auth/tokens", "application/json", bytes.NewReader(b))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("login: HTTP %d", resp.StatusCode)
+	}
+	return resp.Header.Get("X-Subject-Token"), nil
+}

@@ -1,0 +1,322 @@
+// Command neutrino is networking-as-a-service speaking the OpenStack
+// Networking API v2.0. Subcommands: serve, migrate, identity, version.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"neutrino/internal/api"
+	"neutrino/internal/core"
+	"neutrino/internal/identity"
+	"neutrino/internal/store"
+)
+
+const version = "0.1.0"
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `neutrino %s — OpenStack Networking API v2.0
+
+Usage:
+  neutrino serve [flags]              run the API server (and built-in identity)
+  neutrino migrate [flags]            apply database migrations and exit
+  neutrino identity bootstrap [flags] create the admin and demo projects and users
+  neutrino bench [flags]              run the API benchmark against a server
+  neutrino version
+
+Run "neutrino <command> -h" for a command's flags.
+`, version)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var err error
+	switch os.Args[1] {
+	case "serve":
+		err = serve(os.Args[2:])
+	case "migrate":
+		err = migrate(os.Args[2:])
+	case "identity":
+		err = identityCmd(os.Args[2:])
+	case "bench":
+		err = bench(os.Args[2:])
+	case "version", "--version", "-v":
+		fmt.Println("neutrino", version)
+	case "help", "-h", "--help":
+		usage()
+	default:
+		usage()
+		os.Exit(2)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "neutrino:", err)
+		os.Exit(1)
+	}
+}
+
+// storeFlags are shared by every command that opens the store.
+type storeFlags struct {
+	dataDir  string
+	database string
+}
+
+func (f *storeFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.dataDir, "data-dir", envOr("NEUTRINO_DATA_DIR", "neutrino-data"), "directory for the embedded SQLite database and generated files")
+	fs.StringVar(&f.database, "database", os.Getenv("NEUTRINO_DATABASE"), "database DSN: a postgres:// URL selects PostgreSQL (default: SQLite in --data-dir)")
+}
+
+func (f *storeFlags) open(ctx context.Context) (*store.DB, error) {
+	dsn := f.database
+	if dsn == "" {
+		dsn = filepath.Join(f.dataDir, "neutrino.db")
+	}
+	db, err := store.Open(dsn)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := db.Migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func migrate(args []string) error {
+	fs := flag.NewFlagSet("migrate", flag.ExitOnError)
+	var sf storeFlags
+	sf.register(fs)
+	fs.Parse(args)
+	dsn := sf.database
+	if dsn == "" {
+		dsn = filepath.Join(sf.dataDir, "neutrino.db")
+	}
+	db, err := store.Open(dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	n, err := db.Migrate(context.Background())
+	if err != nil {
+		return err
+	}
+	fmt.Printf("applied %d migration(s)\n", n)
+	return nil
+}
+
+// passwords reads or creates the bootstrap passwords kept in the data dir.
+func passwords(dataDir, adminPw, demoPw string) (string, string, error) {
+	path := filepath.Join(dataDir, "passwords")
+	if b, err := os.ReadFile(path); err == nil {
+		parts := strings.Fields(string(b))
+		if len(parts) == 2 {
+			if adminPw == "" {
+				adminPw = parts[0]
+			}
+			if demoPw == "" {
+				demoPw = parts[1]
+			}
+		}
+	}
+	gen := func() string {
+		b := make([]byte, 9)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	}
+	if adminPw == "" {
+		adminPw = gen()
+	}
+	if demoPw == "" {
+		demoPw = gen()
+	}
+	if err := os.MkdirAll(dataDir, 0o750); err != nil {
+		return "", "", err
+	}
+	return adminPw, demoPw, os.WriteFile(path, []byte(adminPw+" "+demoPw+"\n"), 0o600)
+}
+
+func writeOpenrc(dataDir, url, user, project, password string) (string, error) {
+	path := filepath.Join(dataDir, "openrc-"+user)
+	content := fmt.Sprintf(`# Source this file to point the openstack CLI at Neutrino.
+export OS_AUTH_URL=%s/v3
+export OS_IDENTITY_API_VERSION=3
+export OS_AUTH_TYPE=password
+export OS_USERNAME=%s
+export OS_PASSWORD=%s
+export OS_PROJECT_NAME=%s
+export OS_USER_DOMAIN_NAME=Default
+export OS_PROJECT_DOMAIN_NAME=Default
+export OS_REGION_NAME=RegionOne
+export OS_INTERFACE=public
+`, url, user, password, project)
+	return path, os.WriteFile(path, []byte(content), 0o600)
+}
+
+func identityCmd(args []string) error {
+	if len(args) == 0 || args[0] != "bootstrap" {
+		return errors.New("usage: neutrino identity bootstrap [--data-dir DIR] [--database DSN] [--admin-password PW] [--demo-password PW]")
+	}
+	fs := flag.NewFlagSet("identity bootstrap", flag.ExitOnError)
+	var sf storeFlags
+	sf.register(fs)
+	adminPw := fs.String("admin-password", os.Getenv("NEUTRINO_ADMIN_PASSWORD"), "admin password (default: generated, kept in the data dir)")
+	demoPw := fs.String("demo-password", os.Getenv("NEUTRINO_DEMO_PASSWORD"), "demo password (default: generated)")
+	fs.Parse(args[1:])
+	ctx := context.Background()
+	db, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	a, d, err := passwords(sf.dataDir, *adminPw, *demoPw)
+	if err != nil {
+		return err
+	}
+	made, err := identity.NewBuiltin(db).Bootstrap(ctx, a, d)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("identity bootstrap done (created: %v); passwords in %s\n", made, filepath.Join(sf.dataDir, "passwords"))
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func serve(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ExitOnError)
+	var sf storeFlags
+	sf.register(fs)
+	listen := fs.String("listen", envOr("NEUTRINO_LISTEN", "127.0.0.1:9696"), "address to serve the API on")
+	authMode := fs.String("auth", envOr("NEUTRINO_AUTH", "builtin"), "authentication: builtin, keystone or noauth")
+	publicURL := fs.String("public-url", "", "URL clients use to reach this server (default: http://<listen>)")
+	adminPw := fs.String("admin-password", os.Getenv("NEUTRINO_ADMIN_PASSWORD"), "builtin identity: admin password on first start (default: generated)")
+	demoPw := fs.String("demo-password", os.Getenv("NEUTRINO_DEMO_PASSWORD"), "builtin identity: demo password on first start (default: generated)")
+	ksURL := fs.String("keystone-url", os.Getenv("NEUTRINO_KEYSTONE_URL"), "keystone: identity v3 URL, e.g. http://127.0.0.1:5000/v3")
+	ksUser := fs.String("keystone-user", envOr("NEUTRINO_KEYSTONE_USER", "neutron"), "keystone: service user")
+	ksPassword := fs.String("keystone-password", os.Getenv("NEUTRINO_KEYSTONE_PASSWORD"), "keystone: service user's password")
+	ksProject := fs.String("keystone-project", envOr("NEUTRINO_KEYSTONE_PROJECT", "service"), "keystone: service user's project")
+	tenantTypes := fs.String("tenant-network-types", "vxlan", "ML2 tenant network types, in order")
+	vlanRanges := fs.String("network-vlan-ranges", "physnet1:1000:2999,physnet2", "ML2 network_vlan_ranges")
+	flatNets := fs.String("flat-networks", "*", "ML2 flat_networks")
+	vniRanges := fs.String("vni-ranges", "1:65535", "ML2 vxlan vni_ranges")
+	physMTU := fs.Int("global-physnet-mtu", 1500, "MTU of the underlying physical network")
+	quotaSpec := fs.String("default-quotas", "", "default quotas, e.g. network=100,port=500 (-1 unlimited)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.Parse(args)
+
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(*logLevel))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	db, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	cfg := core.Config{TenantNetworkTypes: splitList(*tenantTypes), NetworkVLANRanges: splitList(*vlanRanges),
+		FlatNetworks: splitList(*flatNets), VNIRanges: splitList(*vniRanges), GlobalPhysnetMTU: *physMTU,
+		DefaultQuotas: map[string]int{}}
+	for _, kv := range splitList(*quotaSpec) {
+		k, v, _ := strings.Cut(kv, "=")
+		var n int
+		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
+			return fmt.Errorf("--default-quotas: %q", kv)
+		}
+		cfg.DefaultQuotas[k] = n
+	}
+	svc, err := core.New(db, cfg)
+	if err != nil {
+		return err
+	}
+
+	base := *publicURL
+	if base == "" {
+		base = "http://" + *listen
+	}
+	base = strings.TrimSuffix(base, "/")
+	var auth identity.Authenticator
+	var ident *identity.Builtin
+	switch *authMode {
+	case "builtin":
+		ident = identity.NewBuiltin(db)
+		ident.PublicURL = func(*http.Request) string { return base }
+		a, d, err := passwords(sf.dataDir, *adminPw, *demoPw)
+		if err != nil {
+			return err
+		}
+		if _, err := ident.Bootstrap(ctx, a, d); err != nil {
+			return err
+		}
+		pa, err := writeOpenrc(sf.dataDir, base, "admin", "admin", a)
+		if err != nil {
+			return err
+		}
+		pd, err := writeOpenrc(sf.dataDir, base, "demo", "demo", d)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "neutrino: built-in identity at %s/v3\n  admin: source %s\n  demo:  source %s\n  then:  openstack network list\n", base, pa, pd)
+		auth = ident
+	case "keystone":
+		if *ksURL == "" {
+			return errors.New("--auth keystone needs --keystone-url")
+		}
+		auth = identity.NewKeystone(*ksURL, *ksUser, *ksPassword, *ksProject)
+	case "noauth":
+		auth = identity.NoAuth{}
+	default:
+		return fmt.Errorf("unknown --auth %q", *authMode)
+	}
+
+	srv := api.New(svc, auth, ident, log)
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	log.Info("serving", "listen", ln.Addr().String(), "auth", *authMode, "store", string(db.Dialect))
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return hs.Shutdown(sctx)
+}

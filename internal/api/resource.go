@@ -1,0 +1,328 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+
+	"neutrino/internal/core"
+	"neutrino/internal/fault"
+	"neutrino/internal/policy"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// collection serves /v2.0/<collection>[/<id>[/tags[/<tag>]]].
+func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.Resource, rest []string) {
+	var err error
+	switch {
+	case len(rest) == 0:
+		switch r.Method {
+		case http.MethodGet:
+			err = s.list(w, r, res)
+		case http.MethodPost:
+			err = s.create(w, r, res)
+		case http.MethodPut, http.MethodDelete:
+			err = fault.NotFound(typeName(res), typeName(res), "None")
+		default:
+			err = methodNotAllowed()
+		}
+	case len(rest) == 1:
+		switch r.Method {
+		case http.MethodGet:
+			err = s.show(w, r, res, rest[0])
+		case http.MethodPut:
+			err = s.update(w, r, res, rest[0])
+		case http.MethodDelete:
+			err = s.delete(w, r, res, rest[0])
+		default:
+			err = methodNotAllowed()
+		}
+	case rest[1] == "tags" && res.Standard:
+		err = s.tags(w, r, res, rest[0], rest[2:])
+	default:
+		err = notFoundErr
+	}
+	if err != nil {
+		s.writeError(w, r, err)
+	}
+}
+
+func typeName(res *schema.Resource) string {
+	switch res {
+	case schema.Network:
+		return "Network"
+	case schema.Subnet:
+		return "Subnet"
+	case schema.Port:
+		return "Port"
+	}
+	return res.Member
+}
+
+func (s *Server) render(c *core.Ctx, res *schema.Resource, o schema.Object, fields []string) schema.Object {
+	return res.Render(c.Caller, s.Core.Present(c, res, o), fields)
+}
+
+// beforeSecurityGroups creates the caller's default group on its first
+// security group request, as Neutron does.
+func (s *Server) beforeSecurityGroups(r *http.Request, res *schema.Resource) error {
+	if res != schema.SecurityGroup && res != schema.SecurityGroupRule {
+		return nil
+	}
+	c := policy.From(r.Context())
+	return s.Core.EnsureDefaultSG(r.Context(), c.ProjectID)
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request, res *schema.Resource) error {
+	c := policy.From(r.Context())
+	q := r.URL.Query()
+	lq, err := parseList(res, c, q)
+	if err != nil {
+		return err
+	}
+	if err := s.beforeSecurityGroups(r, res); err != nil {
+		return err
+	}
+	var out []any
+	var links []map[string]any
+	err = s.DB.Read(r.Context(), func(tx *store.Tx) error {
+		cc := s.Core.NewCtx(r.Context(), tx)
+		var marker schema.Object
+		if lq.marker != "" {
+			m, err := s.Core.Get(cc, res, lq.marker)
+			if err != nil {
+				return err
+			}
+			marker = m
+		}
+		objs, err := s.Core.List(cc, res, lq.pushdown(res))
+		if err != nil {
+			return err
+		}
+		matched := make([]schema.Object, 0, len(objs))
+		for _, o := range objs {
+			if lq.match(res, s.Core.Present(cc, res, o)) {
+				matched = append(matched, o)
+			}
+		}
+		page, l := lq.page(matched, marker, s.baseURL(r)+r.URL.Path, q)
+		links = l
+		out = make([]any, 0, len(page))
+		for _, o := range page {
+			out = append(out, s.render(cc, res, o, lq.fields))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	body := map[string]any{res.Collection: out}
+	if len(links) > 0 {
+		body[res.Collection+"_links"] = links
+	}
+	writeJSON(w, http.StatusOK, body)
+	return nil
+}
+
+func fieldsOf(q url.Values) []string {
+	var out []string
+	for _, f := range q["fields"] {
+		if f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func (s *Server) show(w http.ResponseWriter, r *http.Request, res *schema.Resource, id string) error {
+	if err := s.beforeSecurityGroups(r, res); err != nil {
+		return err
+	}
+	var out schema.Object
+	err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
+		cc := s.Core.NewCtx(r.Context(), tx)
+		o, err := s.Core.Get(cc, res, id)
+		if err != nil {
+			return err
+		}
+		out = s.render(cc, res, o, fieldsOf(r.URL.Query()))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{res.Member: out})
+	return nil
+}
+
+func (s *Server) create(w http.ResponseWriter, r *http.Request, res *schema.Resource) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	items, bulk, err := res.ParseBody(body)
+	if err != nil {
+		return err
+	}
+	c := policy.From(r.Context())
+	parsed := make([]schema.Object, 0, len(items))
+	for _, it := range items {
+		p, err := res.ParseCreate(c, it)
+		if err != nil {
+			return err
+		}
+		parsed = append(parsed, p)
+	}
+	var out []any
+	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
+		cc := s.Core.NewCtx(r.Context(), tx)
+		out = out[:0]
+		for _, p := range parsed {
+			o, err := s.Core.Create(cc, res, p)
+			if err != nil {
+				return err
+			}
+			out = append(out, s.render(cc, res, o, nil))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if bulk {
+		writeJSON(w, http.StatusCreated, map[string]any{res.Collection: out})
+	} else {
+		writeJSON(w, http.StatusCreated, map[string]any{res.Member: out[0]})
+	}
+	return nil
+}
+
+func (s *Server) update(w http.ResponseWriter, r *http.Request, res *schema.Resource, id string) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	in, err := res.ParseMember(body)
+	if err != nil {
+		return err
+	}
+	c := policy.From(r.Context())
+	upd, err := res.ParseUpdate(c, in)
+	if err != nil {
+		return err
+	}
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	var out schema.Object
+	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
+		cc := s.Core.NewCtx(r.Context(), tx)
+		o, err := s.Core.Update(cc, res, id, upd, want)
+		if err != nil {
+			return err
+		}
+		out = s.render(cc, res, o, nil)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{res.Member: out})
+	return nil
+}
+
+func (s *Server) delete(w http.ResponseWriter, r *http.Request, res *schema.Resource, id string) error {
+	want, err := ifMatch(r)
+	if err != nil {
+		return err
+	}
+	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
+		return s.Core.Delete(s.Core.NewCtx(r.Context(), tx), res, id, want)
+	})
+	if err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// tags serves the tag sub-resource of standard resources.
+func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resource, id string, rest []string) error {
+	if len(rest) > 1 {
+		return notFoundErr
+	}
+	if r.Method == http.MethodGet {
+		var tags []any
+		err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
+			o, err := s.Core.Get(s.Core.NewCtx(r.Context(), tx), res, id)
+			if err != nil {
+				return err
+			}
+			tags, _ = o["tags"].([]any)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		if len(rest) == 1 {
+			for _, t := range tags {
+				if t == rest[0] {
+					w.WriteHeader(http.StatusNoContent)
+					return nil
+				}
+			}
+			return fault.New(http.StatusNotFound, "TagNotFound", "Tag %s could not be found for %s %s.", rest[0], res.Member, id)
+		}
+		if tags == nil {
+			tags = []any{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"tags": tags})
+		return nil
+	}
+	var op string
+	var tags []any
+	switch {
+	case r.Method == http.MethodPut && len(rest) == 0:
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		var doc map[string]json.RawMessage
+		if err := json.Unmarshal(body, &doc); err != nil {
+			return fault.BadRequest("Malformed request body")
+		}
+		raw, ok := doc["tags"]
+		if !ok || json.Unmarshal(raw, &tags) != nil {
+			return fault.BadRequest("Invalid input for tags. Reason: '%s' is not a list.", string(raw))
+		}
+		op = "replace"
+	case r.Method == http.MethodPut:
+		op, tags = "add", []any{rest[0]}
+	case r.Method == http.MethodDelete && len(rest) == 0:
+		op = "clear"
+	case r.Method == http.MethodDelete:
+		op, tags = "remove", []any{rest[0]}
+	default:
+		return methodNotAllowed()
+	}
+	var out schema.Object
+	_, err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
+		o, err := s.Core.SetTags(s.Core.NewCtx(r.Context(), tx), res, id, op, tags)
+		out = o
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	switch op {
+	case "replace":
+		writeJSON(w, http.StatusOK, map[string]any{"tags": out["tags"]})
+	case "add":
+		writeJSON(w, http.StatusCreated, nil)
+	default:
+		w.WriteHeader(http.StatusNoContent)
+	}
+	return nil
+}

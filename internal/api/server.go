@@ -1,0 +1,231 @@
+// Package api serves the OpenStack Networking API v2.0 over HTTP: routing,
+// authentication, Neutron's error format, and the generic collection
+// machinery (create, show, list with filters/fields/sorting/pagination,
+// update, delete, tags) driven by the schema package.
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"neutrino/internal/core"
+	"neutrino/internal/fault"
+	"neutrino/internal/identity"
+	"neutrino/internal/policy"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// Server is the HTTP API.
+type Server struct {
+	Core *core.Service
+	DB   *store.DB
+	Auth identity.Authenticator
+	// Identity, when set, serves the built-in Keystone subset under /v3.
+	Identity *identity.Builtin
+	Log      *slog.Logger
+
+	mux      *http.ServeMux
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	registry *prometheus.Registry
+}
+
+// maxBody bounds request bodies.
+const maxBody = 4 << 20
+
+// New builds the server's routes.
+func New(svc *core.Service, auth identity.Authenticator, ident *identity.Builtin, log *slog.Logger) *Server {
+	s := &Server{Core: svc, DB: svc.DB, Auth: auth, Identity: ident, Log: log, mux: http.NewServeMux()}
+	s.registry = prometheus.NewRegistry()
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "neutrino_api_requests_total", Help: "API requests by method, collection and status."}, []string{"method", "collection", "code"})
+	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "neutrino_api_request_seconds", Help: "API request latency.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}, []string{"method", "collection"})
+	s.registry.MustRegister(s.requests, s.latency, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	s.mux.HandleFunc("/", s.serveAPI)
+	if ident != nil {
+		s.mux.Handle("/v3", ident)
+		s.mux.Handle("/v3/", ident)
+		s.mux.HandleFunc("GET /identity", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusMultipleChoices, ident.VersionsDoc(r))
+		})
+	}
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mux.ServeHTTP(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"NeutronError": {"type": "HTTPInternalServerError", "message": "encoding failed", "detail": ""}}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// writeError renders err in Neutron's format; unknown errors are 500s.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	fe, ok := fault.As(err)
+	if !ok {
+		s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		fe = &fault.Error{Status: http.StatusInternalServerError, Type: "HTTPInternalServerError",
+			Message: "Request Failed: internal server error while processing your request."}
+	}
+	writeJSON(w, fe.Status, map[string]any{"NeutronError": map[string]any{"type": fe.Type, "message": fe.Message, "detail": fe.Detail}})
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (sw *statusWriter) WriteHeader(c int) { sw.code = c; sw.ResponseWriter.WriteHeader(c) }
+
+func (s *Server) baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+var notFoundErr = &fault.Error{Status: http.StatusNotFound, Type: "HTTPNotFound", Message: "The resource could not be found."}
+
+func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, code: 200}
+	reqID := "req-" + uuid.NewString()
+	w.Header().Set("X-Openstack-Request-Id", reqID)
+	path := strings.TrimSuffix(r.URL.Path, ".json")
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	collection := ""
+	if len(parts) > 1 {
+		collection = parts[1]
+	}
+	defer func() {
+		if rec := recover(); rec != nil {
+			s.Log.Error("panic", "err", rec, "path", r.URL.Path)
+			s.writeError(sw, r, errors.New("panic"))
+		}
+		if collection != "" && schema.ByCollection(collection) == nil && collection != "extensions" && collection != "quotas" {
+			collection = "other"
+		}
+		s.requests.WithLabelValues(r.Method, collection, strconv.Itoa(sw.code)).Inc()
+		s.latency.WithLabelValues(r.Method, collection).Observe(time.Since(start).Seconds())
+	}()
+	if path == "/" || path == "" {
+		writeJSON(sw, http.StatusOK, map[string]any{"versions": []any{map[string]any{"id": "v2.0", "status": "CURRENT",
+			"links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + "/v2.0/"}}}}})
+		return
+	}
+	if parts[0] != "v2.0" {
+		s.writeError(sw, r, notFoundErr)
+		return
+	}
+	caller, err := s.Auth.Authenticate(r.Context(), r)
+	if err != nil {
+		sw.Header().Set("WWW-Authenticate", "Keystone uri='"+s.baseURL(r)+"/v3'")
+		writeJSON(sw, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
+		return
+	}
+	ctx := policy.With(r.Context(), caller)
+	r = r.WithContext(ctx)
+	if len(parts) == 1 {
+		if !strings.HasSuffix(r.URL.Path, "/") {
+			s.writeError(sw, r, notFoundErr)
+			return
+		}
+		s.resourcesIndex(sw, r)
+		return
+	}
+	switch parts[1] {
+	case "extensions":
+		s.extensions(sw, r, parts[2:])
+		return
+	case "quotas":
+		s.quotas(sw, r, parts[2:])
+		return
+	}
+	res := schema.ByCollection(parts[1])
+	if res == nil {
+		s.writeError(sw, r, notFoundErr)
+		return
+	}
+	s.collection(sw, r, res, parts[2:])
+}
+
+func (s *Server) resourcesIndex(w http.ResponseWriter, r *http.Request) {
+	var out []any
+	for _, res := range []*schema.Resource{schema.Network, schema.Subnet, schema.SubnetPool, schema.Port} {
+		out = append(out, map[string]any{"name": res.Member, "collection": res.Collection,
+			"links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + "/v2.0/" + res.Collection}}})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"resources": out})
+}
+
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return nil, fault.BadRequest("Malformed request body")
+	}
+	if len(b) > maxBody {
+		return nil, fault.New(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "Request is too large.")
+	}
+	return b, nil
+}
+
+// ifMatch parses If-Match: revision_number=N (-1 when absent).
+func ifMatch(r *http.Request) (int64, error) {
+	h := r.Header.Get("If-Match")
+	if h == "" {
+		return -1, nil
+	}
+	for _, part := range strings.Split(h, ",") {
+		part = strings.TrimSpace(part)
+		if v, ok := strings.CutPrefix(part, "revision_number="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, fault.BadRequest("Invalid value for If-Match header: %s", h)
+			}
+			return n, nil
+		}
+	}
+	return -1, nil
+}
+
+func methodNotAllowed() error {
+	return fault.New(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+}
+
+// decodeMember decodes {"key": {...}}.
+func decodeMember(body []byte, key string) (map[string]any, error) {
+	var doc map[string]json.RawMessage
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fault.BadRequest("Malformed request body")
+	}
+	raw, ok := doc[key]
+	if !ok {
+		return nil, fault.BadRequest("Unable to find '%s' in request body", key)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, fault.BadRequest("Malformed request body")
+	}
+	return m, nil
+}

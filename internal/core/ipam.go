@@ -1,0 +1,231 @@
+package core
+
+import (
+	"crypto/rand"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"net/netip"
+
+	"neutrino/internal/fault"
+)
+
+// Pool is an inclusive address range of a subnet.
+type Pool struct{ Start, End netip.Addr }
+
+func (p Pool) contains(a netip.Addr) bool { return p.Start.Compare(a) <= 0 && a.Compare(p.End) <= 0 }
+func (p Pool) String() string           { return p.Start.String() + "-" + p.End.String() }
+
+func addrToInt(a netip.Addr) *big.Int { b := a.As16(); return new(big.Int).SetBytes(b[:]) }
+
+func intToAddr(n *big.Int, v6 bool) netip.Addr {
+	var b [16]byte
+	n.FillBytes(b[:])
+	a := netip.AddrFrom16(b)
+	if !v6 {
+		return a.Unmap()
+	}
+	return a
+}
+
+// lastAddr is the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	n := addrToInt(p.Addr())
+	host := p.Addr().BitLen() - p.Bits()
+	ones := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(host)), big.NewInt(1))
+	return intToAddr(n.Or(n, ones), p.Addr().Is6())
+}
+
+// defaultPools is the usable range of cidr minus the gateway, as Neutron
+// computes it: IPv4 excludes network and broadcast, IPv6 the subnet-router
+// anycast address.
+func defaultPools(p netip.Prefix, gw netip.Addr) []Pool {
+	first := p.Addr().Next()
+	last := lastAddr(p)
+	if p.Addr().Is4() {
+		if p.Bits() >= 31 {
+			first, last = p.Addr(), lastAddr(p)
+		} else {
+			last = last.Prev()
+		}
+	}
+	if !first.IsValid() || first.Compare(last) > 0 {
+		return nil
+	}
+	whole := Pool{first, last}
+	if !gw.IsValid() || !whole.contains(gw) {
+		return []Pool{whole}
+	}
+	var out []Pool
+	if gw.Compare(first) > 0 {
+		out = append(out, Pool{first, gw.Prev()})
+	}
+	if gw.Compare(last) < 0 {
+		out = append(out, Pool{gw.Next(), last})
+	}
+	return out
+}
+
+func poolsToList(ps []Pool) []any {
+	out := make([]any, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, map[string]any{"start": p.Start.String(), "end": p.End.String()})
+	}
+	return out
+}
+
+// subnetPools reads a subnet's allocation_pools.
+func subnetPools(sn Object) []Pool {
+	var out []Pool
+	for _, e := range list(sn, "allocation_pools") {
+		m, _ := e.(map[string]any)
+		s, err1 := netip.ParseAddr(str(m, "start"))
+		e, err2 := netip.ParseAddr(str(m, "end"))
+		if err1 == nil && err2 == nil {
+			out = append(out, Pool{s, e})
+		}
+	}
+	return out
+}
+
+// parsePools validates requested allocation pools against cidr and gateway.
+func parsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
+	l, ok := v.([]any)
+	if !ok {
+		return nil, fault.BadRequest("Invalid input for allocation_pools. Reason: Invalid data format for IP pool: '%v'.", v)
+	}
+	var out []Pool
+	for _, e := range l {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, fault.BadRequest("Invalid input for allocation_pools. Reason: Invalid data format for IP pool: '%v'.", e)
+		}
+		s, err1 := netip.ParseAddr(str(m, "start"))
+		en, err2 := netip.ParseAddr(str(m, "end"))
+		if err1 != nil || err2 != nil || len(m) != 2 {
+			return nil, fault.BadRequest("Invalid input for allocation_pools. Reason: Invalid data format for IP pool: '%v'.", e)
+		}
+		s, en = s.Unmap(), en.Unmap()
+		if s.Is4() != p.Addr().Is4() || en.Is4() != p.Addr().Is4() {
+			return nil, fault.New(http.StatusBadRequest, "OutOfBoundsAllocationPool",
+				"The allocation pool %s-%s spans beyond the subnet cidr %s.", s, en, p)
+		}
+		if s.Compare(en) > 0 {
+			return nil, fault.New(http.StatusBadRequest, "InvalidAllocationPool", "The allocation pool %s-%s is not valid.", s, en)
+		}
+		if !p.Contains(s) || !p.Contains(en) {
+			return nil, fault.New(http.StatusBadRequest, "OutOfBoundsAllocationPool",
+				"The allocation pool %s-%s spans beyond the subnet cidr %s.", s, en, p)
+		}
+		out = append(out, Pool{s, en})
+	}
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[i].contains(out[j].Start) || out[j].contains(out[i].Start) {
+				return nil, fault.New(http.StatusConflict, "OverlappingAllocationPools",
+					"Found overlapping allocation pools: %s %s for subnet %s.", out[i], out[j], p)
+			}
+		}
+	}
+	if gw.IsValid() {
+		for _, pl := range out {
+			if pl.contains(gw) {
+				return nil, fault.New(http.StatusConflict, "GatewayConflictWithAllocationPools",
+					"Gateway ip %s conflicts with allocation pool %s.", gw, pl)
+			}
+		}
+	}
+	return out, nil
+}
+
+// eui64 derives the SLAAC address of mac in a /64.
+func eui64(p netip.Prefix, mac string) (netip.Addr, error) {
+	hw, err := net.ParseMAC(mac)
+	if err != nil || len(hw) != 6 {
+		return netip.Addr{}, fmt.Errorf("bad mac %q", mac)
+	}
+	b := p.Addr().As16()
+	b[8] = hw[0] ^ 0x02
+	b[9], b[10] = hw[1], hw[2]
+	b[11], b[12] = 0xff, 0xfe
+	b[13], b[14], b[15] = hw[3], hw[4], hw[5]
+	return netip.AddrFrom16(b), nil
+}
+
+// isAutoAddress reports whether a subnet gives addresses by SLAAC.
+func isAutoAddress(sn Object) bool {
+	m := str(sn, "ipv6_address_mode")
+	return m == "slaac" || m == "dhcpv6-stateless"
+}
+
+// allocated returns the addresses taken in a subnet.
+func (c *Ctx) allocated(subnetID string) (map[netip.Addr]bool, error) {
+	rows, err := c.Tx.Strings("SELECT ip_address FROM ip_allocations WHERE subnet_id = ?", subnetID)
+	if err != nil {
+		return nil, err
+	}
+	used := make(map[netip.Addr]bool, len(rows))
+	for _, r := range rows {
+		if a, err := netip.ParseAddr(r); err == nil {
+			used[a] = true
+		}
+	}
+	return used, nil
+}
+
+// nextFree picks a free address from the subnet's pools: random for IPv4
+// (as Neutron does, so deleted addresses are not reused at once), then the
+// first free one scanning upward.
+func (c *Ctx) nextFree(sn Object) (netip.Addr, bool, error) {
+	used, err := c.allocated(str(sn, "id"))
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
+	gw, _ := netip.ParseAddr(str(sn, "gateway_ip"))
+	pools := subnetPools(sn)
+	free := func(a netip.Addr) bool { return !used[a] && a != gw }
+	// A few random probes keep allocation O(1) in sparse pools.
+	for _, pl := range pools {
+		size := new(big.Int).Sub(addrToInt(pl.End), addrToInt(pl.Start))
+		size.Add(size, big.NewInt(1))
+		for try := 0; try < 8; try++ {
+			off, err := rand.Int(rand.Reader, size)
+			if err != nil {
+				break
+			}
+			a := intToAddr(off.Add(off, addrToInt(pl.Start)), pl.Start.Is6())
+			if free(a) {
+				return a, true, nil
+			}
+		}
+	}
+	for _, pl := range pools {
+		for a := pl.Start; a.IsValid() && a.Compare(pl.End) <= 0; a = a.Next() {
+			if free(a) {
+				return a, true, nil
+			}
+		}
+	}
+	return netip.Addr{}, false, nil
+}
+
+// allocate records ip for port in subnet; a taken address is a conflict.
+func (c *Ctx) allocate(sn Object, ip netip.Addr, portID string) error {
+	_, err := c.Tx.Exec("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?)",
+		str(sn, "id"), ip.String(), portID, str(sn, "network_id"))
+	if isUnique(err) {
+		return fault.Conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, str(sn, "id"))
+	}
+	return err
+}
+
+func (c *Ctx) releasePortIPs(portID string) error {
+	_, err := c.Tx.Exec("DELETE FROM ip_allocations WHERE port_id = ?", portID)
+	return err
+}
+
+func (c *Ctx) releaseIP(subnetID string, ip string) error {
+	_, err := c.Tx.Exec("DELETE FROM ip_allocations WHERE subnet_id = ? AND ip_address = ?", subnetID, ip)
+	return err
+}

@@ -1,0 +1,68 @@
+package core
+
+// MechanismDriver binds ports to hosts and sees every port change before
+// and after it commits, as ML2's mechanism drivers do.
+type MechanismDriver interface {
+	Name() string
+	// Bind returns the binding for port on network at its binding:host_id,
+	// or ok=false if this driver cannot bind it.
+	Bind(c *Ctx, port, network Object) (vifType string, details map[string]any, ok bool)
+	// PrecommitPort may veto a port change inside the transaction.
+	PrecommitPort(c *Ctx, port, network Object) error
+}
+
+// linuxDriver is the Linux kernel data plane: a tap device per port plugged
+// into a bridge per network, on any network type the type drivers made.
+type linuxDriver struct{}
+
+func (linuxDriver) Name() string { return "linux" }
+
+func (linuxDriver) Bind(c *Ctx, port, network Object) (string, map[string]any, bool) {
+	switch str(port, "binding:vnic_type") {
+	case "normal", "":
+	default:
+		return "", nil, false
+	}
+	segs := NetworkSegments(network)
+	if len(segs) == 0 {
+		return "", nil, false
+	}
+	return "tap", map[string]any{"port_filter": true, "connectivity": "l2", "bridge_name": BridgeName(str(network, "id"))}, true
+}
+
+func (linuxDriver) PrecommitPort(c *Ctx, port, network Object) error { return nil }
+
+// BridgeName is the per-network bridge on every host.
+func BridgeName(networkID string) string {
+	if len(networkID) > 11 {
+		networkID = networkID[:11]
+	}
+	return "brq" + networkID
+}
+
+func (s *Service) mechanisms() []MechanismDriver { return []MechanismDriver{linuxDriver{}} }
+
+// bind sets binding:vif_type and vif_details from the first driver that can
+// bind the port at its host; no host means unbound.
+func (s *Service) bind(c *Ctx, port, network Object) error {
+	for _, d := range s.mechanisms() {
+		if err := d.PrecommitPort(c, port, network); err != nil {
+			return err
+		}
+	}
+	if str(port, "binding:host_id") == "" {
+		port["binding:vif_type"] = "unbound"
+		port["binding:vif_details"] = map[string]any{}
+		return nil
+	}
+	for _, d := range s.mechanisms() {
+		if vt, det, ok := d.Bind(c, port, network); ok {
+			port["binding:vif_type"] = vt
+			port["binding:vif_details"] = det
+			return nil
+		}
+	}
+	port["binding:vif_type"] = "binding_failed"
+	port["binding:vif_details"] = map[string]any{}
+	return nil
+}

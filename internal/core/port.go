@@ -1,0 +1,553 @@
+package core
+
+import (
+	"crypto/rand"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+const maxAddressPairs = 10
+
+// trustedOwner ports (network:*) get no default security group, as in Neutron.
+func trustedOwner(owner string) bool { return strings.HasPrefix(owner, "network:") }
+
+func createPort(c *Ctx, in Object) (Object, error) {
+	net, err := c.networkForChange(str(in, "network_id"))
+	if err != nil {
+		return nil, err
+	}
+	netOwner := c.Owns(str(net, "project_id"))
+	id := str(in, "id")
+	o := Object{
+		"id": id, "project_id": in["project_id"], "name": in["name"], "description": in["description"],
+		"network_id": str(net, "id"), "admin_state_up": in["admin_state_up"], "status": "DOWN",
+		"device_id": in["device_id"], "device_owner": in["device_owner"],
+		"binding:host_id": in["binding:host_id"], "binding:vnic_type": in["binding:vnic_type"],
+		"binding:profile": in["binding:profile"], "ip_allocation": "immediate",
+	}
+	// MAC address.
+	if mac, ok := in["mac_address"].(string); ok {
+		if !netOwner {
+			return nil, fault.Forbidden("(rule:create_port and rule:create_port:mac_address) is disallowed by policy")
+		}
+		o["mac_address"] = mac
+	} else {
+		o["mac_address"] = c.S.randomMAC()
+	}
+	if err := c.reserveMAC(str(net, "id"), str(o, "mac_address"), id, !hasMAC(in)); err != nil {
+		return nil, err
+	}
+	// Addresses.
+	var req []any
+	if v, ok := in["fixed_ips"].([]any); ok {
+		req = v
+	}
+	ips, err := c.allocatePortIPs(net, o, req, in["fixed_ips"] != nil && !isUnset(in["fixed_ips"]), nil)
+	if err != nil {
+		return nil, err
+	}
+	o["fixed_ips"] = ips
+	// Port security, groups, pairs.
+	ps, ok := in["port_security_enabled"].(bool)
+	if !ok {
+		ps = boolean(net, "port_security_enabled")
+	}
+	o["port_security_enabled"] = ps
+	sgs, sgGiven := in["security_groups"].([]any)
+	switch {
+	case sgGiven && len(sgs) > 0 && !ps:
+		return nil, portSecurityRequired()
+	case sgGiven:
+		if err := c.checkGroups(sgs); err != nil {
+			return nil, err
+		}
+	case ps && !trustedOwner(str(o, "device_owner")):
+		sg, err := c.ensureDefaultSG(str(o, "project_id"))
+		if err != nil {
+			return nil, err
+		}
+		sgs = []any{sg}
+	default:
+		sgs = []any{}
+	}
+	o["security_groups"] = sgs
+	pairs, err := parsePairs(in["allowed_address_pairs"], str(o, "mac_address"))
+	if err != nil {
+		return nil, err
+	}
+	if len(pairs) > 0 && !ps {
+		return nil, addressPairNeedsSecurity()
+	}
+	o["allowed_address_pairs"] = pairs
+	opts, err := mergeDHCPOpts(nil, in["extra_dhcp_opts"])
+	if err != nil {
+		return nil, err
+	}
+	o["extra_dhcp_opts"] = opts
+	if err := c.S.bind(c, o, net); err != nil {
+		return nil, err
+	}
+	c.stamp(o)
+	if err := c.put(schema.Port, o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func portSecurityRequired() error {
+	return fault.New(http.StatusBadRequest, "PortSecurityAndIPRequiredForSecurityGroups",
+		"Port security must be enabled and port must have an IP address in order to use security groups.")
+}
+
+func addressPairNeedsSecurity() error {
+	return fault.New(http.StatusConflict, "AddressPairAndPortSecurityRequired",
+		"Port Security must be enabled in order to have allowed address pairs on a port.")
+}
+
+// randomMAC makes a MAC under the configured base prefix.
+func (s *Service) randomMAC() string {
+	base, _ := net.ParseMAC(s.Config.BaseMAC)
+	b := make([]byte, 6)
+	rand.Read(b)
+	copy(b, base[:3])
+	return net.HardwareAddr(b).String()
+}
+
+// reserveMAC records mac as used on network; a generated MAC that collides
+// is replaced, a requested one is a conflict.
+func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) error {
+	for try := 0; ; try++ {
+		_, err := c.Tx.Exec("INSERT INTO mac_addresses (network_id, mac_address, port_id) VALUES (?, ?, ?)", networkID, mac, portID)
+		if err == nil {
+			return nil
+		}
+		if !isUnique(err) {
+			return err
+		}
+		if !generated || try > 16 {
+			return fault.Conflict("MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", networkID, mac)
+		}
+		mac = c.S.randomMAC()
+	}
+}
+
+// allocatePortIPs turns a fixed_ips request into allocations. keep are the
+// port's current addresses (on update) that remain allocated if requested.
+func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[string]string) ([]any, error) {
+	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: str(net, "id")})
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]Object{}
+	for _, s := range subnets {
+		byID[str(s, "id")] = s
+	}
+	portID, netID := str(port, "id"), str(net, "id")
+	router := strings.HasPrefix(str(port, "device_owner"), "network:router")
+	var out []any
+	usedSubnet := map[string]bool{}
+	add := func(sn Object, ip netip.Addr) {
+		out = append(out, map[string]any{"subnet_id": str(sn, "id"), "ip_address": ip.String()})
+		usedSubnet[str(sn, "id")] = true
+	}
+	exhausted := func() error {
+		return fault.Conflict("IpAddressGenerationFailure", "No more IP addresses available on network %s.", netID)
+	}
+	if given {
+		if len(req) > c.S.Config.MaxFixedIPsPerPort {
+			return nil, fault.BadRequest("Exceeded maximum amount of fixed ips per port.")
+		}
+		for _, e := range req {
+			m, ok := e.(map[string]any)
+			if !ok {
+				return nil, fault.BadRequest("Invalid input for fixed_ips. Reason: Invalid data format for fixed IP: '%v'.", e)
+			}
+			for k := range m {
+				if k != "subnet_id" && k != "ip_address" {
+					return nil, fault.BadRequest("Invalid input for fixed_ips. Reason: Unrecognized attribute(s) '%s'", k)
+				}
+			}
+			var ip netip.Addr
+			if v, ok := m["ip_address"]; ok {
+				s, _ := v.(string)
+				a, err := netip.ParseAddr(s)
+				if err != nil {
+					return nil, fault.BadRequest("Invalid input for fixed_ips. Reason: '%s' is not a valid IP address.", schema.Render(v))
+				}
+				ip = a.Unmap()
+			}
+			var sn Object
+			if v, ok := m["subnet_id"]; ok {
+				sid, _ := v.(string)
+				if !schema.IsUUID(sid) {
+					return nil, fault.BadRequest("Invalid input for fixed_ips. Reason: '%s' is not a valid UUID.", schema.Render(v))
+				}
+				sn = byID[sid]
+				if sn == nil {
+					if _, err := c.Tx.Get(schema.Subnet.Kind, sid); err == nil {
+						return nil, fault.InvalidInput("Failed to create port on network %s, because fixed_ips included invalid subnet %s", netID, sid)
+					}
+					return nil, fault.NotFound("Subnet", "Subnet", sid)
+				}
+			} else if ip.IsValid() {
+				for _, s := range subnets {
+					if p, err := netip.ParsePrefix(str(s, "cidr")); err == nil && p.Contains(ip) {
+						sn = s
+						break
+					}
+				}
+				if sn == nil {
+					return nil, fault.New(http.StatusBadRequest, "InvalidIpForNetwork", "IP address %s is not a valid IP for any of the subnets on the specified network.", ip)
+				}
+			} else {
+				return nil, fault.BadRequest("Invalid input for fixed_ips. Reason: Invalid data format for fixed IP: '%v'.", e)
+			}
+			prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
+			if ip.IsValid() {
+				if !prefix.Contains(ip) || (prefix.Addr().Is4() && prefix.Bits() < 31 && (ip == prefix.Addr() || ip == lastAddr(prefix))) {
+					return nil, fault.New(http.StatusBadRequest, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", ip)
+				}
+				if isAutoAddress(sn) && !router {
+					return nil, fault.New(http.StatusBadRequest, "AllocationOnAutoAddressSubnet",
+						"IPv6 address %s cannot be directly assigned to a port on subnet %s as the subnet is configured for automatic addresses", ip, str(sn, "id"))
+				}
+				if keep[str(sn, "id")+"/"+ip.String()] == "" {
+					if err := c.allocate(sn, ip, portID); err != nil {
+						return nil, err
+					}
+				}
+				add(sn, ip)
+				continue
+			}
+			if isAutoAddress(sn) && !router {
+				a, err := eui64(prefix, str(port, "mac_address"))
+				if err != nil {
+					return nil, err
+				}
+				if keep[str(sn, "id")+"/"+a.String()] == "" {
+					if err := c.allocate(sn, a, portID); err != nil {
+						return nil, err
+					}
+				}
+				add(sn, a)
+				continue
+			}
+			a, ok, err := c.nextFree(sn)
+			if err != nil {
+				return nil, err
+			}
+			if !ok {
+				return nil, exhausted()
+			}
+			if err := c.allocate(sn, a, portID); err != nil {
+				return nil, err
+			}
+			add(sn, a)
+		}
+	} else {
+		// One address from the first IPv4 subnet with room, one from the
+		// first stateful IPv6 subnet with room.
+		for _, version := range []float64{4, 6} {
+			tried, got := false, false
+			for _, sn := range subnets {
+				if sn["ip_version"] != version || isAutoAddress(sn) || got {
+					continue
+				}
+				tried = true
+				a, ok, err := c.nextFree(sn)
+				if err != nil {
+					return nil, err
+				}
+				if ok {
+					if err := c.allocate(sn, a, portID); err != nil {
+						return nil, err
+					}
+					add(sn, a)
+					got = true
+				}
+			}
+			if tried && !got {
+				return nil, exhausted()
+			}
+		}
+	}
+	// Every SLAAC/stateless subnet gives its EUI-64 address automatically.
+	if !router {
+		for _, sn := range subnets {
+			if !isAutoAddress(sn) || usedSubnet[str(sn, "id")] {
+				continue
+			}
+			prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
+			a, err := eui64(prefix, str(port, "mac_address"))
+			if err != nil {
+				return nil, err
+			}
+			if keep[str(sn, "id")+"/"+a.String()] == "" {
+				if err := c.allocate(sn, a, portID); err != nil {
+					return nil, err
+				}
+			}
+			add(sn, a)
+		}
+	}
+	if out == nil {
+		out = []any{}
+	}
+	return out, nil
+}
+
+func parsePairs(v any, portMAC string) ([]any, error) {
+	l, _ := v.([]any)
+	if len(l) > maxAddressPairs {
+		return nil, fault.New(http.StatusBadRequest, "AllowedAddressPairExhausted",
+			"The number of allowed address pair exceeds the maximum %d.", maxAddressPairs)
+	}
+	out := make([]any, 0, len(l))
+	seen := map[string]bool{}
+	for _, e := range l {
+		m, ok := e.(map[string]any)
+		if !ok {
+			return nil, fault.BadRequest("Invalid input for allowed_address_pairs. Reason: Allowed address pairs must be a list of dictionaries.")
+		}
+		for k := range m {
+			if k != "ip_address" && k != "mac_address" {
+				return nil, fault.BadRequest("Unrecognized attribute(s) '%s'", k)
+			}
+		}
+		ipv, ok := m["ip_address"]
+		if !ok || ipv == nil {
+			return nil, fault.New(http.StatusBadRequest, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
+		}
+		ip, err := schema.CIDRLoose("ip_address", ipv)
+		if err != nil {
+			return nil, fault.BadRequest("Invalid input for allowed_address_pairs. Reason: '%s' is not a valid IP address.", schema.Render(ipv))
+		}
+		ipStr := schema.Render(ipv)
+		if p, err := netip.ParsePrefix(ip.(string)); err == nil && p.IsSingleIP() {
+			ipStr = p.Addr().String()
+		} else {
+			ipStr = ip.(string)
+		}
+		macReq := "None"
+		mac := portMAC
+		if mv, ok := m["mac_address"]; ok && mv != nil {
+			cm, err := schema.MAC("mac_address", mv)
+			if err != nil {
+				return nil, fault.BadRequest("Invalid input for allowed_address_pairs. Reason: '%s' is not a valid MAC address.", schema.Render(mv))
+			}
+			mac = cm.(string)
+			macReq = mac
+		}
+		k := macReq + "/" + ipStr
+		if seen[k] {
+			return nil, fault.InvalidInput("Request contains duplicate address pair: mac_address %s ip_address %s", macReq, ipStr)
+		}
+		seen[k] = true
+		out = append(out, map[string]any{"ip_address": ipStr, "mac_address": mac})
+	}
+	return out, nil
+}
+
+// mergeDHCPOpts applies requested extra_dhcp_opts to cur: an option is keyed
+// by name and IP version, and a null opt_value removes it.
+func mergeDHCPOpts(cur []any, v any) ([]any, error) {
+	l, _ := v.([]any)
+	type key struct {
+		name string
+		ver  float64
+	}
+	var order []key
+	vals := map[key]any{}
+	for _, e := range cur {
+		m, _ := e.(map[string]any)
+		k := key{str(m, "opt_name"), num(m["ip_version"], 4)}
+		order = append(order, k)
+		vals[k] = m["opt_value"]
+	}
+	for _, e := range l {
+		m, ok := e.(map[string]any)
+		bad := func() error {
+			return fault.InvalidInput("No valid key specs matched for: %v", pyDict(m))
+		}
+		if !ok {
+			return nil, fault.InvalidInput("No valid key specs matched for: %v", e)
+		}
+		for k := range m {
+			if k != "opt_name" && k != "opt_value" && k != "ip_version" {
+				return nil, bad()
+			}
+		}
+		name, ok := m["opt_name"].(string)
+		if !ok || name == "" {
+			return nil, bad()
+		}
+		ver := 4.0
+		if iv, ok := m["ip_version"]; ok {
+			n, err := schema.Int("ip_version", iv)
+			if err != nil || (n.(float64) != 4 && n.(float64) != 6) {
+				return nil, bad()
+			}
+			ver = n.(float64)
+		}
+		val, hasVal := m["opt_value"]
+		if !hasVal {
+			return nil, bad()
+		}
+		k := key{name, ver}
+		if val == nil {
+			if _, exists := vals[k]; exists {
+				delete(vals, k)
+			}
+			continue
+		}
+		sv, ok := val.(string)
+		if !ok {
+			sv = schema.Render(val)
+		}
+		if _, exists := vals[k]; !exists {
+			order = append(order, k)
+		}
+		vals[k] = sv
+	}
+	out := []any{}
+	for _, k := range order {
+		v, ok := vals[k]
+		if !ok {
+			continue
+		}
+		delete(vals, k)
+		out = append(out, map[string]any{"opt_name": k.name, "opt_value": v, "ip_version": k.ver})
+	}
+	return out, nil
+}
+
+// pyDict renders a request dict the way Neutron's messages print it.
+func pyDict(m map[string]any) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		v := m[k]
+		vs := schema.Render(v)
+		if _, ok := v.(string); ok {
+			vs = "'" + vs + "'"
+		}
+		parts = append(parts, "'"+k+"': "+vs)
+	}
+	return "{" + strings.Join(parts, ", ") + "}"
+}
+
+func updatePort(c *Ctx, cur, in Object) (Object, error) {
+	net, err := c.Tx.Get(schema.Network.Kind, str(cur, "network_id"))
+	if err != nil {
+		return nil, err
+	}
+	id := str(cur, "id")
+	if mac, ok := in["mac_address"].(string); ok && mac != str(cur, "mac_address") {
+		if !c.Admin {
+			return nil, fault.Forbidden("(rule:update_port and rule:update_port:mac_address) is disallowed by policy")
+		}
+		if str(cur, "binding:vif_type") != "unbound" && str(cur, "binding:host_id") != "" {
+			return nil, fault.Conflict("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, str(cur, "binding:vif_type"), str(cur, "mac_address"), mac)
+		}
+		if _, err := c.Tx.Exec("DELETE FROM mac_addresses WHERE network_id = ? AND port_id = ?", str(net, "id"), id); err != nil {
+			return nil, err
+		}
+		if err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
+			return nil, err
+		}
+	}
+	merged := merge(schema.CloneObject(cur), in)
+	if v, ok := in["fixed_ips"]; ok {
+		req, _ := v.([]any)
+		keep := map[string]string{}
+		for _, e := range list(cur, "fixed_ips") {
+			m, _ := e.(map[string]any)
+			keep[str(m, "subnet_id")+"/"+str(m, "ip_address")] = "x"
+		}
+		ips, err := c.allocatePortIPs(net, merged, req, true, keep)
+		if err != nil {
+			return nil, err
+		}
+		still := map[string]bool{}
+		for _, e := range ips {
+			m, _ := e.(map[string]any)
+			still[str(m, "subnet_id")+"/"+str(m, "ip_address")] = true
+		}
+		for _, e := range list(cur, "fixed_ips") {
+			m, _ := e.(map[string]any)
+			if !still[str(m, "subnet_id")+"/"+str(m, "ip_address")] {
+				if err := c.releaseIP(str(m, "subnet_id"), str(m, "ip_address")); err != nil {
+					return nil, err
+				}
+			}
+		}
+		merged["fixed_ips"] = ips
+	}
+	ps := boolean(merged, "port_security_enabled")
+	if v, ok := in["security_groups"]; ok {
+		sgs, _ := v.([]any)
+		if len(sgs) > 0 && !ps {
+			return nil, portSecurityRequired()
+		}
+		if err := c.checkGroups(sgs); err != nil {
+			return nil, err
+		}
+		merged["security_groups"] = orEmpty(sgs)
+	} else if !ps && len(list(cur, "security_groups")) > 0 {
+		return nil, fault.New(http.StatusConflict, "PortSecurityPortHasSecurityGroup",
+			"Port has security group associated. Cannot disable port security or IP address until security group is removed.")
+	}
+	if v, ok := in["allowed_address_pairs"]; ok {
+		pairs, err := parsePairs(v, str(merged, "mac_address"))
+		if err != nil {
+			return nil, err
+		}
+		merged["allowed_address_pairs"] = pairs
+	}
+	if !ps && len(list(merged, "allowed_address_pairs")) > 0 {
+		return nil, addressPairNeedsSecurity()
+	}
+	if v, ok := in["extra_dhcp_opts"]; ok {
+		opts, err := mergeDHCPOpts(list(cur, "extra_dhcp_opts"), v)
+		if err != nil {
+			return nil, err
+		}
+		merged["extra_dhcp_opts"] = opts
+	}
+	_, hostChanged := in["binding:host_id"]
+	_, vnicChanged := in["binding:vnic_type"]
+	_, profChanged := in["binding:profile"]
+	if hostChanged || vnicChanged || profChanged {
+		if err := c.S.bind(c, merged, net); err != nil {
+			return nil, err
+		}
+	}
+	return merged, nil
+}
+
+func deletePort(c *Ctx, cur Object) error { return removePort(c, cur) }
+
+// removePort deletes a port and frees its addresses and MAC.
+func removePort(c *Ctx, p Object) error {
+	id := str(p, "id")
+	if err := c.releasePortIPs(id); err != nil {
+		return err
+	}
+	if _, err := c.Tx.Exec("DELETE FROM mac_addresses WHERE port_id = ?", id); err != nil {
+		return err
+	}
+	return c.Tx.Delete(schema.Port.Kind, id)
+}
+
+func hasMAC(o Object) bool { _, ok := o["mac_address"].(string); return ok }

@@ -1,0 +1,395 @@
+package core
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// protocolNumbers are the names Neutron accepts for security group rules.
+var protocolNumbers = map[string]int{
+	"ah": 51, "dccp": 33, "egp": 8, "esp": 50, "gre": 47, "hopopt": 0, "icmp": 1, "igmp": 2, "ip": 0, "ipip": 4,
+	"ipv6-encap": 41, "ipv6-frag": 44, "ipv6-icmp": 58, "icmpv6": 58, "ipv6-nonxt": 59, "ipv6-opts": 60,
+	"ipv6-route": 43, "ospf": 89, "pgm": 113, "rsvp": 46, "sctp": 132, "tcp": 6, "udp": 17, "udplite": 136, "vrrp": 112,
+}
+
+const protocolList = "[None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ip', 'ipip', 'ipv6-encap', 'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', 'udp', 'udplite', 'vrrp']"
+
+func sgNotFound(id string) error {
+	return fault.New(http.StatusNotFound, "SecurityGroupNotFound", "Security group %s does not exist", id)
+}
+
+func securityGroupVisible(c *Ctx, o Object) bool {
+	return sharedWith(o, "access_as_shared", c.ProjectID)
+}
+
+func ruleVisible(c *Ctx, o Object) bool {
+	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(o, "security_group_id"))
+	return err == nil && securityGroupVisible(c, sg)
+}
+
+// checkGroups verifies that every group exists and is usable by the caller.
+func (c *Ctx) checkGroups(ids []any) error {
+	for _, v := range ids {
+		id, _ := v.(string)
+		sg, err := c.Tx.Get(schema.SecurityGroup.Kind, id)
+		if err != nil || !c.canSee(schema.SecurityGroup, &kindHandler{visible: securityGroupVisible}, sg) {
+			return sgNotFound(id)
+		}
+	}
+	return nil
+}
+
+func (c *Ctx) newGroup(id, project, name, description string, stateful bool) Object {
+	o := Object{"id": id, "project_id": project, "name": name, "description": description, "stateful": stateful,
+		"shared": false, "security_group_rules": []any{}, keyRBAC: map[string]any{}}
+	c.stamp(o)
+	return o
+}
+
+func (c *Ctx) newRule(sg Object, direction, ethertype string, remoteGroup any, description any) Object {
+	r := Object{"id": newID(), "project_id": sg["project_id"], "security_group_id": sg["id"], "direction": direction,
+		"ethertype": ethertype, "protocol": nil, "port_range_min": nil, "port_range_max": nil, "remote_ip_prefix": nil,
+		"normalized_cidr": nil, "remote_group_id": remoteGroup, "description": description}
+	c.stamp(r)
+	r["revision_number"] = float64(0)
+	return r
+}
+
+// embed is the form of a rule inside its group's security_group_rules.
+func embed(r Object) map[string]any {
+	m := map[string]any{}
+	for _, a := range schema.SecurityGroupRule.Attrs {
+		if v, ok := r[a.Name]; ok {
+			m[a.Name] = v
+		}
+	}
+	m["tenant_id"] = r["project_id"]
+	return m
+}
+
+// storeGroupWithRules writes a new group and its rules.
+func (c *Ctx) storeGroupWithRules(sg Object, rules []Object) error {
+	l := make([]any, 0, len(rules))
+	for _, r := range rules {
+		if err := c.put(schema.SecurityGroupRule, r); err != nil {
+			return err
+		}
+		l = append(l, embed(r))
+	}
+	sg["security_group_rules"] = l
+	return c.put(schema.SecurityGroup, sg)
+}
+
+// ensureDefaultSG returns the id of project's default group, creating it
+// with Neutron's default rules when missing.
+func (c *Ctx) ensureDefaultSG(project string) (string, error) {
+	ids, err := c.Tx.Strings("SELECT id FROM resources WHERE kind = ? AND project_id = ? AND body LIKE ?",
+		schema.SecurityGroup.Kind, project, `%"name":"default"%`)
+	if err != nil {
+		return "", err
+	}
+	for _, id := range ids {
+		sg, err := c.Tx.Get(schema.SecurityGroup.Kind, id)
+		if err == nil && str(sg, "name") == "default" {
+			return id, nil
+		}
+	}
+	sg := c.newGroup(newID(), project, "default", "Default security group", true)
+	sg["revision_number"] = float64(1)
+	var rules []Object
+	for _, et := range []string{"IPv4", "IPv6"} {
+		rules = append(rules, c.newRule(sg, "egress", et, nil, nil), c.newRule(sg, "ingress", et, sg["id"], nil))
+	}
+	if err := c.storeGroupWithRules(sg, rules); err != nil {
+		return "", err
+	}
+	return str(sg, "id"), nil
+}
+
+// EnsureDefaultSG creates project's default group if it has none yet (as
+// Neutron does on a project's first security group request).
+func (s *Service) EnsureDefaultSG(ctx context.Context, project string) error {
+	if project == "" {
+		return nil
+	}
+	found := false
+	err := s.DB.Read(ctx, func(tx *store.Tx) error {
+		ids, err := tx.Strings("SELECT id FROM resources WHERE kind = ? AND project_id = ? AND body LIKE ?",
+			schema.SecurityGroup.Kind, project, `%"name":"default"%`)
+		found = len(ids) > 0
+		return err
+	})
+	if err != nil || found {
+		return err
+	}
+	_, err = s.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := s.NewCtx(ctx, tx).ensureDefaultSG(project)
+		return err
+	})
+	return err
+}
+
+func createSecurityGroup(c *Ctx, in Object) (Object, error) {
+	project := str(in, "project_id")
+	if str(in, "name") == "default" {
+		if _, err := c.ensureDefaultSG(project); err != nil {
+			return nil, err
+		}
+		return nil, fault.Conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+	}
+	if _, err := c.ensureDefaultSG(project); err != nil {
+		return nil, err
+	}
+	sg := c.newGroup(str(in, "id"), project, str(in, "name"), str(in, "description"), boolean(in, "stateful"))
+	var rules []Object
+	for _, et := range []string{"IPv4", "IPv6"} {
+		rules = append(rules, c.newRule(sg, "egress", et, nil, nil))
+	}
+	if err := c.storeGroupWithRules(sg, rules); err != nil {
+		return nil, err
+	}
+	return sg, nil
+}
+
+func updateSecurityGroup(c *Ctx, cur, in Object) (Object, error) {
+	if str(cur, "name") == "default" {
+		if n, ok := in["name"]; ok && n != "default" {
+			return nil, fault.Conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
+		}
+	} else if in["name"] == "default" {
+		return nil, fault.Conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
+	}
+	if v, ok := in["stateful"].(bool); ok && v != boolean(cur, "stateful") {
+		if used, err := c.groupPorts(str(cur, "id")); err != nil || used {
+			if err != nil {
+				return nil, err
+			}
+			return nil, fault.Conflict("SecurityGroupInUse", "Security Group %s in use.", str(cur, "id"))
+		}
+	}
+	return merge(cur, in), nil
+}
+
+// groupPorts reports whether any port uses group id.
+func (c *Ctx) groupPorts(id string) (bool, error) {
+	ids, err := c.Tx.Strings("SELECT id FROM resources WHERE kind = ? AND body LIKE ?", schema.Port.Kind, `%"`+id+`"%`)
+	if err != nil {
+		return false, err
+	}
+	for _, pid := range ids {
+		p, err := c.Tx.Get(schema.Port.Kind, pid)
+		if err != nil {
+			continue
+		}
+		for _, g := range list(p, "security_groups") {
+			if g == id {
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+func deleteSecurityGroup(c *Ctx, cur Object) error {
+	id := str(cur, "id")
+	if str(cur, "name") == "default" && !c.Admin {
+		return fault.Conflict("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group.")
+	}
+	if used, err := c.groupPorts(id); err != nil {
+		return err
+	} else if used {
+		return fault.Conflict("SecurityGroupInUse", "Security Group %s in use.", id)
+	}
+	rules, err := c.Tx.List(schema.SecurityGroupRule.Kind, store.Filter{Parent: id})
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if err := c.Tx.Delete(schema.SecurityGroupRule.Kind, str(r, "id")); err != nil {
+			return err
+		}
+	}
+	if err := c.deleteRBACFor("security_group", id); err != nil {
+		return err
+	}
+	return c.Tx.Delete(schema.SecurityGroup.Kind, id)
+}
+
+// normalizeProtocol returns the rule's protocol as stored and its number
+// (-1 for any).
+func normalizeProtocol(v any, ethertype string) (any, int, error) {
+	if v == nil {
+		return nil, -1, nil
+	}
+	s := schema.Render(v)
+	if s == "" || strings.EqualFold(s, "any") {
+		return nil, -1, nil
+	}
+	if n, err := strconv.Atoi(s); err == nil {
+		if n < 0 || n > 255 {
+			return nil, 0, invalidProtocol(s)
+		}
+		if ethertype == "IPv6" && n == 1 {
+			return "ipv6-icmp", 58, nil
+		}
+		return s, n, nil
+	}
+	n, ok := protocolNumbers[strings.ToLower(s)]
+	if !ok {
+		return nil, 0, invalidProtocol(s)
+	}
+	s = strings.ToLower(s)
+	if ethertype == "IPv6" && (s == "icmp" || s == "icmpv6") {
+		s = "ipv6-icmp"
+	}
+	return s, n, nil
+}
+
+func invalidProtocol(s string) error {
+	return fault.New(http.StatusBadRequest, "SecurityGroupRuleInvalidProtocol",
+		"Security group rule protocol %s not supported. Only protocol values %s and integer representations [0 to 255] are supported.", s, protocolList)
+}
+
+func createRule(c *Ctx, in Object) (Object, error) {
+	sgID := str(in, "security_group_id")
+	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, sgID)
+	if err != nil || !c.canSee(schema.SecurityGroup, &kindHandler{visible: securityGroupVisible}, sg) {
+		return nil, sgNotFound(sgID)
+	}
+	if !c.Owns(str(sg, "project_id")) {
+		return nil, fault.Forbidden("(rule:create_security_group_rule) is disallowed by policy")
+	}
+	et := str(in, "ethertype")
+	proto, pnum, err := normalizeProtocol(in["protocol"], et)
+	if err != nil {
+		return nil, err
+	}
+	pmin, hasMin := in["port_range_min"].(float64)
+	pmax, hasMax := in["port_range_max"].(float64)
+	switch {
+	case (hasMin || hasMax) && pnum < 0:
+		return nil, fault.New(http.StatusBadRequest, "SecurityGroupProtocolRequiredWithPorts", "Must also specify protocol if port range is given.")
+	case pnum == 1 || pnum == 58:
+		if hasMin && (pmin < 0 || pmin > 255) {
+			return nil, fault.New(http.StatusBadRequest, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP %s (%s) %d. It must be 0 to 255.", "type", "port_range_min", int(pmin))
+		}
+		if hasMax && (pmax < 0 || pmax > 255) {
+			return nil, fault.New(http.StatusBadRequest, "SecurityGroupInvalidIcmpValue", "Invalid value for ICMP %s (%s) %d. It must be 0 to 255.", "code", "port_range_max", int(pmax))
+		}
+		if hasMax && !hasMin {
+			return nil, fault.New(http.StatusBadRequest, "SecurityGroupMissingIcmpType", "ICMP code (port-range-max) %d is provided but ICMP type (port-range-min) is missing.", int(pmax))
+		}
+	case pnum == 6 || pnum == 17 || pnum == 33 || pnum == 132 || pnum == 136:
+		for _, p := range []struct {
+			v  float64
+			ok bool
+		}{{pmin, hasMin}, {pmax, hasMax}} {
+			if p.ok && (p.v < 1 || p.v > 65535) {
+				return nil, fault.New(http.StatusBadRequest, "SecurityGroupInvalidPortValue", "Invalid value for port %d", int(p.v))
+			}
+		}
+		if hasMin && hasMax && pmin > pmax {
+			return nil, fault.New(http.StatusBadRequest, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+		}
+		if hasMin != hasMax {
+			if hasMin {
+				pmax, hasMax = pmin, true
+				in["port_range_max"] = pmin
+			} else {
+				return nil, fault.New(http.StatusBadRequest, "SecurityGroupInvalidPortRange", "For TCP/UDP protocols, port_range_min must be <= port_range_max")
+			}
+		}
+	case hasMin || hasMax:
+		return nil, fault.New(http.StatusBadRequest, "SecurityGroupInvalidProtocolForPortRange",
+			"Invalid protocol %s for port range, only supported for TCP, UDP, UDPLITE, SCTP and DCCP.", schema.Render(proto))
+	}
+	var normalized any
+	if rp, ok := in["remote_ip_prefix"].(string); ok && rp != "" {
+		p, err := netip.ParsePrefix(rp)
+		if err != nil {
+			if a, err2 := netip.ParseAddr(rp); err2 == nil {
+				p = netip.PrefixFrom(a, a.BitLen())
+			} else {
+				return nil, fault.BadRequest("Invalid input for remote_ip_prefix. Reason: '%s' is not a valid IP subnet.", rp)
+			}
+		}
+		if (et == "IPv4") != p.Addr().Is4() {
+			return nil, fault.New(http.StatusBadRequest, "SecurityGroupRuleParameterConflict", "Conflicting value ethertype %s for CIDR %s", et, rp)
+		}
+		normalized = p.Masked().String()
+		if rg := in["remote_group_id"]; rg != nil {
+			return nil, fault.New(http.StatusBadRequest, "SecurityGroupMultipleRemoteEntites",
+				"Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.")
+		}
+	} else if in["remote_ip_prefix"] != nil {
+		in["remote_ip_prefix"] = nil
+	}
+	if rg, ok := in["remote_group_id"].(string); ok {
+		g, err := c.Tx.Get(schema.SecurityGroup.Kind, rg)
+		if err != nil || !c.canSee(schema.SecurityGroup, &kindHandler{visible: securityGroupVisible}, g) {
+			return nil, sgNotFound(rg)
+		}
+	}
+	r := Object{"id": in["id"], "project_id": in["project_id"], "security_group_id": sgID, "direction": in["direction"],
+		"ethertype": et, "protocol": proto, "port_range_min": in["port_range_min"], "port_range_max": in["port_range_max"],
+		"remote_ip_prefix": in["remote_ip_prefix"], "normalized_cidr": normalized, "remote_group_id": in["remote_group_id"],
+		"description": in["description"]}
+	if !hasMin {
+		r["port_range_min"] = nil
+	}
+	if !hasMax {
+		r["port_range_max"] = nil
+	}
+	// Duplicates compare normalized values (protocol by number).
+	sig := func(o Object) string {
+		_, n, _ := normalizeProtocol(o["protocol"], str(o, "ethertype"))
+		return strings.Join([]string{str(o, "direction"), str(o, "ethertype"), strconv.Itoa(n), schema.Render(o["port_range_min"]),
+			schema.Render(o["port_range_max"]), schema.Render(o["normalized_cidr"]), schema.Render(o["remote_group_id"])}, "|")
+	}
+	mine := sig(r)
+	for _, e := range list(sg, "security_group_rules") {
+		ex, _ := e.(map[string]any)
+		if sig(ex) == mine {
+			return nil, fault.Conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", str(ex, "id"))
+		}
+	}
+	c.stamp(r)
+	r["revision_number"] = float64(0)
+	if err := c.put(schema.SecurityGroupRule, r); err != nil {
+		return nil, err
+	}
+	sg["security_group_rules"] = append(list(sg, "security_group_rules"), embed(r))
+	if err := c.touch(schema.SecurityGroup, sg); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func deleteRule(c *Ctx, cur Object) error {
+	id := str(cur, "id")
+	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(cur, "security_group_id"))
+	if err == nil && !c.Owns(str(sg, "project_id")) && !c.Owns(str(cur, "project_id")) {
+		return fault.Forbidden("(rule:delete_security_group_rule) is disallowed by policy")
+	}
+	if err := c.Tx.Delete(schema.SecurityGroupRule.Kind, id); err != nil {
+		return err
+	}
+	if sg == nil {
+		return nil
+	}
+	var keep []any
+	for _, e := range list(sg, "security_group_rules") {
+		if m, _ := e.(map[string]any); str(m, "id") != id {
+			keep = append(keep, e)
+		}
+	}
+	sg["security_group_rules"] = orEmpty(keep)
+	return c.touch(schema.SecurityGroup, sg)
+}

@@ -1,0 +1,362 @@
+package core
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+const maxDNSNameservers, maxHostRoutes = 5, 20
+
+func subnetVisible(c *Ctx, o Object) bool {
+	n, err := c.Tx.Get(schema.Network.Kind, str(o, "network_id"))
+	return err == nil && networkVisible(c, n)
+}
+
+// networkForChange loads a network the caller may attach things to.
+func (c *Ctx) networkForChange(id string) (Object, error) {
+	n, err := c.Tx.Get(schema.Network.Kind, id)
+	if err != nil || !c.canSee(schema.Network, &kindHandler{visible: networkVisible}, n) {
+		return nil, fault.NotFound("Network", "Network", id)
+	}
+	return n, nil
+}
+
+func createSubnet(c *Ctx, in Object) (Object, error) {
+	net, err := c.networkForChange(str(in, "network_id"))
+	if err != nil {
+		return nil, err
+	}
+	if !c.Owns(str(net, "project_id")) {
+		return nil, fault.Forbidden("(rule:create_subnet and rule:create_subnet:network_id) is disallowed by policy")
+	}
+	version := int(in["ip_version"].(float64))
+	if version != 4 && version != 6 {
+		return nil, fault.BadRequest("Invalid input for ip_version. Reason: %d is not in valid_values.", version)
+	}
+	ra, am := in["ipv6_ra_mode"], in["ipv6_address_mode"]
+	if version == 4 {
+		if ra != nil {
+			return nil, fault.InvalidInput("ipv6_ra_mode is not valid when ip_version is 4")
+		}
+		if am != nil {
+			return nil, fault.InvalidInput("ipv6_address_mode is not valid when ip_version is 4")
+		}
+	}
+	if ra != nil && am != nil && ra != am {
+		return nil, fault.InvalidInput("ipv6_ra_mode set to '%s' with ipv6_address_mode set to '%s' is not valid. If both attributes are set, they must be the same value", ra, am)
+	}
+	siblings, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: str(net, "id")})
+	if err != nil {
+		return nil, err
+	}
+
+	var prefix netip.Prefix
+	poolID, _ := in["subnetpool_id"].(string)
+	if boolean(in, "use_default_subnetpool") && poolID == "" {
+		p, err := c.defaultSubnetPool(version)
+		if err != nil {
+			return nil, err
+		}
+		poolID = str(p, "id")
+	}
+	cidr, hasCIDR := in["cidr"].(string)
+	if hasCIDR {
+		p, err := netip.ParsePrefix(cidr)
+		if err != nil {
+			return nil, fault.InvalidInput("%s is not in a CIDR format", cidr)
+		}
+		prefix = p.Masked()
+		if prefix.Addr().Is4() != (version == 4) {
+			return nil, fault.InvalidInput("cidr '%s' does not match the ip_version '%d'", cidr, version)
+		}
+	}
+	if poolID != "" {
+		for _, s := range siblings {
+			if str(s, "subnetpool_id") != poolID && int(s["ip_version"].(float64)) == version {
+				return nil, fault.New(http.StatusBadRequest, "NetworkSubnetPoolAffinityError",
+					"Subnets hosted on the same network must be allocated from the same subnet pool.")
+			}
+		}
+		p, err := c.allocateFromPool(poolID, version, prefix, in["prefixlen"])
+		if err != nil {
+			return nil, err
+		}
+		prefix = p
+	} else if !hasCIDR {
+		return nil, fault.New(http.StatusBadRequest, "BadRequest", "Bad subnets request: a subnetpool must be specified in the absence of a cidr.")
+	}
+	if version == 4 && prefix.Bits() == 32 && boolean(in, "enable_dhcp") {
+		return nil, fault.InvalidInput("Subnet has a prefix length that is incompatible with DHCP service enabled")
+	}
+	autoMode := func(m any) bool { return m == "slaac" || m == "dhcpv6-stateless" }
+	if version == 6 && (autoMode(ra) || autoMode(am)) && prefix.Bits() != 64 {
+		return nil, fault.InvalidInput("Invalid CIDR %s for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64", prefix)
+	}
+	if version == 6 && !boolean(in, "enable_dhcp") && (ra != nil || am != nil) {
+		return nil, fault.InvalidInput("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False")
+	}
+	for _, s := range siblings {
+		if other, err := netip.ParsePrefix(str(s, "cidr")); err == nil && other.Overlaps(prefix) {
+			return nil, fault.InvalidInput("Requested subnet with cidr: %s for network: %s overlaps with another subnet", prefix, str(net, "id"))
+		}
+	}
+
+	var gw netip.Addr
+	switch g := in["gateway_ip"].(type) {
+	case string:
+		gw, _ = netip.ParseAddr(g)
+		if gw.Is4() != prefix.Addr().Is4() {
+			return nil, fault.InvalidInput("gateway_ip %s does not match the ip_version %d", g, version)
+		}
+		if gw == prefix.Addr() && version == 4 || version == 4 && gw == lastAddr(prefix) && prefix.Bits() < 31 {
+			return nil, fault.InvalidInput("Gateway is not valid on subnet")
+		}
+	case nil:
+	default: // unset: the first address (IPv6: the subnet-router anycast address)
+		if version == 6 {
+			gw = prefix.Addr()
+		} else if prefix.Bits() < 31 {
+			gw = prefix.Addr().Next()
+		}
+	}
+	var pools []Pool
+	if v, ok := in["allocation_pools"]; ok && !isUnset(v) && v != nil {
+		pools, err = parsePools(v, prefix, gw)
+		if err != nil {
+			return nil, err
+		}
+	} else {
+		pools = defaultPools(prefix, gw)
+	}
+	if err := validateDNS(in["dns_nameservers"], version); err != nil {
+		return nil, err
+	}
+	routes, err := validateRoutes(in["host_routes"], version)
+	if err != nil {
+		return nil, err
+	}
+	o := Object{
+		"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
+		"network_id": str(net, "id"), "ip_version": float64(version), "cidr": prefix.String(),
+		"subnetpool_id": nilIfEmpty(poolID), "enable_dhcp": in["enable_dhcp"],
+		"ipv6_ra_mode": ra, "ipv6_address_mode": am, "gateway_ip": nil,
+		"allocation_pools": poolsToList(pools), "host_routes": routes, "dns_nameservers": in["dns_nameservers"],
+		"service_types": in["service_types"],
+	}
+	if gw.IsValid() {
+		o["gateway_ip"] = gw.String()
+	}
+	c.stamp(o)
+	o["revision_number"] = float64(0)
+	if err := c.put(schema.Subnet, o); err != nil {
+		return nil, err
+	}
+	net["subnets"] = append(list(net, "subnets"), o["id"])
+	if err := c.touch(schema.Network, net); err != nil {
+		return nil, err
+	}
+	if version == 6 && isAutoAddress(o) {
+		if err := c.addAutoAddresses(o); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func validateDNS(v any, version int) error {
+	l, _ := v.([]any)
+	if len(l) > maxDNSNameservers {
+		return fault.New(http.StatusBadRequest, "DNSNameServersExhausted",
+			"Unable to complete operation for new subnet. The number of DNS nameservers exceeds the limit %d.", maxDNSNameservers)
+	}
+	return nil
+}
+
+func validateRoutes(v any, version int) ([]any, error) {
+	l, _ := v.([]any)
+	if len(l) > maxHostRoutes {
+		return nil, fault.New(http.StatusBadRequest, "HostRoutesExhausted",
+			"Unable to complete operation for new subnet. The number of host routes exceeds the limit %d.", maxHostRoutes)
+	}
+	out := make([]any, 0, len(l))
+	seen := map[string]bool{}
+	for _, e := range l {
+		m, ok := e.(map[string]any)
+		if !ok || len(m) != 2 {
+			return nil, fault.BadRequest("Invalid input for host_routes. Reason: Invalid data format for hostroute: '%v'.", e)
+		}
+		d, err := netip.ParsePrefix(str(m, "destination"))
+		if err != nil {
+			return nil, fault.BadRequest("Invalid input for host_routes. Reason: '%s' is not a valid IP subnet.", schema.Render(m["destination"]))
+		}
+		nh, err := netip.ParseAddr(str(m, "nexthop"))
+		if err != nil {
+			return nil, fault.BadRequest("Invalid input for host_routes. Reason: '%s' is not a valid IP address.", schema.Render(m["nexthop"]))
+		}
+		if d.Addr().Is4() != (version == 4) || nh.Is4() != (version == 4) {
+			return nil, fault.InvalidInput("Invalid route %v for subnet of IP version %d", m, version)
+		}
+		r := map[string]any{"destination": d.Masked().String(), "nexthop": nh.String()}
+		k := schema.Render(r["destination"]) + ">" + schema.Render(r["nexthop"])
+		if seen[k] {
+			return nil, fault.BadRequest("Invalid input for host_routes. Reason: Duplicate hostroute '%s'.", k)
+		}
+		seen[k] = true
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// addAutoAddresses gives every existing port of the network (router ports
+// excepted) its EUI-64 address on a new SLAAC or stateless subnet.
+func (c *Ctx) addAutoAddresses(sn Object) error {
+	prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: str(sn, "network_id")})
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if strings.HasPrefix(str(p, "device_owner"), "network:router") {
+			continue
+		}
+		ip, err := eui64(prefix, str(p, "mac_address"))
+		if err != nil {
+			continue
+		}
+		if err := c.allocate(sn, ip, str(p, "id")); err != nil {
+			return err
+		}
+		p = schema.CloneObject(p)
+		p["fixed_ips"] = append(list(p, "fixed_ips"), map[string]any{"subnet_id": sn["id"], "ip_address": ip.String()})
+		if err := c.touch(schema.Port, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func updateSubnet(c *Ctx, cur, in Object) (Object, error) {
+	prefix, _ := netip.ParsePrefix(str(cur, "cidr"))
+	version := int(cur["ip_version"].(float64))
+	gw, _ := netip.ParseAddr(str(cur, "gateway_ip"))
+	if v, ok := in["gateway_ip"]; ok {
+		gw = netip.Addr{}
+		if s, ok := v.(string); ok {
+			gw, _ = netip.ParseAddr(s)
+			if gw.Is4() != prefix.Addr().Is4() {
+				return nil, fault.InvalidInput("gateway_ip %s does not match the ip_version %d", s, version)
+			}
+		}
+	}
+	pools := subnetPools(cur)
+	if v, ok := in["allocation_pools"]; ok {
+		p, err := parsePools(v, prefix, gw)
+		if err != nil {
+			return nil, err
+		}
+		pools = p
+		in["allocation_pools"] = poolsToList(pools)
+	} else if gw.IsValid() {
+		for _, pl := range pools {
+			if pl.contains(gw) {
+				return nil, fault.New(http.StatusConflict, "GatewayConflictWithAllocationPools",
+					"Gateway ip %s conflicts with allocation pool %s.", gw, pl)
+			}
+		}
+	}
+	if _, ok := in["gateway_ip"]; ok {
+		if gw.IsValid() {
+			in["gateway_ip"] = gw.String()
+		} else {
+			in["gateway_ip"] = nil
+		}
+	}
+	if v, ok := in["dns_nameservers"]; ok {
+		if err := validateDNS(v, version); err != nil {
+			return nil, err
+		}
+	}
+	if v, ok := in["host_routes"]; ok {
+		r, err := validateRoutes(v, version)
+		if err != nil {
+			return nil, err
+		}
+		in["host_routes"] = r
+	}
+	if v, ok := in["enable_dhcp"].(bool); ok && !v && version == 6 && (cur["ipv6_ra_mode"] != nil || cur["ipv6_address_mode"] != nil) {
+		return nil, fault.InvalidInput("Cannot disable enable_dhcp with ipv6 attributes set")
+	}
+	return merge(cur, in), nil
+}
+
+func deleteSubnet(c *Ctx, cur Object) error {
+	id := str(cur, "id")
+	rows, err := c.Tx.Strings("SELECT port_id FROM ip_allocations WHERE subnet_id = ?", id)
+	if err != nil {
+		return err
+	}
+	for _, pid := range rows {
+		p, err := c.Tx.Get(schema.Port.Kind, pid)
+		if err != nil {
+			continue
+		}
+		owner := str(p, "device_owner")
+		// DHCP ports and addresses given automatically (SLAAC) go with the subnet.
+		if owner != "network:dhcp" && !(isAutoAddress(cur) && !strings.HasPrefix(owner, "network:router")) {
+			return fault.New(http.StatusConflict, "SubnetInUse",
+				"Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
+		}
+	}
+	for _, pid := range rows {
+		p, err := c.Tx.Get(schema.Port.Kind, pid)
+		if err != nil {
+			continue
+		}
+		var keep []any
+		for _, e := range list(p, "fixed_ips") {
+			if m, _ := e.(map[string]any); str(m, "subnet_id") != id {
+				keep = append(keep, e)
+			}
+		}
+		p["fixed_ips"] = orEmpty(keep)
+		if err := c.touch(schema.Port, p); err != nil {
+			return err
+		}
+	}
+	if _, err := c.Tx.Exec("DELETE FROM ip_allocations WHERE subnet_id = ?", id); err != nil {
+		return err
+	}
+	if err := c.Tx.Delete(schema.Subnet.Kind, id); err != nil {
+		return err
+	}
+	if n, err := c.Tx.Get(schema.Network.Kind, str(cur, "network_id")); err == nil {
+		var keep []any
+		for _, s := range list(n, "subnets") {
+			if s != id {
+				keep = append(keep, s)
+			}
+		}
+		n["subnets"] = orEmpty(keep)
+		return c.touch(schema.Network, n)
+	}
+	return nil
+}
+
+func orEmpty(l []any) []any {
+	if l == nil {
+		return []any{}
+	}
+	return l
+}

@@ -1,0 +1,390 @@
+package identity
+
+import (
+	"context"
+	"crypto/pbkdf2"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"neutrino/internal/policy"
+	"neutrino/internal/store"
+)
+
+// DefaultDomain is the one domain the built-in identity has.
+const DefaultDomain = "default"
+
+// Builtin is the Keystone v3-compatible identity service.
+type Builtin struct {
+	DB *store.DB
+	// PublicURL is the base URL clients reach Neutrino at (for the catalog).
+	PublicURL func(r *http.Request) string
+	Region    string
+	TokenTTL  time.Duration
+
+	mu     sync.Mutex
+	tokens map[string]*token // sha256(token) -> token
+}
+
+type token struct {
+	UserID, UserName, ProjectID, ProjectName string
+	Roles                                    []role
+	Issued, Expires                          time.Time
+	Methods                                  []string
+}
+
+type role struct{ ID, Name string }
+
+// NewBuiltin returns the built-in identity over db.
+func NewBuiltin(db *store.DB) *Builtin {
+	return &Builtin{DB: db, Region: "RegionOne", TokenTTL: 12 * time.Hour, tokens: map[string]*token{}}
+}
+
+// --- passwords ---------------------------------------------------------------
+
+const pbkdf2Iter = 20000
+
+func hashPassword(pw string) (string, error) {
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		return "", err
+	}
+	key, err := pbkdf2.Key(sha256.New, pw, salt, pbkdf2Iter, 32)
+	if err != nil {
+		return "", err
+	}
+	return "pbkdf2-sha256$" + strconv.Itoa(pbkdf2Iter) + "$" + hex.EncodeToString(salt) + "$" + hex.EncodeToString(key), nil
+}
+
+func checkPassword(stored, pw string) bool {
+	parts := strings.Split(stored, "$")
+	if len(parts) != 4 || parts[0] != "pbkdf2-sha256" {
+		return false
+	}
+	iter, err := strconv.Atoi(parts[1])
+	salt, err2 := hex.DecodeString(parts[2])
+	want, err3 := hex.DecodeString(parts[3])
+	if err != nil || err2 != nil || err3 != nil {
+		return false
+	}
+	got, err := pbkdf2.Key(sha256.New, pw, salt, iter, len(want))
+	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
+}
+
+// --- bootstrap -------------------------------------------------------------
+
+// Bootstrap makes the admin and demo projects, users and roles if missing.
+// It returns true if anything was created.
+func (b *Builtin) Bootstrap(ctx context.Context, adminPassword, demoPassword string) (bool, error) {
+	created := false
+	_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		roles := map[string]string{}
+		for _, name := range []string{"admin", "member", "reader", "service"} {
+			id, err := ensureRole(tx, name)
+			if err != nil {
+				return err
+			}
+			roles[name] = id
+		}
+		for _, spec := range []struct {
+			project, user, pw string
+			roles             []string
+		}{
+			{"admin", "admin", adminPassword, []string{"admin", "member", "reader"}},
+			{"demo", "demo", demoPassword, []string{"member", "reader"}},
+			{"service", "neutrino", adminPassword, []string{"admin", "service"}},
+		} {
+			pid, made, err := ensureProject(tx, spec.project)
+			if err != nil {
+				return err
+			}
+			created = created || made
+			uid, made, err := ensureUser(tx, spec.user, spec.pw, pid)
+			if err != nil {
+				return err
+			}
+			created = created || made
+			for _, r := range spec.roles {
+				if err := assign(tx, uid, pid, roles[r]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return created, err
+}
+
+func ensureRole(tx *store.Tx, name string) (string, error) {
+	var id string
+	err := tx.QueryRow("SELECT id FROM id_roles WHERE name = ?", name).Scan(&id)
+	if err == nil {
+		return id, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", err
+	}
+	id = newID()
+	_, err = tx.Exec("INSERT INTO id_roles (id, name) VALUES (?, ?)", id, name)
+	return id, err
+}
+
+func ensureProject(tx *store.Tx, name string) (string, bool, error) {
+	var id string
+	err := tx.QueryRow("SELECT id FROM id_projects WHERE domain_id = ? AND name = ?", DefaultDomain, name).Scan(&id)
+	if err == nil {
+		return id, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", false, err
+	}
+	id = newID()
+	_, err = tx.Exec("INSERT INTO id_projects (id, name, domain_id, description, enabled, parent_id, is_domain) VALUES (?, ?, ?, ?, ?, ?, ?)",
+		id, name, DefaultDomain, "", true, DefaultDomain, false)
+	return id, true, err
+}
+
+func ensureUser(tx *store.Tx, name, pw, project string) (string, bool, error) {
+	var id string
+	err := tx.QueryRow("SELECT id FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, name).Scan(&id)
+	if err == nil {
+		return id, false, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return "", false, err
+	}
+	h, err := hashPassword(pw)
+	if err != nil {
+		return "", false, err
+	}
+	id = newID()
+	_, err = tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		id, name, DefaultDomain, h, true, project, "", "")
+	return id, true, err
+}
+
+func assign(tx *store.Tx, user, project, roleID string) error {
+	var n int
+	if err := tx.QueryRow("SELECT COUNT(*) FROM id_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?", user, project, roleID).Scan(&n); err != nil {
+		return err
+	}
+	if n > 0 {
+		return nil
+	}
+	_, err := tx.Exec("INSERT INTO id_assignments (user_id, project_id, role_id) VALUES (?, ?, ?)", user, project, roleID)
+	return err
+}
+
+func newID() string { return strings.ReplaceAll(uuid.NewString(), "-", "") }
+
+// --- tokens ------------------------------------------------------------------
+
+func tokenKey(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}
+
+func (b *Builtin) rolesOf(tx *store.Tx, user, project string) ([]role, error) {
+	rows, err := tx.Query("SELECT r.id, r.name FROM id_assignments a JOIN id_roles r ON r.id = a.role_id WHERE a.user_id = ? AND a.project_id = ? ORDER BY r.name", user, project)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []role
+	for rows.Next() {
+		var r role
+		if err := rows.Scan(&r.ID, &r.Name); err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// lookup validates a token string.
+func (b *Builtin) lookup(ctx context.Context, tok string) (*token, error) {
+	if tok == "" {
+		return nil, errUnauthorized
+	}
+	k := tokenKey(tok)
+	b.mu.Lock()
+	t, ok := b.tokens[k]
+	b.mu.Unlock()
+	if ok {
+		if time.Now().After(t.Expires) {
+			return nil, errUnauthorized
+		}
+		return t, nil
+	}
+	// Another server may have issued it: read it from the store.
+	var nt token
+	var issued, expires int64
+	err := b.DB.Read(ctx, func(tx *store.Tx) error {
+		err := tx.QueryRow(`SELECT t.user_id, u.name, t.project_id, p.name, t.issued_at, t.expires_at FROM id_tokens t
+JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id WHERE t.id = ?`, k).
+			Scan(&nt.UserID, &nt.UserName, &nt.ProjectID, &nt.ProjectName, &issued, &expires)
+		if err != nil {
+			return err
+		}
+		nt.Roles, err = b.rolesOf(tx, nt.UserID, nt.ProjectID)
+		return err
+	})
+	if err != nil {
+		return nil, errUnauthorized
+	}
+	nt.Issued, nt.Expires, nt.Methods = time.Unix(issued, 0), time.Unix(expires, 0), []string{"password"}
+	if time.Now().After(nt.Expires) {
+		return nil, errUnauthorized
+	}
+	b.mu.Lock()
+	b.tokens[k] = &nt
+	b.mu.Unlock()
+	return &nt, nil
+}
+
+var errUnauthorized = errors.New("identity: the request you have made requires authentication")
+
+// Authenticate implements Authenticator.
+func (b *Builtin) Authenticate(ctx context.Context, r *http.Request) (*policy.Caller, error) {
+	t, err := b.lookup(ctx, r.Header.Get("X-Auth-Token"))
+	if err != nil {
+		return nil, err
+	}
+	return t.caller(), nil
+}
+
+func (t *token) caller() *policy.Caller {
+	c := &policy.Caller{UserID: t.UserID, UserName: t.UserName, ProjectID: t.ProjectID}
+	for _, r := range t.Roles {
+		c.Roles = append(c.Roles, r.Name)
+	}
+	c.Admin = c.HasRole("admin")
+	c.Service = c.HasRole("service")
+	return c
+}
+
+// Issue authenticates a user by password for a project and returns a token.
+func (b *Builtin) Issue(ctx context.Context, userName, userID, password, projectName, projectID string) (string, *token, error) {
+	var t token
+	var hash string
+	var enabled bool
+	err := b.DB.Read(ctx, func(tx *store.Tx) error {
+		q := "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE "
+		arg := userID
+		if userID != "" {
+			q += "id = ?"
+		} else {
+			q += "domain_id = '" + DefaultDomain + "' AND name = ?"
+			arg = userName
+		}
+		var defProject string
+		if err := tx.QueryRow(q, arg).Scan(&t.UserID, &t.UserName, &hash, &enabled, &defProject); err != nil {
+			return err
+		}
+		if projectID == "" && projectName == "" {
+			projectID = defProject
+		}
+		pq, parg := "SELECT id, name FROM id_projects WHERE id = ?", projectID
+		if projectID == "" {
+			pq, parg = "SELECT id, name FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", projectName
+		}
+		if err := tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName); err != nil {
+			return err
+		}
+		var err error
+		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
+		return err
+	})
+	if err != nil || !enabled || !checkPassword(hash, password) {
+		return "", nil, errUnauthorized
+	}
+	if len(t.Roles) == 0 {
+		return "", nil, errUnauthorized
+	}
+	return b.store(ctx, &t)
+}
+
+func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", nil, err
+	}
+	tok := "nt" + base64.RawURLEncoding.EncodeToString(raw)
+	t.Issued = time.Now().UTC().Truncate(time.Second)
+	t.Expires = t.Issued.Add(b.TokenTTL)
+	if t.Methods == nil {
+		t.Methods = []string{"password"}
+	}
+	k := tokenKey(tok)
+	_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		if _, err := tx.Exec("DELETE FROM id_tokens WHERE expires_at < ?", time.Now().Unix()); err != nil {
+			return err
+		}
+		_, err := tx.Exec("INSERT INTO id_tokens (id, user_id, project_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+			k, t.UserID, t.ProjectID, t.Issued.Unix(), t.Expires.Unix())
+		return err
+	})
+	if err != nil {
+		return "", nil, err
+	}
+	b.mu.Lock()
+	b.tokens[k] = t
+	b.mu.Unlock()
+	return tok, t, nil
+}
+
+// Revoke invalidates a token.
+func (b *Builtin) Revoke(ctx context.Context, tok string) error {
+	k := tokenKey(tok)
+	b.mu.Lock()
+	delete(b.tokens, k)
+	b.mu.Unlock()
+	_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := tx.Exec("DELETE FROM id_tokens WHERE id = ?", k)
+		return err
+	})
+	return err
+}
+
+// forgetUser drops cached tokens of a user (after role or user changes).
+func (b *Builtin) forgetUser(user string) {
+	b.mu.Lock()
+	for k, t := range b.tokens {
+		if t.UserID == user || user == "" {
+			delete(b.tokens, k)
+		}
+	}
+	b.mu.Unlock()
+}
+
+// ServeHTTP serves /v3.
+func (b *Builtin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b.route(w, r)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if v != nil {
+		json.NewEncoder(w).Encode(v)
+	}
+}
+
+func keystoneError(w http.ResponseWriter, status int, title, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]any{"code": status, "title": title, "message": msg}})
+}
+
+func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05.000000Z") }

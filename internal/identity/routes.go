@@ -1,0 +1,779 @@
+package identity
+
+import (
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+
+	"neutrino/internal/store"
+)
+
+// route dispatches the Keystone v3 subset.
+func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/v3"), "/")
+	seg := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if path == "" {
+		writeJSON(w, http.StatusOK, map[string]any{"version": b.versionDoc(r)})
+		return
+	}
+	if seg[0] == "auth" && len(seg) >= 2 {
+		switch seg[1] {
+		case "tokens":
+			b.tokensHandler(w, r)
+			return
+		case "catalog":
+			t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
+			if err != nil {
+				unauthorized(w)
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]any{"catalog": b.catalog(r), "links": map[string]any{"self": b.base(r) + "/v3/auth/catalog"}})
+			_ = t
+			return
+		case "projects":
+			t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
+			if err != nil {
+				unauthorized(w)
+				return
+			}
+			b.listProjects(w, r, "SELECT p.id, p.name, p.domain_id, p.description, p.enabled, p.parent_id, p.is_domain FROM id_projects p WHERE p.id IN (SELECT project_id FROM id_assignments WHERE user_id = ?) ORDER BY p.name", t.UserID)
+			return
+		}
+	}
+	t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
+	if err != nil {
+		unauthorized(w)
+		return
+	}
+	c := t.caller()
+	admin := c.Admin
+	forbid := func() {
+		keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action.")
+	}
+	switch {
+	case seg[0] == "domains":
+		b.domains(w, r, seg)
+	case seg[0] == "roles":
+		if r.Method != http.MethodGet && !admin {
+			forbid()
+			return
+		}
+		b.roles(w, r, seg)
+	case seg[0] == "projects" && len(seg) == 6 && seg[2] == "users" && seg[4] == "roles":
+		if !admin {
+			forbid()
+			return
+		}
+		b.assignment(w, r, seg[1], seg[3], seg[5])
+	case seg[0] == "projects" && len(seg) == 5 && seg[2] == "users" && seg[4] == "roles":
+		if !admin && c.UserID != seg[3] {
+			forbid()
+			return
+		}
+		b.listUserRoles(w, r, seg[1], seg[3])
+	case seg[0] == "projects":
+		if !admin && !(r.Method == http.MethodGet && len(seg) == 2 && seg[1] == c.ProjectID) {
+			forbid()
+			return
+		}
+		b.projects(w, r, seg)
+	case seg[0] == "users" && len(seg) == 3 && seg[2] == "projects":
+		if !admin && c.UserID != seg[1] {
+			forbid()
+			return
+		}
+		b.listProjects(w, r, "SELECT p.id, p.name, p.domain_id, p.description, p.enabled, p.parent_id, p.is_domain FROM id_projects p WHERE p.id IN (SELECT project_id FROM id_assignments WHERE user_id = ?) ORDER BY p.name", seg[1])
+	case seg[0] == "users":
+		if !admin && !(len(seg) == 2 && seg[1] == c.UserID && r.Method == http.MethodGet) {
+			forbid()
+			return
+		}
+		b.users(w, r, seg)
+	case seg[0] == "role_assignments":
+		if !admin {
+			forbid()
+			return
+		}
+		b.roleAssignments(w, r)
+	case seg[0] == "services" || seg[0] == "endpoints" || seg[0] == "regions":
+		b.catalogResources(w, r, seg[0])
+	default:
+		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
+	}
+}
+
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", "Keystone uri=\"/v3\"")
+	keystoneError(w, http.StatusUnauthorized, "Unauthorized", "The request you have made requires authentication.")
+}
+
+func (b *Builtin) base(r *http.Request) string {
+	if b.PublicURL != nil {
+		return strings.TrimSuffix(b.PublicURL(r), "/")
+	}
+	return "http://" + r.Host
+}
+
+func (b *Builtin) versionDoc(r *http.Request) map[string]any {
+	return map[string]any{
+		"id": "v3.14", "status": "stable", "updated": "2020-04-07T00:00:00Z",
+		"links":       []any{map[string]any{"rel": "self", "href": b.base(r) + "/v3/"}},
+		"media-types": []any{map[string]any{"base": "application/json", "type": "application/vnd.openstack.identity-v3+json"}},
+	}
+}
+
+// VersionsDoc is Keystone's multiple-choice answer, served at /identity.
+func (b *Builtin) VersionsDoc(r *http.Request) map[string]any {
+	return map[string]any{"versions": map[string]any{"values": []any{b.versionDoc(r)}}}
+}
+
+func (b *Builtin) catalog(r *http.Request) []any {
+	base := b.base(r)
+	ep := func(id, url, iface string) map[string]any {
+		return map[string]any{"id": id, "url": url, "interface": iface, "region": b.Region, "region_id": b.Region}
+	}
+	return []any{
+		map[string]any{"id": "neutrino-network", "type": "network", "name": "neutron", "endpoints": []any{
+			ep("neutrino-network-public", base+"/", "public"), ep("neutrino-network-internal", base+"/", "internal"), ep("neutrino-network-admin", base+"/", "admin")}},
+		map[string]any{"id": "neutrino-identity", "type": "identity", "name": "keystone", "endpoints": []any{
+			ep("neutrino-identity-public", base+"/v3/", "public"), ep("neutrino-identity-internal", base+"/v3/", "internal"), ep("neutrino-identity-admin", base+"/v3/", "admin")}},
+	}
+}
+
+func (b *Builtin) catalogResources(w http.ResponseWriter, r *http.Request, kind string) {
+	var services, endpoints []any
+	for _, s := range b.catalog(r) {
+		m := s.(map[string]any)
+		services = append(services, map[string]any{"id": m["id"], "type": m["type"], "name": m["name"], "enabled": true, "description": ""})
+		for _, e := range m["endpoints"].([]any) {
+			em := e.(map[string]any)
+			endpoints = append(endpoints, map[string]any{"id": em["id"], "url": em["url"], "interface": em["interface"],
+				"region": b.Region, "region_id": b.Region, "service_id": m["id"], "enabled": true})
+		}
+	}
+	switch kind {
+	case "services":
+		writeJSON(w, http.StatusOK, map[string]any{"services": services})
+	case "endpoints":
+		writeJSON(w, http.StatusOK, map[string]any{"endpoints": endpoints})
+	default:
+		writeJSON(w, http.StatusOK, map[string]any{"regions": []any{map[string]any{"id": b.Region, "description": "", "parent_region_id": nil}}})
+	}
+}
+
+type authRequest struct {
+	Auth struct {
+		Identity struct {
+			Methods  []string `json:"methods"`
+			Password struct {
+				User struct {
+					ID       string         `json:"id"`
+					Name     string         `json:"name"`
+					Password string         `json:"password"`
+					Domain   map[string]any `json:"domain"`
+				} `json:"user"`
+			} `json:"password"`
+			Token struct {
+				ID string `json:"id"`
+			} `json:"token"`
+		} `json:"identity"`
+		Scope json.RawMessage `json:"scope"`
+	} `json:"auth"`
+}
+
+func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodPost:
+		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		var req authRequest
+		if err := json.Unmarshal(body, &req); err != nil {
+			keystoneError(w, http.StatusBadRequest, "Bad Request", "Malformed request body.")
+			return
+		}
+		var scope struct {
+			Project struct {
+				ID   string         `json:"id"`
+				Name string         `json:"name"`
+				Dom  map[string]any `json:"domain"`
+			} `json:"project"`
+		}
+		if len(req.Auth.Scope) > 0 && string(req.Auth.Scope) != "null" {
+			json.Unmarshal(req.Auth.Scope, &scope)
+		}
+		var tok string
+		var t *token
+		var err error
+		methods := req.Auth.Identity.Methods
+		if len(methods) == 1 && methods[0] == "token" {
+			old, lerr := b.lookup(r.Context(), req.Auth.Identity.Token.ID)
+			if lerr != nil {
+				unauthorized(w)
+				return
+			}
+			nt := token{UserID: old.UserID, UserName: old.UserName, ProjectID: old.ProjectID, ProjectName: old.ProjectName, Methods: []string{"token"}}
+			if scope.Project.ID != "" || scope.Project.Name != "" {
+				err = b.DB.Read(r.Context(), func(tx *store.Tx) error {
+					q, arg := "SELECT id, name FROM id_projects WHERE id = ?", scope.Project.ID
+					if arg == "" {
+						q, arg = "SELECT id, name FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", scope.Project.Name
+					}
+					return tx.QueryRow(q, arg).Scan(&nt.ProjectID, &nt.ProjectName)
+				})
+			}
+			if err == nil {
+				err = b.DB.Read(r.Context(), func(tx *store.Tx) error {
+					var e error
+					nt.Roles, e = b.rolesOf(tx, nt.UserID, nt.ProjectID)
+					return e
+				})
+			}
+			if err != nil || len(nt.Roles) == 0 {
+				unauthorized(w)
+				return
+			}
+			tok, t, err = b.store(r.Context(), &nt)
+		} else {
+			u := req.Auth.Identity.Password.User
+			tok, t, err = b.Issue(r.Context(), u.Name, u.ID, u.Password, scope.Project.Name, scope.Project.ID)
+		}
+		if err != nil {
+			unauthorized(w)
+			return
+		}
+		w.Header().Set("X-Subject-Token", tok)
+		writeJSON(w, http.StatusCreated, map[string]any{"token": b.tokenBody(r, t)})
+	case http.MethodGet, http.MethodHead:
+		if _, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token")); err != nil {
+			unauthorized(w)
+			return
+		}
+		sub := r.Header.Get("X-Subject-Token")
+		t, err := b.lookup(r.Context(), sub)
+		if err != nil {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token: "+sub+".")
+			return
+		}
+		w.Header().Set("X-Subject-Token", sub)
+		if r.Method == http.MethodHead {
+			w.WriteHeader(http.StatusOK)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"token": b.tokenBody(r, t)})
+	case http.MethodDelete:
+		if _, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token")); err != nil {
+			unauthorized(w)
+			return
+		}
+		b.Revoke(r.Context(), r.Header.Get("X-Subject-Token"))
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
+	}
+}
+
+func (b *Builtin) tokenBody(r *http.Request, t *token) map[string]any {
+	dom := map[string]any{"id": DefaultDomain, "name": "Default"}
+	roles := []any{}
+	for _, ro := range t.Roles {
+		roles = append(roles, map[string]any{"id": ro.ID, "name": ro.Name})
+	}
+	return map[string]any{
+		"methods": t.Methods, "user": map[string]any{"id": t.UserID, "name": t.UserName, "domain": dom, "password_expires_at": nil},
+		"audit_ids": []any{newID()[:22]}, "expires_at": fmtTime(t.Expires), "issued_at": fmtTime(t.Issued),
+		"project": map[string]any{"id": t.ProjectID, "name": t.ProjectName, "domain": dom}, "is_domain": false,
+		"roles": roles, "catalog": b.catalog(r),
+	}
+}
+
+func (b *Builtin) domains(w http.ResponseWriter, r *http.Request, seg []string) {
+	d := map[string]any{"id": DefaultDomain, "name": "Default", "description": "The default domain", "enabled": true,
+		"tags": []any{}, "options": map[string]any{}, "links": map[string]any{"self": b.base(r) + "/v3/domains/" + DefaultDomain}}
+	if len(seg) == 2 {
+		if seg[1] != DefaultDomain {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find domain: "+seg[1]+".")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"domain": d})
+		return
+	}
+	list := []any{d}
+	if n := r.URL.Query().Get("name"); n != "" && n != "Default" {
+		list = []any{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"domains": list})
+}
+
+func readMember(r *http.Request, key string) (map[string]any, bool) {
+	var doc map[string]map[string]any
+	body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err := json.Unmarshal(body, &doc); err != nil || doc[key] == nil {
+		return nil, false
+	}
+	return doc[key], true
+}
+
+func s(m map[string]any, k string) string { v, _ := m[k].(string); return v }
+
+func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
+	ctx := r.Context()
+	render := func(id, name string) map[string]any {
+		return map[string]any{"id": id, "name": name, "domain_id": nil, "description": nil, "options": map[string]any{},
+			"links": map[string]any{"self": b.base(r) + "/v3/roles/" + id}}
+	}
+	switch {
+	case len(seg) == 1 && r.Method == http.MethodGet:
+		var out []any
+		err := b.DB.Read(ctx, func(tx *store.Tx) error {
+			q, args := "SELECT id, name FROM id_roles", []any{}
+			if n := r.URL.Query().Get("name"); n != "" {
+				q += " WHERE name = ?"
+				args = append(args, n)
+			}
+			rows, err := tx.Query(q+" ORDER BY name", args...)
+			if err != nil {
+				return err
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id, name string
+				if err := rows.Scan(&id, &name); err != nil {
+					return err
+				}
+				out = append(out, render(id, name))
+			}
+			return rows.Err()
+		})
+		if err != nil {
+			keystoneError(w, 500, "Internal Server Error", err.Error())
+			return
+		}
+		if out == nil {
+			out = []any{}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"roles": out})
+	case len(seg) == 1 && r.Method == http.MethodPost:
+		m, ok := readMember(r, "role")
+		if !ok || s(m, "name") == "" {
+			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid role.")
+			return
+		}
+		id := newID()
+		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec("INSERT INTO id_roles (id, name) VALUES (?, ?)", id, s(m, "name"))
+			return err
+		})
+		if err != nil {
+			keystoneError(w, http.StatusConflict, "Conflict", "Duplicate entry.")
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"role": render(id, s(m, "name"))})
+	case len(seg) == 2 && r.Method == http.MethodGet:
+		var name string
+		err := b.DB.Read(ctx, func(tx *store.Tx) error {
+			return tx.QueryRow("SELECT name FROM id_roles WHERE id = ?", seg[1]).Scan(&name)
+		})
+		if err != nil {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find role: "+seg[1]+".")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"role": render(seg[1], name)})
+	case len(seg) == 2 && r.Method == http.MethodDelete:
+		b.DB.Write(ctx, func(tx *store.Tx) error {
+			if _, err := tx.Exec("DELETE FROM id_assignments WHERE role_id = ?", seg[1]); err != nil {
+				return err
+			}
+			_, err := tx.Exec("DELETE FROM id_roles WHERE id = ?", seg[1])
+			return err
+		})
+		b.forgetUser("")
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
+	}
+}
+
+type projectRow struct {
+	ID, Name, Domain, Description, Parent string
+	Enabled, IsDomain                     bool
+}
+
+func (b *Builtin) renderProject(r *http.Request, p projectRow) map[string]any {
+	return map[string]any{"id": p.ID, "name": p.Name, "domain_id": p.Domain, "description": p.Description, "enabled": p.Enabled,
+		"parent_id": p.Parent, "is_domain": p.IsDomain, "tags": []any{}, "options": map[string]any{},
+		"links": map[string]any{"self": b.base(r) + "/v3/projects/" + p.ID}}
+}
+
+func (b *Builtin) queryProjects(r *http.Request, q string, args ...any) ([]any, error) {
+	out := []any{}
+	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
+		rows, err := tx.Query(q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var p projectRow
+			if err := rows.Scan(&p.ID, &p.Name, &p.Domain, &p.Description, &p.Enabled, &p.Parent, &p.IsDomain); err != nil {
+				return err
+			}
+			out = append(out, b.renderProject(r, p))
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+func (b *Builtin) listProjects(w http.ResponseWriter, r *http.Request, q string, args ...any) {
+	out, err := b.queryProjects(r, q, args...)
+	if err != nil {
+		keystoneError(w, 500, "Internal Server Error", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"projects": out})
+}
+
+const projectCols = "SELECT id, name, domain_id, description, enabled, parent_id, is_domain FROM id_projects"
+
+func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string) {
+	ctx := r.Context()
+	switch {
+	case len(seg) == 1 && r.Method == http.MethodGet:
+		q, args := projectCols+" WHERE 1 = 1", []any{}
+		if n := r.URL.Query().Get("name"); n != "" {
+			q += " AND name = ?"
+			args = append(args, n)
+		}
+		b.listProjects(w, r, q+" ORDER BY name", args...)
+	case len(seg) == 1 && r.Method == http.MethodPost:
+		m, ok := readMember(r, "project")
+		if !ok || s(m, "name") == "" {
+			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
+			return
+		}
+		p := projectRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Description: s(m, "description"), Parent: DefaultDomain, Enabled: true}
+		if e, ok := m["enabled"].(bool); ok {
+			p.Enabled = e
+		}
+		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec("INSERT INTO id_projects (id, name, domain_id, description, enabled, parent_id, is_domain) VALUES (?, ?, ?, ?, ?, ?, ?)",
+				p.ID, p.Name, p.Domain, p.Description, p.Enabled, p.Parent, false)
+			return err
+		})
+		if err != nil {
+			keystoneError(w, http.StatusConflict, "Conflict", "Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : "+p.Name+".")
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"project": b.renderProject(r, p)})
+	case len(seg) == 2 && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
+		if r.Method == http.MethodPatch {
+			m, ok := readMember(r, "project")
+			if !ok {
+				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
+				return
+			}
+			b.DB.Write(ctx, func(tx *store.Tx) error {
+				for _, col := range []string{"name", "description"} {
+					if v, ok := m[col].(string); ok {
+						if _, err := tx.Exec("UPDATE id_projects SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
+							return err
+						}
+					}
+				}
+				if v, ok := m["enabled"].(bool); ok {
+					if _, err := tx.Exec("UPDATE id_projects SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+		}
+		out, err := b.queryProjects(r, projectCols+" WHERE id = ?", seg[1])
+		if err != nil || len(out) == 0 {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find project: "+seg[1]+".")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"project": out[0]})
+	case len(seg) == 2 && r.Method == http.MethodDelete:
+		var found bool
+		b.DB.Write(ctx, func(tx *store.Tx) error {
+			res, err := tx.Exec("DELETE FROM id_projects WHERE id = ?", seg[1])
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			found = n > 0
+			if _, err := tx.Exec("DELETE FROM id_assignments WHERE project_id = ?", seg[1]); err != nil {
+				return err
+			}
+			_, err = tx.Exec("DELETE FROM id_tokens WHERE project_id = ?", seg[1])
+			return err
+		})
+		b.forgetUser("")
+		if !found {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find project: "+seg[1]+".")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
+	}
+}
+
+type userRow struct {
+	ID, Name, Domain, Project, Description, Email string
+	Enabled                                       bool
+}
+
+func (b *Builtin) renderUser(r *http.Request, u userRow) map[string]any {
+	m := map[string]any{"id": u.ID, "name": u.Name, "domain_id": u.Domain, "enabled": u.Enabled, "password_expires_at": nil,
+		"options": map[string]any{}, "links": map[string]any{"self": b.base(r) + "/v3/users/" + u.ID}}
+	if u.Project != "" {
+		m["default_project_id"] = u.Project
+	}
+	if u.Description != "" {
+		m["description"] = u.Description
+	}
+	if u.Email != "" {
+		m["email"] = u.Email
+	}
+	return m
+}
+
+func (b *Builtin) queryUsers(r *http.Request, q string, args ...any) ([]any, error) {
+	out := []any{}
+	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
+		rows, err := tx.Query("SELECT id, name, domain_id, default_project_id, description, email, enabled FROM id_users"+q, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u userRow
+			if err := rows.Scan(&u.ID, &u.Name, &u.Domain, &u.Project, &u.Description, &u.Email, &u.Enabled); err != nil {
+				return err
+			}
+			out = append(out, b.renderUser(r, u))
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
+	ctx := r.Context()
+	switch {
+	case len(seg) == 1 && r.Method == http.MethodGet:
+		q, args := " WHERE 1 = 1", []any{}
+		if n := r.URL.Query().Get("name"); n != "" {
+			q += " AND name = ?"
+			args = append(args, n)
+		}
+		out, err := b.queryUsers(r, q+" ORDER BY name", args...)
+		if err != nil {
+			keystoneError(w, 500, "Internal Server Error", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"users": out})
+	case len(seg) == 1 && r.Method == http.MethodPost:
+		m, ok := readMember(r, "user")
+		if !ok || s(m, "name") == "" {
+			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
+			return
+		}
+		u := userRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Project: s(m, "default_project_id"),
+			Description: s(m, "description"), Email: s(m, "email"), Enabled: true}
+		if e, ok := m["enabled"].(bool); ok {
+			u.Enabled = e
+		}
+		h, err := hashPassword(s(m, "password"))
+		if err == nil {
+			_, err = b.DB.Write(ctx, func(tx *store.Tx) error {
+				_, err := tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+					u.ID, u.Name, u.Domain, h, u.Enabled, u.Project, u.Description, u.Email)
+				return err
+			})
+		}
+		if err != nil {
+			keystoneError(w, http.StatusConflict, "Conflict", "Conflict occurred attempting to store user - Duplicate entry found with name "+u.Name+" at domain ID default.")
+			return
+		}
+		writeJSON(w, http.StatusCreated, map[string]any{"user": b.renderUser(r, u)})
+	case len(seg) == 2 && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
+		if r.Method == http.MethodPatch {
+			m, ok := readMember(r, "user")
+			if !ok {
+				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
+				return
+			}
+			b.DB.Write(ctx, func(tx *store.Tx) error {
+				for _, col := range []string{"name", "description", "email", "default_project_id"} {
+					if v, ok := m[col].(string); ok {
+						if _, err := tx.Exec("UPDATE id_users SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
+							return err
+						}
+					}
+				}
+				if v, ok := m["enabled"].(bool); ok {
+					if _, err := tx.Exec("UPDATE id_users SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
+						return err
+					}
+				}
+				if pw, ok := m["password"].(string); ok {
+					h, err := hashPassword(pw)
+					if err != nil {
+						return err
+					}
+					if _, err := tx.Exec("UPDATE id_users SET password_hash = ? WHERE id = ?", h, seg[1]); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			b.forgetUser(seg[1])
+		}
+		out, err := b.queryUsers(r, " WHERE id = ?", seg[1])
+		if err != nil || len(out) == 0 {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+seg[1]+".")
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"user": out[0]})
+	case len(seg) == 2 && r.Method == http.MethodDelete:
+		var found bool
+		b.DB.Write(ctx, func(tx *store.Tx) error {
+			res, err := tx.Exec("DELETE FROM id_users WHERE id = ?", seg[1])
+			if err != nil {
+				return err
+			}
+			n, _ := res.RowsAffected()
+			found = n > 0
+			if _, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ?", seg[1]); err != nil {
+				return err
+			}
+			_, err = tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1])
+			return err
+		})
+		b.forgetUser(seg[1])
+		if !found {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+seg[1]+".")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
+	}
+}
+
+func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, user, roleID string) {
+	ctx := r.Context()
+	exists := func(tx *store.Tx, q, id string) bool {
+		var x string
+		return tx.QueryRow(q, id).Scan(&x) == nil
+	}
+	var missing string
+	var has bool
+	err := b.DB.Read(ctx, func(tx *store.Tx) error {
+		switch {
+		case !exists(tx, "SELECT id FROM id_projects WHERE id = ?", project):
+			missing = "project: " + project
+		case !exists(tx, "SELECT id FROM id_users WHERE id = ?", user):
+			missing = "user: " + user
+		case !exists(tx, "SELECT id FROM id_roles WHERE id = ?", roleID):
+			missing = "role: " + roleID
+		}
+		var n int
+		err := tx.QueryRow("SELECT COUNT(*) FROM id_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?", user, project, roleID).Scan(&n)
+		has = n > 0
+		return err
+	})
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		keystoneError(w, 500, "Internal Server Error", err.Error())
+		return
+	}
+	if missing != "" {
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find "+missing+".")
+		return
+	}
+	switch r.Method {
+	case http.MethodPut:
+		b.DB.Write(ctx, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
+		b.forgetUser(user)
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodHead, http.MethodGet:
+		if !has {
+			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find role assignment.")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	case http.MethodDelete:
+		b.DB.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?", user, project, roleID)
+			return err
+		})
+		b.forgetUser(user)
+		w.WriteHeader(http.StatusNoContent)
+	default:
+		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
+	}
+}
+
+func (b *Builtin) listUserRoles(w http.ResponseWriter, r *http.Request, project, user string) {
+	var out []any
+	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
+		roles, err := b.rolesOf(tx, user, project)
+		for _, ro := range roles {
+			out = append(out, map[string]any{"id": ro.ID, "name": ro.Name, "domain_id": nil,
+				"links": map[string]any{"self": b.base(r) + "/v3/roles/" + ro.ID}})
+		}
+		return err
+	})
+	if err != nil {
+		keystoneError(w, 500, "Internal Server Error", err.Error())
+		return
+	}
+	if out == nil {
+		out = []any{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"roles": out})
+}
+
+func (b *Builtin) roleAssignments(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	sqlq, args := "SELECT a.user_id, a.project_id, a.role_id, r.name FROM id_assignments a JOIN id_roles r ON r.id = a.role_id WHERE 1 = 1", []any{}
+	if v := q.Get("user.id"); v != "" {
+		sqlq += " AND a.user_id = ?"
+		args = append(args, v)
+	}
+	if v := q.Get("scope.project.id"); v != "" {
+		sqlq += " AND a.project_id = ?"
+		args = append(args, v)
+	}
+	if v := q.Get("role.id"); v != "" {
+		sqlq += " AND a.role_id = ?"
+		args = append(args, v)
+	}
+	out := []any{}
+	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
+		rows, err := tx.Query(sqlq, args...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var u, p, rid, rname string
+			if err := rows.Scan(&u, &p, &rid, &rname); err != nil {
+				return err
+			}
+			out = append(out, map[string]any{"user": map[string]any{"id": u}, "scope": map[string]any{"project": map[string]any{"id": p}},
+				"role": map[string]any{"id": rid, "name": rname}, "links": map[string]any{"assignment": b.base(r) + "/v3/projects/" + p + "/users/" + u + "/roles/" + rid}})
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		keystoneError(w, 500, "Internal Server Error", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"role_assignments": out})
+}

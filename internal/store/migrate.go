@@ -1,0 +1,99 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// migrations are applied in order, each once, in its own transaction. The SQL
+// is common to SQLite and PostgreSQL; append, never edit.
+var migrations = []string{
+	// 1: resources, change log, allocation tables, quotas, identity.
+	`
+CREATE TABLE revision (id INTEGER PRIMARY KEY, rev BIGINT NOT NULL, compacted BIGINT NOT NULL);
+INSERT INTO revision (id, rev, compacted) VALUES (1, 0, 0);
+CREATE TABLE resources (
+  kind TEXT NOT NULL, id TEXT NOT NULL, project_id TEXT NOT NULL, parent_id TEXT NOT NULL,
+  rev BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id));
+CREATE INDEX resources_by_parent ON resources (kind, parent_id);
+CREATE INDEX resources_by_project ON resources (kind, project_id);
+CREATE TABLE changes (
+  rev BIGINT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL,
+  project_id TEXT NOT NULL, parent_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (rev, seq));
+CREATE TABLE ip_allocations (
+  subnet_id TEXT NOT NULL, ip_address TEXT NOT NULL, port_id TEXT NOT NULL, network_id TEXT NOT NULL,
+  PRIMARY KEY (subnet_id, ip_address));
+CREATE INDEX ip_allocations_by_port ON ip_allocations (port_id);
+CREATE TABLE mac_addresses (
+  network_id TEXT NOT NULL, mac_address TEXT NOT NULL, port_id TEXT NOT NULL,
+  PRIMARY KEY (network_id, mac_address));
+CREATE TABLE segment_allocations (
+  network_type TEXT NOT NULL, physical_network TEXT NOT NULL, segmentation_id BIGINT NOT NULL,
+  network_id TEXT NOT NULL, PRIMARY KEY (network_type, physical_network, segmentation_id));
+CREATE INDEX segment_allocations_by_network ON segment_allocations (network_id);
+CREATE TABLE quotas (
+  project_id TEXT NOT NULL, resource TEXT NOT NULL, hard_limit BIGINT NOT NULL,
+  PRIMARY KEY (project_id, resource));
+CREATE TABLE id_projects (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, domain_id TEXT NOT NULL, description TEXT NOT NULL,
+  enabled BOOLEAN NOT NULL, parent_id TEXT NOT NULL, is_domain BOOLEAN NOT NULL, UNIQUE (domain_id, name));
+CREATE TABLE id_users (
+  id TEXT PRIMARY KEY, name TEXT NOT NULL, domain_id TEXT NOT NULL, password_hash TEXT NOT NULL,
+  enabled BOOLEAN NOT NULL, default_project_id TEXT NOT NULL, description TEXT NOT NULL, email TEXT NOT NULL,
+  UNIQUE (domain_id, name));
+CREATE TABLE id_roles (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE);
+CREATE TABLE id_assignments (
+  user_id TEXT NOT NULL, project_id TEXT NOT NULL, role_id TEXT NOT NULL,
+  PRIMARY KEY (user_id, project_id, role_id));
+CREATE TABLE id_tokens (
+  id TEXT PRIMARY KEY, user_id TEXT NOT NULL, project_id TEXT NOT NULL,
+  issued_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
+CREATE INDEX id_tokens_by_expiry ON id_tokens (expires_at);
+`,
+}
+
+// Migrate applies the migrations not yet applied and returns how many ran.
+func (db *DB) Migrate(ctx context.Context) (int, error) {
+	if _, err := db.w.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"); err != nil {
+		return 0, fmt.Errorf("store: migrate: %w", err)
+	}
+	applied := 0
+	for i, m := range migrations {
+		version := i + 1
+		ran := false
+		_, err := db.Write(ctx, func(tx *Tx) error {
+			if db.Dialect == Postgres {
+				// Several servers may start at once: one migrates, the others wait.
+				if _, err := tx.Exec("SELECT pg_advisory_xact_lock(7470)"); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRow("SELECT COUNT(*) FROM schema_migrations WHERE version = ?", version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range strings.Split(m, ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.Exec(stmt); err != nil {
+					return fmt.Errorf("migration %d: %w", version, err)
+				}
+			}
+			ran = true
+			_, err := tx.Exec("INSERT INTO schema_migrations (version) VALUES (?)", version)
+			return err
+		})
+		if err != nil {
+			return applied, fmt.Errorf("store: migrate: %w", err)
+		}
+		if ran {
+			applied++
+		}
+	}
+	return applied, nil
+}

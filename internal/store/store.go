@@ -1,0 +1,498 @@
+// Package store keeps Neutrino's state in SQL (SQLite embedded, or
+// PostgreSQL) as JSON documents per resource kind, plus the tables that make
+// allocations unique, and a change log: every write transaction takes the next
+// revision and records each change under it, in the same transaction.
+//
+// Writers are serialized (one in-process mutex plus, on PostgreSQL, a
+// transaction-scoped advisory lock) so that revisions commit in order: a
+// reader that has seen revision R has seen every change up to R.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
+	_ "modernc.org/sqlite"             // SQLite driver
+)
+
+// Object is one resource as the API shows it: a JSON object.
+type Object = map[string]any
+
+// ErrNotFound is returned by Get when no such resource exists.
+var ErrNotFound = errors.New("store: not found")
+
+// ErrCompacted is returned by Changes when the requested revision is older
+// than the oldest change kept: the reader must list again.
+var ErrCompacted = errors.New("store: revision compacted")
+
+// Dialect names the SQL engine behind a DB.
+type Dialect string
+
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// DB is the store.
+type DB struct {
+	Dialect Dialect
+	w       *sql.DB // writes (one connection on SQLite)
+	r       *sql.DB // reads
+	wmu     sync.Mutex
+
+	cmu   sync.RWMutex
+	cache map[string]cached // kind/id -> decoded body at a row revision
+
+	nmu    sync.Mutex
+	notify chan struct{} // closed and replaced at every commit
+}
+
+type cached struct {
+	rev int64
+	obj Object
+}
+
+// Open connects to dsn: a postgres:// or postgresql:// URL selects PostgreSQL,
+// anything else is a SQLite file path (created with its directory).
+func Open(dsn string) (*DB, error) {
+	db := &DB{cache: map[string]cached{}, notify: make(chan struct{})}
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		db.Dialect = Postgres
+		c, err := sql.Open("pgx", dsn)
+		if err != nil {
+			return nil, fmt.Errorf("store: open postgres: %w", err)
+		}
+		c.SetMaxOpenConns(16)
+		c.SetMaxIdleConns(16)
+		db.w, db.r = c, c
+	} else {
+		db.Dialect = SQLite
+		if dir := filepath.Dir(dsn); dir != "" {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("store: %w", err)
+			}
+		}
+		q := "file:" + dsn + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
+		w, err := sql.Open("sqlite", q)
+		if err != nil {
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		w.SetMaxOpenConns(1)
+		r, err := sql.Open("sqlite", q)
+		if err != nil {
+			return nil, fmt.Errorf("store: open sqlite: %w", err)
+		}
+		r.SetMaxOpenConns(8)
+		r.SetMaxIdleConns(8)
+		db.w, db.r = w, r
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := db.w.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	return db, nil
+}
+
+// Close releases the connections.
+func (db *DB) Close() error {
+	err := db.w.Close()
+	if db.r != db.w {
+		if e := db.r.Close(); err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// rebind turns ? placeholders into $n for PostgreSQL.
+func (db *DB) rebind(q string) string {
+	if db.Dialect != Postgres {
+		return q
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	return b.String()
+}
+
+// Tx is one transaction, read-only or writing.
+type Tx struct {
+	db      *DB
+	tx      *sql.Tx
+	write   bool
+	rev     int64 // revision taken by this write (0 until the first change)
+	seq     int
+	touched []string // cache keys to drop after commit
+}
+
+// Write runs fn in a serialized write transaction and returns the revision it
+// took (0 if fn changed nothing). fn's error rolls everything back.
+func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
+	db.wmu.Lock()
+	defer db.wmu.Unlock()
+	sqltx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("store: begin: %w", err)
+	}
+	tx := &Tx{db: db, tx: sqltx, write: true}
+	if db.Dialect == Postgres {
+		if _, err := sqltx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7471)"); err != nil {
+			sqltx.Rollback()
+			return 0, fmt.Errorf("store: lock: %w", err)
+		}
+	}
+	if err := fn(tx); err != nil {
+		sqltx.Rollback()
+		db.forget(tx.touched)
+		return 0, err
+	}
+	if err := sqltx.Commit(); err != nil {
+		db.forget(tx.touched)
+		return 0, fmt.Errorf("store: commit: %w", err)
+	}
+	db.forget(tx.touched)
+	if tx.rev != 0 {
+		db.nmu.Lock()
+		close(db.notify)
+		db.notify = make(chan struct{})
+		db.nmu.Unlock()
+	}
+	return tx.rev, nil
+}
+
+// Read runs fn in a read transaction (a consistent snapshot).
+func (db *DB) Read(ctx context.Context, fn func(tx *Tx) error) error {
+	sqltx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: db.Dialect == Postgres})
+	if err != nil {
+		return fmt.Errorf("store: begin: %w", err)
+	}
+	defer sqltx.Rollback()
+	return fn(&Tx{db: db, tx: sqltx})
+}
+
+// Changed returns a channel closed at the next committed write.
+func (db *DB) Changed() <-chan struct{} {
+	db.nmu.Lock()
+	defer db.nmu.Unlock()
+	return db.notify
+}
+
+func (db *DB) forget(keys []string) {
+	if len(keys) == 0 {
+		return
+	}
+	db.cmu.Lock()
+	for _, k := range keys {
+		delete(db.cache, k)
+	}
+	db.cmu.Unlock()
+}
+
+// Exec runs a statement inside the transaction.
+func (tx *Tx) Exec(q string, args ...any) (sql.Result, error) {
+	return tx.tx.Exec(tx.db.rebind(q), args...)
+}
+
+// Query runs a query inside the transaction.
+func (tx *Tx) Query(q string, args ...any) (*sql.Rows, error) {
+	return tx.tx.Query(tx.db.rebind(q), args...)
+}
+
+// QueryRow runs a single-row query inside the transaction.
+func (tx *Tx) QueryRow(q string, args ...any) *sql.Row {
+	return tx.tx.QueryRow(tx.db.rebind(q), args...)
+}
+
+// Strings runs a query whose rows are one text column.
+func (tx *Tx) Strings(q string, args ...any) ([]string, error) {
+	rows, err := tx.Query(q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// Revision takes (once per transaction) and returns this write's revision.
+func (tx *Tx) Revision() (int64, error) {
+	if !tx.write {
+		return 0, errors.New("store: revision in a read transaction")
+	}
+	if tx.rev != 0 {
+		return tx.rev, nil
+	}
+	var rev int64
+	if err := tx.QueryRow("UPDATE revision SET rev = rev + 1 WHERE id = 1 RETURNING rev").Scan(&rev); err != nil {
+		return 0, fmt.Errorf("store: next revision: %w", err)
+	}
+	tx.rev = rev
+	return rev, nil
+}
+
+// CurrentRevision is the newest committed revision visible to tx.
+func (tx *Tx) CurrentRevision() (int64, error) {
+	var rev int64
+	err := tx.QueryRow("SELECT rev FROM revision WHERE id = 1").Scan(&rev)
+	return rev, err
+}
+
+func key(kind, id string) string { return kind + "/" + id }
+
+// Get returns one resource. In a write transaction the result is the caller's
+// own copy; in a read transaction it may be shared and must not be modified.
+func (tx *Tx) Get(kind, id string) (Object, error) {
+	var rev int64
+	var body string
+	err := tx.QueryRow("SELECT rev, body FROM resources WHERE kind = ? AND id = ?", kind, id).Scan(&rev, &body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: get %s %s: %w", kind, id, err)
+	}
+	obj, err := tx.db.decode(kind, id, rev, body, tx.write)
+	if err != nil {
+		return nil, err
+	}
+	return obj, nil
+}
+
+func (db *DB) decode(kind, id string, rev int64, body string, own bool) (Object, error) {
+	k := key(kind, id)
+	if !own {
+		db.cmu.RLock()
+		c, ok := db.cache[k]
+		db.cmu.RUnlock()
+		if ok && c.rev == rev {
+			return c.obj, nil
+		}
+	}
+	var obj Object
+	if err := json.Unmarshal([]byte(body), &obj); err != nil {
+		return nil, fmt.Errorf("store: decode %s: %w", k, err)
+	}
+	if !own {
+		db.cmu.Lock()
+		db.cache[k] = cached{rev: rev, obj: obj}
+		db.cmu.Unlock()
+	}
+	return obj, nil
+}
+
+// Filter narrows a List by indexed columns; empty fields do not filter.
+type Filter struct {
+	Projects []string // any of these project ids
+	Parent   string   // parent id (network of a subnet or port, group of a rule, ...)
+	Parents  []string // any of these parent ids
+	IDs      []string // any of these ids
+}
+
+// List returns the resources of kind matching f, ordered by id. In a read
+// transaction the objects may be shared: copy before modifying.
+func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
+	q := "SELECT id, rev, body FROM resources WHERE kind = ?"
+	args := []any{kind}
+	in := func(col string, vals []string) {
+		q += " AND " + col + " IN (" + strings.TrimSuffix(strings.Repeat("?,", len(vals)), ",") + ")"
+		for _, v := range vals {
+			args = append(args, v)
+		}
+	}
+	if len(f.Projects) > 0 {
+		in("project_id", f.Projects)
+	}
+	if f.Parent != "" {
+		q += " AND parent_id = ?"
+		args = append(args, f.Parent)
+	}
+	if len(f.Parents) > 0 {
+		in("parent_id", f.Parents)
+	}
+	if len(f.IDs) > 0 {
+		in("id", f.IDs)
+	}
+	q += " ORDER BY id"
+	rows, err := tx.Query(q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list %s: %w", kind, err)
+	}
+	defer rows.Close()
+	var out []Object
+	for rows.Next() {
+		var id, body string
+		var rev int64
+		if err := rows.Scan(&id, &rev, &body); err != nil {
+			return nil, err
+		}
+		obj, err := tx.db.decode(kind, id, rev, body, tx.write)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, obj)
+	}
+	return out, rows.Err()
+}
+
+// Count counts the resources of kind in a project.
+func (tx *Tx) Count(kind, project string) (int, error) {
+	var n int
+	err := tx.QueryRow("SELECT COUNT(*) FROM resources WHERE kind = ? AND project_id = ?", kind, project).Scan(&n)
+	return n, err
+}
+
+// Put inserts or replaces a resource and logs the change.
+func (tx *Tx) Put(kind, parent string, obj Object) error {
+	id, _ := obj["id"].(string)
+	if id == "" {
+		return errors.New("store: put without id")
+	}
+	project, _ := obj["project_id"].(string)
+	body, err := json.Marshal(obj)
+	if err != nil {
+		return fmt.Errorf("store: encode %s %s: %w", kind, id, err)
+	}
+	rev, err := tx.Revision()
+	if err != nil {
+		return err
+	}
+	var q string
+	if tx.db.Dialect == Postgres {
+		q = `INSERT INTO resources (kind, id, project_id, parent_id, rev, body) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id = EXCLUDED.parent_id, rev = EXCLUDED.rev, body = EXCLUDED.body`
+	} else {
+		q = "INSERT OR REPLACE INTO resources (kind, id, project_id, parent_id, rev, body) VALUES (?, ?, ?, ?, ?, ?)"
+	}
+	if _, err := tx.Exec(q, kind, id, project, parent, rev, string(body)); err != nil {
+		return fmt.Errorf("store: put %s %s: %w", kind, id, err)
+	}
+	tx.touched = append(tx.touched, key(kind, id))
+	return tx.logChange(rev, kind, id, "put", project, parent, string(body))
+}
+
+// Delete removes a resource and logs the change. Deleting a missing resource
+// returns ErrNotFound.
+func (tx *Tx) Delete(kind, id string) error {
+	var project, parent string
+	err := tx.QueryRow("SELECT project_id, parent_id FROM resources WHERE kind = ? AND id = ?", kind, id).Scan(&project, &parent)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("store: delete %s %s: %w", kind, id, err)
+	}
+	rev, err := tx.Revision()
+	if err != nil {
+		return err
+	}
+	if _, err := tx.Exec("DELETE FROM resources WHERE kind = ? AND id = ?", kind, id); err != nil {
+		return fmt.Errorf("store: delete %s %s: %w", kind, id, err)
+	}
+	tx.touched = append(tx.touched, key(kind, id))
+	return tx.logChange(rev, kind, id, "delete", project, parent, "")
+}
+
+func (tx *Tx) logChange(rev int64, kind, id, op, project, parent, body string) error {
+	tx.seq++
+	_, err := tx.Exec("INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		rev, tx.seq, kind, id, op, project, parent, body)
+	if err != nil {
+		return fmt.Errorf("store: log change: %w", err)
+	}
+	return nil
+}
+
+// Change is one entry of the change log.
+type Change struct {
+	Rev     int64
+	Seq     int
+	Kind    string
+	ID      string
+	Op      string // "put" or "delete"
+	Project string
+	Parent  string
+	Body    Object // nil for deletes
+}
+
+// Changes returns up to limit changes with revision > after, oldest first.
+// ErrCompacted means changes after `after` are no longer all kept.
+func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
+	var out []Change
+	err := db.Read(ctx, func(tx *Tx) error {
+		var compacted int64
+		if err := tx.QueryRow("SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
+			return err
+		}
+		if after < compacted {
+			return ErrCompacted
+		}
+		rows, err := tx.Query("SELECT rev, seq, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? ORDER BY rev, seq LIMIT ?", after, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var c Change
+			var body string
+			if err := rows.Scan(&c.Rev, &c.Seq, &c.Kind, &c.ID, &c.Op, &c.Project, &c.Parent, &body); err != nil {
+				return err
+			}
+			if body != "" {
+				if err := json.Unmarshal([]byte(body), &c.Body); err != nil {
+					return err
+				}
+			}
+			out = append(out, c)
+		}
+		return rows.Err()
+	})
+	return out, err
+}
+
+// Compact drops change-log entries at or below rev; later readers behind it
+// get ErrCompacted.
+func (db *DB) Compact(ctx context.Context, rev int64) error {
+	_, err := db.Write(ctx, func(tx *Tx) error {
+		if _, err := tx.Exec("DELETE FROM changes WHERE rev <= ?", rev); err != nil {
+			return err
+		}
+		_, err := tx.Exec("UPDATE revision SET compacted = ? WHERE id = 1 AND compacted < ?", rev, rev)
+		return err
+	})
+	return err
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint failure.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "duplicate key value")
+}
