@@ -15,7 +15,7 @@ import (
 type Pool struct{ Start, End netip.Addr }
 
 func (p Pool) contains(a netip.Addr) bool { return p.Start.Compare(a) <= 0 && a.Compare(p.End) <= 0 }
-func (p Pool) String() string           { return p.Start.String() + "-" + p.End.String() }
+func (p Pool) String() string             { return p.Start.String() + "-" + p.End.String() }
 
 func addrToInt(a netip.Addr) *big.Int { b := a.As16(); return new(big.Int).SetBytes(b[:]) }
 

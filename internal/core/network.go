@@ -36,7 +36,7 @@ func createNetwork(c *Ctx, in Object) (Object, error) {
 		"id": id, "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"admin_state_up": in["admin_state_up"], "status": "ACTIVE", "subnets": []any{},
 		"shared": false, "router:external": false, "mtu": float64(mtu),
-		"port_security_enabled": in["port_security_enabled"],
+		"port_security_enabled":   in["port_security_enabled"],
 		"availability_zone_hints": in["availability_zone_hints"], "availability_zones": []any{},
 		"ipv4_address_scope": nil, "ipv6_address_scope": nil, "l2_adjacency": true,
 		keyRBAC: map[string]any{},

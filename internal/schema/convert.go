@@ -133,7 +133,6 @@ func OneOfOrNull(values ...string) Converter {
 	}
 }
 
-
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
 
 // IsUUID reports whether s looks like a UUID.
