@@ -123,7 +123,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			s.Log.Error("panic", "err", rec, "path", r.URL.Path)
 			s.writeError(sw, r, errors.New("panic"))
 		}
-		if collection != "" && schema.ByCollection(collection) == nil && collection != "extensions" && collection != "quotas" {
+		if collection != "" && schema.ByPath(collection) == nil && collection != "extensions" && collection != "quotas" {
 			collection = "other"
 		}
 		s.requests.WithLabelValues(r.Method, collection, strconv.Itoa(sw.code)).Inc()
@@ -162,7 +162,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.quotas(sw, r, parts[2:])
 		return
 	}
-	res := schema.ByCollection(parts[1])
+	res := schema.ByPath(parts[1])
 	if res == nil {
 		s.writeError(sw, r, notFoundErr)
 		return

@@ -13,8 +13,10 @@ import (
 const maxDNSNameservers, maxHostRoutes = 5, 20
 
 func subnetVisible(c *Ctx, o Object) bool {
+	// Subnets of shared networks are visible; those of external networks
+	// that are not shared are not.
 	n, err := c.Tx.Get(schema.Network.Kind, str(o, "network_id"))
-	return err == nil && networkVisible(c, n)
+	return err == nil && sharedWith(n, "access_as_shared", c.ProjectID)
 }
 
 // networkForChange loads a network the caller may attach things to.

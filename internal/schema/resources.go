@@ -118,13 +118,13 @@ var (
 		ro("ip_allocation"),
 	)
 
-	SecurityGroup = define("security_group", "security-groups", "", true,
+	SecurityGroup = define("security_group", "security_groups", "", true,
 		noFilter(ro("security_group_rules")),
 		sorted(post("stateful", Bool, true)),
 		sorted(ro("shared")),
 	)
 
-	SecurityGroupRule = &Resource{Member: "security_group_rule", Collection: "security-group-rules", Kind: "security_group_rule",
+	SecurityGroupRule = &Resource{Member: "security_group_rule", Collection: "security_group_rules", Path: "security-group-rules", Kind: "security_group_rule",
 		Parent: "security_group_id", Standard: true, Attrs: []*Attr{
 			sorted(ro("id")),
 			sorted(post("project_id", ProjectID, nil)),
@@ -141,7 +141,7 @@ var (
 			sorted(post("port_range_min", IntOrNull, nil)),
 			sorted(post("port_range_max", IntOrNull, nil)),
 			sorted(post("remote_ip_prefix", Anything, nil)),
-			sorted(post("remote_group_id", UUIDOrNull, nil)),
+			sorted(post("remote_group_id", StringOrNull(255), nil)),
 			sorted(ro("normalized_cidr")),
 		}}
 
@@ -157,7 +157,7 @@ var (
 		sorted(rw("address_scope_id", UUIDOrNull, nil)),
 	)
 
-	RBACPolicy = &Resource{Member: "rbac_policy", Collection: "rbac-policies", Kind: "rbac_policy", Parent: "object_id", Attrs: []*Attr{
+	RBACPolicy = &Resource{Member: "rbac_policy", Collection: "rbac_policies", Path: "rbac-policies", Kind: "rbac_policy", Parent: "object_id", Attrs: []*Attr{
 		sorted(ro("id")),
 		sorted(post("project_id", ProjectID, nil)),
 		sorted(post("tenant_id", ProjectID, nil)),
@@ -172,16 +172,25 @@ var (
 var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy}
 
 func init() {
+	SecurityGroup.Path = "security-groups"
 	SecurityGroupRule.index()
 	RBACPolicy.index()
 }
 
-// ByCollection finds a resource by its URL collection name.
-func ByCollection(name string) *Resource {
+// ByPath finds a resource by its URL collection segment.
+func ByPath(name string) *Resource {
 	for _, r := range All {
-		if r.Collection == name {
+		if r.URLPath() == name {
 			return r
 		}
 	}
 	return nil
+}
+
+// URLPath is the collection's URL segment.
+func (r *Resource) URLPath() string {
+	if r.Path != "" {
+		return r.Path
+	}
+	return r.Collection
 }

@@ -35,7 +35,8 @@ type Attr struct {
 // Resource is one collection of the API.
 type Resource struct {
 	Member     string // "network"
-	Collection string // "networks"
+	Collection string // "networks": the JSON key of lists
+	Path       string // URL segment ("security-groups"); Collection when empty
 	Kind       string // store kind (the member name)
 	Parent     string // attribute whose value indexes the store row (e.g. network_id)
 	Attrs      []*Attr
