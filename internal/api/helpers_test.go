@@ -1,0 +1,179 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"neutrino/internal/core"
+	"neutrino/internal/identity"
+	"neutrino/internal/store"
+)
+
+// testEnv is a real server on a real store, spoken to over HTTP.
+type testEnv struct {
+	t   *testing.T
+	srv *httptest.Server
+	db  *store.DB
+}
+
+// dsns are the stores every API test runs against: SQLite always, and the
+// PostgreSQL of NEUTRINO_TEST_POSTGRES when set (a fresh schema per test).
+func dsns(t *testing.T) map[string]string {
+	out := map[string]string{"sqlite": filepath.Join(t.TempDir(), "neutrino.db")}
+	if pg := os.Getenv("NEUTRINO_TEST_POSTGRES"); pg != "" {
+		out["postgres"] = pg
+	}
+	return out
+}
+
+func newEnv(t *testing.T, dsn string, cfg core.Config) *testEnv {
+	t.Helper()
+	db, err := store.Open(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Dialect == store.Postgres {
+		resetPostgres(t, db)
+	}
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := core.New(db, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := New(svc, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	e := &testEnv{t: t, srv: httptest.NewServer(s), db: db}
+	t.Cleanup(func() { e.srv.Close(); db.Close() })
+	return e
+}
+
+// resetPostgres drops every table so each test starts from an empty schema.
+func resetPostgres(t *testing.T, db *store.DB) {
+	t.Helper()
+	_, err := db.Write(context.Background(), func(tx *store.Tx) error {
+		_, err := tx.Exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// forEachStore runs fn against a fresh server on every configured store.
+func forEachStore(t *testing.T, fn func(t *testing.T, e *testEnv)) {
+	for name, dsn := range dsns(t) {
+		t.Run(name, func(t *testing.T) { fn(t, newEnv(t, dsn, core.Config{})) })
+	}
+}
+
+const (
+	projA = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	projB = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+)
+
+type as struct {
+	project string
+	admin   bool
+}
+
+var (
+	admin = as{"adminproject", true}
+	userA = as{projA, false}
+	userB = as{projB, false}
+)
+
+type resp struct {
+	Status int
+	Body   map[string]any
+	Raw    []byte
+	Header http.Header
+}
+
+func (e *testEnv) do(who as, method, path string, body any, hdr ...string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		if s, ok := body.(string); ok {
+			rd = bytes.NewBufferString(s)
+		} else {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+	}
+	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Project-Id", who.project)
+	if who.admin {
+		req.Header.Set("X-Roles", "admin,member")
+	} else {
+		req.Header.Set("X-Roles", "member")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer r.Body.Close()
+	raw, _ := io.ReadAll(r.Body)
+	out := resp{Status: r.StatusCode, Raw: raw, Header: r.Header}
+	if len(raw) > 0 {
+		json.Unmarshal(raw, &out.Body)
+	}
+	return out
+}
+
+// must asserts the status and returns the member object of the body.
+func (e *testEnv) must(status int, r resp, member string) map[string]any {
+	e.t.Helper()
+	if r.Status != status {
+		e.t.Fatalf("status %d, want %d: %s", r.Status, status, r.Raw)
+	}
+	if member == "" {
+		return r.Body
+	}
+	m, _ := r.Body[member].(map[string]any)
+	return m
+}
+
+// fault asserts a Neutron error of the given status and type.
+func (e *testEnv) fault(r resp, status int, typ string) {
+	e.t.Helper()
+	if r.Status != status {
+		e.t.Fatalf("status %d, want %d: %s", r.Status, status, r.Raw)
+	}
+	ne, _ := r.Body["NeutronError"].(map[string]any)
+	if ne == nil || ne["type"] != typ {
+		e.t.Fatalf("error type %v, want %s: %s", ne["type"], typ, r.Raw)
+	}
+}
+
+func (e *testEnv) network(who as, body map[string]any) map[string]any {
+	e.t.Helper()
+	if body == nil {
+		body = map[string]any{}
+	}
+	return e.must(201, e.do(who, "POST", "/v2.0/networks", map[string]any{"network": body}), "network")
+}
+
+func (e *testEnv) subnet(who as, body map[string]any) map[string]any {
+	e.t.Helper()
+	return e.must(201, e.do(who, "POST", "/v2.0/subnets", map[string]any{"subnet": body}), "subnet")
+}
+
+func (e *testEnv) list(who as, path, key string) []any {
+	e.t.Helper()
+	r := e.must(200, e.do(who, "GET", path, nil), "")
+	l, _ := r[key].([]any)
+	return l
+}
