@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Neutrino's whole test suite, from a fresh Debian machine:
+#   1. installs what the tests need (Debian packages, Go modules),
+#   2. go vet + unit and API tests on SQLite,
+#   3. the API tests again on a throw-away PostgreSQL,
+#   4. Tempest's tempest.api.network against a running Neutrino, on SQLite
+#      and on PostgreSQL, with Neutrino's built-in identity.
+# Everything listens on 127.0.0.1 only; everything started is stopped by PID.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+export PATH=/usr/local/go/bin:$PATH
+WORK=$(mktemp -d /tmp/neutrino-test.XXXXXX)
+chmod 755 "$WORK"   # the postgres user must reach its cluster directory
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  scripts/pg.sh stop "$WORK/pg" || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
+
+step "install test dependencies"
+PKGS="tempest python3-tempest python3-openstackclient python3-subunit python3-stestr postgresql curl iproute2"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" != 0 ]; then echo "need root to install:$missing"; exit 1; fi
+  # Keep package scripts from starting services: tests start their own.
+  [ -e /usr/sbin/policy-rc.d ] || { printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; }
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $missing >/dev/null
+fi
+go version
+go mod download
+
+step "go vet"
+go vet ./...
+
+step "unit and API tests (SQLite)"
+go test -count=1 ./...
+
+step "API tests (PostgreSQL)"
+DSN=$(scripts/pg.sh start "$WORK/pg" 55432)
+NEUTRINO_TEST_POSTGRES="$DSN" go test -count=1 ./internal/api/
+
+step "build"
+go build -o "$WORK/neutrino" ./cmd/neutrino
+
+# serve_and_tempest LABEL [serve flags...]: start Neutrino, run Tempest, stop it.
+serve_and_tempest() {
+  local label=$1; shift
+  local data="$WORK/data-$label" port=19696
+  "$WORK/neutrino" serve --listen 127.0.0.1:$port --data-dir "$data" "$@" > "$WORK/serve-$label.log" 2>&1 &
+  local pid=$!
+  PIDS+=("$pid")
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/ >/dev/null && break; sleep 0.1; done
+  local rc=0
+  test/tempest/run.sh http://127.0.0.1:$port "$data" "$WORK/tempest-$label" || rc=$?
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  if [ $rc != 0 ]; then
+    echo "--- tempest ($label) failed; server log tail:"; tail -20 "$WORK/serve-$label.log"
+    grep -B3 -A25 'Traceback\|FAIL:' "$WORK/tempest-$label/console.txt" | head -150 || true
+    return $rc
+  fi
+}
+
+step "Tempest tempest.api.network (SQLite)"
+serve_and_tempest sqlite
+
+step "Tempest tempest.api.network (PostgreSQL)"
+runuser -u postgres -- psql -q -h 127.0.0.1 -p 55432 -U postgres -c "DROP DATABASE IF EXISTS tempest" -c "CREATE DATABASE tempest"
+serve_and_tempest postgres --database "${DSN%/neutrino*}/tempest?sslmode=disable"
+
+step "all tests passed"
