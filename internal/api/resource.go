@@ -60,7 +60,7 @@ func typeName(res *schema.Resource) string {
 	return res.Member
 }
 
-func (s *Server) render(c *core.Ctx, res *schema.Resource, o schema.Object, fields []string) schema.Object {
+func (s *Server) render(c *core.Ctx, res *schema.Resource, o schema.Object, fields []string) schema.Ordered {
 	return res.Render(c.Caller, s.Core.Present(c, res, o), fields)
 }
 
@@ -139,7 +139,7 @@ func (s *Server) show(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	if err := s.beforeSecurityGroups(r, res); err != nil {
 		return err
 	}
-	var out schema.Object
+	var out schema.Ordered
 	err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
 		cc := s.Core.NewCtx(r.Context(), tx)
 		o, err := s.Core.Get(cc, res, id)
@@ -216,7 +216,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, res *schema.Reso
 	if err != nil {
 		return err
 	}
-	var out schema.Object
+	var out schema.Ordered
 	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
 		cc := s.Core.NewCtx(r.Context(), tx)
 		o, err := s.Core.Update(cc, res, id, upd, want)

@@ -223,36 +223,59 @@ func (a *Attr) Visible(c *policy.Caller) bool {
 	return !a.Hidden && (!a.AdminOnly || c.Admin)
 }
 
+// KV is one attribute of a rendered object.
+type KV struct {
+	K string
+	V any
+}
+
+// Ordered is a rendered object: attributes in the schema's order (as Neutron
+// prints them), encoded without sorting.
+type Ordered []KV
+
+// Get returns the value of attribute k.
+func (o Ordered) Get(k string) (any, bool) {
+	for _, kv := range o {
+		if kv.K == k {
+			return kv.V, true
+		}
+	}
+	return nil, false
+}
+
 // Render returns the response form of obj for caller, limited to fields if
 // any are given.
-func (r *Resource) Render(c *policy.Caller, obj Object, fields []string) Object {
-	out := make(Object, len(r.Attrs))
+func (r *Resource) Render(c *policy.Caller, obj Object, fields []string) Ordered {
 	if len(fields) > 0 {
+		out := make(Ordered, 0, len(fields))
+		seen := map[string]bool{}
 		for _, f := range fields {
 			a := r.byName[f]
-			if a == nil || !a.Visible(c) {
+			if a == nil || !a.Visible(c) || seen[f] {
 				continue
 			}
+			seen[f] = true
 			if f == "tenant_id" {
-				out[f] = obj["project_id"]
+				out = append(out, KV{f, obj["project_id"]})
 				continue
 			}
 			if v, ok := obj[f]; ok {
-				out[f] = v
+				out = append(out, KV{f, v})
 			}
 		}
 		return out
 	}
+	out := make(Ordered, 0, len(r.Attrs))
 	for _, a := range r.Attrs {
 		if !a.Visible(c) {
 			continue
 		}
 		if a.Name == "tenant_id" {
-			out["tenant_id"] = obj["project_id"]
+			out = append(out, KV{"tenant_id", obj["project_id"]})
 			continue
 		}
 		if v, ok := obj[a.Name]; ok {
-			out[a.Name] = v
+			out = append(out, KV{a.Name, v})
 		}
 	}
 	return out

@@ -50,22 +50,16 @@ type DB struct {
 	r       *sql.DB // reads
 	wmu     sync.Mutex
 
-	cmu   sync.RWMutex
-	cache map[string]cached // kind/id -> decoded body at a row revision
+	view view // every resource, current to the newest revision read
 
 	nmu    sync.Mutex
 	notify chan struct{} // closed and replaced at every commit
 }
 
-type cached struct {
-	rev int64
-	obj Object
-}
-
 // Open connects to dsn: a postgres:// or postgresql:// URL selects PostgreSQL,
 // anything else is a SQLite file path (created with its directory).
 func Open(dsn string) (*DB, error) {
-	db := &DB{cache: map[string]cached{}, notify: make(chan struct{})}
+	db := &DB{notify: make(chan struct{})}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		db.Dialect = Postgres
 		c, err := sql.Open("pgx", dsn)
@@ -141,7 +135,8 @@ type Tx struct {
 	write   bool
 	rev     int64 // revision taken by this write (0 until the first change)
 	seq     int
-	touched []string // cache keys to drop after commit
+	changes []Change // this write's changes, applied to the view on commit
+	synced  bool     // read: the view has caught up with this snapshot
 }
 
 // Write runs fn in a serialized write transaction and returns the revision it
@@ -162,15 +157,13 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 	}
 	if err := fn(tx); err != nil {
 		sqltx.Rollback()
-		db.forget(tx.touched)
 		return 0, err
 	}
 	if err := sqltx.Commit(); err != nil {
-		db.forget(tx.touched)
 		return 0, fmt.Errorf("store: commit: %w", err)
 	}
-	db.forget(tx.touched)
 	if tx.rev != 0 {
+		db.view.applyCommitted(tx.rev, tx.changes)
 		db.nmu.Lock()
 		close(db.notify)
 		db.notify = make(chan struct{})
@@ -194,17 +187,6 @@ func (db *DB) Changed() <-chan struct{} {
 	db.nmu.Lock()
 	defer db.nmu.Unlock()
 	return db.notify
-}
-
-func (db *DB) forget(keys []string) {
-	if len(keys) == 0 {
-		return
-	}
-	db.cmu.Lock()
-	for _, k := range keys {
-		delete(db.cache, k)
-	}
-	db.cmu.Unlock()
 }
 
 // Exec runs a statement inside the transaction.
@@ -263,45 +245,49 @@ func (tx *Tx) CurrentRevision() (int64, error) {
 	return rev, err
 }
 
-func key(kind, id string) string { return kind + "/" + id }
-
 // Get returns one resource. In a write transaction the result is the caller's
-// own copy; in a read transaction it may be shared and must not be modified.
+// own copy; in a read transaction it is shared and must not be modified.
 func (tx *Tx) Get(kind, id string) (Object, error) {
-	var rev int64
+	if !tx.write {
+		if err := tx.syncView(); err != nil {
+			return nil, err
+		}
+		if o, ok := tx.db.view.get(kind, id); ok {
+			return o, nil
+		}
+		return nil, ErrNotFound
+	}
 	var body string
-	err := tx.QueryRow("SELECT rev, body FROM resources WHERE kind = ? AND id = ?", kind, id).Scan(&rev, &body)
+	err := tx.QueryRow("SELECT body FROM resources WHERE kind = ? AND id = ?", kind, id).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store: get %s %s: %w", kind, id, err)
 	}
-	obj, err := tx.db.decode(kind, id, rev, body, tx.write)
-	if err != nil {
-		return nil, err
-	}
-	return obj, nil
+	return decode(kind, id, body)
 }
 
-func (db *DB) decode(kind, id string, rev int64, body string, own bool) (Object, error) {
-	k := key(kind, id)
-	if !own {
-		db.cmu.RLock()
-		c, ok := db.cache[k]
-		db.cmu.RUnlock()
-		if ok && c.rev == rev {
-			return c.obj, nil
-		}
+// syncView brings the in-memory view up to this read's snapshot.
+func (tx *Tx) syncView() error {
+	if tx.synced {
+		return nil
 	}
+	rev, err := tx.CurrentRevision()
+	if err != nil {
+		return fmt.Errorf("store: revision: %w", err)
+	}
+	if err := tx.db.view.sync(tx, rev); err != nil {
+		return fmt.Errorf("store: sync: %w", err)
+	}
+	tx.synced = true
+	return nil
+}
+
+func decode(kind, id, body string) (Object, error) {
 	var obj Object
 	if err := json.Unmarshal([]byte(body), &obj); err != nil {
-		return nil, fmt.Errorf("store: decode %s: %w", k, err)
-	}
-	if !own {
-		db.cmu.Lock()
-		db.cache[k] = cached{rev: rev, obj: obj}
-		db.cmu.Unlock()
+		return nil, fmt.Errorf("store: decode %s/%s: %w", kind, id, err)
 	}
 	return obj, nil
 }
@@ -315,9 +301,15 @@ type Filter struct {
 }
 
 // List returns the resources of kind matching f, ordered by id. In a read
-// transaction the objects may be shared: copy before modifying.
+// transaction the objects are shared: copy before modifying.
 func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
-	q := "SELECT id, rev, body FROM resources WHERE kind = ?"
+	if !tx.write {
+		if err := tx.syncView(); err != nil {
+			return nil, err
+		}
+		return tx.db.view.list(kind, f), nil
+	}
+	q := "SELECT id, body FROM resources WHERE kind = ?"
 	args := []any{kind}
 	in := func(col string, vals []string) {
 		q += " AND " + col + " IN (" + strings.TrimSuffix(strings.Repeat("?,", len(vals)), ",") + ")"
@@ -338,8 +330,7 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 	if len(f.IDs) > 0 {
 		in("id", f.IDs)
 	}
-	q += " ORDER BY id"
-	rows, err := tx.Query(q, args...)
+	rows, err := tx.Query(q+" ORDER BY id", args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: list %s: %w", kind, err)
 	}
@@ -347,11 +338,10 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 	var out []Object
 	for rows.Next() {
 		var id, body string
-		var rev int64
-		if err := rows.Scan(&id, &rev, &body); err != nil {
+		if err := rows.Scan(&id, &body); err != nil {
 			return nil, err
 		}
-		obj, err := tx.db.decode(kind, id, rev, body, tx.write)
+		obj, err := decode(kind, id, body)
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +382,13 @@ ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id
 	if _, err := tx.Exec(q, kind, id, project, parent, rev, string(body)); err != nil {
 		return fmt.Errorf("store: put %s %s: %w", kind, id, err)
 	}
-	tx.touched = append(tx.touched, key(kind, id))
+	// The view gets the stored form, decoded: exactly what a reader of the
+	// database would see, sharing nothing with the caller's map.
+	stored, err := decode(kind, id, string(body))
+	if err != nil {
+		return err
+	}
+	tx.changes = append(tx.changes, Change{Rev: rev, Kind: kind, ID: id, Op: "put", Project: project, Parent: parent, Body: stored})
 	return tx.logChange(rev, kind, id, "put", project, parent, string(body))
 }
 
@@ -414,7 +410,7 @@ func (tx *Tx) Delete(kind, id string) error {
 	if _, err := tx.Exec("DELETE FROM resources WHERE kind = ? AND id = ?", kind, id); err != nil {
 		return fmt.Errorf("store: delete %s %s: %w", kind, id, err)
 	}
-	tx.touched = append(tx.touched, key(kind, id))
+	tx.changes = append(tx.changes, Change{Rev: rev, Kind: kind, ID: id, Op: "delete", Project: project, Parent: parent})
 	return tx.logChange(rev, kind, id, "delete", project, parent, "")
 }
 

@@ -1,0 +1,253 @@
+package store
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// view is an in-memory copy of every resource, kept current by replaying
+// the change log: a read first learns the committed revision in its snapshot
+// and applies the changes up to it, so reads see every write committed
+// before them, by this server or any other sharing the database, without
+// scanning or decoding rows. Objects in the view are immutable: writers
+// store new ones.
+type view struct {
+	mu     sync.RWMutex
+	loaded bool
+	rev    int64
+	kinds  map[string]*index
+}
+
+type index struct {
+	objs    map[string]Object
+	meta    map[string]rowMeta
+	parent  map[string]map[string]struct{}
+	project map[string]map[string]struct{}
+}
+
+type rowMeta struct{ project, parent string }
+
+func newIndex() *index {
+	return &index{objs: map[string]Object{}, meta: map[string]rowMeta{},
+		parent: map[string]map[string]struct{}{}, project: map[string]map[string]struct{}{}}
+}
+
+func addTo(m map[string]map[string]struct{}, k, id string) {
+	s := m[k]
+	if s == nil {
+		s = map[string]struct{}{}
+		m[k] = s
+	}
+	s[id] = struct{}{}
+}
+
+func (ix *index) remove(id string) {
+	m, ok := ix.meta[id]
+	if !ok {
+		return
+	}
+	delete(ix.parent[m.parent], id)
+	if len(ix.parent[m.parent]) == 0 {
+		delete(ix.parent, m.parent)
+	}
+	delete(ix.project[m.project], id)
+	if len(ix.project[m.project]) == 0 {
+		delete(ix.project, m.project)
+	}
+	delete(ix.meta, id)
+	delete(ix.objs, id)
+}
+
+func (ix *index) put(id, project, parent string, o Object) {
+	ix.remove(id)
+	ix.objs[id] = o
+	ix.meta[id] = rowMeta{project, parent}
+	addTo(ix.parent, parent, id)
+	addTo(ix.project, project, id)
+}
+
+func (v *view) kind(k string) *index {
+	ix := v.kinds[k]
+	if ix == nil {
+		ix = newIndex()
+		v.kinds[k] = ix
+	}
+	return ix
+}
+
+// sync brings the view to at least revision rev using tx's snapshot.
+func (v *view) sync(tx *Tx, rev int64) error {
+	v.mu.RLock()
+	ok := v.loaded && v.rev >= rev
+	v.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.loaded && v.rev >= rev {
+		return nil
+	}
+	var compacted int64
+	if err := tx.QueryRow("SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
+		return err
+	}
+	if !v.loaded || v.rev < compacted {
+		return v.load(tx, rev)
+	}
+	rows, err := tx.Query("SELECT rev, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq", v.rev, rev)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r int64
+		var kind, id, op, project, parent, body string
+		if err := rows.Scan(&r, &kind, &id, &op, &project, &parent, &body); err != nil {
+			return err
+		}
+		if op == "delete" {
+			v.kind(kind).remove(id)
+			continue
+		}
+		var o Object
+		if err := json.Unmarshal([]byte(body), &o); err != nil {
+			return fmt.Errorf("store: change %d %s/%s: %w", r, kind, id, err)
+		}
+		v.kind(kind).put(id, project, parent, o)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	v.rev = rev
+	return nil
+}
+
+// load reads every resource in tx's snapshot (taken at revision rev).
+func (v *view) load(tx *Tx, rev int64) error {
+	kinds := map[string]*index{}
+	rows, err := tx.Query("SELECT kind, id, project_id, parent_id, body FROM resources")
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var kind, id, project, parent, body string
+		if err := rows.Scan(&kind, &id, &project, &parent, &body); err != nil {
+			return err
+		}
+		var o Object
+		if err := json.Unmarshal([]byte(body), &o); err != nil {
+			return fmt.Errorf("store: load %s/%s: %w", kind, id, err)
+		}
+		ix := kinds[kind]
+		if ix == nil {
+			ix = newIndex()
+			kinds[kind] = ix
+		}
+		ix.put(id, project, parent, o)
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	v.kinds, v.rev, v.loaded = kinds, rev, true
+	return nil
+}
+
+// applyCommitted applies a write this process just committed at rev, when
+// the view is exactly one revision behind (otherwise the next read syncs
+// from the log).
+func (v *view) applyCommitted(rev int64, changes []Change) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if !v.loaded || v.rev != rev-1 {
+		return
+	}
+	for _, c := range changes {
+		if c.Op == "delete" {
+			v.kind(c.Kind).remove(c.ID)
+		} else {
+			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body)
+		}
+	}
+	v.rev = rev
+}
+
+func (v *view) get(kind, id string) (Object, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	ix := v.kinds[kind]
+	if ix == nil {
+		return nil, false
+	}
+	o, ok := ix.objs[id]
+	return o, ok
+}
+
+func (v *view) list(kind string, f Filter) []Object {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	ix := v.kinds[kind]
+	if ix == nil {
+		return nil
+	}
+	// Start from the narrowest index, then check the other conditions.
+	var ids []string
+	collect := func(sets ...map[string]struct{}) {
+		for _, s := range sets {
+			for id := range s {
+				ids = append(ids, id)
+			}
+		}
+	}
+	parents := f.Parents
+	if f.Parent != "" {
+		parents = append([]string{f.Parent}, parents...)
+	}
+	switch {
+	case len(f.IDs) > 0:
+		for _, id := range f.IDs {
+			if _, ok := ix.objs[id]; ok {
+				ids = append(ids, id)
+			}
+		}
+	case len(parents) > 0:
+		for _, p := range parents {
+			collect(ix.parent[p])
+		}
+	case len(f.Projects) > 0:
+		for _, p := range f.Projects {
+			collect(ix.project[p])
+		}
+	default:
+		for id := range ix.objs {
+			ids = append(ids, id)
+		}
+	}
+	in := func(v string, set []string) bool {
+		if len(set) == 0 {
+			return true
+		}
+		for _, s := range set {
+			if s == v {
+				return true
+			}
+		}
+		return false
+	}
+	sort.Strings(ids)
+	out := make([]Object, 0, len(ids))
+	for i, id := range ids {
+		if i > 0 && ids[i-1] == id {
+			continue
+		}
+		m := ix.meta[id]
+		if !in(m.project, f.Projects) || !in(m.parent, parents) || !in(id, f.IDs) {
+			continue
+		}
+		out = append(out, ix.objs[id])
+	}
+	return out
+}
