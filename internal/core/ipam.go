@@ -174,35 +174,42 @@ func (c *Ctx) allocated(subnetID string) (map[netip.Addr]bool, error) {
 	return used, nil
 }
 
-// nextFree picks a free address from the subnet's pools: random for IPv4
-// (as Neutron does, so deleted addresses are not reused at once), then the
-// first free one scanning upward.
+// nextFree picks a free address from the subnet's pools: a few random
+// probes first (as Neutron allocates randomly, and so that an address just
+// released is not handed out again at once), each one indexed lookup; then
+// the first free address scanning upward, which also detects exhaustion.
 func (c *Ctx) nextFree(sn Object) (netip.Addr, bool, error) {
-	used, err := c.allocated(str(sn, "id"))
-	if err != nil {
-		return netip.Addr{}, false, err
-	}
 	gw, _ := netip.ParseAddr(str(sn, "gateway_ip"))
 	pools := subnetPools(sn)
-	free := func(a netip.Addr) bool { return !used[a] && a != gw }
-	// A few random probes keep allocation O(1) in sparse pools.
+	sid := str(sn, "id")
 	for _, pl := range pools {
 		size := new(big.Int).Sub(addrToInt(pl.End), addrToInt(pl.Start))
 		size.Add(size, big.NewInt(1))
-		for try := 0; try < 8; try++ {
+		for try := 0; try < 4; try++ {
 			off, err := rand.Int(rand.Reader, size)
 			if err != nil {
 				break
 			}
 			a := intToAddr(off.Add(off, addrToInt(pl.Start)), pl.Start.Is6())
-			if free(a) {
+			if a == gw {
+				continue
+			}
+			var n int
+			if err := c.Tx.QueryRow("SELECT COUNT(*) FROM ip_allocations WHERE subnet_id = ? AND ip_address = ?", sid, a.String()).Scan(&n); err != nil {
+				return netip.Addr{}, false, err
+			}
+			if n == 0 {
 				return a, true, nil
 			}
 		}
 	}
+	used, err := c.allocated(sid)
+	if err != nil {
+		return netip.Addr{}, false, err
+	}
 	for _, pl := range pools {
 		for a := pl.Start; a.IsValid() && a.Compare(pl.End) <= 0; a = a.Next() {
-			if free(a) {
+			if !used[a] && a != gw {
 				return a, true, nil
 			}
 		}

@@ -1,7 +1,9 @@
 package core
 
 import (
+	"database/sql"
 	"fmt"
+	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
@@ -126,26 +128,55 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 		physnets = []string{s.PhysicalNetwork}
 	}
 	for _, p := range physnets {
-		used := map[int64]bool{}
-		rows, err := c.Tx.Strings("SELECT CAST(segmentation_id AS TEXT) FROM segment_allocations WHERE network_type = ? AND physical_network = ?", d.typ, p)
-		if err != nil {
-			return err
-		}
-		for _, r := range rows {
-			n, _ := strconv.ParseInt(r, 10, 64)
-			used[n] = true
-		}
 		for _, rg := range d.ranges[p] {
-			for id := rg[0]; id <= rg[1]; id++ {
-				if !used[id] {
-					s.PhysicalNetwork, s.SegmentationID = p, id
-					return c.insertSegment(s, networkID)
-				}
+			id, ok, err := c.freeSegment(d.typ, p, rg[0], rg[1])
+			if err != nil {
+				return err
+			}
+			if ok {
+				s.PhysicalNetwork, s.SegmentationID = p, id
+				return c.insertSegment(s, networkID)
 			}
 		}
 	}
 	return fault.New(http.StatusServiceUnavailable, "NoNetworkAvailable",
 		"Unable to create the network. No tenant network is available for allocation.")
+}
+
+// freeSegment finds an unallocated id in [lo, hi]: a few random probes,
+// each an indexed lookup (as Neutron picks at random, which also keeps a
+// just-released id from being reused at once), then the lowest free id
+// after any allocated one.
+func (c *Ctx) freeSegment(typ, physnet string, lo, hi int64) (int64, bool, error) {
+	for try := 0; try < 4; try++ {
+		id := lo + mrand.Int64N(hi-lo+1)
+		var n int
+		if err := c.Tx.QueryRow("SELECT COUNT(*) FROM segment_allocations WHERE network_type = ? AND physical_network = ? AND segmentation_id = ?", typ, physnet, id).Scan(&n); err != nil {
+			return 0, false, err
+		}
+		if n == 0 {
+			return id, true, nil
+		}
+	}
+	var n int
+	if err := c.Tx.QueryRow("SELECT COUNT(*) FROM segment_allocations WHERE network_type = ? AND physical_network = ? AND segmentation_id = ?", typ, physnet, lo).Scan(&n); err != nil {
+		return 0, false, err
+	}
+	if n == 0 {
+		return lo, true, nil
+	}
+	var next sql.NullInt64
+	err := c.Tx.QueryRow(`SELECT MIN(a.segmentation_id) + 1 FROM segment_allocations a
+WHERE a.network_type = ? AND a.physical_network = ? AND a.segmentation_id >= ? AND a.segmentation_id < ?
+AND NOT EXISTS (SELECT 1 FROM segment_allocations b WHERE b.network_type = a.network_type
+  AND b.physical_network = a.physical_network AND b.segmentation_id = a.segmentation_id + 1)`, typ, physnet, lo, hi).Scan(&next)
+	if err != nil {
+		return 0, false, err
+	}
+	if !next.Valid {
+		return 0, false, nil
+	}
+	return next.Int64, true, nil
 }
 
 func (c *Ctx) insertSegment(s *Segment, networkID string) error {

@@ -52,6 +52,8 @@ type DB struct {
 
 	view view // every resource, current to the newest revision read
 
+	stmts sync.Map // SQLite writer: query -> prepared statement
+
 	nmu    sync.Mutex
 	notify chan struct{} // closed and replaced at every commit
 }
@@ -136,7 +138,11 @@ type Tx struct {
 	rev     int64 // revision taken by this write (0 until the first change)
 	seq     int
 	changes []Change // this write's changes, applied to the view on commit
-	synced  bool     // read: the view has caught up with this snapshot
+	synced  bool     // read: the view has caught up
+	ctx     context.Context
+	err     error // a read snapshot that could not be opened
+
+	toPrepare []string // SQLite write statements to prepare once the writer is free
 }
 
 // Write runs fn in a serialized write transaction and returns the revision it
@@ -148,13 +154,14 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("store: begin: %w", err)
 	}
-	tx := &Tx{db: db, tx: sqltx, write: true}
+	tx := &Tx{db: db, tx: sqltx, write: true, ctx: ctx}
 	if db.Dialect == Postgres {
 		if _, err := sqltx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7471)"); err != nil {
 			sqltx.Rollback()
 			return 0, fmt.Errorf("store: lock: %w", err)
 		}
 	}
+	defer func() { db.prepare(tx.toPrepare) }()
 	if err := fn(tx); err != nil {
 		sqltx.Rollback()
 		return 0, err
@@ -173,13 +180,30 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 }
 
 // Read runs fn in a read transaction (a consistent snapshot).
+//
+// Get and List read the in-memory view (brought up to the newest committed
+// revision first); a SQL snapshot is opened only if fn runs SQL itself.
 func (db *DB) Read(ctx context.Context, fn func(tx *Tx) error) error {
-	sqltx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: db.Dialect == Postgres})
-	if err != nil {
-		return fmt.Errorf("store: begin: %w", err)
+	tx := &Tx{db: db, ctx: ctx}
+	defer func() {
+		if tx.tx != nil {
+			tx.tx.Rollback()
+		}
+	}()
+	return fn(tx)
+}
+
+// sql returns the transaction, opening a read snapshot on first use.
+func (tx *Tx) sql() *sql.Tx {
+	if tx.tx == nil {
+		t, err := tx.db.r.BeginTx(tx.ctx, &sql.TxOptions{ReadOnly: tx.db.Dialect == Postgres})
+		if err != nil {
+			tx.err = fmt.Errorf("store: begin: %w", err)
+			return nil
+		}
+		tx.tx = t
 	}
-	defer sqltx.Rollback()
-	return fn(&Tx{db: db, tx: sqltx})
+	return tx.tx
 }
 
 // Changed returns a channel closed at the next committed write.
@@ -191,17 +215,75 @@ func (db *DB) Changed() <-chan struct{} {
 
 // Exec runs a statement inside the transaction.
 func (tx *Tx) Exec(q string, args ...any) (sql.Result, error) {
-	return tx.tx.Exec(tx.db.rebind(q), args...)
+	if st := tx.prepared(q); st != nil {
+		return st.Exec(args...)
+	}
+	t := tx.sql()
+	if t == nil {
+		return nil, tx.err
+	}
+	return t.Exec(tx.db.rebind(q), args...)
 }
 
 // Query runs a query inside the transaction.
 func (tx *Tx) Query(q string, args ...any) (*sql.Rows, error) {
-	return tx.tx.Query(tx.db.rebind(q), args...)
+	if st := tx.prepared(q); st != nil {
+		return st.Query(args...)
+	}
+	t := tx.sql()
+	if t == nil {
+		return nil, tx.err
+	}
+	return t.Query(tx.db.rebind(q), args...)
 }
 
 // QueryRow runs a single-row query inside the transaction.
 func (tx *Tx) QueryRow(q string, args ...any) *sql.Row {
-	return tx.tx.QueryRow(tx.db.rebind(q), args...)
+	if st := tx.prepared(q); st != nil {
+		return st.QueryRow(args...)
+	}
+	t := tx.sql()
+	if t == nil {
+		// A closed-over error row: database/sql reports it at Scan.
+		return tx.db.r.QueryRowContext(canceled(), "SELECT 1")
+	}
+	return t.QueryRow(tx.db.rebind(q), args...)
+}
+
+// prepare readies statements for later SQLite writes (the writer lock is
+// held, so no other transaction is using the connection).
+func (db *DB) prepare(qs []string) {
+	for _, q := range qs {
+		if _, ok := db.stmts.Load(q); ok {
+			continue
+		}
+		if st, err := db.w.Prepare(q); err == nil {
+			db.stmts.Store(q, st)
+		}
+	}
+}
+
+// prepared returns q as a statement of this SQLite write transaction,
+// prepared once on the single writer connection (parsing SQL is a large part
+// of a small write's cost). PostgreSQL's driver caches statements itself.
+func (tx *Tx) prepared(q string) *sql.Stmt {
+	if !tx.write || tx.db.Dialect != SQLite || len(q) > 2000 {
+		return nil
+	}
+	v, ok := tx.db.stmts.Load(q)
+	if !ok {
+		// The writer connection is busy with this transaction: prepare
+		// after it ends.
+		tx.toPrepare = append(tx.toPrepare, q)
+		return nil
+	}
+	return tx.tx.Stmt(v.(*sql.Stmt))
+}
+
+func canceled() context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	return ctx
 }
 
 // Strings runs a query whose rows are one text column.
@@ -273,11 +355,13 @@ func (tx *Tx) syncView() error {
 	if tx.synced {
 		return nil
 	}
-	rev, err := tx.CurrentRevision()
-	if err != nil {
+	// Outside any snapshot: revisions commit in order and changes up to a
+	// committed revision never change, so replaying up to rev is consistent.
+	var rev int64
+	if err := tx.db.r.QueryRowContext(tx.ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&rev); err != nil {
 		return fmt.Errorf("store: revision: %w", err)
 	}
-	if err := tx.db.view.sync(tx, rev); err != nil {
+	if err := tx.db.view.sync(tx.ctx, tx.db, rev); err != nil {
 		return fmt.Errorf("store: sync: %w", err)
 	}
 	tx.synced = true

@@ -1,6 +1,8 @@
 package store
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"sort"
@@ -77,8 +79,8 @@ func (v *view) kind(k string) *index {
 	return ix
 }
 
-// sync brings the view to at least revision rev using tx's snapshot.
-func (v *view) sync(tx *Tx, rev int64) error {
+// sync brings the view to at least revision rev (committed).
+func (v *view) sync(ctx context.Context, db *DB, rev int64) error {
 	v.mu.RLock()
 	ok := v.loaded && v.rev >= rev
 	v.mu.RUnlock()
@@ -91,13 +93,13 @@ func (v *view) sync(tx *Tx, rev int64) error {
 		return nil
 	}
 	var compacted int64
-	if err := tx.QueryRow("SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
+	if err := db.r.QueryRowContext(ctx, "SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
 		return err
 	}
 	if !v.loaded || v.rev < compacted {
-		return v.load(tx, rev)
+		return v.load(ctx, db)
 	}
-	rows, err := tx.Query("SELECT rev, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq", v.rev, rev)
+	rows, err := db.r.QueryContext(ctx, db.rebind("SELECT rev, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq"), v.rev, rev)
 	if err != nil {
 		return err
 	}
@@ -125,9 +127,19 @@ func (v *view) sync(tx *Tx, rev int64) error {
 	return nil
 }
 
-// load reads every resource in tx's snapshot (taken at revision rev).
-func (v *view) load(tx *Tx, rev int64) error {
+// load reads every resource, with the revision they are current at, from
+// one snapshot.
+func (v *view) load(ctx context.Context, db *DB) error {
 	kinds := map[string]*index{}
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: db.Dialect == Postgres})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var rev int64
+	if err := tx.QueryRow("SELECT rev FROM revision WHERE id = 1").Scan(&rev); err != nil {
+		return err
+	}
 	rows, err := tx.Query("SELECT kind, id, project_id, parent_id, body FROM resources")
 	if err != nil {
 		return err
