@@ -45,8 +45,15 @@ go vet ./...
 step "unit and API tests (SQLite)"
 go test -count=1 ./...
 
+free_port() {  # first free loopback TCP port from $1
+  local p=$1
+  while (echo >/dev/tcp/127.0.0.1/$p) 2>/dev/null; do p=$((p + 1)); done
+  echo $p
+}
+
 step "API tests (PostgreSQL)"
-DSN=$(scripts/pg.sh start "$WORK/pg" 55432)
+PGPORT=$(free_port 55432)
+DSN=$(scripts/pg.sh start "$WORK/pg" "$PGPORT")
 NEUTRINO_TEST_POSTGRES="$DSN" go test -count=1 ./internal/api/
 
 step "build"
@@ -55,7 +62,8 @@ go build -o "$WORK/neutrino" ./cmd/neutrino
 # serve_and_tempest LABEL [serve flags...]: start Neutrino, run Tempest, stop it.
 serve_and_tempest() {
   local label=$1; shift
-  local data="$WORK/data-$label" port=19696
+  local data="$WORK/data-$label" port
+  port=$(free_port 19696)
   "$WORK/neutrino" serve --listen 127.0.0.1:$port --data-dir "$data" "$@" > "$WORK/serve-$label.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
@@ -74,7 +82,7 @@ step "Tempest tempest.api.network (SQLite)"
 serve_and_tempest sqlite
 
 step "Tempest tempest.api.network (PostgreSQL)"
-runuser -u postgres -- psql -q -h 127.0.0.1 -p 55432 -U postgres -c "DROP DATABASE IF EXISTS tempest" -c "CREATE DATABASE tempest"
+runuser -u postgres -- psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "DROP DATABASE IF EXISTS tempest" -c "CREATE DATABASE tempest"
 serve_and_tempest postgres --database "${DSN%/neutrino*}/tempest?sslmode=disable"
 
 step "all tests passed"

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"neutrino/internal/core"
@@ -36,12 +38,12 @@ func dsns(t *testing.T) map[string]string {
 
 func newEnv(t *testing.T, dsn string, cfg core.Config) *testEnv {
 	t.Helper()
+	if strings.HasPrefix(dsn, "postgres") {
+		resetPostgres(t, dsn)
+	}
 	db, err := store.Open(dsn)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if db.Dialect == store.Postgres {
-		resetPostgres(t, db)
 	}
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
@@ -57,13 +59,14 @@ func newEnv(t *testing.T, dsn string, cfg core.Config) *testEnv {
 }
 
 // resetPostgres drops every table so each test starts from an empty schema.
-func resetPostgres(t *testing.T, db *store.DB) {
+func resetPostgres(t *testing.T, dsn string) {
 	t.Helper()
-	_, err := db.Write(context.Background(), func(tx *store.Tx) error {
-		_, err := tx.Exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-		return err
-	})
+	c, err := sql.Open("pgx", dsn)
 	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public"); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -62,7 +62,7 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 	for i, m := range migrations {
 		version := i + 1
 		ran := false
-		_, err := db.Write(ctx, func(tx *Tx) error {
+		_, err := db.write(ctx, func(tx *Tx) error {
 			if db.Dialect == Postgres {
 				// Several servers may start at once: one migrates, the others wait.
 				if _, err := tx.Exec("SELECT pg_advisory_xact_lock(7470)"); err != nil {
@@ -87,7 +87,7 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 			ran = true
 			_, err := tx.Exec("INSERT INTO schema_migrations (version) VALUES (?)", version)
 			return err
-		})
+		}, false)
 		if err != nil {
 			return applied, fmt.Errorf("store: migrate: %w", err)
 		}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,8 +79,10 @@ func Open(dsn string) (*DB, error) {
 				return nil, fmt.Errorf("store: %w", err)
 			}
 		}
-		q := "file:" + dsn + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)&_txlock=immediate"
-		w, err := sql.Open("sqlite", q)
+		q := "file:" + dsn + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+		// Writers take the database lock at BEGIN; readers never wait for it
+		// (WAL gives them a snapshot).
+		w, err := sql.Open("sqlite", q+"&_txlock=immediate")
 		if err != nil {
 			return nil, fmt.Errorf("store: open sqlite: %w", err)
 		}
@@ -143,11 +146,28 @@ type Tx struct {
 	err     error // a read snapshot that could not be opened
 
 	toPrepare []string // SQLite write statements to prepare once the writer is free
+
+	overlay map[string]*ovEntry // write: this transaction's puts and deletes
 }
+
+type ovEntry struct {
+	kind, id, project, parent string
+	obj                       Object // nil when deleted
+}
+
+func ovKey(kind, id string) string { return kind + "\x00" + id }
 
 // Write runs fn in a serialized write transaction and returns the revision it
 // took (0 if fn changed nothing). fn's error rolls everything back.
 func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
+	return db.write(ctx, fn, true)
+}
+
+// write runs fn holding the writer lock. With useView, resource reads are
+// served from the in-memory view (current to the last commit, which the
+// lock makes this transaction's snapshot) overlaid with the transaction's
+// own changes, so only allocation tables cost SQL round trips.
+func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (int64, error) {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
 	sqltx, err := db.w.BeginTx(ctx, nil)
@@ -155,11 +175,33 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 		return 0, fmt.Errorf("store: begin: %w", err)
 	}
 	tx := &Tx{db: db, tx: sqltx, write: true, ctx: ctx}
-	if db.Dialect == Postgres {
-		if _, err := sqltx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7471)"); err != nil {
-			sqltx.Rollback()
-			return 0, fmt.Errorf("store: lock: %w", err)
+	fail := func(what string, err error) (int64, error) {
+		sqltx.Rollback()
+		return 0, fmt.Errorf("store: %s: %w", what, err)
+	}
+	var base int64
+	switch {
+	case db.Dialect == Postgres && useView:
+		// The revision row is the writers' lock: taking the next revision
+		// first orders every writer, across servers, by commit.
+		if err := sqltx.QueryRowContext(ctx, "UPDATE revision SET rev = rev + 1 WHERE id = 1 RETURNING rev").Scan(&tx.rev); err != nil {
+			return fail("next revision", err)
 		}
+		base = tx.rev - 1
+	case db.Dialect == Postgres:
+		if _, err := sqltx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7471)"); err != nil {
+			return fail("lock", err)
+		}
+	case useView:
+		if err := sqltx.QueryRowContext(ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&base); err != nil {
+			return fail("revision", err)
+		}
+	}
+	if useView {
+		if err := db.view.sync(ctx, db, base, true); err != nil {
+			return fail("sync", err)
+		}
+		tx.overlay = map[string]*ovEntry{}
 	}
 	defer func() { db.prepare(tx.toPrepare) }()
 	if err := fn(tx); err != nil {
@@ -175,6 +217,9 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 		close(db.notify)
 		db.notify = make(chan struct{})
 		db.nmu.Unlock()
+	}
+	if tx.seq == 0 {
+		return 0, nil
 	}
 	return tx.rev, nil
 }
@@ -339,6 +384,18 @@ func (tx *Tx) Get(kind, id string) (Object, error) {
 		}
 		return nil, ErrNotFound
 	}
+	if tx.overlay != nil {
+		if e, ok := tx.overlay[ovKey(kind, id)]; ok {
+			if e.obj == nil {
+				return nil, ErrNotFound
+			}
+			return copyObject(e.obj), nil
+		}
+		if o, ok := tx.db.view.get(kind, id); ok {
+			return copyObject(o), nil
+		}
+		return nil, ErrNotFound
+	}
 	var body string
 	err := tx.QueryRow("SELECT body FROM resources WHERE kind = ? AND id = ?", kind, id).Scan(&body)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -361,7 +418,7 @@ func (tx *Tx) syncView() error {
 	if err := tx.db.r.QueryRowContext(tx.ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&rev); err != nil {
 		return fmt.Errorf("store: revision: %w", err)
 	}
-	if err := tx.db.view.sync(tx.ctx, tx.db, rev); err != nil {
+	if err := tx.db.view.sync(tx.ctx, tx.db, rev, false); err != nil {
 		return fmt.Errorf("store: sync: %w", err)
 	}
 	tx.synced = true
@@ -392,6 +449,9 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 			return nil, err
 		}
 		return tx.db.view.list(kind, f), nil
+	}
+	if tx.overlay != nil {
+		return tx.listOverlaid(kind, f), nil
 	}
 	q := "SELECT id, body FROM resources WHERE kind = ?"
 	args := []any{kind}
@@ -473,6 +533,9 @@ ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id
 		return err
 	}
 	tx.changes = append(tx.changes, Change{Rev: rev, Kind: kind, ID: id, Op: "put", Project: project, Parent: parent, Body: stored})
+	if tx.overlay != nil {
+		tx.overlay[ovKey(kind, id)] = &ovEntry{kind: kind, id: id, project: project, parent: parent, obj: stored}
+	}
 	return tx.logChange(rev, kind, id, "put", project, parent, string(body))
 }
 
@@ -480,12 +543,20 @@ ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id
 // returns ErrNotFound.
 func (tx *Tx) Delete(kind, id string) error {
 	var project, parent string
-	err := tx.QueryRow("SELECT project_id, parent_id FROM resources WHERE kind = ? AND id = ?", kind, id).Scan(&project, &parent)
-	if errors.Is(err, sql.ErrNoRows) {
-		return ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("store: delete %s %s: %w", kind, id, err)
+	if tx.overlay != nil {
+		m, ok := tx.meta(kind, id)
+		if !ok {
+			return ErrNotFound
+		}
+		project, parent = m.project, m.parent
+	} else {
+		err := tx.QueryRow("SELECT project_id, parent_id FROM resources WHERE kind = ? AND id = ?", kind, id).Scan(&project, &parent)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("store: delete %s %s: %w", kind, id, err)
+		}
 	}
 	rev, err := tx.Revision()
 	if err != nil {
@@ -495,6 +566,9 @@ func (tx *Tx) Delete(kind, id string) error {
 		return fmt.Errorf("store: delete %s %s: %w", kind, id, err)
 	}
 	tx.changes = append(tx.changes, Change{Rev: rev, Kind: kind, ID: id, Op: "delete", Project: project, Parent: parent})
+	if tx.overlay != nil {
+		tx.overlay[ovKey(kind, id)] = &ovEntry{kind: kind, id: id, project: project, parent: parent}
+	}
 	return tx.logChange(rev, kind, id, "delete", project, parent, "")
 }
 
@@ -575,4 +649,68 @@ func IsUniqueViolation(err error) bool {
 	}
 	s := err.Error()
 	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505") || strings.Contains(s, "duplicate key value")
+}
+
+// meta returns a resource's project and parent as this write sees them.
+func (tx *Tx) meta(kind, id string) (rowMeta, bool) {
+	if e, ok := tx.overlay[ovKey(kind, id)]; ok {
+		return rowMeta{e.project, e.parent}, e.obj != nil
+	}
+	return tx.db.view.meta(kind, id)
+}
+
+// listOverlaid is List for a write: the view's rows with this transaction's
+// changes applied, each a copy the caller owns.
+func (tx *Tx) listOverlaid(kind string, f Filter) []Object {
+	base := tx.db.view.list(kind, f)
+	byID := make(map[string]Object, len(base))
+	for _, o := range base {
+		id, _ := o["id"].(string)
+		byID[id] = o
+	}
+	for _, e := range tx.overlay {
+		if e.kind != kind {
+			continue
+		}
+		if e.obj == nil || !f.match(e.id, e.project, e.parent) {
+			delete(byID, e.id)
+			continue
+		}
+		byID[e.id] = e.obj
+	}
+	ids := make([]string, 0, len(byID))
+	for id := range byID {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	out := make([]Object, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, copyObject(byID[id]))
+	}
+	return out
+}
+
+// copyObject deep-copies a JSON object.
+func copyObject(o Object) Object {
+	c, _ := copyValue(o).(map[string]any)
+	return c
+}
+
+func copyValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = copyValue(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = copyValue(e)
+		}
+		return l
+	default:
+		return v
+	}
 }

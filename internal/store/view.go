@@ -80,17 +80,25 @@ func (v *view) kind(k string) *index {
 }
 
 // sync brings the view to at least revision rev (committed).
-func (v *view) sync(ctx context.Context, db *DB, rev int64) error {
+// With exact (a writer holding the lock, so nothing newer can exist), a view
+// ahead of rev means the database was replaced under this server (restored
+// or recreated), and the view is reloaded; a reader may find the view ahead
+// of the revision it read, because a write committed in between.
+func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
+	current := func() bool { return v.loaded && (v.rev == rev || !exact && v.rev > rev) }
 	v.mu.RLock()
-	ok := v.loaded && v.rev >= rev
+	ok := current()
 	v.mu.RUnlock()
 	if ok {
 		return nil
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if v.loaded && v.rev >= rev {
+	if current() {
 		return nil
+	}
+	if v.loaded && v.rev > rev {
+		return v.load(ctx, db)
 	}
 	var compacted int64
 	if err := db.r.QueryRowContext(ctx, "SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
@@ -238,6 +246,34 @@ func (v *view) list(kind string, f Filter) []Object {
 			ids = append(ids, id)
 		}
 	}
+	sort.Strings(ids)
+	out := make([]Object, 0, len(ids))
+	for i, id := range ids {
+		if i > 0 && ids[i-1] == id {
+			continue
+		}
+		m := ix.meta[id]
+		if !f.match(id, m.project, m.parent) {
+			continue
+		}
+		out = append(out, ix.objs[id])
+	}
+	return out
+}
+
+func (v *view) meta(kind, id string) (rowMeta, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	ix := v.kinds[kind]
+	if ix == nil {
+		return rowMeta{}, false
+	}
+	m, ok := ix.meta[id]
+	return m, ok
+}
+
+// match reports whether a row with these keys passes the filter.
+func (f Filter) match(id, project, parent string) bool {
 	in := func(v string, set []string) bool {
 		if len(set) == 0 {
 			return true
@@ -249,17 +285,8 @@ func (v *view) list(kind string, f Filter) []Object {
 		}
 		return false
 	}
-	sort.Strings(ids)
-	out := make([]Object, 0, len(ids))
-	for i, id := range ids {
-		if i > 0 && ids[i-1] == id {
-			continue
-		}
-		m := ix.meta[id]
-		if !in(m.project, f.Projects) || !in(m.parent, parents) || !in(id, f.IDs) {
-			continue
-		}
-		out = append(out, ix.objs[id])
+	if f.Parent != "" && parent != f.Parent {
+		return false
 	}
-	return out
+	return in(project, f.Projects) && in(parent, f.Parents) && in(id, f.IDs)
 }
