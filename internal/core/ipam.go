@@ -174,14 +174,24 @@ func (c *Ctx) allocated(subnetID string) (map[netip.Addr]bool, error) {
 	return used, nil
 }
 
-// nextFree picks a free address from the subnet's pools: a few random
-// probes first (as Neutron allocates randomly, and so that an address just
-// released is not handed out again at once), each one indexed lookup; then
-// the first free address scanning upward, which also detects exhaustion.
-func (c *Ctx) nextFree(sn Object) (netip.Addr, bool, error) {
+// allocateNext claims a free address of the subnet for port: a few random
+// probes, each one insert that yields on conflict (Neutron allocates at
+// random too, and an address just released is not handed out again at
+// once); then the first free address scanning upward, which also detects
+// exhaustion.
+func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
 	gw, _ := netip.ParseAddr(str(sn, "gateway_ip"))
 	pools := subnetPools(sn)
 	sid := str(sn, "id")
+	claim := func(a netip.Addr) (bool, error) {
+		res, err := c.Tx.Exec("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+			sid, a.String(), portID, str(sn, "network_id"))
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return err == nil && n == 1, err
+	}
 	for _, pl := range pools {
 		size := new(big.Int).Sub(addrToInt(pl.End), addrToInt(pl.Start))
 		size.Add(size, big.NewInt(1))
@@ -194,12 +204,8 @@ func (c *Ctx) nextFree(sn Object) (netip.Addr, bool, error) {
 			if a == gw {
 				continue
 			}
-			var n int
-			if err := c.Tx.QueryRow("SELECT COUNT(*) FROM ip_allocations WHERE subnet_id = ? AND ip_address = ?", sid, a.String()).Scan(&n); err != nil {
-				return netip.Addr{}, false, err
-			}
-			if n == 0 {
-				return a, true, nil
+			if ok, err := claim(a); ok || err != nil {
+				return a, ok, err
 			}
 		}
 	}
@@ -210,7 +216,8 @@ func (c *Ctx) nextFree(sn Object) (netip.Addr, bool, error) {
 	for _, pl := range pools {
 		for a := pl.Start; a.IsValid() && a.Compare(pl.End) <= 0; a = a.Next() {
 			if !used[a] && a != gw {
-				return a, true, nil
+				ok, err := claim(a)
+				return a, ok, err
 			}
 		}
 	}

@@ -124,11 +124,12 @@ func (s *Service) randomMAC() string {
 // is replaced, a requested one is a conflict.
 func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) error {
 	for try := 0; ; try++ {
-		_, err := c.Tx.Exec("INSERT INTO mac_addresses (network_id, mac_address, port_id) VALUES (?, ?, ?)", networkID, mac, portID)
-		if err == nil {
-			return nil
+		// ON CONFLICT keeps the transaction usable on PostgreSQL for a retry.
+		res, err := c.Tx.Exec("INSERT INTO mac_addresses (network_id, mac_address, port_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", networkID, mac, portID)
+		if err != nil {
+			return err
 		}
-		if !isUnique(err) {
+		if n, err := res.RowsAffected(); err != nil || n == 1 {
 			return err
 		}
 		if !generated || try > 16 {
@@ -239,15 +240,12 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 				add(sn, a)
 				continue
 			}
-			a, ok, err := c.nextFree(sn)
+			a, ok, err := c.allocateNext(sn, portID)
 			if err != nil {
 				return nil, err
 			}
 			if !ok {
 				return nil, exhausted()
-			}
-			if err := c.allocate(sn, a, portID); err != nil {
-				return nil, err
 			}
 			add(sn, a)
 		}
@@ -261,14 +259,11 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 					continue
 				}
 				tried = true
-				a, ok, err := c.nextFree(sn)
+				a, ok, err := c.allocateNext(sn, portID)
 				if err != nil {
 					return nil, err
 				}
 				if ok {
-					if err := c.allocate(sn, a, portID); err != nil {
-						return nil, err
-					}
 					add(sn, a)
 					got = true
 				}

@@ -90,16 +90,8 @@ func (c *Ctx) storeGroupWithRules(sg Object, rules []Object) error {
 // ensureDefaultSG returns the id of project's default group, creating it
 // with Neutron's default rules when missing.
 func (c *Ctx) ensureDefaultSG(project string) (string, error) {
-	ids, err := c.Tx.Strings("SELECT id FROM resources WHERE kind = ? AND project_id = ? AND body LIKE ?",
-		schema.SecurityGroup.Kind, project, `%"name":"default"%`)
-	if err != nil {
-		return "", err
-	}
-	for _, id := range ids {
-		sg, err := c.Tx.Get(schema.SecurityGroup.Kind, id)
-		if err == nil && str(sg, "name") == "default" {
-			return id, nil
-		}
+	if id, err := defaultSG(c.Tx, project); err != nil || id != "" {
+		return id, err
 	}
 	sg := c.newGroup(newID(), project, "default", "Default security group", true)
 	sg["revision_number"] = float64(1)
@@ -113,6 +105,20 @@ func (c *Ctx) ensureDefaultSG(project string) (string, error) {
 	return str(sg, "id"), nil
 }
 
+// defaultSG finds project's default group ("" if none).
+func defaultSG(tx *store.Tx, project string) (string, error) {
+	groups, err := tx.List(schema.SecurityGroup.Kind, store.Filter{Projects: []string{project}})
+	if err != nil {
+		return "", err
+	}
+	for _, g := range groups {
+		if str(g, "name") == "default" {
+			return str(g, "id"), nil
+		}
+	}
+	return "", nil
+}
+
 // EnsureDefaultSG creates project's default group if it has none yet (as
 // Neutron does on a project's first security group request).
 func (s *Service) EnsureDefaultSG(ctx context.Context, project string) error {
@@ -121,9 +127,8 @@ func (s *Service) EnsureDefaultSG(ctx context.Context, project string) error {
 	}
 	found := false
 	err := s.DB.Read(ctx, func(tx *store.Tx) error {
-		ids, err := tx.Strings("SELECT id FROM resources WHERE kind = ? AND project_id = ? AND body LIKE ?",
-			schema.SecurityGroup.Kind, project, `%"name":"default"%`)
-		found = len(ids) > 0
+		id, err := defaultSG(tx, project)
+		found = id != ""
 		return err
 	})
 	if err != nil || found {

@@ -129,13 +129,10 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 	}
 	for _, p := range physnets {
 		for _, rg := range d.ranges[p] {
-			id, ok, err := c.freeSegment(d.typ, p, rg[0], rg[1])
-			if err != nil {
+			s.PhysicalNetwork = p
+			ok, err := c.claimSegment(s, rg[0], rg[1], networkID)
+			if err != nil || ok {
 				return err
-			}
-			if ok {
-				s.PhysicalNetwork, s.SegmentationID = p, id
-				return c.insertSegment(s, networkID)
 			}
 		}
 	}
@@ -143,40 +140,41 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 		"Unable to create the network. No tenant network is available for allocation.")
 }
 
-// freeSegment finds an unallocated id in [lo, hi]: a few random probes,
-// each an indexed lookup (as Neutron picks at random, which also keeps a
-// just-released id from being reused at once), then the lowest free id
-// after any allocated one.
-func (c *Ctx) freeSegment(typ, physnet string, lo, hi int64) (int64, bool, error) {
-	for try := 0; try < 4; try++ {
-		id := lo + mrand.Int64N(hi-lo+1)
-		var n int
-		if err := c.Tx.QueryRow("SELECT COUNT(*) FROM segment_allocations WHERE network_type = ? AND physical_network = ? AND segmentation_id = ?", typ, physnet, id).Scan(&n); err != nil {
-			return 0, false, err
+// claimSegment allocates an id in [lo, hi] for networkID: a few random
+// probes, each one insert that yields on conflict (as Neutron picks at
+// random, which also keeps a just-released id from being reused at once),
+// then the lowest free id after an allocated one.
+func (c *Ctx) claimSegment(s *Segment, lo, hi int64, networkID string) (bool, error) {
+	try := func(id int64) (bool, error) {
+		res, err := c.Tx.Exec("INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+			s.NetworkType, s.PhysicalNetwork, id, networkID)
+		if err != nil {
+			return false, err
 		}
-		if n == 0 {
-			return id, true, nil
+		n, err := res.RowsAffected()
+		if err == nil && n == 1 {
+			s.SegmentationID = id
+			return true, nil
+		}
+		return false, err
+	}
+	for i := 0; i < 4; i++ {
+		if ok, err := try(lo + mrand.Int64N(hi-lo+1)); ok || err != nil {
+			return ok, err
 		}
 	}
-	var n int
-	if err := c.Tx.QueryRow("SELECT COUNT(*) FROM segment_allocations WHERE network_type = ? AND physical_network = ? AND segmentation_id = ?", typ, physnet, lo).Scan(&n); err != nil {
-		return 0, false, err
-	}
-	if n == 0 {
-		return lo, true, nil
+	if ok, err := try(lo); ok || err != nil {
+		return ok, err
 	}
 	var next sql.NullInt64
 	err := c.Tx.QueryRow(`SELECT MIN(a.segmentation_id) + 1 FROM segment_allocations a
 WHERE a.network_type = ? AND a.physical_network = ? AND a.segmentation_id >= ? AND a.segmentation_id < ?
 AND NOT EXISTS (SELECT 1 FROM segment_allocations b WHERE b.network_type = a.network_type
-  AND b.physical_network = a.physical_network AND b.segmentation_id = a.segmentation_id + 1)`, typ, physnet, lo, hi).Scan(&next)
-	if err != nil {
-		return 0, false, err
+  AND b.physical_network = a.physical_network AND b.segmentation_id = a.segmentation_id + 1)`, s.NetworkType, s.PhysicalNetwork, lo, hi).Scan(&next)
+	if err != nil || !next.Valid {
+		return false, err
 	}
-	if !next.Valid {
-		return 0, false, nil
-	}
-	return next.Int64, true, nil
+	return try(next.Int64)
 }
 
 func (c *Ctx) insertSegment(s *Segment, networkID string) error {

@@ -516,6 +516,17 @@ func (tx *Tx) Put(kind, parent string, obj Object) error {
 	if err != nil {
 		return err
 	}
+	if tx.db.Dialect == Postgres {
+		// One round trip for the row and its change-log entry.
+		tx.seq++
+		if _, err := tx.sql().Exec(`WITH r AS (INSERT INTO resources (kind, id, project_id, parent_id, rev, body) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id = EXCLUDED.parent_id, rev = EXCLUDED.rev, body = EXCLUDED.body RETURNING 1)
+INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) SELECT $5, $7, $1, $2, 'put', $3, $4, $6 FROM r`,
+			kind, id, project, parent, rev, string(body), tx.seq); err != nil {
+			return fmt.Errorf("store: put %s %s: %w", kind, id, err)
+		}
+		return tx.recordPut(rev, kind, id, project, parent, body)
+	}
 	var q string
 	if tx.db.Dialect == Postgres {
 		q = `INSERT INTO resources (kind, id, project_id, parent_id, rev, body) VALUES (?, ?, ?, ?, ?, ?)
@@ -526,8 +537,16 @@ ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id
 	if _, err := tx.Exec(q, kind, id, project, parent, rev, string(body)); err != nil {
 		return fmt.Errorf("store: put %s %s: %w", kind, id, err)
 	}
-	// The view gets the stored form, decoded: exactly what a reader of the
-	// database would see, sharing nothing with the caller's map.
+	if err := tx.recordPut(rev, kind, id, project, parent, body); err != nil {
+		return err
+	}
+	return tx.logChange(rev, kind, id, "put", project, parent, string(body))
+}
+
+// recordPut remembers a put for the view and this transaction's reads. The
+// view gets the stored form, decoded: exactly what a reader of the database
+// would see, sharing nothing with the caller's map.
+func (tx *Tx) recordPut(rev int64, kind, id, project, parent string, body []byte) error {
 	stored, err := decode(kind, id, string(body))
 	if err != nil {
 		return err
@@ -536,7 +555,7 @@ ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id
 	if tx.overlay != nil {
 		tx.overlay[ovKey(kind, id)] = &ovEntry{kind: kind, id: id, project: project, parent: parent, obj: stored}
 	}
-	return tx.logChange(rev, kind, id, "put", project, parent, string(body))
+	return nil
 }
 
 // Delete removes a resource and logs the change. Deleting a missing resource
