@@ -2,8 +2,8 @@ package api
 
 import (
 	"net/url"
-	"strings"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"neutrino/internal/core"
