@@ -3,8 +3,9 @@
 #   1. installs what the tests need (Debian packages, Go modules),
 #   2. go vet + unit and API tests on SQLite,
 #   3. the API tests again on a throw-away PostgreSQL,
-#   4. Tempest's tempest.api.network against a running Neutrino, on SQLite
-#      and on PostgreSQL, with Neutrino's built-in identity.
+#   4. the openstack CLI walk-through, and Tempest's tempest.api.network
+#      against a running Neutrino, on SQLite and on PostgreSQL, with
+#      Neutrino's built-in identity.
 # Everything listens on 127.0.0.1 only; everything started is stopped by PID.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,7 +70,10 @@ serve_and_tempest() {
   PIDS+=("$pid")
   for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/ >/dev/null && break; sleep 0.1; done
   local rc=0
-  test/tempest/run.sh http://127.0.0.1:$port "$data" "$WORK/tempest-$label" || rc=$?
+  if [ "$label" = sqlite ]; then
+    test/cli/walkthrough.sh "$data" || rc=$?
+  fi
+  [ $rc != 0 ] || test/tempest/run.sh http://127.0.0.1:$port "$data" "$WORK/tempest-$label" || rc=$?
   kill "$pid"; wait "$pid" 2>/dev/null || true
   if [ $rc != 0 ]; then
     echo "--- tempest ($label) failed; server log tail:"; tail -20 "$WORK/serve-$label.log"
@@ -78,7 +82,7 @@ serve_and_tempest() {
   fi
 }
 
-step "Tempest tempest.api.network (SQLite)"
+step "openstack CLI walk-through and Tempest tempest.api.network (SQLite)"
 serve_and_tempest sqlite
 
 step "Tempest tempest.api.network (PostgreSQL)"

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The openstack CLI against a running Neutrino with built-in identity, as the
+# demo project and as admin: create, list, show, update and delete networks,
+# subnets (IPv4 and IPv6 SLAAC), ports with fixed IPs, security groups and
+# rules; the demo project sees its own and shared resources only.
+#   test/cli/walkthrough.sh DATA_DIR   (the server's --data-dir, with openrc-*)
+set -euo pipefail
+DATA="${1:?data dir}"
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # Debian's python3 for the CLI
+S=$$
+os() { openstack "$@"; }
+fail() { echo "cli: FAIL: $*"; exit 1; }
+as_demo() { (. "$DATA/openrc-demo"; os "$@"); }
+as_admin() { (. "$DATA/openrc-admin"; os "$@"); }
+
+as_demo network create "net$S" -f value -c id >/dev/null
+as_demo subnet create --network "net$S" --subnet-range 10.77.0.0/24 "v4$S" -f value -c id >/dev/null
+as_demo subnet create --network "net$S" --ip-version 6 --ipv6-ra-mode slaac --ipv6-address-mode slaac \
+  --subnet-range 2001:db8:77::/64 "v6$S" -f value -c id >/dev/null
+ips=$(as_demo port create --network "net$S" --fixed-ip subnet="v4$S",ip-address=10.77.0.10 "port$S" -f value -c fixed_ips)
+echo "$ips" | grep -q "10.77.0.10" || fail "fixed IP missing: $ips"
+echo "$ips" | grep -q "2001:db8:77:0:" || fail "SLAAC address missing: $ips"
+as_demo port set --name "port$S-renamed" "port$S"
+as_demo port show "port$S-renamed" -f value -c name | grep -q renamed || fail "port rename"
+as_demo network set --description "described" "net$S"
+[ "$(as_demo network show "net$S" -f value -c description)" = described ] || fail "network update"
+as_demo security group create "sg$S" -f value -c id >/dev/null
+as_demo security group rule create --protocol tcp --dst-port 22 --remote-ip 0.0.0.0/0 --ingress "sg$S" -f value -c id >/dev/null
+as_demo port set --security-group "sg$S" "port$S-renamed"
+as_demo port show "port$S-renamed" -f json -c security_group_ids | grep -q '"' || fail "port security groups"
+as_demo security group rule list "sg$S" -f value -c "IP Protocol" | grep -q tcp || fail "rule list"
+
+# Isolation: admin's private network is invisible to demo, a shared one is visible.
+as_admin network create "private$S" -f value -c id >/dev/null
+as_admin network create --share "shared$S" -f value -c id >/dev/null
+demo_nets=$(as_demo network list -f value -c Name)
+echo "$demo_nets" | grep -qx "shared$S" || fail "demo cannot see the shared network"
+echo "$demo_nets" | grep -qx "private$S" && fail "demo sees admin's private network"
+echo "$demo_nets" | grep -qx "net$S" || fail "demo cannot see its own network"
+as_admin network list -f value -c Name | grep -qx "net$S" || fail "admin cannot see demo's network"
+
+as_demo port delete "port$S-renamed"
+as_demo security group delete "sg$S"
+as_demo subnet delete "v4$S" "v6$S"
+as_demo network delete "net$S"
+as_admin network delete "private$S" "shared$S"
+as_demo network list -f value -c Name | grep -q "net$S" && fail "network still listed after delete"
+echo "cli: walkthrough passed"
