@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -354,6 +355,13 @@ func TestListQueries(t *testing.T) {
 		}
 		if got := names(e.list(userA, "/v2.0/networks?sort_key=name&sort_dir=asc", "networks")); got != ",a,b,c,d" {
 			t.Fatalf("sorted: %q", got)
+		}
+		var ids []string
+		for _, n := range e.list(userA, "/v2.0/networks", "networks") {
+			ids = append(ids, n.(map[string]any)["id"].(string))
+		}
+		if !sort.StringsAreSorted(ids) || len(ids) != 5 {
+			t.Fatalf("default order is not by id: %v", ids)
 		}
 		if got := names(e.list(userA, "/v2.0/networks?name=a&name=c&sort_key=name&sort_dir=desc", "networks")); got != "c,a" {
 			t.Fatalf("OR filter: %q", got)

@@ -265,7 +265,10 @@ func (lq *listQuery) page(objs []schema.Object, marker schema.Object, base strin
 		}
 		return false
 	}
-	sort.SliceStable(objs, func(i, j int) bool { return less(objs[i], objs[j]) })
+	// The store returns objects ordered by id: only other orders need sorting.
+	if len(lq.sortKeys) > 0 && !(len(lq.sortKeys) == 1 && lq.sortKeys[0] == "id" && !lq.sortDirs[0]) {
+		sort.SliceStable(objs, func(i, j int) bool { return less(objs[i], objs[j]) })
+	}
 	if lq.limit == 0 && marker == nil {
 		return objs, nil
 	}
