@@ -187,13 +187,17 @@ func TestPortAddressing(t *testing.T) {
 		fixed := func(ip string) map[string]any {
 			return map[string]any{"port": map[string]any{"network_id": nid, "fixed_ips": []any{map[string]any{"subnet_id": s4["id"], "ip_address": ip}}}}
 		}
-		e.must(201, e.do(userA, "POST", "/v2.0/ports", fixed("10.10.0.50")), "port")
-		e.fault(e.do(userA, "POST", "/v2.0/ports", fixed("10.10.0.50")), 409, "IpAddressAlreadyAllocated")
+		chosen := "10.10.0.50"
+		if ips[s4["id"].(string)] == chosen { // the first port drew it at random
+			chosen = "10.10.0.51"
+		}
+		e.must(201, e.do(userA, "POST", "/v2.0/ports", fixed(chosen)), "port")
+		e.fault(e.do(userA, "POST", "/v2.0/ports", fixed(chosen)), 409, "IpAddressAlreadyAllocated")
 		e.fault(e.do(userA, "POST", "/v2.0/ports", fixed("10.99.0.5")), 400, "InvalidIpForSubnet")
 		e.fault(e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "fixed_ips": []any{map[string]any{"subnet_id": s6a["id"], "ip_address": "2001:db8:1::55"}}}}), 400, "AllocationOnAutoAddressSubnet")
 		e.fault(e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "mac_address": "fa:16:3e:8b:dc:41"}}), 409, "MacAddressInUse")
 		// Filters on fixed_ips.
-		if l := e.list(userA, "/v2.0/ports?fixed_ips=ip_address%3D10.10.0.50", "ports"); len(l) != 1 {
+		if l := e.list(userA, "/v2.0/ports?fixed_ips=ip_address%3D"+chosen, "ports"); len(l) != 1 {
 			t.Fatalf("fixed_ips filter: %d", len(l))
 		}
 		if l := e.list(userA, "/v2.0/ports?fixed_ips=ip_address_substr%3D10.10.0.5", "ports"); len(l) < 1 {

@@ -1,12 +1,14 @@
 package core
 
 import (
+	"errors"
 	"net/http"
 	"sort"
 	"strconv"
 
 	"neutrino/internal/fault"
 	"neutrino/internal/schema"
+	"neutrino/internal/store"
 )
 
 // QuotaResources are the resources with quotas, in display order.
@@ -19,11 +21,18 @@ var quotaKinds = map[string]string{
 	"rbac_policy": "rbac_policy",
 }
 
+// quotaKind stores a project's quota overrides as one object (id = the
+// project), so they are read from the view like every resource.
+const quotaKind = "quota"
+
 func (c *Ctx) quotaLimit(project, resource string) (int, error) {
-	var limit int64
-	err := c.Tx.QueryRow("SELECT hard_limit FROM quotas WHERE project_id = ? AND resource = ?", project, resource).Scan(&limit)
+	o, err := c.Tx.Get(quotaKind, project)
 	if err == nil {
-		return int(limit), nil
+		if v, ok := o[resource].(float64); ok {
+			return int(v), nil
+		}
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return 0, err
 	}
 	return c.S.Config.DefaultQuotas[resource], nil
 }
@@ -93,6 +102,13 @@ func (c *Ctx) SetQuotas(project string, in map[string]any) (map[string]any, erro
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	o, err := c.Tx.Get(quotaKind, project)
+	if errors.Is(err, store.ErrNotFound) {
+		o, err = Object{"id": project, "project_id": project}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
 	for _, k := range keys {
 		if k == "check_limit" {
 			continue
@@ -117,28 +133,35 @@ func (c *Ctx) SetQuotas(project string, in map[string]any) (map[string]any, erro
 				return nil, fault.BadRequest("Quota limit %d for %s must be greater than or equal to already used %d", n, k, used)
 			}
 		}
-		if _, err := c.Tx.Exec("DELETE FROM quotas WHERE project_id = ? AND resource = ?", project, k); err != nil {
-			return nil, err
-		}
-		if _, err := c.Tx.Exec("INSERT INTO quotas (project_id, resource, hard_limit) VALUES (?, ?, ?)", project, k, n); err != nil {
-			return nil, err
-		}
+		o[k] = float64(n)
 	}
-	if _, err := c.Tx.Revision(); err != nil {
+	if err := c.Tx.Put(quotaKind, "", o); err != nil {
 		return nil, err
 	}
 	return c.Quotas(project)
 }
 
-// ResetQuotas returns project to the defaults.
+// ResetQuotas returns project to the defaults; a project without limits of
+// its own is a 404, as in Neutron.
 func (c *Ctx) ResetQuotas(project string) error {
-	_, err := c.Tx.Exec("DELETE FROM quotas WHERE project_id = ?", project)
+	err := c.Tx.Delete(quotaKind, project)
+	if errors.Is(err, store.ErrNotFound) {
+		return fault.New(http.StatusNotFound, "TenantQuotaNotFound", "Quota for tenant %s could not be found.", project)
+	}
 	return err
 }
 
 // QuotaProjects lists the projects with limits set.
 func (c *Ctx) QuotaProjects() ([]string, error) {
-	return c.Tx.Strings("SELECT DISTINCT project_id FROM quotas ORDER BY project_id")
+	objs, err := c.Tx.List(quotaKind, store.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, str(o, "id"))
+	}
+	return out, nil
 }
 
 // --- tags -------------------------------------------------------------------

@@ -51,6 +51,8 @@ CREATE TABLE id_tokens (
   issued_at BIGINT NOT NULL, expires_at BIGINT NOT NULL);
 CREATE INDEX id_tokens_by_expiry ON id_tokens (expires_at);
 `,
+	// 2: quota overrides live in resources (kind "quota"), read from the view.
+	`DROP TABLE quotas`,
 }
 
 // Migrate applies the migrations not yet applied and returns how many ran.

@@ -496,6 +496,29 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 
 // Count counts the resources of kind in a project.
 func (tx *Tx) Count(kind, project string) (int, error) {
+	if !tx.write || tx.overlay != nil {
+		if !tx.write {
+			if err := tx.syncView(); err != nil {
+				return 0, err
+			}
+		}
+		n := tx.db.view.count(kind, project)
+		for _, e := range tx.overlay {
+			if e.kind != kind {
+				continue
+			}
+			m, had := tx.db.view.meta(kind, e.id)
+			was := had && m.project == project
+			now := e.obj != nil && e.project == project
+			switch {
+			case was && !now:
+				n--
+			case now && !was:
+				n++
+			}
+		}
+		return n, nil
+	}
 	var n int
 	err := tx.QueryRow("SELECT COUNT(*) FROM resources WHERE kind = ? AND project_id = ?", kind, project).Scan(&n)
 	return n, err

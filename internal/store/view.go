@@ -290,3 +290,12 @@ func (f Filter) match(id, project, parent string) bool {
 	}
 	return in(project, f.Projects) && in(parent, f.Parents) && in(id, f.IDs)
 }
+
+func (v *view) count(kind, project string) int {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if ix := v.kinds[kind]; ix != nil {
+		return len(ix.project[project])
+	}
+	return 0
+}
