@@ -17,6 +17,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  [ -z "${PEER_STARTED:-}" ] || "$PEER/stop.sh" keystone mariadb >/dev/null 2>&1 || true
   scripts/pg.sh stop "$WORK/pg" || true
   rm -rf "$WORK"
 }
@@ -88,5 +89,32 @@ serve_and_tempest sqlite
 step "Tempest tempest.api.network (PostgreSQL)"
 runuser -u postgres -- psql -q -h 127.0.0.1 -p "$PGPORT" -U postgres -c "DROP DATABASE IF EXISTS tempest" -c "CREATE DATABASE tempest"
 serve_and_tempest postgres --database "${DSN%/neutrino*}/tempest?sslmode=disable"
+
+# --auth keystone against Debian's real Keystone, run by the workplace's peer
+# harness beside this checkout (../shared/peer), with the Keystone catalog's
+# network endpoint pointed at Neutrino.
+PEER="$ROOT/../shared/peer"
+if [ -x "$PEER/start.sh" ]; then
+  step "Tempest tempest.api.network (SQLite, --auth keystone with Debian's Keystone)"
+  "$PEER/install.sh" > "$WORK/peer-install.log" 2>&1 || { tail -20 "$WORK/peer-install.log"; exit 1; }
+  kport=$(free_port 19696)
+  if ! curl -sf http://127.0.0.1:5000/v3 >/dev/null; then PEER_STARTED=1; fi
+  NETWORK_URL="http://127.0.0.1:$kport/" START_NEUTRON=0 "$PEER/start.sh" > "$WORK/peer-start.log" 2>&1 || { tail -20 "$WORK/peer-start.log"; exit 1; }
+  "$WORK/neutrino" serve --listen 127.0.0.1:$kport --data-dir "$WORK/data-keystone" --auth keystone \
+    --keystone-url http://127.0.0.1:5000/v3 --keystone-user neutron --keystone-password neutron --keystone-project service \
+    > "$WORK/serve-keystone.log" 2>&1 &
+  kpid=$!
+  PIDS+=("$kpid")
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:$kport/ >/dev/null && break; sleep 0.1; done
+  rc=0
+  IDENTITY_URL=http://127.0.0.1:5000/v3 ADMIN_PASSWORD=admin \
+    test/tempest/run.sh http://127.0.0.1:$kport "$WORK/data-keystone" "$WORK/tempest-keystone" || rc=$?
+  kill "$kpid"; wait "$kpid" 2>/dev/null || true
+  # Leave a Keystone that was already running as it was found.
+  [ -n "${PEER_STARTED:-}" ] || "$PEER/set-network-url.sh" http://127.0.0.1:9696/ >/dev/null 2>&1 || true
+  [ $rc = 0 ] || { tail -20 "$WORK/serve-keystone.log"; exit $rc; }
+else
+  step "skipped: --auth keystone test (no ../shared/peer harness beside this checkout)"
+fi
 
 step "all tests passed"

@@ -21,28 +21,37 @@ ips=$(as_demo port create --network "net$S" --fixed-ip subnet="v4$S",ip-address=
 echo "$ips" | grep -q "10.77.0.10" || fail "fixed IP missing: $ips"
 echo "$ips" | grep -q "2001:db8:77:0:" || fail "SLAAC address missing: $ips"
 as_demo port set --name "port$S-renamed" "port$S"
-as_demo port show "port$S-renamed" -f value -c name | grep -q renamed || fail "port rename"
+# (outputs are captured before grep: grep -q closing the pipe early would
+# fail the CLI with SIGPIPE under pipefail)
+name=$(as_demo port show "port$S-renamed" -f value -c name)
+[ "$name" = "port$S-renamed" ] || fail "port rename: $name"
 as_demo network set --description "described" "net$S"
 [ "$(as_demo network show "net$S" -f value -c description)" = described ] || fail "network update"
 as_demo security group create "sg$S" -f value -c id >/dev/null
 as_demo security group rule create --protocol tcp --dst-port 22 --remote-ip 0.0.0.0/0 --ingress "sg$S" -f value -c id >/dev/null
 as_demo port set --security-group "sg$S" "port$S-renamed"
-as_demo port show "port$S-renamed" -f json -c security_group_ids | grep -q '"' || fail "port security groups"
-as_demo security group rule list "sg$S" -f value -c "IP Protocol" | grep -q tcp || fail "rule list"
+sgid=$(as_demo security group show "sg$S" -f value -c id)
+groups=$(as_demo port show "port$S-renamed" -f json -c security_group_ids)
+[[ "$groups" == *"$sgid"* ]] || fail "port security groups: $groups"
+protos=$(as_demo security group rule list "sg$S" -f value -c "IP Protocol")
+[[ "$protos" == *tcp* ]] || fail "rule list: $protos"
 
 # Isolation: admin's private network is invisible to demo, a shared one is visible.
 as_admin network create "private$S" -f value -c id >/dev/null
 as_admin network create --share "shared$S" -f value -c id >/dev/null
+has() { printf '%s\n' "$1" | grep -qx "$2"; }
 demo_nets=$(as_demo network list -f value -c Name)
-echo "$demo_nets" | grep -qx "shared$S" || fail "demo cannot see the shared network"
-echo "$demo_nets" | grep -qx "private$S" && fail "demo sees admin's private network"
-echo "$demo_nets" | grep -qx "net$S" || fail "demo cannot see its own network"
-as_admin network list -f value -c Name | grep -qx "net$S" || fail "admin cannot see demo's network"
+has "$demo_nets" "shared$S" || fail "demo cannot see the shared network"
+has "$demo_nets" "private$S" && fail "demo sees admin's private network"
+has "$demo_nets" "net$S" || fail "demo cannot see its own network"
+admin_nets=$(as_admin network list -f value -c Name)
+has "$admin_nets" "net$S" || fail "admin cannot see demo's network"
 
 as_demo port delete "port$S-renamed"
 as_demo security group delete "sg$S"
 as_demo subnet delete "v4$S" "v6$S"
 as_demo network delete "net$S"
 as_admin network delete "private$S" "shared$S"
-as_demo network list -f value -c Name | grep -q "net$S" && fail "network still listed after delete"
+demo_nets=$(as_demo network list -f value -c Name)
+has "$demo_nets" "net$S" && fail "network still listed after delete"
 echo "cli: walkthrough passed"

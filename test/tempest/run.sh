@@ -3,7 +3,9 @@
 # built-in identity. Usage:
 #   test/tempest/run.sh URL DATA_DIR [RESULTS_DIR]
 # URL is the server (http://127.0.0.1:PORT), DATA_DIR its --data-dir (for the
-# admin password). Env: REGEX (default ^tempest\.api\.network), CONCURRENCY (2).
+# admin password). Env: REGEX (default ^tempest\.api\.network), CONCURRENCY (2),
+# IDENTITY_URL (default URL/v3: the built-in identity; set it to a Keystone's
+# v3 URL for --auth keystone) and ADMIN_PASSWORD (default: from DATA_DIR).
 # The run fails on any failed test that known-failures.txt does not list.
 set -uo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -11,11 +13,12 @@ URL="${1:?url}"; DATA="${2:?data dir}"; RES="${3:-$(mktemp -d)}"
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # Debian's python3 for tempest
 REGEX="${REGEX:-^tempest\.api\.network}"
 CONCURRENCY="${CONCURRENCY:-2}"
-read -r ADMIN_PW _ < "$DATA/passwords"
+IDENTITY_URL="${IDENTITY_URL:-$URL/v3}"
+if [ -n "${ADMIN_PASSWORD:-}" ]; then ADMIN_PW=$ADMIN_PASSWORD; else read -r ADMIN_PW _ < "$DATA/passwords"; fi
 mkdir -p "$RES"
 
 token() {
-  curl -sf -D - -o /dev/null -H 'Content-Type: application/json' "$URL/v3/auth/tokens" -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"'"$ADMIN_PW"'"}}},"scope":{"project":{"name":"admin","domain":{"name":"Default"}}}}}' \
+  curl -sf -D - -o /dev/null -H 'Content-Type: application/json' "$IDENTITY_URL/auth/tokens" -d '{"auth":{"identity":{"methods":["password"],"password":{"user":{"name":"admin","domain":{"name":"Default"},"password":"'"$ADMIN_PW"'"}}},"scope":{"project":{"name":"admin","domain":{"name":"Default"}}}}}' \
     | awk 'tolower($1)=="x-subject-token:" {print $2}' | tr -d '\r'
 }
 TOKEN=$(token)
@@ -43,7 +46,7 @@ admin_project_name = admin
 admin_domain_name = Default
 create_isolated_networks = false
 [identity]
-uri_v3 = $URL/v3
+uri_v3 = $IDENTITY_URL
 auth_version = v3
 region = RegionOne
 v3_endpoint_type = public
