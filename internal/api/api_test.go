@@ -237,6 +237,22 @@ func TestPortAddressing(t *testing.T) {
 			t.Fatalf("binding: %v", b)
 		}
 		e.fault(e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"binding:host_id": "x"}}), 403, "PolicyNotAuthorized")
+		// Lists reuse encodings per object version and visibility: each
+		// caller still sees only its own view, and updates show at once.
+		for i := 0; i < 2; i++ {
+			for _, who := range []as{admin, userA} {
+				for _, x := range e.list(who, "/v2.0/ports?network_id="+nid, "ports") {
+					_, has := x.(map[string]any)["binding:host_id"]
+					if has != who.admin {
+						t.Fatalf("list as admin=%v shows binding:host_id=%v", who.admin, has)
+					}
+				}
+			}
+		}
+		e.must(200, e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"name": "renamed"}}), "port")
+		if l := e.list(userA, "/v2.0/ports?name=renamed", "ports"); len(l) != 1 || l[0].(map[string]any)["name"] != "renamed" {
+			t.Fatalf("list after rename: %v", l)
+		}
 	})
 }
 

@@ -52,6 +52,8 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 			}
 		}
 		return append(b, '}'), nil
+	case rawJSON:
+		return append(b, x...), nil
 	case schema.Ordered:
 		b = append(b, '{')
 		for i, kv := range x {
@@ -107,6 +109,9 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 		return append(b, raw...), nil
 	}
 }
+
+// rawJSON is already-encoded JSON.
+type rawJSON []byte
 
 const hexDigits = "0123456789abcdef"
 

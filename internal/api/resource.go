@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"reflect"
 
 	"neutrino/internal/core"
 	"neutrino/internal/fault"
@@ -60,6 +61,33 @@ func typeName(res *schema.Resource) string {
 	return res.Member
 }
 
+// renderMemo renders o, reusing the encoding kept with this version of the
+// object when the view holds it (full objects only, one per visibility).
+func (s *Server) renderMemo(c *core.Ctx, tx *store.Tx, res *schema.Resource, o schema.Object, fields []string) any {
+	p := s.Core.Present(c, res, o)
+	memo := tx.Memo(res.Kind, o)
+	if len(fields) > 0 || memo == nil || !sameObject(p, o) {
+		return s.render(c, res, o, fields)
+	}
+	key := "member"
+	if c.Admin {
+		key = "admin"
+	}
+	if b, ok := memo.Load(key); ok {
+		return rawJSON(b)
+	}
+	b, err := appendJSON(nil, res.Render(c.Caller, p, nil))
+	if err != nil {
+		return s.render(c, res, o, fields)
+	}
+	memo.Store(key, b)
+	return rawJSON(b)
+}
+
+func sameObject(a, b schema.Object) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
 func (s *Server) render(c *core.Ctx, res *schema.Resource, o schema.Object, fields []string) schema.Ordered {
 	return res.Render(c.Caller, s.Core.Present(c, res, o), fields)
 }
@@ -110,7 +138,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *schema.Resour
 		links = l
 		out = make([]any, 0, len(page))
 		for _, o := range page {
-			out = append(out, s.render(cc, res, o, lq.fields))
+			out = append(out, s.renderMemo(cc, tx, res, o, lq.fields))
 		}
 		return nil
 	})

@@ -494,6 +494,15 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 	return out, rows.Err()
 }
 
+// Memo returns the memo of o if o is the current version of its object in
+// the view (read transactions only), else nil.
+func (tx *Tx) Memo(kind string, o Object) *Memo {
+	if tx.write {
+		return nil
+	}
+	return tx.db.view.memo(kind, o)
+}
+
 // Count counts the resources of kind in a project.
 func (tx *Tx) Count(kind, project string) (int, error) {
 	if !tx.write || tx.overlay != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"sort"
 	"sync"
 )
@@ -24,6 +25,7 @@ type view struct {
 
 type index struct {
 	objs    map[string]Object
+	memos   map[string]*Memo
 	meta    map[string]rowMeta
 	parent  map[string]map[string]struct{}
 	project map[string]map[string]struct{}
@@ -32,7 +34,7 @@ type index struct {
 type rowMeta struct{ project, parent string }
 
 func newIndex() *index {
-	return &index{objs: map[string]Object{}, meta: map[string]rowMeta{},
+	return &index{objs: map[string]Object{}, memos: map[string]*Memo{}, meta: map[string]rowMeta{},
 		parent: map[string]map[string]struct{}{}, project: map[string]map[string]struct{}{}}
 }
 
@@ -60,11 +62,13 @@ func (ix *index) remove(id string) {
 	}
 	delete(ix.meta, id)
 	delete(ix.objs, id)
+	delete(ix.memos, id)
 }
 
 func (ix *index) put(id, project, parent string, o Object) {
 	ix.remove(id)
 	ix.objs[id] = o
+	ix.memos[id] = &Memo{}
 	ix.meta[id] = rowMeta{project, parent}
 	addTo(ix.parent, parent, id)
 	addTo(ix.project, project, id)
@@ -298,4 +302,35 @@ func (v *view) count(kind, project string) int {
 		return len(ix.project[project])
 	}
 	return 0
+}
+
+// Memo holds values derived from one version of one object (such as its
+// encoded response), dropped with that version.
+type Memo struct{ m sync.Map }
+
+// Load returns the value stored under key.
+func (m *Memo) Load(key string) ([]byte, bool) {
+	v, ok := m.m.Load(key)
+	if !ok {
+		return nil, false
+	}
+	return v.([]byte), true
+}
+
+// Store keeps v under key.
+func (m *Memo) Store(key string, v []byte) { m.m.Store(key, v) }
+
+func (v *view) memo(kind string, o Object) *Memo {
+	id, _ := o["id"].(string)
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	ix := v.kinds[kind]
+	if ix == nil {
+		return nil
+	}
+	cur, ok := ix.objs[id]
+	if !ok || reflect.ValueOf(cur).UnsafePointer() != reflect.ValueOf(o).UnsafePointer() {
+		return nil
+	}
+	return ix.memos[id]
 }
