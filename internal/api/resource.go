@@ -8,6 +8,7 @@ import (
 
 	"neutrino/internal/core"
 	"neutrino/internal/fault"
+	"neutrino/internal/jsonx"
 	"neutrino/internal/policy"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
@@ -74,14 +75,14 @@ func (s *Server) renderMemo(c *core.Ctx, tx *store.Tx, res *schema.Resource, o s
 		key = "admin"
 	}
 	if b, ok := memo.Load(key); ok {
-		return rawJSON(b)
+		return jsonx.Raw(b)
 	}
-	b, err := appendJSON(nil, res.Render(c.Caller, p, nil))
+	b, err := jsonx.Append(nil, res.Render(c.Caller, p, nil))
 	if err != nil {
 		return s.render(c, res, o, fields)
 	}
 	memo.Store(key, b)
-	return rawJSON(b)
+	return jsonx.Raw(b)
 }
 
 func sameObject(a, b schema.Object) bool {

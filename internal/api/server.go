@@ -21,6 +21,7 @@ import (
 	"neutrino/internal/core"
 	"neutrino/internal/fault"
 	"neutrino/internal/identity"
+	"neutrino/internal/jsonx"
 	"neutrino/internal/policy"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
@@ -69,7 +70,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := appendJSON(make([]byte, 0, 1024), v)
+	b, err := jsonx.Append(make([]byte, 0, 1024), v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"NeutronError": {"type": "HTTPInternalServerError", "message": "encoding failed", "detail": ""}}`)
 	}

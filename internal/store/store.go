@@ -23,7 +23,9 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
-	_ "modernc.org/sqlite"             // SQLite driver
+
+	_ "modernc.org/sqlite" // SQLite driver
+	"neutrino/internal/jsonx"
 )
 
 // Object is one resource as the API shows it: a JSON object.
@@ -540,7 +542,7 @@ func (tx *Tx) Put(kind, parent string, obj Object) error {
 		return errors.New("store: put without id")
 	}
 	project, _ := obj["project_id"].(string)
-	body, err := json.Marshal(obj)
+	body, err := jsonx.Append(nil, obj)
 	if err != nil {
 		return fmt.Errorf("store: encode %s %s: %w", kind, id, err)
 	}
@@ -557,7 +559,7 @@ INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) SELECT
 			kind, id, project, parent, rev, string(body), tx.seq); err != nil {
 			return fmt.Errorf("store: put %s %s: %w", kind, id, err)
 		}
-		return tx.recordPut(rev, kind, id, project, parent, body)
+		return tx.recordPut(rev, kind, id, project, parent, obj)
 	}
 	var q string
 	if tx.db.Dialect == Postgres {
@@ -569,19 +571,20 @@ ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id
 	if _, err := tx.Exec(q, kind, id, project, parent, rev, string(body)); err != nil {
 		return fmt.Errorf("store: put %s %s: %w", kind, id, err)
 	}
-	if err := tx.recordPut(rev, kind, id, project, parent, body); err != nil {
+	if err := tx.recordPut(rev, kind, id, project, parent, obj); err != nil {
 		return err
 	}
 	return tx.logChange(rev, kind, id, "put", project, parent, string(body))
 }
 
 // recordPut remembers a put for the view and this transaction's reads. The
-// view gets the stored form, decoded: exactly what a reader of the database
-// would see, sharing nothing with the caller's map.
-func (tx *Tx) recordPut(rev int64, kind, id, project, parent string, body []byte) error {
-	stored, err := decode(kind, id, string(body))
+// view gets the stored form: a deep copy normalized to JSON's types, which
+// is what a reader decoding the row would get, sharing nothing with the
+// caller's map.
+func (tx *Tx) recordPut(rev int64, kind, id, project, parent string, obj Object) error {
+	stored, err := jsonCopy(obj)
 	if err != nil {
-		return err
+		return fmt.Errorf("store: copy %s/%s: %w", kind, id, err)
 	}
 	tx.changes = append(tx.changes, Change{Rev: rev, Kind: kind, ID: id, Op: "put", Project: project, Parent: parent, Body: stored})
 	if tx.overlay != nil {
@@ -763,5 +766,55 @@ func copyValue(v any) any {
 		return l
 	default:
 		return v
+	}
+}
+
+// jsonCopy deep-copies o into the types encoding/json decodes to (objects,
+// arrays, strings, float64, bool, nil); other values take a JSON round trip.
+func jsonCopy(o Object) (Object, error) {
+	v, err := jsonValue(o)
+	if err != nil {
+		return nil, err
+	}
+	m, _ := v.(map[string]any)
+	return m, nil
+}
+
+func jsonValue(v any) (any, error) {
+	switch x := v.(type) {
+	case nil, string, bool, float64:
+		return x, nil
+	case int:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			c, err := jsonValue(e)
+			if err != nil {
+				return nil, err
+			}
+			m[k] = c
+		}
+		return m, nil
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			c, err := jsonValue(e)
+			if err != nil {
+				return nil, err
+			}
+			l[i] = c
+		}
+		return l, nil
+	default:
+		raw, err := json.Marshal(x)
+		if err != nil {
+			return nil, err
+		}
+		var out any
+		err = json.Unmarshal(raw, &out)
+		return out, err
 	}
 }

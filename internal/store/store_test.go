@@ -197,3 +197,23 @@ func TestWriteSeesItsOwnChanges(t *testing.T) {
 		return nil
 	})
 }
+
+// The view's copy of a put equals what decoding the stored row gives.
+func TestViewCopyMatchesStoredJSON(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	db := openTest(t, path)
+	defer db.Close()
+	obj := Object{"id": "j", "project_id": "p", "n": 3, "big": int64(1 << 40), "f": 1.5, "l": []any{"a", 2, nil, map[string]any{"x": true}},
+		"s": []string{"u", "v"}, "m": map[string]any{}, "e": "ünï\x01"}
+	put(t, db, obj)
+	var fromView Object
+	db.Read(ctx, func(tx *Tx) error { fromView, _ = tx.Get("thing", "j"); return nil })
+	other := openTest(t, path) // a second handle loads from the rows
+	defer other.Close()
+	var fromRows Object
+	other.Read(ctx, func(tx *Tx) error { fromRows, _ = tx.Get("thing", "j"); return nil })
+	if fmt.Sprint(fromView) != fmt.Sprint(fromRows) {
+		t.Fatalf("view %v\nrows %v", fromView, fromRows)
+	}
+}

@@ -1,4 +1,6 @@
-package api
+// Package jsonx encodes the JSON values Neutrino produces (maps, slices,
+// strings, numbers, booleans, null, and ordered objects) without reflection.
+package jsonx
 
 import (
 	"encoding/json"
@@ -10,10 +12,9 @@ import (
 	"neutrino/internal/schema"
 )
 
-// appendJSON encodes the JSON values the API produces (maps, slices,
-// strings, numbers, booleans, null) without reflection; map keys are sorted,
-// as encoding/json sorts them. Other types fall back to encoding/json.
-func appendJSON(b []byte, v any) ([]byte, error) {
+// Append encodes v onto b; map keys are sorted, as encoding/json sorts them.
+// Other types fall back to encoding/json.
+func Append(b []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
 		return append(b, "null"...), nil
@@ -47,12 +48,12 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 			b = appendString(b, k)
 			b = append(b, ':')
 			var err error
-			if b, err = appendJSON(b, x[k]); err != nil {
+			if b, err = Append(b, x[k]); err != nil {
 				return nil, err
 			}
 		}
 		return append(b, '}'), nil
-	case rawJSON:
+	case Raw:
 		return append(b, x...), nil
 	case schema.Ordered:
 		b = append(b, '{')
@@ -63,7 +64,7 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 			b = appendString(b, kv.K)
 			b = append(b, ':')
 			var err error
-			if b, err = appendJSON(b, kv.V); err != nil {
+			if b, err = Append(b, kv.V); err != nil {
 				return nil, err
 			}
 		}
@@ -75,7 +76,7 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 				b = append(b, ',')
 			}
 			var err error
-			if b, err = appendJSON(b, e); err != nil {
+			if b, err = Append(b, e); err != nil {
 				return nil, err
 			}
 		}
@@ -87,7 +88,7 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 				b = append(b, ',')
 			}
 			var err error
-			if b, err = appendJSON(b, e); err != nil {
+			if b, err = Append(b, e); err != nil {
 				return nil, err
 			}
 		}
@@ -110,8 +111,8 @@ func appendJSON(b []byte, v any) ([]byte, error) {
 	}
 }
 
-// rawJSON is already-encoded JSON.
-type rawJSON []byte
+// Raw is already-encoded JSON.
+type Raw []byte
 
 const hexDigits = "0123456789abcdef"
 

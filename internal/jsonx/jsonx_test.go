@@ -1,4 +1,4 @@
-package api
+package jsonx
 
 import (
 	"encoding/json"
@@ -14,7 +14,7 @@ func FuzzAppendJSONString(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		v := map[string]any{s: []any{s, 1.5, 3.0, true, nil, map[string]any{"k": s}}}
-		b, err := appendJSON(nil, v)
+		b, err := Append(nil, v)
 		if err != nil {
 			t.Fatal(err)
 		}
