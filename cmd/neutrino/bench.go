@@ -77,7 +77,7 @@ func bench(args []string) error {
 		srv := &http.Server{Handler: api.New(svc, ident, ident, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 		go srv.Serve(ln)
 		defer srv.Close()
-		tok, _, err := ident.Issue(ctx, "admin", "", "benchadmin", "admin", "")
+		tok, err := ident.TokenFor(ctx, "admin", "admin")
 		if err != nil {
 			return err
 		}
