@@ -57,8 +57,3 @@ func Conflict(typ, format string, args ...any) *Error {
 func Forbidden(format string, args ...any) *Error {
 	return New(http.StatusForbidden, "PolicyNotAuthorized", format, args...)
 }
-
-// InUse is a 409 "<Type>InUse" error.
-func InUse(typ, format string, args ...any) *Error {
-	return New(http.StatusConflict, typ, format, args...)
-}

@@ -8,9 +8,26 @@ import (
 	"sort"
 	"strconv"
 	"unicode/utf8"
-
-	"neutrino/internal/schema"
 )
+
+// KV is one member of an Ordered object.
+type KV struct {
+	K string
+	V any
+}
+
+// Ordered is a JSON object whose members are encoded in the given order.
+type Ordered []KV
+
+// Get returns the value of member k.
+func (o Ordered) Get(k string) (any, bool) {
+	for _, kv := range o {
+		if kv.K == k {
+			return kv.V, true
+		}
+	}
+	return nil, false
+}
 
 // Append encodes v onto b; map keys are sorted, as encoding/json sorts them.
 // Other types fall back to encoding/json.
@@ -55,7 +72,7 @@ func Append(b []byte, v any) ([]byte, error) {
 		return append(b, '}'), nil
 	case Raw:
 		return append(b, x...), nil
-	case schema.Ordered:
+	case Ordered:
 		b = append(b, '{')
 		for i, kv := range x {
 			if i > 0 {
@@ -164,4 +181,31 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// Copy deep-copies a JSON value (objects and arrays; other values are
+// immutable and shared).
+func Copy(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			m[k] = Copy(e)
+		}
+		return m
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = Copy(e)
+		}
+		return l
+	case []string:
+		l := make([]any, len(x))
+		for i, e := range x {
+			l[i] = e
+		}
+		return l
+	default:
+		return v
+	}
 }

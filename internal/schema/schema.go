@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/jsonx"
 	"neutrino/internal/policy"
 )
 
@@ -224,24 +225,11 @@ func (a *Attr) Visible(c *policy.Caller) bool {
 }
 
 // KV is one attribute of a rendered object.
-type KV struct {
-	K string
-	V any
-}
+type KV = jsonx.KV
 
 // Ordered is a rendered object: attributes in the schema's order (as Neutron
 // prints them), encoded without sorting.
-type Ordered []KV
-
-// Get returns the value of attribute k.
-func (o Ordered) Get(k string) (any, bool) {
-	for _, kv := range o {
-		if kv.K == k {
-			return kv.V, true
-		}
-	}
-	return nil, false
-}
+type Ordered = jsonx.Ordered
 
 // Render returns the response form of obj for caller, limited to fields if
 // any are given.
@@ -256,11 +244,11 @@ func (r *Resource) Render(c *policy.Caller, obj Object, fields []string) Ordered
 			}
 			seen[f] = true
 			if f == "tenant_id" {
-				out = append(out, KV{f, obj["project_id"]})
+				out = append(out, KV{K: f, V: obj["project_id"]})
 				continue
 			}
 			if v, ok := obj[f]; ok {
-				out = append(out, KV{f, v})
+				out = append(out, KV{K: f, V: v})
 			}
 		}
 		return out
@@ -271,41 +259,18 @@ func (r *Resource) Render(c *policy.Caller, obj Object, fields []string) Ordered
 			continue
 		}
 		if a.Name == "tenant_id" {
-			out = append(out, KV{"tenant_id", obj["project_id"]})
+			out = append(out, KV{K: "tenant_id", V: obj["project_id"]})
 			continue
 		}
 		if v, ok := obj[a.Name]; ok {
-			out = append(out, KV{a.Name, v})
+			out = append(out, KV{K: a.Name, V: v})
 		}
 	}
 	return out
 }
 
 // Clone deep-copies a JSON value.
-func Clone(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = Clone(e)
-		}
-		return m
-	case []any:
-		l := make([]any, len(x))
-		for i, e := range x {
-			l[i] = Clone(e)
-		}
-		return l
-	case []string:
-		l := make([]any, len(x))
-		for i, e := range x {
-			l[i] = e
-		}
-		return l
-	default:
-		return v
-	}
-}
+func Clone(v any) any { return jsonx.Copy(v) }
 
 // CloneObject deep-copies an object.
 func CloneObject(o Object) Object {

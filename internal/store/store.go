@@ -367,13 +367,6 @@ func (tx *Tx) Revision() (int64, error) {
 	return rev, nil
 }
 
-// CurrentRevision is the newest committed revision visible to tx.
-func (tx *Tx) CurrentRevision() (int64, error) {
-	var rev int64
-	err := tx.QueryRow("SELECT rev FROM revision WHERE id = 1").Scan(&rev)
-	return rev, err
-}
-
 // Get returns one resource. In a write transaction the result is the caller's
 // own copy; in a read transaction it is shared and must not be modified.
 func (tx *Tx) Get(kind, id string) (Object, error) {
@@ -746,27 +739,8 @@ func (tx *Tx) listOverlaid(kind string, f Filter) []Object {
 
 // copyObject deep-copies a JSON object.
 func copyObject(o Object) Object {
-	c, _ := copyValue(o).(map[string]any)
+	c, _ := jsonx.Copy(o).(map[string]any)
 	return c
-}
-
-func copyValue(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			m[k] = copyValue(e)
-		}
-		return m
-	case []any:
-		l := make([]any, len(x))
-		for i, e := range x {
-			l[i] = copyValue(e)
-		}
-		return l
-	default:
-		return v
-	}
 }
 
 // jsonCopy deep-copies o into the types encoding/json decodes to (objects,
