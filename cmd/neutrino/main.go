@@ -232,6 +232,7 @@ func serve(args []string) error {
 	physMTU := fs.Int("global-physnet-mtu", 1500, "MTU of the underlying physical network")
 	quotaSpec := fs.String("default-quotas", "", "default quotas, e.g. network=100,port=500 (-1 unlimited)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	keepChanges := fs.Int64("changelog-keep", 200000, "revisions of change log kept for agents to resume from (older readers re-list)")
 	fs.Parse(args)
 
 	var lvl slog.Level
@@ -310,6 +311,20 @@ func serve(args []string) error {
 	log.Info("serving", "listen", ln.Addr().String(), "auth", *authMode, "store", string(db.Dialect))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := db.CompactKeeping(ctx, *keepChanges); err != nil && ctx.Err() == nil {
+					log.Warn("change log compaction failed", "err", err)
+				}
+			}
+		}
+	}()
 	select {
 	case <-ctx.Done():
 	case err := <-errc:

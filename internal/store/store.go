@@ -689,6 +689,19 @@ func (db *DB) Compact(ctx context.Context, rev int64) error {
 	return err
 }
 
+// CompactKeeping compacts the log so that the newest keep revisions remain
+// (readers within that distance resume from the log; older ones re-list).
+func (db *DB) CompactKeeping(ctx context.Context, keep int64) error {
+	var rev, compacted int64
+	if err := db.r.QueryRowContext(ctx, "SELECT rev, compacted FROM revision WHERE id = 1").Scan(&rev, &compacted); err != nil {
+		return err
+	}
+	if rev-keep <= compacted {
+		return nil
+	}
+	return db.Compact(ctx, rev-keep)
+}
+
 // IsUniqueViolation reports whether err is a unique-constraint failure.
 func IsUniqueViolation(err error) bool {
 	if err == nil {

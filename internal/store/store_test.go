@@ -86,6 +86,17 @@ func TestRevisionsAndChangeLog(t *testing.T) {
 	if ch, err := db.Changes(ctx, 2, 100); err != nil || len(ch) != 1 {
 		t.Fatalf("after compaction: %v %v", ch, err)
 	}
+	// Keeping the newest revision compacts up to the one before it.
+	if err := db.CompactKeeping(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Changes(ctx, 2, 100); !errors.Is(err, ErrCompacted) {
+		t.Fatalf("after CompactKeeping: %v", err)
+	}
+	// A new handle (a view loaded from rows) is not affected by compaction.
+	if ch, err := db.Changes(ctx, 3, 100); err != nil || len(ch) != 0 {
+		t.Fatalf("at the head: %v %v", ch, err)
+	}
 	err = db.Read(ctx, func(tx *Tx) error {
 		l, err := tx.List("thing", Filter{})
 		if err != nil || len(l) != 1 || l[0]["v"] != 2.0 {
