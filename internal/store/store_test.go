@@ -86,14 +86,20 @@ func TestRevisionsAndChangeLog(t *testing.T) {
 	if ch, err := db.Changes(ctx, 2, 100); err != nil || len(ch) != 1 {
 		t.Fatalf("after compaction: %v %v", ch, err)
 	}
-	// Keeping the newest revision compacts up to the one before it.
+	// Keeping one revision is a no-op now (2 of 3 are compacted already);
+	// keeping none compacts to the head.
 	if err := db.CompactKeeping(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Changes(ctx, 2, 100); err != nil {
+		t.Fatalf("CompactKeeping(1) compacted too much: %v", err)
+	}
+	if err := db.CompactKeeping(ctx, 0); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.Changes(ctx, 2, 100); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("after CompactKeeping: %v", err)
 	}
-	// A new handle (a view loaded from rows) is not affected by compaction.
 	if ch, err := db.Changes(ctx, 3, 100); err != nil || len(ch) != 0 {
 		t.Fatalf("at the head: %v %v", ch, err)
 	}
