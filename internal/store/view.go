@@ -111,7 +111,8 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 	if !v.loaded || v.rev < compacted {
 		return v.load(ctx, db)
 	}
-	rows, err := db.r.QueryContext(ctx, db.rebind("SELECT rev, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq"), v.rev, rev)
+	from := v.rev
+	rows, err := db.r.QueryContext(ctx, db.rebind("SELECT rev, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq"), from, rev)
 	if err != nil {
 		return err
 	}
@@ -134,6 +135,15 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 	}
 	if err := rows.Err(); err != nil {
 		return err
+	}
+	// A compaction between reading `compacted` and the changes may have
+	// removed some of them: then the replay is incomplete, load instead.
+	var after int64
+	if err := db.r.QueryRowContext(ctx, "SELECT compacted FROM revision WHERE id = 1").Scan(&after); err != nil {
+		return err
+	}
+	if after > from {
+		return v.load(ctx, db)
 	}
 	v.rev = rev
 	return nil
