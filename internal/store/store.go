@@ -206,7 +206,15 @@ func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (i
 		tx.overlay = map[string]*ovEntry{}
 	}
 	defer func() { db.prepare(tx.toPrepare) }()
-	if err := fn(tx); err != nil {
+	done := false
+	defer func() {
+		if !done { // fn panicked: free the connection before anything else
+			sqltx.Rollback()
+		}
+	}()
+	err = fn(tx)
+	done = true
+	if err != nil {
 		sqltx.Rollback()
 		return 0, err
 	}
@@ -240,10 +248,19 @@ func (db *DB) Read(ctx context.Context, fn func(tx *Tx) error) error {
 	return fn(tx)
 }
 
+// snapshot is the isolation of read transactions: one snapshot for all
+// their statements (SQLite's WAL readers have that already).
+func (db *DB) snapshot() *sql.TxOptions {
+	if db.Dialect == Postgres {
+		return &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	return nil
+}
+
 // sql returns the transaction, opening a read snapshot on first use.
 func (tx *Tx) sql() *sql.Tx {
 	if tx.tx == nil {
-		t, err := tx.db.r.BeginTx(tx.ctx, &sql.TxOptions{ReadOnly: tx.db.Dialect == Postgres})
+		t, err := tx.db.r.BeginTx(tx.ctx, tx.db.snapshot())
 		if err != nil {
 			tx.err = fmt.Errorf("store: begin: %w", err)
 			return nil

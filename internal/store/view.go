@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -117,21 +116,26 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 		return err
 	}
 	defer rows.Close()
+	// Decode everything first: a replay that stops half way (a cancelled
+	// request, a bad row) must not leave a half-applied revision behind.
+	type change struct {
+		kind, id, project, parent string
+		obj                       Object // nil for deletes
+	}
+	var batch []change
 	for rows.Next() {
 		var r int64
-		var kind, id, op, project, parent, body string
-		if err := rows.Scan(&r, &kind, &id, &op, &project, &parent, &body); err != nil {
+		var op, body string
+		var c change
+		if err := rows.Scan(&r, &c.kind, &c.id, &op, &c.project, &c.parent, &body); err != nil {
 			return err
 		}
-		if op == "delete" {
-			v.kind(kind).remove(id)
-			continue
+		if op != "delete" {
+			if err := json.Unmarshal([]byte(body), &c.obj); err != nil {
+				return fmt.Errorf("store: change %d %s/%s: %w", r, c.kind, c.id, err)
+			}
 		}
-		var o Object
-		if err := json.Unmarshal([]byte(body), &o); err != nil {
-			return fmt.Errorf("store: change %d %s/%s: %w", r, kind, id, err)
-		}
-		v.kind(kind).put(id, project, parent, o)
+		batch = append(batch, c)
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -145,6 +149,13 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 	if after > from {
 		return v.load(ctx, db)
 	}
+	for _, c := range batch {
+		if c.obj == nil {
+			v.kind(c.kind).remove(c.id)
+		} else {
+			v.kind(c.kind).put(c.id, c.project, c.parent, c.obj)
+		}
+	}
 	v.rev = rev
 	return nil
 }
@@ -153,7 +164,7 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 // one snapshot.
 func (v *view) load(ctx context.Context, db *DB) error {
 	kinds := map[string]*index{}
-	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: db.Dialect == Postgres})
+	tx, err := db.r.BeginTx(ctx, db.snapshot())
 	if err != nil {
 		return err
 	}
