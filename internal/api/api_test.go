@@ -589,3 +589,57 @@ func TestSubnetPools(t *testing.T) {
 		}
 	})
 }
+
+// TestPolicyEdges covers rules found in review: who may attach to and set
+// what on networks and groups of other projects.
+func TestPolicyEdges(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		ext := e.network(admin, map[string]any{"router:external": true})
+		e.subnet(admin, map[string]any{"network_id": ext["id"], "ip_version": 4, "cidr": "198.51.100.0/24"})
+		e.fault(e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": ext["id"]}}), 403, "PolicyNotAuthorized")
+		shared := e.network(admin, map[string]any{"shared": true})
+		s := e.subnet(admin, map[string]any{"network_id": shared["id"], "ip_version": 4, "cidr": "10.60.0.0/24"})
+		for _, extra := range []map[string]any{
+			{"fixed_ips": []any{map[string]any{"subnet_id": s["id"], "ip_address": "10.60.0.1"}}},
+			{"device_owner": "network:dhcp"},
+			{"port_security_enabled": false},
+			{"allowed_address_pairs": []any{map[string]any{"ip_address": "10.60.0.99"}}},
+		} {
+			extra["network_id"] = shared["id"]
+			e.fault(e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": extra}), 403, "PolicyNotAuthorized")
+		}
+		p := e.must(201, e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": shared["id"]}}), "port")
+		e.fault(e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"fixed_ips": []any{map[string]any{"ip_address": "10.60.0.77"}}}}), 403, "PolicyNotAuthorized")
+		// Pools may not include the network or broadcast address.
+		nid := e.network(userA, nil)["id"]
+		e.fault(e.do(userA, "POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.61.0.0/24", "gateway_ip": nil,
+			"allocation_pools": []any{map[string]any{"start": "10.61.0.0", "end": "10.61.0.255"}}}}), 400, "OutOfBoundsAllocationPool")
+		// Non-admins cannot share with everyone through RBAC.
+		mine := e.network(userA, nil)
+		e.fault(e.do(userA, "POST", "/v2.0/rbac-policies", map[string]any{"rbac_policy": map[string]any{
+			"object_type": "network", "object_id": mine["id"], "action": "access_as_shared", "target_tenant": "*"}}), 403, "PolicyNotAuthorized")
+		// A rule an admin adds to A's group is A's to see and delete; a
+		// group's deletion takes the rules that reference it.
+		sg := e.must(201, e.do(userA, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{"name": "g"}}), "security_group")
+		other := e.must(201, e.do(userA, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{"name": "h"}}), "security_group")
+		r := e.must(201, e.do(admin, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
+			"security_group_id": sg["id"], "direction": "ingress", "remote_group_id": other["id"]}}), "security_group_rule")
+		e.must(200, e.do(userA, "GET", "/v2.0/security-group-rules/"+r["id"].(string), nil), "security_group_rule")
+		e.must(204, e.do(userA, "DELETE", "/v2.0/security-group-rules/"+r["id"].(string), nil), "")
+		e.must(201, e.do(userA, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
+			"security_group_id": sg["id"], "direction": "ingress", "remote_group_id": other["id"]}}), "security_group_rule")
+		e.must(204, e.do(userA, "DELETE", "/v2.0/security-groups/"+other["id"].(string), nil), "")
+		g := e.must(200, e.do(userA, "GET", "/v2.0/security-groups/"+sg["id"].(string), nil), "security_group")
+		for _, x := range g["security_group_rules"].([]any) {
+			if x.(map[string]any)["remote_group_id"] == other["id"] {
+				t.Fatalf("rule referencing a deleted group survived: %v", x)
+			}
+		}
+		u := e.must(200, e.do(userA, "PUT", "/v2.0/security-groups/"+sg["id"].(string), map[string]any{"security_group": map[string]any{"stateful": false}}), "security_group")
+		if u["stateful"] != false {
+			t.Fatalf("stateful update: %v", u)
+		}
+		e.fault(e.do(userA, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
+			"security_group_id": sg["id"], "direction": "ingress", "remote_ip_prefix": 7}}), 400, "HTTPBadRequest")
+	})
+}

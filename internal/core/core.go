@@ -297,7 +297,7 @@ func (s *Service) Delete(c *Ctx, r *schema.Resource, id string, ifMatch int64) e
 	if err != nil {
 		return err
 	}
-	if err := ownerOnly(c, r, cur, "delete"); err != nil {
+	if err := ownerOnly(c, r, cur, "delete"); err != nil && !(r == schema.SecurityGroupRule && ruleGroupOwner(c, cur)) {
 		return err
 	}
 	if err := CheckRevision(cur, ifMatch); err != nil {

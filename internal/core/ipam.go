@@ -114,7 +114,16 @@ func parsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
 		if s.Compare(en) > 0 {
 			return nil, fault.New(http.StatusBadRequest, "InvalidAllocationPool", "The allocation pool %s-%s is not valid.", s, en)
 		}
-		if !p.Contains(s) || !p.Contains(en) {
+		// Pools hold usable addresses only: not the network address, nor
+		// IPv4's broadcast (except in /31 and /32).
+		lo, hi := p.Addr(), lastAddr(p)
+		if p.Addr().Is4() && p.Bits() < 31 || p.Addr().Is6() && p.Bits() < 127 {
+			lo = lo.Next()
+		}
+		if p.Addr().Is4() && p.Bits() < 31 {
+			hi = hi.Prev()
+		}
+		if !p.Contains(s) || !p.Contains(en) || s.Compare(lo) < 0 || en.Compare(hi) > 0 {
 			return nil, fault.New(http.StatusBadRequest, "OutOfBoundsAllocationPool",
 				"The allocation pool %s-%s spans beyond the subnet cidr %s.", s, en, p)
 		}

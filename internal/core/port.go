@@ -24,6 +24,9 @@ func createPort(c *Ctx, in Object) (Object, error) {
 		return nil, err
 	}
 	netOwner := c.Owns(str(net, "project_id"))
+	if err := networkOwnerAttrs(c, in, netOwner, "create"); err != nil {
+		return nil, err
+	}
 	id := str(in, "id")
 	o := Object{
 		"id": id, "project_id": in["project_id"], "name": in["name"], "description": in["description"],
@@ -41,9 +44,11 @@ func createPort(c *Ctx, in Object) (Object, error) {
 	} else {
 		o["mac_address"] = c.S.randomMAC()
 	}
-	if err := c.reserveMAC(str(net, "id"), str(o, "mac_address"), id, !hasMAC(in)); err != nil {
+	mac, err := c.reserveMAC(str(net, "id"), str(o, "mac_address"), id, !hasMAC(in))
+	if err != nil {
 		return nil, err
 	}
+	o["mac_address"] = mac
 	// Addresses.
 	var req []any
 	if v, ok := in["fixed_ips"].([]any); ok {
@@ -120,20 +125,20 @@ func (s *Service) randomMAC() string {
 	return net.HardwareAddr(b).String()
 }
 
-// reserveMAC records mac as used on network; a generated MAC that collides
-// is replaced, a requested one is a conflict.
-func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) error {
+// reserveMAC records mac as used on network and returns the MAC reserved:
+// a generated MAC that collides is replaced, a requested one is a conflict.
+func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) (string, error) {
 	for try := 0; ; try++ {
 		// ON CONFLICT keeps the transaction usable on PostgreSQL for a retry.
 		res, err := c.Tx.Exec("INSERT INTO mac_addresses (network_id, mac_address, port_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", networkID, mac, portID)
 		if err != nil {
-			return err
+			return "", err
 		}
 		if n, err := res.RowsAffected(); err != nil || n == 1 {
-			return err
+			return mac, err
 		}
 		if !generated || try > 16 {
-			return fault.Conflict("MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", networkID, mac)
+			return "", fault.Conflict("MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", networkID, mac)
 		}
 		mac = c.S.randomMAC()
 	}
@@ -448,6 +453,9 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		return nil, err
 	}
 	id := str(cur, "id")
+	if err := networkOwnerAttrs(c, in, c.Owns(str(net, "project_id")), "update"); err != nil {
+		return nil, err
+	}
 	if mac, ok := in["mac_address"].(string); ok && mac != str(cur, "mac_address") {
 		if !c.Admin {
 			return nil, fault.Forbidden("(rule:update_port and rule:update_port:mac_address) is disallowed by policy")
@@ -458,7 +466,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		if _, err := c.Tx.Exec("DELETE FROM mac_addresses WHERE network_id = ? AND port_id = ?", str(net, "id"), id); err != nil {
 			return nil, err
 		}
-		if err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
+		if _, err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
 			return nil, err
 		}
 	}
@@ -546,3 +554,32 @@ func removePort(c *Ctx, p Object) error {
 }
 
 func hasMAC(o Object) bool { _, ok := o["mac_address"].(string); return ok }
+
+// networkOwnerAttrs enforces Neutron's default policy for ports on a network
+// the caller does not own (a shared one): chosen addresses, network device
+// owners, port security and address pairs are the network owner's to set.
+func networkOwnerAttrs(c *Ctx, in Object, netOwner bool, action string) error {
+	if netOwner {
+		return nil
+	}
+	deny := func(attr string) error {
+		return fault.Forbidden("(rule:%s_port and rule:%s_port:%s) is disallowed by policy", action, action, attr)
+	}
+	for _, e := range list(in, "fixed_ips") {
+		if m, _ := e.(map[string]any); m != nil {
+			if _, ok := m["ip_address"]; ok {
+				return deny("fixed_ips:ip_address")
+			}
+		}
+	}
+	if trustedOwner(str(in, "device_owner")) {
+		return deny("device_owner")
+	}
+	if _, ok := in["port_security_enabled"].(bool); ok {
+		return deny("port_security_enabled")
+	}
+	if len(list(in, "allowed_address_pairs")) > 0 {
+		return deny("allowed_address_pairs")
+	}
+	return nil
+}

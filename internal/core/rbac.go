@@ -33,8 +33,8 @@ func createRBAC(c *Ctx, in Object) (Object, error) {
 	if !valid {
 		return nil, fault.InvalidInput("Invalid action '%s' for object type '%s'. Valid actions: %v", action, typ, spec.actions)
 	}
-	if target == "*" && !c.Admin && action == "access_as_external" {
-		return nil, fault.Forbidden("rule:create_rbac_policy and rule:create_rbac_policy:target_tenant is disallowed by policy")
+	if target == "*" && !c.Admin {
+		return nil, fault.Forbidden("(rule:create_rbac_policy and rule:create_rbac_policy:target_tenant) is disallowed by policy")
 	}
 	obj, err := c.Tx.Get(spec.r.Kind, str(in, "object_id"))
 	if err != nil || !c.Owns(str(obj, "project_id")) {
@@ -68,10 +68,18 @@ func updateRBAC(c *Ctx, cur, in Object) (Object, error) {
 	if nt == old {
 		return cur, nil
 	}
+	if nt == "*" && !c.Admin {
+		return nil, fault.Forbidden("(rule:update_rbac_policy and rule:update_rbac_policy:target_tenant) is disallowed by policy")
+	}
 	spec := rbacObjects[str(cur, "object_type")]
 	obj, err := c.Tx.Get(spec.r.Kind, str(cur, "object_id"))
 	if err != nil {
 		return nil, err
+	}
+	for _, t := range rbacTargets(obj, str(cur, "action")) {
+		if t == nt {
+			return nil, fault.Conflict("DuplicateRbacPolicy", "An RBAC policy already exists with those values.")
+		}
 	}
 	cur["target_tenant"] = nt
 	if err := c.Tx.Put(schema.RBACPolicy.Kind, str(cur, "object_id"), cur); err != nil {

@@ -31,7 +31,7 @@ func securityGroupVisible(c *Ctx, o Object) bool {
 
 func ruleVisible(c *Ctx, o Object) bool {
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(o, "security_group_id"))
-	return err == nil && securityGroupVisible(c, sg)
+	return err == nil && (str(sg, "project_id") == c.ProjectID || securityGroupVisible(c, sg))
 }
 
 // checkGroups verifies that every group exists and is usable by the caller.
@@ -221,6 +221,18 @@ func deleteSecurityGroup(c *Ctx, cur Object) error {
 			return err
 		}
 	}
+	// Rules of other groups that admit this group's members go with it.
+	all, err := c.Tx.List(schema.SecurityGroupRule.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, r := range all {
+		if str(r, "remote_group_id") == id && str(r, "security_group_id") != id {
+			if err := deleteRule(c, r); err != nil {
+				return err
+			}
+		}
+	}
 	if err := c.deleteRBACFor("security_group", id); err != nil {
 		return err
 	}
@@ -333,7 +345,9 @@ func createRule(c *Ctx, in Object) (Object, error) {
 			return nil, fault.New(http.StatusBadRequest, "SecurityGroupMultipleRemoteEntites",
 				"Only one of remote_ip_prefix or remote_group_id or remote_address_group_id may be provided.")
 		}
-	} else if in["remote_ip_prefix"] != nil {
+	} else if v := in["remote_ip_prefix"]; v != nil && v != "" {
+		return nil, fault.BadRequest("Invalid input for remote_ip_prefix. Reason: '%s' is not a valid IP subnet.", schema.Render(v))
+	} else {
 		in["remote_ip_prefix"] = nil
 	}
 	if rg, ok := in["remote_group_id"].(string); ok {
@@ -377,11 +391,18 @@ func createRule(c *Ctx, in Object) (Object, error) {
 	return r, nil
 }
 
+// ruleGroupOwner reports whether the caller owns the rule's group (who may
+// delete any rule in it, as Neutron's sg_owner rule allows).
+func ruleGroupOwner(c *Ctx, rule Object) bool {
+	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(rule, "security_group_id"))
+	return err == nil && c.Owns(str(sg, "project_id"))
+}
+
 func deleteRule(c *Ctx, cur Object) error {
 	id := str(cur, "id")
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(cur, "security_group_id"))
-	if err == nil && !c.Owns(str(sg, "project_id")) && !c.Owns(str(cur, "project_id")) {
-		return fault.Forbidden("(rule:delete_security_group_rule) is disallowed by policy")
+	if err != nil {
+		sg = nil
 	}
 	if err := c.Tx.Delete(schema.SecurityGroupRule.Kind, id); err != nil {
 		return err

@@ -19,11 +19,16 @@ func subnetVisible(c *Ctx, o Object) bool {
 	return err == nil && sharedWith(n, "access_as_shared", c.ProjectID)
 }
 
-// networkForChange loads a network the caller may attach things to.
+// networkForChange loads a network the caller may attach things to: its
+// own, a shared one, or any for admins. An external network that is not
+// shared is visible but not attachable.
 func (c *Ctx) networkForChange(id string) (Object, error) {
 	n, err := c.Tx.Get(schema.Network.Kind, id)
 	if err != nil || !c.canSee(schema.Network, &kindHandler{visible: networkVisible}, n) {
 		return nil, fault.NotFound("Network", "Network", id)
+	}
+	if !c.Owns(str(n, "project_id")) && !sharedWith(n, "access_as_shared", c.ProjectID) {
+		return nil, fault.Forbidden("Tenant %s not allowed to create port on this network", c.ProjectID)
 	}
 	return n, nil
 }

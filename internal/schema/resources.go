@@ -120,7 +120,7 @@ var (
 
 	SecurityGroup = define("security_group", "security_groups", "", true,
 		noFilter(ro("security_group_rules")),
-		sorted(post("stateful", Bool, true)),
+		sorted(rw("stateful", Bool, true)),
 		sorted(ro("shared")),
 	)
 
@@ -146,7 +146,7 @@ var (
 		}}
 
 	SubnetPool = define("subnetpool", "subnetpools", "", true,
-		sorted(required("prefixes", ListOf(CIDRLoose))),
+		sorted(&Attr{Name: "prefixes", Post: true, Put: true, Required: true, Convert: ListOf(CIDRLoose)}),
 		sorted(ro("ip_version")),
 		sorted(computed("default_prefixlen", true, IntRange(0, 128))),
 		sorted(computed("min_prefixlen", true, IntRange(0, 128))),
