@@ -44,7 +44,13 @@ type token struct {
 	Roles                                    []role
 	Issued, Expires                          time.Time
 	Methods                                  []string
+	checked                                  time.Time // when this server last read it from the store
 }
+
+// recheck is how long a server trusts its cached copy of a token before
+// reading it again (roles, disabled users and revocations by other servers
+// take effect within this time).
+const recheck = 30 * time.Second
 
 type role struct{ ID, Name string }
 
@@ -223,7 +229,7 @@ func (b *Builtin) lookup(ctx context.Context, tok string) (*token, error) {
 	b.mu.Lock()
 	t, ok := b.tokens[k]
 	b.mu.Unlock()
-	if ok {
+	if ok && time.Since(t.checked) < recheck {
 		if time.Now().After(t.Expires) {
 			return nil, errUnauthorized
 		}
@@ -234,7 +240,8 @@ func (b *Builtin) lookup(ctx context.Context, tok string) (*token, error) {
 	var issued, expires int64
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
 		err := tx.QueryRow(`SELECT t.user_id, u.name, t.project_id, p.name, t.issued_at, t.expires_at FROM id_tokens t
-JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id WHERE t.id = ?`, k).
+JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id
+WHERE t.id = ? AND u.enabled AND p.enabled`, k).
 			Scan(&nt.UserID, &nt.UserName, &nt.ProjectID, &nt.ProjectName, &issued, &expires)
 		if err != nil {
 			return err
@@ -242,10 +249,14 @@ JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id WH
 		nt.Roles, err = b.rolesOf(tx, nt.UserID, nt.ProjectID)
 		return err
 	})
-	if err != nil {
+	if err != nil || len(nt.Roles) == 0 {
+		b.mu.Lock()
+		delete(b.tokens, k)
+		b.mu.Unlock()
 		return nil, errUnauthorized
 	}
 	nt.Issued, nt.Expires, nt.Methods = time.Unix(issued, 0), time.Unix(expires, 0), []string{"password"}
+	nt.checked = time.Now()
 	if time.Now().After(nt.Expires) {
 		return nil, errUnauthorized
 	}
@@ -316,14 +327,16 @@ func (b *Builtin) Issue(ctx context.Context, userName, userID, password, project
 		if err := tx.QueryRow(q, arg).Scan(&t.UserID, &t.UserName, &hash, &enabled, &defProject); err != nil {
 			return err
 		}
+		var projectEnabled bool
+		defer func() { enabled = enabled && projectEnabled }()
 		if projectID == "" && projectName == "" {
 			projectID = defProject
 		}
-		pq, parg := "SELECT id, name FROM id_projects WHERE id = ?", projectID
+		pq, parg := "SELECT id, name, enabled FROM id_projects WHERE id = ?", projectID
 		if projectID == "" {
-			pq, parg = "SELECT id, name FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", projectName
+			pq, parg = "SELECT id, name, enabled FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", projectName
 		}
-		if err := tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName); err != nil {
+		if err := tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName, &projectEnabled); err != nil {
 			return err
 		}
 		var err error
@@ -346,7 +359,10 @@ func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
 	}
 	tok := "nt" + base64.RawURLEncoding.EncodeToString(raw)
 	t.Issued = time.Now().UTC().Truncate(time.Second)
-	t.Expires = t.Issued.Add(b.TokenTTL)
+	if t.Expires.IsZero() || t.Expires.After(t.Issued.Add(b.TokenTTL)) {
+		t.Expires = t.Issued.Add(b.TokenTTL)
+	}
+	t.checked = time.Now()
 	if t.Methods == nil {
 		t.Methods = []string{"password"}
 	}

@@ -108,9 +108,29 @@ func TestTempestCredentialFlow(t *testing.T) {
 	if err != nil || c.ProjectID != pid || c.Admin {
 		t.Fatalf("caller: %+v %v", c, err)
 	}
+	// Rescoping with the token method keeps the original expiry.
+	rescope := map[string]any{"auth": map[string]any{"identity": map[string]any{"methods": []any{"token"}, "token": map[string]any{"id": user}},
+		"scope": map[string]any{"project": map[string]any{"id": pid}}}}
+	st, _, rb := call(t, srv, "POST", "/v3/auth/tokens", "", rescope)
+	if st != 201 {
+		t.Fatalf("rescope: %d", st)
+	}
+	first, _ := b.lookup(context.Background(), user)
+	if rb["token"].(map[string]any)["expires_at"] != fmtTime(first.Expires) {
+		t.Fatalf("rescoped token outlives its origin: %v vs %v", rb["token"].(map[string]any)["expires_at"], fmtTime(first.Expires))
+	}
 	// A member cannot administer identity.
 	if st, _, _ := call(t, srv, "POST", "/v3/projects", user, map[string]any{"project": map[string]any{"name": "x"}}); st != 403 {
 		t.Fatalf("member creating a project: %d", st)
+	}
+	// Disabling the user ends its tokens; enabling does not bring them back.
+	call(t, srv, "PATCH", "/v3/users/"+uid, admin, map[string]any{"user": map[string]any{"enabled": false}})
+	if _, err := b.Authenticate(context.Background(), req); err == nil {
+		t.Fatal("token of a disabled user still valid")
+	}
+	call(t, srv, "PATCH", "/v3/users/"+uid, admin, map[string]any{"user": map[string]any{"enabled": true}})
+	if _, err := b.Authenticate(context.Background(), req); err == nil {
+		t.Fatal("token revived by re-enabling the user")
 	}
 	// Deleting the user ends its tokens.
 	if st, _, _ := call(t, srv, "DELETE", "/v3/users/"+uid, admin, nil); st != 204 {

@@ -32,8 +32,14 @@ type ksEntry struct {
 	until  time.Time
 }
 
-// negativeTTL is how long a rejected token stays rejected without asking.
-const negativeTTL = 5 * time.Second
+// negativeTTL is how long a rejected token stays rejected without asking;
+// positiveTTL bounds how long a validated one is trusted before Keystone is
+// asked again (keystonemiddleware's token_cache_time), so revocations
+// take effect.
+const (
+	negativeTTL = 5 * time.Second
+	positiveTTL = 5 * time.Minute
+)
 
 // NewKeystone returns a validator for the Keystone at url (…/v3).
 func NewKeystone(url, user, password, project string) *Keystone {
@@ -123,6 +129,8 @@ func (k *Keystone) Authenticate(ctx context.Context, r *http.Request) (*policy.C
 	}
 	if c == nil {
 		until = time.Now().Add(negativeTTL)
+	} else if cap := time.Now().Add(positiveTTL); until.After(cap) {
+		until = cap
 	}
 	k.cache[key] = ksEntry{caller: c, until: until}
 	k.mu.Unlock()

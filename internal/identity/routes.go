@@ -213,7 +213,9 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 				unauthorized(w)
 				return
 			}
-			nt := token{UserID: old.UserID, UserName: old.UserName, ProjectID: old.ProjectID, ProjectName: old.ProjectName, Methods: []string{"token"}}
+			// A rescoped token ends when the one it came from does.
+			nt := token{UserID: old.UserID, UserName: old.UserName, ProjectID: old.ProjectID, ProjectName: old.ProjectName,
+				Methods: []string{"token"}, Expires: old.Expires}
 			if scope.Project.ID != "" || scope.Project.Name != "" {
 				err = b.DB.Read(r.Context(), func(tx *store.Tx) error {
 					q, arg := "SELECT id, name FROM id_projects WHERE id = ?", scope.Project.ID
@@ -620,8 +622,16 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 					if _, err := tx.Exec("UPDATE id_users SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
 						return err
 					}
+					if !v {
+						if _, err := tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1]); err != nil {
+							return err
+						}
+					}
 				}
 				if pw, ok := m["password"].(string); ok {
+					if _, err := tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1]); err != nil {
+						return err
+					}
 					h, err := hashPassword(pw)
 					if err != nil {
 						return err
