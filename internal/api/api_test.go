@@ -222,6 +222,13 @@ func TestPortAddressing(t *testing.T) {
 			t.Fatalf("dhcp opts: %v", ap["extra_dhcp_opts"])
 		}
 		e.fault(e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"extra_dhcp_opts": []any{map[string]any{"opt_name": "a", "opt_value": "b", "ip_version": 5}}}}), 400, "InvalidInput")
+		// Naming only the subnet on update keeps the port's address there.
+		before := ips[s4["id"].(string)]
+		kept := e.must(200, e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{
+			"fixed_ips": []any{map[string]any{"subnet_id": s4["id"]}}}}), "port")
+		if !strings.Contains(fmt.Sprint(kept["fixed_ips"]), before) {
+			t.Fatalf("port renumbered from %s: %v", before, kept["fixed_ips"])
+		}
 		// A SLAAC subnet added later gives existing ports an address.
 		s6c := e.subnet(userA, map[string]any{"network_id": nid, "ip_version": 6, "cidr": "2001:db8:9::/64", "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"})
 		again := e.must(200, e.do(userA, "GET", "/v2.0/ports/"+p["id"].(string), nil), "port")
@@ -545,6 +552,15 @@ func TestSharingAndIsolation(t *testing.T) {
 			"object_type": "network", "object_id": mine["id"], "action": "access_as_shared", "target_tenant": projB}}), "rbac_policy")
 		e.fault(e.do(userA, "POST", "/v2.0/rbac-policies", map[string]any{"rbac_policy": map[string]any{
 			"object_type": "network", "object_id": private["id"], "action": "access_as_shared", "target_tenant": projA}}), 404, "RbacPolicyNotFound")
+		// The network's owner sees and may remove other projects' ports on it.
+		bp := e.must(201, e.do(userB, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": mine["id"]}}), "port")
+		if l := e.list(userA, "/v2.0/ports?network_id="+mine["id"].(string), "ports"); len(l) != 1 || l[0].(map[string]any)["id"] != bp["id"] {
+			t.Fatalf("network owner's view of ports: %v", l)
+		}
+		if l := e.list(userA, "/v2.0/ports?device_owner=x", "ports"); len(l) != 0 {
+			t.Fatalf("filter on owner's view: %v", l)
+		}
+		e.must(204, e.do(userA, "DELETE", "/v2.0/ports/"+bp["id"].(string), nil), "")
 	})
 }
 

@@ -60,6 +60,9 @@ type kindHandler struct {
 	update  func(c *Ctx, cur, in Object) (Object, error)
 	delete  func(c *Ctx, cur Object) error
 	visible func(c *Ctx, o Object) bool // nil: owner (or admin) only
+	// list, when set, returns what a non-admin may see among f (instead of
+	// scanning every project's objects with visible).
+	list func(c *Ctx, f store.Filter) ([]Object, error)
 	// quota names the quota resource counted on create ("" for none).
 	quota string
 }
@@ -71,7 +74,7 @@ func (s *Service) handler(r *schema.Resource) *kindHandler {
 	case schema.Subnet:
 		return &kindHandler{create: createSubnet, update: updateSubnet, delete: deleteSubnet, visible: subnetVisible, quota: "subnet"}
 	case schema.Port:
-		return &kindHandler{create: createPort, update: updatePort, delete: deletePort, quota: "port"}
+		return &kindHandler{create: createPort, update: updatePort, delete: deletePort, visible: portVisible, list: listPorts, quota: "port"}
 	case schema.SecurityGroup:
 		return &kindHandler{create: createSecurityGroup, update: updateSecurityGroup, delete: deleteSecurityGroup, visible: securityGroupVisible, quota: "security_group"}
 	case schema.SecurityGroupRule:
@@ -178,6 +181,9 @@ func (s *Service) Get(c *Ctx, r *schema.Resource, id string) (Object, error) {
 // List returns the resources matching f that the caller may see.
 func (s *Service) List(c *Ctx, r *schema.Resource, f store.Filter) ([]Object, error) {
 	h := s.handler(r)
+	if !c.Admin && h.list != nil {
+		return h.list(c, f)
+	}
 	if !c.Admin && h.visible == nil {
 		if len(f.Projects) == 0 {
 			f.Projects = []string{c.ProjectID}
@@ -297,7 +303,8 @@ func (s *Service) Delete(c *Ctx, r *schema.Resource, id string, ifMatch int64) e
 	if err != nil {
 		return err
 	}
-	if err := ownerOnly(c, r, cur, "delete"); err != nil && !(r == schema.SecurityGroupRule && ruleGroupOwner(c, cur)) {
+	if err := ownerOnly(c, r, cur, "delete"); err != nil && !(r == schema.SecurityGroupRule && ruleGroupOwner(c, cur)) &&
+		!(r == schema.Port && portVisible(c, cur)) {
 		return err
 	}
 	if err := CheckRevision(cur, ifMatch); err != nil {

@@ -15,6 +15,69 @@ import (
 
 const maxAddressPairs = 10
 
+// portVisible: the owner of a port's network sees (and may delete) the
+// ports other projects put on it, as Neutron's network_owner rule allows.
+func portVisible(c *Ctx, o Object) bool {
+	n, err := c.Tx.Get(schema.Network.Kind, str(o, "network_id"))
+	return err == nil && str(n, "project_id") == c.ProjectID
+}
+
+// listPorts is what a non-admin sees: its own ports and every port on its
+// own networks, read by index rather than by scanning all projects.
+func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
+	mine := f
+	if len(f.Projects) > 0 {
+		ok := false
+		for _, p := range f.Projects {
+			ok = ok || p == c.ProjectID
+		}
+		if !ok {
+			mine.IDs = []string{"\x00none"}
+		}
+	}
+	mine.Projects = []string{c.ProjectID}
+	own, err := c.Tx.List(schema.Port.Kind, mine)
+	if err != nil {
+		return nil, err
+	}
+	nets, err := c.Tx.List(schema.Network.Kind, store.Filter{Projects: []string{c.ProjectID}})
+	if err != nil || len(nets) == 0 {
+		return own, err
+	}
+	onMine := f
+	onMine.Parent, onMine.Parents = "", nil
+	allowed := map[string]bool{}
+	for _, p := range append(f.Parents, f.Parent) {
+		if p != "" {
+			allowed[p] = true
+		}
+	}
+	for _, n := range nets {
+		if len(allowed) == 0 || allowed[str(n, "id")] {
+			onMine.Parents = append(onMine.Parents, str(n, "id"))
+		}
+	}
+	if len(onMine.Parents) == 0 {
+		return own, nil
+	}
+	theirs, err := c.Tx.List(schema.Port.Kind, onMine)
+	if err != nil {
+		return nil, err
+	}
+	seen := make(map[string]bool, len(own))
+	out := append([]Object{}, own...)
+	for _, o := range own {
+		seen[str(o, "id")] = true
+	}
+	for _, o := range theirs {
+		if !seen[str(o, "id")] {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return str(out[i], "id") < str(out[j], "id") })
+	return out, nil
+}
+
 // trustedOwner ports (network:*) get no default security group, as in Neutron.
 func trustedOwner(owner string) bool { return strings.HasPrefix(owner, "network:") }
 
@@ -166,6 +229,32 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 	exhausted := func() error {
 		return fault.Conflict("IpAddressGenerationFailure", "No more IP addresses available on network %s.", netID)
 	}
+	// On update, an entry naming only a subnet keeps the address the port
+	// already has there (Neutron does not renumber it).
+	kept := map[string][]netip.Addr{}
+	for k := range keep {
+		sid, ip, _ := strings.Cut(k, "/")
+		if a, err := netip.ParseAddr(ip); err == nil {
+			kept[sid] = append(kept[sid], a)
+		}
+	}
+	claimed := map[string]bool{}
+	for _, e := range req {
+		if m, _ := e.(map[string]any); m != nil {
+			if ip, ok := m["ip_address"].(string); ok {
+				claimed[ip] = true
+			}
+		}
+	}
+	reuse := func(sid string) (netip.Addr, bool) {
+		for _, a := range kept[sid] {
+			if !claimed[a.String()] {
+				claimed[a.String()] = true
+				return a, true
+			}
+		}
+		return netip.Addr{}, false
+	}
 	if given {
 		if len(req) > c.S.Config.MaxFixedIPsPerPort {
 			return nil, fault.BadRequest("Exceeded maximum amount of fixed ips per port.")
@@ -242,6 +331,10 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 						return nil, err
 					}
 				}
+				add(sn, a)
+				continue
+			}
+			if a, ok := reuse(str(sn, "id")); ok {
 				add(sn, a)
 				continue
 			}

@@ -51,7 +51,7 @@ func createRBAC(c *Ctx, in Object) (Object, error) {
 	if err := c.Tx.Put(schema.RBACPolicy.Kind, str(obj, "id"), o); err != nil {
 		return nil, err
 	}
-	if err := c.applyRBAC(spec.r, obj); err != nil {
+	if err := c.applyRBAC(spec.r, obj, true); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -85,7 +85,7 @@ func updateRBAC(c *Ctx, cur, in Object) (Object, error) {
 	if err := c.Tx.Put(schema.RBACPolicy.Kind, str(cur, "object_id"), cur); err != nil {
 		return nil, err
 	}
-	if err := c.applyRBAC(spec.r, obj); err != nil {
+	if err := c.applyRBAC(spec.r, obj, true); err != nil {
 		return nil, err
 	}
 	if err := c.checkShareRemoval(spec.r, obj, str(cur, "action"), old, true); err != nil {
@@ -103,14 +103,17 @@ func deleteRBAC(c *Ctx, cur Object) error {
 	if err != nil {
 		return nil // the object is gone already
 	}
-	if err := c.applyRBAC(spec.r, obj); err != nil {
+	if err := c.applyRBAC(spec.r, obj, true); err != nil {
 		return err
 	}
 	return c.checkShareRemoval(spec.r, obj, str(cur, "action"), str(cur, "target_tenant"), true)
 }
 
-// applyRBAC recomputes the sharing summary kept on the object itself.
-func (c *Ctx) applyRBAC(r *schema.Resource, obj Object) error {
+// applyRBAC recomputes the sharing summary kept on the object itself. A
+// change through the RBAC API bumps the object's revision; one made through
+// its own attributes (shared, router:external) is part of that create or
+// update, which bumps once itself.
+func (c *Ctx) applyRBAC(r *schema.Resource, obj Object, bump bool) error {
 	pols, err := c.Tx.List(schema.RBACPolicy.Kind, store.Filter{Parent: str(obj, "id")})
 	if err != nil {
 		return err
@@ -128,7 +131,10 @@ func (c *Ctx) applyRBAC(r *schema.Resource, obj Object) error {
 	if r == schema.Network {
 		obj["router:external"] = sharedWith(obj, "access_as_external", "\x00")
 	}
-	return c.touch(r, obj)
+	if bump {
+		return c.touch(r, obj)
+	}
+	return c.put(r, obj)
 }
 
 // addRBAC records a share made through an attribute (shared=true,
@@ -145,7 +151,7 @@ func (c *Ctx) addRBAC(obj Object, typ, action, target string) error {
 	if err := c.Tx.Put(schema.RBACPolicy.Kind, str(obj, "id"), o); err != nil {
 		return err
 	}
-	return c.applyRBAC(rbacObjects[typ].r, obj)
+	return c.applyRBAC(rbacObjects[typ].r, obj, false)
 }
 
 // setWildcard turns a '*' share on or off (the shared and router:external
@@ -170,7 +176,7 @@ func (c *Ctx) setWildcard(obj Object, typ, action string, on bool) error {
 	if !removed {
 		return nil
 	}
-	if err := c.applyRBAC(rbacObjects[typ].r, obj); err != nil {
+	if err := c.applyRBAC(rbacObjects[typ].r, obj, false); err != nil {
 		return err
 	}
 	return c.checkShareRemoval(rbacObjects[typ].r, obj, action, "*", false)
@@ -199,6 +205,28 @@ func (c *Ctx) checkShareRemoval(r *schema.Resource, obj Object, action, target s
 		for _, s := range subnets {
 			users[str(s, "project_id")] = true
 		}
+	case schema.SecurityGroup:
+		ids, err := c.Tx.Strings("SELECT id FROM resources WHERE kind = ? AND body LIKE ?", schema.Port.Kind, `%"`+str(obj, "id")+`"%`)
+		if err != nil {
+			return err
+		}
+		for _, pid := range ids {
+			if p, err := c.Tx.Get(schema.Port.Kind, pid); err == nil {
+				for _, g := range list(p, "security_groups") {
+					if g == obj["id"] {
+						users[str(p, "project_id")] = true
+					}
+				}
+			}
+		}
+	case schema.SubnetPool:
+		subnets, err := c.poolSubnets(str(obj, "id"))
+		if err != nil {
+			return err
+		}
+		for _, s := range subnets {
+			users[str(s, "project_id")] = true
+		}
 	default:
 		return nil
 	}
@@ -215,7 +243,7 @@ func (c *Ctx) checkShareRemoval(r *schema.Resource, obj Object, action, target s
 		}
 		if viaPolicy {
 			return fault.New(http.StatusConflict, "RbacPolicyInUse",
-				"RBAC policy on object %s cannot be removed because other objects depend on it.\nDetails: Callback neutron.plugins.ml2.plugin.Ml2Plugin.validate_network_rbac_policy_change failed with \"Unable to reconfigure sharing settings for network %s. Multiple tenants are using it.\"", str(obj, "id"), str(obj, "id"))
+				"RBAC policy on object %s cannot be removed because other objects depend on it.\nDetails: %s %s is in use by project %s.", str(obj, "id"), r.Member, str(obj, "id"), p)
 		}
 		return fault.New(http.StatusConflict, "InvalidSharedSetting",
 			"Unable to reconfigure sharing settings for network %s. Multiple tenants are using it.", str(obj, "id"))
