@@ -22,6 +22,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
 
 	_ "modernc.org/sqlite" // SQLite driver
@@ -57,6 +58,9 @@ type DB struct {
 
 	stmts sync.Map // SQLite writer: query -> prepared statement
 
+	dsn string    // PostgreSQL: for the writer connection
+	pgw *pgx.Conn // PostgreSQL writer connection (guarded by wmu)
+
 	nmu    sync.Mutex
 	notify chan struct{} // closed and replaced at every commit
 }
@@ -67,6 +71,7 @@ func Open(dsn string) (*DB, error) {
 	db := &DB{notify: make(chan struct{})}
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		db.Dialect = Postgres
+		db.dsn = dsn
 		c, err := sql.Open("pgx", dsn)
 		if err != nil {
 			return nil, fmt.Errorf("store: open postgres: %w", err)
@@ -108,6 +113,12 @@ func Open(dsn string) (*DB, error) {
 
 // Close releases the connections.
 func (db *DB) Close() error {
+	db.wmu.Lock()
+	if db.pgw != nil {
+		db.pgw.Close(context.Background())
+		db.pgw = nil
+	}
+	db.wmu.Unlock()
 	err := db.w.Close()
 	if db.r != db.w {
 		if e := db.r.Close(); err == nil {
@@ -150,6 +161,7 @@ type Tx struct {
 	toPrepare []string // SQLite write statements to prepare once the writer is free
 
 	overlay map[string]*ovEntry // write: this transaction's puts and deletes
+	pg      *pgWriter           // PostgreSQL write on the pipelined connection
 }
 
 type ovEntry struct {
@@ -172,6 +184,9 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (int64, error) {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
+	if db.Dialect == Postgres && useView {
+		return db.writePG(ctx, fn)
+	}
 	sqltx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("store: begin: %w", err)
@@ -183,13 +198,6 @@ func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (i
 	}
 	var base int64
 	switch {
-	case db.Dialect == Postgres && useView:
-		// The revision row is the writers' lock: taking the next revision
-		// first orders every writer, across servers, by commit.
-		if err := sqltx.QueryRowContext(ctx, "UPDATE revision SET rev = rev + 1 WHERE id = 1 RETURNING rev").Scan(&tx.rev); err != nil {
-			return fail("next revision", err)
-		}
-		base = tx.rev - 1
 	case db.Dialect == Postgres:
 		if _, err := sqltx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7471)"); err != nil {
 			return fail("lock", err)
@@ -221,6 +229,40 @@ func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (i
 	if err := sqltx.Commit(); err != nil {
 		return 0, fmt.Errorf("store: commit: %w", err)
 	}
+	return db.committed(tx), nil
+}
+
+// writePG is write on PostgreSQL: the revision row, taken first, orders
+// every writer across servers by commit.
+func (db *DB) writePG(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
+	w, rev, err := db.beginPG(ctx)
+	if err != nil {
+		return 0, err
+	}
+	tx := &Tx{db: db, write: true, ctx: ctx, pg: w, rev: rev, overlay: map[string]*ovEntry{}}
+	done := false
+	defer func() {
+		if !done {
+			db.rollbackPG(w)
+		}
+	}()
+	if err := db.view.sync(ctx, db, rev-1, true); err != nil {
+		return 0, fmt.Errorf("store: sync: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		return 0, err
+	}
+	if err := w.commit(); err != nil {
+		db.dropPG(w.conn) // the outcome is unknown: start afresh
+		done = true
+		return 0, fmt.Errorf("store: commit: %w", err)
+	}
+	done = true
+	return db.committed(tx), nil
+}
+
+// committed publishes a committed write to the view and to watchers.
+func (db *DB) committed(tx *Tx) int64 {
 	if tx.rev != 0 {
 		db.view.applyCommitted(tx.rev, tx.changes)
 		db.nmu.Lock()
@@ -229,9 +271,9 @@ func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (i
 		db.nmu.Unlock()
 	}
 	if tx.seq == 0 {
-		return 0, nil
+		return 0
 	}
-	return tx.rev, nil
+	return tx.rev
 }
 
 // Read runs fn in a read transaction (a consistent snapshot).
@@ -278,7 +320,10 @@ func (db *DB) Changed() <-chan struct{} {
 }
 
 // Exec runs a statement inside the transaction.
-func (tx *Tx) Exec(q string, args ...any) (sql.Result, error) {
+func (tx *Tx) Exec(q string, args ...any) (Result, error) {
+	if tx.pg != nil {
+		return tx.pg.exec(tx.db.rebind(q), args...)
+	}
 	if st := tx.prepared(q); st != nil {
 		return st.Exec(args...)
 	}
@@ -290,7 +335,10 @@ func (tx *Tx) Exec(q string, args ...any) (sql.Result, error) {
 }
 
 // Query runs a query inside the transaction.
-func (tx *Tx) Query(q string, args ...any) (*sql.Rows, error) {
+func (tx *Tx) Query(q string, args ...any) (Rows, error) {
+	if tx.pg != nil {
+		return tx.pg.query(tx.db.rebind(q), args...)
+	}
 	if st := tx.prepared(q); st != nil {
 		return st.Query(args...)
 	}
@@ -298,18 +346,24 @@ func (tx *Tx) Query(q string, args ...any) (*sql.Rows, error) {
 	if t == nil {
 		return nil, tx.err
 	}
-	return t.Query(tx.db.rebind(q), args...)
+	rows, err := t.Query(tx.db.rebind(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	return rows, nil
 }
 
 // QueryRow runs a single-row query inside the transaction.
-func (tx *Tx) QueryRow(q string, args ...any) *sql.Row {
+func (tx *Tx) QueryRow(q string, args ...any) Row {
+	if tx.pg != nil {
+		return tx.pg.queryRow(tx.db.rebind(q), args...)
+	}
 	if st := tx.prepared(q); st != nil {
 		return st.QueryRow(args...)
 	}
 	t := tx.sql()
 	if t == nil {
-		// A closed-over error row: database/sql reports it at Scan.
-		return tx.db.r.QueryRowContext(canceled(), "SELECT 1")
+		return errRow{tx.err}
 	}
 	return t.QueryRow(tx.db.rebind(q), args...)
 }
@@ -342,12 +396,6 @@ func (tx *Tx) prepared(q string) *sql.Stmt {
 		return nil
 	}
 	return tx.tx.Stmt(v.(*sql.Stmt))
-}
-
-func canceled() context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	return ctx
 }
 
 // Strings runs a query whose rows are one text column.
@@ -563,10 +611,13 @@ func (tx *Tx) Put(kind, parent string, obj Object) error {
 	if tx.db.Dialect == Postgres {
 		// One round trip for the row and its change-log entry.
 		tx.seq++
-		if _, err := tx.sql().Exec(`WITH r AS (INSERT INTO resources (kind, id, project_id, parent_id, rev, body) VALUES ($1, $2, $3, $4, $5, $6)
+		q := `WITH r AS (INSERT INTO resources (kind, id, project_id, parent_id, rev, body) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id = EXCLUDED.parent_id, rev = EXCLUDED.rev, body = EXCLUDED.body RETURNING 1)
-INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) SELECT $5, $7, $1, $2, 'put', $3, $4, $6 FROM r`,
-			kind, id, project, parent, rev, string(body), tx.seq); err != nil {
+INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) SELECT $5, $7, $1, $2, 'put', $3, $4, $6 FROM r`
+		args := []any{kind, id, project, parent, rev, string(body), tx.seq}
+		if tx.pg != nil {
+			tx.pg.queue(q, args...) // sent with the next read or with COMMIT
+		} else if _, err := tx.Exec(q, args...); err != nil {
 			return fmt.Errorf("store: put %s %s: %w", kind, id, err)
 		}
 		return tx.recordPut(rev, kind, id, project, parent, obj)
@@ -626,7 +677,9 @@ func (tx *Tx) Delete(kind, id string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec("DELETE FROM resources WHERE kind = ? AND id = ?", kind, id); err != nil {
+	if tx.pg != nil {
+		tx.pg.queue("DELETE FROM resources WHERE kind = $1 AND id = $2", kind, id)
+	} else if _, err := tx.Exec("DELETE FROM resources WHERE kind = ? AND id = ?", kind, id); err != nil {
 		return fmt.Errorf("store: delete %s %s: %w", kind, id, err)
 	}
 	tx.changes = append(tx.changes, Change{Rev: rev, Kind: kind, ID: id, Op: "delete", Project: project, Parent: parent})
@@ -638,6 +691,11 @@ func (tx *Tx) Delete(kind, id string) error {
 
 func (tx *Tx) logChange(rev int64, kind, id, op, project, parent, body string) error {
 	tx.seq++
+	if tx.pg != nil {
+		tx.pg.queue("INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+			rev, tx.seq, kind, id, op, project, parent, body)
+		return nil
+	}
 	_, err := tx.Exec("INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		rev, tx.seq, kind, id, op, project, parent, body)
 	if err != nil {
