@@ -238,6 +238,12 @@ func TestPortAddressing(t *testing.T) {
 		// In use: subnet and network deletes refuse.
 		e.fault(e.do(userA, "DELETE", "/v2.0/subnets/"+s4["id"].(string), nil), 409, "SubnetInUse")
 		e.fault(e.do(userA, "DELETE", "/v2.0/networks/"+nid, nil), 409, "NetworkInUse")
+		// A new MAC re-derives the port's SLAAC addresses.
+		mp := e.must(201, e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid}}), "port")
+		nm := e.must(200, e.do(admin, "PUT", "/v2.0/ports/"+mp["id"].(string), map[string]any{"port": map[string]any{"mac_address": "fa:16:3e:00:00:42"}}), "port")
+		if !strings.Contains(fmt.Sprint(nm["fixed_ips"]), "2001:db8:1:0:f816:3eff:fe00:42") {
+			t.Fatalf("SLAAC address after a MAC change: %v", nm["fixed_ips"])
+		}
 		// Binding is admin-only and binds with the linux driver.
 		b := e.must(200, e.do(admin, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"binding:host_id": "compute-1"}}), "port")
 		if b["binding:vif_type"] != "tap" {

@@ -549,6 +549,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 	if err := networkOwnerAttrs(c, in, c.Owns(str(net, "project_id")), "update"); err != nil {
 		return nil, err
 	}
+	macChanged := false
 	if mac, ok := in["mac_address"].(string); ok && mac != str(cur, "mac_address") {
 		if !c.Admin {
 			return nil, fault.Forbidden("(rule:update_port and rule:update_port:mac_address) is disallowed by policy")
@@ -562,8 +563,17 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		if _, err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
 			return nil, err
 		}
+		macChanged = true
 	}
 	merged := merge(schema.CloneObject(cur), in)
+	if macChanged {
+		// SLAAC and stateless addresses derive from the MAC: re-derive them.
+		if err := c.rederiveAutoAddresses(merged); err != nil {
+			return nil, err
+		}
+		cur = schema.CloneObject(cur)
+		cur["fixed_ips"] = merged["fixed_ips"]
+	}
 	if v, ok := in["fixed_ips"]; ok {
 		req, _ := v.([]any)
 		keep := map[string]string{}
@@ -630,6 +640,34 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		}
 	}
 	return merged, nil
+}
+
+// rederiveAutoAddresses replaces a port's EUI-64 addresses with those of
+// its (new) MAC.
+func (c *Ctx) rederiveAutoAddresses(p Object) error {
+	out := make([]any, 0, len(list(p, "fixed_ips")))
+	for _, e := range list(p, "fixed_ips") {
+		m, _ := e.(map[string]any)
+		sn, err := c.Tx.Get(schema.Subnet.Kind, str(m, "subnet_id"))
+		if err != nil || !isAutoAddress(sn) {
+			out = append(out, e)
+			continue
+		}
+		prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
+		a, err := eui64(prefix, str(p, "mac_address"))
+		if err != nil {
+			return err
+		}
+		if err := c.releaseIP(str(sn, "id"), str(m, "ip_address")); err != nil {
+			return err
+		}
+		if err := c.allocate(sn, a, str(p, "id")); err != nil {
+			return err
+		}
+		out = append(out, map[string]any{"subnet_id": str(sn, "id"), "ip_address": a.String()})
+	}
+	p["fixed_ips"] = out
+	return nil
 }
 
 func deletePort(c *Ctx, cur Object) error { return removePort(c, cur) }
