@@ -53,7 +53,49 @@ CREATE INDEX id_tokens_by_expiry ON id_tokens (expires_at);
 `,
 	// 2: quota overrides live in resources (kind "quota"), read from the view.
 	`DROP TABLE quotas`,
+	// 3: reads come from the in-memory view, so resources need no secondary
+	// indexes; every index page is another page written at each commit.
+	`DROP INDEX resources_by_parent; DROP INDEX resources_by_project`,
+	// 4 (SQLite): tables keyed by their primary key alone (WITHOUT ROWID), so
+	// a row is written to one B-tree, not a rowid table plus a key index.
+	sqliteOnly + `
+CREATE TABLE resources_k (
+  kind TEXT NOT NULL, id TEXT NOT NULL, project_id TEXT NOT NULL, parent_id TEXT NOT NULL,
+  rev BIGINT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID;
+INSERT INTO resources_k SELECT kind, id, project_id, parent_id, rev, body FROM resources;
+DROP TABLE resources;
+ALTER TABLE resources_k RENAME TO resources;
+CREATE TABLE changes_k (
+  rev BIGINT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, op TEXT NOT NULL,
+  project_id TEXT NOT NULL, parent_id TEXT NOT NULL, body TEXT NOT NULL, PRIMARY KEY (rev, seq)) WITHOUT ROWID;
+INSERT INTO changes_k SELECT rev, seq, kind, id, op, project_id, parent_id, body FROM changes;
+DROP TABLE changes;
+ALTER TABLE changes_k RENAME TO changes;
+CREATE TABLE ip_allocations_k (
+  subnet_id TEXT NOT NULL, ip_address TEXT NOT NULL, port_id TEXT NOT NULL, network_id TEXT NOT NULL,
+  PRIMARY KEY (subnet_id, ip_address)) WITHOUT ROWID;
+INSERT INTO ip_allocations_k SELECT subnet_id, ip_address, port_id, network_id FROM ip_allocations;
+DROP TABLE ip_allocations;
+ALTER TABLE ip_allocations_k RENAME TO ip_allocations;
+CREATE INDEX ip_allocations_by_port ON ip_allocations (port_id);
+CREATE TABLE mac_addresses_k (
+  network_id TEXT NOT NULL, mac_address TEXT NOT NULL, port_id TEXT NOT NULL,
+  PRIMARY KEY (network_id, mac_address)) WITHOUT ROWID;
+INSERT INTO mac_addresses_k SELECT network_id, mac_address, port_id FROM mac_addresses;
+DROP TABLE mac_addresses;
+ALTER TABLE mac_addresses_k RENAME TO mac_addresses;
+CREATE TABLE segment_allocations_k (
+  network_type TEXT NOT NULL, physical_network TEXT NOT NULL, segmentation_id BIGINT NOT NULL,
+  network_id TEXT NOT NULL, PRIMARY KEY (network_type, physical_network, segmentation_id)) WITHOUT ROWID;
+INSERT INTO segment_allocations_k SELECT network_type, physical_network, segmentation_id, network_id FROM segment_allocations;
+DROP TABLE segment_allocations;
+ALTER TABLE segment_allocations_k RENAME TO segment_allocations;
+CREATE INDEX segment_allocations_by_network ON segment_allocations (network_id)`,
 }
+
+// sqliteOnly marks a migration that PostgreSQL records as applied without
+// running it.
+const sqliteOnly = "-- sqlite only\n"
 
 // Migrate applies the migrations not yet applied and returns how many ran.
 func (db *DB) Migrate(ctx context.Context) (int, error) {
@@ -78,7 +120,11 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 			if n > 0 {
 				return nil
 			}
-			for _, stmt := range strings.Split(m, ";") {
+			body := m
+			if strings.HasPrefix(m, sqliteOnly) && db.Dialect != SQLite {
+				body = ""
+			}
+			for _, stmt := range strings.Split(body, ";") {
 				if strings.TrimSpace(stmt) == "" {
 					continue
 				}
