@@ -35,6 +35,7 @@ Usage:
   neutrino migrate [flags]            apply database migrations and exit
   neutrino identity bootstrap [flags] create the admin and demo projects and users
   neutrino bench [flags]              run the API benchmark against a server
+  neutrino agent [flags]              run the host agent (registers and reports)
   neutrino version
 
 Run "neutrino <command> -h" for a command's flags.
@@ -56,6 +57,8 @@ func main() {
 		err = identityCmd(os.Args[2:])
 	case "bench":
 		err = bench(os.Args[2:])
+	case "agent":
+		err = agent(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("neutrino", version)
 	case "help", "-h", "--help":

@@ -665,3 +665,31 @@ func TestPolicyEdges(t *testing.T) {
 			"security_group_id": sg["id"], "direction": "ingress", "remote_ip_prefix": 7}}), 400, "HTTPBadRequest")
 	})
 }
+
+func TestAgents(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		report := map[string]any{"agent": map[string]any{"agent_type": "Neutrino host agent", "binary": "neutrino-agent", "host": "compute-1", "start_flag": true}}
+		e.fault(e.do(userA, "POST", "/neutrino/v1/agents/report", report), 403, "PolicyNotAuthorized")
+		a := e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", report), "agent")
+		again := e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", report), "agent")
+		if a["id"] != again["id"] || a["alive"] != true || a["heartbeat_timestamp"] == nil {
+			t.Fatalf("reports: %v / %v", a, again)
+		}
+		if l := e.list(admin, "/v2.0/agents", "agents"); len(l) != 1 {
+			t.Fatalf("admin sees %d agents", len(l))
+		}
+		if l := e.list(userA, "/v2.0/agents", "agents"); len(l) != 0 {
+			t.Fatalf("non-admin sees %d agents", len(l))
+		}
+		id := a["id"].(string)
+		e.fault(e.do(userA, "PUT", "/v2.0/agents/"+id, map[string]any{"agent": map[string]any{"admin_state_up": false}}), 404, "AgentNotFound")
+		u := e.must(200, e.do(admin, "PUT", "/v2.0/agents/"+id, map[string]any{"agent": map[string]any{"admin_state_up": false, "description": "drained"}}), "agent")
+		if u["admin_state_up"] != false || u["description"] != "drained" {
+			t.Fatalf("update: %v", u)
+		}
+		e.fault(e.do(admin, "PUT", "/v2.0/agents/"+id, map[string]any{"agent": map[string]any{"host": "x"}}), 400, "HTTPBadRequest")
+		e.fault(e.do(admin, "POST", "/v2.0/agents", map[string]any{"agent": map[string]any{}}), 400, "HTTPBadRequest")
+		e.must(204, e.do(admin, "DELETE", "/v2.0/agents/"+id, nil), "")
+		e.fault(e.do(admin, "GET", "/v2.0/agents/"+id, nil), 404, "AgentNotFound")
+	})
+}

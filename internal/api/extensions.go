@@ -13,6 +13,7 @@ import (
 type extension struct{ alias, name, description, updated string }
 
 var extensionList = []extension{
+	{"agent", "agent", "The agent management extension.", "2013-02-03T10:00:00-00:00"},
 	{"allowed-address-pairs", "Allowed Address Pairs", "Provides allowed address pairs", "2013-07-23T10:00:00-00:00"},
 	{"binding", "Port Binding", "Expose port bindings of a virtual port to external application", "2014-02-03T10:00:00-00:00"},
 	{"default-subnetpools", "Default Subnetpools", "Provides ability to mark and use a subnetpool as the default.", "2016-02-18T18:00:00-00:00"},

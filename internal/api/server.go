@@ -135,7 +135,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			"links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + "/v2.0/"}}}}})
 		return
 	}
-	if parts[0] != "v2.0" {
+	if parts[0] != "v2.0" && parts[0] != "neutrino" {
 		s.writeError(sw, r, notFoundErr)
 		return
 	}
@@ -147,6 +147,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := policy.With(r.Context(), caller)
 	r = r.WithContext(ctx)
+	if parts[0] == "neutrino" {
+		s.internal(sw, r, parts[1:])
+		return
+	}
 	if len(parts) == 1 {
 		if !strings.HasSuffix(r.URL.Path, "/") {
 			s.writeError(sw, r, notFoundErr)

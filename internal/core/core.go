@@ -83,6 +83,8 @@ func (s *Service) handler(r *schema.Resource) *kindHandler {
 		return &kindHandler{create: createSubnetPool, update: updateSubnetPool, delete: deleteSubnetPool, visible: subnetPoolVisible, quota: "subnetpool"}
 	case schema.RBACPolicy:
 		return &kindHandler{create: createRBAC, update: updateRBAC, delete: deleteRBAC, visible: rbacVisible, quota: "rbac_policy"}
+	case schema.Agent:
+		return &kindHandler{create: createAgent, update: updateAgent, delete: deleteAgent, visible: agentVisible}
 	}
 	return nil
 }
@@ -104,6 +106,8 @@ func notFound(r *schema.Resource, id string) error {
 		return fault.New(http.StatusNotFound, "SubnetPoolNotFound", "Subnet pool %s could not be found.", id)
 	case schema.RBACPolicy:
 		return fault.New(http.StatusNotFound, "RbacPolicyNotFound", "RBAC policy of type %s with ID %s not found", "", id)
+	case schema.Agent:
+		return fault.New(http.StatusNotFound, "AgentNotFound", "Agent %s could not be found.", id)
 	}
 	return fault.New(http.StatusNotFound, "NotFound", "%s %s could not be found.", r.Member, id)
 }

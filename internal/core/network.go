@@ -174,6 +174,13 @@ func networkVisible(c *Ctx, o Object) bool {
 // is "shared" for a caller when shared with everyone or with its project.
 func (s *Service) Present(c *Ctx, r *schema.Resource, o Object) Object {
 	switch r {
+	case schema.Agent:
+		cp := make(Object, len(o)+1)
+		for k, v := range o {
+			cp[k] = v
+		}
+		cp["alive"] = agentAlive(o)
+		return cp
 	case schema.Network, schema.SecurityGroup, schema.SubnetPool:
 		if _, ok := o[keyRBAC]; !ok {
 			return o

@@ -168,10 +168,30 @@ var (
 	}}
 )
 
+// Agent is a host agent, registered by its own reports (not created through
+// the API); admins may change admin_state_up and description, or delete it.
+var Agent = &Resource{Member: "agent", Collection: "agents", Kind: "agent", Attrs: []*Attr{
+	sorted(ro("id")),
+	sorted(ro("agent_type")),
+	sorted(ro("binary")),
+	sorted(ro("host")),
+	sorted(ro("topic")),
+	sorted(&Attr{Name: "admin_state_up", Put: true, Convert: Bool}),
+	&Attr{Name: "description", Put: true, Convert: StringOrNull(255)},
+	sorted(ro("alive")),
+	sorted(ro("heartbeat_timestamp")),
+	sorted(ro("created_at")),
+	sorted(ro("started_at")),
+	noFilter(ro("configurations")),
+	sorted(ro("availability_zone")),
+	ro("resources_synced"),
+}}
+
 // All lists every resource served through the generic collection routes.
-var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy}
+var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy, Agent}
 
 func init() {
+	Agent.index()
 	SecurityGroup.Path = "security-groups"
 	SecurityGroupRule.index()
 	RBACPolicy.index()
