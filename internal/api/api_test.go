@@ -693,3 +693,52 @@ func TestAgents(t *testing.T) {
 		e.fault(e.do(admin, "GET", "/v2.0/agents/"+id, nil), 404, "AgentNotFound")
 	})
 }
+
+// TestHostStateAndWatch: an agent lists its host's state at a revision,
+// then watches the changes after it; behind a compaction it must re-list.
+func TestHostStateAndWatch(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		nid := e.network(userA, nil)["id"].(string)
+		e.subnet(userA, map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.70.0.0/24"})
+		sg := e.must(201, e.do(userA, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{"name": "web"}}), "security_group")
+		e.must(201, e.do(userA, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
+			"security_group_id": sg["id"], "direction": "ingress", "remote_group_id": sg["id"]}}), "")
+		p := e.must(201, e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "security_groups": []any{sg["id"]}}}), "port")
+		e.must(200, e.do(admin, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"binding:host_id": "compute-1"}}), "port")
+		e.must(201, e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "security_groups": []any{sg["id"]}}}), "port")
+
+		e.fault(e.do(userA, "GET", "/neutrino/v1/hosts/compute-1/state", nil), 403, "PolicyNotAuthorized")
+		st := e.must(200, e.do(admin, "GET", "/neutrino/v1/hosts/compute-1/state", nil), "")
+		if len(st["ports"].([]any)) != 1 || len(st["networks"].([]any)) != 1 || len(st["subnets"].([]any)) != 1 || len(st["security_groups"].([]any)) != 1 {
+			t.Fatalf("host state: %v", st)
+		}
+		if members := st["security_group_members"].(map[string]any)[sg["id"].(string)].([]any); len(members) != 2 {
+			t.Fatalf("group members (both ports, on any host): %v", members)
+		}
+		rev := int64(st["revision"].(float64))
+		if other := e.must(200, e.do(admin, "GET", "/neutrino/v1/hosts/compute-9/state", nil), ""); len(other["ports"].([]any)) != 0 {
+			t.Fatalf("another host's state: %v", other)
+		}
+		// Nothing after rev yet: a short long-poll comes back empty.
+		if ch := e.must(200, e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d&wait=0.2", rev), nil), ""); len(ch["changes"].([]any)) != 0 {
+			t.Fatalf("changes before any write: %v", ch)
+		}
+		// A long poll wakes on a commit.
+		done := make(chan map[string]any)
+		go func() {
+			r := e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d&wait=10", rev), nil)
+			done <- r.Body
+		}()
+		e.must(200, e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"name": "renamed"}}), "port")
+		ch := <-done
+		got := ch["changes"].([]any)
+		if len(got) != 1 || got[0].(map[string]any)["kind"] != "port" || got[0].(map[string]any)["object"].(map[string]any)["name"] != "renamed" {
+			t.Fatalf("watched changes: %v", got)
+		}
+		// Behind a compaction: 410, re-list.
+		if err := e.db.CompactKeeping(t.Context(), 0); err != nil {
+			t.Fatal(err)
+		}
+		e.fault(e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d", rev), nil), 410, "RevisionCompacted")
+	})
+}

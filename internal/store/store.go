@@ -880,3 +880,15 @@ func jsonValue(v any) (any, error) {
 		return out, err
 	}
 }
+
+// ViewRevision brings the view up to date and returns the revision it is
+// at: everything committed up to it is visible to this read (and possibly a
+// little more, which a watcher resuming from it replays harmlessly).
+func (tx *Tx) ViewRevision() (int64, error) {
+	if err := tx.syncView(); err != nil {
+		return 0, err
+	}
+	tx.db.view.mu.RLock()
+	defer tx.db.view.mu.RUnlock()
+	return tx.db.view.rev, nil
+}

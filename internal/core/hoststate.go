@@ -1,0 +1,114 @@
+package core
+
+import (
+	"sort"
+
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// HostState is what a host agent needs to wire its ports: the ports bound to
+// it, their networks and subnets, their security groups with the groups
+// those rules admit, and the addresses of every member of those groups.
+type HostState struct {
+	Revision       int64               `json:"revision"`
+	Ports          []Object            `json:"ports"`
+	Networks       []Object            `json:"networks"`
+	Subnets        []Object            `json:"subnets"`
+	SecurityGroups []Object            `json:"security_groups"`
+	GroupMembers   map[string][]string `json:"security_group_members"`
+}
+
+// HostState lists host's desired state; the agent then watches the change
+// log after Revision.
+func (s *Service) HostState(c *Ctx, host string) (*HostState, error) {
+	rev, err := c.Tx.ViewRevision()
+	if err != nil {
+		return nil, err
+	}
+	st := &HostState{Revision: rev, GroupMembers: map[string][]string{}}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	nets, groups := map[string]bool{}, map[string]bool{}
+	for _, p := range ports {
+		if str(p, "binding:host_id") != host {
+			continue
+		}
+		st.Ports = append(st.Ports, p)
+		nets[str(p, "network_id")] = true
+		for _, g := range list(p, "security_groups") {
+			groups[schema.Render(g)] = true
+		}
+	}
+	for id := range nets {
+		n, err := c.Tx.Get(schema.Network.Kind, id)
+		if err != nil {
+			continue
+		}
+		st.Networks = append(st.Networks, n)
+		subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: id})
+		if err != nil {
+			return nil, err
+		}
+		st.Subnets = append(st.Subnets, subnets...)
+	}
+	// Groups the host's ports use, and the groups their rules admit.
+	remote := map[string]bool{}
+	for id := range groups {
+		g, err := c.Tx.Get(schema.SecurityGroup.Kind, id)
+		if err != nil {
+			continue
+		}
+		st.SecurityGroups = append(st.SecurityGroups, g)
+		for _, r := range list(g, "security_group_rules") {
+			if m, _ := r.(map[string]any); str(m, "remote_group_id") != "" {
+				remote[str(m, "remote_group_id")] = true
+			}
+		}
+	}
+	for _, p := range ports {
+		for _, g := range list(p, "security_groups") {
+			gid := schema.Render(g)
+			if !remote[gid] {
+				continue
+			}
+			st.GroupMembers[gid] = append(st.GroupMembers[gid], portAddresses(p)...)
+		}
+	}
+	for gid := range remote {
+		sort.Strings(st.GroupMembers[gid])
+		if st.GroupMembers[gid] == nil {
+			st.GroupMembers[gid] = []string{}
+		}
+	}
+	byID := func(l []Object) {
+		sort.Slice(l, func(i, j int) bool { return str(l[i], "id") < str(l[j], "id") })
+	}
+	byID(st.Networks)
+	byID(st.Subnets)
+	byID(st.SecurityGroups)
+	for _, l := range []*[]Object{&st.Ports, &st.Networks, &st.Subnets, &st.SecurityGroups} {
+		if *l == nil {
+			*l = []Object{}
+		}
+	}
+	return st, nil
+}
+
+// portAddresses are a port's fixed IPs and allowed address pairs.
+func portAddresses(p Object) []string {
+	var out []string
+	for _, e := range list(p, "fixed_ips") {
+		if m, _ := e.(map[string]any); m != nil {
+			out = append(out, str(m, "ip_address"))
+		}
+	}
+	for _, e := range list(p, "allowed_address_pairs") {
+		if m, _ := e.(map[string]any); m != nil {
+			out = append(out, str(m, "ip_address"))
+		}
+	}
+	return out
+}
