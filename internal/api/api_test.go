@@ -735,6 +735,16 @@ func TestHostStateAndWatch(t *testing.T) {
 		if len(got) != 1 || got[0].(map[string]any)["kind"] != "port" || got[0].(map[string]any)["object"].(map[string]any)["name"] != "renamed" {
 			t.Fatalf("watched changes: %v", got)
 		}
+		// Status is reconciled from the agent's full report.
+		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/compute-1/ports", map[string]any{"active": []any{p["id"]}}), "")
+		if got := e.must(200, e.do(userA, "GET", "/v2.0/ports/"+p["id"].(string), nil), "port"); got["status"] != "ACTIVE" {
+			t.Fatalf("status after the agent wired it: %v", got["status"])
+		}
+		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/compute-1/ports", map[string]any{"active": []any{}}), "")
+		if got := e.must(200, e.do(userA, "GET", "/v2.0/ports/"+p["id"].(string), nil), "port"); got["status"] != "DOWN" {
+			t.Fatalf("status after the agent stopped wiring it: %v", got["status"])
+		}
+		e.fault(e.do(userA, "PUT", "/neutrino/v1/hosts/compute-1/ports", map[string]any{"active": []any{}}), 403, "PolicyNotAuthorized")
 		// Behind a compaction: 410, re-list.
 		if err := e.db.CompactKeeping(t.Context(), 0); err != nil {
 			t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 //
 //	POST /neutrino/v1/agents/report          register / heartbeat
 //	GET  /neutrino/v1/hosts/{host}/state     desired state of a host at a revision
+//	PUT  /neutrino/v1/hosts/{host}/ports     {"active": [ids]}: the ports wired there
 //	GET  /neutrino/v1/changes?after=R&wait=S changes after R (long poll); 410 when compacted
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, parts []string) {
 	path := strings.Join(parts, "/")
@@ -32,6 +33,8 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, parts []string
 		err = s.reportAgent(w, r)
 	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "hosts" && parts[3] == "state" && r.Method == http.MethodGet:
 		err = s.hostState(w, r, parts[2])
+	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "hosts" && parts[3] == "ports" && r.Method == http.MethodPut:
+		err = s.hostPorts(w, r, parts[2])
 	case path == "v1/changes" && r.Method == http.MethodGet:
 		err = s.changes(w, r)
 	case path == "v1/agents/report" || path == "v1/changes":
@@ -55,6 +58,29 @@ func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) 
 		return err
 	}
 	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+func (s *Server) hostPorts(w http.ResponseWriter, r *http.Request, host string) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var doc struct {
+		Active []string `json:"active"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return fault.BadRequest("Malformed request body")
+	}
+	var changed int
+	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
+		changed, err = s.Core.SetHostPorts(s.Core.NewCtx(r.Context(), tx), host, doc.Active)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"changed": changed})
 	return nil
 }
 

@@ -91,3 +91,39 @@ func agentAlive(o Object) bool {
 	t, err := time.Parse(agentTimeFormat, str(o, "heartbeat_timestamp"))
 	return err == nil && time.Since(t) < AgentDownTime
 }
+
+// SetHostPorts reconciles the status of the ports bound to host with what
+// its agent reports as wired: those are ACTIVE, every other port bound
+// there is DOWN. Agents send the whole set at each report, so a lost
+// message cannot leave a port in the wrong state for longer than one period.
+func (s *Service) SetHostPorts(c *Ctx, host string, active []string) (changed int, err error) {
+	if !c.Admin && !c.Service {
+		return 0, fault.Forbidden("rule:update_port_status is disallowed by policy")
+	}
+	up := make(map[string]bool, len(active))
+	for _, id := range active {
+		up[id] = true
+	}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range ports {
+		if str(p, "binding:host_id") != host {
+			continue
+		}
+		want := "DOWN"
+		if up[str(p, "id")] && boolean(p, "admin_state_up") {
+			want = "ACTIVE"
+		}
+		if str(p, "status") == want {
+			continue
+		}
+		p["status"] = want
+		if err := c.touch(schema.Port, p); err != nil {
+			return changed, err
+		}
+		changed++
+	}
+	return changed, nil
+}
