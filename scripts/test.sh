@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Neutrino's whole test suite, from a fresh Debian machine:
 #   1. installs what the tests need (Debian packages, Go modules),
-#   2. go vet + unit and API tests on SQLite,
+#   2. go vet + unit and API tests on SQLite (as root also the data-plane
+#      tests, in network namespaces they create and remove),
 #   3. the API tests again on a throw-away PostgreSQL,
 #   4. the openstack CLI walk-through, and Tempest's tempest.api.network
 #      against a running Neutrino, on SQLite and on PostgreSQL, with
@@ -25,7 +26,7 @@ trap cleanup EXIT
 step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 
 step "install test dependencies"
-PKGS="tempest python3-tempest python3-openstackclient python3-subunit python3-stestr postgresql curl iproute2"
+PKGS="tempest python3-tempest python3-openstackclient python3-subunit python3-stestr postgresql curl iproute2 iputils-ping"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

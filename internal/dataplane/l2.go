@@ -1,0 +1,231 @@
+// Package dataplane wires a host's kernel for its ports: a bridge per
+// network, VXLAN with unicast forwarding entries for the other hosts (no
+// multicast, no learning), and each port's tap device on its bridge. Every
+// call is idempotent (it makes the kernel match the request, whatever is
+// there), so an agent can reconcile after any restart without flushing.
+package dataplane
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// VXLANPort is the IANA VXLAN UDP port.
+const VXLANPort = 4789
+
+// Host is one host's kernel, reached through its network namespace.
+type Host struct {
+	nl *netlink.Handle
+	ns netns.NsHandle
+	// VTEP is this host's tunnel endpoint address on the underlay.
+	VTEP net.IP
+}
+
+// OpenHost opens the host whose kernel is the named network namespace
+// ("" for the namespace this process runs in).
+func OpenHost(nsName string, vtep net.IP) (*Host, error) {
+	var ns netns.NsHandle
+	var err error
+	if nsName == "" {
+		ns, err = netns.Get()
+	} else {
+		ns, err = netns.GetFromName(nsName)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: namespace %q: %w", nsName, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("dataplane: netlink in %q: %w", nsName, err)
+	}
+	return &Host{nl: h, ns: ns, VTEP: vtep}, nil
+}
+
+// Close releases the handles.
+func (h *Host) Close() {
+	h.nl.Close()
+	h.ns.Close()
+}
+
+// Network is the L2 segment of one network on this host.
+type Network struct {
+	ID             string
+	Type           string // vxlan (flat and vlan come with their physical mappings)
+	SegmentationID int
+	MTU            int
+}
+
+// BridgeName is the bridge of a network (as the Linux driver's binding says).
+func BridgeName(networkID string) string { return "brq" + short(networkID) }
+
+// TapName is the host side of a port's device.
+func TapName(portID string) string { return "tap" + short(portID) }
+
+func vxlanName(vni int) string { return fmt.Sprintf("vxlan-%d", vni) }
+
+func short(id string) string {
+	if len(id) > 11 {
+		return id[:11]
+	}
+	return id
+}
+
+// EnsureNetwork makes the network's bridge and, for VXLAN, its tunnel
+// device, with the network's MTU, all up.
+func (h *Host) EnsureNetwork(n Network) error {
+	if n.Type != "vxlan" {
+		return fmt.Errorf("dataplane: network %s: type %q is not wired yet", n.ID, n.Type)
+	}
+	br, err := h.ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(n.ID), MTU: n.MTU}})
+	if err != nil {
+		return err
+	}
+	vx, err := h.ensureLink(&netlink.Vxlan{
+		LinkAttrs: netlink.LinkAttrs{Name: vxlanName(n.SegmentationID), MTU: n.MTU},
+		VxlanId:   n.SegmentationID, SrcAddr: h.VTEP, Port: VXLANPort, Learning: false, Proxy: false,
+	})
+	if err != nil {
+		return err
+	}
+	if err := h.nl.LinkSetMaster(vx, br); err != nil {
+		return fmt.Errorf("dataplane: %s into %s: %w", vx.Attrs().Name, br.Attrs().Name, err)
+	}
+	for _, l := range []netlink.Link{br, vx} {
+		if err := h.nl.LinkSetMTU(l, n.MTU); err != nil {
+			return fmt.Errorf("dataplane: mtu of %s: %w", l.Attrs().Name, err)
+		}
+		if err := h.nl.LinkSetUp(l); err != nil {
+			return fmt.Errorf("dataplane: up %s: %w", l.Attrs().Name, err)
+		}
+	}
+	return nil
+}
+
+// ensureLink returns the link of that name, creating it if missing.
+func (h *Host) ensureLink(want netlink.Link) (netlink.Link, error) {
+	name := want.Attrs().Name
+	if l, err := h.nl.LinkByName(name); err == nil {
+		if l.Type() != want.Type() {
+			return nil, fmt.Errorf("dataplane: %s exists as a %s, want %s", name, l.Type(), want.Type())
+		}
+		return l, nil
+	}
+	if err := h.nl.LinkAdd(want); err != nil && !errors.Is(err, syscall.EEXIST) {
+		return nil, fmt.Errorf("dataplane: add %s: %w", name, err)
+	}
+	return h.nl.LinkByName(name)
+}
+
+// RemoveNetwork deletes the network's devices (ports must be gone).
+func (h *Host) RemoveNetwork(n Network) error {
+	for _, name := range []string{vxlanName(n.SegmentationID), BridgeName(n.ID)} {
+		if l, err := h.nl.LinkByName(name); err == nil {
+			if err := h.nl.LinkDel(l); err != nil {
+				return fmt.Errorf("dataplane: delete %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// EnsurePort puts the port's tap device (made by the hypervisor, or the
+// sandbox) on its network's bridge with the network's MTU, up.
+func (h *Host) EnsurePort(portID string, n Network) error {
+	tap, err := h.nl.LinkByName(TapName(portID))
+	if err != nil {
+		return fmt.Errorf("dataplane: port %s has no device %s: %w", portID, TapName(portID), err)
+	}
+	br, err := h.nl.LinkByName(BridgeName(n.ID))
+	if err != nil {
+		return fmt.Errorf("dataplane: network %s has no bridge: %w", n.ID, err)
+	}
+	if tap.Attrs().MasterIndex != br.Attrs().Index {
+		if err := h.nl.LinkSetMaster(tap, br); err != nil {
+			return fmt.Errorf("dataplane: %s into %s: %w", tap.Attrs().Name, br.Attrs().Name, err)
+		}
+	}
+	if tap.Attrs().MTU != n.MTU {
+		if err := h.nl.LinkSetMTU(tap, n.MTU); err != nil {
+			return fmt.Errorf("dataplane: mtu of %s: %w", tap.Attrs().Name, err)
+		}
+	}
+	return h.nl.LinkSetUp(tap)
+}
+
+// PortWired reports whether the port's device is on its bridge and up.
+func (h *Host) PortWired(portID string, n Network) bool {
+	tap, err := h.nl.LinkByName(TapName(portID))
+	if err != nil {
+		return false
+	}
+	br, err := h.nl.LinkByName(BridgeName(n.ID))
+	return err == nil && tap.Attrs().MasterIndex == br.Attrs().Index && tap.Attrs().Flags&net.FlagUp != 0
+}
+
+// Peer is a port of the same network on another host.
+type Peer struct {
+	MAC  net.HardwareAddr
+	VTEP net.IP
+}
+
+var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+// SetPeers makes the VXLAN forwarding table exactly the given peers: one
+// static entry per remote MAC (known unicast goes straight to its host) and
+// one all-zero entry per remote host (broadcast and ARP are replicated to
+// each). Entries for peers that went away are removed.
+func (h *Host) SetPeers(n Network, peers []Peer) error {
+	vx, err := h.nl.LinkByName(vxlanName(n.SegmentationID))
+	if err != nil {
+		return fmt.Errorf("dataplane: network %s has no vxlan device: %w", n.ID, err)
+	}
+	type key struct{ mac, dst string }
+	want := map[key]netlink.Neigh{}
+	add := func(mac net.HardwareAddr, dst net.IP) {
+		want[key{mac.String(), dst.String()}] = netlink.Neigh{LinkIndex: vx.Attrs().Index, Family: syscall.AF_BRIDGE,
+			State: netlink.NUD_PERMANENT, Flags: netlink.NTF_SELF, HardwareAddr: mac, IP: dst}
+	}
+	for _, p := range peers {
+		if p.VTEP.Equal(h.VTEP) {
+			continue
+		}
+		add(p.MAC, p.VTEP)
+		add(zeroMAC, p.VTEP)
+	}
+	have, err := h.nl.NeighList(vx.Attrs().Index, syscall.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("dataplane: fdb of %s: %w", vx.Attrs().Name, err)
+	}
+	for _, e := range have {
+		if e.IP == nil || e.Flags&netlink.NTF_SELF == 0 {
+			continue
+		}
+		k := key{e.HardwareAddr.String(), e.IP.String()}
+		if _, ok := want[k]; ok {
+			delete(want, k)
+			continue
+		}
+		e := e
+		if err := h.nl.NeighDel(&e); err != nil && !errors.Is(err, syscall.ENOENT) {
+			return fmt.Errorf("dataplane: fdb delete %s: %w", k.mac, err)
+		}
+	}
+	for _, e := range want {
+		e := e
+		if e.HardwareAddr.String() == zeroMAC.String() {
+			err = h.nl.NeighAppend(&e)
+		} else {
+			err = h.nl.NeighSet(&e)
+		}
+		if err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("dataplane: fdb add %s via %s: %w", e.HardwareAddr, e.IP, err)
+		}
+	}
+	return nil
+}

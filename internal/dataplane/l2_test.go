@@ -1,0 +1,167 @@
+package dataplane
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// lab is a throw-away set of network namespaces: an underlay switch, hosts
+// attached to it, and "VMs" attached to the hosts by veth pairs as a
+// hypervisor's taps. Everything is removed at the end of the test.
+type lab struct {
+	t      *testing.T
+	prefix string
+	spaces []string
+}
+
+func newLab(t *testing.T) *lab {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("data-plane tests need root (network namespaces)")
+	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("iproute2 not installed")
+	}
+	b := make([]byte, 3)
+	rand.Read(b)
+	l := &lab{t: t, prefix: "nt" + hex.EncodeToString(b)}
+	t.Cleanup(l.close)
+	l.ns("ul")
+	l.run("ul", "ip", "link", "add", "ul", "type", "bridge")
+	l.run("ul", "ip", "link", "set", "ul", "up")
+	return l
+}
+
+func (l *lab) name(n string) string { return l.prefix + "-" + n }
+
+func (l *lab) ns(n string) string {
+	l.t.Helper()
+	name := l.name(n)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		l.t.Fatalf("ip netns add %s: %v %s", name, err, out)
+	}
+	l.spaces = append(l.spaces, name)
+	l.run(n, "ip", "link", "set", "lo", "up")
+	return name
+}
+
+func (l *lab) run(n string, args ...string) string {
+	l.t.Helper()
+	full := append([]string{"netns", "exec", l.name(n)}, args...)
+	out, err := exec.Command("ip", full...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (l *lab) try(n string, args ...string) error {
+	full := append([]string{"netns", "exec", l.name(n)}, args...)
+	if out, err := exec.Command("ip", full...).CombinedOutput(); err != nil {
+		return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+func (l *lab) close() {
+	for i := len(l.spaces) - 1; i >= 0; i-- {
+		exec.Command("ip", "netns", "del", l.spaces[i]).Run()
+	}
+}
+
+// host adds a host on the underlay with address vtep/24.
+func (l *lab) host(n, vtep string) *Host {
+	l.t.Helper()
+	l.ns(n)
+	// Both ends are created straight into their namespaces.
+	if out, err := exec.Command("ip", "link", "add", "u-"+n, "netns", l.name("ul"), "type", "veth", "peer", "name", "eth0", "netns", l.name(n)).CombinedOutput(); err != nil {
+		l.t.Fatalf("veth: %v %s", err, out)
+	}
+	l.run("ul", "ip", "link", "set", "u-"+n, "master", "ul", "up")
+	l.run(n, "ip", "addr", "add", vtep+"/24", "dev", "eth0")
+	l.run(n, "ip", "link", "set", "eth0", "up")
+	h, err := OpenHost(l.name(n), net.ParseIP(vtep))
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(h.Close)
+	return h
+}
+
+// vm adds a VM namespace whose eth0 is plugged into host h as the tap of
+// portID, with mac and ip/cidr.
+func (l *lab) vm(n, hostNS, portID, mac, ipCIDR string, mtu int) {
+	l.t.Helper()
+	l.ns(n)
+	if out, err := exec.Command("ip", "link", "add", TapName(portID), "netns", l.name(hostNS), "type", "veth", "peer", "name", "eth0", "netns", l.name(n)).CombinedOutput(); err != nil {
+		l.t.Fatalf("veth: %v %s", err, out)
+	}
+	l.run(n, "ip", "link", "set", "eth0", "address", mac, "mtu", fmt.Sprint(mtu), "up")
+	l.run(n, "ip", "addr", "add", ipCIDR, "dev", "eth0")
+}
+
+func TestVXLANBetweenHosts(t *testing.T) {
+	l := newLab(t)
+	h1 := l.host("h1", "10.250.0.1")
+	h2 := l.host("h2", "10.250.0.2")
+	net1 := Network{ID: "11111111-aaaa-4aaa-8aaa-000000000001", Type: "vxlan", SegmentationID: 1001, MTU: 1450}
+	net2 := Network{ID: "22222222-aaaa-4aaa-8aaa-000000000002", Type: "vxlan", SegmentationID: 1002, MTU: 1450}
+	ports := []struct{ id, host, vm, mac, ip string; n Network }{
+		{"a1aaaaaa-0001", "h1", "vm1", "fa:16:3e:00:00:01", "10.0.0.11/24", net1},
+		{"a2aaaaaa-0002", "h2", "vm2", "fa:16:3e:00:00:02", "10.0.0.12/24", net1},
+		{"a3aaaaaa-0003", "h2", "vm3", "fa:16:3e:00:00:03", "10.0.0.13/24", net2}, // same subnet, other network
+	}
+	hosts := map[string]*Host{"h1": h1, "h2": h2}
+	for _, p := range ports {
+		l.vm(p.vm, p.host, p.id, p.mac, p.ip, 1450)
+	}
+	wire := func() {
+		for _, p := range ports {
+			h := hosts[p.host]
+			if err := h.EnsureNetwork(p.n); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.EnsurePort(p.id, p.n); err != nil {
+				t.Fatal(err)
+			}
+			if !h.PortWired(p.id, p.n) {
+				t.Fatalf("port %s not wired", p.id)
+			}
+		}
+		mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
+		if err := h1.SetPeers(net1, []Peer{{mac("fa:16:3e:00:00:02"), h2.VTEP}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h2.SetPeers(net1, []Peer{{mac("fa:16:3e:00:00:01"), h1.VTEP}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h2.SetPeers(net2, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wire()
+	wire() // idempotent: a second pass changes nothing and breaks nothing
+	l.run("vm1", "ping", "-c", "1", "-W", "3", "10.0.0.12")
+	// Networks are isolated: vm3 has the same subnet on another network.
+	if err := l.try("vm1", "ping", "-c", "1", "-W", "1", "10.0.0.13"); err == nil {
+		t.Fatal("vm1 reached vm3 on another network")
+	}
+	// MTU 1450 end to end: 1422 bytes of ICMP payload fit with DF set.
+	l.run("vm1", "ping", "-c", "1", "-W", "3", "-M", "do", "-s", "1422", "10.0.0.12")
+	// A peer that goes away loses its forwarding entries.
+	if err := h1.SetPeers(net1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if out := l.run("h1", "bridge", "fdb", "show", "dev", "vxlan-1001"); strings.Contains(out, "10.250.0.2") {
+		t.Fatalf("stale forwarding entries:\n%s", out)
+	}
+	if err := l.try("vm1", "ping", "-c", "1", "-W", "1", "10.0.0.12"); err == nil {
+		t.Fatal("vm1 still reaches vm2 without forwarding entries")
+	}
+}
