@@ -112,7 +112,10 @@ func TestVXLANBetweenHosts(t *testing.T) {
 	h2 := l.host("h2", "10.250.0.2")
 	net1 := Network{ID: "11111111-aaaa-4aaa-8aaa-000000000001", Type: "vxlan", SegmentationID: 1001, MTU: 1450}
 	net2 := Network{ID: "22222222-aaaa-4aaa-8aaa-000000000002", Type: "vxlan", SegmentationID: 1002, MTU: 1450}
-	ports := []struct{ id, host, vm, mac, ip string; n Network }{
+	ports := []struct {
+		id, host, vm, mac, ip string
+		n                     Network
+	}{
 		{"a1aaaaaa-0001", "h1", "vm1", "fa:16:3e:00:00:01", "10.0.0.11/24", net1},
 		{"a2aaaaaa-0002", "h2", "vm2", "fa:16:3e:00:00:02", "10.0.0.12/24", net1},
 		{"a3aaaaaa-0003", "h2", "vm3", "fa:16:3e:00:00:03", "10.0.0.13/24", net2}, // same subnet, other network
