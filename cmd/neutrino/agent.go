@@ -1,24 +1,23 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
-	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	agentpkg "neutrino/internal/agent"
 )
 
-// agent runs the host agent. This session it registers with the server and
-// reports a heartbeat; wiring the host's ports follows (issue 3).
+// agent runs the host agent: it registers and heartbeats, lists its host's
+// desired state and watches the change log, and wires VXLAN networks and
+// ports in the host's kernel (or the network namespace given by --netns).
 func agent(args []string) error {
 	fs := flag.NewFlagSet("agent", flag.ExitOnError)
 	host, _ := os.Hostname()
@@ -26,82 +25,31 @@ func agent(args []string) error {
 	server := fs.String("server", envOr("NEUTRINO_SERVER", "http://127.0.0.1:9696"), "Neutrino server URL")
 	token := fs.String("token", os.Getenv("OS_TOKEN"), "token to use (default: log in with the OS_* variables of an openrc)")
 	interval := fs.Duration("report-interval", 30*time.Second, "heartbeat interval")
-	once := fs.Bool("once", false, "report once and exit")
+	netnsName := fs.String("netns", "", "network namespace that is this host's kernel (default: the agent's own)")
+	vtep := fs.String("vtep", "", "this host's tunnel endpoint address on the underlay (required)")
 	fs.Parse(args)
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ip := net.ParseIP(*vtep)
+	if ip == nil {
+		return errors.New("agent: --vtep must be this host's underlay address")
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("host", *hostName)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-
-	a := &agentClient{server: strings.TrimSuffix(*server, "/"), token: *token, hc: &http.Client{Timeout: 15 * time.Second}}
-	report := map[string]any{"agent_type": "Neutrino host agent", "binary": "neutrino-agent", "host": *hostName,
-		"topic": "N/A", "configurations": map[string]any{"bridge_mappings": map[string]any{}, "tunnel_types": []any{"vxlan"}},
-		"start_flag": true}
-	for {
-		err := a.report(ctx, report)
-		switch {
-		case err == nil:
-			report["start_flag"] = false
-			log.Debug("reported", "host", *hostName)
-		case ctx.Err() != nil:
-			return nil
-		default:
-			log.Warn("report failed", "err", err)
-		}
-		if *once {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(*interval):
-		}
-	}
-}
-
-type agentClient struct {
-	server, token string
-	hc            *http.Client
-}
-
-var errUnauthorized = errors.New("unauthorized")
-
-func (a *agentClient) report(ctx context.Context, report map[string]any) error {
-	for attempt := 0; attempt < 2; attempt++ {
-		if a.token == "" {
-			t, err := loginFromEnv()
-			if err != nil {
-				return err
+	fixed := *token
+	a, err := agentpkg.New(agentpkg.Config{
+		Host: *hostName, Server: strings.TrimSuffix(*server, "/"), NetNS: *netnsName, VTEP: ip,
+		Interval: *interval, Log: log,
+		Token: func(ctx context.Context, renew bool) (string, error) {
+			if fixed != "" && !renew {
+				return fixed, nil
 			}
-			a.token = t
-		}
-		err := a.post(ctx, "/neutrino/v1/agents/report", map[string]any{"agent": report})
-		if !errors.Is(err, errUnauthorized) {
-			return err
-		}
-		a.token = "" // expired: log in again
-	}
-	return errUnauthorized
-}
-
-func (a *agentClient) post(ctx context.Context, path string, body any) error {
-	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.server+path, bytes.NewReader(b))
+			return loginFromEnv()
+		},
+	})
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Auth-Token", a.token)
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	switch {
-	case resp.StatusCode == http.StatusUnauthorized:
-		return errUnauthorized
-	case resp.StatusCode >= 300:
-		return fmt.Errorf("POST %s: HTTP %d %s", path, resp.StatusCode, data)
-	}
-	return nil
+	defer a.Close()
+	log.Info("agent running", "server", *server, "netns", *netnsName, "vtep", ip.String())
+	return a.Run(ctx)
 }

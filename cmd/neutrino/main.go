@@ -35,7 +35,7 @@ Usage:
   neutrino migrate [flags]            apply database migrations and exit
   neutrino identity bootstrap [flags] create the admin and demo projects and users
   neutrino bench [flags]              run the API benchmark against a server
-  neutrino agent [flags]              run the host agent (registers and reports)
+  neutrino agent --host H --vtep IP   run the host agent (VXLAN networks and ports)
   neutrino version
 
 Run "neutrino <command> -h" for a command's flags.

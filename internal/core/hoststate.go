@@ -17,6 +17,18 @@ type HostState struct {
 	Subnets        []Object            `json:"subnets"`
 	SecurityGroups []Object            `json:"security_groups"`
 	GroupMembers   map[string][]string `json:"security_group_members"`
+	// Peers are the ports of the same networks bound to other hosts, with
+	// the tunnel endpoint those hosts' agents report.
+	Peers []Peer `json:"peers"`
+}
+
+// Peer is a port of one of the host's networks on another host.
+type Peer struct {
+	NetworkID  string `json:"network_id"`
+	PortID     string `json:"port_id"`
+	MACAddress string `json:"mac_address"`
+	Host       string `json:"host"`
+	VTEP       string `json:"tunneling_ip"`
 }
 
 // HostState lists host's desired state; the agent then watches the change
@@ -41,6 +53,29 @@ func (s *Service) HostState(c *Ctx, host string) (*HostState, error) {
 		for _, g := range list(p, "security_groups") {
 			groups[schema.Render(g)] = true
 		}
+	}
+	vteps := map[string]string{}
+	agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range agents {
+		if cfg, _ := a["configurations"].(map[string]any); cfg != nil {
+			if ip := str(cfg, "tunneling_ip"); ip != "" {
+				vteps[str(a, "host")] = ip
+			}
+		}
+	}
+	for _, p := range ports {
+		h := str(p, "binding:host_id")
+		if h == "" || h == host || !nets[str(p, "network_id")] {
+			continue
+		}
+		st.Peers = append(st.Peers, Peer{NetworkID: str(p, "network_id"), PortID: str(p, "id"),
+			MACAddress: str(p, "mac_address"), Host: h, VTEP: vteps[h]})
+	}
+	if st.Peers == nil {
+		st.Peers = []Peer{}
 	}
 	for id := range nets {
 		n, err := c.Tx.Get(schema.Network.Kind, id)

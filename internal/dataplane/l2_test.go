@@ -1,23 +1,20 @@
 package dataplane
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"neutrino/internal/netlab"
 )
 
-// lab is a throw-away set of network namespaces: an underlay switch, hosts
-// attached to it, and "VMs" attached to the hosts by veth pairs as a
-// hypervisor's taps. Everything is removed at the end of the test.
+// lab wraps netlab for a test: skips without root, fails on errors, and
+// removes everything at the end.
 type lab struct {
-	t      *testing.T
-	prefix string
-	spaces []string
+	*netlab.Lab
+	t *testing.T
 }
 
 func newLab(t *testing.T) *lab {
@@ -28,65 +25,31 @@ func newLab(t *testing.T) *lab {
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("iproute2 not installed")
 	}
-	b := make([]byte, 3)
-	rand.Read(b)
-	l := &lab{t: t, prefix: "nt" + hex.EncodeToString(b)}
-	t.Cleanup(l.close)
-	l.ns("ul")
-	l.run("ul", "ip", "link", "add", "ul", "type", "bridge")
-	l.run("ul", "ip", "link", "set", "ul", "up")
-	return l
-}
-
-func (l *lab) name(n string) string { return l.prefix + "-" + n }
-
-func (l *lab) ns(n string) string {
-	l.t.Helper()
-	name := l.name(n)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		l.t.Fatalf("ip netns add %s: %v %s", name, err, out)
+	l, err := netlab.New("")
+	if err != nil {
+		t.Fatal(err)
 	}
-	l.spaces = append(l.spaces, name)
-	l.run(n, "ip", "link", "set", "lo", "up")
-	return name
+	t.Cleanup(l.Close)
+	return &lab{Lab: l, t: t}
 }
 
 func (l *lab) run(n string, args ...string) string {
 	l.t.Helper()
-	full := append([]string{"netns", "exec", l.name(n)}, args...)
-	out, err := exec.Command("ip", full...).CombinedOutput()
+	out, err := l.Output(n, args...)
 	if err != nil {
-		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		l.t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
-func (l *lab) try(n string, args ...string) error {
-	full := append([]string{"netns", "exec", l.name(n)}, args...)
-	if out, err := exec.Command("ip", full...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
+func (l *lab) try(n string, args ...string) error { return l.Run(n, args...) }
 
-func (l *lab) close() {
-	for i := len(l.spaces) - 1; i >= 0; i-- {
-		exec.Command("ip", "netns", "del", l.spaces[i]).Run()
-	}
-}
-
-// host adds a host on the underlay with address vtep/24.
 func (l *lab) host(n, vtep string) *Host {
 	l.t.Helper()
-	l.ns(n)
-	// Both ends are created straight into their namespaces.
-	if out, err := exec.Command("ip", "link", "add", "u-"+n, "netns", l.name("ul"), "type", "veth", "peer", "name", "eth0", "netns", l.name(n)).CombinedOutput(); err != nil {
-		l.t.Fatalf("veth: %v %s", err, out)
+	if err := l.Host(n, vtep); err != nil {
+		l.t.Fatal(err)
 	}
-	l.run("ul", "ip", "link", "set", "u-"+n, "master", "ul", "up")
-	l.run(n, "ip", "addr", "add", vtep+"/24", "dev", "eth0")
-	l.run(n, "ip", "link", "set", "eth0", "up")
-	h, err := OpenHost(l.name(n), net.ParseIP(vtep))
+	h, err := OpenHost(l.Name(n), net.ParseIP(vtep))
 	if err != nil {
 		l.t.Fatal(err)
 	}
@@ -94,16 +57,11 @@ func (l *lab) host(n, vtep string) *Host {
 	return h
 }
 
-// vm adds a VM namespace whose eth0 is plugged into host h as the tap of
-// portID, with mac and ip/cidr.
 func (l *lab) vm(n, hostNS, portID, mac, ipCIDR string, mtu int) {
 	l.t.Helper()
-	l.ns(n)
-	if out, err := exec.Command("ip", "link", "add", TapName(portID), "netns", l.name(hostNS), "type", "veth", "peer", "name", "eth0", "netns", l.name(n)).CombinedOutput(); err != nil {
-		l.t.Fatalf("veth: %v %s", err, out)
+	if err := l.VM(n, hostNS, TapName(portID), mac, mtu, ipCIDR); err != nil {
+		l.t.Fatal(err)
 	}
-	l.run(n, "ip", "link", "set", "eth0", "address", mac, "mtu", fmt.Sprint(mtu), "up")
-	l.run(n, "ip", "addr", "add", ipCIDR, "dev", "eth0")
 }
 
 func TestVXLANBetweenHosts(t *testing.T) {

@@ -1,0 +1,287 @@
+// Package agent is the host agent: it registers with the server, lists its
+// host's desired state at a revision, watches the change log after that
+// revision, makes the kernel match (idempotently, never flushing what is
+// already right) and reports which ports it has wired, so port status is
+// reconciled rather than event-driven.
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"neutrino/internal/core"
+	"neutrino/internal/dataplane"
+)
+
+// Config is one agent's settings.
+type Config struct {
+	Host     string // this host's name (ports' binding:host_id)
+	Server   string // server base URL
+	Token    func(ctx context.Context, renew bool) (string, error)
+	NetNS    string // the host's network namespace ("" = this process's)
+	VTEP     net.IP // tunnel endpoint address on the underlay
+	Interval time.Duration
+	Log      *slog.Logger
+}
+
+// Agent runs one host.
+type Agent struct {
+	cfg   Config
+	hc    *http.Client
+	host  *dataplane.Host
+	wired map[string]dataplane.Network // networks set up, by id
+
+	mu    sync.Mutex // token is shared by the heartbeat and the sync loop
+	token string
+}
+
+// New opens the host's kernel.
+func New(cfg Config) (*Agent, error) {
+	if cfg.Interval == 0 {
+		cfg.Interval = 30 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	h, err := dataplane.OpenHost(cfg.NetNS, cfg.VTEP)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, wired: map[string]dataplane.Network{}}, nil
+}
+
+// Close releases the host handles.
+func (a *Agent) Close() { a.host.Close() }
+
+var errGone = errors.New("agent: revision compacted")
+
+// Run reports, syncs and watches until ctx ends.
+func (a *Agent) Run(ctx context.Context) error {
+	go a.heartbeat(ctx)
+	var rev int64 = -1
+	for ctx.Err() == nil {
+		if rev < 0 {
+			r, err := a.sync(ctx)
+			if err != nil {
+				a.cfg.Log.Warn("sync failed", "err", err)
+				sleep(ctx, time.Second)
+				continue
+			}
+			rev = r
+		}
+		changes, err := a.watch(ctx, rev)
+		switch {
+		case errors.Is(err, errGone):
+			rev = -1 // fell behind a compaction: list again
+			continue
+		case err != nil:
+			if ctx.Err() == nil {
+				a.cfg.Log.Warn("watch failed", "err", err)
+				sleep(ctx, time.Second)
+			}
+			continue
+		}
+		relevant := false
+		for _, c := range changes {
+			rev = max(rev, c.Revision)
+			switch c.Kind {
+			case "port", "network", "subnet", "security_group", "agent":
+				relevant = true
+			}
+		}
+		if relevant {
+			// The host's state is listed again at the new revision (one
+			// host-scoped read per batch of changes).
+			if r, err := a.sync(ctx); err != nil {
+				a.cfg.Log.Warn("sync failed", "err", err)
+				rev = -1
+			} else {
+				rev = r
+			}
+		}
+	}
+	return nil
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (a *Agent) heartbeat(ctx context.Context) {
+	report := map[string]any{"agent_type": "Neutrino host agent", "binary": "neutrino-agent", "host": a.cfg.Host,
+		"topic": "N/A", "start_flag": true,
+		"configurations": map[string]any{"tunneling_ip": a.cfg.VTEP.String(), "tunnel_types": []any{"vxlan"}}}
+	for {
+		if err := a.call(ctx, http.MethodPost, "/neutrino/v1/agents/report", map[string]any{"agent": report}, nil); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			a.cfg.Log.Warn("report failed", "err", err)
+		} else {
+			report["start_flag"] = false
+		}
+		sleep(ctx, a.cfg.Interval)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+type change struct {
+	Revision int64  `json:"revision"`
+	Kind     string `json:"kind"`
+}
+
+func (a *Agent) watch(ctx context.Context, after int64) ([]change, error) {
+	var out struct {
+		Changes []change `json:"changes"`
+	}
+	err := a.call(ctx, http.MethodGet, fmt.Sprintf("/neutrino/v1/changes?after=%d&wait=25", after), nil, &out)
+	return out.Changes, err
+}
+
+// sync lists the host's state and makes the kernel match it.
+func (a *Agent) sync(ctx context.Context) (int64, error) {
+	var st core.HostState
+	if err := a.call(ctx, http.MethodGet, "/neutrino/v1/hosts/"+a.cfg.Host+"/state", nil, &st); err != nil {
+		return 0, err
+	}
+	active, err := a.apply(&st)
+	if err != nil {
+		a.cfg.Log.Warn("apply incomplete", "err", err)
+	}
+	if err := a.call(ctx, http.MethodPut, "/neutrino/v1/hosts/"+a.cfg.Host+"/ports", map[string]any{"active": active}, nil); err != nil {
+		return 0, err
+	}
+	return st.Revision, nil
+}
+
+func str(o map[string]any, k string) string { s, _ := o[k].(string); return s }
+
+// network reads a network's segment as the data plane needs it.
+func network(o map[string]any) dataplane.Network {
+	n := dataplane.Network{ID: str(o, "id"), Type: str(o, "provider:network_type")}
+	if v, ok := o["provider:segmentation_id"].(float64); ok {
+		n.SegmentationID = int(v)
+	}
+	if v, ok := o["mtu"].(float64); ok {
+		n.MTU = int(v)
+	}
+	return n
+}
+
+// apply wires what the state asks for and returns the ports now wired.
+func (a *Agent) apply(st *core.HostState) ([]string, error) {
+	var errs []string
+	nets := map[string]dataplane.Network{}
+	for _, o := range st.Networks {
+		n := network(o)
+		if err := a.host.EnsureNetwork(n); err != nil {
+			errs = append(errs, err.Error())
+			continue
+		}
+		nets[n.ID] = n
+	}
+	peers := map[string][]dataplane.Peer{}
+	for _, p := range st.Peers {
+		mac, err1 := net.ParseMAC(p.MACAddress)
+		vtep := net.ParseIP(p.VTEP)
+		if err1 != nil || vtep == nil {
+			continue // that host's agent has not reported its endpoint yet
+		}
+		peers[p.NetworkID] = append(peers[p.NetworkID], dataplane.Peer{MAC: mac, VTEP: vtep})
+	}
+	for id, n := range nets {
+		if err := a.host.SetPeers(n, peers[id]); err != nil {
+			errs = append(errs, err.Error())
+		}
+	}
+	active := []string{}
+	for _, p := range st.Ports {
+		n, ok := nets[str(p, "network_id")]
+		if !ok {
+			continue
+		}
+		if err := a.host.EnsurePort(str(p, "id"), n); err != nil {
+			continue // no device yet: the VM is not plugged in
+		}
+		active = append(active, str(p, "id"))
+	}
+	// Networks with no port left here go away.
+	for id, n := range a.wired {
+		if _, ok := nets[id]; !ok {
+			if err := a.host.RemoveNetwork(n); err != nil {
+				errs = append(errs, err.Error())
+			}
+		}
+	}
+	a.wired = nets
+	sort.Strings(active)
+	if len(errs) > 0 {
+		return active, errors.New(strings.Join(errs, "; "))
+	}
+	return active, nil
+}
+
+func (a *Agent) call(ctx context.Context, method, path string, body, out any) error {
+	for attempt := 0; attempt < 2; attempt++ {
+		a.mu.Lock()
+		if a.token == "" && a.cfg.Token != nil {
+			t, err := a.cfg.Token(ctx, attempt > 0)
+			if err != nil {
+				a.mu.Unlock()
+				return err
+			}
+			a.token = t
+		}
+		token := a.token
+		a.mu.Unlock()
+		var rd io.Reader
+		if body != nil {
+			b, _ := json.Marshal(body)
+			rd = bytes.NewReader(b)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, a.cfg.Server+path, rd)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Auth-Token", token)
+		resp, err := a.hc.Do(req)
+		if err != nil {
+			return err
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized && attempt == 0:
+			a.mu.Lock()
+			a.token = ""
+			a.mu.Unlock()
+			continue
+		case resp.StatusCode == http.StatusGone:
+			return errGone
+		case resp.StatusCode >= 300:
+			return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, data)
+		}
+		if out != nil {
+			return json.Unmarshal(data, out)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s %s: unauthorized", method, path)
+}

@@ -1,0 +1,116 @@
+// Package netlab builds throw-away test hosts in network namespaces: an
+// underlay switch, hosts attached to it, and "VMs" plugged into a host by a
+// veth pair the way a hypervisor plugs a tap. Used by the data-plane tests
+// and the sandbox; it never touches the namespace it runs in.
+package netlab
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// Lab is a set of namespaces sharing a name prefix.
+type Lab struct {
+	Prefix string
+	spaces []string
+}
+
+// New makes a lab with a random prefix (or the given one) and its underlay
+// switch.
+func New(prefix string) (*Lab, error) {
+	if prefix == "" {
+		b := make([]byte, 3)
+		rand.Read(b)
+		prefix = "nt" + hex.EncodeToString(b)
+	}
+	l := &Lab{Prefix: prefix}
+	if _, err := l.NS("ul"); err != nil {
+		return nil, err
+	}
+	if err := l.Run("ul", "ip", "link", "add", "ul", "type", "bridge"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	if err := l.Run("ul", "ip", "link", "set", "ul", "up"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// Name is the full namespace name of short name n.
+func (l *Lab) Name(n string) string { return l.Prefix + "-" + n }
+
+// NS adds a namespace with its loopback up.
+func (l *Lab) NS(n string) (string, error) {
+	name := l.Name(n)
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("netlab: ip netns add %s: %v %s", name, err, out)
+	}
+	l.spaces = append(l.spaces, name)
+	return name, l.Run(n, "ip", "link", "set", "lo", "up")
+}
+
+// Run runs a command inside namespace n.
+func (l *Lab) Run(n string, args ...string) error {
+	_, err := l.Output(n, args...)
+	return err
+}
+
+// Output runs a command inside namespace n and returns its output.
+func (l *Lab) Output(n string, args ...string) (string, error) {
+	full := append([]string{"netns", "exec", l.Name(n)}, args...)
+	out, err := exec.Command("ip", full...).CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("netlab: %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+// Host adds a host namespace on the underlay with address ip/24 on eth0.
+func (l *Lab) Host(n, ip string) error {
+	if _, err := l.NS(n); err != nil {
+		return err
+	}
+	if out, err := exec.Command("ip", "link", "add", "u-"+n, "netns", l.Name("ul"), "type", "veth",
+		"peer", "name", "eth0", "netns", l.Name(n)).CombinedOutput(); err != nil {
+		return fmt.Errorf("netlab: veth to %s: %v %s", n, err, out)
+	}
+	for _, c := range [][]string{{"ul", "ip", "link", "set", "u-" + n, "master", "ul", "up"},
+		{n, "ip", "addr", "add", ip + "/24", "dev", "eth0"}, {n, "ip", "link", "set", "eth0", "up"}} {
+		if err := l.Run(c[0], c[1:]...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// VM adds a namespace whose eth0 (with mac and mtu) is plugged into host as
+// the device tap; ipCIDR, when given, is configured statically.
+func (l *Lab) VM(n, host, tap, mac string, mtu int, ipCIDR string) error {
+	if _, err := l.NS(n); err != nil {
+		return err
+	}
+	if out, err := exec.Command("ip", "link", "add", tap, "netns", l.Name(host), "type", "veth",
+		"peer", "name", "eth0", "netns", l.Name(n)).CombinedOutput(); err != nil {
+		return fmt.Errorf("netlab: veth %s: %v %s", tap, err, out)
+	}
+	if err := l.Run(n, "ip", "link", "set", "eth0", "address", mac, "mtu", fmt.Sprint(mtu), "up"); err != nil {
+		return err
+	}
+	if ipCIDR != "" {
+		return l.Run(n, "ip", "addr", "add", ipCIDR, "dev", "eth0")
+	}
+	return nil
+}
+
+// Close removes every namespace of the lab (and so every device in them).
+func (l *Lab) Close() {
+	for i := len(l.spaces) - 1; i >= 0; i-- {
+		exec.Command("ip", "netns", "del", l.spaces[i]).Run()
+	}
+	l.spaces = nil
+}
