@@ -84,6 +84,11 @@ serve_and_tempest() {
   fi
 }
 
+if [ "$(id -u)" = 0 ]; then
+  step "sandbox end to end (network namespaces)"
+  test/e2e/sandbox.sh "$WORK/neutrino" "$WORK"
+fi
+
 step "openstack CLI walk-through and Tempest tempest.api.network (SQLite)"
 serve_and_tempest sqlite
 

@@ -36,6 +36,7 @@ Usage:
   neutrino identity bootstrap [flags] create the admin and demo projects and users
   neutrino bench [flags]              run the API benchmark against a server
   neutrino agent --host H --vtep IP   run the host agent (VXLAN networks and ports)
+  neutrino sandbox up|down|openrc|vm  a multi-host lab in network namespaces
   neutrino version
 
 Run "neutrino <command> -h" for a command's flags.
@@ -59,6 +60,8 @@ func main() {
 		err = bench(os.Args[2:])
 	case "agent":
 		err = agent(os.Args[2:])
+	case "sandbox":
+		err = sandbox(os.Args[2:])
 	case "version", "--version", "-v":
 		fmt.Println("neutrino", version)
 	case "help", "-h", "--help":

@@ -1,0 +1,472 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"neutrino/internal/dataplane"
+	"neutrino/internal/netlab"
+)
+
+// The sandbox is a lab on one machine: hosts as network namespaces on an
+// underlay switch, a Neutrino server (SQLite, built-in identity) and one
+// agent per host, and VMs as namespaces plugged into their host the way a
+// hypervisor plugs a tap. Its state lives in --dir; nothing outside the
+// sandbox's own namespaces is touched.
+
+type sandboxState struct {
+	Prefix string            `json:"prefix"`
+	Listen string            `json:"listen"`
+	Hosts  []sandboxHost     `json:"hosts"`
+	PIDs   map[string]int    `json:"pids"`
+	VMs    map[string]sandVM `json:"vms"`
+}
+
+type sandboxHost struct {
+	Name string `json:"name"`
+	VTEP string `json:"vtep"`
+}
+
+type sandVM struct {
+	Host   string `json:"host"`
+	PortID string `json:"port_id"`
+}
+
+func sandbox(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: neutrino sandbox up|down|openrc|vm ... [--dir DIR]")
+	}
+	switch args[0] {
+	case "up":
+		return sandboxUp(args[1:])
+	case "down":
+		return sandboxDown(args[1:])
+	case "openrc":
+		return sandboxOpenrc(args[1:])
+	case "vm":
+		return sandboxVM(args[1:])
+	}
+	return fmt.Errorf("sandbox: unknown command %q", args[0])
+}
+
+func sandboxFlags(name string, args []string) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("sandbox "+name, flag.ExitOnError)
+	dir := fs.String("dir", envOr("NEUTRINO_SANDBOX", "neutrino-sandbox"), "the sandbox's state directory")
+	return fs, dir
+}
+
+func loadSandbox(dir string) (*sandboxState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "sandbox.json"))
+	if err != nil {
+		return nil, fmt.Errorf("sandbox: no sandbox in %s (neutrino sandbox up --dir %s)", dir, dir)
+	}
+	var st sandboxState
+	return &st, json.Unmarshal(b, &st)
+}
+
+func (st *sandboxState) save(dir string) error {
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return os.WriteFile(filepath.Join(dir, "sandbox.json"), b, 0o600)
+}
+
+func (st *sandboxState) lab() *netlab.Lab { return &netlab.Lab{Prefix: st.Prefix} }
+
+func sandboxUp(args []string) error {
+	fs, dir := sandboxFlags("up", args)
+	hosts := fs.Int("hosts", 2, "number of compute hosts")
+	listen := fs.String("listen", "127.0.0.1:19696", "address of the sandbox's server")
+	fs.Parse(args)
+	if os.Geteuid() != 0 {
+		return errors.New("sandbox: needs root (network namespaces)")
+	}
+	if _, err := loadSandbox(*dir); err == nil {
+		return fmt.Errorf("sandbox: %s already has a sandbox (neutrino sandbox down --dir %s)", *dir, *dir)
+	}
+	abs, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o750); err != nil {
+		return err
+	}
+	lab, err := netlab.New("")
+	if err != nil {
+		return err
+	}
+	st := &sandboxState{Prefix: lab.Prefix, Listen: *listen, PIDs: map[string]int{}, VMs: map[string]sandVM{}}
+	fail := func(err error) error {
+		stopPIDs(st)
+		lab.Close()
+		return err
+	}
+	names := []string{"network-1"}
+	for i := 1; i <= *hosts; i++ {
+		names = append(names, fmt.Sprintf("compute-%d", i))
+	}
+	for i, n := range names {
+		h := sandboxHost{Name: n, VTEP: fmt.Sprintf("10.250.0.%d", i+1)}
+		if err := lab.Host(n, h.VTEP); err != nil {
+			return fail(err)
+		}
+		st.Hosts = append(st.Hosts, h)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	data := filepath.Join(abs, "data")
+	pid, err := spawn(abs, "server", self, []string{"serve", "--listen", *listen, "--data-dir", data}, nil)
+	if err != nil {
+		return fail(err)
+	}
+	st.PIDs["server"] = pid
+	base := "http://" + *listen
+	if err := waitHTTP(base+"/", 15*time.Second); err != nil {
+		return fail(err)
+	}
+	env := openrcEnv(filepath.Join(data, "openrc-admin"))
+	for _, h := range st.Hosts {
+		pid, err := spawn(abs, "agent-"+h.Name, self, []string{"agent", "--host", h.Name, "--server", base,
+			"--netns", lab.Name(h.Name), "--vtep", h.VTEP, "--report-interval", "5s"}, env)
+		if err != nil {
+			return fail(err)
+		}
+		st.PIDs["agent-"+h.Name] = pid
+	}
+	if err := st.save(abs); err != nil {
+		return fail(err)
+	}
+	fmt.Printf("sandbox up in %s: server %s, hosts %s\n  . <(neutrino sandbox openrc --dir %s)   # then: openstack network list\n",
+		abs, base, strings.Join(names, " "), *dir)
+	return nil
+}
+
+// spawn starts a background process in its own session, logging to dir.
+func spawn(dir, name, bin string, args, env []string) (int, error) {
+	logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), env...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("sandbox: start %s: %w", name, err)
+	}
+	go cmd.Wait()
+	return cmd.Process.Pid, nil
+}
+
+func waitHTTP(url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if r, err := http.Get(url); err == nil {
+			r.Body.Close()
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("sandbox: %s did not answer", url)
+}
+
+// openrcEnv reads the export lines of an openrc file.
+func openrcEnv(path string) []string {
+	b, _ := os.ReadFile(path)
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "export "); ok {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func stopPIDs(st *sandboxState) {
+	for _, pid := range st.PIDs {
+		syscall.Kill(pid, syscall.SIGTERM)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for _, pid := range st.PIDs {
+		for time.Now().Before(deadline) && syscall.Kill(pid, 0) == nil {
+			time.Sleep(50 * time.Millisecond)
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func sandboxDown(args []string) error {
+	fs, dir := sandboxFlags("down", args)
+	fs.Parse(args)
+	st, err := loadSandbox(*dir)
+	if err != nil {
+		return err
+	}
+	stopPIDs(st)
+	lab := st.lab()
+	for name := range st.VMs {
+		exec.Command("ip", "netns", "del", lab.Name("vm-"+name)).Run()
+	}
+	for _, h := range st.Hosts {
+		exec.Command("ip", "netns", "del", lab.Name(h.Name)).Run()
+	}
+	exec.Command("ip", "netns", "del", lab.Name("ul")).Run()
+	fmt.Printf("sandbox in %s is down\n", *dir)
+	return os.RemoveAll(*dir)
+}
+
+func sandboxOpenrc(args []string) error {
+	fs, dir := sandboxFlags("openrc", args)
+	project := fs.String("project", "admin", "admin or demo")
+	fs.Parse(args)
+	if _, err := loadSandbox(*dir); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(filepath.Join(*dir, "data", "openrc-"+*project))
+	if err != nil {
+		return err
+	}
+	os.Stdout.Write(b)
+	return nil
+}
+
+// sandboxAPI calls the sandbox's server as admin.
+type sandboxAPI struct {
+	base, token string
+}
+
+func (st *sandboxState) api(dir string) (*sandboxAPI, error) {
+	for _, kv := range openrcEnv(filepath.Join(dir, "data", "openrc-admin")) {
+		k, v, _ := strings.Cut(kv, "=")
+		os.Setenv(k, v)
+	}
+	tok, err := loginFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	return &sandboxAPI{base: "http://" + st.Listen, token: tok}, nil
+}
+
+func (a *sandboxAPI) do(method, path string, body any) (map[string]any, error) {
+	var rd *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	} else {
+		rd = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, a.base+path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Auth-Token", a.token)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Body.Close()
+	var out map[string]any
+	json.NewDecoder(r.Body).Decode(&out)
+	if r.StatusCode >= 300 {
+		return out, fmt.Errorf("%s %s: HTTP %d %v", method, path, r.StatusCode, out)
+	}
+	return out, nil
+}
+
+// findID resolves a name or id in a collection.
+func (a *sandboxAPI) findID(collection, nameOrID string) (string, error) {
+	out, err := a.do("GET", "/v2.0/"+collection+"?name="+nameOrID, nil)
+	if err != nil {
+		return "", err
+	}
+	if l, _ := out[collection].([]any); len(l) == 1 {
+		return l[0].(map[string]any)["id"].(string), nil
+	}
+	if _, err := a.do("GET", "/v2.0/"+collection+"/"+nameOrID, nil); err == nil {
+		return nameOrID, nil
+	}
+	return "", fmt.Errorf("sandbox: no single %s named %q", strings.TrimSuffix(collection, "s"), nameOrID)
+}
+
+func sandboxVM(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: neutrino sandbox vm create|exec|delete NAME ...")
+	}
+	switch args[0] {
+	case "create":
+		return vmCreate(args[1:])
+	case "exec":
+		return vmExec(args[1:])
+	case "delete":
+		return vmDelete(args[1:])
+	}
+	return fmt.Errorf("sandbox: unknown vm command %q", args[0])
+}
+
+// splitName takes the VM name from the front of args (flags may follow).
+func splitName(args []string) (string, []string, error) {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return "", nil, errors.New("sandbox: a VM name is required")
+	}
+	return args[0], args[1:], nil
+}
+
+func vmCreate(args []string) error {
+	name, rest, err := splitName(args)
+	if err != nil {
+		return err
+	}
+	fs, dir := sandboxFlags("vm create", rest)
+	network := fs.String("network", "", "network name or id")
+	host := fs.String("host", "", "host to run on (default: the compute host with fewest VMs)")
+	port := fs.String("port", "", "an existing port to use (name or id)")
+	fs.Parse(rest)
+	st, err := loadSandbox(*dir)
+	if err != nil {
+		return err
+	}
+	if _, ok := st.VMs[name]; ok {
+		return fmt.Errorf("sandbox: VM %s exists", name)
+	}
+	if *host == "" {
+		count := map[string]int{}
+		for _, v := range st.VMs {
+			count[v.Host]++
+		}
+		for _, h := range st.Hosts {
+			if strings.HasPrefix(h.Name, "compute-") && (*host == "" || count[h.Name] < count[*host]) {
+				*host = h.Name
+			}
+		}
+	}
+	a, err := st.api(*dir)
+	if err != nil {
+		return err
+	}
+	var p map[string]any
+	if *port != "" {
+		id, err := a.findID("ports", *port)
+		if err != nil {
+			return err
+		}
+		out, err := a.do("PUT", "/v2.0/ports/"+id, map[string]any{"port": map[string]any{"binding:host_id": *host, "device_id": name, "device_owner": "compute:sandbox"}})
+		if err != nil {
+			return err
+		}
+		p = out["port"].(map[string]any)
+	} else {
+		if *network == "" {
+			return errors.New("sandbox: --network or --port is required")
+		}
+		nid, err := a.findID("networks", *network)
+		if err != nil {
+			return err
+		}
+		out, err := a.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "name": name,
+			"binding:host_id": *host, "device_id": name, "device_owner": "compute:sandbox"}})
+		if err != nil {
+			return err
+		}
+		p = out["port"].(map[string]any)
+	}
+	nout, err := a.do("GET", "/v2.0/networks/"+p["network_id"].(string), nil)
+	if err != nil {
+		return err
+	}
+	mtu := int(nout["network"].(map[string]any)["mtu"].(float64))
+	lab := st.lab()
+	vmNS := "vm-" + name
+	if err := lab.VM(vmNS, *host, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), mtu, ""); err != nil {
+		return err
+	}
+	// Addresses: until the DHCP responder lands (issue 3), the VM is given
+	// its port's addresses the way a DHCP lease would.
+	for _, f := range p["fixed_ips"].([]any) {
+		m := f.(map[string]any)
+		sout, err := a.do("GET", "/v2.0/subnets/"+m["subnet_id"].(string), nil)
+		if err != nil {
+			return err
+		}
+		cidr := sout["subnet"].(map[string]any)["cidr"].(string)
+		bits := cidr[strings.LastIndex(cidr, "/")+1:]
+		if err := lab.Run(vmNS, "ip", "addr", "add", m["ip_address"].(string)+"/"+bits, "dev", "eth0"); err != nil {
+			return err
+		}
+	}
+	st.VMs[name] = sandVM{Host: *host, PortID: p["id"].(string)}
+	if err := st.save(*dir); err != nil {
+		return err
+	}
+	fmt.Printf("vm %s on %s: port %s %s %v\n", name, *host, p["id"], p["mac_address"], p["fixed_ips"])
+	return nil
+}
+
+func vmExec(args []string) error {
+	name, rest, err := splitName(args)
+	if err != nil {
+		return err
+	}
+	cmdAt := len(rest)
+	for i, a := range rest {
+		if a == "--" {
+			cmdAt = i
+			break
+		}
+	}
+	fs, dir := sandboxFlags("vm exec", rest[:cmdAt])
+	fs.Parse(rest[:cmdAt])
+	if cmdAt >= len(rest)-1 {
+		return errors.New("usage: neutrino sandbox vm exec NAME [--dir DIR] -- COMMAND...")
+	}
+	st, err := loadSandbox(*dir)
+	if err != nil {
+		return err
+	}
+	if _, ok := st.VMs[name]; !ok {
+		return fmt.Errorf("sandbox: no VM %s", name)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", st.lab().Name("vm-" + name)}, rest[cmdAt+1:]...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if err := cmd.Run(); err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.ExitCode())
+		}
+		return err
+	}
+	return nil
+}
+
+func vmDelete(args []string) error {
+	name, rest, err := splitName(args)
+	if err != nil {
+		return err
+	}
+	fs, dir := sandboxFlags("vm delete", rest)
+	fs.Parse(rest)
+	st, err := loadSandbox(*dir)
+	if err != nil {
+		return err
+	}
+	vm, ok := st.VMs[name]
+	if !ok {
+		return fmt.Errorf("sandbox: no VM %s", name)
+	}
+	exec.Command("ip", "netns", "del", st.lab().Name("vm-"+name)).Run()
+	if a, err := st.api(*dir); err == nil {
+		a.do("DELETE", "/v2.0/ports/"+vm.PortID, nil)
+	}
+	delete(st.VMs, name)
+	fmt.Printf("vm %s deleted\n", name)
+	return st.save(*dir)
+}
+
