@@ -469,4 +469,3 @@ func vmDelete(args []string) error {
 	fmt.Printf("vm %s deleted\n", name)
 	return st.save(*dir)
 }
-
