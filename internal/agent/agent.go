@@ -221,13 +221,14 @@ func (a *Agent) apply(st *core.HostState) ([]string, error) {
 		}
 		active = append(active, str(p, "id"))
 	}
-	// Networks with no port left here go away.
-	for id, n := range a.wired {
-		if _, ok := nets[id]; !ok {
-			if err := a.host.RemoveNetwork(n); err != nil {
-				errs = append(errs, err.Error())
-			}
-		}
+	// Networks with no port left here go away, including those deleted
+	// while this agent was not running.
+	keep := make([]dataplane.Network, 0, len(nets))
+	for _, n := range nets {
+		keep = append(keep, n)
+	}
+	if err := a.host.Prune(keep); err != nil {
+		errs = append(errs, err.Error())
 	}
 	a.wired = nets
 	sort.Strings(active)

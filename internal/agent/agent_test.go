@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,20 +73,32 @@ func TestAgentsWireVXLAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer lab.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for i, h := range []string{"compute-1", "compute-2"} {
-		vtep := "10.250.0." + string(rune('1'+i))
-		if err := lab.Host(h, vtep); err != nil {
-			t.Fatal(err)
-		}
-		a, err := New(Config{Host: h, Server: srv.URL, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second, Log: quiet})
+	hostNames := []string{"compute-1", "compute-2"}
+	type running struct {
+		a      *Agent
+		cancel context.CancelFunc
+		done   chan struct{}
+	}
+	start := func(i int) *running {
+		a, err := New(Config{Host: hostNames[i], Server: srv.URL, NetNS: lab.Name(hostNames[i]),
+			VTEP: net.ParseIP("10.250.0." + string(rune('1'+i))), Interval: time.Second, Log: quiet})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer a.Close()
-		go a.Run(ctx)
+		ctx, cancel := context.WithCancel(context.Background())
+		r := &running{a: a, cancel: cancel, done: make(chan struct{})}
+		go func() { a.Run(ctx); a.Close(); close(r.done) }()
+		return r
+	}
+	var agents []*running
+	for i, h := range hostNames {
+		if err := lab.Host(h, "10.250.0."+string(rune('1'+i))); err != nil {
+			t.Fatal(err)
+		}
+		r := start(i)
+		defer r.cancel()
+		agents = append(agents, r)
 	}
 
 	n := post(t, srv.URL+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
@@ -117,12 +130,45 @@ func TestAgentsWireVXLAN(t *testing.T) {
 		post(t, srv.URL+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
 		time.Sleep(300 * time.Millisecond)
 	}
-	for time.Now().Before(deadline) {
+	for {
 		p := post(t, srv.URL+"/v2.0/ports/"+vms[0].id, "GET", nil)["port"].(map[string]any)
 		if p["status"] == "ACTIVE" {
-			return
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("port did not become ACTIVE")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Fatal("port did not become ACTIVE")
+
+	// Restart compute-1's agent while vm1 pings vm2 continuously: the kernel
+	// keeps forwarding (nothing is flushed), and a network deleted while the
+	// agent was away is removed when it comes back.
+	agents[0].cancel()
+	<-agents[0].done
+	stray := post(t, srv.URL+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "stray"}})["network"].(map[string]any)
+	strayNet := dataplane.Network{ID: stray["id"].(string), Type: "vxlan", SegmentationID: int(stray["provider:segmentation_id"].(float64)), MTU: 1450}
+	if err := agents[0].a.host.EnsureNetwork(strayNet); err != nil { // left over from before
+		t.Fatal(err)
+	}
+	post(t, srv.URL+"/v2.0/networks/"+strayNet.ID, "DELETE", nil)
+	pinger := make(chan string, 1)
+	go func() {
+		out, _ := lab.Output("vm1", "ping", "-c", "40", "-i", "0.05", "-W", "1", vms[1].ip)
+		pinger <- out
+	}()
+	time.Sleep(300 * time.Millisecond)
+	again := start(0)
+	defer again.cancel()
+	out := <-pinger
+	if !strings.Contains(out, " 0% packet loss") {
+		t.Fatalf("packets lost across an agent restart:\n%s", out)
+	}
+	for time.Now().Before(deadline.Add(10 * time.Second)) {
+		if _, err := lab.Output("compute-1", "ip", "link", "show", dataplane.BridgeName(strayNet.ID)); err != nil {
+			return // pruned
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Fatal("a network deleted while the agent was down was not removed")
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
@@ -225,6 +226,30 @@ func (h *Host) SetPeers(n Network, peers []Peer) error {
 		}
 		if err != nil && !errors.Is(err, syscall.EEXIST) {
 			return fmt.Errorf("dataplane: fdb add %s via %s: %w", e.HardwareAddr, e.IP, err)
+		}
+	}
+	return nil
+}
+
+// Prune deletes the bridges and VXLAN devices of networks not in keep:
+// what was deleted while the agent was away goes when it comes back.
+func (h *Host) Prune(keep []Network) error {
+	want := map[string]bool{}
+	for _, n := range keep {
+		want[BridgeName(n.ID)] = true
+		want[vxlanName(n.SegmentationID)] = true
+	}
+	links, err := h.nl.LinkList()
+	if err != nil {
+		return fmt.Errorf("dataplane: list links: %w", err)
+	}
+	for _, l := range links {
+		name := l.Attrs().Name
+		ours := l.Type() == "bridge" && strings.HasPrefix(name, "brq") || l.Type() == "vxlan" && strings.HasPrefix(name, "vxlan-")
+		if ours && !want[name] {
+			if err := h.nl.LinkDel(l); err != nil {
+				return fmt.Errorf("dataplane: delete %s: %w", name, err)
+			}
 		}
 	}
 	return nil
