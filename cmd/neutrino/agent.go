@@ -27,6 +27,7 @@ func agent(args []string) error {
 	interval := fs.Duration("report-interval", 30*time.Second, "heartbeat interval")
 	netnsName := fs.String("netns", "", "network namespace that is this host's kernel (default: the agent's own)")
 	vtep := fs.String("vtep", "", "this host's tunnel endpoint address on the underlay (required)")
+	serveDHCP := fs.Bool("dhcp", false, "serve DHCP for networks with DHCP-enabled subnets")
 	fs.Parse(args)
 	ip := net.ParseIP(*vtep)
 	if ip == nil {
@@ -38,7 +39,7 @@ func agent(args []string) error {
 	fixed := *token
 	a, err := agentpkg.New(agentpkg.Config{
 		Host: *hostName, Server: strings.TrimSuffix(*server, "/"), NetNS: *netnsName, VTEP: ip,
-		Interval: *interval, Log: log,
+		Interval: *interval, Log: log, DHCP: *serveDHCP,
 		Token: func(ctx context.Context, renew bool) (string, error) {
 			if fixed != "" && !renew {
 				return fixed, nil

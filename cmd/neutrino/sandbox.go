@@ -136,8 +136,11 @@ func sandboxUp(args []string) error {
 	}
 	env := openrcEnv(filepath.Join(data, "openrc-admin"))
 	for _, h := range st.Hosts {
-		pid, err := spawn(abs, "agent-"+h.Name, self, []string{"agent", "--host", h.Name, "--server", base,
-			"--netns", lab.Name(h.Name), "--vtep", h.VTEP, "--report-interval", "5s"}, env)
+		args := []string{"agent", "--host", h.Name, "--server", base, "--netns", lab.Name(h.Name), "--vtep", h.VTEP, "--report-interval", "5s"}
+		if h.Name == "network-1" {
+			args = append(args, "--dhcp")
+		}
+		pid, err := spawn(abs, "agent-"+h.Name, self, args, env)
 		if err != nil {
 			return fail(err)
 		}
@@ -214,14 +217,7 @@ func sandboxDown(args []string) error {
 		return err
 	}
 	stopPIDs(st)
-	lab := st.lab()
-	for name := range st.VMs {
-		exec.Command("ip", "netns", "del", lab.Name("vm-"+name)).Run()
-	}
-	for _, h := range st.Hosts {
-		exec.Command("ip", "netns", "del", lab.Name(h.Name)).Run()
-	}
-	exec.Command("ip", "netns", "del", lab.Name("ul")).Run()
+	st.lab().Close() // every namespace under the sandbox's prefix
 	fmt.Printf("sandbox in %s is down\n", *dir)
 	return os.RemoveAll(*dir)
 }
@@ -312,6 +308,19 @@ func sandboxVM(args []string) error {
 	return fmt.Errorf("sandbox: unknown vm command %q", args[0])
 }
 
+// udhcpcScript applies a busybox udhcpc lease inside a VM namespace.
+const udhcpcScript = `#!/bin/sh
+case "$1" in
+bound|renew)
+  ip addr flush dev "$interface"
+  ip addr add "$ip/${mask:-24}" dev "$interface"
+  [ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+  [ -n "$router" ] && ip route replace default via "${router%% *}" dev "$interface"
+  ;;
+esac
+exit 0
+`
+
 // splitName takes the VM name from the front of args (flags may follow).
 func splitName(args []string) (string, []string, error) {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
@@ -388,19 +397,19 @@ func vmCreate(args []string) error {
 	if err := lab.VM(vmNS, *host, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), mtu, ""); err != nil {
 		return err
 	}
-	// Addresses: until the DHCP responder lands (issue 3), the VM is given
-	// its port's addresses the way a DHCP lease would.
-	for _, f := range p["fixed_ips"].([]any) {
-		m := f.(map[string]any)
-		sout, err := a.do("GET", "/v2.0/subnets/"+m["subnet_id"].(string), nil)
-		if err != nil {
-			return err
+	// The VM asks for its address as a guest would: busybox's udhcpc, with
+	// a script that applies the lease (address, routes, MTU).
+	script := filepath.Join(*dir, "udhcpc.script")
+	os.WriteFile(script, []byte(udhcpcScript), 0o755)
+	var lastErr error
+	for try := 0; try < 10; try++ {
+		if lastErr = lab.Run(vmNS, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "3", "-T", "1",
+			"-O", "mtu", "-O", "staticroutes", "-s", script); lastErr == nil {
+			break
 		}
-		cidr := sout["subnet"].(map[string]any)["cidr"].(string)
-		bits := cidr[strings.LastIndex(cidr, "/")+1:]
-		if err := lab.Run(vmNS, "ip", "addr", "add", m["ip_address"].(string)+"/"+bits, "dev", "eth0"); err != nil {
-			return err
-		}
+	}
+	if lastErr != nil {
+		fmt.Fprintf(os.Stderr, "vm %s: no DHCP lease yet (%v)\n", name, lastErr)
 	}
 	st.VMs[name] = sandVM{Host: *host, PortID: p["id"].(string)}
 	if err := st.save(*dir); err != nil {

@@ -33,6 +33,9 @@ type Config struct {
 	VTEP     net.IP // tunnel endpoint address on the underlay
 	Interval time.Duration
 	Log      *slog.Logger
+	// DHCP makes this host serve DHCP for every network with a
+	// DHCP-enabled subnet (one DHCP host per network for now).
+	DHCP bool
 }
 
 // Agent runs one host.
@@ -41,6 +44,7 @@ type Agent struct {
 	hc    *http.Client
 	host  *dataplane.Host
 	wired map[string]dataplane.Network // networks set up, by id
+	dhcp  map[string]*dhcpServer       // DHCP responders, by network
 
 	mu    sync.Mutex // token is shared by the heartbeat and the sync loop
 	token string
@@ -58,11 +62,18 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, wired: map[string]dataplane.Network{}}, nil
+	return &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, wired: map[string]dataplane.Network{},
+		dhcp: map[string]*dhcpServer{}}, nil
 }
 
-// Close releases the host handles.
-func (a *Agent) Close() { a.host.Close() }
+// Close stops the DHCP responders (their namespaces stay, so an agent
+// restart does not interrupt leases already given) and releases the handles.
+func (a *Agent) Close() {
+	for _, s := range a.dhcp {
+		s.cancel()
+	}
+	a.host.Close()
+}
 
 var errGone = errors.New("agent: revision compacted")
 
@@ -157,10 +168,14 @@ func (a *Agent) watch(ctx context.Context, after int64) ([]change, error) {
 // sync lists the host's state and makes the kernel match it.
 func (a *Agent) sync(ctx context.Context) (int64, error) {
 	var st core.HostState
-	if err := a.call(ctx, http.MethodGet, "/neutrino/v1/hosts/"+a.cfg.Host+"/state", nil, &st); err != nil {
+	path := "/neutrino/v1/hosts/" + a.cfg.Host + "/state"
+	if a.cfg.DHCP {
+		path += "?dhcp=1"
+	}
+	if err := a.call(ctx, http.MethodGet, path, nil, &st); err != nil {
 		return 0, err
 	}
-	active, err := a.apply(&st)
+	active, err := a.apply(ctx, &st)
 	if err != nil {
 		a.cfg.Log.Warn("apply incomplete", "err", err)
 	}
@@ -185,7 +200,7 @@ func network(o map[string]any) dataplane.Network {
 }
 
 // apply wires what the state asks for and returns the ports now wired.
-func (a *Agent) apply(st *core.HostState) ([]string, error) {
+func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error) {
 	var errs []string
 	nets := map[string]dataplane.Network{}
 	for _, o := range st.Networks {
@@ -209,6 +224,9 @@ func (a *Agent) apply(st *core.HostState) ([]string, error) {
 		if err := a.host.SetPeers(n, peers[id]); err != nil {
 			errs = append(errs, err.Error())
 		}
+	}
+	if a.cfg.DHCP {
+		errs = append(errs, a.applyDHCP(ctx, st, nets)...)
 	}
 	active := []string{}
 	for _, p := range st.Ports {

@@ -172,3 +172,79 @@ func TestAgentsWireVXLAN(t *testing.T) {
 	}
 	t.Fatal("a network deleted while the agent was down was not removed")
 }
+
+// TestDHCPLease: a host serving DHCP answers a real client (busybox udhcpc)
+// on another host with the port's address, router, MTU, DNS and an extra
+// option.
+func TestDHCPLease(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces)")
+	}
+	if _, err := exec.LookPath("busybox"); err != nil {
+		t.Skip("busybox (udhcpc) not installed")
+	}
+	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := core.New(db, core.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(svc, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer srv.Close()
+	lab, err := netlab.New("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lab.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i, h := range []string{"network-1", "compute-1"} {
+		vtep := "10.250.0." + string(rune('1'+i))
+		if err := lab.Host(h, vtep); err != nil {
+			t.Fatal(err)
+		}
+		a, err := New(Config{Host: h, Server: srv.URL, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
+			Log: quiet, DHCP: h == "network-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		go a.Run(ctx)
+	}
+	n := post(t, srv.URL+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
+	post(t, srv.URL+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+		"cidr": "10.9.0.0/24", "dns_nameservers": []any{"10.9.0.53"}}})
+	p := post(t, srv.URL+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": "compute-1",
+		"extra_dhcp_opts": []any{map[string]any{"opt_name": "domain-name", "opt_value": "lab.example"}}}})["port"].(map[string]any)
+	ip := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+	if err := lab.VM("vm1", "compute-1", dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1450, ""); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(t.TempDir(), "udhcpc.sh")
+	out := filepath.Join(t.TempDir(), "lease")
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"$1 ip=$ip subnet=$subnet router=$router mtu=$mtu dns=$dns domain=$domain\" >> "+out+"\n"), 0o755)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lab.Run("vm1", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "2", "-T", "1", "-O", "mtu", "-s", script)
+		got, _ := os.ReadFile(out)
+		if strings.Contains(string(got), "bound") {
+			want := "bound ip=" + ip + " subnet=255.255.255.0 router=10.9.0.1 mtu=1450 dns=10.9.0.53 domain=lab.example"
+			if !strings.Contains(string(got), want) {
+				t.Fatalf("lease:\n%s\nwant %s", got, want)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no lease; client said:\n%s", got)
+		}
+		// Any change makes the agents list their state again.
+		post(t, srv.URL+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
+	}
+}

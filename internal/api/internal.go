@@ -51,7 +51,7 @@ func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) 
 	var st *core.HostState
 	err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
 		var err error
-		st, err = s.Core.HostState(s.Core.NewCtx(r.Context(), tx), host)
+		st, err = s.Core.HostState(s.Core.NewCtx(r.Context(), tx), host, r.URL.Query().Get("dhcp") == "1")
 		return err
 	})
 	if err != nil {

@@ -20,6 +20,10 @@ type HostState struct {
 	// Peers are the ports of the same networks bound to other hosts, with
 	// the tunnel endpoint those hosts' agents report.
 	Peers []Peer `json:"peers"`
+	// For a host serving DHCP: the networks it serves (those with a
+	// DHCP-enabled subnet) and every port on them.
+	DHCPNetworks []string `json:"dhcp_networks,omitempty"`
+	DHCPPorts    []Object `json:"dhcp_ports,omitempty"`
 }
 
 // Peer is a port of one of the host's networks on another host.
@@ -33,7 +37,7 @@ type Peer struct {
 
 // HostState lists host's desired state; the agent then watches the change
 // log after Revision.
-func (s *Service) HostState(c *Ctx, host string) (*HostState, error) {
+func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) {
 	rev, err := c.Tx.ViewRevision()
 	if err != nil {
 		return nil, err
@@ -52,6 +56,28 @@ func (s *Service) HostState(c *Ctx, host string) (*HostState, error) {
 		nets[str(p, "network_id")] = true
 		for _, g := range list(p, "security_groups") {
 			groups[schema.Render(g)] = true
+		}
+	}
+	if dhcp {
+		subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{})
+		if err != nil {
+			return nil, err
+		}
+		served := map[string]bool{}
+		for _, sn := range subnets {
+			if boolean(sn, "enable_dhcp") && num(sn["ip_version"], 0) == 4 {
+				served[str(sn, "network_id")] = true
+			}
+		}
+		for id := range served {
+			nets[id] = true
+			st.DHCPNetworks = append(st.DHCPNetworks, id)
+		}
+		sort.Strings(st.DHCPNetworks)
+		for _, p := range ports {
+			if served[str(p, "network_id")] {
+				st.DHCPPorts = append(st.DHCPPorts, p)
+			}
 		}
 	}
 	vteps := map[string]string{}

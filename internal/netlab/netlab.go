@@ -107,10 +107,26 @@ func (l *Lab) VM(n, host, tap, mac string, mtu int, ipCIDR string) error {
 	return nil
 }
 
-// Close removes every namespace of the lab (and so every device in them).
+// Close removes every namespace of the lab, including those its agents
+// made under its prefix (DHCP namespaces), and so every device in them.
 func (l *Lab) Close() {
 	for i := len(l.spaces) - 1; i >= 0; i-- {
 		exec.Command("ip", "netns", "del", l.spaces[i]).Run()
 	}
 	l.spaces = nil
+	for _, n := range l.Namespaces() {
+		exec.Command("ip", "netns", "del", n).Run()
+	}
+}
+
+// Namespaces lists the existing namespaces under the lab's prefix.
+func (l *Lab) Namespaces() []string {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], l.Prefix+"-") {
+			names = append(names, f[0])
+		}
+	}
+	return names
 }

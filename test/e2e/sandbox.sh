@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The sandbox as a newcomer uses it (root): up, a network through the
-# openstack CLI, two VMs on two compute hosts, a ping across VXLAN, ports
-# ACTIVE, then everything down with nothing left behind.
+# openstack CLI, two VMs on two compute hosts that get their addresses and
+# MTU by DHCP (busybox udhcpc against Neutrino's responder), a ping across
+# VXLAN, ports ACTIVE, then everything down with nothing left behind.
 #   test/e2e/sandbox.sh NEUTRINO_BINARY WORKDIR
 set -euo pipefail
 BIN="${1:?neutrino binary}"; WORK="${2:?work dir}"
@@ -19,6 +20,9 @@ port=19700; while (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port 
 "$BIN" sandbox vm create vm1 --network e2e-net --host compute-1 --dir "$DIR" >/dev/null || fail "vm1"
 "$BIN" sandbox vm create vm2 --network e2e-net --host compute-2 --dir "$DIR" >/dev/null || fail "vm2"
 ip2=$("$BIN" sandbox vm exec vm2 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+[ -n "$ip2" ] || fail "vm2 got no address by DHCP"
+mtu=$("$BIN" sandbox vm exec vm2 --dir "$DIR" -- cat /sys/class/net/eth0/mtu)
+[ "$mtu" = 1450 ] || fail "vm2's MTU from DHCP is $mtu, want 1450"
 ok=""
 for _ in $(seq 20); do
   if "$BIN" sandbox vm exec vm1 --dir "$DIR" -- ping -c 1 -W 1 "$ip2" >/dev/null 2>&1; then ok=1; break; fi
@@ -26,9 +30,10 @@ for _ in $(seq 20); do
 done
 [ -n "$ok" ] || fail "vm1 cannot ping vm2 ($ip2)"
 statuses=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack port list -c Status -f value)
-[ "$(echo "$statuses" | grep -c ACTIVE)" = 2 ] || fail "ports not ACTIVE: $statuses"
+# two VM ports and the network's DHCP port, all wired
+[ "$(echo "$statuses" | grep -c ACTIVE)" = 3 ] && ! echo "$statuses" | grep -qv ACTIVE || fail "ports not ACTIVE: $statuses"
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
 [ "$before" = "$after" ] || fail "namespaces left behind: $(ip netns list)"
-echo "sandbox: e2e passed (VMs on two hosts ping over VXLAN, ports ACTIVE, clean teardown)"
+echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, ports ACTIVE, clean teardown)"
