@@ -43,21 +43,23 @@ func post(t *testing.T, url, method string, body any) map[string]any {
 	return out
 }
 
-// TestAgentsWireVXLAN: ports created and bound through the API become
-// working interfaces: two agents on two hosts wire their VXLAN network,
-// the VMs ping each other, and the ports turn ACTIVE.
-func TestAgentsWireVXLAN(t *testing.T) {
+// testCloud is a real API server (noauth, SQLite) and a namespace lab, both
+// removed when the test ends; it skips unless root and the tools exist.
+func testCloud(t *testing.T, tools ...string) (string, *netlab.Lab) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
 	}
-	if _, err := exec.LookPath("ping"); err != nil {
-		t.Skip("ping not installed")
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip(tool + " not installed")
+		}
 	}
 	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	t.Cleanup(func() { db.Close() })
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -66,13 +68,20 @@ func TestAgentsWireVXLAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(api.New(svc, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	defer srv.Close()
-
+	t.Cleanup(srv.Close)
 	lab, err := netlab.New("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer lab.Close()
+	t.Cleanup(lab.Close)
+	return url, lab
+}
+
+// TestAgentsWireVXLAN: ports created and bound through the API become
+// working interfaces: two agents on two hosts wire their VXLAN network,
+// the VMs ping each other, and the ports turn ACTIVE.
+func TestAgentsWireVXLAN(t *testing.T) {
+	url, lab := testCloud(t, "ping")
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hostNames := []string{"compute-1", "compute-2"}
 	type running struct {
@@ -81,7 +90,7 @@ func TestAgentsWireVXLAN(t *testing.T) {
 		done   chan struct{}
 	}
 	start := func(i int) *running {
-		a, err := New(Config{Host: hostNames[i], Server: srv.URL, NetNS: lab.Name(hostNames[i]),
+		a, err := New(Config{Host: hostNames[i], Server: url, NetNS: lab.Name(hostNames[i]),
 			VTEP: net.ParseIP("10.250.0." + string(rune('1'+i))), Interval: time.Second, Log: quiet})
 		if err != nil {
 			t.Fatal(err)
@@ -101,12 +110,12 @@ func TestAgentsWireVXLAN(t *testing.T) {
 		agents = append(agents, r)
 	}
 
-	n := post(t, srv.URL+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
-	post(t, srv.URL+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4, "cidr": "10.0.0.0/24"}})
+	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4, "cidr": "10.0.0.0/24"}})
 	type vm struct{ name, host, id, mac, ip string }
 	var vms []vm
 	for i, h := range []string{"compute-1", "compute-2"} {
-		p := post(t, srv.URL+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": h}})["port"].(map[string]any)
+		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": h}})["port"].(map[string]any)
 		ip := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
 		v := vm{"vm" + string(rune('1'+i)), h, p["id"].(string), p["mac_address"].(string), ip}
 		if err := lab.VM(v.name, v.host, dataplane.TapName(v.id), v.mac, int(n["mtu"].(float64)), v.ip+"/24"); err != nil {
@@ -127,11 +136,11 @@ func TestAgentsWireVXLAN(t *testing.T) {
 			t.Fatalf("vm1 cannot reach vm2: %v\nfdb on compute-1:\n%s", err, out)
 		}
 		// Any change makes the agents list their state again.
-		post(t, srv.URL+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
+		post(t, url+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
 		time.Sleep(300 * time.Millisecond)
 	}
 	for {
-		p := post(t, srv.URL+"/v2.0/ports/"+vms[0].id, "GET", nil)["port"].(map[string]any)
+		p := post(t, url+"/v2.0/ports/"+vms[0].id, "GET", nil)["port"].(map[string]any)
 		if p["status"] == "ACTIVE" {
 			break
 		}
@@ -146,12 +155,12 @@ func TestAgentsWireVXLAN(t *testing.T) {
 	// agent was away is removed when it comes back.
 	agents[0].cancel()
 	<-agents[0].done
-	stray := post(t, srv.URL+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "stray"}})["network"].(map[string]any)
+	stray := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "stray"}})["network"].(map[string]any)
 	strayNet := dataplane.Network{ID: stray["id"].(string), Type: "vxlan", SegmentationID: int(stray["provider:segmentation_id"].(float64)), MTU: 1450}
 	if err := agents[0].a.host.EnsureNetwork(strayNet); err != nil { // left over from before
 		t.Fatal(err)
 	}
-	post(t, srv.URL+"/v2.0/networks/"+strayNet.ID, "DELETE", nil)
+	post(t, url+"/v2.0/networks/"+strayNet.ID, "DELETE", nil)
 	pinger := make(chan string, 1)
 	go func() {
 		out, _ := lab.Output("vm1", "ping", "-c", "40", "-i", "0.05", "-W", "1", vms[1].ip)
@@ -177,31 +186,7 @@ func TestAgentsWireVXLAN(t *testing.T) {
 // on another host with the port's address, router, MTU, DNS and an extra
 // option.
 func TestDHCPLease(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
-	if _, err := exec.LookPath("busybox"); err != nil {
-		t.Skip("busybox (udhcpc) not installed")
-	}
-	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	svc, err := core.New(db, core.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(svc, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
-	defer srv.Close()
-	lab, err := netlab.New("")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lab.Close()
+	url, lab := testCloud(t, "busybox")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -210,7 +195,7 @@ func TestDHCPLease(t *testing.T) {
 		if err := lab.Host(h, vtep); err != nil {
 			t.Fatal(err)
 		}
-		a, err := New(Config{Host: h, Server: srv.URL, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
+		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
 			Log: quiet, DHCP: h == "network-1"})
 		if err != nil {
 			t.Fatal(err)
@@ -218,10 +203,10 @@ func TestDHCPLease(t *testing.T) {
 		defer a.Close()
 		go a.Run(ctx)
 	}
-	n := post(t, srv.URL+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
-	post(t, srv.URL+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
 		"cidr": "10.9.0.0/24", "dns_nameservers": []any{"10.9.0.53"}}})
-	p := post(t, srv.URL+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": "compute-1",
+	p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": "compute-1",
 		"extra_dhcp_opts": []any{map[string]any{"opt_name": "domain-name", "opt_value": "lab.example"}}}})["port"].(map[string]any)
 	ip := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
 	if err := lab.VM("vm1", "compute-1", dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1450, ""); err != nil {
@@ -245,6 +230,6 @@ func TestDHCPLease(t *testing.T) {
 			t.Fatalf("no lease; client said:\n%s", got)
 		}
 		// Any change makes the agents list their state again.
-		post(t, srv.URL+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
+		post(t, url+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
 	}
 }
