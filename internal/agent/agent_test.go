@@ -74,7 +74,7 @@ func testCloud(t *testing.T, tools ...string) (string, *netlab.Lab) {
 		t.Fatal(err)
 	}
 	t.Cleanup(lab.Close)
-	return url, lab
+	return srv.URL, lab
 }
 
 // TestAgentsWireVXLAN: ports created and bound through the API become
