@@ -239,6 +239,9 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 		}
 		active = append(active, str(p, "id"))
 	}
+	if err := a.host.SetFilters(filters(st), st.GroupMembers); err != nil {
+		errs = append(errs, err.Error())
+	}
 	// Networks with no port left here go away, including those deleted
 	// while this agent was not running.
 	keep := make([]dataplane.Network, 0, len(nets))
@@ -303,4 +306,54 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 		return nil
 	}
 	return fmt.Errorf("%s %s: unauthorized", method, path)
+}
+
+// filters derives each port's security state: ports with port security and
+// not owned by the network (DHCP, routers) are filtered by their groups'
+// ingress rules.
+func filters(st *core.HostState) []dataplane.PortFilter {
+	groups := map[string]map[string]any{}
+	for _, g := range st.SecurityGroups {
+		groups[str(g, "id")] = g
+	}
+	num := func(v any) int {
+		if f, ok := v.(float64); ok {
+			return int(f)
+		}
+		return -1
+	}
+	var out []dataplane.PortFilter
+	for _, p := range st.Ports {
+		if p["port_security_enabled"] != true || strings.HasPrefix(str(p, "device_owner"), "network:") {
+			continue
+		}
+		f := dataplane.PortFilter{PortID: str(p, "id"), MAC: str(p, "mac_address")}
+		for _, ip := range list(p, "fixed_ips") {
+			f.Addrs = append(f.Addrs, str(ip, "ip_address"))
+		}
+		for _, pair := range list(p, "allowed_address_pairs") {
+			f.Addrs = append(f.Addrs, str(pair, "ip_address"))
+			if m := str(pair, "mac_address"); m != "" && m != f.MAC {
+				f.PairMACs = append(f.PairMACs, m)
+			}
+		}
+		sgs, _ := p["security_groups"].([]any)
+		for _, gid := range sgs {
+			g := groups[fmt.Sprint(gid)]
+			for _, r := range list(g, "security_group_rules") {
+				if str(r, "direction") != "ingress" {
+					continue
+				}
+				proto := ""
+				if v := r["protocol"]; v != nil {
+					proto = fmt.Sprint(v)
+				}
+				f.Ingress = append(f.Ingress, dataplane.FilterRule{EtherType: str(r, "ethertype"), Protocol: proto,
+					PortMin: num(r["port_range_min"]), PortMax: num(r["port_range_max"]),
+					RemoteCIDR: str(r, "normalized_cidr"), RemoteGroup: str(r, "remote_group_id")})
+			}
+		}
+		out = append(out, f)
+	}
+	return out
 }

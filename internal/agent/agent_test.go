@@ -233,3 +233,69 @@ func TestDHCPLease(t *testing.T) {
 		post(t, url+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
 	}
 }
+
+// TestSecurityGroupsThroughAPI: a group's rules, changed through the API,
+// reach the data plane: ingress blocked, then allowed by an ICMP rule.
+func TestSecurityGroupsThroughAPI(t *testing.T) {
+	url, lab := testCloud(t, "ping", "nft")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i, h := range []string{"compute-1", "compute-2"} {
+		vtep := "10.250.0." + string(rune('1'+i))
+		if err := lab.Host(h, vtep); err != nil {
+			t.Fatal(err)
+		}
+		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second, Log: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer a.Close()
+		go a.Run(ctx)
+	}
+	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4, "cidr": "10.8.0.0/24"}})
+	sg := post(t, url+"/v2.0/security-groups", "POST", map[string]any{"security_group": map[string]any{"name": "locked"}})["security_group"].(map[string]any)
+	var ips []string
+	for i, h := range []string{"compute-1", "compute-2"} {
+		body := map[string]any{"network_id": n["id"], "binding:host_id": h}
+		if i == 1 {
+			body["security_groups"] = []any{sg["id"]}
+		}
+		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": body})["port"].(map[string]any)
+		ip := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+		if err := lab.VM("vm"+string(rune('1'+i)), h, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1450, ip+"/24"); err != nil {
+			t.Fatal(err)
+		}
+		ips = append(ips, ip)
+	}
+	nudge := func() {
+		post(t, url+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
+	}
+	// Wired (vm2 answers vm1's ARP) but ingress to vm2 is dropped.
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		nudge()
+		out, _ := lab.Output("vm1", "ip", "neigh", "show", ips[1])
+		lab.Run("vm1", "ping", "-c", "1", "-W", "1", ips[1])
+		if strings.Contains(out, "lladdr") || strings.Contains(out, "REACHABLE") || strings.Contains(out, "STALE") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("vm2 never became reachable at L2: %s", out)
+		}
+	}
+	if lab.Run("vm1", "ping", "-c", "2", "-W", "1", ips[1]) == nil {
+		t.Fatal("vm2 answered with no ingress rule in its group")
+	}
+	post(t, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
+		"security_group_id": sg["id"], "direction": "ingress", "protocol": "icmp"}})
+	for {
+		if lab.Run("vm1", "ping", "-c", "1", "-W", "1", ips[1]) == nil {
+			return
+		}
+		if time.Now().After(deadline.Add(10 * time.Second)) {
+			t.Fatal("an ICMP rule did not open vm2")
+		}
+	}
+}
