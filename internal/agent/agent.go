@@ -310,7 +310,7 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 
 // filters derives each port's security state: ports with port security and
 // not owned by the network (DHCP, routers) are filtered by their groups'
-// ingress rules.
+// ingress and egress rules.
 func filters(st *core.HostState) []dataplane.PortFilter {
 	groups := map[string]map[string]any{}
 	for _, g := range st.SecurityGroups {
@@ -341,16 +341,18 @@ func filters(st *core.HostState) []dataplane.PortFilter {
 		for _, gid := range sgs {
 			g := groups[fmt.Sprint(gid)]
 			for _, r := range list(g, "security_group_rules") {
-				if str(r, "direction") != "ingress" {
-					continue
-				}
 				proto := ""
 				if v := r["protocol"]; v != nil {
 					proto = fmt.Sprint(v)
 				}
-				f.Ingress = append(f.Ingress, dataplane.FilterRule{EtherType: str(r, "ethertype"), Protocol: proto,
+				fr := dataplane.FilterRule{EtherType: str(r, "ethertype"), Protocol: proto,
 					PortMin: num(r["port_range_min"]), PortMax: num(r["port_range_max"]),
-					RemoteCIDR: str(r, "normalized_cidr"), RemoteGroup: str(r, "remote_group_id")})
+					RemoteCIDR: str(r, "normalized_cidr"), RemoteGroup: str(r, "remote_group_id")}
+				if str(r, "direction") == "ingress" {
+					f.Ingress = append(f.Ingress, fr)
+				} else {
+					f.Egress = append(f.Egress, fr)
+				}
 			}
 		}
 		out = append(out, f)

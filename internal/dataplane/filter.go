@@ -19,11 +19,13 @@ import (
 //     advertisements. A frame forwarded to a port's tap is marked with the
 //     port's number (the bridge family has no conntrack here).
 //   - table inet neutrino, reached through br_netfilter: replies of allowed
-//     flows pass (conntrack); new traffic to a marked port goes through that
-//     port's chain of ingress rules, ending in drop. Remote groups are sets
-//     of member addresses, not one rule per member.
-//
-// Egress is not filtered yet (the default group allows all egress anyway).
+//     flows pass (conntrack); new traffic from a filtered port goes through
+//     its egress chain (returning when a rule allows it, else drop), then
+//     traffic to a filtered port through its ingress chain (accept, else
+//     drop). Remote groups are sets of member addresses, not one rule per
+//     member. The mark carries the source port in its high 16 bits (set as
+//     a frame enters from a tap) and the destination port in the low 16
+//     (set as it is forwarded to one).
 
 // FilterRule is one security group rule as the data plane applies it.
 type FilterRule struct {
@@ -42,6 +44,7 @@ type PortFilter struct {
 	Addrs    []string // allowed sources: fixed IPs and address pairs (IPs or CIDRs)
 	PairMACs []string
 	Ingress  []FilterRule
+	Egress   []FilterRule
 }
 
 const filterTable = "neutrino"
@@ -157,7 +160,8 @@ func buildBridge(tx *knftables.Transaction, ports []PortFilter) {
 			ll = append(ll, l)
 		}
 		rule("ports-in", "iifname", tap, "ether type ip6 ip6 saddr !=", set(append(v6, ll...)), "drop")
-		rule("ports-out", "oifname", tap, "meta mark set", fmt.Sprint(i+1))
+		rule("ports-in", "iifname", tap, "meta mark set", fmt.Sprintf("0x%08x", (i+1)<<16))
+		rule("ports-out", "oifname", tap, "meta mark set meta mark or", fmt.Sprintf("0x%08x", i+1))
 	}
 }
 
@@ -184,27 +188,42 @@ func buildInet(tx *knftables.Transaction, ports []PortFilter, members map[string
 	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType),
 		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
 	tx.Add(&knftables.Rule{Chain: "forward", Rule: "ct state established,related accept"})
+	tx.Add(&knftables.Rule{Chain: "forward", Rule: "ct state invalid drop"})
 	for i, p := range ports {
-		chain := "port-" + strings.ReplaceAll(p.PortID, "-", "")[:min(20, len(strings.ReplaceAll(p.PortID, "-", "")))]
-		tx.Add(&knftables.Chain{Name: chain})
-		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat("meta mark", fmt.Sprint(i+1), "jump", chain)})
-		add := func(parts ...string) { tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts)}) }
-		add("ct state invalid drop")
-		add("udp sport 67 udp dport 68 accept")
-		add("udp sport 547 udp dport 546 accept")
-		add("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept")
-		for _, r := range p.Ingress {
-			if m, ok := ruleMatch(r, members); ok {
-				add(m, "accept")
+		id := strings.ReplaceAll(p.PortID, "-", "")
+		id = id[:min(20, len(id))]
+		out, in := "out-"+id, "in-"+id
+		tx.Add(&knftables.Chain{Name: out})
+		tx.Add(&knftables.Chain{Name: in})
+		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat("meta mark and 0xffff0000 ==", fmt.Sprintf("0x%08x", (i+1)<<16), "jump", out)})
+		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat("meta mark and 0x0000ffff ==", fmt.Sprintf("0x%08x", i+1), "jump", in)})
+		egress := func(parts ...string) { tx.Add(&knftables.Rule{Chain: out, Rule: knftables.Concat(parts)}) }
+		egress("udp sport 68 udp dport 67 return")
+		egress("udp sport 546 udp dport 547 return")
+		egress("icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } return")
+		for _, r := range p.Egress {
+			if m, ok := ruleMatch(r, members, "daddr"); ok {
+				egress(m, "return")
 			}
 		}
-		add("drop")
+		egress("drop")
+		ingress := func(parts ...string) { tx.Add(&knftables.Rule{Chain: in, Rule: knftables.Concat(parts)}) }
+		ingress("udp sport 67 udp dport 68 accept")
+		ingress("udp sport 547 udp dport 546 accept")
+		ingress("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept")
+		for _, r := range p.Ingress {
+			if m, ok := ruleMatch(r, members, "saddr"); ok {
+				ingress(m, "accept")
+			}
+		}
+		ingress("drop")
 	}
 }
 
-// ruleMatch renders a rule as an nftables match (false if it can match
-// nothing, such as a remote group with no members of that family).
-func ruleMatch(r FilterRule, members map[string][]string) (string, bool) {
+// ruleMatch renders a rule as an nftables match on the remote side's
+// address (saddr for ingress, daddr for egress); false if it can match
+// nothing, such as a remote group with no members.
+func ruleMatch(r FilterRule, members map[string][]string, remote string) (string, bool) {
 	fam, nfproto, l3 := "4", "ipv4", "ip"
 	if r.EtherType == "IPv6" {
 		fam, nfproto, l3 = "6", "ipv6", "ip6"
@@ -212,12 +231,12 @@ func ruleMatch(r FilterRule, members map[string][]string) (string, bool) {
 	parts := []string{"meta nfproto", nfproto}
 	switch {
 	case r.RemoteCIDR != "":
-		parts = append(parts, l3, "saddr", r.RemoteCIDR)
+		parts = append(parts, l3, remote, r.RemoteCIDR)
 	case r.RemoteGroup != "":
 		if _, ok := members[r.RemoteGroup]; !ok {
 			return "", false
 		}
-		parts = append(parts, l3, "saddr", "@"+groupSet(r.RemoteGroup, fam))
+		parts = append(parts, l3, remote, "@"+groupSet(r.RemoteGroup, fam))
 	}
 	switch p := strings.ToLower(r.Protocol); p {
 	case "":

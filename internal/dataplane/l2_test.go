@@ -154,7 +154,8 @@ func TestSecurityGroups(t *testing.T) {
 		t.Helper()
 		var pf []PortFilter
 		for i, p := range ports {
-			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip}}
+			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip},
+				Egress: []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}}
 			if i == 1 {
 				f.Ingress = vm2Rules
 			} else {
@@ -188,6 +189,22 @@ func TestSecurityGroups(t *testing.T) {
 	l.run("vm3", "ip", "addr", "add", "10.1.0.99/24", "dev", "eth0")
 	if l.try("vm3", "ping", "-c", "1", "-W", "1", "-I", "10.1.0.99", ports[1].ip) == nil {
 		t.Fatal("a spoofed source address got through")
+	}
+	// Egress: vm1 may only talk to 10.1.0.13 (vm3).
+	var pf []PortFilter
+	for _, p := range ports {
+		f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip}, Ingress: []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}},
+			Egress: []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}}
+		if p.vm == "vm1" {
+			f.Egress = []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1, RemoteCIDR: "10.1.0.13/32"}}
+		}
+		pf = append(pf, f)
+	}
+	if err := h.SetFilters(pf, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !ping("vm1", ports[2].ip) || ping("vm1", ports[1].ip) {
+		t.Fatal("vm1's egress rule does not restrict it to vm3")
 	}
 	// Port security off: no filter for vm2 at all.
 	if err := h.SetFilters(nil, nil); err != nil {
