@@ -133,17 +133,25 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	report := map[string]any{"agent_type": "Neutrino host agent", "binary": "neutrino-agent", "host": a.cfg.Host,
+	reports := []map[string]any{{"agent_type": "Neutrino host agent", "binary": "neutrino-agent", "host": a.cfg.Host,
 		"topic": "N/A", "start_flag": true,
-		"configurations": map[string]any{"tunneling_ip": a.cfg.VTEP.String(), "tunnel_types": []any{"vxlan"}}}
+		"configurations": map[string]any{"tunneling_ip": a.cfg.VTEP.String(), "tunnel_types": []any{"vxlan"}}}}
+	if a.cfg.DHCP {
+		// Serving DHCP shows as a DHCP agent of its own, which networks are
+		// scheduled to.
+		reports = append(reports, map[string]any{"agent_type": core.DHCPAgentType, "binary": "neutrino-dhcp-agent",
+			"host": a.cfg.Host, "topic": "dhcp_agent", "start_flag": true, "configurations": map[string]any{}})
+	}
 	for {
-		if err := a.call(ctx, http.MethodPost, "/neutrino/v1/agents/report", map[string]any{"agent": report}, nil); err != nil {
-			if ctx.Err() != nil {
-				return
+		for _, report := range reports {
+			if err := a.call(ctx, http.MethodPost, "/neutrino/v1/agents/report", map[string]any{"agent": report}, nil); err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				a.cfg.Log.Warn("report failed", "err", err)
+			} else {
+				report["start_flag"] = false
 			}
-			a.cfg.Log.Warn("report failed", "err", err)
-		} else {
-			report["start_flag"] = false
 		}
 		sleep(ctx, a.cfg.Interval)
 		if ctx.Err() != nil {

@@ -752,3 +752,35 @@ func TestHostStateAndWatch(t *testing.T) {
 		e.fault(e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d", rev), nil), 410, "RevisionCompacted")
 	})
 }
+
+func TestDHCPAgentScheduler(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		report := map[string]any{"agent": map[string]any{"agent_type": "DHCP agent", "binary": "neutrino-dhcp-agent", "host": "network-1"}}
+		agent := e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", report), "agent")
+		aid := agent["id"].(string)
+		nid := e.network(userA, nil)["id"].(string)
+		if l := e.list(admin, "/v2.0/networks/"+nid+"/dhcp-agents", "agents"); len(l) != 0 {
+			t.Fatalf("a network without subnets is hosted: %v", l)
+		}
+		e.subnet(userA, map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.3.0.0/24"})
+		if l := e.list(admin, "/v2.0/networks/"+nid+"/dhcp-agents", "agents"); len(l) != 1 || l[0].(map[string]any)["id"] != aid {
+			t.Fatalf("network not scheduled to the DHCP agent: %v", l)
+		}
+		if l := e.list(admin, "/v2.0/agents/"+aid+"/dhcp-networks", "networks"); len(l) != 1 {
+			t.Fatalf("agent's networks: %v", l)
+		}
+		e.fault(e.do(admin, "POST", "/v2.0/agents/"+aid+"/dhcp-networks", map[string]any{"network_id": nid}), 409, "NetworkHostedByDHCPAgent")
+		e.must(204, e.do(admin, "DELETE", "/v2.0/agents/"+aid+"/dhcp-networks/"+nid, nil), "")
+		e.fault(e.do(admin, "DELETE", "/v2.0/agents/"+aid+"/dhcp-networks/"+nid, nil), 409, "NetworkNotHostedByDhcpAgent")
+		e.must(201, e.do(admin, "POST", "/v2.0/agents/"+aid+"/dhcp-networks", map[string]any{"network_id": nid}), "")
+		e.fault(e.do(userA, "GET", "/v2.0/agents/"+aid+"/dhcp-networks", nil), 403, "PolicyNotAuthorized")
+		e.fault(e.do(userA, "GET", "/v2.0/networks/"+nid+"/dhcp-agents", nil), 403, "PolicyNotAuthorized")
+		host := e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{"agent_type": "Neutrino host agent", "binary": "neutrino-agent", "host": "compute-1"}}), "agent")
+		e.fault(e.do(admin, "POST", "/v2.0/agents/"+host["id"].(string)+"/dhcp-networks", map[string]any{"network_id": nid}), 409, "InvalidDHCPAgent")
+		// Deleting the network drops its bindings.
+		e.must(204, e.do(userA, "DELETE", "/v2.0/networks/"+nid, nil), "")
+		if l := e.list(admin, "/v2.0/agents/"+aid+"/dhcp-networks", "networks"); len(l) != 0 {
+			t.Fatalf("bindings left after the network: %v", l)
+		}
+	})
+}

@@ -42,6 +42,8 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		}
 	case rest[1] == "tags" && res.Standard:
 		err = s.tags(w, r, res, rest[0], rest[2:])
+	case res == schema.Agent && rest[1] == "dhcp-networks" || res == schema.Network && rest[1] == "dhcp-agents":
+		err = s.dhcpScheduler(w, r, res, rest)
 	default:
 		err = notFoundErr
 	}
@@ -354,4 +356,72 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 		w.WriteHeader(http.StatusNoContent)
 	}
 	return nil
+}
+
+// dhcpScheduler serves the dhcp_agent_scheduler extension:
+// /agents/{id}/dhcp-networks[/{network}] and /networks/{id}/dhcp-agents.
+func (s *Server) dhcpScheduler(w http.ResponseWriter, r *http.Request, res *schema.Resource, rest []string) error {
+	id := rest[0]
+	switch {
+	case r.Method == http.MethodGet && len(rest) == 2:
+		var out []any
+		err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
+			cc := s.Core.NewCtx(r.Context(), tx)
+			var objs []schema.Object
+			var err error
+			target := schema.Network
+			if res == schema.Agent {
+				objs, err = s.Core.DHCPAgentNetworks(cc, id)
+			} else {
+				if !cc.Admin {
+					return fault.Forbidden("rule:get_dhcp-agents is disallowed by policy")
+				}
+				objs, err = s.Core.NetworkDHCPAgents(cc, id)
+				target = schema.Agent
+			}
+			out = make([]any, 0, len(objs))
+			for _, o := range objs {
+				out = append(out, s.render(cc, target, o, nil))
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		key := "networks"
+		if res == schema.Network {
+			key = "agents"
+		}
+		writeJSON(w, http.StatusOK, map[string]any{key: out})
+		return nil
+	case res == schema.Agent && r.Method == http.MethodPost && len(rest) == 2:
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		var in struct {
+			NetworkID string `json:"network_id"`
+		}
+		if json.Unmarshal(body, &in) != nil || in.NetworkID == "" {
+			return fault.BadRequest("Invalid input: network_id is required")
+		}
+		_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
+			return s.Core.AddDHCPNetwork(s.Core.NewCtx(r.Context(), tx), id, in.NetworkID)
+		})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, nil)
+		return nil
+	case res == schema.Agent && r.Method == http.MethodDelete && len(rest) == 3:
+		_, err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
+			return s.Core.RemoveDHCPNetwork(s.Core.NewCtx(r.Context(), tx), id, rest[2])
+		})
+		if err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return methodNotAllowed()
 }

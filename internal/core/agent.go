@@ -2,6 +2,7 @@ package core
 
 import (
 	"net/http"
+	"sort"
 	"time"
 
 	"neutrino/internal/fault"
@@ -32,6 +33,9 @@ func updateAgent(c *Ctx, cur, in Object) (Object, error) {
 func deleteAgent(c *Ctx, cur Object) error {
 	if !c.Admin {
 		return fault.Forbidden("rule:delete_agent is disallowed by policy")
+	}
+	if err := c.dropDHCPBindings("", str(cur, "id")); err != nil {
+		return err
 	}
 	return c.Tx.Delete(schema.Agent.Kind, str(cur, "id"))
 }
@@ -83,6 +87,11 @@ func (s *Service) ReportAgent(c *Ctx, r AgentReport) (Object, error) {
 	if err := c.Tx.Put(schema.Agent.Kind, "", cur); err != nil {
 		return nil, err
 	}
+	if r.AgentType == DHCPAgentType {
+		if err := c.autoScheduleDHCP(); err != nil {
+			return nil, err
+		}
+	}
 	return cur, nil
 }
 
@@ -126,4 +135,227 @@ func (s *Service) SetHostPorts(c *Ctx, host string, active []string) (changed in
 		changed++
 	}
 	return changed, nil
+}
+
+// DHCP scheduling: a network with a DHCP-enabled IPv4 subnet is hosted by
+// up to DHCPAgentsPerNetwork live DHCP agents, the least loaded first; a
+// binding is a "dhcp_binding" object (parent: the network).
+
+const dhcpBindingKind = "dhcp_binding"
+
+// DHCPAgentType is the agent_type of agents that serve DHCP.
+const DHCPAgentType = "DHCP agent"
+
+func (c *Ctx) dhcpBindings(f store.Filter) ([]Object, error) {
+	return c.Tx.List(dhcpBindingKind, f)
+}
+
+// needsDHCP reports whether a network has a DHCP-enabled IPv4 subnet.
+func (c *Ctx) needsDHCP(networkID string) (bool, error) {
+	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: networkID})
+	if err != nil {
+		return false, err
+	}
+	for _, sn := range subnets {
+		if boolean(sn, "enable_dhcp") && num(sn["ip_version"], 0) == 4 {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// scheduleDHCP binds a network that needs DHCP to live DHCP agents.
+func (c *Ctx) scheduleDHCP(networkID string) error {
+	need, err := c.needsDHCP(networkID)
+	if err != nil || !need {
+		return err
+	}
+	bound, err := c.dhcpBindings(store.Filter{Parent: networkID})
+	if err != nil || len(bound) >= c.S.Config.DHCPAgentsPerNetwork {
+		return err
+	}
+	agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	all, err := c.dhcpBindings(store.Filter{})
+	if err != nil {
+		return err
+	}
+	load := map[string]int{}
+	for _, b := range all {
+		load[str(b, "agent_id")]++
+	}
+	has := map[string]bool{}
+	for _, b := range bound {
+		has[str(b, "agent_id")] = true
+	}
+	var candidates []Object
+	for _, a := range agents {
+		if str(a, "agent_type") == DHCPAgentType && boolean(a, "admin_state_up") && agentAlive(a) && !has[str(a, "id")] {
+			candidates = append(candidates, a)
+		}
+	}
+	sort.Slice(candidates, func(i, j int) bool {
+		li, lj := load[str(candidates[i], "id")], load[str(candidates[j], "id")]
+		return li < lj || li == lj && str(candidates[i], "id") < str(candidates[j], "id")
+	})
+	for _, a := range candidates {
+		if len(bound) >= c.S.Config.DHCPAgentsPerNetwork {
+			break
+		}
+		if err := c.bindDHCP(networkID, str(a, "id")); err != nil {
+			return err
+		}
+		bound = append(bound, Object{"agent_id": a["id"]})
+	}
+	return nil
+}
+
+func (c *Ctx) bindDHCP(networkID, agentID string) error {
+	return c.Tx.Put(dhcpBindingKind, networkID, Object{"id": newID(), "network_id": networkID, "agent_id": agentID})
+}
+
+// autoScheduleDHCP gives a (newly alive) DHCP agent the networks that need
+// one and have none.
+func (c *Ctx) autoScheduleDHCP() error {
+	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, sn := range subnets {
+		id := str(sn, "network_id")
+		if seen[id] || !boolean(sn, "enable_dhcp") || num(sn["ip_version"], 0) != 4 {
+			continue
+		}
+		seen[id] = true
+		if err := c.scheduleDHCP(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DHCPAgentNetworks lists the networks an agent hosts.
+func (s *Service) DHCPAgentNetworks(c *Ctx, agentID string) ([]Object, error) {
+	if _, err := s.dhcpAgent(c, agentID); err != nil {
+		return nil, err
+	}
+	bound, err := c.dhcpBindings(store.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			if n, err := c.Tx.Get(schema.Network.Kind, str(b, "network_id")); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	return out, nil
+}
+
+// NetworkDHCPAgents lists the agents hosting a network.
+func (s *Service) NetworkDHCPAgents(c *Ctx, networkID string) ([]Object, error) {
+	if _, err := s.Get(c, schema.Network, networkID); err != nil {
+		return nil, err
+	}
+	bound, err := c.dhcpBindings(store.Filter{Parent: networkID})
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, b := range bound {
+		if a, err := c.Tx.Get(schema.Agent.Kind, str(b, "agent_id")); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) dhcpAgent(c *Ctx, agentID string) (Object, error) {
+	if !c.Admin {
+		return nil, fault.Forbidden("rule:get_dhcp-networks is disallowed by policy")
+	}
+	a, err := c.Tx.Get(schema.Agent.Kind, agentID)
+	if err != nil {
+		return nil, fault.New(http.StatusNotFound, "AgentNotFound", "Agent %s could not be found.", agentID)
+	}
+	return a, nil
+}
+
+// AddDHCPNetwork binds a network to a DHCP agent.
+func (s *Service) AddDHCPNetwork(c *Ctx, agentID, networkID string) error {
+	a, err := s.dhcpAgent(c, agentID)
+	if err != nil {
+		return err
+	}
+	if str(a, "agent_type") != DHCPAgentType {
+		return fault.Conflict("InvalidDHCPAgent", "Agent %s is not a valid DHCP Agent or has been disabled.", agentID)
+	}
+	if _, err := s.Get(c, schema.Network, networkID); err != nil {
+		return err
+	}
+	bound, err := c.dhcpBindings(store.Filter{Parent: networkID})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			return fault.Conflict("NetworkHostedByDHCPAgent", "The network %s has been already hosted by the DHCP Agent %s.", networkID, agentID)
+		}
+	}
+	return c.bindDHCP(networkID, agentID)
+}
+
+// RemoveDHCPNetwork unbinds a network from a DHCP agent and removes the
+// DHCP port that agent's host had on it.
+func (s *Service) RemoveDHCPNetwork(c *Ctx, agentID, networkID string) error {
+	a, err := s.dhcpAgent(c, agentID)
+	if err != nil {
+		return err
+	}
+	bound, err := c.dhcpBindings(store.Filter{Parent: networkID})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if str(b, "agent_id") != agentID {
+			continue
+		}
+		if err := c.Tx.Delete(dhcpBindingKind, str(b, "id")); err != nil {
+			return err
+		}
+		ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: networkID})
+		if err != nil {
+			return err
+		}
+		for _, p := range ports {
+			if str(p, "device_owner") == "network:dhcp" && str(p, "binding:host_id") == str(a, "host") {
+				if err := removePort(c, p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return fault.Conflict("NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID)
+}
+
+// dropDHCPBindings removes the bindings of a network or of an agent.
+func (c *Ctx) dropDHCPBindings(networkID, agentID string) error {
+	bound, err := c.dhcpBindings(store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if networkID != "" && str(b, "network_id") == networkID || agentID != "" && str(b, "agent_id") == agentID {
+			if err := c.Tx.Delete(dhcpBindingKind, str(b, "id")); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }

@@ -59,14 +59,25 @@ func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) 
 		}
 	}
 	if dhcp {
-		subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{})
+		// The networks scheduled to this host's DHCP agent.
+		agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+		if err != nil {
+			return nil, err
+		}
+		mine := map[string]bool{}
+		for _, a := range agents {
+			if str(a, "host") == host && str(a, "agent_type") == DHCPAgentType {
+				mine[str(a, "id")] = true
+			}
+		}
+		bindings, err := c.dhcpBindings(store.Filter{})
 		if err != nil {
 			return nil, err
 		}
 		served := map[string]bool{}
-		for _, sn := range subnets {
-			if boolean(sn, "enable_dhcp") && num(sn["ip_version"], 0) == 4 {
-				served[str(sn, "network_id")] = true
+		for _, b := range bindings {
+			if mine[str(b, "agent_id")] {
+				served[str(b, "network_id")] = true
 			}
 		}
 		for id := range served {

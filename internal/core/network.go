@@ -144,6 +144,9 @@ func deleteNetwork(c *Ctx, cur Object) error {
 	if err := c.deleteRBACFor("network", id); err != nil {
 		return err
 	}
+	if err := c.dropDHCPBindings(id, ""); err != nil {
+		return err
+	}
 	if err := c.releaseSegments(id); err != nil {
 		return err
 	}

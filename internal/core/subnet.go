@@ -172,6 +172,9 @@ func createSubnet(c *Ctx, in Object) (Object, error) {
 			return nil, err
 		}
 	}
+	if err := c.scheduleDHCP(str(net, "id")); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -305,7 +308,17 @@ func updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 	if v, ok := in["enable_dhcp"].(bool); ok && !v && version == 6 && (cur["ipv6_ra_mode"] != nil || cur["ipv6_address_mode"] != nil) {
 		return nil, fault.InvalidInput("Cannot disable enable_dhcp with ipv6 attributes set")
 	}
-	return merge(cur, in), nil
+	merged := merge(cur, in)
+	if v, ok := in["enable_dhcp"].(bool); ok && v {
+		// Scheduling reads the subnet back: store it first.
+		if err := c.put(schema.Subnet, merged); err != nil {
+			return nil, err
+		}
+		if err := c.scheduleDHCP(str(cur, "network_id")); err != nil {
+			return nil, err
+		}
+	}
+	return merged, nil
 }
 
 func deleteSubnet(c *Ctx, cur Object) error {
