@@ -18,6 +18,7 @@ PIDS=()
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_dhcp_agent 2>/dev/null || true
   [ -z "${PEER_STARTED:-}" ] || "$PEER/stop.sh" keystone mariadb >/dev/null 2>&1 || true
   scripts/pg.sh stop "$WORK/pg" || true
   rm -rf "$WORK"
@@ -62,6 +63,32 @@ NEUTRINO_TEST_POSTGRES="$DSN" go test -count=1 ./internal/api/
 step "build"
 go build -o "$WORK/neutrino" ./cmd/neutrino
 
+# start_dhcp_agent NAME URL OS_ENV...: a DHCP agent for the Tempest runs,
+# its host being a namespace of its own (removed by stop_dhcp_agent).
+start_dhcp_agent() {
+  local name=$1 url=$2; shift 2
+  [ "$(id -u)" = 0 ] || return 0
+  AGENT_NS="nt-tempest-$name-$$"
+  ip netns add "$AGENT_NS"
+  ip -n "$AGENT_NS" link set lo up
+  ip -n "$AGENT_NS" link add v0 type veth peer name v1
+  ip -n "$AGENT_NS" addr add 10.250.9.1/24 dev v0
+  ip -n "$AGENT_NS" link set v0 up
+  ip -n "$AGENT_NS" link set v1 up
+  env "$@" "$WORK/neutrino" agent --host "tempest-$name" --server "$url" --netns "$AGENT_NS" \
+    --vtep 10.250.9.1 --dhcp --report-interval 5s > "$WORK/agent-$name.log" 2>&1 &
+  AGENT_PID=$!
+  PIDS+=("$AGENT_PID")
+  for _ in $(seq 50); do grep -q '"agent running"' "$WORK/agent-$name.log" && break; sleep 0.1; done
+  sleep 1
+}
+stop_dhcp_agent() {
+  [ -n "${AGENT_PID:-}" ] || return 0
+  kill "$AGENT_PID" 2>/dev/null; wait "$AGENT_PID" 2>/dev/null || true
+  for ns in $(ip netns list | awk '{print $1}' | grep "^$AGENT_NS"); do ip netns del "$ns"; done
+  AGENT_PID=""
+}
+
 # serve_and_tempest LABEL [serve flags...]: start Neutrino, run Tempest, stop it.
 serve_and_tempest() {
   local label=$1; shift
@@ -75,7 +102,11 @@ serve_and_tempest() {
   if [ "$label" = sqlite ]; then
     test/cli/walkthrough.sh "$data" || rc=$?
   fi
-  [ $rc != 0 ] || test/tempest/run.sh http://127.0.0.1:$port "$data" "$WORK/tempest-$label" || rc=$?
+  if [ $rc = 0 ]; then
+    start_dhcp_agent "$label" "http://127.0.0.1:$port" $(sed -n 's/^export //p' "$data/openrc-admin")
+    test/tempest/run.sh http://127.0.0.1:$port "$data" "$WORK/tempest-$label" || rc=$?
+    stop_dhcp_agent
+  fi
   kill "$pid"; wait "$pid" 2>/dev/null || true
   if [ $rc != 0 ]; then
     echo "--- tempest ($label) failed; server log tail:"; tail -20 "$WORK/serve-$label.log"
@@ -113,8 +144,11 @@ if [ -x "$PEER/start.sh" ]; then
   PIDS+=("$kpid")
   for _ in $(seq 100); do curl -sf http://127.0.0.1:$kport/ >/dev/null && break; sleep 0.1; done
   rc=0
+  start_dhcp_agent keystone "http://127.0.0.1:$kport" OS_AUTH_URL=http://127.0.0.1:5000/v3 OS_USERNAME=admin \
+    OS_PASSWORD=admin OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
   IDENTITY_URL=http://127.0.0.1:5000/v3 ADMIN_PASSWORD=admin \
     test/tempest/run.sh http://127.0.0.1:$kport "$WORK/data-keystone" "$WORK/tempest-keystone" || rc=$?
+  stop_dhcp_agent
   kill "$kpid"; wait "$kpid" 2>/dev/null || true
   # Leave a Keystone that was already running as it was found.
   [ -n "${PEER_STARTED:-}" ] || "$PEER/set-network-url.sh" http://127.0.0.1:9696/ >/dev/null 2>&1 || true
