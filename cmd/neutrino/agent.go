@@ -28,6 +28,7 @@ func agent(args []string) error {
 	netnsName := fs.String("netns", "", "network namespace that is this host's kernel (default: the agent's own)")
 	vtep := fs.String("vtep", "", "this host's tunnel endpoint address on the underlay (required)")
 	serveDHCP := fs.Bool("dhcp", false, "serve DHCP for networks with DHCP-enabled subnets")
+	mappings := fs.String("physical-interfaces", "", "physical networks and their interfaces, e.g. physnet1=eth1 (flat networks)")
 	fs.Parse(args)
 	ip := net.ParseIP(*vtep)
 	if ip == nil {
@@ -36,10 +37,16 @@ func agent(args []string) error {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil)).With("host", *hostName)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	physnets := map[string]string{}
+	for _, m := range strings.Split(*mappings, ",") {
+		if name, ifname, ok := strings.Cut(strings.TrimSpace(m), "="); ok {
+			physnets[name] = ifname
+		}
+	}
 	fixed := *token
 	a, err := agentpkg.New(agentpkg.Config{
 		Host: *hostName, Server: strings.TrimSuffix(*server, "/"), NetNS: *netnsName, VTEP: ip,
-		Interval: *interval, Log: log, DHCP: *serveDHCP,
+		Interval: *interval, Log: log, DHCP: *serveDHCP, Physnets: physnets,
 		Token: func(ctx context.Context, renew bool) (string, error) {
 			if fixed != "" && !renew {
 				return fixed, nil

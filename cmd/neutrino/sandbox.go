@@ -109,6 +109,14 @@ func sandboxUp(args []string) error {
 		lab.Close()
 		return err
 	}
+	// physnet1: a second switch every host reaches on its phy1 interface,
+	// for flat provider networks.
+	if err := lab.Run("ul", "ip", "link", "add", "phys", "type", "bridge"); err != nil {
+		return fail(err)
+	}
+	if err := lab.Run("ul", "ip", "link", "set", "phys", "up"); err != nil {
+		return fail(err)
+	}
 	names := []string{"network-1"}
 	for i := 1; i <= *hosts; i++ {
 		names = append(names, fmt.Sprintf("compute-%d", i))
@@ -116,6 +124,13 @@ func sandboxUp(args []string) error {
 	for i, n := range names {
 		h := sandboxHost{Name: n, VTEP: fmt.Sprintf("10.250.0.%d", i+1)}
 		if err := lab.Host(n, h.VTEP); err != nil {
+			return fail(err)
+		}
+		if out, err := exec.Command("ip", "link", "add", "p-"+n, "netns", lab.Name("ul"), "type", "veth",
+			"peer", "name", "phy1", "netns", lab.Name(n)).CombinedOutput(); err != nil {
+			return fail(fmt.Errorf("sandbox: physnet1 link for %s: %v %s", n, err, out))
+		}
+		if err := lab.Run("ul", "ip", "link", "set", "p-"+n, "master", "phys", "up"); err != nil {
 			return fail(err)
 		}
 		st.Hosts = append(st.Hosts, h)
@@ -136,7 +151,8 @@ func sandboxUp(args []string) error {
 	}
 	env := openrcEnv(filepath.Join(data, "openrc-admin"))
 	for _, h := range st.Hosts {
-		args := []string{"agent", "--host", h.Name, "--server", base, "--netns", lab.Name(h.Name), "--vtep", h.VTEP, "--report-interval", "5s"}
+		args := []string{"agent", "--host", h.Name, "--server", base, "--netns", lab.Name(h.Name), "--vtep", h.VTEP,
+			"--report-interval", "5s", "--physical-interfaces", "physnet1=phy1"}
 		if h.Name == "network-1" {
 			args = append(args, "--dhcp")
 		}

@@ -30,6 +30,7 @@ type Config struct {
 	Server   string // server base URL
 	Token    func(ctx context.Context, renew bool) (string, error)
 	NetNS    string // the host's network namespace ("" = this process's)
+	Physnets map[string]string // physical network -> interface (flat networks)
 	VTEP     net.IP // tunnel endpoint address on the underlay
 	Interval time.Duration
 	Log      *slog.Logger
@@ -62,6 +63,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.Physnets = cfg.Physnets
 	return &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, wired: map[string]dataplane.Network{},
 		dhcp: map[string]*dhcpServer{}}, nil
 }
@@ -197,7 +199,7 @@ func str(o map[string]any, k string) string { s, _ := o[k].(string); return s }
 
 // network reads a network's segment as the data plane needs it.
 func network(o map[string]any) dataplane.Network {
-	n := dataplane.Network{ID: str(o, "id"), Type: str(o, "provider:network_type")}
+	n := dataplane.Network{ID: str(o, "id"), Type: str(o, "provider:network_type"), PhysicalNetwork: str(o, "provider:physical_network")}
 	if v, ok := o["provider:segmentation_id"].(float64); ok {
 		n.SegmentationID = int(v)
 	}

@@ -25,6 +25,9 @@ type Host struct {
 	ns netns.NsHandle
 	// VTEP is this host's tunnel endpoint address on the underlay.
 	VTEP net.IP
+	// Physnets maps physical network names to this host's interfaces
+	// (bridge_mappings): flat networks use the interface itself.
+	Physnets map[string]string
 }
 
 // OpenHost opens the host whose kernel is the named network namespace
@@ -56,10 +59,11 @@ func (h *Host) Close() {
 
 // Network is the L2 segment of one network on this host.
 type Network struct {
-	ID             string
-	Type           string // vxlan (flat and vlan come with their physical mappings)
-	SegmentationID int
-	MTU            int
+	ID              string
+	Type            string // vxlan or flat (vlan needs tagging this kernel lacks; to come)
+	SegmentationID  int
+	PhysicalNetwork string
+	MTU             int
 }
 
 // BridgeName is the bridge of a network (as the Linux driver's binding says).
@@ -80,12 +84,35 @@ func short(id string) string {
 // EnsureNetwork makes the network's bridge and, for VXLAN, its tunnel
 // device, with the network's MTU, all up.
 func (h *Host) EnsureNetwork(n Network) error {
-	if n.Type != "vxlan" {
+	switch n.Type {
+	case "vxlan", "flat":
+	default:
 		return fmt.Errorf("dataplane: network %s: type %q is not wired yet", n.ID, n.Type)
 	}
 	br, err := h.ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(n.ID), MTU: n.MTU}})
 	if err != nil {
 		return err
+	}
+	if n.Type == "flat" {
+		ifname, ok := h.Physnets[n.PhysicalNetwork]
+		if !ok {
+			return fmt.Errorf("dataplane: network %s: no interface for physical network %q on this host", n.ID, n.PhysicalNetwork)
+		}
+		phy, err := h.nl.LinkByName(ifname)
+		if err != nil {
+			return fmt.Errorf("dataplane: physical interface %s: %w", ifname, err)
+		}
+		if phy.Attrs().MasterIndex != br.Attrs().Index {
+			if err := h.nl.LinkSetMaster(phy, br); err != nil {
+				return fmt.Errorf("dataplane: %s into %s: %w", ifname, br.Attrs().Name, err)
+			}
+		}
+		for _, l := range []netlink.Link{br, phy} {
+			if err := h.nl.LinkSetUp(l); err != nil {
+				return fmt.Errorf("dataplane: up %s: %w", l.Attrs().Name, err)
+			}
+		}
+		return h.nl.LinkSetMTU(br, n.MTU)
 	}
 	vx, err := h.ensureLink(&netlink.Vxlan{
 		LinkAttrs: netlink.LinkAttrs{Name: vxlanName(n.SegmentationID), MTU: n.MTU},
@@ -123,9 +150,14 @@ func (h *Host) ensureLink(want netlink.Link) (netlink.Link, error) {
 	return h.nl.LinkByName(name)
 }
 
-// RemoveNetwork deletes the network's devices (ports must be gone).
+// RemoveNetwork deletes the network's devices (ports must be gone; a flat
+// network's physical interface is released, not deleted).
 func (h *Host) RemoveNetwork(n Network) error {
-	for _, name := range []string{vxlanName(n.SegmentationID), BridgeName(n.ID)} {
+	names := []string{BridgeName(n.ID)}
+	if n.Type == "vxlan" {
+		names = append([]string{vxlanName(n.SegmentationID)}, names...)
+	}
+	for _, name := range names {
 		if l, err := h.nl.LinkByName(name); err == nil {
 			if err := h.nl.LinkDel(l); err != nil {
 				return fmt.Errorf("dataplane: delete %s: %w", name, err)
@@ -182,6 +214,9 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 // one all-zero entry per remote host (broadcast and ARP are replicated to
 // each). Entries for peers that went away are removed.
 func (h *Host) SetPeers(n Network, peers []Peer) error {
+	if n.Type != "vxlan" {
+		return nil // flat: the physical network forwards by learning
+	}
 	vx, err := h.nl.LinkByName(vxlanName(n.SegmentationID))
 	if err != nil {
 		return fmt.Errorf("dataplane: network %s has no vxlan device: %w", n.ID, err)
@@ -237,7 +272,9 @@ func (h *Host) Prune(keep []Network) error {
 	want := map[string]bool{}
 	for _, n := range keep {
 		want[BridgeName(n.ID)] = true
-		want[vxlanName(n.SegmentationID)] = true
+		if n.Type == "vxlan" {
+			want[vxlanName(n.SegmentationID)] = true
+		}
 	}
 	links, err := h.nl.LinkList()
 	if err != nil {

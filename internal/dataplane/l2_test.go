@@ -214,3 +214,39 @@ func TestSecurityGroups(t *testing.T) {
 		t.Fatal("traffic dropped with no filters")
 	}
 }
+
+// TestFlatNetwork: a flat network bridges the hosts' physical interfaces.
+func TestFlatNetwork(t *testing.T) {
+	l := newLab(t)
+	l.run("ul", "ip", "link", "add", "phys", "type", "bridge")
+	l.run("ul", "ip", "link", "set", "phys", "up")
+	var hosts []*Host
+	for i, n := range []string{"h1", "h2"} {
+		h := l.host(n, "10.250.0."+string(rune('1'+i)))
+		if out, err := exec.Command("ip", "link", "add", "p-"+n, "netns", l.Name("ul"), "type", "veth", "peer", "name", "phy1", "netns", l.Name(n)).CombinedOutput(); err != nil {
+			t.Fatalf("%v %s", err, out)
+		}
+		l.run("ul", "ip", "link", "set", "p-"+n, "master", "phys", "up")
+		h.Physnets = map[string]string{"physnet1": "phy1"}
+		hosts = append(hosts, h)
+	}
+	n := Network{ID: "44444444-aaaa-4aaa-8aaa-000000000004", Type: "flat", PhysicalNetwork: "physnet1", MTU: 1500}
+	for i, h := range hosts {
+		id := string(rune('c'+i)) + "1aaaaa-0001"
+		l.vm("vm"+string(rune('1'+i)), "h"+string(rune('1'+i)), id, "fa:16:3e:00:04:0"+string(rune('1'+i)), "10.4.0.1"+string(rune('1'+i))+"/24", 1500)
+		if err := h.EnsureNetwork(n); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.EnsureNetwork(n); err != nil { // idempotent
+			t.Fatal(err)
+		}
+		if err := h.EnsurePort(id, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.run("vm1", "ping", "-c", "1", "-W", "3", "10.4.0.12")
+	missing := Network{ID: "55555555-aaaa-4aaa-8aaa-000000000005", Type: "flat", PhysicalNetwork: "physnet9", MTU: 1500}
+	if err := hosts[0].EnsureNetwork(missing); err == nil {
+		t.Fatal("a flat network on an unmapped physical network was wired")
+	}
+}

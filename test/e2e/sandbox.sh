@@ -32,8 +32,23 @@ done
 statuses=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack port list -c Status -f value)
 # two VM ports and the network's DHCP port, all wired
 [ "$(echo "$statuses" | grep -c ACTIVE)" = 3 ] && ! echo "$statuses" | grep -qv ACTIVE || fail "ports not ACTIVE: $statuses"
+# A flat provider network on physnet1 (admin).
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack network create --provider-network-type flat --provider-physical-network physnet1 e2e-flat -f value -c id >/dev/null
+  openstack subnet create --network e2e-flat --subnet-range 10.43.0.0/24 e2e-flat-sub -f value -c id >/dev/null
+) || fail "flat network create"
+"$BIN" sandbox vm create vm3 --network e2e-flat --host compute-1 --dir "$DIR" >/dev/null || fail "vm3"
+"$BIN" sandbox vm create vm4 --network e2e-flat --host compute-2 --dir "$DIR" >/dev/null || fail "vm4"
+ip4=$("$BIN" sandbox vm exec vm4 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+ok=""
+for _ in $(seq 20); do
+  if "$BIN" sandbox vm exec vm3 --dir "$DIR" -- ping -c 1 -W 1 "$ip4" >/dev/null 2>&1; then ok=1; break; fi
+  sleep 0.5
+done
+[ -n "$ok" ] || fail "vm3 cannot ping vm4 on the flat network ($ip4)"
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
 [ "$before" = "$after" ] || fail "namespaces left behind: $(ip netns list)"
-echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, ports ACTIVE, clean teardown)"
+echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN and over a flat network, ports ACTIVE, clean teardown)"
