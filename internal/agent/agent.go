@@ -29,9 +29,9 @@ type Config struct {
 	Host     string // this host's name (ports' binding:host_id)
 	Server   string // server base URL
 	Token    func(ctx context.Context, renew bool) (string, error)
-	NetNS    string // the host's network namespace ("" = this process's)
+	NetNS    string            // the host's network namespace ("" = this process's)
 	Physnets map[string]string // physical network -> interface (flat networks)
-	VTEP     net.IP // tunnel endpoint address on the underlay
+	VTEP     net.IP            // tunnel endpoint address on the underlay
 	Interval time.Duration
 	Log      *slog.Logger
 	// DHCP makes this host serve DHCP for every network with a
