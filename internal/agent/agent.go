@@ -235,6 +235,11 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 			errs = append(errs, err.Error())
 		}
 	}
+	// Filters first: a port is never wired before its security groups and
+	// anti-spoofing are in place.
+	if err := a.host.SetFilters(filters(st), st.GroupMembers); err != nil {
+		errs = append(errs, err.Error())
+	}
 	if a.cfg.DHCP {
 		errs = append(errs, a.applyDHCP(ctx, st, nets)...)
 	}
@@ -248,9 +253,6 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 			continue // no device yet: the VM is not plugged in
 		}
 		active = append(active, str(p, "id"))
-	}
-	if err := a.host.SetFilters(filters(st), st.GroupMembers); err != nil {
-		errs = append(errs, err.Error())
 	}
 	// Networks with no port left here go away, including those deleted
 	// while this agent was not running.
