@@ -197,26 +197,30 @@ func buildInet(tx *knftables.Transaction, ports []PortFilter, members map[string
 		tx.Add(&knftables.Chain{Name: in})
 		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat("meta mark and 0xffff0000 ==", fmt.Sprintf("0x%08x", (i+1)<<16), "jump", out)})
 		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat("meta mark and 0x0000ffff ==", fmt.Sprintf("0x%08x", i+1), "jump", in)})
-		egress := func(parts ...string) { tx.Add(&knftables.Rule{Chain: out, Rule: knftables.Concat(parts)}) }
-		egress("udp sport 68 udp dport 67 return")
-		egress("udp sport 546 udp dport 547 return")
-		egress("icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } return")
-		for _, r := range p.Egress {
-			if m, ok := ruleMatch(r, members, "daddr"); ok {
-				egress(m, "return")
+		// Each direction: what a port always needs (DHCP, neighbour
+		// discovery), then its rules, then drop. The remote side is the
+		// destination for egress and the source for ingress; an allowed
+		// egress packet returns to be checked by the receiver's ingress.
+		for _, d := range []struct {
+			chain, remote, verdict string
+			always                 []string
+			rules                  []FilterRule
+		}{
+			{out, "daddr", "return", []string{"udp sport 68 udp dport 67", "udp sport 546 udp dport 547",
+				"icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert }"}, p.Egress},
+			{in, "saddr", "accept", []string{"udp sport 67 udp dport 68", "udp sport 547 udp dport 546",
+				"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert }"}, p.Ingress},
+		} {
+			for _, m := range d.always {
+				tx.Add(&knftables.Rule{Chain: d.chain, Rule: knftables.Concat(m, d.verdict)})
 			}
-		}
-		egress("drop")
-		ingress := func(parts ...string) { tx.Add(&knftables.Rule{Chain: in, Rule: knftables.Concat(parts)}) }
-		ingress("udp sport 67 udp dport 68 accept")
-		ingress("udp sport 547 udp dport 546 accept")
-		ingress("icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept")
-		for _, r := range p.Ingress {
-			if m, ok := ruleMatch(r, members, "saddr"); ok {
-				ingress(m, "accept")
+			for _, r := range d.rules {
+				if m, ok := ruleMatch(r, members, d.remote); ok {
+					tx.Add(&knftables.Rule{Chain: d.chain, Rule: knftables.Concat(m, d.verdict)})
+				}
 			}
+			tx.Add(&knftables.Rule{Chain: d.chain, Rule: "drop"})
 		}
-		ingress("drop")
 	}
 }
 

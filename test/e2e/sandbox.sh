@@ -9,6 +9,14 @@ BIN="${1:?neutrino binary}"; WORK="${2:?work dir}"
 DIR="$WORK/sandbox"
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 fail() { echo "sandbox: FAIL: $*"; "$BIN" sandbox down --dir "$DIR" >/dev/null 2>&1 || true; exit 1; }
+# ping_until FROM ADDR: the sandbox's agents converge within seconds.
+ping_until() {
+  for _ in $(seq 20); do
+    "$BIN" sandbox vm exec "$1" --dir "$DIR" -- ping -c 1 -W 1 "$2" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  return 1
+}
 before=$(ip netns list | wc -l)
 port=19700; while (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
 "$BIN" sandbox up --dir "$DIR" --listen 127.0.0.1:$port || fail "up"
@@ -23,12 +31,7 @@ ip2=$("$BIN" sandbox vm exec vm2 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '
 [ -n "$ip2" ] || fail "vm2 got no address by DHCP"
 mtu=$("$BIN" sandbox vm exec vm2 --dir "$DIR" -- cat /sys/class/net/eth0/mtu)
 [ "$mtu" = 1450 ] || fail "vm2's MTU from DHCP is $mtu, want 1450"
-ok=""
-for _ in $(seq 20); do
-  if "$BIN" sandbox vm exec vm1 --dir "$DIR" -- ping -c 1 -W 1 "$ip2" >/dev/null 2>&1; then ok=1; break; fi
-  sleep 0.5
-done
-[ -n "$ok" ] || fail "vm1 cannot ping vm2 ($ip2)"
+ping_until vm1 "$ip2" || fail "vm1 cannot ping vm2 ($ip2)"
 statuses=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack port list -c Status -f value)
 # two VM ports and the network's DHCP port, all wired
 [ "$(echo "$statuses" | grep -c ACTIVE)" = 3 ] && ! echo "$statuses" | grep -qv ACTIVE || fail "ports not ACTIVE: $statuses"
@@ -41,12 +44,7 @@ statuses=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack port list -c Statu
 "$BIN" sandbox vm create vm3 --network e2e-flat --host compute-1 --dir "$DIR" >/dev/null || fail "vm3"
 "$BIN" sandbox vm create vm4 --network e2e-flat --host compute-2 --dir "$DIR" >/dev/null || fail "vm4"
 ip4=$("$BIN" sandbox vm exec vm4 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
-ok=""
-for _ in $(seq 20); do
-  if "$BIN" sandbox vm exec vm3 --dir "$DIR" -- ping -c 1 -W 1 "$ip4" >/dev/null 2>&1; then ok=1; break; fi
-  sleep 0.5
-done
-[ -n "$ok" ] || fail "vm3 cannot ping vm4 on the flat network ($ip4)"
+ping_until vm3 "$ip4" || fail "vm3 cannot ping vm4 on the flat network ($ip4)"
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
