@@ -82,6 +82,16 @@ var errGone = errors.New("agent: revision compacted")
 // Run reports, syncs and watches until ctx ends.
 func (a *Agent) Run(ctx context.Context) error {
 	go a.heartbeat(ctx)
+	// A device appearing (a VM plugged in) is reconciled at once.
+	kick := make(chan struct{}, 1)
+	if err := a.host.WatchTaps(ctx.Done(), func(string) {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}); err != nil {
+		a.cfg.Log.Warn("no link events; relying on periodic reconciliation", "err", err)
+	}
 	var rev int64 = -1
 	for ctx.Err() == nil {
 		if rev < 0 {
@@ -93,7 +103,25 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			rev = r
 		}
-		changes, err := a.watch(ctx, rev)
+		wctx, cancel := context.WithCancel(ctx)
+		go func() {
+			select {
+			case <-kick:
+				cancel()
+			case <-wctx.Done():
+			}
+		}()
+		changes, err := a.watch(wctx, rev)
+		kicked := wctx.Err() != nil && ctx.Err() == nil
+		cancel()
+		if kicked || err == nil && len(changes) == 0 {
+			// A new device, or a quiet period (the long poll timed out):
+			// reconcile the host against the current state.
+			if r, err := a.sync(ctx); err == nil {
+				rev = r
+			}
+			continue
+		}
 		switch {
 		case errors.Is(err, errGone):
 			rev = -1 // fell behind a compaction: list again

@@ -291,3 +291,22 @@ func (h *Host) Prune(keep []Network) error {
 	}
 	return nil
 }
+
+// WatchTaps calls fn whenever a port device (tap…) appears or changes in
+// the host, until done closes: a VM plugged in is wired at once, without
+// waiting for an API change.
+func (h *Host) WatchTaps(done <-chan struct{}, fn func(name string)) error {
+	ch := make(chan netlink.LinkUpdate, 64)
+	ns := h.ns
+	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {
+		return fmt.Errorf("dataplane: link events: %w", err)
+	}
+	go func() {
+		for u := range ch {
+			if name := u.Attrs().Name; strings.HasPrefix(name, "tap") && u.Header.Type == syscall.RTM_NEWLINK {
+				fn(name)
+			}
+		}
+	}()
+	return nil
+}
