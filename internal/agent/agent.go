@@ -264,9 +264,15 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 		}
 	}
 	// Filters first: a port is never wired before its security groups and
-	// anti-spoofing are in place.
-	if err := a.host.SetFilters(filters(st), st.GroupMembers); err != nil {
+	// anti-spoofing are in place; if they cannot be installed, filtered
+	// ports are not wired at all.
+	pf := filters(st)
+	unsafe := map[string]bool{}
+	if err := a.host.SetFilters(pf, st.GroupMembers); err != nil {
 		errs = append(errs, err.Error())
+		for _, f := range pf {
+			unsafe[f.PortID] = true
+		}
 	}
 	if a.cfg.DHCP {
 		errs = append(errs, a.applyDHCP(ctx, st, nets)...)
@@ -274,7 +280,7 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 	active := []string{}
 	for _, p := range st.Ports {
 		n, ok := nets[str(p, "network_id")]
-		if !ok {
+		if !ok || unsafe[str(p, "id")] {
 			continue
 		}
 		if err := a.host.EnsurePort(str(p, "id"), n); err != nil {
