@@ -77,6 +77,29 @@ func testCloud(t *testing.T, tools ...string) (string, *netlab.Lab) {
 	return srv.URL, lab
 }
 
+// startAgents adds each host to the lab (VTEP 10.250.0.N) and runs an
+// agent for it until the test ends; dhcpHost also serves DHCP.
+func startAgents(t *testing.T, url string, lab *netlab.Lab, hosts []string, dhcpHost string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	for i, h := range hosts {
+		vtep := "10.250.0." + string(rune('1'+i))
+		if err := lab.Host(h, vtep); err != nil {
+			t.Fatal(err)
+		}
+		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
+			Log: quiet, DHCP: h == dhcpHost})
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { a.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done; a.Close() })
+	}
+}
+
 // TestAgentsWireVXLAN: ports created and bound through the API become
 // working interfaces: two agents on two hosts wire their VXLAN network,
 // the VMs ping each other, and the ports turn ACTIVE.
@@ -186,22 +209,7 @@ func TestAgentsWireVXLAN(t *testing.T) {
 // option.
 func TestDHCPLease(t *testing.T) {
 	url, lab := testCloud(t, "busybox")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for i, h := range []string{"network-1", "compute-1"} {
-		vtep := "10.250.0." + string(rune('1'+i))
-		if err := lab.Host(h, vtep); err != nil {
-			t.Fatal(err)
-		}
-		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
-			Log: quiet, DHCP: h == "network-1"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		go a.Run(ctx)
-	}
+	startAgents(t, url, lab, []string{"network-1", "compute-1"}, "network-1")
 	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
 		"cidr": "10.9.0.0/24", "dns_nameservers": []any{"10.9.0.53"}}})
@@ -237,21 +245,7 @@ func TestDHCPLease(t *testing.T) {
 // reach the data plane: ingress blocked, then allowed by an ICMP rule.
 func TestSecurityGroupsThroughAPI(t *testing.T) {
 	url, lab := testCloud(t, "ping", "nft")
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	for i, h := range []string{"compute-1", "compute-2"} {
-		vtep := "10.250.0." + string(rune('1'+i))
-		if err := lab.Host(h, vtep); err != nil {
-			t.Fatal(err)
-		}
-		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second, Log: quiet})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer a.Close()
-		go a.Run(ctx)
-	}
+	startAgents(t, url, lab, []string{"compute-1", "compute-2"}, "")
 	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4, "cidr": "10.8.0.0/24"}})
 	sg := post(t, url+"/v2.0/security-groups", "POST", map[string]any{"security_group": map[string]any{"name": "locked"}})["security_group"].(map[string]any)

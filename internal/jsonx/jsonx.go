@@ -87,29 +87,9 @@ func Append(b []byte, v any) ([]byte, error) {
 		}
 		return append(b, '}'), nil
 	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = Append(b, e); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, ']'), nil
+		return appendArray(b, len(x), func(i int) any { return x[i] })
 	case []map[string]any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = Append(b, e); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, ']'), nil
+		return appendArray(b, len(x), func(i int) any { return x[i] })
 	case []string:
 		b = append(b, '[')
 		for i, e := range x {
@@ -208,4 +188,19 @@ func Copy(v any) any {
 	default:
 		return v
 	}
+}
+
+// appendArray encodes n elements given by at.
+func appendArray(b []byte, n int, at func(int) any) ([]byte, error) {
+	b = append(b, '[')
+	for i := 0; i < n; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		var err error
+		if b, err = Append(b, at(i)); err != nil {
+			return nil, err
+		}
+	}
+	return append(b, ']'), nil
 }
