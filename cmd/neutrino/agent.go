@@ -28,7 +28,7 @@ func agent(args []string) error {
 	netnsName := fs.String("netns", "", "network namespace that is this host's kernel (default: the agent's own)")
 	vtep := fs.String("vtep", "", "this host's tunnel endpoint address on the underlay (required)")
 	serveDHCP := fs.Bool("dhcp", false, "serve DHCP for networks with DHCP-enabled subnets")
-	mappings := fs.String("physical-interfaces", "", "physical networks and their interfaces, e.g. physnet1=eth1 (flat networks)")
+	mappings := fs.String("physical-interfaces", "", "physical networks and their interfaces, e.g. physnet1=eth1 (flat and VLAN networks)")
 	fs.Parse(args)
 	ip := net.ParseIP(*vtep)
 	if ip == nil {

@@ -109,14 +109,6 @@ func sandboxUp(args []string) error {
 		lab.Close()
 		return err
 	}
-	// physnet1: a second switch every host reaches on its phy1 interface,
-	// for flat provider networks.
-	if err := lab.Run("ul", "ip", "link", "add", "phys", "type", "bridge"); err != nil {
-		return fail(err)
-	}
-	if err := lab.Run("ul", "ip", "link", "set", "phys", "up"); err != nil {
-		return fail(err)
-	}
 	names := []string{"network-1"}
 	for i := 1; i <= *hosts; i++ {
 		names = append(names, fmt.Sprintf("compute-%d", i))
@@ -126,11 +118,9 @@ func sandboxUp(args []string) error {
 		if err := lab.Host(n, h.VTEP); err != nil {
 			return fail(err)
 		}
-		if out, err := exec.Command("ip", "link", "add", "p-"+n, "netns", lab.Name("ul"), "type", "veth",
-			"peer", "name", "phy1", "netns", lab.Name(n)).CombinedOutput(); err != nil {
-			return fail(fmt.Errorf("sandbox: physnet1 link for %s: %v %s", n, err, out))
-		}
-		if err := lab.Run("ul", "ip", "link", "set", "p-"+n, "master", "phys", "up"); err != nil {
+		// physnet1: a second switch every host reaches on its phy1
+		// interface, for flat and VLAN provider networks.
+		if err := lab.Physical(n, "phy1"); err != nil {
 			return fail(err)
 		}
 		st.Hosts = append(st.Hosts, h)

@@ -30,7 +30,7 @@ type Config struct {
 	Server   string // server base URL
 	Token    func(ctx context.Context, renew bool) (string, error)
 	NetNS    string            // the host's network namespace ("" = this process's)
-	Physnets map[string]string // physical network -> interface (flat networks)
+	Physnets map[string]string // physical network -> interface (flat and VLAN networks)
 	VTEP     net.IP            // tunnel endpoint address on the underlay
 	Interval time.Duration
 	Log      *slog.Logger
@@ -163,9 +163,9 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	reports := []map[string]any{{"agent_type": "Neutrino host agent", "binary": "neutrino-agent", "host": a.cfg.Host,
+	reports := []map[string]any{{"agent_type": core.HostAgentType, "binary": "neutrino-agent", "host": a.cfg.Host,
 		"topic": "N/A", "start_flag": true,
-		"configurations": map[string]any{"tunneling_ip": a.cfg.VTEP.String(), "tunnel_types": []any{"vxlan"}}}}
+		"configurations": a.configurations()}}
 	if a.cfg.DHCP {
 		// Serving DHCP shows as a DHCP agent of its own, which networks are
 		// scheduled to.
@@ -188,6 +188,23 @@ func (a *Agent) heartbeat(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// configurations is what the host agent tells the server it can wire:
+// VXLAN from its tunnel endpoint, flat and VLAN networks on the physical
+// networks it has an interface for (the server binds ports by this).
+func (a *Agent) configurations() map[string]any {
+	mappings := map[string]any{}
+	for name, ifname := range a.cfg.Physnets {
+		mappings[name] = ifname
+	}
+	conf := map[string]any{"interface_mappings": mappings, "bridge_mappings": map[string]any{}, "l2_population": true,
+		"tunnel_types": []any{}}
+	if a.cfg.VTEP != nil {
+		conf["tunneling_ip"] = a.cfg.VTEP.String()
+		conf["tunnel_types"] = []any{"vxlan"}
+	}
+	return conf
 }
 
 type change struct {

@@ -77,8 +77,9 @@ func testCloud(t *testing.T, tools ...string) (string, *netlab.Lab) {
 	return srv.URL, lab
 }
 
-// startAgents adds each host to the lab (VTEP 10.250.0.N) and runs an
-// agent for it until the test ends; dhcpHost also serves DHCP.
+// startAgents adds each host to the lab (VTEP 10.250.0.N, interface phy1
+// on physical network physnet1) and runs an agent for it until the test
+// ends; dhcpHost also serves DHCP.
 func startAgents(t *testing.T, url string, lab *netlab.Lab, hosts []string, dhcpHost string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -89,8 +90,11 @@ func startAgents(t *testing.T, url string, lab *netlab.Lab, hosts []string, dhcp
 		if err := lab.Host(h, vtep); err != nil {
 			t.Fatal(err)
 		}
+		if err := lab.Physical(h, "phy1"); err != nil {
+			t.Fatal(err)
+		}
 		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
-			Log: quiet, DHCP: h == dhcpHost})
+			Log: quiet, DHCP: h == dhcpHost, Physnets: map[string]string{"physnet1": "phy1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,6 +206,99 @@ func TestAgentsWireVXLAN(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Fatal("a network deleted while the agent was down was not removed")
+}
+
+// dhcpLease runs busybox udhcpc in vm until it is bound (nudging the agents
+// with network updates meanwhile) and returns the lease as the client saw
+// it: "ip=… subnet=… router=… mtu=… dns=… domain=…".
+func dhcpLease(t *testing.T, url string, lab *netlab.Lab, vm, networkID string) string {
+	t.Helper()
+	dir := t.TempDir()
+	script, out := filepath.Join(dir, "udhcpc.sh"), filepath.Join(dir, "lease")
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"$1 ip=$ip subnet=$subnet router=$router mtu=$mtu dns=$dns domain=$domain\" >> "+out+"\n"), 0o755)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		lab.Run(vm, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "2", "-T", "1", "-O", "mtu", "-s", script)
+		got, _ := os.ReadFile(out)
+		for _, line := range strings.Split(string(got), "\n") {
+			if strings.HasPrefix(line, "bound ") {
+				return strings.TrimPrefix(line, "bound ")
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s got no lease; client said:\n%s", vm, got)
+		}
+		// Any change makes the agents list their state again.
+		post(t, url+"/v2.0/networks/"+networkID, "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
+	}
+}
+
+// pingUntil pings from vm until to answers or the time is up.
+func pingUntil(t *testing.T, lab *netlab.Lab, vm, to string, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := lab.Run(vm, "ping", "-c", "1", "-W", "1", to)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s cannot reach %s: %v", vm, to, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestProviderNetworks: VLAN and flat networks made through the API on a
+// physical network: VMs on two hosts get DHCP leases from a third and ping
+// each other; two VLANs with the same subnet do not reach each other.
+func TestProviderNetworks(t *testing.T) {
+	url, lab := testCloud(t, "busybox", "ping")
+	startAgents(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, "network-1")
+	type vm struct {
+		name, host, net, ip string
+	}
+	nets := map[string]string{}
+	for _, n := range []struct {
+		name, typ, cidr, start, end string
+		vid                         int
+	}{{"v100", "vlan", "10.6.0.0/24", "10.6.0.10", "10.6.0.99", 100}, {"v101", "vlan", "10.6.0.0/24", "10.6.0.110", "10.6.0.199", 101},
+		{"flat", "flat", "10.7.0.0/24", "10.7.0.10", "10.7.0.99", 0}} {
+		body := map[string]any{"name": n.name, "provider:network_type": n.typ, "provider:physical_network": "physnet1"}
+		if n.vid != 0 {
+			body["provider:segmentation_id"] = n.vid
+		}
+		o := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": body})["network"].(map[string]any)
+		if o["mtu"].(float64) != 1500 {
+			t.Fatalf("%s mtu %v", n.name, o["mtu"])
+		}
+		nets[n.name] = o["id"].(string)
+		post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": o["id"], "ip_version": 4,
+			"cidr": n.cidr, "allocation_pools": []any{map[string]any{"start": n.start, "end": n.end}}}})
+	}
+	vms := []*vm{{"vm1", "compute-1", "v100", ""}, {"vm2", "compute-2", "v100", ""}, {"vm3", "compute-2", "v101", ""},
+		{"vm4", "compute-1", "flat", ""}, {"vm5", "compute-2", "flat", ""}}
+	for _, v := range vms {
+		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nets[v.net], "binding:host_id": v.host}})["port"].(map[string]any)
+		v.ip = p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+		if err := lab.VM(v.name, v.host, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1500, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range vms {
+		got := dhcpLease(t, url, lab, v.name, nets[v.net])
+		if !strings.HasPrefix(got, "ip="+v.ip+" subnet=255.255.255.0 ") || !strings.Contains(got, " mtu=1500 ") {
+			t.Fatalf("%s lease %q, want ip=%s mtu=1500", v.name, got, v.ip)
+		}
+		lab.Run(v.name, "ip", "addr", "add", v.ip+"/24", "dev", "eth0")
+	}
+	pingUntil(t, lab, "vm1", vms[1].ip, 10*time.Second)
+	pingUntil(t, lab, "vm4", vms[4].ip, 10*time.Second)
+	for _, c := range [][2]int{{0, 2}, {1, 2}, {0, 4}} {
+		if lab.Run(vms[c[0]].name, "ping", "-c", "1", "-W", "1", vms[c[1]].ip) == nil {
+			t.Errorf("%s (%s) reached %s (%s)", vms[c[0]].name, vms[c[0]].net, vms[c[1]].name, vms[c[1]].net)
+		}
+	}
 }
 
 // TestDHCPLease: a host serving DHCP answers a real client (busybox udhcpc)

@@ -244,10 +244,23 @@ func TestPortAddressing(t *testing.T) {
 		if !strings.Contains(fmt.Sprint(nm["fixed_ips"]), "2001:db8:1:0:f816:3eff:fe00:42") {
 			t.Fatalf("SLAAC address after a MAC change: %v", nm["fixed_ips"])
 		}
-		// Binding is admin-only and binds with the linux driver.
+		// Binding is admin-only and binds with the linux driver, once a live
+		// host agent there can wire the network's VXLAN segment: until then
+		// it fails, and the agent's first report binds it.
 		b := e.must(200, e.do(admin, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"binding:host_id": "compute-1"}}), "port")
-		if b["binding:vif_type"] != "tap" {
-			t.Fatalf("binding: %v", b)
+		if b["binding:vif_type"] != "binding_failed" {
+			t.Fatalf("binding with no agent: %v", b)
+		}
+		e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{"agent_type": "Neutrino host agent",
+			"binary": "neutrino-agent", "host": "compute-1", "start_flag": true,
+			"configurations": map[string]any{"tunnel_types": []any{"vxlan"}, "interface_mappings": map[string]any{}}}}), "agent")
+		b = e.must(200, e.do(admin, "GET", "/v2.0/ports/"+p["id"].(string), nil), "port")
+		if b["binding:vif_type"] != "tap" || b["binding:vif_details"].(map[string]any)["bridge_name"] != "brq"+nid[:11] {
+			t.Fatalf("binding after the agent came: %v", b)
+		}
+		pf := e.must(201, e.do(admin, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "binding:host_id": "compute-9"}}), "port")
+		if pf["binding:vif_type"] != "binding_failed" {
+			t.Fatalf("bound to a host with no agent: %v", pf)
 		}
 		e.fault(e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"binding:host_id": "x"}}), 403, "PolicyNotAuthorized")
 		// Lists reuse encodings per object version and visibility: each
@@ -698,6 +711,8 @@ func TestAgents(t *testing.T) {
 // then watches the changes after it; behind a compaction it must re-list.
 func TestHostStateAndWatch(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *testEnv) {
+		e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{"agent_type": "Neutrino host agent",
+			"binary": "neutrino-agent", "host": "compute-1", "configurations": map[string]any{"tunnel_types": []any{"vxlan"}}}}), "agent")
 		nid := e.network(userA, nil)["id"].(string)
 		e.subnet(userA, map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.70.0.0/24"})
 		sg := e.must(201, e.do(userA, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{"name": "web"}}), "security_group")

@@ -74,6 +74,9 @@ func (s *Service) ReportAgent(c *Ctx, r AgentReport) (Object, error) {
 	if r.Configurations == nil {
 		r.Configurations = map[string]any{}
 	}
+	// A host agent that (re)appears may bind ports that failed to bind
+	// while it was away.
+	rebind := r.AgentType == HostAgentType && (cur == nil || r.StartFlag || !agentAlive(cur))
 	if cur == nil {
 		cur = Object{"id": newID(), "agent_type": r.AgentType, "host": r.Host, "admin_state_up": true,
 			"description": nil, "created_at": now, "started_at": now, "resources_synced": nil}
@@ -92,7 +95,38 @@ func (s *Service) ReportAgent(c *Ctx, r AgentReport) (Object, error) {
 			return nil, err
 		}
 	}
+	if rebind {
+		if err := c.rebindHost(r.Host); err != nil {
+			return nil, err
+		}
+	}
 	return cur, nil
+}
+
+// rebindHost binds again the ports at host whose binding failed.
+func (c *Ctx) rebindHost(host string) error {
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if str(p, "binding:host_id") != host || str(p, "binding:vif_type") != "binding_failed" {
+			continue
+		}
+		net, err := c.load(schema.Network, str(p, "network_id"))
+		if err != nil {
+			return err
+		}
+		if err := c.S.bind(c, p, net); err != nil {
+			return err
+		}
+		if str(p, "binding:vif_type") != "binding_failed" {
+			if err := c.touch(schema.Port, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // agentAlive reports whether the agent's last heartbeat is recent.

@@ -8,7 +8,7 @@ import (
 )
 
 // HostState is what a host agent needs to wire its ports: the ports bound to
-// it, their networks and subnets, their security groups with the groups
+// it (those whose binding did not fail), their networks and subnets, their security groups with the groups
 // those rules admit, and the addresses of every member of those groups.
 type HostState struct {
 	Revision       int64               `json:"revision"`
@@ -49,7 +49,7 @@ func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) 
 	}
 	nets, groups := map[string]bool{}, map[string]bool{}
 	for _, p := range ports {
-		if str(p, "binding:host_id") != host {
+		if str(p, "binding:host_id") != host || str(p, "binding:vif_type") == "binding_failed" {
 			continue
 		}
 		st.Ports = append(st.Ports, p)
@@ -105,7 +105,7 @@ func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) 
 	}
 	for _, p := range ports {
 		h := str(p, "binding:host_id")
-		if h == "" || h == host || !nets[str(p, "network_id")] {
+		if h == "" || h == host || !nets[str(p, "network_id")] || str(p, "binding:vif_type") == "binding_failed" {
 			continue
 		}
 		st.Peers = append(st.Peers, Peer{NetworkID: str(p, "network_id"), PortID: str(p, "id"),

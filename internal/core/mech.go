@@ -1,5 +1,13 @@
 package core
 
+import (
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// HostAgentType is the agent_type of the host agents that wire ports.
+const HostAgentType = "Neutrino host agent"
+
 // MechanismDriver binds ports to hosts and sees every port change before
 // and after it commits, as ML2's mechanism drivers do.
 type MechanismDriver interface {
@@ -27,7 +35,47 @@ func (linuxDriver) Bind(c *Ctx, port, network Object) (string, map[string]any, b
 	if len(segs) == 0 {
 		return "", nil, false
 	}
+	// As ML2's agent-based drivers do: a live host agent on the port's host
+	// must be able to wire one of the network's segments.
+	agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+	if err != nil {
+		return "", nil, false
+	}
+	host, bound := str(port, "binding:host_id"), false
+	for _, a := range agents {
+		if str(a, "agent_type") != HostAgentType || str(a, "host") != host || !agentAlive(a) {
+			continue
+		}
+		for _, seg := range segs {
+			if agentCanWire(a, seg) {
+				bound = true
+			}
+		}
+	}
+	if !bound {
+		return "", nil, false
+	}
 	return "tap", map[string]any{"port_filter": true, "connectivity": "l2", "bridge_name": BridgeName(str(network, "id"))}, true
+}
+
+// agentCanWire reports whether a host agent's reported configuration
+// covers a segment: tunnels by type, flat and VLAN by physical network.
+func agentCanWire(agent Object, seg Segment) bool {
+	conf, _ := agent["configurations"].(map[string]any)
+	switch seg.NetworkType {
+	case "vxlan", "gre":
+		types, _ := conf["tunnel_types"].([]any)
+		for _, t := range types {
+			if t == seg.NetworkType {
+				return true
+			}
+		}
+	case "flat", "vlan":
+		mappings, _ := conf["interface_mappings"].(map[string]any)
+		_, ok := mappings[seg.PhysicalNetwork]
+		return ok
+	}
+	return false
 }
 
 func (linuxDriver) PrecommitPort(c *Ctx, port, network Object) error { return nil }

@@ -60,7 +60,7 @@ func (h *Host) Close() {
 // Network is the L2 segment of one network on this host.
 type Network struct {
 	ID              string
-	Type            string // vxlan or flat (vlan needs tagging this kernel lacks; to come)
+	Type            string // vxlan, vlan or flat
 	SegmentationID  int
 	PhysicalNetwork string
 	MTU             int
@@ -85,34 +85,19 @@ func short(id string) string {
 // device, with the network's MTU, all up.
 func (h *Host) EnsureNetwork(n Network) error {
 	switch n.Type {
-	case "vxlan", "flat":
+	case "vxlan", "flat", "vlan":
 	default:
-		return fmt.Errorf("dataplane: network %s: type %q is not wired yet", n.ID, n.Type)
+		return fmt.Errorf("dataplane: network %s: type %q cannot be wired by this driver", n.ID, n.Type)
+	}
+	if _, ok := h.Physnets[n.PhysicalNetwork]; n.Type != "vxlan" && !ok {
+		return fmt.Errorf("dataplane: network %s: no interface for physical network %q on this host", n.ID, n.PhysicalNetwork)
 	}
 	br, err := h.ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(n.ID), MTU: n.MTU}})
 	if err != nil {
 		return err
 	}
-	if n.Type == "flat" {
-		ifname, ok := h.Physnets[n.PhysicalNetwork]
-		if !ok {
-			return fmt.Errorf("dataplane: network %s: no interface for physical network %q on this host", n.ID, n.PhysicalNetwork)
-		}
-		phy, err := h.nl.LinkByName(ifname)
-		if err != nil {
-			return fmt.Errorf("dataplane: physical interface %s: %w", ifname, err)
-		}
-		if phy.Attrs().MasterIndex != br.Attrs().Index {
-			if err := h.nl.LinkSetMaster(phy, br); err != nil {
-				return fmt.Errorf("dataplane: %s into %s: %w", ifname, br.Attrs().Name, err)
-			}
-		}
-		for _, l := range []netlink.Link{br, phy} {
-			if err := h.nl.LinkSetUp(l); err != nil {
-				return fmt.Errorf("dataplane: up %s: %w", l.Attrs().Name, err)
-			}
-		}
-		return h.nl.LinkSetMTU(br, n.MTU)
+	if n.Type != "vxlan" {
+		return h.ensurePhysical(n, br)
 	}
 	vx, err := h.ensureLink(&netlink.Vxlan{
 		LinkAttrs: netlink.LinkAttrs{Name: vxlanName(n.SegmentationID), MTU: n.MTU},
@@ -150,12 +135,13 @@ func (h *Host) ensureLink(want netlink.Link) (netlink.Link, error) {
 	return h.nl.LinkByName(name)
 }
 
-// RemoveNetwork deletes the network's devices (ports must be gone; a flat
-// network's physical interface is released, not deleted).
+// RemoveNetwork deletes the network's devices (ports must be gone; the
+// physical network's trunk stays for its other networks).
 func (h *Host) RemoveNetwork(n Network) error {
-	names := []string{BridgeName(n.ID)}
+	netSide, _ := patchNames(n.ID)
+	names := []string{netSide, BridgeName(n.ID)}
 	if n.Type == "vxlan" {
-		names = append([]string{vxlanName(n.SegmentationID)}, names...)
+		names = []string{vxlanName(n.SegmentationID), BridgeName(n.ID)}
 	}
 	for _, name := range names {
 		if l, err := h.nl.LinkByName(name); err == nil {
@@ -272,8 +258,13 @@ func (h *Host) Prune(keep []Network) error {
 	want := map[string]bool{}
 	for _, n := range keep {
 		want[BridgeName(n.ID)] = true
-		if n.Type == "vxlan" {
+		switch n.Type {
+		case "vxlan":
 			want[vxlanName(n.SegmentationID)] = true
+		case "flat", "vlan":
+			netSide, _ := patchNames(n.ID)
+			want[netSide] = true
+			want[TrunkName(n.PhysicalNetwork)] = true
 		}
 	}
 	links, err := h.nl.LinkList()
@@ -282,7 +273,8 @@ func (h *Host) Prune(keep []Network) error {
 	}
 	for _, l := range links {
 		name := l.Attrs().Name
-		ours := l.Type() == "bridge" && strings.HasPrefix(name, "brq") || l.Type() == "vxlan" && strings.HasPrefix(name, "vxlan-")
+		ours := l.Type() == "bridge" && (strings.HasPrefix(name, "brq") || strings.HasPrefix(name, "brp")) ||
+			l.Type() == "vxlan" && strings.HasPrefix(name, "vxlan-") || isPatch(l)
 		if ours && !want[name] {
 			if err := h.nl.LinkDel(l); err != nil {
 				return fmt.Errorf("dataplane: delete %s: %w", name, err)

@@ -215,36 +215,72 @@ func TestSecurityGroups(t *testing.T) {
 	}
 }
 
-// TestFlatNetwork: a flat network bridges the hosts' physical interfaces.
-func TestFlatNetwork(t *testing.T) {
+// TestPhysicalNetworks: flat and VLAN networks share the hosts' physical
+// interfaces; each VLAN reaches only itself across hosts, tagged by tc
+// programs, and the flat network only untagged frames.
+func TestPhysicalNetworks(t *testing.T) {
 	l := newLab(t)
-	l.run("ul", "ip", "link", "add", "phys", "type", "bridge")
-	l.run("ul", "ip", "link", "set", "phys", "up")
 	var hosts []*Host
 	for i, n := range []string{"h1", "h2"} {
 		h := l.host(n, "10.250.0."+string(rune('1'+i)))
-		if out, err := exec.Command("ip", "link", "add", "p-"+n, "netns", l.Name("ul"), "type", "veth", "peer", "name", "phy1", "netns", l.Name(n)).CombinedOutput(); err != nil {
-			t.Fatalf("%v %s", err, out)
+		if err := l.Physical(n, "phy1"); err != nil {
+			t.Fatal(err)
 		}
-		l.run("ul", "ip", "link", "set", "p-"+n, "master", "phys", "up")
 		h.Physnets = map[string]string{"physnet1": "phy1"}
 		hosts = append(hosts, h)
 	}
-	n := Network{ID: "44444444-aaaa-4aaa-8aaa-000000000004", Type: "flat", PhysicalNetwork: "physnet1", MTU: 1500}
-	for i, h := range hosts {
-		id := string(rune('c'+i)) + "1aaaaa-0001"
-		l.vm("vm"+string(rune('1'+i)), "h"+string(rune('1'+i)), id, "fa:16:3e:00:04:0"+string(rune('1'+i)), "10.4.0.1"+string(rune('1'+i))+"/24", 1500)
-		if err := h.EnsureNetwork(n); err != nil {
-			t.Fatal(err)
+	flat := Network{ID: "44444444-aaaa-4aaa-8aaa-000000000004", Type: "flat", PhysicalNetwork: "physnet1", MTU: 1500}
+	v100 := Network{ID: "66666666-aaaa-4aaa-8aaa-000000000006", Type: "vlan", SegmentationID: 100, PhysicalNetwork: "physnet1", MTU: 1500}
+	v200 := Network{ID: "77777777-aaaa-4aaa-8aaa-000000000007", Type: "vlan", SegmentationID: 200, PhysicalNetwork: "physnet1", MTU: 1500}
+	// The same subnet on all three networks: only the segment separates them.
+	ports := []struct {
+		id, vm, ip string
+		host       int
+		n          Network
+	}{
+		{"c1aaaaaa-0001", "vm1", "10.4.0.11/24", 0, flat},
+		{"c2aaaaaa-0002", "vm2", "10.4.0.12/24", 1, flat},
+		{"d1aaaaaa-0001", "vm3", "10.4.0.21/24", 0, v100},
+		{"d2aaaaaa-0002", "vm4", "10.4.0.22/24", 1, v100},
+		{"e1aaaaaa-0001", "vm5", "10.4.0.31/24", 1, v200},
+	}
+	for i, p := range ports {
+		h := hosts[p.host]
+		l.vm(p.vm, "h"+string(rune('1'+p.host)), p.id, "fa:16:3e:00:04:0"+string(rune('1'+i)), p.ip, 1500)
+		for range 2 { // idempotent
+			if err := h.EnsureNetwork(p.n); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if err := h.EnsureNetwork(n); err != nil { // idempotent
-			t.Fatal(err)
-		}
-		if err := h.EnsurePort(id, n); err != nil {
+		if err := h.EnsurePort(p.id, p.n); err != nil {
 			t.Fatal(err)
 		}
 	}
 	l.run("vm1", "ping", "-c", "1", "-W", "3", "10.4.0.12")
+	l.run("vm3", "ping", "-c", "1", "-W", "3", "10.4.0.22")
+	for _, c := range [][2]string{{"vm1", "10.4.0.22"}, {"vm3", "10.4.0.12"}, {"vm3", "10.4.0.31"}, {"vm4", "10.4.0.31"}, {"vm2", "10.4.0.31"}} {
+		if l.try(c[0], "ping", "-c", "1", "-W", "1", c[1]) == nil {
+			t.Errorf("%s reached %s on another segment", c[0], c[1])
+		}
+	}
+	// A second VLAN port on h1 joins VLAN 200 there.
+	l.vm("vm6", "h1", "e2aaaaaa-0002", "fa:16:3e:00:04:09", "10.4.0.32/24", 1500)
+	if err := hosts[0].EnsureNetwork(v200); err != nil {
+		t.Fatal(err)
+	}
+	if err := hosts[0].EnsurePort("e2aaaaaa-0002", v200); err != nil {
+		t.Fatal(err)
+	}
+	l.run("vm6", "ping", "-c", "1", "-W", "3", "10.4.0.31")
+	// Pruning VLAN 100 on h1 leaves the flat network and VLAN 200 working.
+	if err := hosts[0].Prune([]Network{flat, v200}); err != nil {
+		t.Fatal(err)
+	}
+	l.run("vm1", "ping", "-c", "1", "-W", "3", "10.4.0.12")
+	l.run("vm6", "ping", "-c", "1", "-W", "3", "10.4.0.31")
+	if l.try("vm4", "ping", "-c", "1", "-W", "1", "10.4.0.21") == nil {
+		t.Error("VLAN 100 still reaches h1 after it was pruned there")
+	}
 	missing := Network{ID: "55555555-aaaa-4aaa-8aaa-000000000005", Type: "flat", PhysicalNetwork: "physnet9", MTU: 1500}
 	if err := hosts[0].EnsureNetwork(missing); err == nil {
 		t.Fatal("a flat network on an unmapped physical network was wired")

@@ -88,6 +88,25 @@ func (l *Lab) Host(n, ip string) error {
 	return nil
 }
 
+// Physical plugs host n into the lab's physical network switch (made on
+// first use in the underlay namespace) as interface ifname: flat and VLAN
+// provider networks ride on it.
+func (l *Lab) Physical(n, ifname string) error {
+	if l.Run("ul", "ip", "link", "show", "phys") != nil {
+		if err := l.Run("ul", "ip", "link", "add", "phys", "type", "bridge"); err != nil {
+			return err
+		}
+		if err := l.Run("ul", "ip", "link", "set", "phys", "up"); err != nil {
+			return err
+		}
+	}
+	if out, err := exec.Command("ip", "link", "add", "p-"+n, "netns", l.Name("ul"), "type", "veth",
+		"peer", "name", ifname, "netns", l.Name(n)).CombinedOutput(); err != nil {
+		return fmt.Errorf("netlab: physical link for %s: %v %s", n, err, out)
+	}
+	return l.Run("ul", "ip", "link", "set", "p-"+n, "master", "phys", "up")
+}
+
 // VM adds a namespace whose eth0 (with mac and mtu) is plugged into host as
 // the device tap; ipCIDR, when given, is configured statically.
 func (l *Lab) VM(n, host, tap, mac string, mtu int, ipCIDR string) error {
