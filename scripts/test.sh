@@ -27,7 +27,7 @@ trap cleanup EXIT
 step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 
 step "install test dependencies"
-PKGS="tempest python3-tempest python3-openstackclient python3-subunit python3-stestr postgresql curl iproute2 iputils-ping busybox nftables"
+PKGS="tempest python3-tempest python3-openstackclient python3-subunit python3-stestr postgresql curl iproute2 iputils-ping busybox isc-dhcp-client nftables"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,6 +235,53 @@ func dhcpLease(t *testing.T, url string, lab *netlab.Lab, vm, networkID string) 
 	}
 }
 
+// dhclient runs ISC dhclient (-4 or -6, with args) once in vm, with a
+// lease file of its own, until it is bound (nudging the agents meanwhile)
+// and returns what its script saw: the reason and the lease's values.
+func dhclient(t *testing.T, url string, lab *netlab.Lab, vm, networkID string, args ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	script, conf, out := filepath.Join(dir, "script"), filepath.Join(dir, "dhclient.conf"), filepath.Join(dir, "out")
+	v4 := "ip=$new_ip_address mask=$new_subnet_mask routers=$new_routers mtu=$new_interface_mtu dns=$new_domain_name_servers" +
+		" domain=$new_domain_name routes=$new_rfc3442_classless_static_routes"
+	if args[0] == "-6" {
+		v4 = "ip6=$new_ip6_address/$new_ip6_prefixlen dns=$new_dhcp6_name_servers search=$new_dhcp6_domain_search"
+	}
+	os.WriteFile(script, []byte("#!/bin/sh\necho \"$reason "+v4+"\" >> "+out+"\n"), 0o755)
+	// Option 121 is not asked for by default.
+	os.WriteFile(conf, []byte("timeout 4;\nretry 1;\noption rfc3442-classless-static-routes code 121 = array of unsigned integer 8;\n"+
+		"request subnet-mask, routers, domain-name, domain-name-servers, interface-mtu, rfc3442-classless-static-routes,"+
+		" dhcp6.name-servers, dhcp6.domain-search;\n"), 0o644)
+	pidFile := filepath.Join(dir, "pid")
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		cmd := append([]string{"timeout", "8", "dhclient"}, args...)
+		cmd = append(cmd, "-1", "-cf", conf, "-sf", script, "-lf", filepath.Join(dir, "lease"), "-pf", pidFile, "eth0")
+		lab.Run(vm, cmd...)
+		// Bound, dhclient goes on in the background: end it (by its pid
+		// file, so only the client this test started).
+		if pid, err := os.ReadFile(pidFile); err == nil {
+			if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil && n > 1 {
+				syscall.Kill(n, syscall.SIGTERM)
+			}
+			os.Remove(pidFile)
+		}
+		got, _ := os.ReadFile(out)
+		for _, line := range strings.Split(string(got), "\n") {
+			// ISC dhclient reports an information-request's answer as RENEW6.
+			for _, r := range []string{"BOUND ", "BOUND6 ", "RENEW6 "} {
+				if strings.HasPrefix(line, r) {
+					return line
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dhclient %v in %s: no lease; script saw:\n%s", args, vm, got)
+		}
+		post(t, url+"/v2.0/networks/"+networkID, "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
+	}
+}
+
 // pingUntil pings from vm until to answers or the time is up.
 func pingUntil(t *testing.T, lab *netlab.Lab, vm, to string, within time.Duration) {
 	t.Helper()
@@ -301,40 +350,83 @@ func TestProviderNetworks(t *testing.T) {
 	}
 }
 
+// TestDHCPv6: ISC dhclient -6 on a VM gets its dhcpv6-stateful address as
+// the API reported it, with the DNS servers of the port's subnets and an
+// IPv6 extra option; an information-request (stateless, DUID-LL) gets
+// the options and no address.
+func TestDHCPv6(t *testing.T) {
+	url, lab := testCloud(t, "dhclient")
+	startAgents(t, url, lab, []string{"network-1", "compute-1"}, "network-1")
+	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "v6"}})["network"].(map[string]any)
+	nid := n["id"].(string)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": nid, "ip_version": 6,
+		"cidr": "2001:db8:61::/64", "ipv6_address_mode": "dhcpv6-stateful", "dns_nameservers": []any{"2001:db8:61::53"}}})
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": nid, "ip_version": 6,
+		"cidr": "2001:db8:62::/64", "ipv6_address_mode": "dhcpv6-stateless", "dns_nameservers": []any{"2001:db8:62::53"}}})
+	p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nid, "binding:host_id": "compute-1",
+		"extra_dhcp_opts": []any{map[string]any{"opt_name": "domain-search", "opt_value": "v6.example", "ip_version": 6}}}})["port"].(map[string]any)
+	var stateful string
+	for _, f := range p["fixed_ips"].([]any) {
+		if ip := f.(map[string]any)["ip_address"].(string); strings.HasPrefix(ip, "2001:db8:61:") {
+			stateful = ip
+		}
+	}
+	if stateful == "" || len(p["fixed_ips"].([]any)) != 2 {
+		t.Fatalf("port addresses: %v", p["fixed_ips"])
+	}
+	if err := lab.VM("vm1", "compute-1", dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1450, ""); err != nil {
+		t.Fatal(err)
+	}
+	// A VM runs its DHCPv6 client once its link-local address is usable.
+	for i := 0; ; i++ {
+		out, _ := lab.Output("vm1", "ip", "-6", "addr", "show", "dev", "eth0", "scope", "link")
+		if strings.Contains(out, "fe80") && !strings.Contains(out, "tentative") {
+			break
+		}
+		if i > 100 {
+			t.Fatalf("no link-local address: %s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := dhclient(t, url, lab, "vm1", nid, "-6")
+	for _, want := range []string{"BOUND6 ip6=" + stateful + "/128", "2001:db8:61::53", "2001:db8:62::53", "search=v6.example"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("stateful: %q, want %q", got, want)
+		}
+	}
+	got = dhclient(t, url, lab, "vm1", nid, "-6", "-S", "-D", "LL")
+	for _, want := range []string{"RENEW6 ip6=/ ", "2001:db8:62::53", "search=v6.example"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("stateless: %q, want %q", got, want)
+		}
+	}
+}
+
 // TestDHCPLease: a host serving DHCP answers a real client (busybox udhcpc)
 // on another host with the port's address, router, MTU, DNS and an extra
 // option.
 func TestDHCPLease(t *testing.T) {
-	url, lab := testCloud(t, "busybox")
+	url, lab := testCloud(t, "busybox", "dhclient")
 	startAgents(t, url, lab, []string{"network-1", "compute-1"}, "network-1")
 	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "n1"}})["network"].(map[string]any)
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
-		"cidr": "10.9.0.0/24", "dns_nameservers": []any{"10.9.0.53"}}})
+		"cidr": "10.9.0.0/24", "dns_nameservers": []any{"10.9.0.53"},
+		"host_routes": []any{map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.9.0.254"}}}})
 	p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": "compute-1",
 		"extra_dhcp_opts": []any{map[string]any{"opt_name": "domain-name", "opt_value": "lab.example"}}}})["port"].(map[string]any)
 	ip := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
 	if err := lab.VM("vm1", "compute-1", dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1450, ""); err != nil {
 		t.Fatal(err)
 	}
-	script := filepath.Join(t.TempDir(), "udhcpc.sh")
-	out := filepath.Join(t.TempDir(), "lease")
-	os.WriteFile(script, []byte("#!/bin/sh\necho \"$1 ip=$ip subnet=$subnet router=$router mtu=$mtu dns=$dns domain=$domain\" >> "+out+"\n"), 0o755)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		lab.Run("vm1", "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-f", "-t", "2", "-T", "1", "-O", "mtu", "-s", script)
-		got, _ := os.ReadFile(out)
-		if strings.Contains(string(got), "bound") {
-			want := "bound ip=" + ip + " subnet=255.255.255.0 router=10.9.0.1 mtu=1450 dns=10.9.0.53 domain=lab.example"
-			if !strings.Contains(string(got), want) {
-				t.Fatalf("lease:\n%s\nwant %s", got, want)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no lease; client said:\n%s", got)
-		}
-		// Any change makes the agents list their state again.
-		post(t, url+"/v2.0/networks/"+n["id"].(string), "PUT", map[string]any{"network": map[string]any{"description": time.Now().String()}})
+	got := dhcpLease(t, url, lab, "vm1", n["id"].(string))
+	if want := "ip=" + ip + " subnet=255.255.255.0 router=10.9.0.1 mtu=1450 dns=10.9.0.53 domain=lab.example"; got != want {
+		t.Fatalf("udhcpc lease %q, want %q", got, want)
+	}
+	got = dhclient(t, url, lab, "vm1", n["id"].(string), "-4")
+	want := "BOUND ip=" + ip + " mask=255.255.255.0 routers=10.9.0.1 mtu=1450 dns=10.9.0.53 domain=lab.example" +
+		" routes=16 10 99 10 9 0 254 0 10 9 0 1" // 10.99.0.0/16 via .254, default via .1
+	if got != want {
+		t.Fatalf("dhclient lease %q, want %q", got, want)
 	}
 }
 

@@ -11,7 +11,11 @@ import (
 	"time"
 
 	"github.com/insomniacslk/dhcp/dhcpv4/server4"
+	"github.com/insomniacslk/dhcp/dhcpv6"
+	"github.com/insomniacslk/dhcp/dhcpv6/server6"
+	"github.com/insomniacslk/dhcp/iana"
 	"github.com/vishvananda/netns"
+	"golang.org/x/net/ipv6"
 
 	"neutrino/internal/core"
 	"neutrino/internal/dataplane"
@@ -24,8 +28,9 @@ import (
 
 type dhcpServer struct {
 	ns     string
-	portID string
-	table  *dhcp.Table
+	layout string // the port, addresses and MTU the namespace was built for
+	table  *dhcp.Table[dhcp.Lease]
+	table6 *dhcp.Table[dhcp.Lease6]
 	cancel context.CancelFunc
 }
 
@@ -96,19 +101,46 @@ func (a *Agent) applyDHCP(ctx context.Context, st *core.HostState, nets map[stri
 func (a *Agent) ensureDHCP(ctx context.Context, n dataplane.Network, port map[string]any, subnets, ports []map[string]any) error {
 	ns := a.dhcpNS(n.ID)
 	tap := dataplane.TapName(str(port, "id"))
+	// The port's addresses on this network's subnets, as CIDRs.
+	var addrs []string
+	var serverIP net.IP
+	v6 := false
+	for _, sn := range subnets {
+		if sn["enable_dhcp"] == true && isDHCPv6(sn) {
+			v6 = true
+		}
+		for _, f := range list(port, "fixed_ips") {
+			if str(sn, "id") != str(f, "subnet_id") {
+				continue
+			}
+			ip := net.ParseIP(str(f, "ip_address"))
+			addrs = append(addrs, ip.String()+str(sn, "cidr")[strings.LastIndex(str(sn, "cidr"), "/"):])
+			if ip.To4() != nil && serverIP == nil {
+				serverIP = ip
+			}
+		}
+	}
+	layout := fmt.Sprint(str(port, "id"), addrs, v6, n.MTU)
 	s := a.dhcp[n.ID]
-	if s == nil || s.portID != str(port, "id") {
+	if s == nil || s.layout != layout {
 		if s != nil {
 			s.cancel()
+			delete(a.dhcp, n.ID)
 		}
 		run("ip", "netns", "del", ns) // a leftover from before a restart is rebuilt
 		if err := run("ip", "netns", "add", ns); err != nil {
 			return err
 		}
-		hostNS := a.cfg.NetNS
+		// No duplicate address detection: the API owns these addresses, and
+		// the link-local one must answer DHCPv6 at once.
+		for _, k := range []string{"net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_ra=0"} {
+			if err := run("ip", "netns", "exec", ns, "sysctl", "-qw", k); err != nil {
+				return err
+			}
+		}
 		args := []string{"ip", "link", "add", tap}
-		if hostNS != "" {
-			args = append(args, "netns", hostNS)
+		if a.cfg.NetNS != "" {
+			args = append(args, "netns", a.cfg.NetNS)
 		}
 		args = append(args, "type", "veth", "peer", "name", "eth0", "netns", ns)
 		if err := run(args...); err != nil {
@@ -118,40 +150,69 @@ func (a *Agent) ensureDHCP(ctx context.Context, n dataplane.Network, port map[st
 			return err
 		}
 		run("ip", "-n", ns, "link", "set", "lo", "up")
-		var serverIP net.IP
-		for _, f := range list(port, "fixed_ips") {
-			ip := net.ParseIP(str(f, "ip_address"))
-			for _, sn := range subnets {
-				if str(sn, "id") == str(f, "subnet_id") {
-					bits := str(sn, "cidr")[strings.LastIndex(str(sn, "cidr"), "/"):]
-					if err := run("ip", "-n", ns, "addr", "add", ip.String()+bits, "dev", "eth0"); err != nil {
-						return err
-					}
-					if ip.To4() != nil {
-						serverIP = ip
-					}
-				}
+		for _, cidr := range addrs {
+			if err := run("ip", "-n", ns, "addr", "add", cidr, "dev", "eth0", "nodad"); err != nil {
+				return err
 			}
 		}
-		if serverIP == nil {
-			return fmt.Errorf("dhcp: port %s has no IPv4 address", str(port, "id"))
-		}
-		conn, err := udpIn(ns)
-		if err != nil {
-			return err
-		}
 		sctx, cancel := context.WithCancel(ctx)
-		s = &dhcpServer{ns: ns, portID: str(port, "id"), table: &dhcp.Table{}, cancel: cancel}
+		s = &dhcpServer{ns: ns, layout: layout, table: &dhcp.Table[dhcp.Lease]{}, table6: &dhcp.Table[dhcp.Lease6]{}, cancel: cancel}
+		if serverIP != nil {
+			conn, err := inNS(ns, udp4)
+			if err != nil {
+				cancel()
+				return err
+			}
+			go dhcp.Serve(sctx, conn, serverIP, s.table, a.cfg.Log)
+		}
+		if v6 {
+			conn, err := inNS(ns, udp6)
+			if err != nil {
+				cancel()
+				return err
+			}
+			mac, _ := net.ParseMAC(str(port, "mac_address"))
+			go dhcp.Serve6(sctx, conn, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: mac}, s.table6, a.cfg.Log)
+		}
 		a.dhcp[n.ID] = s
-		go dhcp.Serve(sctx, conn, serverIP, s.table, a.cfg.Log)
 	}
 	s.table.Set(leases(n, subnets, ports))
+	s.table6.Set(leases6(subnets, ports))
 	return nil
 }
 
-// udpIn opens the DHCP socket inside namespace ns (namespaces belong to OS
-// threads: switch one, open, switch back).
-func udpIn(ns string) (*net.UDPConn, error) {
+// isDHCPv6 reports whether a subnet's addresses or options come by DHCPv6.
+func isDHCPv6(sn map[string]any) bool {
+	m := str(sn, "ipv6_address_mode")
+	return m == "dhcpv6-stateful" || m == "dhcpv6-stateless"
+}
+
+// udp4 opens the DHCPv4 server socket on eth0 of the current namespace.
+func udp4() (*net.UDPConn, error) {
+	return server4.NewIPv4UDPConn("eth0", &net.UDPAddr{IP: net.IPv4zero, Port: 67})
+}
+
+// udp6 opens the DHCPv6 server socket on eth0 of the current namespace,
+// joined to All_DHCP_Relay_Agents_and_Servers.
+func udp6() (*net.UDPConn, error) {
+	conn, err := server6.NewIPv6UDPConn("eth0", &net.UDPAddr{IP: net.IPv6unspecified, Port: dhcpv6.DefaultServerPort})
+	if err != nil {
+		return nil, err
+	}
+	ifi, err := net.InterfaceByName("eth0")
+	if err == nil {
+		err = ipv6.NewPacketConn(conn).JoinGroup(ifi, &net.UDPAddr{IP: dhcpv6.AllDHCPRelayAgentsAndServers})
+	}
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dhcpv6: join group: %w", err)
+	}
+	return conn, nil
+}
+
+// inNS runs open on a thread inside namespace ns (sockets stay in the
+// namespace they are made in; namespaces belong to OS threads).
+func inNS(ns string, open func() (*net.UDPConn, error)) (*net.UDPConn, error) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -167,7 +228,7 @@ func udpIn(ns string) (*net.UDPConn, error) {
 	if err := netns.Set(target); err != nil {
 		return nil, err
 	}
-	conn, err := server4.NewIPv4UDPConn("eth0", &net.UDPAddr{IP: net.IPv4zero, Port: 67})
+	conn, err := open()
 	if serr := netns.Set(orig); serr != nil {
 		panic("agent: cannot return to the original namespace: " + serr.Error())
 	}
@@ -227,6 +288,52 @@ func leases(n dataplane.Network, subnets, ports []map[string]any) map[string]dhc
 			out[str(p, "mac_address")] = l
 			break // one IPv4 address per port is offered
 		}
+	}
+	return out
+}
+
+// leases6 computes what each port of the network is told over DHCPv6: its
+// addresses on dhcpv6-stateful subnets, and the DNS servers and options of
+// its stateful and stateless subnets.
+func leases6(subnets, ports []map[string]any) map[string]dhcp.Lease6 {
+	byID := map[string]map[string]any{}
+	for _, sn := range subnets {
+		if sn["enable_dhcp"] == true && isDHCPv6(sn) {
+			byID[str(sn, "id")] = sn
+		}
+	}
+	out := map[string]dhcp.Lease6{}
+	for _, p := range ports {
+		if str(p, "device_owner") == "network:dhcp" {
+			continue
+		}
+		l := dhcp.Lease6{Domain: "openstacklocal", LeaseTime: 24 * time.Hour, Extra: map[string]string{}}
+		found := false
+		for _, f := range list(p, "fixed_ips") {
+			sn := byID[str(f, "subnet_id")]
+			if sn == nil {
+				continue
+			}
+			found = true
+			if str(sn, "ipv6_address_mode") == "dhcpv6-stateful" {
+				l.Addrs = append(l.Addrs, net.ParseIP(str(f, "ip_address")))
+			}
+			dns, _ := sn["dns_nameservers"].([]any)
+			for _, d := range dns {
+				if ip := net.ParseIP(fmt.Sprint(d)); ip != nil && ip.To4() == nil {
+					l.DNS = append(l.DNS, ip)
+				}
+			}
+		}
+		if !found {
+			continue
+		}
+		for _, o := range list(p, "extra_dhcp_opts") {
+			if v, _ := o["ip_version"].(float64); v == 6 {
+				l.Extra[str(o, "opt_name")] = fmt.Sprint(o["opt_value"])
+			}
+		}
+		out[str(p, "mac_address")] = l
 	}
 	return out
 }

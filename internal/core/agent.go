@@ -171,7 +171,7 @@ func (s *Service) SetHostPorts(c *Ctx, host string, active []string) (changed in
 	return changed, nil
 }
 
-// DHCP scheduling: a network with a DHCP-enabled IPv4 subnet is hosted by
+// DHCP scheduling: a network with a subnet served by DHCP is hosted by
 // up to DHCPAgentsPerNetwork live DHCP agents, the least loaded first; a
 // binding is a "dhcp_binding" object (parent: the network).
 
@@ -184,14 +184,18 @@ func (c *Ctx) dhcpBindings(f store.Filter) ([]Object, error) {
 	return c.Tx.List(dhcpBindingKind, f)
 }
 
-// needsDHCP reports whether a network has a DHCP-enabled IPv4 subnet.
+// needsDHCP reports whether a network has a DHCP-enabled IPv4 subnet, or an
+// IPv6 one whose addresses or options come by DHCPv6.
 func (c *Ctx) needsDHCP(networkID string) (bool, error) {
 	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: networkID})
 	if err != nil {
 		return false, err
 	}
 	for _, sn := range subnets {
-		if boolean(sn, "enable_dhcp") && num(sn["ip_version"], 0) == 4 {
+		if !boolean(sn, "enable_dhcp") {
+			continue
+		}
+		if m := str(sn, "ipv6_address_mode"); num(sn["ip_version"], 0) == 4 || m == "dhcpv6-stateful" || m == "dhcpv6-stateless" {
 			return true, nil
 		}
 	}

@@ -1,4 +1,4 @@
-// Package dhcp is Neutrino's DHCPv4 responder: it answers, on one network's
+// Package dhcp is Neutrino's DHCPv4 and DHCPv6 responder. DHCPv4 answers, on one network's
 // DHCP port, each known port (by MAC) with that port's fixed address and the
 // subnet's options — mask, router, DNS servers, classless routes (option
 // 121), MTU (option 26), lease time, domain, and the port's extra_dhcp_opts.
@@ -36,18 +36,20 @@ type Lease struct {
 	Extra     map[string]string // extra_dhcp_opts for IPv4: name or number -> value
 }
 
-// Table maps MAC addresses to leases; it is replaced whole on each update.
-type Table struct {
-	p atomic.Pointer[map[string]Lease]
+// Table maps MAC addresses to leases (Lease or Lease6); it is replaced
+// whole on each update.
+type Table[L any] struct {
+	p atomic.Pointer[map[string]L]
 }
 
 // Set replaces the table.
-func (t *Table) Set(m map[string]Lease) { t.p.Store(&m) }
+func (t *Table[L]) Set(m map[string]L) { t.p.Store(&m) }
 
-func (t *Table) get(mac string) (Lease, bool) {
+func (t *Table[L]) get(mac string) (L, bool) {
 	m := t.p.Load()
 	if m == nil {
-		return Lease{}, false
+		var zero L
+		return zero, false
 	}
 	l, ok := (*m)[mac]
 	return l, ok
@@ -55,7 +57,7 @@ func (t *Table) get(mac string) (Lease, bool) {
 
 // Serve answers on conn (a UDP socket on port 67 bound to the DHCP port's
 // device) until ctx ends. serverIP identifies this server (option 54).
-func Serve(ctx context.Context, conn *net.UDPConn, serverIP net.IP, t *Table, log *slog.Logger) error {
+func Serve(ctx context.Context, conn *net.UDPConn, serverIP net.IP, t *Table[Lease], log *slog.Logger) error {
 	go func() { <-ctx.Done(); conn.Close() }()
 	buf := make([]byte, 4096)
 	for {
@@ -85,7 +87,7 @@ func Serve(ctx context.Context, conn *net.UDPConn, serverIP net.IP, t *Table, lo
 }
 
 // reply builds the answer to req, or nil when there is none to give.
-func reply(req *dhcpv4.DHCPv4, serverIP net.IP, t *Table) *dhcpv4.DHCPv4 {
+func reply(req *dhcpv4.DHCPv4, serverIP net.IP, t *Table[Lease]) *dhcpv4.DHCPv4 {
 	lease, ok := t.get(req.ClientHWAddr.String())
 	if !ok {
 		return nil
