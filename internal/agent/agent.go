@@ -37,6 +37,9 @@ type Config struct {
 	// DHCP makes this host serve DHCP for every network with a
 	// DHCP-enabled subnet (one DHCP host per network for now).
 	DHCP bool
+	// Synced, if set, is called after each sync has made the kernel match
+	// the state at a revision, with the ports wired (benchmarks use it).
+	Synced func(revision int64, active int)
 }
 
 // Agent runs one host.
@@ -234,6 +237,9 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 	if err != nil {
 		a.cfg.Log.Warn("apply incomplete", "err", err)
 	}
+	if a.cfg.Synced != nil {
+		a.cfg.Synced(st.Revision, len(active))
+	}
 	if err := a.call(ctx, http.MethodPut, "/neutrino/v1/hosts/"+a.cfg.Host+"/ports", map[string]any{"active": active}, nil); err != nil {
 		return 0, err
 	}
@@ -283,9 +289,9 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 	// Filters first: a port is never wired before its security groups and
 	// anti-spoofing are in place; if they cannot be installed, filtered
 	// ports are not wired at all.
-	pf := filters(st)
+	pf, groups := filters(st)
 	unsafe := map[string]bool{}
-	if err := a.host.SetFilters(pf, st.GroupMembers); err != nil {
+	if err := a.host.SetFilters(pf, groups, st.GroupMembers); err != nil {
 		errs = append(errs, err.Error())
 		for _, f := range pf {
 			unsafe[f.PortID] = true
@@ -374,16 +380,31 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 // filters derives each port's security state: ports with port security and
 // not owned by the network (DHCP, routers) are filtered by their groups'
 // ingress and egress rules.
-func filters(st *core.HostState) []dataplane.PortFilter {
-	groups := map[string]map[string]any{}
-	for _, g := range st.SecurityGroups {
-		groups[str(g, "id")] = g
-	}
+func filters(st *core.HostState) ([]dataplane.PortFilter, []dataplane.SecurityGroup) {
 	num := func(v any) int {
 		if f, ok := v.(float64); ok {
 			return int(f)
 		}
 		return -1
+	}
+	var groups []dataplane.SecurityGroup
+	for _, g := range st.SecurityGroups {
+		sg := dataplane.SecurityGroup{ID: str(g, "id")}
+		for _, r := range list(g, "security_group_rules") {
+			proto := ""
+			if v := r["protocol"]; v != nil {
+				proto = fmt.Sprint(v)
+			}
+			fr := dataplane.FilterRule{EtherType: str(r, "ethertype"), Protocol: proto,
+				PortMin: num(r["port_range_min"]), PortMax: num(r["port_range_max"]),
+				RemoteCIDR: str(r, "normalized_cidr"), RemoteGroup: str(r, "remote_group_id")}
+			if str(r, "direction") == "ingress" {
+				sg.Ingress = append(sg.Ingress, fr)
+			} else {
+				sg.Egress = append(sg.Egress, fr)
+			}
+		}
+		groups = append(groups, sg)
 	}
 	var out []dataplane.PortFilter
 	for _, p := range st.Ports {
@@ -402,23 +423,9 @@ func filters(st *core.HostState) []dataplane.PortFilter {
 		}
 		sgs, _ := p["security_groups"].([]any)
 		for _, gid := range sgs {
-			g := groups[fmt.Sprint(gid)]
-			for _, r := range list(g, "security_group_rules") {
-				proto := ""
-				if v := r["protocol"]; v != nil {
-					proto = fmt.Sprint(v)
-				}
-				fr := dataplane.FilterRule{EtherType: str(r, "ethertype"), Protocol: proto,
-					PortMin: num(r["port_range_min"]), PortMax: num(r["port_range_max"]),
-					RemoteCIDR: str(r, "normalized_cidr"), RemoteGroup: str(r, "remote_group_id")}
-				if str(r, "direction") == "ingress" {
-					f.Ingress = append(f.Ingress, fr)
-				} else {
-					f.Egress = append(f.Egress, fr)
-				}
-			}
+			f.Groups = append(f.Groups, fmt.Sprint(gid))
 		}
 		out = append(out, f)
 	}
-	return out
+	return out, groups
 }

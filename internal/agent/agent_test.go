@@ -26,7 +26,7 @@ import (
 	"neutrino/internal/store"
 )
 
-func post(t *testing.T, url, method string, body any) map[string]any {
+func post(t testing.TB, url, method string, body any) map[string]any {
 	t.Helper()
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(method, url, bytes.NewReader(b))
@@ -47,7 +47,7 @@ func post(t *testing.T, url, method string, body any) map[string]any {
 
 // testCloud is a real API server (noauth, SQLite) and a namespace lab, both
 // removed when the test ends; it skips unless root and the tools exist.
-func testCloud(t *testing.T, tools ...string) (string, *netlab.Lab) {
+func testCloud(t testing.TB, tools ...string) (string, *netlab.Lab) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root (network namespaces)")
@@ -65,7 +65,7 @@ func testCloud(t *testing.T, tools ...string) (string, *netlab.Lab) {
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := core.New(db, core.Config{})
+	svc, err := core.New(db, core.Config{DefaultQuotas: map[string]int{"port": -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +82,11 @@ func testCloud(t *testing.T, tools ...string) (string, *netlab.Lab) {
 // startAgents adds each host to the lab (VTEP 10.250.0.N, interface phy1
 // on physical network physnet1) and runs an agent for it until the test
 // ends; dhcpHost also serves DHCP.
-func startAgents(t *testing.T, url string, lab *netlab.Lab, hosts []string, dhcpHost string) {
+func startAgents(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcpHost string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := slog.New(slog.NewTextHandler(agentLog(), nil))
 	for i, h := range hosts {
 		vtep := "10.250.0." + string(rune('1'+i))
 		if err := lab.Host(h, vtep); err != nil {
@@ -480,4 +480,13 @@ func TestSecurityGroupsThroughAPI(t *testing.T) {
 			t.Fatal("an ICMP rule did not open vm2")
 		}
 	}
+}
+
+// agentLog is where the agents of a test log: nowhere, unless
+// NEUTRINO_TEST_AGENT_LOG=1 asks for standard error.
+func agentLog() io.Writer {
+	if os.Getenv("NEUTRINO_TEST_AGENT_LOG") == "1" {
+		return os.Stderr
+	}
+	return io.Discard
 }

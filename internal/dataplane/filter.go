@@ -2,9 +2,12 @@ package dataplane
 
 import (
 	"context"
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 
@@ -12,20 +15,27 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// Security groups and anti-spoofing, with nftables in the host's namespace:
+// Security groups and anti-spoofing, with nftables in the host's namespace.
+// Per-port state lives in sets and maps, not in rules, so a host with a
+// thousand ports has a few dozen rules, and a change touches only what it
+// changes (elements added or deleted, one group's chain rewritten):
 //
-//   - table bridge neutrino: frames from a port's tap must carry its MAC and
-//     one of its addresses (ARP too); a VM may not answer DHCP or send router
-//     advertisements. A frame forwarded to a port's tap is marked with the
-//     port's number (the bridge family has no conntrack here).
+//   - table bridge neutrino: a frame from a filtered port's tap must carry
+//     its MAC and one of its addresses (ARP and IPv6 too), checked against
+//     sets keyed by (tap . address); a VM may not answer DHCP or send
+//     router advertisements. The bridge family has no conntrack here, and
+//     br_netfilter's inet hooks see only the bridge as device, so the port
+//     travels in the mark: a frame from a filtered tap gets the port's
+//     number in the high 16 bits; forwarded to a filtered tap, the mark is
+//     replaced by that port's number (low 16 bits).
 //   - table inet neutrino, reached through br_netfilter: replies of allowed
-//     flows pass (conntrack); new traffic from a filtered port goes through
-//     its egress chain (returning when a rule allows it, else drop), then
-//     traffic to a filtered port through its ingress chain (accept, else
-//     drop). Remote groups are sets of member addresses, not one rule per
-//     member. The mark carries the source port in its high 16 bits (set as
-//     a frame enters from a tap) and the destination port in the low 16
-//     (set as it is forwarded to one).
+//     flows pass (conntrack). New traffic from a filtered port is checked
+//     in prerouting (before the mark is replaced), by a verdict map from
+//     the mark to the chain of the port's set of groups; traffic to a
+//     filtered port is checked in forward, the same way. A group's rules
+//     are one chain per direction shared by all its ports, ending in
+//     accept (an accepted packet goes on to the next hook); remote groups
+//     are address sets.
 
 // FilterRule is one security group rule as the data plane applies it.
 type FilterRule struct {
@@ -37,45 +47,241 @@ type FilterRule struct {
 	RemoteGroup string
 }
 
+// SecurityGroup is a group's rules.
+type SecurityGroup struct {
+	ID      string
+	Ingress []FilterRule
+	Egress  []FilterRule
+}
+
 // PortFilter is a port's security state.
 type PortFilter struct {
 	PortID   string
 	MAC      string
 	Addrs    []string // allowed sources: fixed IPs and address pairs (IPs or CIDRs)
 	PairMACs []string
-	Ingress  []FilterRule
-	Egress   []FilterRule
+	Groups   []string // security group ids
 }
 
 const filterTable = "neutrino"
 
+// nftState is what the agent last wrote to one table: its sets and maps
+// with their elements, and its regular chains with their rules. Base
+// chains are fixed and written only when the table is built whole.
+type nftState struct {
+	sets   map[string]nftSet
+	elems  map[string]map[string]*knftables.Element // set or map -> key -> element
+	chains map[string][]string
+}
+
+type nftSet struct {
+	typ   string
+	isMap bool
+	flags []knftables.SetFlag
+}
+
+func newState() *nftState {
+	return &nftState{sets: map[string]nftSet{}, elems: map[string]map[string]*knftables.Element{}, chains: map[string][]string{}}
+}
+
+func (s *nftState) set(name, typ string, isMap bool, flags ...knftables.SetFlag) {
+	s.sets[name] = nftSet{typ: typ, isMap: isMap, flags: flags}
+	if s.elems[name] == nil {
+		s.elems[name] = map[string]*knftables.Element{}
+	}
+}
+
+func (s *nftState) elem(name string, key []string, value ...string) {
+	e := &knftables.Element{Key: key, Value: value}
+	if s.sets[name].isMap {
+		e.Map = name
+	} else {
+		e.Set = name
+	}
+	s.elems[name][strings.Join(key, " . ")] = e
+}
+
 // SetFilters makes the host's filtering exactly the given ports' (ports not
 // listed are not filtered: port security off, or network-owned ports), with
-// members[group] the addresses of each remote group. The tables are rebuilt
-// in one atomic nftables transaction each.
-func (h *Host) SetFilters(ports []PortFilter, members map[string][]string) error {
+// groups their security groups and members[group] the addresses of each
+// remote group. The first call builds both tables whole (atomically, so
+// traffic and connection tracking go on undisturbed across an agent
+// restart); later calls change only the differences, each table in one
+// transaction.
+func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members map[string][]string) error {
 	sort.Slice(ports, func(i, j int) bool { return ports[i].PortID < ports[j].PortID })
+	if len(ports) > 0xffff {
+		return fmt.Errorf("dataplane: %d filtered ports on one host; at most 65535 can be filtered", len(ports))
+	}
+	marks := h.portMarks(ports)
+	bridge, inet := bridgeState(ports, marks), inetState(ports, groups, members, marks)
 	return h.inNamespace(func() error {
-		bnft, err := knftables.New(knftables.BridgeFamily, filterTable)
-		if err != nil {
-			return fmt.Errorf("dataplane: nftables: %w", err)
-		}
-		inft, err := knftables.New(knftables.InetFamily, filterTable)
-		if err != nil {
-			return fmt.Errorf("dataplane: nftables: %w", err)
-		}
-		br, in := bnft.NewTransaction(), inft.NewTransaction()
-		buildBridge(br, ports)
-		buildInet(in, ports, members)
-		ctx := context.Background()
-		if err := bnft.Run(ctx, br); err != nil {
+		var err error
+		if h.nftBridge, err = writeTable(knftables.BridgeFamily, h.nftBridge, bridge, bridgeBase); err != nil {
 			return fmt.Errorf("dataplane: bridge rules: %w", err)
 		}
-		if err := inft.Run(ctx, in); err != nil {
+		if h.nftInet, err = writeTable(knftables.InetFamily, h.nftInet, inet, inetBase); err != nil {
 			return fmt.Errorf("dataplane: inet rules: %w", err)
 		}
 		return nil
 	})
+}
+
+// portMarks numbers the filtered ports (1 to 65535: the mark holds two),
+// keeping each port's number for as long as it stays (a new port does not
+// renumber the others).
+func (h *Host) portMarks(ports []PortFilter) map[string]uint32 {
+	keep := map[string]uint32{}
+	used := map[uint32]bool{}
+	for _, p := range ports {
+		if n, ok := h.marks[p.PortID]; ok {
+			keep[p.PortID] = n
+			used[n] = true
+		}
+	}
+	next := uint32(1)
+	for _, p := range ports {
+		if _, ok := keep[p.PortID]; ok {
+			continue
+		}
+		for used[next] {
+			next++
+		}
+		keep[p.PortID] = next
+		used[next] = true
+	}
+	h.marks = keep
+	return keep
+}
+
+// writeTable makes table match want: whole when nothing is known of it
+// (or the incremental change fails, as when someone else changed it),
+// otherwise by the differences from have.
+func writeTable(fam knftables.Family, have, want *nftState, base func(*knftables.Transaction)) (*nftState, error) {
+	nft, err := knftables.New(fam, filterTable)
+	if err != nil {
+		return have, err
+	}
+	ctx := context.Background()
+	if have != nil {
+		tx := nft.NewTransaction()
+		diffTable(tx, have, want)
+		if tx.NumOperations() == 0 {
+			return want, nil
+		}
+		if err := nft.Run(ctx, tx); err == nil {
+			return want, nil
+		}
+	}
+	tx := nft.NewTransaction()
+	tx.Add(&knftables.Table{})
+	tx.Delete(&knftables.Table{})
+	tx.Add(&knftables.Table{})
+	diffTable(tx, newState(), want)
+	base(tx)
+	if err := nft.Run(ctx, tx); err != nil {
+		return nil, err
+	}
+	return want, nil
+}
+
+// chainOrder: chains that jump to others go first when deleting.
+func chainOrder(name string) int {
+	if strings.HasPrefix(name, "sg") {
+		return 1
+	}
+	return 0
+}
+
+// diffTable adds to tx what turns have into want: new sets and chains,
+// rewritten chains, elements added and removed, then what is gone.
+func diffTable(tx *knftables.Transaction, have, want *nftState) {
+	for _, name := range sortedKeys(want.sets) {
+		if _, ok := have.sets[name]; !ok {
+			d := want.sets[name]
+			if d.isMap {
+				tx.Add(&knftables.Map{Name: name, Type: d.typ, Flags: d.flags})
+			} else {
+				tx.Add(&knftables.Set{Name: name, Type: d.typ, Flags: d.flags})
+			}
+		}
+	}
+	for _, name := range sortedKeys(want.chains) {
+		if _, ok := have.chains[name]; !ok {
+			tx.Add(&knftables.Chain{Name: name})
+		}
+	}
+	for _, name := range sortedKeys(want.chains) {
+		rules, old := want.chains[name], have.chains[name]
+		if _, existed := have.chains[name]; existed && slices.Equal(rules, old) {
+			continue
+		}
+		if _, existed := have.chains[name]; existed {
+			tx.Flush(&knftables.Chain{Name: name})
+		}
+		for _, r := range rules {
+			tx.Add(&knftables.Rule{Chain: name, Rule: r})
+		}
+	}
+	for _, name := range sortedKeys(want.elems) {
+		cur := have.elems[name]
+		for _, key := range sortedKeys(want.elems[name]) {
+			e := want.elems[name][key]
+			if old, ok := cur[key]; ok {
+				if slices.Equal(old.Value, e.Value) {
+					continue
+				}
+				tx.Delete(old)
+			}
+			tx.Add(e)
+		}
+	}
+	for _, name := range sortedKeys(have.elems) {
+		if _, ok := want.sets[name]; !ok {
+			continue // the whole set goes below
+		}
+		for _, key := range sortedKeys(have.elems[name]) {
+			if _, ok := want.elems[name][key]; !ok {
+				tx.Delete(have.elems[name][key])
+			}
+		}
+	}
+	gone := []string{}
+	for name := range have.chains {
+		if _, ok := want.chains[name]; !ok {
+			gone = append(gone, name)
+		}
+	}
+	sort.Slice(gone, func(i, j int) bool {
+		if a, b := chainOrder(gone[i]), chainOrder(gone[j]); a != b {
+			return a < b
+		}
+		return gone[i] < gone[j]
+	})
+	for _, name := range gone {
+		tx.Flush(&knftables.Chain{Name: name})
+	}
+	for _, name := range gone {
+		tx.Delete(&knftables.Chain{Name: name})
+	}
+	for _, name := range sortedKeys(have.sets) {
+		if _, ok := want.sets[name]; !ok {
+			if have.sets[name].isMap {
+				tx.Delete(&knftables.Map{Name: name})
+			} else {
+				tx.Delete(&knftables.Set{Name: name})
+			}
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 // inNamespace runs fn on a thread in the host's namespace; processes it
@@ -125,102 +331,167 @@ func linkLocal(mac string) string {
 	return ip.String()
 }
 
-func set(items []string) string { return "{ " + strings.Join(items, ", ") + " }" }
+func quote(s string) string { return `"` + s + `"` }
 
-func buildBridge(tx *knftables.Transaction, ports []PortFilter) {
-	tx.Add(&knftables.Table{})
-	tx.Flush(&knftables.Table{})
+func markHex(n uint32) string { return fmt.Sprintf("0x%08x", n) }
+
+// bridgeState: the anti-spoofing sets and the output marks.
+func bridgeState(ports []PortFilter, marks map[string]uint32) *nftState {
+	s := newState()
+	s.set("filtered", "ifname", false)
+	s.set("macs", "ifname . ether_addr", false)
+	s.set("src4", "ifname . ipv4_addr", false, knftables.IntervalFlag)
+	s.set("src6", "ifname . ipv6_addr", false, knftables.IntervalFlag)
+	s.set("inmark", "ifname : mark", true)
+	s.set("outmark", "ifname : mark", true)
+	for _, p := range ports {
+		tap := quote(TapName(p.PortID))
+		s.elem("filtered", []string{tap})
+		for _, m := range append([]string{p.MAC}, p.PairMACs...) {
+			if hw, err := net.ParseMAC(m); err == nil {
+				s.elem("macs", []string{tap, hw.String()})
+			}
+		}
+		v4, v6 := split(p.Addrs)
+		// 0.0.0.0: DHCP discovery and ARP probes; ::, link-local: DAD and
+		// neighbour discovery.
+		for _, a := range append(v4, "0.0.0.0") {
+			s.elem("src4", []string{tap, a})
+		}
+		v6 = append(v6, "::")
+		if ll := linkLocal(p.MAC); ll != "" {
+			v6 = append(v6, ll)
+		}
+		for _, a := range v6 {
+			s.elem("src6", []string{tap, a})
+		}
+		s.elem("inmark", []string{tap}, markHex(marks[p.PortID]<<16))
+		s.elem("outmark", []string{tap}, markHex(marks[p.PortID]))
+	}
+	return s
+}
+
+func bridgeBase(tx *knftables.Transaction) {
 	tx.Add(&knftables.Chain{Name: "ports-in", Type: knftables.PtrTo(knftables.FilterType),
 		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.BaseChainPriority("-300"))})
+	for _, r := range []string{
+		"iifname != @filtered accept",
+		"iifname . ether saddr != @macs drop",
+		// DHCP: a client without an address may ask; no VM may answer.
+		"ether type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
+		"udp sport 67 drop",
+		"udp sport 547 drop",
+		"icmpv6 type nd-router-advert drop",
+		"ether type arp iifname . arp saddr ip != @src4 drop",
+		"ether type ip iifname . ip saddr != @src4 drop",
+		"ether type ip6 iifname . ip6 saddr != @src6 drop",
+		"meta mark set iifname map @inmark",
+	} {
+		tx.Add(&knftables.Rule{Chain: "ports-in", Rule: r})
+	}
 	// Before br_netfilter's forward hook (priority -1): mark the output port.
 	tx.Add(&knftables.Chain{Name: "ports-out", Type: knftables.PtrTo(knftables.FilterType),
 		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.BaseChainPriority("-200"))})
-	for i, p := range ports {
-		tap := TapName(p.PortID)
-		rule := func(chain string, parts ...string) {
-			tx.Add(&knftables.Rule{Chain: chain, Rule: knftables.Concat(parts)})
-		}
-		macs := append([]string{p.MAC}, p.PairMACs...)
-		rule("ports-in", "iifname", tap, "ether saddr !=", set(macs), "drop")
-		v4, v6 := split(p.Addrs)
-		// DHCP: a client without an address may ask; no VM may answer.
-		rule("ports-in", "iifname", tap, "ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept")
-		rule("ports-in", "iifname", tap, "udp sport 67 drop")
-		rule("ports-in", "iifname", tap, "udp sport 547 drop")
-		rule("ports-in", "iifname", tap, "icmpv6 type nd-router-advert drop")
-		if len(v4) > 0 {
-			rule("ports-in", "iifname", tap, "ether type arp arp saddr ip !=", set(append(v4, "0.0.0.0")), "drop")
-			rule("ports-in", "iifname", tap, "ether type ip ip saddr !=", set(v4), "drop")
-		} else {
-			rule("ports-in", "iifname", tap, "ether type arp arp saddr ip != 0.0.0.0 drop")
-			rule("ports-in", "iifname", tap, "ether type ip drop")
-		}
-		ll := []string{"::"}
-		if l := linkLocal(p.MAC); l != "" {
-			ll = append(ll, l)
-		}
-		rule("ports-in", "iifname", tap, "ether type ip6 ip6 saddr !=", set(append(v6, ll...)), "drop")
-		rule("ports-in", "iifname", tap, "meta mark set", fmt.Sprintf("0x%08x", (i+1)<<16))
-		rule("ports-out", "oifname", tap, "meta mark set meta mark or", fmt.Sprintf("0x%08x", i+1))
-	}
+	tx.Add(&knftables.Rule{Chain: "ports-out", Rule: "meta mark set oifname map @outmark"})
 }
 
 func groupSet(gid, family string) string {
-	return "g" + family + "-" + strings.ReplaceAll(gid, "-", "")[:min(16, len(strings.ReplaceAll(gid, "-", "")))]
+	return "g" + family + "-" + shortID(gid, 16)
 }
 
-func buildInet(tx *knftables.Transaction, ports []PortFilter, members map[string][]string) {
-	tx.Add(&knftables.Table{})
-	tx.Flush(&knftables.Table{})
-	for gid, addrs := range members {
-		v4, v6 := split(addrs)
+func shortID(id string, n int) string {
+	id = strings.ReplaceAll(id, "-", "")
+	return id[:min(n, len(id))]
+}
+
+func groupChain(dir, gid string) string { return "sg" + dir + "-" + shortID(gid, 20) }
+
+// comboChain names the chain of one set of groups (ports with the same
+// groups share it).
+func comboChain(dir string, gids []string) string {
+	sum := sha1.Sum([]byte(strings.Join(gids, ",")))
+	return dir + "-" + hex.EncodeToString(sum[:8])
+}
+
+// inetState: the groups' chains, the remote-group sets, and the maps from
+// ports to the chains of their groups.
+func inetState(ports []PortFilter, groups []SecurityGroup, members map[string][]string, marks map[string]uint32) *nftState {
+	s := newState()
+	s.set("egress", "mark : verdict", true)
+	s.set("ingress", "mark : verdict", true)
+	byID := map[string]SecurityGroup{}
+	for _, g := range groups {
+		byID[g.ID] = g
+	}
+	used := map[string]bool{}
+	for _, p := range ports {
+		gids := slices.Clone(p.Groups)
+		sort.Strings(gids)
+		gids = slices.Compact(gids)
+		eg, in := comboChain("eg", gids), comboChain("in", gids)
+		if _, ok := s.chains[eg]; !ok {
+			// What a port always needs (DHCP, neighbour discovery), then
+			// its groups (each accepts what it allows), then drop.
+			egress := []string{"ct state invalid drop", "udp sport 68 udp dport 67 accept", "udp sport 546 udp dport 547 accept",
+				"icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept"}
+			ingress := []string{"ct state invalid drop", "udp sport 67 udp dport 68 accept", "udp sport 547 udp dport 546 accept",
+				"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert } accept"}
+			for _, g := range gids {
+				egress = append(egress, "jump "+groupChain("e", g))
+				ingress = append(ingress, "jump "+groupChain("i", g))
+				used[g] = true
+			}
+			s.chains[eg], s.chains[in] = append(egress, "drop"), append(ingress, "drop")
+		}
+		s.elem("egress", []string{markHex(marks[p.PortID] << 16)}, "goto "+eg)
+		s.elem("ingress", []string{markHex(marks[p.PortID])}, "goto "+in)
+	}
+	remote := map[string]bool{}
+	for g := range used {
+		eg, in := []string{}, []string{}
+		for _, d := range []struct {
+			rules  []FilterRule
+			remote string
+			out    *[]string
+		}{{byID[g].Egress, "daddr", &eg}, {byID[g].Ingress, "saddr", &in}} {
+			for _, r := range d.rules {
+				if m, ok := ruleMatch(r, members, d.remote); ok {
+					*d.out = append(*d.out, m+" accept")
+					if r.RemoteGroup != "" {
+						remote[r.RemoteGroup] = true
+					}
+				}
+			}
+		}
+		s.chains[groupChain("e", g)], s.chains[groupChain("i", g)] = eg, in
+	}
+	for gid := range remote {
+		v4, v6 := split(members[gid])
 		for _, f := range []struct {
 			fam, typ string
 			elems    []string
 		}{{"4", "ipv4_addr", v4}, {"6", "ipv6_addr", v6}} {
 			name := groupSet(gid, f.fam)
-			tx.Add(&knftables.Set{Name: name, Type: f.typ, Flags: []knftables.SetFlag{knftables.IntervalFlag}})
+			s.set(name, f.typ, false, knftables.IntervalFlag)
 			for _, e := range f.elems {
-				tx.Add(&knftables.Element{Set: name, Key: []string{e}})
+				s.elem(name, []string{e})
 			}
 		}
 	}
-	tx.Add(&knftables.Chain{Name: "forward", Type: knftables.PtrTo(knftables.FilterType),
-		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.FilterPriority)})
-	tx.Add(&knftables.Rule{Chain: "forward", Rule: "ct state established,related accept"})
-	tx.Add(&knftables.Rule{Chain: "forward", Rule: "ct state invalid drop"})
-	for i, p := range ports {
-		id := strings.ReplaceAll(p.PortID, "-", "")
-		id = id[:min(20, len(id))]
-		out, in := "out-"+id, "in-"+id
-		tx.Add(&knftables.Chain{Name: out})
-		tx.Add(&knftables.Chain{Name: in})
-		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat("meta mark and 0xffff0000 ==", fmt.Sprintf("0x%08x", (i+1)<<16), "jump", out)})
-		tx.Add(&knftables.Rule{Chain: "forward", Rule: knftables.Concat("meta mark and 0x0000ffff ==", fmt.Sprintf("0x%08x", i+1), "jump", in)})
-		// Each direction: what a port always needs (DHCP, neighbour
-		// discovery), then its rules, then drop. The remote side is the
-		// destination for egress and the source for ingress; an allowed
-		// egress packet returns to be checked by the receiver's ingress.
-		for _, d := range []struct {
-			chain, remote, verdict string
-			always                 []string
-			rules                  []FilterRule
-		}{
-			{out, "daddr", "return", []string{"udp sport 68 udp dport 67", "udp sport 546 udp dport 547",
-				"icmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert }"}, p.Egress},
-			{in, "saddr", "accept", []string{"udp sport 67 udp dport 68", "udp sport 547 udp dport 546",
-				"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert, nd-router-advert }"}, p.Ingress},
-		} {
-			for _, m := range d.always {
-				tx.Add(&knftables.Rule{Chain: d.chain, Rule: knftables.Concat(m, d.verdict)})
-			}
-			for _, r := range d.rules {
-				if m, ok := ruleMatch(r, members, d.remote); ok {
-					tx.Add(&knftables.Rule{Chain: d.chain, Rule: knftables.Concat(m, d.verdict)})
-				}
-			}
-			tx.Add(&knftables.Rule{Chain: d.chain, Rule: "drop"})
-		}
+	return s
+}
+
+func inetBase(tx *knftables.Transaction) {
+	for _, c := range []struct{ name, hook, match string }{
+		// Prerouting runs after conntrack (-200), before the bridge's
+		// forward chain replaces the mark.
+		{"from-ports", string(knftables.PreroutingHook), "meta mark and 0xffff0000 vmap @egress"},
+		{"to-ports", string(knftables.ForwardHook), "meta mark and 0x0000ffff vmap @ingress"},
+	} {
+		tx.Add(&knftables.Chain{Name: c.name, Type: knftables.PtrTo(knftables.FilterType),
+			Hook: knftables.PtrTo(knftables.BaseChainHook(c.hook)), Priority: knftables.PtrTo(knftables.FilterPriority)})
+		tx.Add(&knftables.Rule{Chain: c.name, Rule: "ct state established,related accept"})
+		tx.Add(&knftables.Rule{Chain: c.name, Rule: c.match})
 	}
 }
 

@@ -26,8 +26,13 @@ type Host struct {
 	// VTEP is this host's tunnel endpoint address on the underlay.
 	VTEP net.IP
 	// Physnets maps physical network names to this host's interfaces
-	// (bridge_mappings): flat networks use the interface itself.
+	// (interface_mappings) for flat and VLAN networks.
 	Physnets map[string]string
+
+	// What the filters last wrote (nil: unknown, written whole next time)
+	// and the filtered ports' mark numbers.
+	nftBridge, nftInet *nftState
+	marks              map[string]uint32
 }
 
 // OpenHost opens the host whose kernel is the named network namespace

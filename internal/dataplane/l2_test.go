@@ -150,21 +150,21 @@ func TestSecurityGroups(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	any4 := []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}
+	open := SecurityGroup{ID: "open", Ingress: any4, Egress: any4}
 	filter := func(vm2Rules []FilterRule) {
 		t.Helper()
 		var pf []PortFilter
 		for i, p := range ports {
-			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip},
-				Egress: []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}}
+			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip}, Groups: []string{"open"}}
 			if i == 1 {
-				f.Ingress = vm2Rules
-			} else {
-				f.Ingress = []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}
+				f.Groups = []string{"locked"}
 			}
 			pf = append(pf, f)
 		}
 		// vm1 is in group "web"; vm3 is not.
-		if err := h.SetFilters(pf, map[string][]string{"web": {ports[0].ip}}); err != nil {
+		locked := SecurityGroup{ID: "locked", Ingress: vm2Rules, Egress: any4}
+		if err := h.SetFilters(pf, []SecurityGroup{open, locked}, map[string][]string{"web": {ports[0].ip}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -193,21 +193,22 @@ func TestSecurityGroups(t *testing.T) {
 	// Egress: vm1 may only talk to 10.1.0.13 (vm3).
 	var pf []PortFilter
 	for _, p := range ports {
-		f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip}, Ingress: []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}},
-			Egress: []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}}
+		f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip}, Groups: []string{"open"}}
 		if p.vm == "vm1" {
-			f.Egress = []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1, RemoteCIDR: "10.1.0.13/32"}}
+			f.Groups = []string{"to-vm3", "to-vm3"}
 		}
 		pf = append(pf, f)
 	}
-	if err := h.SetFilters(pf, nil); err != nil {
+	toVM3 := SecurityGroup{ID: "to-vm3", Ingress: any4, Egress: []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1, RemoteCIDR: "10.1.0.13/32"}}}
+	if err := h.SetFilters(pf, []SecurityGroup{open, toVM3}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if !ping("vm1", ports[2].ip) || ping("vm1", ports[1].ip) {
-		t.Fatal("vm1's egress rule does not restrict it to vm3")
+	if toVM3, toVM2 := ping("vm1", ports[2].ip), ping("vm1", ports[1].ip); !toVM3 || toVM2 {
+		out, _ := l.Output("h1", "nft", "list", "ruleset")
+		t.Fatalf("vm1's egress rule does not restrict it to vm3 (reaches vm3: %v, vm2: %v); rules:\n%s", toVM3, toVM2, out)
 	}
 	// Port security off: no filter for vm2 at all.
-	if err := h.SetFilters(nil, nil); err != nil {
+	if err := h.SetFilters(nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !ping("vm3", ports[1].ip) {

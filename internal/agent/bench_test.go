@@ -1,0 +1,350 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+
+	"neutrino/internal/dataplane"
+	"neutrino/internal/netlab"
+)
+
+// Data-plane benchmarks (root): each runs its whole workload once per
+// iteration and reports percentiles; run them with
+//
+//	go test -run '^$' -bench . -benchtime 1x ./internal/agent
+//
+// Results are recorded in docs/benchmarks.md.
+
+// pinger sends ICMP echo requests from inside a VM's namespace.
+type pinger struct {
+	c  *icmp.PacketConn
+	id int
+}
+
+func openPinger(ns string, id int) (*pinger, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(ns)
+	if err != nil {
+		return nil, err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		return nil, err
+	}
+	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
+	if serr := netns.Set(orig); serr != nil {
+		panic(serr)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &pinger{c: c, id: id}, nil
+}
+
+func (p *pinger) Close() { p.c.Close() }
+
+// until sends an echo request to dst every 2 ms until one is answered
+// (true) or the deadline passes (false).
+func (p *pinger) until(dst net.IP, deadline time.Time) bool {
+	buf := make([]byte, 1500)
+	for seq := 1; time.Now().Before(deadline); seq++ {
+		msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: p.id & 0xffff, Seq: seq & 0xffff, Data: []byte("neutrino")}}
+		b, _ := msg.Marshal(nil)
+		if _, err := p.c.WriteTo(b, &net.IPAddr{IP: dst}); err != nil {
+			time.Sleep(2 * time.Millisecond)
+			continue
+		}
+		p.c.SetReadDeadline(time.Now().Add(2 * time.Millisecond))
+		for {
+			n, from, err := p.c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := icmp.ParseMessage(1, buf[:n])
+			if err != nil || m.Type != ipv4.ICMPTypeEchoReply || !from.(*net.IPAddr).IP.Equal(dst) {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == p.id&0xffff {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// percentiles reports p50, p95 and max of ds in milliseconds.
+func percentiles(b *testing.B, ds []time.Duration) {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	at := func(q float64) float64 {
+		return float64(ds[min(len(ds)-1, int(q*float64(len(ds))))]) / float64(time.Millisecond)
+	}
+	b.ReportMetric(at(0.50), "p50-ms")
+	b.ReportMetric(at(0.95), "p95-ms")
+	b.ReportMetric(float64(ds[len(ds)-1])/float64(time.Millisecond), "max-ms")
+	b.ReportMetric(0, "ns/op")
+}
+
+// plugged makes a VM namespace whose eth0 has mac and ip/prefix, its other
+// end a down veth named tmp in host: after the port exists, renaming that
+// end to the port's tap is the hypervisor's plug.
+func plugged(b *testing.B, lab *netlab.Lab, vm, host, tmp, mac, cidr string, mtu int) {
+	b.Helper()
+	if _, err := lab.NS(vm); err != nil {
+		b.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "link", "add", tmp, "netns", lab.Name(host), "type", "veth", "peer", "name", "eth0",
+		"netns", lab.Name(vm)).CombinedOutput(); err != nil {
+		b.Fatalf("%v %s", err, out)
+	}
+	if err := lab.Run(vm, "ip", "link", "set", "eth0", "address", mac, "mtu", fmt.Sprint(mtu), "up"); err != nil {
+		b.Fatal(err)
+	}
+	if err := lab.Run(vm, "ip", "addr", "add", cidr, "dev", "eth0"); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func hostHandle(b *testing.B, lab *netlab.Lab, host string) *netlink.Handle {
+	b.Helper()
+	ns, err := netns.GetFromName(lab.Name(host))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ns.Close() })
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(h.Close)
+	return h
+}
+
+func plug(b *testing.B, h *netlink.Handle, tmp, portID string) {
+	b.Helper()
+	l, err := h.LinkByName(tmp)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := h.LinkSetName(l, dataplane.TapName(portID)); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkPortCreateToPing: 200 ports created one after another, bound
+// to compute-1; for each, the time from the API request until the new VM
+// gets an echo reply from a VM on compute-2 over VXLAN (the receiving
+// host's security group admits it by remote group, so both agents must
+// have acted).
+func BenchmarkPortCreateToPing(b *testing.B) {
+	const ports = 200
+	url, lab := testCloud(b, "ping", "nft")
+	startAgents(b, url, lab, []string{"compute-1", "compute-2"}, "")
+	h1 := hostHandle(b, lab, "compute-1")
+	for i := 0; i < b.N; i++ {
+		n := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "bench"}})["network"].(map[string]any)
+		nid := n["id"].(string)
+		post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.20.0.0/16"}})
+		target := net.ParseIP("10.20.0.10")
+		tp := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nid, "binding:host_id": "compute-2",
+			"fixed_ips": []any{map[string]any{"ip_address": target.String()}}}})["port"].(map[string]any)
+		if err := lab.VM(fmt.Sprintf("t%d", i), "compute-2", dataplane.TapName(tp["id"].(string)), tp["mac_address"].(string), 1450, "10.20.0.10/16"); err != nil {
+			b.Fatal(err)
+		}
+		var took []time.Duration
+		for k := 0; k < ports; k++ {
+			vm, tmp := fmt.Sprintf("v%d-%d", i, k), fmt.Sprintf("tmp%d", k)
+			ip := fmt.Sprintf("10.20.%d.%d", 1+k/200, 10+k%200)
+			mac := fmt.Sprintf("fa:16:3e:20:%02x:%02x", k>>8, k&0xff)
+			plugged(b, lab, vm, "compute-1", tmp, mac, ip+"/16", 1450)
+			p, err := openPinger(lab.Name(vm), 1000+k)
+			if err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			port := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nid, "binding:host_id": "compute-1",
+				"mac_address": mac, "fixed_ips": []any{map[string]any{"ip_address": ip}}}})["port"].(map[string]any)
+			plug(b, h1, tmp, port["id"].(string))
+			if !p.until(target, t0.Add(10*time.Second)) {
+				b.Fatalf("port %d (%s) never reached the target", k, ip)
+			}
+			took = append(took, time.Since(t0))
+			p.Close()
+		}
+		percentiles(b, took)
+	}
+}
+
+// BenchmarkSecurityGroupRuleToEnforced: a VM whose group admits nothing;
+// for each of 30 rounds, the time from creating an ICMP ingress rule until
+// a ping from another host is answered (then the rule is deleted and the
+// VM is blocked again before the next round; each round pings with a new
+// ICMP id, so conntrack cannot carry an old flow over).
+func BenchmarkSecurityGroupRuleToEnforced(b *testing.B) {
+	const rounds = 30
+	url, lab := testCloud(b, "ping", "nft")
+	startAgents(b, url, lab, []string{"compute-1", "compute-2"}, "")
+	for i := 0; i < b.N; i++ {
+		n := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+		nid := n["id"].(string)
+		post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.21.0.0/24"}})
+		sg := post(b, url+"/v2.0/security-groups", "POST", map[string]any{"security_group": map[string]any{"name": "locked"}})["security_group"].(map[string]any)
+		var ips []net.IP
+		for k, h := range []string{"compute-1", "compute-2"} {
+			body := map[string]any{"network_id": nid, "binding:host_id": h}
+			if k == 1 {
+				body["security_groups"] = []any{sg["id"]}
+			}
+			p := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": body})["port"].(map[string]any)
+			ip := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+			if err := lab.VM(fmt.Sprintf("s%d-%d", i, k), h, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1450, ip+"/24"); err != nil {
+				b.Fatal(err)
+			}
+			ips = append(ips, net.ParseIP(ip))
+		}
+		src := lab.Name(fmt.Sprintf("s%d-0", i))
+		// Both wired: the locked VM answers ARP (L2 works) but not ping.
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _ := exec.Command("ip", "netns", "exec", src, "sh", "-c",
+				"ping -c1 -W1 "+ips[1].String()+" >/dev/null; ip neigh show "+ips[1].String()).CombinedOutput()
+			if strings.Contains(string(out), "lladdr") {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("locked VM never reachable at L2: %s", out)
+			}
+		}
+		var took []time.Duration
+		for r := 0; r < rounds; r++ {
+			p, err := openPinger(src, 2000+r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if p.until(ips[1], time.Now().Add(100*time.Millisecond)) {
+				b.Fatalf("round %d: the locked VM answered before its rule", r)
+			}
+			t0 := time.Now()
+			rule := post(b, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
+				"security_group_id": sg["id"], "direction": "ingress", "protocol": "icmp"}})["security_group_rule"].(map[string]any)
+			if !p.until(ips[1], t0.Add(10*time.Second)) {
+				b.Fatalf("round %d: the ICMP rule never took effect", r)
+			}
+			took = append(took, time.Since(t0))
+			p.Close()
+			post(b, url+"/v2.0/security-group-rules/"+rule["id"].(string), "DELETE", nil)
+			// Blocked again (a fresh ICMP id each probe).
+			for probe := 0; ; probe++ {
+				q, err := openPinger(src, 3000+r*100+probe)
+				if err != nil {
+					b.Fatal(err)
+				}
+				answered := q.until(ips[1], time.Now().Add(50*time.Millisecond))
+				q.Close()
+				if !answered {
+					break
+				}
+				if probe > 90 {
+					b.Fatalf("round %d: deleting the rule did not block the VM", r)
+				}
+			}
+		}
+		percentiles(b, took)
+	}
+}
+
+// BenchmarkAgentRestart: 1,000 ports bound to one host, each with its tap
+// device and default security group; the time from starting that host's
+// agent again until the kernel matches its state (first sync done, every
+// port wired).
+func BenchmarkAgentRestart(b *testing.B) {
+	const ports = 1000
+	url, lab := testCloud(b, "nft")
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if err := lab.Host("compute-1", "10.250.0.1"); err != nil {
+		b.Fatal(err)
+	}
+	var wired atomic.Int64
+	converged := make(chan struct{}, 1)
+	start := func() (stop func()) {
+		a, err := New(Config{Host: "compute-1", Server: url, NetNS: lab.Name("compute-1"), VTEP: net.ParseIP("10.250.0.1"),
+			Interval: time.Second, Log: quiet, Synced: func(_ int64, active int) {
+				wired.Store(int64(active))
+				if active == ports {
+					select {
+					case converged <- struct{}{}:
+					default:
+					}
+				}
+			}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { a.Run(ctx); a.Close(); close(done) }()
+		return func() { cancel(); <-done }
+	}
+	stop := start()
+	n := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+	nid := n["id"].(string)
+	post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.22.0.0/20"}})
+	var batch strings.Builder
+	for k := 0; k < ports; k++ {
+		p := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nid, "binding:host_id": "compute-1"}})["port"].(map[string]any)
+		fmt.Fprintf(&batch, "tuntap add dev %s mode tap\n", dataplane.TapName(p["id"].(string)))
+	}
+	f, _ := os.CreateTemp(b.TempDir(), "batch")
+	f.WriteString(batch.String())
+	f.Close()
+	if err := lab.Run("compute-1", "ip", "-batch", f.Name()); err != nil {
+		b.Fatal(err)
+	}
+	waitConverged := func(within time.Duration) time.Duration {
+		t0 := time.Now()
+		select {
+		case <-converged:
+			return time.Since(t0)
+		case <-time.After(within):
+			b.Fatalf("not converged after %v: %d of %d ports wired", within, wired.Load(), ports)
+		}
+		return 0
+	}
+	waitConverged(60 * time.Second) // the first start wires everything
+	var took []time.Duration
+	for i := 0; i < b.N; i++ {
+		for r := 0; r < 5; r++ {
+			stop()
+			for len(converged) > 0 {
+				<-converged
+			}
+			t0 := time.Now()
+			stop = start()
+			waitConverged(30 * time.Second)
+			took = append(took, time.Since(t0))
+		}
+	}
+	stop()
+	percentiles(b, took)
+}
