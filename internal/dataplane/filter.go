@@ -117,10 +117,19 @@ func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members ma
 	bridge, inet := bridgeState(ports, marks), inetState(ports, groups, members, marks)
 	return h.inNamespace(func() error {
 		var err error
-		if h.nftBridge, err = writeTable(knftables.BridgeFamily, h.nftBridge, bridge, bridgeBase); err != nil {
+		if h.nftb == nil {
+			if h.nftb, err = knftables.New(knftables.BridgeFamily, filterTable); err != nil {
+				return fmt.Errorf("dataplane: nftables: %w", err)
+			}
+			if h.nfti, err = knftables.New(knftables.InetFamily, filterTable); err != nil {
+				h.nftb = nil
+				return fmt.Errorf("dataplane: nftables: %w", err)
+			}
+		}
+		if h.nftBridge, err = writeTable(h.nftb, h.nftBridge, bridge, bridgeBase); err != nil {
 			return fmt.Errorf("dataplane: bridge rules: %w", err)
 		}
-		if h.nftInet, err = writeTable(knftables.InetFamily, h.nftInet, inet, inetBase); err != nil {
+		if h.nftInet, err = writeTable(h.nfti, h.nftInet, inet, inetBase); err != nil {
 			return fmt.Errorf("dataplane: inet rules: %w", err)
 		}
 		return nil
@@ -157,11 +166,7 @@ func (h *Host) portMarks(ports []PortFilter) map[string]uint32 {
 // writeTable makes table match want: whole when nothing is known of it
 // (or the incremental change fails, as when someone else changed it),
 // otherwise by the differences from have.
-func writeTable(fam knftables.Family, have, want *nftState, base func(*knftables.Transaction)) (*nftState, error) {
-	nft, err := knftables.New(fam, filterTable)
-	if err != nil {
-		return have, err
-	}
+func writeTable(nft knftables.Interface, have, want *nftState, base func(*knftables.Transaction)) (*nftState, error) {
 	ctx := context.Background()
 	if have != nil {
 		tx := nft.NewTransaction()

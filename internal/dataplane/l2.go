@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"sigs.k8s.io/knftables"
 )
 
 // VXLANPort is the IANA VXLAN UDP port.
@@ -33,6 +34,7 @@ type Host struct {
 	// and the filtered ports' mark numbers.
 	nftBridge, nftInet *nftState
 	marks              map[string]uint32
+	nftb, nfti         knftables.Interface
 }
 
 // OpenHost opens the host whose kernel is the named network namespace
