@@ -50,6 +50,9 @@ type Agent struct {
 	wired map[string]dataplane.Network // networks set up, by id
 	dhcp  map[string]*dhcpServer       // DHCP responders, by network
 
+	interest *interest // what the last sync depended on (nil: unknown)
+	lastSync time.Time
+
 	mu    sync.Mutex // token is shared by the heartbeat and the sync loop
 	token string
 }
@@ -136,11 +139,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		relevant := false
+		relevant := time.Since(a.lastSync) > reconcileEvery
 		for _, c := range changes {
 			rev = max(rev, c.Revision)
-			switch c.Kind {
-			case "port", "network", "subnet", "security_group", "agent":
+			if a.interest.relevant(c) {
 				relevant = true
 			}
 		}
@@ -211,8 +213,90 @@ func (a *Agent) configurations() map[string]any {
 }
 
 type change struct {
-	Revision int64  `json:"revision"`
-	Kind     string `json:"kind"`
+	Revision int64          `json:"revision"`
+	Kind     string         `json:"kind"`
+	ID       string         `json:"id"`
+	Parent   string         `json:"parent_id"`
+	Object   map[string]any `json:"object"` // nil for deletes
+}
+
+// reconcileEvery bounds how long the host goes without a full sync while
+// changes keep coming that do not concern it.
+const reconcileEvery = 30 * time.Second
+
+// interest is what the host's last listed state depends on, so that
+// changes elsewhere in the cloud do not make it list again.
+type interest struct {
+	host     string
+	dhcp     bool
+	ports    map[string]bool // bound here, or members of groups used here
+	networks map[string]bool
+	groups   map[string]bool // used here, or remote groups of rules used here
+	vteps    map[string]string
+}
+
+func newInterest(host string, dhcp bool, st *core.HostState) *interest {
+	in := &interest{host: host, dhcp: dhcp, ports: map[string]bool{}, networks: map[string]bool{}, groups: map[string]bool{},
+		vteps: map[string]string{}}
+	for _, p := range st.Ports {
+		in.ports[str(p, "id")] = true
+	}
+	for _, id := range st.MemberPorts {
+		in.ports[id] = true
+	}
+	for _, n := range st.Networks {
+		in.networks[str(n, "id")] = true
+	}
+	for _, g := range st.SecurityGroups {
+		in.groups[str(g, "id")] = true
+	}
+	for g := range st.GroupMembers {
+		in.groups[g] = true
+	}
+	for _, p := range st.Peers {
+		in.vteps[p.Host] = p.VTEP
+	}
+	return in
+}
+
+// relevant reports whether a change may alter this host's state. Before
+// the first listing everything is.
+func (in *interest) relevant(c change) bool {
+	if in == nil {
+		return true
+	}
+	o := c.Object
+	switch c.Kind {
+	case "port":
+		if in.ports[c.ID] || in.networks[c.Parent] || str(o, "binding:host_id") == in.host {
+			return true
+		}
+		groups, _ := o["security_groups"].([]any)
+		for _, g := range groups {
+			if s, _ := g.(string); in.groups[s] {
+				return true
+			}
+		}
+		return false
+	case "network":
+		return in.networks[c.ID]
+	case "subnet":
+		return in.networks[c.Parent]
+	case "security_group":
+		return in.groups[c.ID]
+	case "agent":
+		// Heartbeats change nothing here; a peer host's tunnel endpoint,
+		// or an agent coming or going, may.
+		if o == nil {
+			return true
+		}
+		conf, _ := o["configurations"].(map[string]any)
+		vtep, ok := in.vteps[str(o, "host")]
+		return ok && vtep != str(conf, "tunneling_ip")
+	case "dhcp_binding":
+		return in.dhcp
+	}
+	return false
 }
 
 func (a *Agent) watch(ctx context.Context, after int64) ([]change, error) {
@@ -237,6 +321,7 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 	if err != nil {
 		a.cfg.Log.Warn("apply incomplete", "err", err)
 	}
+	a.interest, a.lastSync = newInterest(a.cfg.Host, a.cfg.DHCP, &st), time.Now()
 	if a.cfg.Synced != nil {
 		a.cfg.Synced(st.Revision, len(active))
 	}

@@ -17,6 +17,8 @@ type HostState struct {
 	Subnets        []Object            `json:"subnets"`
 	SecurityGroups []Object            `json:"security_groups"`
 	GroupMembers   map[string][]string `json:"security_group_members"`
+	// MemberPorts are the ports whose addresses GroupMembers holds.
+	MemberPorts []string `json:"security_group_member_ports"`
 	// Peers are the ports of the same networks bound to other hosts, with
 	// the tunnel endpoint those hosts' agents report.
 	Peers []Peer `json:"peers"`
@@ -147,6 +149,9 @@ func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) 
 				continue
 			}
 			st.GroupMembers[gid] = append(st.GroupMembers[gid], portAddresses(p)...)
+			if n := len(st.MemberPorts); n == 0 || st.MemberPorts[n-1] != str(p, "id") {
+				st.MemberPorts = append(st.MemberPorts, str(p, "id"))
+			}
 		}
 	}
 	for gid := range remote {
@@ -161,6 +166,9 @@ func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) 
 	byID(st.Networks)
 	byID(st.Subnets)
 	byID(st.SecurityGroups)
+	if st.MemberPorts == nil {
+		st.MemberPorts = []string{}
+	}
 	for _, l := range []*[]Object{&st.Ports, &st.Networks, &st.Subnets, &st.SecurityGroups} {
 		if *l == nil {
 			*l = []Object{}
