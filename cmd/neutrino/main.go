@@ -238,6 +238,8 @@ func serve(args []string) error {
 	physMTU := fs.Int("global-physnet-mtu", 1500, "MTU of the underlying physical network")
 	quotaSpec := fs.String("default-quotas", "", "default quotas, e.g. network=100,port=500 (-1 unlimited)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	dhcpPerNet := fs.Int("dhcp-agents-per-network", 1, "DHCP agents scheduled per network")
+	downTime := fs.Duration("agent-down-time", 75*time.Second, "how long after its last report an agent counts as dead (its DHCP networks then move to live agents)")
 	keepChanges := fs.Int64("changelog-keep", 200000, "revisions of change log kept for agents to resume from (older readers re-list)")
 	fs.Parse(args)
 
@@ -255,7 +257,7 @@ func serve(args []string) error {
 
 	cfg := core.Config{TenantNetworkTypes: splitList(*tenantTypes), NetworkVLANRanges: splitList(*vlanRanges),
 		FlatNetworks: splitList(*flatNets), VNIRanges: splitList(*vniRanges), GlobalPhysnetMTU: *physMTU,
-		DefaultQuotas: map[string]int{}}
+		DefaultQuotas: map[string]int{}, DHCPAgentsPerNetwork: *dhcpPerNet, AgentDownTime: *downTime}
 	for _, kv := range splitList(*quotaSpec) {
 		k, v, _ := strings.Cut(kv, "=")
 		var n int

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"neutrino/internal/core"
 )
 
 func TestVersionsAndExtensions(t *testing.T) {
@@ -798,4 +801,35 @@ func TestDHCPAgentScheduler(t *testing.T) {
 			t.Fatalf("bindings left after the network: %v", l)
 		}
 	})
+}
+
+// TestDHCPFailover: a network hosted by a DHCP agent that stops reporting
+// moves to a live one when that one reports, and the dead host's DHCP port
+// is removed.
+func TestDHCPFailover(t *testing.T) {
+	for name, dsn := range dsns(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, dsn, core.Config{AgentDownTime: 2 * time.Second})
+			report := func(host string) string {
+				return e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{
+					"agent_type": "DHCP agent", "binary": "neutrino-dhcp-agent", "host": host}}), "agent")["id"].(string)
+			}
+			a1 := report("network-1")
+			nid := e.network(userA, nil)["id"].(string)
+			e.subnet(userA, map[string]any{"network_id": nid, "ip_version": 6, "cidr": "2001:db8:5::/64", "ipv6_address_mode": "dhcpv6-stateless",
+				"ipv6_ra_mode": "dhcpv6-stateless"})
+			if l := e.list(admin, "/v2.0/networks/"+nid+"/dhcp-agents", "agents"); len(l) != 1 || l[0].(map[string]any)["id"] != a1 {
+				t.Fatalf("a DHCPv6 network is not scheduled: %v", l)
+			}
+			dp := e.must(201, e.do(admin, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid,
+				"device_owner": "network:dhcp", "binding:host_id": "network-1"}}), "port")
+			time.Sleep(3 * time.Second) // network-1 is now dead
+			report("network-2")         // a live agent takes it over
+			l := e.list(admin, "/v2.0/networks/"+nid+"/dhcp-agents", "agents")
+			if len(l) != 1 || l[0].(map[string]any)["host"] != "network-2" {
+				t.Fatalf("network not moved to the live agent: %v", l)
+			}
+			e.fault(e.do(admin, "GET", "/v2.0/ports/"+dp["id"].(string), nil), 404, "PortNotFound")
+		})
+	}
 }

@@ -10,10 +10,6 @@ import (
 	"neutrino/internal/store"
 )
 
-// AgentDownTime is how long after its last report an agent counts as dead
-// (Neutron's agent_down_time default).
-const AgentDownTime = 75 * time.Second
-
 const agentTimeFormat = "2006-01-02 15:04:05"
 
 // Agents are visible to admins only; others list an empty collection.
@@ -76,7 +72,7 @@ func (s *Service) ReportAgent(c *Ctx, r AgentReport) (Object, error) {
 	}
 	// A host agent that (re)appears may bind ports that failed to bind
 	// while it was away.
-	rebind := r.AgentType == HostAgentType && (cur == nil || r.StartFlag || !agentAlive(cur))
+	rebind := r.AgentType == HostAgentType && (cur == nil || r.StartFlag || !c.S.agentAlive(cur))
 	if cur == nil {
 		cur = Object{"id": newID(), "agent_type": r.AgentType, "host": r.Host, "admin_state_up": true,
 			"description": nil, "created_at": now, "started_at": now, "resources_synced": nil}
@@ -91,6 +87,9 @@ func (s *Service) ReportAgent(c *Ctx, r AgentReport) (Object, error) {
 		return nil, err
 	}
 	if r.AgentType == DHCPAgentType {
+		if err := c.failoverDHCP(); err != nil {
+			return nil, err
+		}
 		if err := c.autoScheduleDHCP(); err != nil {
 			return nil, err
 		}
@@ -130,9 +129,9 @@ func (c *Ctx) rebindHost(host string) error {
 }
 
 // agentAlive reports whether the agent's last heartbeat is recent.
-func agentAlive(o Object) bool {
+func (s *Service) agentAlive(o Object) bool {
 	t, err := time.Parse(agentTimeFormat, str(o, "heartbeat_timestamp"))
-	return err == nil && time.Since(t) < AgentDownTime
+	return err == nil && time.Since(t) < s.Config.AgentDownTime
 }
 
 // SetHostPorts reconciles the status of the ports bound to host with what
@@ -230,7 +229,7 @@ func (c *Ctx) scheduleDHCP(networkID string) error {
 	}
 	var candidates []Object
 	for _, a := range agents {
-		if str(a, "agent_type") == DHCPAgentType && boolean(a, "admin_state_up") && agentAlive(a) && !has[str(a, "id")] {
+		if str(a, "agent_type") == DHCPAgentType && boolean(a, "admin_state_up") && c.S.agentAlive(a) && !has[str(a, "id")] {
 			candidates = append(candidates, a)
 		}
 	}
@@ -264,7 +263,7 @@ func (c *Ctx) autoScheduleDHCP() error {
 	seen := map[string]bool{}
 	for _, sn := range subnets {
 		id := str(sn, "network_id")
-		if seen[id] || !boolean(sn, "enable_dhcp") || num(sn["ip_version"], 0) != 4 {
+		if seen[id] || !boolean(sn, "enable_dhcp") {
 			continue
 		}
 		seen[id] = true
@@ -360,26 +359,68 @@ func (s *Service) RemoveDHCPNetwork(c *Ctx, agentID, networkID string) error {
 		return err
 	}
 	for _, b := range bound {
-		if str(b, "agent_id") != agentID {
-			continue
+		if str(b, "agent_id") == agentID {
+			return c.unbindDHCP(b, a)
 		}
-		if err := c.Tx.Delete(dhcpBindingKind, str(b, "id")); err != nil {
-			return err
-		}
-		ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: networkID})
-		if err != nil {
-			return err
-		}
-		for _, p := range ports {
-			if str(p, "device_owner") == "network:dhcp" && str(p, "binding:host_id") == str(a, "host") {
-				if err := removePort(c, p); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
 	}
 	return fault.Conflict("NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID)
+}
+
+// unbindDHCP removes a DHCP binding and the DHCP port the agent's host had
+// on the network.
+func (c *Ctx) unbindDHCP(binding, agent Object) error {
+	if err := c.Tx.Delete(dhcpBindingKind, str(binding, "id")); err != nil {
+		return err
+	}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: str(binding, "network_id")})
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if str(p, "device_owner") == "network:dhcp" && str(p, "binding:host_id") == str(agent, "host") {
+			if err := removePort(c, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// failoverDHCP moves networks off DHCP agents that are dead (or gone) when
+// a live one can take them, as Neutron's allow_automatic_dhcp_failover
+// does; their DHCP ports go with them.
+func (c *Ctx) failoverDHCP() error {
+	agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	byID, live := map[string]Object{}, false
+	for _, a := range agents {
+		if str(a, "agent_type") == DHCPAgentType {
+			byID[str(a, "id")] = a
+			live = live || c.S.agentAlive(a) && boolean(a, "admin_state_up")
+		}
+	}
+	if !live {
+		return nil
+	}
+	bound, err := c.dhcpBindings(store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		a := byID[str(b, "agent_id")]
+		if a != nil && c.S.agentAlive(a) {
+			continue
+		}
+		if a == nil {
+			a = Object{"host": "\x00"} // gone: no port is bound to it
+		}
+		if err := c.unbindDHCP(b, a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // dropDHCPBindings removes the bindings of a network or of an agent.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the core plugin's configuration (ML2 and quota settings).
@@ -32,6 +33,9 @@ type Config struct {
 	MaxFixedIPsPerPort int
 	// DHCPAgentsPerNetwork is how many DHCP ports/agents serve a network.
 	DHCPAgentsPerNetwork int
+	// AgentDownTime is how long after its last report an agent counts as
+	// dead (Neutron's agent_down_time, 75 s by default).
+	AgentDownTime time.Duration
 }
 
 // DefaultConfig mirrors Neutron's ML2 defaults with a vxlan tenant network
@@ -81,6 +85,9 @@ func (c *Config) fill() {
 	}
 	if c.DHCPAgentsPerNetwork == 0 {
 		c.DHCPAgentsPerNetwork = 1
+	}
+	if c.AgentDownTime == 0 {
+		c.AgentDownTime = 75 * time.Second
 	}
 }
 

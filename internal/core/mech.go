@@ -43,7 +43,7 @@ func (linuxDriver) Bind(c *Ctx, port, network Object) (string, map[string]any, b
 	}
 	host, bound := str(port, "binding:host_id"), false
 	for _, a := range agents {
-		if str(a, "agent_type") != HostAgentType || str(a, "host") != host || !agentAlive(a) {
+		if str(a, "agent_type") != HostAgentType || str(a, "host") != host || !c.S.agentAlive(a) {
 			continue
 		}
 		for _, seg := range segs {

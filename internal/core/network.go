@@ -182,7 +182,7 @@ func (s *Service) Present(c *Ctx, r *schema.Resource, o Object) Object {
 		for k, v := range o {
 			cp[k] = v
 		}
-		cp["alive"] = agentAlive(o)
+		cp["alive"] = s.agentAlive(o)
 		return cp
 	case schema.Network, schema.SecurityGroup, schema.SubnetPool:
 		if _, ok := o[keyRBAC]; !ok {
