@@ -490,3 +490,66 @@ func agentLog() io.Writer {
 	}
 	return io.Discard
 }
+
+// TestAntiSpoofingThroughAPI: a VM that takes another source address or
+// MAC is dropped; an allowed address pair admits that address; with port
+// security off, anything goes.
+func TestAntiSpoofingThroughAPI(t *testing.T) {
+	url, lab := testCloud(t, "ping", "nft")
+	startAgents(t, url, lab, []string{"compute-1", "compute-2"}, "")
+	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+	nid := n["id"].(string)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.12.0.0/24"}})
+	// The target filters nothing, so only the sender's anti-spoofing acts.
+	target := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nid, "binding:host_id": "compute-2",
+		"port_security_enabled": false, "fixed_ips": []any{map[string]any{"ip_address": "10.12.0.20"}}}})["port"].(map[string]any)
+	vm := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nid, "binding:host_id": "compute-1",
+		"fixed_ips": []any{map[string]any{"ip_address": "10.12.0.10"}}}})["port"].(map[string]any)
+	vid := vm["id"].(string)
+	if err := lab.VM("target", "compute-2", dataplane.TapName(target["id"].(string)), target["mac_address"].(string), 1450, "10.12.0.20/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.VM("vm1", "compute-1", dataplane.TapName(vid), vm["mac_address"].(string), 1450, "10.12.0.10/24"); err != nil {
+		t.Fatal(err)
+	}
+	lab.Run("vm1", "ip", "addr", "add", "10.12.0.99/24", "dev", "eth0") // not the port's
+	pingUntil(t, lab, "vm1", "10.12.0.20", 20*time.Second)
+	spoofed := func() bool {
+		lab.Run("target", "ip", "neigh", "flush", "dev", "eth0")
+		return lab.Run("vm1", "ping", "-c", "1", "-W", "1", "-I", "10.12.0.99", "10.12.0.20") == nil
+	}
+	// Waits for the data plane to reach the wanted state after an API change.
+	eventually := func(what string, want bool, f func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for f() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: still %v", what, !want)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if spoofed() {
+		t.Fatal("a spoofed source address got through")
+	}
+	post(t, url+"/v2.0/ports/"+vid, "PUT", map[string]any{"port": map[string]any{
+		"allowed_address_pairs": []any{map[string]any{"ip_address": "10.12.0.99"}}}})
+	eventually("allowed address pair", true, spoofed)
+	post(t, url+"/v2.0/ports/"+vid, "PUT", map[string]any{"port": map[string]any{"allowed_address_pairs": []any{}}})
+	eventually("pair removed", false, spoofed)
+	// A spoofed MAC is dropped too.
+	realMAC := vm["mac_address"].(string)
+	lab.Run("vm1", "ip", "link", "set", "eth0", "address", "fa:16:3e:99:99:99")
+	lab.Run("target", "ip", "neigh", "flush", "dev", "eth0") // so replies would go to the new MAC
+	if lab.Run("vm1", "ping", "-c", "1", "-W", "1", "10.12.0.20") == nil {
+		t.Fatal("a spoofed MAC got through")
+	}
+	// Port security off: both pass.
+	post(t, url+"/v2.0/ports/"+vid, "PUT", map[string]any{"port": map[string]any{"security_groups": []any{}, "port_security_enabled": false}})
+	eventually("port security off, spoofed MAC", true, func() bool {
+		lab.Run("target", "ip", "neigh", "flush", "dev", "eth0")
+		return lab.Run("vm1", "ping", "-c", "1", "-W", "1", "10.12.0.20") == nil
+	})
+	lab.Run("vm1", "ip", "link", "set", "eth0", "address", realMAC)
+	eventually("port security off, spoofed address", true, spoofed)
+}

@@ -144,27 +144,30 @@ func TestSecurityGroups(t *testing.T) {
 	if err := h.EnsureNetwork(n); err != nil {
 		t.Fatal(err)
 	}
+	ip6 := func(ip string) string { return "2001:db8:1::" + ip[strings.LastIndex(ip, ".")+1:] }
 	for _, p := range ports {
 		l.vm(p.vm, "h1", p.id, p.mac, p.ip+"/24", 1450)
+		l.run(p.vm, "ip", "addr", "add", ip6(p.ip)+"/64", "dev", "eth0", "nodad")
 		if err := h.EnsurePort(p.id, n); err != nil {
 			t.Fatal(err)
 		}
 	}
 	any4 := []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}
-	open := SecurityGroup{ID: "open", Ingress: any4, Egress: any4}
+	anyIP := append([]FilterRule{{EtherType: "IPv6", PortMin: -1, PortMax: -1}}, any4...)
+	open := SecurityGroup{ID: "open", Ingress: anyIP, Egress: anyIP}
 	filter := func(vm2Rules []FilterRule) {
 		t.Helper()
 		var pf []PortFilter
 		for i, p := range ports {
-			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip}, Groups: []string{"open"}}
+			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip, ip6(p.ip)}, Groups: []string{"open"}}
 			if i == 1 {
 				f.Groups = []string{"locked"}
 			}
 			pf = append(pf, f)
 		}
 		// vm1 is in group "web"; vm3 is not.
-		locked := SecurityGroup{ID: "locked", Ingress: vm2Rules, Egress: any4}
-		if err := h.SetFilters(pf, []SecurityGroup{open, locked}, map[string][]string{"web": {ports[0].ip}}); err != nil {
+		locked := SecurityGroup{ID: "locked", Ingress: vm2Rules, Egress: anyIP}
+		if err := h.SetFilters(pf, []SecurityGroup{open, locked}, map[string][]string{"web": {ports[0].ip, ip6(ports[0].ip)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -173,12 +176,15 @@ func TestSecurityGroups(t *testing.T) {
 	if ping("vm1", ports[1].ip) {
 		t.Fatal("vm2 reachable with no ingress rule")
 	}
-	filter([]FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1, RemoteGroup: "web"}})
-	if !ping("vm1", ports[1].ip) {
-		t.Fatal("a member of the remote group cannot reach vm2")
-	}
-	if ping("vm3", ports[1].ip) {
-		t.Fatal("a non-member reached vm2 through a remote-group rule")
+	filter([]FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1, RemoteGroup: "web"},
+		{EtherType: "IPv6", Protocol: "ipv6-icmp", PortMin: 128, PortMax: -1, RemoteGroup: "web"}})
+	for _, dst := range []string{ports[1].ip, ip6(ports[1].ip)} {
+		if !ping("vm1", dst) {
+			t.Fatalf("a member of the remote group cannot reach vm2 at %s", dst)
+		}
+		if ping("vm3", dst) {
+			t.Fatalf("a non-member reached vm2 at %s through a remote-group rule", dst)
+		}
 	}
 	// Replies come back (stateful) though vm1 has no rule for vm2.
 	filter([]FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: 8, PortMax: 0, RemoteCIDR: "10.1.0.0/24"}})
