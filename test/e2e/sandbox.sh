@@ -45,8 +45,21 @@ statuses=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack port list -c Statu
 "$BIN" sandbox vm create vm4 --network e2e-flat --host compute-2 --dir "$DIR" >/dev/null || fail "vm4"
 ip4=$("$BIN" sandbox vm exec vm4 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
 ping_until vm3 "$ip4" || fail "vm3 cannot ping vm4 on the flat network ($ip4)"
+# A VLAN provider network on the same physnet1 (tagged by tc programs).
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack network create --provider-network-type vlan --provider-physical-network physnet1 --provider-segment 100 e2e-vlan -f value -c id >/dev/null
+  openstack subnet create --network e2e-vlan --subnet-range 10.44.0.0/24 e2e-vlan-sub -f value -c id >/dev/null
+) || fail "vlan network create"
+"$BIN" sandbox vm create vm5 --network e2e-vlan --host compute-1 --dir "$DIR" >/dev/null || fail "vm5"
+"$BIN" sandbox vm create vm6 --network e2e-vlan --host compute-2 --dir "$DIR" >/dev/null || fail "vm6"
+ip6=$("$BIN" sandbox vm exec vm6 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+ping_until vm5 "$ip6" || fail "vm5 cannot ping vm6 on VLAN 100 ($ip6)"
+# Every agent (a host agent per host, the DHCP agent on network-1) alive.
+alive=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack network agent list -c Alive -f value)
+[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 4 ] || fail "agents not all alive: $alive"
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
 [ "$before" = "$after" ] || fail "namespaces left behind: $(ip netns list)"
-echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN and over a flat network, ports ACTIVE, clean teardown)"
+echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, clean teardown)"
