@@ -364,7 +364,13 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 		if err1 != nil || vtep == nil {
 			continue // that host's agent has not reported its endpoint yet
 		}
-		peers[p.NetworkID] = append(peers[p.NetworkID], dataplane.Peer{MAC: mac, VTEP: vtep})
+		var ips []net.IP
+		for _, a := range p.IPs {
+			if ip := net.ParseIP(a); ip != nil {
+				ips = append(ips, ip)
+			}
+		}
+		peers[p.NetworkID] = append(peers[p.NetworkID], dataplane.Peer{MAC: mac, IPs: ips, VTEP: vtep})
 	}
 	for id, n := range nets {
 		if err := a.host.SetPeers(n, peers[id]); err != nil {

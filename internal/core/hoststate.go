@@ -28,13 +28,16 @@ type HostState struct {
 	DHCPPorts    []Object `json:"dhcp_ports,omitempty"`
 }
 
-// Peer is a port of one of the host's networks on another host.
+// Peer is a port of one of the host's networks on another host: a MAC
+// and the addresses behind it (an address pair with a MAC of its own is a
+// peer of its own).
 type Peer struct {
-	NetworkID  string `json:"network_id"`
-	PortID     string `json:"port_id"`
-	MACAddress string `json:"mac_address"`
-	Host       string `json:"host"`
-	VTEP       string `json:"tunneling_ip"`
+	NetworkID  string   `json:"network_id"`
+	PortID     string   `json:"port_id"`
+	MACAddress string   `json:"mac_address"`
+	IPs        []string `json:"ip_addresses"`
+	Host       string   `json:"host"`
+	VTEP       string   `json:"tunneling_ip"`
 }
 
 // HostState lists host's desired state; the agent then watches the change
@@ -110,8 +113,24 @@ func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) 
 		if h == "" || h == host || !nets[str(p, "network_id")] || str(p, "binding:vif_type") == "binding_failed" {
 			continue
 		}
-		st.Peers = append(st.Peers, Peer{NetworkID: str(p, "network_id"), PortID: str(p, "id"),
-			MACAddress: str(p, "mac_address"), Host: h, VTEP: vteps[h]})
+		peer := Peer{NetworkID: str(p, "network_id"), PortID: str(p, "id"), MACAddress: str(p, "mac_address"), Host: h, VTEP: vteps[h],
+			IPs: []string{}}
+		for _, e := range list(p, "fixed_ips") {
+			if m, _ := e.(map[string]any); m != nil {
+				peer.IPs = append(peer.IPs, str(m, "ip_address"))
+			}
+		}
+		var pairs []Peer
+		for _, e := range list(p, "allowed_address_pairs") {
+			m, _ := e.(map[string]any)
+			if mac := str(m, "mac_address"); mac != "" && mac != peer.MACAddress {
+				pairs = append(pairs, Peer{NetworkID: peer.NetworkID, PortID: peer.PortID, MACAddress: mac, Host: h, VTEP: peer.VTEP,
+					IPs: []string{str(m, "ip_address")}})
+			} else {
+				peer.IPs = append(peer.IPs, str(m, "ip_address"))
+			}
+		}
+		st.Peers = append(append(st.Peers, peer), pairs...)
 	}
 	if st.Peers == nil {
 		st.Peers = []Peer{}

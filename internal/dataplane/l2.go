@@ -106,10 +106,19 @@ func (h *Host) EnsureNetwork(n Network) error {
 	if n.Type != "vxlan" {
 		return h.ensurePhysical(n, br)
 	}
-	vx, err := h.ensureLink(&netlink.Vxlan{
+	want := &netlink.Vxlan{
 		LinkAttrs: netlink.LinkAttrs{Name: vxlanName(n.SegmentationID), MTU: n.MTU},
-		VxlanId:   n.SegmentationID, SrcAddr: h.VTEP, Port: VXLANPort, Learning: false, Proxy: false,
-	})
+		VxlanId:   n.SegmentationID, SrcAddr: h.VTEP, Port: VXLANPort, Learning: false, Proxy: true,
+	}
+	if l, err := h.nl.LinkByName(want.Name); err == nil {
+		// A device made without the ARP proxy (by an older agent) is made again.
+		if old, ok := l.(*netlink.Vxlan); ok && (!old.Proxy || old.Learning || old.VxlanId != n.SegmentationID) {
+			if err := h.nl.LinkDel(l); err != nil {
+				return fmt.Errorf("dataplane: delete %s: %w", want.Name, err)
+			}
+		}
+	}
+	vx, err := h.ensureLink(want)
 	if err != nil {
 		return err
 	}
@@ -194,9 +203,12 @@ func (h *Host) PortWired(portID string, n Network) bool {
 	return err == nil && tap.Attrs().MasterIndex == br.Attrs().Index && tap.Attrs().Flags&net.FlagUp != 0
 }
 
-// Peer is a port of the same network on another host.
+// Peer is a port of the same network on another host: its MAC, the
+// addresses behind that MAC (prefixes are skipped: only single addresses
+// can be answered for), and its host's tunnel endpoint.
 type Peer struct {
 	MAC  net.HardwareAddr
+	IPs  []net.IP
 	VTEP net.IP
 }
 
@@ -204,8 +216,11 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 
 // SetPeers makes the VXLAN forwarding table exactly the given peers: one
 // static entry per remote MAC (known unicast goes straight to its host) and
-// one all-zero entry per remote host (broadcast and ARP are replicated to
-// each). Entries for peers that went away are removed.
+// one all-zero entry per remote host (broadcast is replicated to each). The
+// device's neighbour table gets each remote address with its MAC (and each
+// remote MAC's EUI-64 link-local address), so ARP requests and IPv6
+// neighbour solicitations for remote ports are answered on this host and
+// never cross the tunnels. Entries for peers that went away are removed.
 func (h *Host) SetPeers(n Network, peers []Peer) error {
 	if n.Type != "vxlan" {
 		return nil // flat: the physical network forwards by learning
@@ -254,6 +269,56 @@ func (h *Host) SetPeers(n Network, peers []Peer) error {
 		}
 		if err != nil && !errors.Is(err, syscall.EEXIST) {
 			return fmt.Errorf("dataplane: fdb add %s via %s: %w", e.HardwareAddr, e.IP, err)
+		}
+	}
+	return h.setProxyNeighbours(vx, peers)
+}
+
+// setProxyNeighbours makes the VXLAN device's ARP/ND table exactly the
+// remote peers' addresses.
+func (h *Host) setProxyNeighbours(vx netlink.Link, peers []Peer) error {
+	want := map[string]netlink.Neigh{}
+	add := func(ip net.IP, mac net.HardwareAddr) {
+		fam := netlink.FAMILY_V4
+		if ip.To4() == nil {
+			fam = netlink.FAMILY_V6
+		}
+		want[ip.String()] = netlink.Neigh{LinkIndex: vx.Attrs().Index, Family: fam, State: netlink.NUD_PERMANENT, IP: ip, HardwareAddr: mac}
+	}
+	for _, p := range peers {
+		if p.VTEP.Equal(h.VTEP) {
+			continue
+		}
+		for _, ip := range p.IPs {
+			add(ip, p.MAC)
+		}
+		if ll := linkLocal(p.MAC.String()); ll != "" {
+			add(net.ParseIP(ll), p.MAC)
+		}
+	}
+	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		have, err := h.nl.NeighList(vx.Attrs().Index, fam)
+		if err != nil {
+			return fmt.Errorf("dataplane: neighbours of %s: %w", vx.Attrs().Name, err)
+		}
+		for _, e := range have {
+			if e.State&netlink.NUD_PERMANENT == 0 {
+				continue
+			}
+			if w, ok := want[e.IP.String()]; ok && w.HardwareAddr.String() == e.HardwareAddr.String() {
+				delete(want, e.IP.String())
+				continue
+			}
+			e := e
+			if err := h.nl.NeighDel(&e); err != nil && !errors.Is(err, syscall.ENOENT) {
+				return fmt.Errorf("dataplane: neighbour delete %s: %w", e.IP, err)
+			}
+		}
+	}
+	for _, e := range want {
+		e := e
+		if err := h.nl.NeighSet(&e); err != nil {
+			return fmt.Errorf("dataplane: neighbour %s on %s: %w", e.IP, vx.Attrs().Name, err)
 		}
 	}
 	return nil

@@ -96,10 +96,16 @@ func TestVXLANBetweenHosts(t *testing.T) {
 			}
 		}
 		mac := func(s string) net.HardwareAddr { m, _ := net.ParseMAC(s); return m }
-		if err := h1.SetPeers(net1, []Peer{{mac("fa:16:3e:00:00:02"), h2.VTEP}}); err != nil {
+		ips := func(s ...string) (out []net.IP) {
+			for _, a := range s {
+				out = append(out, net.ParseIP(a))
+			}
+			return out
+		}
+		if err := h1.SetPeers(net1, []Peer{{mac("fa:16:3e:00:00:02"), ips("10.0.0.12", "2001:db8::12"), h2.VTEP}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := h2.SetPeers(net1, []Peer{{mac("fa:16:3e:00:00:01"), h1.VTEP}}); err != nil {
+		if err := h2.SetPeers(net1, []Peer{{mac("fa:16:3e:00:00:01"), ips("10.0.0.11"), h1.VTEP}}); err != nil {
 			t.Fatal(err)
 		}
 		if err := h2.SetPeers(net2, nil); err != nil {
@@ -115,12 +121,25 @@ func TestVXLANBetweenHosts(t *testing.T) {
 	}
 	// MTU 1450 end to end: 1422 bytes of ICMP payload fit with DF set.
 	l.run("vm1", "ping", "-c", "1", "-W", "3", "-M", "do", "-s", "1422", "10.0.0.12")
+	// ARP for a remote port is answered on h1 itself: with vm2 unplugged,
+	// vm1 still learns its MAC.
+	if _, err := exec.LookPath("busybox"); err == nil {
+		l.run("vm2", "ip", "link", "set", "eth0", "down")
+		out, err := l.Output("vm1", "busybox", "arping", "-c", "1", "-w", "2", "-I", "eth0", "10.0.0.12")
+		if err != nil || !strings.Contains(strings.ToLower(out), "fa:16:3e:00:00:02") {
+			t.Fatalf("no local ARP answer for a remote port: %v\n%s", err, out)
+		}
+		l.run("vm2", "ip", "link", "set", "eth0", "up")
+	}
 	// A peer that goes away loses its forwarding entries.
 	if err := h1.SetPeers(net1, nil); err != nil {
 		t.Fatal(err)
 	}
 	if out := l.run("h1", "bridge", "fdb", "show", "dev", "vxlan-1001"); strings.Contains(out, "10.250.0.2") {
 		t.Fatalf("stale forwarding entries:\n%s", out)
+	}
+	if out := l.run("h1", "ip", "neigh", "show", "dev", "vxlan-1001", "nud", "permanent"); strings.TrimSpace(out) != "" {
+		t.Fatalf("stale neighbour entries:\n%s", out)
 	}
 	if err := l.try("vm1", "ping", "-c", "1", "-W", "1", "10.0.0.12"); err == nil {
 		t.Fatal("vm1 still reaches vm2 without forwarding entries")
