@@ -27,6 +27,7 @@ import (
 type sandboxState struct {
 	Prefix string            `json:"prefix"`
 	Listen string            `json:"listen"`
+	Server string            `json:"server,omitempty"` // a server given to up, not started by it
 	Hosts  []sandboxHost     `json:"hosts"`
 	PIDs   map[string]int    `json:"pids"`
 	VMs    map[string]sandVM `json:"vms"`
@@ -85,6 +86,7 @@ func sandboxUp(args []string) error {
 	fs, dir := sandboxFlags("up", args)
 	hosts := fs.Int("hosts", 2, "number of compute hosts")
 	listen := fs.String("listen", "127.0.0.1:19696", "address of the sandbox's server")
+	server := fs.String("server", "", "use this running Neutrino (admin credentials from OS_* in the environment) instead of starting one")
 	fs.Parse(args)
 	if os.Geteuid() != 0 {
 		return errors.New("sandbox: needs root (network namespaces)")
@@ -103,7 +105,8 @@ func sandboxUp(args []string) error {
 	if err != nil {
 		return err
 	}
-	st := &sandboxState{Prefix: lab.Prefix, Listen: *listen, PIDs: map[string]int{}, VMs: map[string]sandVM{}}
+	st := &sandboxState{Prefix: lab.Prefix, Listen: *listen, Server: strings.TrimRight(*server, "/"), PIDs: map[string]int{},
+		VMs: map[string]sandVM{}}
 	fail := func(err error) error {
 		stopPIDs(st)
 		lab.Close()
@@ -130,12 +133,16 @@ func sandboxUp(args []string) error {
 		return fail(err)
 	}
 	data := filepath.Join(abs, "data")
-	pid, err := spawn(abs, "server", self, []string{"serve", "--listen", *listen, "--data-dir", data}, nil)
-	if err != nil {
+	base := st.base()
+	if st.Server == "" {
+		pid, err := spawn(abs, "server", self, []string{"serve", "--listen", *listen, "--data-dir", data}, nil)
+		if err != nil {
+			return fail(err)
+		}
+		st.PIDs["server"] = pid
+	} else if err := givenServerOpenrc(data); err != nil {
 		return fail(err)
 	}
-	st.PIDs["server"] = pid
-	base := "http://" + *listen
 	if err := waitHTTP(base+"/", 15*time.Second); err != nil {
 		return fail(err)
 	}
@@ -158,6 +165,25 @@ func sandboxUp(args []string) error {
 	fmt.Printf("sandbox up in %s: server %s, hosts %s\n  . <(neutrino sandbox openrc --dir %s)   # then: openstack network list\n",
 		abs, base, strings.Join(names, " "), *dir)
 	return nil
+}
+
+// givenServerOpenrc keeps the caller's admin credentials for a server the
+// sandbox did not start, as the sandbox's openrc-admin.
+func givenServerOpenrc(data string) error {
+	var b strings.Builder
+	for _, k := range []string{"OS_AUTH_URL", "OS_USERNAME", "OS_PASSWORD", "OS_PROJECT_NAME", "OS_USER_DOMAIN_NAME",
+		"OS_PROJECT_DOMAIN_NAME", "OS_IDENTITY_API_VERSION", "OS_AUTH_TYPE", "OS_TOKEN", "OS_ENDPOINT", "OS_REGION_NAME"} {
+		if v := os.Getenv(k); v != "" {
+			fmt.Fprintf(&b, "export %s=%s\n", k, v)
+		}
+	}
+	if os.Getenv("OS_AUTH_URL") == "" {
+		return errors.New("sandbox: --server needs admin credentials in the environment (OS_AUTH_URL, OS_USERNAME, OS_PASSWORD, OS_PROJECT_NAME)")
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(data, "openrc-admin"), []byte(b.String()), 0o600)
 }
 
 // spawn starts a background process in its own session, logging to dir.
@@ -257,7 +283,15 @@ func (st *sandboxState) api(dir string) (*sandboxAPI, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sandboxAPI{base: "http://" + st.Listen, token: tok}, nil
+	return &sandboxAPI{base: st.base(), token: tok}, nil
+}
+
+// base is the URL of the sandbox's server.
+func (st *sandboxState) base() string {
+	if st.Server != "" {
+		return st.Server
+	}
+	return "http://" + st.Listen
 }
 
 func (a *sandboxAPI) do(method, path string, body any) (map[string]any, error) {
