@@ -75,9 +75,10 @@ type nftState struct {
 }
 
 type nftSet struct {
-	typ   string
-	isMap bool
-	flags []knftables.SetFlag
+	typ    string
+	typeOf bool // typ is a "typeof" expression
+	isMap  bool
+	flags  []knftables.SetFlag
 }
 
 func newState() *nftState {
@@ -204,9 +205,12 @@ func diffTable(tx *knftables.Transaction, have, want *nftState) {
 	for _, name := range sortedKeys(want.sets) {
 		if _, ok := have.sets[name]; !ok {
 			d := want.sets[name]
-			if d.isMap {
+			switch {
+			case d.isMap:
 				tx.Add(&knftables.Map{Name: name, Type: d.typ, Flags: d.flags})
-			} else {
+			case d.typeOf:
+				tx.Add(&knftables.Set{Name: name, TypeOf: d.typ, Flags: d.flags})
+			default:
 				tx.Add(&knftables.Set{Name: name, Type: d.typ, Flags: d.flags})
 			}
 		}
@@ -347,6 +351,11 @@ func bridgeState(ports []PortFilter, marks map[string]uint32) *nftState {
 	s.set("macs", "ifname . ether_addr", false)
 	s.set("src4", "ifname . ipv4_addr", false, knftables.IntervalFlag)
 	s.set("src6", "ifname . ipv6_addr", false, knftables.IntervalFlag)
+	// Neighbour advertisements may only speak for the port's own addresses
+	// (the target sits 8 bytes into the ICMPv6 message; nft has no name
+	// for it, so the set holds it as a 128-bit number).
+	s.set("nd6", "iifname . @th,64,128", false, knftables.IntervalFlag)
+	s.sets["nd6"] = nftSet{typ: s.sets["nd6"].typ, typeOf: true, flags: s.sets["nd6"].flags}
 	s.set("inmark", "ifname : mark", true)
 	s.set("outmark", "ifname : mark", true)
 	for _, p := range ports {
@@ -369,11 +378,27 @@ func bridgeState(ports []PortFilter, marks map[string]uint32) *nftState {
 		}
 		for _, a := range v6 {
 			s.elem("src6", []string{tap, a})
+			if a != "::" {
+				s.elem("nd6", []string{tap, v6Number(a)})
+			}
 		}
 		s.elem("inmark", []string{tap}, markHex(marks[p.PortID]<<16))
 		s.elem("outmark", []string{tap}, markHex(marks[p.PortID]))
 	}
 	return s
+}
+
+// v6Number writes an IPv6 address, or a prefix as a range, as nft numbers.
+func v6Number(a string) string {
+	hexOf := func(ip net.IP) string { return "0x" + hex.EncodeToString(ip.To16()) }
+	if _, cidr, err := net.ParseCIDR(a); err == nil {
+		last := make(net.IP, 16)
+		for i := range last {
+			last[i] = cidr.IP.To16()[i] | ^cidr.Mask[i]
+		}
+		return hexOf(cidr.IP) + "-" + hexOf(last)
+	}
+	return hexOf(net.ParseIP(a))
 }
 
 func bridgeBase(tx *knftables.Transaction) {
@@ -390,6 +415,7 @@ func bridgeBase(tx *knftables.Transaction) {
 		"ether type arp iifname . arp saddr ip != @src4 drop",
 		"ether type ip iifname . ip saddr != @src4 drop",
 		"ether type ip6 iifname . ip6 saddr != @src6 drop",
+		"icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd6 drop",
 		"meta mark set iifname map @inmark",
 	} {
 		tx.Add(&knftables.Rule{Chain: "ports-in", Rule: r})

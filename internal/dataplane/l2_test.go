@@ -4,8 +4,14 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv6"
 
 	"neutrino/internal/netlab"
 )
@@ -210,6 +216,13 @@ func TestSecurityGroups(t *testing.T) {
 	if !ping("vm3", ports[1].ip) {
 		t.Fatal("icmp echo from the allowed prefix is dropped")
 	}
+	// Neighbour discovery: vm3 may advertise its own address, not vm2's.
+	if !naReaches(t, l, "vm3", "vm1", ip6(ports[2].ip), ports[2].mac) {
+		t.Fatal("a neighbour advertisement for the sender's own address was dropped")
+	}
+	if naReaches(t, l, "vm3", "vm1", ip6(ports[1].ip), ports[2].mac) {
+		t.Fatal("a neighbour advertisement for another port's address got through")
+	}
 	// Spoofing: vm3 takes another source address and is dropped.
 	l.run("vm3", "ip", "addr", "add", "10.1.0.99/24", "dev", "eth0")
 	if l.try("vm3", "ping", "-c", "1", "-W", "1", "-I", "10.1.0.99", ports[1].ip) == nil {
@@ -310,5 +323,79 @@ func TestPhysicalNetworks(t *testing.T) {
 	missing := Network{ID: "55555555-aaaa-4aaa-8aaa-000000000005", Type: "flat", PhysicalNetwork: "physnet9", MTU: 1500}
 	if err := hosts[0].EnsureNetwork(missing); err == nil {
 		t.Fatal("a flat network on an unmapped physical network was wired")
+	}
+}
+
+// inNS runs fn on a thread inside the lab namespace n.
+func inNS(t *testing.T, l *lab, n string, fn func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	target, err := netns.GetFromName(l.Name(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		t.Fatal(err)
+	}
+	defer netns.Set(orig)
+	fn()
+}
+
+// naReaches sends, from VM from, an unsolicited neighbour advertisement
+// for target with the given MAC to all nodes, and reports whether VM to
+// sees it.
+func naReaches(t *testing.T, l *lab, from, to, target, mac string) bool {
+	t.Helper()
+	var rx, tx *icmp.PacketConn
+	var err error
+	inNS(t, l, to, func() { rx, err = icmp.ListenPacket("ip6:ipv6-icmp", "::") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	var ifIndex int
+	inNS(t, l, from, func() {
+		tx, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		if ifi, e := net.InterfaceByName("eth0"); e == nil {
+			ifIndex = ifi.Index
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	hw, _ := net.ParseMAC(mac)
+	body := append([]byte{0x20, 0, 0, 0}, net.ParseIP(target).To16()...) // override flag
+	body = append(body, 2, 1)                                            // target link-layer address option
+	body = append(body, hw...)
+	msg, _ := (&icmp.Message{Type: ipv6.ICMPTypeNeighborAdvertisement, Body: &icmp.RawBody{Data: body}}).Marshal(nil)
+	pc := tx.IPv6PacketConn()
+	pc.SetMulticastHopLimit(255)
+	for i := 0; i < 3; i++ {
+		if _, err := pc.WriteTo(msg, &ipv6.ControlMessage{HopLimit: 255, IfIndex: ifIndex}, &net.IPAddr{IP: net.ParseIP("ff02::1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1500)
+	rx.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		n, _, err := rx.ReadFrom(buf)
+		if err != nil {
+			return false
+		}
+		m, err := icmp.ParseMessage(58, buf[:n])
+		if err != nil || m.Type != ipv6.ICMPTypeNeighborAdvertisement {
+			continue
+		}
+		if b, ok := m.Body.(*icmp.RawBody); ok && len(b.Data) >= 20 && net.IP(b.Data[4:20]).Equal(net.ParseIP(target)) {
+			return true
+		}
 	}
 }
