@@ -470,16 +470,33 @@ func TestSecurityGroupsThroughAPI(t *testing.T) {
 	if lab.Run("vm1", "ping", "-c", "2", "-W", "1", ips[1]) == nil {
 		t.Fatal("vm2 answered with no ingress rule in its group")
 	}
+	rule := post(t, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
+		"security_group_id": sg["id"], "direction": "ingress", "protocol": "icmp"}})["security_group_rule"].(map[string]any)
+	pingUntil(t, lab, "vm1", ips[1], 10*time.Second)
+	// A remote-group rule admits the group's members only: vm1 (default
+	// group) passes, vm3 (another group) does not.
+	other := post(t, url+"/v2.0/security-groups", "POST", map[string]any{"security_group": map[string]any{"name": "other"}})["security_group"].(map[string]any)
+	p3 := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": "compute-1",
+		"security_groups": []any{other["id"]}}})["port"].(map[string]any)
+	ip3 := p3["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+	if err := lab.VM("vm3", "compute-1", dataplane.TapName(p3["id"].(string)), p3["mac_address"].(string), 1450, ip3+"/24"); err != nil {
+		t.Fatal(err)
+	}
+	pingUntil(t, lab, "vm3", ips[1], 10*time.Second) // the plain ICMP rule admits anyone
+	var def string
+	for _, g := range post(t, url+"/v2.0/security-groups?name=default", "GET", nil)["security_groups"].([]any) {
+		def = g.(map[string]any)["id"].(string)
+	}
 	post(t, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
-		"security_group_id": sg["id"], "direction": "ingress", "protocol": "icmp"}})
-	for {
-		if lab.Run("vm1", "ping", "-c", "1", "-W", "1", ips[1]) == nil {
-			return
-		}
-		if time.Now().After(deadline.Add(10 * time.Second)) {
-			t.Fatal("an ICMP rule did not open vm2")
+		"security_group_id": sg["id"], "direction": "ingress", "protocol": "icmp", "remote_group_id": def}})
+	post(t, url+"/v2.0/security-group-rules/"+rule["id"].(string), "DELETE", nil)
+	until := time.Now().Add(10 * time.Second)
+	for lab.Run("vm3", "ping", "-c", "1", "-W", "1", ips[1]) == nil {
+		if time.Now().After(until) {
+			t.Fatal("a non-member still reaches vm2 through the remote-group rule")
 		}
 	}
+	pingUntil(t, lab, "vm1", ips[1], 10*time.Second)
 }
 
 // agentLog is where the agents of a test log: nowhere, unless
