@@ -44,6 +44,8 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		err = s.tags(w, r, res, rest[0], rest[2:])
 	case res == schema.Agent && rest[1] == "dhcp-networks" || res == schema.Network && rest[1] == "dhcp-agents":
 		err = s.dhcpScheduler(w, r, res, rest)
+	case res == schema.Router && len(rest) == 2:
+		err = s.routerAction(w, r, rest[0], rest[1])
 	default:
 		err = notFoundErr
 	}
@@ -424,4 +426,56 @@ func (s *Server) dhcpScheduler(w http.ResponseWriter, r *http.Request, res *sche
 		return nil
 	}
 	return methodNotAllowed()
+}
+
+// routerAction serves PUT /routers/{id}/add_router_interface,
+// remove_router_interface, add_extraroutes and remove_extraroutes.
+func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action string) error {
+	switch action {
+	case "add_router_interface", "remove_router_interface", "add_extraroutes", "remove_extraroutes":
+	default:
+		return notFoundErr
+	}
+	if r.Method != http.MethodPut {
+		return methodNotAllowed()
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in map[string]any
+	if json.Unmarshal(body, &in) != nil || in == nil {
+		return fault.BadRequest("Malformed request body")
+	}
+	var out any
+	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
+		cc := s.Core.NewCtx(r.Context(), tx)
+		switch action {
+		case "add_router_interface", "remove_router_interface":
+			add := action == "add_router_interface"
+			var ri *core.RouterInterface
+			var err error
+			if add {
+				ri, err = s.Core.AddRouterInterface(cc, id, in)
+			} else {
+				ri, err = s.Core.RemoveRouterInterface(cc, id, in)
+			}
+			if err != nil {
+				return err
+			}
+			out = ri.Render()
+		default:
+			o, err := s.Core.ExtraRoutes(cc, id, in, action == "add_extraroutes")
+			if err != nil {
+				return err
+			}
+			out = map[string]any{"router": s.render(cc, schema.Router, o, nil)}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
 }

@@ -85,6 +85,10 @@ func (s *Service) handler(r *schema.Resource) *kindHandler {
 		return &kindHandler{create: createRBAC, update: updateRBAC, delete: deleteRBAC, visible: rbacVisible, quota: "rbac_policy"}
 	case schema.Agent:
 		return &kindHandler{create: createAgent, update: updateAgent, delete: deleteAgent, visible: agentVisible}
+	case schema.Router:
+		return &kindHandler{create: createRouter, update: updateRouter, delete: deleteRouter, quota: "router"}
+	case schema.FloatingIP:
+		return &kindHandler{create: createFloatingIP, update: updateFloatingIP, delete: deleteFloatingIP, quota: "floatingip"}
 	}
 	return nil
 }
@@ -108,6 +112,10 @@ func notFound(r *schema.Resource, id string) error {
 		return fault.New(http.StatusNotFound, "RbacPolicyNotFound", "RBAC policy of type %s with ID %s not found", "", id)
 	case schema.Agent:
 		return fault.New(http.StatusNotFound, "AgentNotFound", "Agent %s could not be found.", id)
+	case schema.Router:
+		return fault.New(http.StatusNotFound, "RouterNotFound", "Router %s could not be found", id)
+	case schema.FloatingIP:
+		return fault.New(http.StatusNotFound, "FloatingIPNotFound", "Floating IP %s could not be found", id)
 	}
 	return fault.New(http.StatusNotFound, "NotFound", "%s %s could not be found.", r.Member, id)
 }

@@ -184,6 +184,13 @@ func (s *Service) Present(c *Ctx, r *schema.Resource, o Object) Object {
 		}
 		cp["alive"] = s.agentAlive(o)
 		return cp
+	case schema.FloatingIP:
+		cp := make(Object, len(o)+1)
+		for k, v := range o {
+			cp[k] = v
+		}
+		cp["port_details"] = s.fipPortDetails(c, o)
+		return cp
 	case schema.Network, schema.SecurityGroup, schema.SubnetPool:
 		if _, ok := o[keyRBAC]; !ok {
 			return o

@@ -670,7 +670,17 @@ func (c *Ctx) rederiveAutoAddresses(p Object) error {
 	return nil
 }
 
-func deletePort(c *Ctx, cur Object) error { return removePort(c, cur) }
+func deletePort(c *Ctx, cur Object) error {
+	switch owner := str(cur, "device_owner"); owner {
+	case ownerRouterInterface, ownerRouterGateway, ownerFloatingIP:
+		return fault.New(http.StatusConflict, "L3PortInUse",
+			"Port %s has owner %s and therefore cannot be deleted directly via the port API.", str(cur, "id"), owner)
+	}
+	if err := c.disassociatePort(str(cur, "id")); err != nil {
+		return err
+	}
+	return removePort(c, cur)
+}
 
 // removePort deletes a port and frees its addresses and MAC.
 func removePort(c *Ctx, p Object) error {

@@ -275,6 +275,25 @@ func Dict(name string, v any) (any, error) {
 	return v, nil
 }
 
+// NullAsEmpty turns null into an empty list before c (Neutron's
+// convert_none_to_empty_list).
+func NullAsEmpty(c Converter) Converter {
+	return func(name string, v any) (any, error) {
+		if v == nil {
+			return []any{}, nil
+		}
+		return c(name, v)
+	}
+}
+
+// DictOrNull accepts a JSON object or null.
+func DictOrNull(name string, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	return Dict(name, v)
+}
+
 // Anything accepts any value.
 func Anything(name string, v any) (any, error) { return v, nil }
 

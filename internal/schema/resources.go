@@ -49,6 +49,14 @@ func standard(withName bool) []*Attr {
 	return out
 }
 
+// defineUnnamed is a standard resource without a name (floating IPs).
+func defineUnnamed(member, collection, parent string, attrs ...*Attr) *Resource {
+	r := &Resource{Member: member, Collection: collection, Kind: member, Parent: parent, Standard: true}
+	r.Attrs = append(standard(false), attrs...)
+	r.index()
+	return r
+}
+
 func define(member, collection, parent string, std bool, attrs ...*Attr) *Resource {
 	r := &Resource{Member: member, Collection: collection, Kind: member, Parent: parent, Standard: std}
 	if std {
@@ -157,6 +165,26 @@ var (
 		sorted(rw("address_scope_id", UUIDOrNull, nil)),
 	)
 
+	Router = define("router", "routers", "", true,
+		sorted(rw("admin_state_up", Bool, true)),
+		sorted(ro("status")),
+		noFilter(rw("external_gateway_info", DictOrNull, nil)),
+		noFilter(&Attr{Name: "routes", Put: true, Convert: NullAsEmpty(ListOf(Dict))}),
+		sorted(adminOnly(computed("distributed", true, Bool))),
+		sorted(adminOnly(computed("ha", true, Bool))),
+	)
+
+	FloatingIP = defineUnnamed("floatingip", "floatingips", "floating_network_id",
+		sorted(required("floating_network_id", UUID)),
+		sorted(computed("floating_ip_address", false, IP)),
+		hidden(post("subnet_id", UUIDOrNull, nil)),
+		sorted(rw("port_id", UUIDOrNull, nil)),
+		sorted(rw("fixed_ip_address", IPOrNull, nil)),
+		sorted(ro("router_id")),
+		sorted(ro("status")),
+		noFilter(ro("port_details")),
+	)
+
 	RBACPolicy = &Resource{Member: "rbac_policy", Collection: "rbac_policies", Path: "rbac-policies", Kind: "rbac_policy", Parent: "object_id", Attrs: []*Attr{
 		sorted(ro("id")),
 		sorted(post("project_id", ProjectID, nil)),
@@ -188,7 +216,7 @@ var Agent = &Resource{Member: "agent", Collection: "agents", Kind: "agent", Attr
 }}
 
 // All lists every resource served through the generic collection routes.
-var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy, Agent}
+var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy, Agent, Router, FloatingIP}
 
 func init() {
 	Agent.index()

@@ -1,0 +1,157 @@
+package api
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// TestRouters: the L3 API as Neutron answers it: gateways on external
+// networks only, interfaces by subnet (at the gateway address) and by port,
+// overlap and duplicate checks, extra routes that must be reachable, ports
+// owned by the router that the port API may not delete, and deletes refused
+// while in use.
+func TestRouters(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		pub := e.network(admin, map[string]any{"router:external": true})
+		pubID := pub["id"].(string)
+		pubSub := e.subnet(admin, map[string]any{"network_id": pubID, "ip_version": 4, "cidr": "203.0.113.0/24", "enable_dhcp": false})
+		n1 := e.network(userA, nil)["id"].(string)
+		s1 := e.subnet(userA, map[string]any{"network_id": n1, "ip_version": 4, "cidr": "10.10.0.0/24"})
+		s1b := e.subnet(userA, map[string]any{"network_id": e.network(userA, nil)["id"], "ip_version": 4, "cidr": "10.10.0.128/25"})
+		n2 := e.network(userA, nil)["id"].(string)
+		s2 := e.subnet(userA, map[string]any{"network_id": n2, "ip_version": 4, "cidr": "10.20.0.0/24"})
+
+		r := e.must(201, e.do(userA, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"name": "r1"}}), "router")
+		rid := r["id"].(string)
+		if r["status"] != "ACTIVE" || r["external_gateway_info"] != nil || fmt.Sprint(r["routes"]) != "[]" || r["admin_state_up"] != true {
+			t.Fatalf("router: %v", r)
+		}
+		if _, ok := r["distributed"]; ok {
+			t.Fatalf("distributed shown to a non-admin: %v", r)
+		}
+		e.fault(e.do(userA, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"routes": []any{}}}), 400, "HTTPBadRequest")
+		e.fault(e.do(userA, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"distributed": true}}), 403, "PolicyNotAuthorized")
+		e.fault(e.do(userB, "GET", "/v2.0/routers/"+rid, nil), 404, "RouterNotFound")
+
+		// Gateway: external networks only; enable_snat and fixed IPs are admin's.
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{"network_id": n2}}}), 400, "HTTPBadRequest")
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{"network_id": pubID, "enable_snat": false}}}), 403, "PolicyNotAuthorized")
+		r = e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{"network_id": pubID}}}), "router")
+		gw := r["external_gateway_info"].(map[string]any)
+		ext := gw["external_fixed_ips"].([]any)
+		if gw["network_id"] != pubID || gw["enable_snat"] != true || len(ext) != 1 || ext[0].(map[string]any)["subnet_id"] != pubSub["id"] {
+			t.Fatalf("gateway: %v", gw)
+		}
+		gwPorts := e.list(admin, "/v2.0/ports?device_id="+rid+"&device_owner=network:router_gateway", "ports")
+		if len(gwPorts) != 1 || gwPorts[0].(map[string]any)["project_id"] != "" {
+			t.Fatalf("gateway port: %v", gwPorts)
+		}
+		ra := e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{"network_id": pubID,
+			"enable_snat": false, "external_fixed_ips": []any{map[string]any{"ip_address": "203.0.113.9"}}}}}), "router")
+		if gw := ra["external_gateway_info"].(map[string]any); gw["enable_snat"] != false || !strings.Contains(fmt.Sprint(gw), "203.0.113.9") {
+			t.Fatalf("admin gateway update: %v", gw)
+		}
+
+		// Interfaces.
+		ri := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": s1["id"]}), "")
+		if ri["subnet_id"] != s1["id"] || ri["id"] != rid || ri["network_id"] != n1 || len(ri["subnet_ids"].([]any)) != 1 {
+			t.Fatalf("interface: %v", ri)
+		}
+		ifPort := e.must(200, e.do(userA, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port")
+		if ifPort["device_owner"] != "network:router_interface" || !strings.Contains(fmt.Sprint(ifPort["fixed_ips"]), "10.10.0.1 ") {
+			t.Fatalf("interface port: %v", ifPort)
+		}
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": s1["id"]}), 400, "HTTPBadRequest")
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": s1b["id"]}), 400, "HTTPBadRequest") // overlaps
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{}), 400, "HTTPBadRequest")
+		e.fault(e.do(userA, "DELETE", "/v2.0/ports/"+ri["port_id"].(string), nil), 409, "L3PortInUse")
+		e.fault(e.do(userA, "DELETE", "/v2.0/subnets/"+s1["id"].(string), nil), 409, "SubnetInUse")
+		// By port.
+		p2 := e.must(201, e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": n2,
+			"fixed_ips": []any{map[string]any{"subnet_id": s2["id"], "ip_address": "10.20.0.254"}}}}), "port")
+		e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"port_id": p2["id"]}), "")
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"port_id": p2["id"]}), 409, "PortInUse")
+
+		// Extra routes: the next hop must be on an interface subnet.
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": []any{
+			map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.77.0.5"}}}}), 400, "InvalidRoutes")
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": []any{
+			map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.10.0.1"}}}}), 400, "InvalidRoutes")
+		r = e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": []any{
+			map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.10.0.5"}}}}), "router")
+		if len(r["routes"].([]any)) != 1 {
+			t.Fatalf("routes: %v", r["routes"])
+		}
+		added := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_extraroutes", map[string]any{"router": map[string]any{"routes": []any{
+			map[string]any{"destination": "10.98.0.0/16", "nexthop": "10.20.0.7"}, map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.10.0.5"}}}}), "router")
+		if len(added["routes"].([]any)) != 2 {
+			t.Fatalf("add_extraroutes: %v", added["routes"])
+		}
+		removed := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_extraroutes", map[string]any{"router": map[string]any{"routes": []any{
+			map[string]any{"destination": "10.98.0.0/16", "nexthop": "10.20.0.7"}}}}), "router")
+		if fmt.Sprint(removed["routes"]) != "[map[destination:10.99.0.0/16 nexthop:10.10.0.5]]" {
+			t.Fatalf("remove_extraroutes: %v", removed["routes"])
+		}
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_router_interface", map[string]any{"subnet_id": s1["id"]}), 409, "RouterInterfaceInUseByRoute")
+
+		// Floating IPs.
+		vm := e.must(201, e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": n1}}), "port")
+		vmIP := vm["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+		e.fault(e.do(userA, "POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": n2}}), 400, "HTTPBadRequest")
+		e.fault(e.do(userA, "POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": pubID, "floating_ip_address": "203.0.113.77"}}), 403, "PolicyNotAuthorized")
+		fip := e.must(201, e.do(userA, "POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": pubID, "port_id": vm["id"]}}), "floatingip")
+		if fip["router_id"] != rid || fip["fixed_ip_address"] != vmIP || fip["status"] != "DOWN" || fip["port_details"].(map[string]any)["mac_address"] != vm["mac_address"] {
+			t.Fatalf("floating IP: %v", fip)
+		}
+		if _, ok := fip["name"]; ok {
+			t.Fatalf("a floating IP has no name: %v", fip)
+		}
+		chosen := e.must(201, e.do(admin, "POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": pubID,
+			"floating_ip_address": "203.0.113.77", "tenant_id": projA}}), "floatingip")
+		if chosen["floating_ip_address"] != "203.0.113.77" || chosen["port_id"] != nil {
+			t.Fatalf("chosen floating IP: %v", chosen)
+		}
+		e.fault(e.do(userA, "PUT", "/v2.0/floatingips/"+chosen["id"].(string), map[string]any{"floatingip": map[string]any{"port_id": vm["id"]}}), 409, "FloatingIPPortAlreadyAssociated")
+		n3 := e.network(userA, nil)["id"].(string)
+		e.subnet(userA, map[string]any{"network_id": n3, "ip_version": 4, "cidr": "10.30.0.0/24"})
+		unrouted := e.must(201, e.do(userA, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": n3}}), "port")
+		e.fault(e.do(userA, "PUT", "/v2.0/floatingips/"+chosen["id"].(string), map[string]any{"floatingip": map[string]any{"port_id": unrouted["id"]}}), 404, "ExternalGatewayForFloatingIPNotFound")
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_router_interface", map[string]any{"port_id": ri["port_id"]}), 409, "RouterInterfaceInUseByFloatingIP")
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{}}}), 409, "RouterExternalGatewayInUseByFloatingIp")
+		e.fault(e.do(admin, "DELETE", "/v2.0/networks/"+pubID, nil), 409, "NetworkInUse")
+		// Deleting the port frees the floating IP; disassociating works too.
+		e.must(204, e.do(userA, "DELETE", "/v2.0/ports/"+vm["id"].(string), nil), "")
+		if got := e.must(200, e.do(userA, "GET", "/v2.0/floatingips/"+fip["id"].(string), nil), "floatingip"); got["port_id"] != nil || got["router_id"] != nil || got["port_details"] != nil {
+			t.Fatalf("floating IP after its port went: %v", got)
+		}
+		e.must(204, e.do(userA, "DELETE", "/v2.0/floatingips/"+fip["id"].(string), nil), "")
+		e.must(204, e.do(admin, "DELETE", "/v2.0/floatingips/"+chosen["id"].(string), nil), "")
+		if l := e.list(admin, "/v2.0/ports?device_owner=network:floatingip", "ports"); len(l) != 0 {
+			t.Fatalf("floating IP ports left: %v", l)
+		}
+
+		// Teardown order: routes, interfaces, then the router (and its gateway port).
+		e.fault(e.do(userA, "DELETE", "/v2.0/routers/"+rid, nil), 409, "RouterInUse")
+		e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": nil}}), "router")
+		e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_router_interface", map[string]any{"subnet_id": s1["id"]}), "")
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_router_interface", map[string]any{"subnet_id": s1["id"]}), 404, "RouterInterfaceNotFoundForSubnet")
+		e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_router_interface", map[string]any{"port_id": p2["id"]}), "")
+		e.must(204, e.do(userA, "DELETE", "/v2.0/routers/"+rid, nil), "")
+		if l := e.list(admin, "/v2.0/ports?device_id="+rid, "ports"); len(l) != 0 {
+			t.Fatalf("router ports left: %v", l)
+		}
+		e.must(204, e.do(admin, "DELETE", "/v2.0/networks/"+pubID, nil), "")
+
+		// Admin-only attributes: distributed and ha change only while down.
+		ar := e.must(201, e.do(admin, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"ha": true}}), "router")
+		if ar["ha"] != true || ar["distributed"] != false {
+			t.Fatalf("admin router: %v", ar)
+		}
+		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": true}}), 400, "HTTPBadRequest")
+		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"admin_state_up": false}}), "router")
+		if up := e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": true}}), "router"); up["distributed"] != true {
+			t.Fatalf("migration to distributed: %v", up)
+		}
+	})
+}

@@ -1,0 +1,700 @@
+package core
+
+import (
+	"net/http"
+	"net/netip"
+	"sort"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/policy"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// Routers (the L3 API): a router owns its gateway port on an external
+// network and one interface port per attached network; the ports are
+// ordinary ports with device_owner network:router_gateway or
+// network:router_interface and device_id the router, so the agents and
+// IPAM see them like any other.
+
+const (
+	ownerRouterInterface = "network:router_interface"
+	ownerRouterGateway   = "network:router_gateway"
+	ownerFloatingIP      = "network:floatingip"
+	// maxRoutes is Neutron's max_routes default.
+	maxRoutes = 30
+)
+
+func badRouter(format string, args ...any) error {
+	return fault.BadRequest("Bad router request: "+format, args...)
+}
+
+func routerInUse(id, reason string) error {
+	return fault.New(http.StatusConflict, "RouterInUse", "Router %s %s", id, reason)
+}
+
+// asAdmin is c acting for the service itself (ports the router makes on
+// networks its owner may not own, such as the external one).
+func (c *Ctx) asAdmin() *Ctx {
+	cc := *c
+	cc.Caller = &policy.Caller{Admin: true, Service: true, ProjectID: c.ProjectID, UserID: c.UserID, Roles: []string{"admin"}}
+	return &cc
+}
+
+// servicePort creates a port owned by a network device (router, floating
+// IP) with the given project, fixed_ips request (nil: automatic) and owner.
+func (c *Ctx) servicePort(networkID, project, owner, deviceID string, fixedIPs []any) (Object, error) {
+	ac := c.asAdmin()
+	in := map[string]any{"network_id": networkID, "device_owner": owner, "device_id": deviceID}
+	if fixedIPs != nil {
+		in["fixed_ips"] = fixedIPs
+	}
+	parsed, err := schema.Port.ParseCreate(ac.Caller, in)
+	if err != nil {
+		return nil, err
+	}
+	parsed["id"] = newID()
+	parsed["project_id"] = project
+	p, err := createPort(ac, parsed)
+	if err != nil {
+		return nil, err
+	}
+	scrub(p)
+	return p, nil
+}
+
+func createRouter(c *Ctx, in Object) (Object, error) {
+	o := Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
+		"admin_state_up": in["admin_state_up"], "status": "ACTIVE", "external_gateway_info": nil, "routes": []any{},
+		"distributed": false, "ha": false}
+	for _, k := range []string{"distributed", "ha"} {
+		if b, ok := in[k].(bool); ok {
+			o[k] = b
+		}
+	}
+	c.stamp(o)
+	if gw, ok := in["external_gateway_info"].(map[string]any); ok && len(gw) > 0 {
+		info, err := c.setGateway(o, nil, gw)
+		if err != nil {
+			return nil, err
+		}
+		o["external_gateway_info"] = info
+	}
+	if err := c.put(schema.Router, o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func updateRouter(c *Ctx, cur, in Object) (Object, error) {
+	for _, k := range []string{"distributed", "ha"} {
+		v, ok := in[k]
+		if !ok || schema.IsUnset(v) {
+			delete(in, k)
+			continue
+		}
+		if v != cur[k] && boolean(cur, "admin_state_up") && (in["admin_state_up"] == nil || in["admin_state_up"] == true) {
+			return nil, fault.BadRequest("Cannot change the %s attribute of router %s while it is up: set admin_state_up to False first", k, str(cur, "id"))
+		}
+		if k == "distributed" && v == false && cur[k] == true {
+			return nil, fault.BadRequest("Migrating router %s from distributed to centralized is not supported", str(cur, "id"))
+		}
+	}
+	if v, ok := in["external_gateway_info"]; ok {
+		gw, _ := v.(map[string]any)
+		info, err := c.setGateway(cur, infoOf(cur), gw)
+		if err != nil {
+			return nil, err
+		}
+		in["external_gateway_info"] = info
+	}
+	if v, ok := in["routes"]; ok {
+		routes, err := c.checkRoutes(cur, v)
+		if err != nil {
+			return nil, err
+		}
+		in["routes"] = routes
+	}
+	return merge(cur, in), nil
+}
+
+func infoOf(r Object) map[string]any {
+	m, _ := r["external_gateway_info"].(map[string]any)
+	return m
+}
+
+func deleteRouter(c *Ctx, cur Object) error {
+	id := str(cur, "id")
+	ports, err := c.routerPorts(id)
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if str(p, "device_owner") == ownerRouterInterface {
+			return routerInUse(id, "still has ports")
+		}
+	}
+	if _, err := c.setGateway(cur, infoOf(cur), nil); err != nil {
+		return err
+	}
+	return c.Tx.Delete(schema.Router.Kind, id)
+}
+
+// routerPorts lists the ports a router owns.
+func (c *Ctx) routerPorts(routerID string) ([]Object, error) {
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, p := range ports {
+		if str(p, "device_id") == routerID && (str(p, "device_owner") == ownerRouterInterface || str(p, "device_owner") == ownerRouterGateway) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// setGateway makes the router's gateway what gw asks (nil or empty: none)
+// and returns the new external_gateway_info.
+func (c *Ctx) setGateway(router Object, cur, gw map[string]any) (any, error) {
+	id := str(router, "id")
+	for k := range gw {
+		switch k {
+		case "network_id", "enable_snat", "external_fixed_ips":
+		default:
+			return nil, fault.BadRequest("Invalid input for external_gateway_info. Reason: Unexpected keys supplied: %s.", k)
+		}
+	}
+	netID, _ := gw["network_id"].(string)
+	if len(gw) > 0 && netID == "" {
+		return nil, fault.BadRequest("Invalid input for external_gateway_info. Reason: Validation of dictionary's keys failed. Expected keys: {'network_id'} Provided keys: set().")
+	}
+	if _, ok := gw["enable_snat"]; ok && !c.Admin {
+		return nil, fault.Forbidden("(rule:update_router and rule:update_router:external_gateway_info and rule:update_router:external_gateway_info:enable_snat) is disallowed by policy")
+	}
+	if _, ok := gw["external_fixed_ips"]; ok && !c.Admin {
+		return nil, fault.Forbidden("(rule:update_router and rule:update_router:external_gateway_info and rule:update_router:external_gateway_info:external_fixed_ips) is disallowed by policy")
+	}
+	var gwPort Object
+	ports, err := c.routerPorts(id)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ports {
+		if str(p, "device_owner") == ownerRouterGateway {
+			gwPort = p
+		}
+	}
+	// Removing or moving the gateway: not while floating IPs use it.
+	if gwPort != nil && (netID == "" || netID != str(gwPort, "network_id")) {
+		fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range fips {
+			if str(f, "router_id") == id {
+				return nil, fault.New(http.StatusConflict, "RouterExternalGatewayInUseByFloatingIp",
+					"Gateway cannot be updated for router %s, since a gateway to external network %s is required by one or more floating IPs.", id, str(gwPort, "network_id"))
+			}
+		}
+		if err := removePort(c, gwPort); err != nil {
+			return nil, err
+		}
+		gwPort = nil
+	}
+	if netID == "" {
+		return nil, nil
+	}
+	if !schema.IsUUID(netID) {
+		return nil, fault.BadRequest("Invalid input for external_gateway_info. Reason: '%s' is not a valid UUID.", netID)
+	}
+	net, err := c.Tx.Get(schema.Network.Kind, netID)
+	if err != nil {
+		return nil, fault.NotFound("Network", "Network", netID)
+	}
+	if !boolean(net, "router:external") {
+		return nil, badRouter("Network %s is not an external network", netID)
+	}
+	snat := true
+	if cur != nil {
+		if b, ok := cur["enable_snat"].(bool); ok {
+			snat = b
+		}
+	}
+	if v, ok := gw["enable_snat"]; ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			return nil, fault.BadRequest("Invalid input for external_gateway_info. Reason: '%s' is not a valid boolean value.", schema.Render(v))
+		}
+		snat = b
+	}
+	reqIPs, ipsGiven := gw["external_fixed_ips"].([]any)
+	if v, ok := gw["external_fixed_ips"]; ok && !ipsGiven && v != nil {
+		return nil, fault.BadRequest("Invalid input for external_fixed_ips. Reason: Invalid data format for fixed IP: '%s'.", schema.Render(v))
+	}
+	if gwPort == nil {
+		var fixed []any
+		if ipsGiven && len(reqIPs) > 0 {
+			fixed = reqIPs
+		}
+		p, err := c.servicePort(netID, "", ownerRouterGateway, id, fixed)
+		if err != nil {
+			return nil, err
+		}
+		gwPort = p
+	} else if ipsGiven {
+		ac := c.asAdmin()
+		p, err := ac.S.Update(ac, schema.Port, str(gwPort, "id"), Object{"fixed_ips": reqIPs}, -1)
+		if err != nil {
+			return nil, err
+		}
+		gwPort = p
+	}
+	ext := []any{}
+	for _, e := range list(gwPort, "fixed_ips") {
+		m, _ := e.(map[string]any)
+		ext = append(ext, map[string]any{"subnet_id": m["subnet_id"], "ip_address": m["ip_address"]})
+	}
+	return map[string]any{"network_id": netID, "enable_snat": snat, "external_fixed_ips": ext}, nil
+}
+
+// RouterInterface is the answer to add/remove_router_interface.
+type RouterInterface struct {
+	Router Object
+	Port   Object
+	Subnet string
+	All    []string
+}
+
+// Render is Neutron's shape of the answer.
+func (ri *RouterInterface) Render() map[string]any {
+	ids := make([]any, 0, len(ri.All))
+	for _, s := range ri.All {
+		ids = append(ids, s)
+	}
+	return map[string]any{"id": ri.Router["id"], "tenant_id": ri.Router["project_id"], "project_id": ri.Router["project_id"],
+		"port_id": ri.Port["id"], "network_id": ri.Port["network_id"], "subnet_id": ri.Subnet, "subnet_ids": ids}
+}
+
+func portSubnets(p Object) []string {
+	var out []string
+	for _, e := range list(p, "fixed_ips") {
+		m, _ := e.(map[string]any)
+		out = append(out, str(m, "subnet_id"))
+	}
+	return out
+}
+
+// routerSubnets maps each subnet the router has an interface on to the
+// interface port.
+func (c *Ctx) routerSubnets(routerID string) (map[string]Object, error) {
+	ports, err := c.routerPorts(routerID)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Object{}
+	for _, p := range ports {
+		if str(p, "device_owner") != ownerRouterInterface {
+			continue
+		}
+		for _, sid := range portSubnets(p) {
+			out[sid] = p
+		}
+	}
+	return out, nil
+}
+
+// checkOverlap refuses a subnet whose CIDR overlaps one the router already
+// routes.
+func (c *Ctx) checkOverlap(routerID string, sn Object) error {
+	have, err := c.routerSubnets(routerID)
+	if err != nil {
+		return err
+	}
+	if _, ok := have[str(sn, "id")]; ok {
+		return badRouter("Router already has a port on subnet %s", str(sn, "id"))
+	}
+	newP, err := netip.ParsePrefix(str(sn, "cidr"))
+	if err != nil {
+		return err
+	}
+	ids := make([]string, 0, len(have))
+	for id := range have {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		other, err := c.Tx.Get(schema.Subnet.Kind, id)
+		if err != nil {
+			continue
+		}
+		p, err := netip.ParsePrefix(str(other, "cidr"))
+		if err == nil && p.Overlaps(newP) {
+			return badRouter("Cidr %s of subnet %s overlaps with cidr %s of subnet %s", str(sn, "cidr"), str(sn, "id"), str(other, "cidr"), id)
+		}
+	}
+	return nil
+}
+
+// loadOwnRouter is the router id for a change by the caller.
+func (c *Ctx) loadOwnRouter(id string) (Object, error) {
+	r, err := c.S.Get(c, schema.Router, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := ownerOnly(c, schema.Router, r, "update"); err != nil {
+		return nil, err
+	}
+	return schema.CloneObject(r), nil
+}
+
+// AddRouterInterface attaches a subnet (a new port at its gateway address)
+// or an existing port to a router.
+func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
+	router, err := c.loadOwnRouter(routerID)
+	if err != nil {
+		return nil, err
+	}
+	subnetID, portID, err := interfaceArgs(body)
+	if err != nil {
+		return nil, err
+	}
+	var port Object
+	var subnet string
+	if portID != "" {
+		p, err := s.Get(c, schema.Port, portID)
+		if err != nil {
+			return nil, err
+		}
+		if err := ownerOnly(c, schema.Port, p, "update"); err != nil {
+			return nil, err
+		}
+		if str(p, "device_id") != "" || str(p, "device_owner") != "" {
+			return nil, fault.New(http.StatusConflict, "PortInUse",
+				"Unable to complete operation on port %s for network %s. Port already has an attached device %s.", portID, str(p, "network_id"), str(p, "device_id"))
+		}
+		subs := portSubnets(p)
+		if len(subs) == 0 {
+			return nil, badRouter("Router port must have at least one fixed IP")
+		}
+		v4 := 0
+		for _, sid := range subs {
+			sn, err := c.Tx.Get(schema.Subnet.Kind, sid)
+			if err != nil {
+				return nil, err
+			}
+			if num(sn["ip_version"], 0) == 4 {
+				v4++
+			}
+			if err := c.checkOverlap(routerID, sn); err != nil {
+				return nil, err
+			}
+		}
+		if v4 > 1 {
+			return nil, badRouter("Cannot have multiple IPv4 subnets on router port")
+		}
+		p = schema.CloneObject(p)
+		p["device_id"], p["device_owner"] = routerID, ownerRouterInterface
+		p["security_groups"] = []any{}
+		if err := c.touch(schema.Port, p); err != nil {
+			return nil, err
+		}
+		port, subnet = p, subs[0]
+	} else {
+		sn, err := s.Get(c, schema.Subnet, subnetID)
+		if err != nil {
+			return nil, err
+		}
+		if sn["gateway_ip"] == nil {
+			return nil, badRouter("Subnet for router interface must have a gateway IP")
+		}
+		if err := c.checkOverlap(routerID, sn); err != nil {
+			return nil, err
+		}
+		fixed := map[string]any{"subnet_id": subnetID, "ip_address": sn["gateway_ip"]}
+		// IPv6 subnets of one network share the router's port there.
+		if num(sn["ip_version"], 0) == 6 {
+			have, err := c.routerSubnets(routerID)
+			if err != nil {
+				return nil, err
+			}
+			for sid, p := range have {
+				other, err := c.Tx.Get(schema.Subnet.Kind, sid)
+				if err == nil && str(p, "network_id") == str(sn, "network_id") && num(other["ip_version"], 0) == 6 && port == nil {
+					port = p
+				}
+			}
+		}
+		if port != nil {
+			ips := append(append([]any{}, list(port, "fixed_ips")...), fixed)
+			ac := c.asAdmin()
+			p, err := s.Update(ac, schema.Port, str(port, "id"), Object{"fixed_ips": ips}, -1)
+			if err != nil {
+				return nil, err
+			}
+			port = p
+		} else {
+			p, err := c.servicePort(str(sn, "network_id"), str(router, "project_id"), ownerRouterInterface, routerID, []any{fixed})
+			if err != nil {
+				return nil, err
+			}
+			port = p
+		}
+		subnet = subnetID
+	}
+	if err := c.touch(schema.Router, router); err != nil {
+		return nil, err
+	}
+	return &RouterInterface{Router: router, Port: port, Subnet: subnet, All: portSubnets(port)}, nil
+}
+
+func interfaceArgs(body map[string]any) (subnetID, portID string, err error) {
+	for k := range body {
+		if k != "subnet_id" && k != "port_id" {
+			return "", "", badRouter("Unrecognized attribute(s) '%s'", k)
+		}
+	}
+	subnetID, _ = body["subnet_id"].(string)
+	portID, _ = body["port_id"].(string)
+	for k, v := range map[string]string{"subnet_id": subnetID, "port_id": portID} {
+		if v != "" && !schema.IsUUID(v) {
+			return "", "", fault.BadRequest("Invalid input for %s. Reason: '%s' is not a valid UUID.", k, v)
+		}
+	}
+	switch {
+	case subnetID == "" && portID == "":
+		return "", "", badRouter("Either subnet_id or port_id must be specified")
+	}
+	return subnetID, portID, nil
+}
+
+// RemoveRouterInterface detaches a subnet or port from a router.
+func (s *Service) RemoveRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
+	router, err := c.loadOwnRouter(routerID)
+	if err != nil {
+		return nil, err
+	}
+	subnetID, portID, err := interfaceArgs(body)
+	if err != nil {
+		return nil, err
+	}
+	have, err := c.routerSubnets(routerID)
+	if err != nil {
+		return nil, err
+	}
+	var port Object
+	var subs []string
+	if portID != "" {
+		for _, p := range have {
+			if str(p, "id") == portID {
+				port = p
+			}
+		}
+		if port == nil {
+			return nil, fault.New(http.StatusNotFound, "RouterInterfaceNotFound", "Router %s does not have an interface with id %s", routerID, portID)
+		}
+		subs = portSubnets(port)
+		if subnetID != "" {
+			found := false
+			for _, s := range subs {
+				found = found || s == subnetID
+			}
+			if !found {
+				return nil, fault.New(http.StatusConflict, "SubnetMismatchForPort", "Subnet on port %s does not match the requested subnet %s.", portID, subnetID)
+			}
+		}
+	} else {
+		port = have[subnetID]
+		if port == nil {
+			return nil, fault.New(http.StatusNotFound, "RouterInterfaceNotFoundForSubnet", "Router %s has no interface on subnet %s", routerID, subnetID)
+		}
+		subs = []string{subnetID}
+	}
+	for _, sid := range subs {
+		if err := c.interfaceFree(router, sid); err != nil {
+			return nil, err
+		}
+	}
+	all := portSubnets(port)
+	if len(subs) < len(all) {
+		// One IPv6 subnet of a shared port goes; the port stays.
+		var keep []any
+		for _, e := range list(port, "fixed_ips") {
+			if m, _ := e.(map[string]any); str(m, "subnet_id") != subnetID {
+				keep = append(keep, e)
+			}
+		}
+		if _, err := s.Update(c.asAdmin(), schema.Port, str(port, "id"), Object{"fixed_ips": keep}, -1); err != nil {
+			return nil, err
+		}
+	} else if err := removePort(c, port); err != nil {
+		return nil, err
+	}
+	if err := c.touch(schema.Router, router); err != nil {
+		return nil, err
+	}
+	subnet := subnetID
+	if subnet == "" && len(subs) > 0 {
+		subnet = subs[0]
+	}
+	return &RouterInterface{Router: router, Port: port, Subnet: subnet, All: all}, nil
+}
+
+// interfaceFree refuses to detach a subnet that floating IPs or routes
+// need.
+func (c *Ctx) interfaceFree(router Object, subnetID string) error {
+	id := str(router, "id")
+	sn, err := c.Tx.Get(schema.Subnet.Kind, subnetID)
+	if err != nil {
+		return nil
+	}
+	prefix, err := netip.ParsePrefix(str(sn, "cidr"))
+	if err != nil {
+		return nil
+	}
+	fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, f := range fips {
+		if a, err := netip.ParseAddr(str(f, "fixed_ip_address")); err == nil && str(f, "router_id") == id && prefix.Contains(a) {
+			return fault.New(http.StatusConflict, "RouterInterfaceInUseByFloatingIP",
+				"Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more floating IPs.", subnetID, id)
+		}
+	}
+	for _, r := range list(router, "routes") {
+		m, _ := r.(map[string]any)
+		if a, err := netip.ParseAddr(str(m, "nexthop")); err == nil && prefix.Contains(a) {
+			return fault.New(http.StatusConflict, "RouterInterfaceInUseByRoute",
+				"Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more routes.", subnetID, id)
+		}
+	}
+	return nil
+}
+
+// checkRoutes validates a router's routes: each destination a CIDR, each
+// next hop an address on one of its interface subnets (not its own).
+func (c *Ctx) checkRoutes(router Object, v any) ([]any, error) {
+	l, ok := v.([]any)
+	if v == nil {
+		return []any{}, nil
+	}
+	if !ok {
+		return nil, fault.BadRequest("Invalid input for routes. Reason: Invalid data format for hostroute: '%s'.", schema.Render(v))
+	}
+	id := str(router, "id")
+	if len(l) > maxRoutes {
+		return nil, fault.BadRequest("Unable to complete operation for %s. The number of routes exceeds the maximum %d.", id, maxRoutes)
+	}
+	have, err := c.routerSubnets(id)
+	if err != nil {
+		return nil, err
+	}
+	var prefixes []netip.Prefix
+	own := map[netip.Addr]bool{}
+	for sid, p := range have {
+		if sn, err := c.Tx.Get(schema.Subnet.Kind, sid); err == nil {
+			if pf, err := netip.ParsePrefix(str(sn, "cidr")); err == nil {
+				prefixes = append(prefixes, pf)
+			}
+		}
+		for _, e := range list(p, "fixed_ips") {
+			m, _ := e.(map[string]any)
+			if a, err := netip.ParseAddr(str(m, "ip_address")); err == nil {
+				own[a] = true
+			}
+		}
+	}
+	out := make([]any, 0, len(l))
+	seen := map[string]bool{}
+	for _, e := range l {
+		m, ok := e.(map[string]any)
+		if !ok || len(m) != 2 {
+			return nil, fault.BadRequest("Invalid input for routes. Reason: Invalid data format for hostroute: '%s'.", schema.Render(e))
+		}
+		dst, err1 := netip.ParsePrefix(str(m, "destination"))
+		hop, err2 := netip.ParseAddr(str(m, "nexthop"))
+		if err1 != nil || err2 != nil {
+			return nil, fault.BadRequest("Invalid input for routes. Reason: Invalid data format for hostroute: '%s'.", schema.Render(e))
+		}
+		if dst.Masked() != dst {
+			return nil, fault.BadRequest("Invalid input for routes. Reason: '%s' isn't a recognized IP subnet cidr, '%s' is recommended.", dst, dst.Masked())
+		}
+		if dst.Addr().Is4() != hop.Is4() {
+			return nil, fault.New(http.StatusBadRequest, "InvalidRoutes", "Invalid format for routes: %s, the nexthop and destination are of different IP versions", schema.Render(l))
+		}
+		if own[hop] {
+			return nil, fault.New(http.StatusBadRequest, "InvalidRoutes", "Invalid format for routes: %s, the nexthop is used by router", schema.Render(l))
+		}
+		connected := false
+		for _, p := range prefixes {
+			connected = connected || p.Contains(hop)
+		}
+		if !connected {
+			return nil, fault.New(http.StatusBadRequest, "InvalidRoutes", "Invalid format for routes: %s, the nexthop is not connected with router", schema.Render(l))
+		}
+		key := dst.String() + " " + hop.String()
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		out = append(out, map[string]any{"destination": dst.String(), "nexthop": hop.String()})
+	}
+	return out, nil
+}
+
+// ExtraRoutes adds (add=true) or removes routes atomically, as
+// extraroute-atomic's add_extraroutes and remove_extraroutes do.
+func (s *Service) ExtraRoutes(c *Ctx, routerID string, body map[string]any, add bool) (Object, error) {
+	router, err := c.loadOwnRouter(routerID)
+	if err != nil {
+		return nil, err
+	}
+	r, _ := body["router"].(map[string]any)
+	routes, ok := r["routes"].([]any)
+	if r == nil || !ok || len(r) != 1 {
+		return nil, fault.BadRequest("Invalid input: a body {\"router\": {\"routes\": [...]}} is required")
+	}
+	given, err := c.checkRoutes(router, routes)
+	if err != nil && add {
+		return nil, err
+	}
+	key := func(m map[string]any) string { return str(m, "destination") + " " + str(m, "nexthop") }
+	drop := map[string]bool{}
+	if !add {
+		for _, e := range routes {
+			if m, ok := e.(map[string]any); ok {
+				if d, err := netip.ParsePrefix(str(m, "destination")); err == nil {
+					m = map[string]any{"destination": d.String(), "nexthop": str(m, "nexthop")}
+				}
+				drop[key(m)] = true
+			}
+		}
+	}
+	var next []any
+	seen := map[string]bool{}
+	for _, e := range list(router, "routes") {
+		m, _ := e.(map[string]any)
+		if !drop[key(m)] {
+			next = append(next, m)
+			seen[key(m)] = true
+		}
+	}
+	if add {
+		for _, e := range given {
+			if m := e.(map[string]any); !seen[key(m)] {
+				next = append(next, m)
+			}
+		}
+	}
+	checked, err := c.checkRoutes(router, orEmpty(next))
+	if err != nil {
+		return nil, err
+	}
+	router["routes"] = checked
+	if err := c.touch(schema.Router, router); err != nil {
+		return nil, err
+	}
+	return router, nil
+}
