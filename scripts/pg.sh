@@ -14,8 +14,12 @@ start)
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     asuser "$bin/initdb" -D "$dir/data" -A trust -U postgres >"$dir/initdb.log" 2>&1
   fi
-  asuser "$bin/pg_ctl" -D "$dir/data" -w -l "$dir/server.log" \
-    -o "-h 127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null
+  if ! asuser "$bin/pg_ctl" -D "$dir/data" -w -l "$dir/server.log" \
+    -o "-h 127.0.0.1 -p $port -k $dir -c fsync=on -c max_connections=200" start >/dev/null; then
+    echo "pg.sh: PostgreSQL did not start on port $port; its log:" >&2
+    tail -20 "$dir/server.log" >&2 || true
+    exit 1
+  fi
   asuser "$bin/createdb" -h 127.0.0.1 -p "$port" -U postgres neutrino 2>/dev/null || true
   echo "postgres://postgres@127.0.0.1:$port/neutrino?sslmode=disable"
   ;;

@@ -57,7 +57,11 @@ free_port() {  # first free loopback TCP port from $1
 
 step "API tests (PostgreSQL)"
 PGPORT=$(free_port 55432)
-DSN=$(scripts/pg.sh start "$WORK/pg" "$PGPORT")
+# One retry on another port: a start can fail on a port taken in between.
+DSN=$(scripts/pg.sh start "$WORK/pg" "$PGPORT") || {
+  PGPORT=$(free_port $((PGPORT + 1)))
+  DSN=$(scripts/pg.sh start "$WORK/pg" "$PGPORT")
+}
 NEUTRINO_TEST_POSTGRES="$DSN" go test -count=1 ./internal/api/
 
 step "build"

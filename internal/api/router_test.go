@@ -141,7 +141,10 @@ func TestRouters(t *testing.T) {
 		if l := e.list(admin, "/v2.0/ports?device_id="+rid, "ports"); len(l) != 0 {
 			t.Fatalf("router ports left: %v", l)
 		}
+		// An external network goes with its unassociated floating IPs.
+		left := e.must(201, e.do(admin, "POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": pubID}}), "floatingip")
 		e.must(204, e.do(admin, "DELETE", "/v2.0/networks/"+pubID, nil), "")
+		e.fault(e.do(admin, "GET", "/v2.0/floatingips/"+left["id"].(string), nil), 404, "FloatingIPNotFound")
 
 		// Admin-only attributes: distributed and ha change only while down.
 		ar := e.must(201, e.do(admin, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"ha": true}}), "router")

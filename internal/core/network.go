@@ -110,8 +110,10 @@ func networkInUse(id string) error {
 		"Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)
 }
 
-// autoDeletedOwners are port owners removed with their network.
-var autoDeletedOwners = map[string]bool{"network:dhcp": true}
+// autoDeletedOwners are port owners removed with their network (floating
+// IPs go with their external network, as in Neutron; one in use has a
+// router gateway on the network, which keeps it).
+var autoDeletedOwners = map[string]bool{"network:dhcp": true, ownerFloatingIP: true}
 
 func deleteNetwork(c *Ctx, cur Object) error {
 	id := str(cur, "id")
@@ -126,6 +128,15 @@ func deleteNetwork(c *Ctx, cur Object) error {
 	}
 	for _, p := range ports {
 		if err := removePort(c, p); err != nil {
+			return err
+		}
+	}
+	fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{Parent: id})
+	if err != nil {
+		return err
+	}
+	for _, f := range fips {
+		if err := c.Tx.Delete(schema.FloatingIP.Kind, str(f, "id")); err != nil {
 			return err
 		}
 	}
