@@ -2,7 +2,8 @@
 # The openstack CLI against a running Neutrino with built-in identity, as the
 # demo project and as admin: create, list, show, update and delete networks,
 # subnets (IPv4 and IPv6 SLAAC), ports with fixed IPs, security groups and
-# rules; the demo project sees its own and shared resources only.
+# rules, routers and floating IPs; the demo project sees its own and shared
+# resources only.
 #   test/cli/walkthrough.sh DATA_DIR   (the server's --data-dir, with openrc-*)
 set -euo pipefail
 DATA="${1:?data dir}"
@@ -46,6 +47,34 @@ has "$demo_nets" "private$S" && fail "demo sees admin's private network"
 has "$demo_nets" "net$S" || fail "demo cannot see its own network"
 admin_nets=$(as_admin network list -f value -c Name)
 has "$admin_nets" "net$S" || fail "admin cannot see demo's network"
+
+# Routers and floating IPs: demo routes its subnet to an external network;
+# admin picks a floating IP address and maps it to demo's port.
+as_admin network create --external "ext$S" -f value -c id >/dev/null
+as_admin subnet create --network "ext$S" --subnet-range 198.51.100.0/24 --no-dhcp "ext$S-v4" -f value -c id >/dev/null
+as_demo router create "r$S" -f value -c id >/dev/null
+as_demo router set --external-gateway "ext$S" "r$S"
+as_demo router add subnet "r$S" "v4$S"
+gw=$(as_demo router show "r$S" -f json -c external_gateway_info)
+[[ "$gw" == *198.51.100.* ]] || fail "router gateway: $gw"
+ifs=$(as_demo router show "r$S" -f json -c interfaces_info)
+[[ "$ifs" == *10.77.0.1\"* ]] || fail "router interface: $ifs"
+portid=$(as_demo port show "port$S-renamed" -f value -c id)
+demo=$(as_admin project show demo -f value -c id)
+fip=$(as_admin floating ip create --project "$demo" --floating-ip-address 198.51.100.50 --port "$portid" "ext$S" -f json)
+[[ "$fip" == *'"fixed_ip_address": "10.77.0.10"'* && "$fip" == *'"floating_ip_address": "198.51.100.50"'* ]] || fail "floating IP: $fip"
+fips=$(as_demo floating ip list -f value -c "Floating IP Address" -c "Fixed IP Address")
+[[ "$fips" == *"198.51.100.50 10.77.0.10"* ]] || fail "demo's floating IP list: $fips"
+as_demo floating ip unset --port 198.51.100.50
+[ "$(as_demo floating ip show 198.51.100.50 -f value -c port_id)" = None ] || fail "floating IP still mapped"
+as_demo floating ip set --port "$portid" 198.51.100.50
+[ "$(as_demo floating ip show 198.51.100.50 -f value -c port_id)" = "$portid" ] || fail "floating IP not mapped again"
+as_demo router remove subnet "r$S" "v4$S" 2>/dev/null && fail "an interface a floating IP needs was removed"
+as_demo floating ip delete 198.51.100.50
+as_demo router remove subnet "r$S" "v4$S"
+as_demo router unset --external-gateway "r$S"
+as_demo router delete "r$S"
+as_admin network delete "ext$S"
 
 as_demo port delete "port$S-renamed"
 as_demo security group delete "sg$S"

@@ -75,7 +75,7 @@ api_extensions = $EXTS
 ipv6 = true
 ipv6_subnet_attributes = true
 port_security = true
-floating_ips = false
+floating_ips = true
 [validation]
 run_validation = false
 CONF
