@@ -28,6 +28,7 @@ func agent(args []string) error {
 	netnsName := fs.String("netns", "", "network namespace that is this host's kernel (default: the agent's own)")
 	vtep := fs.String("vtep", "", "this host's tunnel endpoint address on the underlay (required)")
 	serveDHCP := fs.Bool("dhcp", false, "serve DHCP for networks with DHCP-enabled subnets")
+	l3 := fs.Bool("l3", false, "host routers (an L3 agent): router namespaces with routing, SNAT and floating IPs")
 	mappings := fs.String("physical-interfaces", "", "physical networks and their interfaces, e.g. physnet1=eth1 (flat and VLAN networks)")
 	fs.Parse(args)
 	ip := net.ParseIP(*vtep)
@@ -46,7 +47,7 @@ func agent(args []string) error {
 	fixed := *token
 	a, err := agentpkg.New(agentpkg.Config{
 		Host: *hostName, Server: strings.TrimSuffix(*server, "/"), NetNS: *netnsName, VTEP: ip,
-		Interval: *interval, Log: log, DHCP: *serveDHCP, Physnets: physnets,
+		Interval: *interval, Log: log, DHCP: *serveDHCP, L3: *l3, Physnets: physnets,
 		Token: func(ctx context.Context, renew bool) (string, error) {
 			if fixed != "" && !renew {
 				return fixed, nil

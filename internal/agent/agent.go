@@ -37,6 +37,8 @@ type Config struct {
 	// DHCP makes this host serve DHCP for every network with a
 	// DHCP-enabled subnet (one DHCP host per network for now).
 	DHCP bool
+	// L3 makes this host an L3 agent: it hosts routers scheduled to it.
+	L3 bool
 	// Synced, if set, is called after each sync has made the kernel match
 	// the state at a revision, with the ports wired (benchmarks use it).
 	Synced func(revision int64, active int)
@@ -177,6 +179,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 		reports = append(reports, map[string]any{"agent_type": core.DHCPAgentType, "binary": "neutrino-dhcp-agent",
 			"host": a.cfg.Host, "topic": "dhcp_agent", "start_flag": true, "configurations": map[string]any{}})
 	}
+	if a.cfg.L3 {
+		reports = append(reports, map[string]any{"agent_type": core.L3AgentType, "binary": "neutrino-l3-agent",
+			"host": a.cfg.Host, "topic": "l3_agent", "start_flag": true, "configurations": map[string]any{"agent_mode": "legacy"}})
+	}
 	for {
 		for _, report := range reports {
 			if err := a.call(ctx, http.MethodPost, "/neutrino/v1/agents/report", map[string]any{"agent": report}, nil); err != nil {
@@ -229,6 +235,7 @@ const reconcileEvery = 30 * time.Second
 type interest struct {
 	host     string
 	dhcp     bool
+	l3       bool
 	ports    map[string]bool // bound here, or members of groups used here
 	networks map[string]bool
 	groups   map[string]bool // used here, or remote groups of rules used here
@@ -295,6 +302,8 @@ func (in *interest) relevant(c change) bool {
 		return ok && vtep != str(conf, "tunneling_ip")
 	case "dhcp_binding":
 		return in.dhcp
+	case "router", "floatingip", "l3_binding":
+		return in.l3
 	}
 	return false
 }
@@ -322,6 +331,7 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 		a.cfg.Log.Warn("apply incomplete", "err", err)
 	}
 	a.interest, a.lastSync = newInterest(a.cfg.Host, a.cfg.DHCP, &st), time.Now()
+	a.interest.l3 = a.cfg.L3
 	if a.cfg.Synced != nil {
 		a.cfg.Synced(st.Revision, len(active))
 	}
@@ -390,6 +400,9 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 	}
 	if a.cfg.DHCP {
 		errs = append(errs, a.applyDHCP(ctx, st, nets)...)
+	}
+	if a.cfg.L3 {
+		errs = append(errs, a.applyL3(ctx, st, nets)...)
 	}
 	active := []string{}
 	for _, p := range st.Ports {

@@ -84,6 +84,12 @@ func testCloud(t testing.TB, tools ...string) (string, *netlab.Lab) {
 // ends; dhcpHost also serves DHCP.
 func startAgents(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcpHost string) {
 	t.Helper()
+	startAgentsL3(t, url, lab, hosts, dhcpHost, "")
+}
+
+// startAgentsL3 is startAgents with l3Host also hosting routers.
+func startAgentsL3(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcpHost, l3Host string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	quiet := slog.New(slog.NewTextHandler(agentLog(), nil))
@@ -96,7 +102,7 @@ func startAgents(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcp
 			t.Fatal(err)
 		}
 		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
-			Log: quiet, DHCP: h == dhcpHost, Physnets: map[string]string{"physnet1": "phy1"}})
+			Log: quiet, DHCP: h == dhcpHost, L3: h == l3Host, Physnets: map[string]string{"physnet1": "phy1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -573,4 +579,98 @@ func TestAntiSpoofingThroughAPI(t *testing.T) {
 	eventually("port security off, spoofed MAC", true, spoofMAC)
 	lab.Run("vm1", "ip", "link", "set", "eth0", "address", realMAC)
 	eventually("port security off, spoofed address", true, spoofed)
+}
+
+// TestRoutersThroughAPI: a router hosted by network-1 joins two networks
+// and an external one: VMs on different hosts and networks reach each
+// other through it, a VM reaches the upstream host by SNAT (seen from the
+// router's gateway address), and the upstream host reaches a VM on a
+// floating IP chosen by address, until it is disassociated.
+func TestRoutersThroughAPI(t *testing.T) {
+	url, lab := testCloud(t, "ping", "nft", "busybox")
+	startAgentsL3(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, "", "network-1")
+	// The upstream host on the physical network.
+	if _, err := lab.NS("upstream"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Physical("upstream", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, {"ip", "link", "set", "eth0", "up"},
+		{"nft", "add table ip seen"}, {"nft", "add chain ip seen in { type filter hook input priority 0; }"}} {
+		if err := lab.Run("upstream", c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "public", "router:external": true,
+		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
+		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false}})
+	router := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{"name": "r1",
+		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
+	rid := router["id"].(string)
+	gwIP := router["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+	// ICMP from anywhere into the default group, so the upstream host may ping in.
+	var def string
+	for _, g := range post(t, url+"/v2.0/security-groups?name=default", "GET", nil)["security_groups"].([]any) {
+		def = g.(map[string]any)["id"].(string)
+	}
+	post(t, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
+		"security_group_id": def, "direction": "ingress", "protocol": "icmp"}})
+	type vm struct{ name, host, ip, port string }
+	var vms []vm
+	for i, cidr := range []string{"10.61.0.0/24", "10.62.0.0/24"} {
+		n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+		sn := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+			"cidr": cidr, "enable_dhcp": false}})["subnet"].(map[string]any)
+		post(t, url+"/v2.0/routers/"+rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn["id"]})
+		host := []string{"compute-1", "compute-2"}[i]
+		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": host}})["port"].(map[string]any)
+		v := vm{"vm" + string(rune('1'+i)), host, p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string), p["id"].(string)}
+		if err := lab.VM(v.name, host, dataplane.TapName(v.port), p["mac_address"].(string), int(n["mtu"].(float64)), v.ip+"/24"); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.Run(v.name, "ip", "route", "add", "default", "via", sn["gateway_ip"].(string)); err != nil {
+			t.Fatal(err)
+		}
+		vms = append(vms, v)
+	}
+	// East-west through the router, across hosts.
+	pingUntil(t, lab, "vm1", vms[1].ip, 20*time.Second)
+	// North-south by SNAT: the upstream host sees the gateway address.
+	lab.Run("upstream", "nft", "add rule ip seen in ip saddr "+gwIP+" counter")
+	pingUntil(t, lab, "vm1", "203.0.113.1", 10*time.Second)
+	if out, _ := lab.Output("upstream", "nft", "list", "chain", "ip", "seen", "in"); !strings.Contains(out, "packets") || strings.Contains(out, "packets 0 ") {
+		t.Fatalf("the upstream host did not see the router's address %s:\n%s", gwIP, out)
+	}
+	// A floating IP chosen by address reaches vm2 from outside.
+	fip := post(t, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": pub["id"],
+		"floating_ip_address": "203.0.113.50", "port_id": vms[1].port}})["floatingip"].(map[string]any)
+	for _, c := range []string{"add table ip seen", "add chain ip seen in { type filter hook input priority 0; }",
+		"add rule ip seen in ip saddr 203.0.113.1 icmp type echo-request counter"} {
+		if err := lab.Run("vm2", "nft", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pingUntil(t, lab, "upstream", "203.0.113.50", 10*time.Second)
+	if out, _ := lab.Output("vm2", "nft", "list", "chain", "ip", "seen", "in"); strings.Contains(out, "packets 0 ") {
+		rns := lab.Name("network-1") + "-r" + rid[:8]
+		rules, _ := exec.Command("ip", "netns", "exec", rns, "nft", "list", "ruleset").CombinedOutput()
+		addrs, _ := exec.Command("ip", "-n", rns, "addr").CombinedOutput()
+		t.Fatalf("vm2 did not get the pings sent to its floating IP:\n%s\nrouter:\n%s\n%s", out, rules, addrs)
+	}
+	post(t, url+"/v2.0/floatingips/"+fip["id"].(string), "PUT", map[string]any{"floatingip": map[string]any{"port_id": nil}})
+	deadline := time.Now().Add(10 * time.Second)
+	for lab.Run("upstream", "ping", "-c", "1", "-W", "1", "203.0.113.50") == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the floating IP still answers after it was disassociated")
+		}
+	}
+	// The router's ports are ACTIVE, wired on network-1.
+	for _, p := range post(t, url+"/v2.0/ports?device_id="+rid, "GET", nil)["ports"].([]any) {
+		pm := p.(map[string]any)
+		if pm["binding:host_id"] != "network-1" {
+			t.Fatalf("router port not bound to network-1: %v", pm)
+		}
+	}
 }

@@ -44,6 +44,8 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		err = s.tags(w, r, res, rest[0], rest[2:])
 	case res == schema.Agent && rest[1] == "dhcp-networks" || res == schema.Network && rest[1] == "dhcp-agents":
 		err = s.dhcpScheduler(w, r, res, rest)
+	case res == schema.Agent && rest[1] == "l3-routers" || res == schema.Router && rest[1] == "l3-agents":
+		err = s.l3Scheduler(w, r, res, rest)
 	case res == schema.Router && len(rest) == 2:
 		err = s.routerAction(w, r, rest[0], rest[1])
 	default:
@@ -478,4 +480,69 @@ func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// l3Scheduler serves the l3_agent_scheduler extension:
+// /agents/{id}/l3-routers[/{router}] and /routers/{id}/l3-agents.
+func (s *Server) l3Scheduler(w http.ResponseWriter, r *http.Request, res *schema.Resource, rest []string) error {
+	id := rest[0]
+	switch {
+	case r.Method == http.MethodGet && len(rest) == 2:
+		var out []any
+		err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
+			cc := s.Core.NewCtx(r.Context(), tx)
+			var objs []schema.Object
+			var err error
+			target := schema.Router
+			if res == schema.Agent {
+				objs, err = s.Core.L3AgentRouters(cc, id)
+			} else {
+				objs, err = s.Core.RouterL3Agents(cc, id)
+				target = schema.Agent
+			}
+			out = make([]any, 0, len(objs))
+			for _, o := range objs {
+				out = append(out, s.render(cc, target, o, nil))
+			}
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		key := "routers"
+		if res == schema.Router {
+			key = "agents"
+		}
+		writeJSON(w, http.StatusOK, map[string]any{key: out})
+		return nil
+	case res == schema.Agent && r.Method == http.MethodPost && len(rest) == 2:
+		body, err := readBody(r)
+		if err != nil {
+			return err
+		}
+		var in struct {
+			RouterID string `json:"router_id"`
+		}
+		if json.Unmarshal(body, &in) != nil || in.RouterID == "" {
+			return fault.BadRequest("Invalid input: router_id is required")
+		}
+		_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
+			return s.Core.AddL3Router(s.Core.NewCtx(r.Context(), tx), id, in.RouterID)
+		})
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusCreated, nil)
+		return nil
+	case res == schema.Agent && r.Method == http.MethodDelete && len(rest) == 3:
+		_, err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
+			return s.Core.RemoveL3Router(s.Core.NewCtx(r.Context(), tx), id, rest[2])
+		})
+		if err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+	return methodNotAllowed()
 }

@@ -33,6 +33,17 @@ func deleteAgent(c *Ctx, cur Object) error {
 	if err := c.dropDHCPBindings("", str(cur, "id")); err != nil {
 		return err
 	}
+	l3, err := c.l3Bindings(store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, b := range l3 {
+		if str(b, "agent_id") == str(cur, "id") {
+			if err := c.Tx.Delete(l3BindingKind, str(b, "id")); err != nil {
+				return err
+			}
+		}
+	}
 	return c.Tx.Delete(schema.Agent.Kind, str(cur, "id"))
 }
 
@@ -91,6 +102,11 @@ func (s *Service) ReportAgent(c *Ctx, r AgentReport) (Object, error) {
 			return nil, err
 		}
 		if err := c.autoScheduleDHCP(); err != nil {
+			return nil, err
+		}
+	}
+	if r.AgentType == L3AgentType {
+		if err := c.autoScheduleRouters(); err != nil {
 			return nil, err
 		}
 	}

@@ -26,6 +26,10 @@ type HostState struct {
 	// DHCP-enabled subnet) and every port on them.
 	DHCPNetworks []string `json:"dhcp_networks,omitempty"`
 	DHCPPorts    []Object `json:"dhcp_ports,omitempty"`
+	// For a host with an L3 agent: the routers it hosts (their ports are
+	// among Ports, bound here) and their floating IPs.
+	Routers     []Object `json:"routers,omitempty"`
+	FloatingIPs []Object `json:"floatingips,omitempty"`
 }
 
 // Peer is a port of one of the host's networks on another host: a MAC
@@ -95,6 +99,9 @@ func (s *Service) HostState(c *Ctx, host string, dhcp bool) (*HostState, error) 
 				st.DHCPPorts = append(st.DHCPPorts, p)
 			}
 		}
+	}
+	if err := s.routerState(c, host, st); err != nil {
+		return nil, err
 	}
 	vteps := map[string]string{}
 	agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
@@ -210,4 +217,46 @@ func portAddresses(p Object) []string {
 		}
 	}
 	return out
+}
+
+// routerState adds the routers scheduled to host's L3 agent and their
+// floating IPs.
+func (s *Service) routerState(c *Ctx, host string, st *HostState) error {
+	agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	mine := map[string]bool{}
+	for _, a := range agents {
+		if str(a, "host") == host && str(a, "agent_type") == L3AgentType {
+			mine[str(a, "id")] = true
+		}
+	}
+	if len(mine) == 0 {
+		return nil
+	}
+	bound, err := c.l3Bindings(store.Filter{})
+	if err != nil {
+		return err
+	}
+	routers := map[string]bool{}
+	for _, b := range bound {
+		if mine[str(b, "agent_id")] {
+			if r, err := c.Tx.Get(schema.Router.Kind, str(b, "router_id")); err == nil {
+				st.Routers = append(st.Routers, r)
+				routers[str(r, "id")] = true
+			}
+		}
+	}
+	sort.Slice(st.Routers, func(i, j int) bool { return str(st.Routers[i], "id") < str(st.Routers[j], "id") })
+	fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, f := range fips {
+		if routers[str(f, "router_id")] {
+			st.FloatingIPs = append(st.FloatingIPs, f)
+		}
+	}
+	return nil
 }

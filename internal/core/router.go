@@ -83,6 +83,9 @@ func createRouter(c *Ctx, in Object) (Object, error) {
 	if err := c.put(schema.Router, o); err != nil {
 		return nil, err
 	}
+	if err := c.scheduleRouter(str(o, "id")); err != nil {
+		return nil, err
+	}
 	return o, nil
 }
 
@@ -115,6 +118,9 @@ func updateRouter(c *Ctx, cur, in Object) (Object, error) {
 		}
 		in["routes"] = routes
 	}
+	if err := c.bindRouterPorts(str(cur, "id")); err != nil {
+		return nil, err
+	}
 	return merge(cur, in), nil
 }
 
@@ -135,6 +141,9 @@ func deleteRouter(c *Ctx, cur Object) error {
 		}
 	}
 	if _, err := c.setGateway(cur, infoOf(cur), nil); err != nil {
+		return err
+	}
+	if err := c.unscheduleRouter(id); err != nil {
 		return err
 	}
 	return c.Tx.Delete(schema.Router.Kind, id)
@@ -442,6 +451,12 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 			port = p
 		}
 		subnet = subnetID
+	}
+	if err := c.bindRouterPorts(routerID); err != nil {
+		return nil, err
+	}
+	if p, err := c.Tx.Get(schema.Port.Kind, str(port, "id")); err == nil {
+		port = p
 	}
 	if err := c.touch(schema.Router, router); err != nil {
 		return nil, err

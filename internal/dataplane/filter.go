@@ -295,7 +295,10 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // inNamespace runs fn on a thread in the host's namespace; processes it
 // starts (nft) inherit that namespace.
-func (h *Host) inNamespace(fn func() error) error {
+func (h *Host) inNamespace(fn func() error) error { return InNamespace(h.ns, fn) }
+
+// InNamespace runs fn on a thread inside namespace ns.
+func InNamespace(ns netns.NsHandle, fn func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -303,7 +306,7 @@ func (h *Host) inNamespace(fn func() error) error {
 		return err
 	}
 	defer orig.Close()
-	if err := netns.Set(h.ns); err != nil {
+	if err := netns.Set(ns); err != nil {
 		return err
 	}
 	ferr := fn()

@@ -1,0 +1,260 @@
+package core
+
+import (
+	"net/http"
+	"sort"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// L3 scheduling: each router is hosted by one live L3 agent, the least
+// loaded, recorded as an "l3_binding" (parent: the router). The router's
+// ports are bound to that agent's host, so the host agent there wires them
+// into their networks like any port; routers on a dead agent move to a
+// live one.
+
+// L3AgentType is the agent_type of agents that host routers.
+const L3AgentType = "L3 agent"
+
+const l3BindingKind = "l3_binding"
+
+func (c *Ctx) l3Bindings(f store.Filter) ([]Object, error) { return c.Tx.List(l3BindingKind, f) }
+
+// routerHost is the host of the router's L3 agent ("" if unscheduled).
+func (c *Ctx) routerHost(routerID string) (string, error) {
+	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
+	if err != nil || len(bound) == 0 {
+		return "", err
+	}
+	a, err := c.Tx.Get(schema.Agent.Kind, str(bound[0], "agent_id"))
+	if err != nil {
+		return "", nil
+	}
+	return str(a, "host"), nil
+}
+
+// scheduleRouter gives an unscheduled router to the least loaded live L3
+// agent, then binds its ports to that agent's host.
+func (c *Ctx) scheduleRouter(routerID string) error {
+	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
+	if err != nil {
+		return err
+	}
+	if len(bound) == 0 {
+		agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+		if err != nil {
+			return err
+		}
+		all, err := c.l3Bindings(store.Filter{})
+		if err != nil {
+			return err
+		}
+		load := map[string]int{}
+		for _, b := range all {
+			load[str(b, "agent_id")]++
+		}
+		var best Object
+		for _, a := range agents {
+			if str(a, "agent_type") != L3AgentType || !boolean(a, "admin_state_up") || !c.S.agentAlive(a) {
+				continue
+			}
+			if best == nil || load[str(a, "id")] < load[str(best, "id")] ||
+				load[str(a, "id")] == load[str(best, "id")] && str(a, "id") < str(best, "id") {
+				best = a
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		if err := c.bindL3(routerID, str(best, "id")); err != nil {
+			return err
+		}
+	}
+	return c.bindRouterPorts(routerID)
+}
+
+func (c *Ctx) bindL3(routerID, agentID string) error {
+	return c.Tx.Put(l3BindingKind, routerID, Object{"id": newID(), "router_id": routerID, "agent_id": agentID})
+}
+
+// bindRouterPorts binds a router's ports to its L3 agent's host (or
+// unbinds them when it has none).
+func (c *Ctx) bindRouterPorts(routerID string) error {
+	host, err := c.routerHost(routerID)
+	if err != nil {
+		return err
+	}
+	ports, err := c.routerPorts(routerID)
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if str(p, "binding:host_id") == host {
+			continue
+		}
+		net, err := c.load(schema.Network, str(p, "network_id"))
+		if err != nil {
+			return err
+		}
+		p["binding:host_id"] = host
+		if err := c.S.bind(c, p, net); err != nil {
+			return err
+		}
+		if err := c.touch(schema.Port, p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unscheduleRouter drops a router's L3 bindings.
+func (c *Ctx) unscheduleRouter(routerID string) error {
+	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if err := c.Tx.Delete(l3BindingKind, str(b, "id")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// autoScheduleRouters moves routers off dead L3 agents and schedules every
+// router without a live one; run when an L3 agent reports.
+func (c *Ctx) autoScheduleRouters() error {
+	agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	byID := map[string]Object{}
+	for _, a := range agents {
+		byID[str(a, "id")] = a
+	}
+	bound, err := c.l3Bindings(store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		a := byID[str(b, "agent_id")]
+		if a == nil || !c.S.agentAlive(a) {
+			if err := c.Tx.Delete(l3BindingKind, str(b, "id")); err != nil {
+				return err
+			}
+		}
+	}
+	routers, err := c.Tx.List(schema.Router.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, r := range routers {
+		if err := c.scheduleRouter(str(r, "id")); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Service) l3Agent(c *Ctx, agentID string) (Object, error) {
+	if !c.Admin {
+		return nil, fault.Forbidden("rule:get_l3-routers is disallowed by policy")
+	}
+	a, err := c.Tx.Get(schema.Agent.Kind, agentID)
+	if err != nil {
+		return nil, fault.New(http.StatusNotFound, "AgentNotFound", "Agent %s could not be found.", agentID)
+	}
+	return a, nil
+}
+
+// L3AgentRouters lists the routers an L3 agent hosts.
+func (s *Service) L3AgentRouters(c *Ctx, agentID string) ([]Object, error) {
+	if _, err := s.l3Agent(c, agentID); err != nil {
+		return nil, err
+	}
+	bound, err := c.l3Bindings(store.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			if r, err := c.Tx.Get(schema.Router.Kind, str(b, "router_id")); err == nil {
+				out = append(out, r)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return str(out[i], "id") < str(out[j], "id") })
+	return out, nil
+}
+
+// RouterL3Agents lists the agents hosting a router.
+func (s *Service) RouterL3Agents(c *Ctx, routerID string) ([]Object, error) {
+	if !c.Admin {
+		return nil, fault.Forbidden("rule:get_l3-agents is disallowed by policy")
+	}
+	if _, err := s.Get(c, schema.Router, routerID); err != nil {
+		return nil, err
+	}
+	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, b := range bound {
+		if a, err := c.Tx.Get(schema.Agent.Kind, str(b, "agent_id")); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// AddL3Router hosts a router on an L3 agent.
+func (s *Service) AddL3Router(c *Ctx, agentID, routerID string) error {
+	a, err := s.l3Agent(c, agentID)
+	if err != nil {
+		return err
+	}
+	if str(a, "agent_type") != L3AgentType || !boolean(a, "admin_state_up") {
+		return fault.Conflict("InvalidL3Agent", "Agent %s is not a L3 Agent or has been disabled", agentID)
+	}
+	if _, err := s.Get(c, schema.Router, routerID); err != nil {
+		return err
+	}
+	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			return fault.Conflict("RouterHostedByL3Agent", "The router %s has been already hosted by the L3 Agent %s.", routerID, agentID)
+		}
+		return fault.Conflict("RouterReschedulingFailed", "Failed rescheduling router %s: it is hosted by L3 agent %s; remove it there first.", routerID, str(b, "agent_id"))
+	}
+	if err := c.bindL3(routerID, agentID); err != nil {
+		return err
+	}
+	return c.bindRouterPorts(routerID)
+}
+
+// RemoveL3Router stops hosting a router on an L3 agent.
+func (s *Service) RemoveL3Router(c *Ctx, agentID, routerID string) error {
+	if _, err := s.l3Agent(c, agentID); err != nil {
+		return err
+	}
+	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			if err := c.Tx.Delete(l3BindingKind, str(b, "id")); err != nil {
+				return err
+			}
+			return c.bindRouterPorts(routerID)
+		}
+	}
+	return fault.Conflict("RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)
+}
