@@ -28,7 +28,7 @@ func TestVersionsAndExtensions(t *testing.T) {
 		if one["alias"] != "security-group" {
 			t.Fatalf("extension: %v", one)
 		}
-		e.fault(e.do(userA, "GET", "/v2.0/extensions/l3_agent_scheduler", nil), 404, "HTTPNotFound") // not until routers are scheduled
+		e.fault(e.do(userA, "GET", "/v2.0/extensions/metering", nil), 404, "HTTPNotFound") // not implemented
 	})
 }
 

@@ -158,3 +158,47 @@ func TestRouters(t *testing.T) {
 		}
 	})
 }
+
+// TestL3AgentScheduler: routers with ports go to the least loaded live L3
+// agent and their ports are bound to its host; admins list, add and remove
+// them per agent and per router.
+func TestL3AgentScheduler(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		report := func(typ, host string) string {
+			return e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{
+				"agent_type": typ, "binary": "neutrino-agent", "host": host, "start_flag": true,
+				"configurations": map[string]any{"tunnel_types": []any{"vxlan"}, "agent_mode": "legacy"}}}), "agent")["id"].(string)
+		}
+		report("Neutrino host agent", "network-1")
+		l3 := report("L3 agent", "network-1")
+		empty := e.must(201, e.do(userA, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{}}), "router")
+		if l := e.list(admin, "/v2.0/routers/"+empty["id"].(string)+"/l3-agents", "agents"); len(l) != 0 {
+			t.Fatalf("a router without ports was scheduled: %v", l)
+		}
+		e.must(201, e.do(admin, "POST", "/v2.0/agents/"+l3+"/l3-routers", map[string]any{"router_id": empty["id"]}), "")
+		e.fault(e.do(admin, "POST", "/v2.0/agents/"+l3+"/l3-routers", map[string]any{"router_id": empty["id"]}), 409, "RouterHostedByL3Agent")
+		if l := e.list(admin, "/v2.0/routers/"+empty["id"].(string)+"/l3-agents", "agents"); len(l) != 1 || l[0].(map[string]any)["agent_type"] != "L3 agent" {
+			t.Fatalf("l3-agents: %v", l)
+		}
+		e.must(204, e.do(admin, "DELETE", "/v2.0/agents/"+l3+"/l3-routers/"+empty["id"].(string), nil), "")
+		e.fault(e.do(admin, "DELETE", "/v2.0/agents/"+l3+"/l3-routers/"+empty["id"].(string), nil), 409, "RouterNotHostedByL3Agent")
+		e.fault(e.do(userA, "GET", "/v2.0/agents/"+l3+"/l3-routers", nil), 403, "PolicyNotAuthorized")
+
+		// An interface schedules the router and binds its port to network-1.
+		n := e.network(userA, nil)["id"].(string)
+		sn := e.subnet(userA, map[string]any{"network_id": n, "ip_version": 4, "cidr": "10.40.0.0/24"})
+		r := e.must(201, e.do(userA, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{}}), "router")
+		ri := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+r["id"].(string)+"/add_router_interface", map[string]any{"subnet_id": sn["id"]}), "")
+		if l := e.list(admin, "/v2.0/agents/"+l3+"/l3-routers", "routers"); len(l) != 1 || l[0].(map[string]any)["id"] != r["id"] {
+			t.Fatalf("router not scheduled by its interface: %v", l)
+		}
+		p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port")
+		if p["binding:host_id"] != "network-1" || p["binding:vif_type"] != "tap" {
+			t.Fatalf("interface port binding: %v", p)
+		}
+		st := e.must(200, e.do(admin, "GET", "/neutrino/v1/hosts/network-1/state", nil), "")
+		if len(st["routers"].([]any)) != 1 {
+			t.Fatalf("host state routers: %v", st["routers"])
+		}
+	})
+}

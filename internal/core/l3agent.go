@@ -35,14 +35,20 @@ func (c *Ctx) routerHost(routerID string) (string, error) {
 	return str(a, "host"), nil
 }
 
-// scheduleRouter gives an unscheduled router to the least loaded live L3
-// agent, then binds its ports to that agent's host.
+// scheduleRouter gives an unscheduled router with ports (a gateway or an
+// interface: a router without them has nothing to host, and may still be
+// placed by hand) to the least loaded live L3 agent, then binds its ports
+// to that agent's host.
 func (c *Ctx) scheduleRouter(routerID string) error {
 	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
 	if err != nil {
 		return err
 	}
-	if len(bound) == 0 {
+	ports, err := c.routerPorts(routerID)
+	if err != nil {
+		return err
+	}
+	if len(bound) == 0 && len(ports) > 0 {
 		agents, err := c.Tx.List(schema.Agent.Kind, store.Filter{})
 		if err != nil {
 			return err

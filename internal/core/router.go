@@ -118,7 +118,7 @@ func updateRouter(c *Ctx, cur, in Object) (Object, error) {
 		}
 		in["routes"] = routes
 	}
-	if err := c.bindRouterPorts(str(cur, "id")); err != nil {
+	if err := c.scheduleRouter(str(cur, "id")); err != nil {
 		return nil, err
 	}
 	return merge(cur, in), nil
@@ -452,7 +452,7 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 		}
 		subnet = subnetID
 	}
-	if err := c.bindRouterPorts(routerID); err != nil {
+	if err := c.scheduleRouter(routerID); err != nil {
 		return nil, err
 	}
 	if p, err := c.Tx.Get(schema.Port.Kind, str(port, "id")); err == nil {
