@@ -67,8 +67,9 @@ NEUTRINO_TEST_POSTGRES="$DSN" go test -count=1 ./internal/api/
 step "build"
 go build -o "$WORK/neutrino" ./cmd/neutrino
 
-# start_dhcp_agent NAME URL OS_ENV...: a DHCP agent for the Tempest runs,
-# its host being a namespace of its own (removed by stop_dhcp_agent).
+# start_dhcp_agent NAME URL OS_ENV...: a DHCP and L3 agent for the Tempest
+# runs, its host being a namespace of its own (removed, with the DHCP and
+# router namespaces it made, by stop_dhcp_agent).
 start_dhcp_agent() {
   local name=$1 url=$2; shift 2
   [ "$(id -u)" = 0 ] || return 0
@@ -80,7 +81,7 @@ start_dhcp_agent() {
   ip -n "$AGENT_NS" link set v0 up
   ip -n "$AGENT_NS" link set v1 up
   env "$@" "$WORK/neutrino" agent --host "tempest-$name" --server "$url" --netns "$AGENT_NS" \
-    --vtep 10.250.9.1 --dhcp --report-interval 5s > "$WORK/agent-$name.log" 2>&1 &
+    --vtep 10.250.9.1 --dhcp --l3 --report-interval 5s > "$WORK/agent-$name.log" 2>&1 &
   AGENT_PID=$!
   PIDS+=("$AGENT_PID")
   for _ in $(seq 50); do grep -q '"agent running"' "$WORK/agent-$name.log" && break; sleep 0.1; done

@@ -45,7 +45,7 @@ type sandVM struct {
 
 func sandbox(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: neutrino sandbox up|down|openrc|vm ... [--dir DIR]")
+		return errors.New("usage: neutrino sandbox up|down|openrc|vm|upstream ... [--dir DIR]")
 	}
 	switch args[0] {
 	case "up":
@@ -56,6 +56,8 @@ func sandbox(args []string) error {
 		return sandboxOpenrc(args[1:])
 	case "vm":
 		return sandboxVM(args[1:])
+	case "upstream":
+		return sandboxUpstream(args[1:])
 	}
 	return fmt.Errorf("sandbox: unknown command %q", args[0])
 }
@@ -122,9 +124,16 @@ func sandboxUp(args []string) error {
 			return fail(err)
 		}
 		// physnet1: a second switch every host reaches on its phy1
-		// interface, for flat and VLAN provider networks.
+		// interface, for flat and VLAN provider networks; the network host
+		// also reaches the external network (physical network "external",
+		// where the upstream host is) on phy2.
 		if err := lab.Physical(n, "phy1"); err != nil {
 			return fail(err)
+		}
+		if n == "network-1" {
+			if err := lab.Attach(n, "phy2", "ext"); err != nil {
+				return fail(err)
+			}
 		}
 		st.Hosts = append(st.Hosts, h)
 	}
@@ -148,10 +157,14 @@ func sandboxUp(args []string) error {
 	}
 	env := openrcEnv(filepath.Join(data, "openrc-admin"))
 	for _, h := range st.Hosts {
-		args := []string{"agent", "--host", h.Name, "--server", base, "--netns", lab.Name(h.Name), "--vtep", h.VTEP,
-			"--report-interval", "5s", "--physical-interfaces", "physnet1=phy1"}
+		mappings := "physnet1=phy1"
 		if h.Name == "network-1" {
-			args = append(args, "--dhcp")
+			mappings += ",external=phy2"
+		}
+		args := []string{"agent", "--host", h.Name, "--server", base, "--netns", lab.Name(h.Name), "--vtep", h.VTEP,
+			"--report-interval", "5s", "--physical-interfaces", mappings}
+		if h.Name == "network-1" {
+			args = append(args, "--dhcp", "--l3")
 		}
 		pid, err := spawn(abs, "agent-"+h.Name, self, args, env)
 		if err != nil {
@@ -159,7 +172,13 @@ func sandboxUp(args []string) error {
 		}
 		st.PIDs["agent-"+h.Name] = pid
 	}
+	if err := upstreamUp(st, lab, abs); err != nil {
+		return fail(err)
+	}
 	if err := st.save(abs); err != nil {
+		return fail(err)
+	}
+	if err := publicNetwork(st, abs); err != nil {
 		return fail(err)
 	}
 	fmt.Printf("sandbox up in %s: server %s, hosts %s\n  . <(neutrino sandbox openrc --dir %s)   # then: openstack network list\n",
@@ -517,4 +536,98 @@ func vmDelete(args []string) error {
 	delete(st.VMs, name)
 	fmt.Printf("vm %s deleted\n", name)
 	return st.save(*dir)
+}
+
+// The upstream host: outside the cloud, on the physical network
+// "external" (reached by network-1 only) at 203.0.113.1 and
+// 2001:db8:100::1 (the gateway of the external network "public"),
+// answering ping and HTTP.
+const (
+	upstreamV4 = "203.0.113.1"
+	upstreamV6 = "2001:db8:100::1"
+)
+
+func upstreamUp(st *sandboxState, lab *netlab.Lab, dir string) error {
+	if _, err := lab.NS("upstream"); err != nil {
+		return err
+	}
+	if err := lab.Attach("upstream", "eth0", "ext"); err != nil {
+		return err
+	}
+	for _, c := range [][]string{{"sysctl", "-qw", "net.ipv6.conf.eth0.accept_dad=0"},
+		{"ip", "addr", "add", upstreamV4 + "/24", "dev", "eth0"}, {"ip", "addr", "add", upstreamV6 + "/64", "dev", "eth0", "nodad"},
+		{"ip", "link", "set", "eth0", "up"}} {
+		if err := lab.Run("upstream", c...); err != nil {
+			return err
+		}
+	}
+	www := filepath.Join(dir, "upstream-www")
+	if err := os.MkdirAll(www, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from upstream\n"), 0o644); err != nil {
+		return err
+	}
+	pid, err := spawn(dir, "upstream-httpd", "ip", []string{"netns", "exec", lab.Name("upstream"), "busybox", "httpd", "-f", "-p", "80", "-h", www}, nil)
+	if err != nil {
+		return err
+	}
+	st.PIDs["upstream-httpd"] = pid
+	return nil
+}
+
+// publicNetwork registers the upstream network as the shared external
+// network "public" (flat on "external"), unless it exists.
+func publicNetwork(st *sandboxState, dir string) error {
+	api, err := st.api(dir)
+	if err != nil {
+		return err
+	}
+	if id, err := api.findID("networks", "public"); err == nil && id != "" {
+		return nil
+	}
+	n, err := api.do(http.MethodPost, "/v2.0/networks", map[string]any{"network": map[string]any{"name": "public", "shared": true,
+		"router:external": true, "provider:network_type": "flat", "provider:physical_network": "external"}})
+	if err != nil {
+		return err
+	}
+	id := n["network"].(map[string]any)["id"]
+	for _, sn := range []map[string]any{
+		{"name": "public-v4", "ip_version": 4, "cidr": "203.0.113.0/24", "gateway_ip": upstreamV4, "enable_dhcp": false,
+			"allocation_pools": []any{map[string]any{"start": "203.0.113.10", "end": "203.0.113.250"}}},
+		{"name": "public-v6", "ip_version": 6, "cidr": "2001:db8:100::/64", "gateway_ip": upstreamV6, "enable_dhcp": false},
+	} {
+		sn["network_id"] = id
+		if _, err := api.do(http.MethodPost, "/v2.0/subnets", map[string]any{"subnet": sn}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sandboxUpstream runs a command in the upstream host: upstream exec -- CMD.
+func sandboxUpstream(args []string) error {
+	if len(args) == 0 || args[0] != "exec" {
+		return errors.New("usage: neutrino sandbox upstream exec [--dir DIR] -- COMMAND...")
+	}
+	rest := args[1:]
+	cmdAt := len(rest)
+	for i, a := range rest {
+		if a == "--" {
+			cmdAt = i
+			break
+		}
+	}
+	fs, dir := sandboxFlags("upstream exec", rest[:cmdAt])
+	fs.Parse(rest[:cmdAt])
+	if cmdAt >= len(rest)-1 {
+		return errors.New("usage: neutrino sandbox upstream exec [--dir DIR] -- COMMAND...")
+	}
+	st, err := loadSandbox(*dir)
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", st.lab().Name("upstream")}, rest[cmdAt+1:]...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	return cmd.Run()
 }

@@ -88,23 +88,27 @@ func (l *Lab) Host(n, ip string) error {
 	return nil
 }
 
-// Physical plugs host n into the lab's physical network switch (made on
-// first use in the underlay namespace) as interface ifname: flat and VLAN
-// provider networks ride on it.
-func (l *Lab) Physical(n, ifname string) error {
-	if l.Run("ul", "ip", "link", "show", "phys") != nil {
-		if err := l.Run("ul", "ip", "link", "add", "phys", "type", "bridge"); err != nil {
+// Physical plugs host n into the lab's physical network switch as
+// interface ifname: flat and VLAN provider networks ride on it.
+func (l *Lab) Physical(n, ifname string) error { return l.Attach(n, ifname, "phys") }
+
+// Attach plugs host n into the named switch (a bridge made on first use in
+// the underlay namespace) as interface ifname.
+func (l *Lab) Attach(n, ifname, sw string) error {
+	if l.Run("ul", "ip", "link", "show", sw) != nil {
+		if err := l.Run("ul", "ip", "link", "add", sw, "type", "bridge"); err != nil {
 			return err
 		}
-		if err := l.Run("ul", "ip", "link", "set", "phys", "up"); err != nil {
+		if err := l.Run("ul", "ip", "link", "set", sw, "up"); err != nil {
 			return err
 		}
 	}
-	if out, err := exec.Command("ip", "link", "add", "p-"+n, "netns", l.Name("ul"), "type", "veth",
+	end := sw[:min(2, len(sw))] + "-" + n
+	if out, err := exec.Command("ip", "link", "add", end, "netns", l.Name("ul"), "type", "veth",
 		"peer", "name", ifname, "netns", l.Name(n)).CombinedOutput(); err != nil {
-		return fmt.Errorf("netlab: physical link for %s: %v %s", n, err, out)
+		return fmt.Errorf("netlab: link from %s to switch %s: %v %s", n, sw, err, out)
 	}
-	return l.Run("ul", "ip", "link", "set", "p-"+n, "master", "phys", "up")
+	return l.Run("ul", "ip", "link", "set", end, "master", sw, "up")
 }
 
 // VM adds a namespace whose eth0 (with mac and mtu) is plugged into host as

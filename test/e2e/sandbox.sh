@@ -55,11 +55,36 @@ ping_until vm3 "$ip4" || fail "vm3 cannot ping vm4 on the flat network ($ip4)"
 "$BIN" sandbox vm create vm6 --network e2e-vlan --host compute-2 --dir "$DIR" >/dev/null || fail "vm6"
 ip6=$("$BIN" sandbox vm exec vm6 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
 ping_until vm5 "$ip6" || fail "vm5 cannot ping vm6 on VLAN 100 ($ip6)"
-# Every agent (a host agent per host, the DHCP agent on network-1) alive.
+# Every agent (a host agent per host, the DHCP and L3 agents on network-1) alive.
 alive=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack network agent list -c Alive -f value)
-[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 4 ] || fail "agents not all alive: $alive"
+[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 5 ] || fail "agents not all alive: $alive"
+# A router to the sandbox's external network "public": vm2 reaches the
+# upstream host (HTTP through SNAT; busybox 1.35 wget -T crashes, hence
+# timeout), and the upstream host reaches vm2 on a
+# floating IP chosen by address.
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack router create e2e-router -f value -c id >/dev/null
+  openstack router set --external-gateway public e2e-router
+  openstack router add subnet e2e-router e2e-sub
+  openstack security group rule create --protocol icmp default -f value -c id >/dev/null
+  port=$(openstack port list --device-id vm2 -f value -c ID)
+  openstack floating ip create --floating-ip-address 203.0.113.77 --port "$port" public -f value -c id >/dev/null
+) || fail "router and floating IP"
+page=""
+for _ in $(seq 20); do
+  page=$("$BIN" sandbox vm exec vm2 --dir "$DIR" -- timeout 3 busybox wget -q -O - http://203.0.113.1/ 2>/dev/null) && break
+  sleep 0.5
+done
+[ "$page" = "hello from upstream" ] || fail "vm2 cannot reach the upstream host through the router: $page"
+ok=""
+for _ in $(seq 20); do
+  "$BIN" sandbox upstream exec --dir "$DIR" -- ping -c 1 -W 1 203.0.113.77 >/dev/null 2>&1 && { ok=1; break; }
+  sleep 0.5
+done
+[ -n "$ok" ] || fail "the upstream host cannot reach vm2 on its floating IP"
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
 [ "$before" = "$after" ] || fail "namespaces left behind: $(ip netns list)"
-echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, clean teardown)"
+echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, router with SNAT and a floating IP to the upstream host, clean teardown)"
