@@ -51,6 +51,8 @@ type Agent struct {
 	host  *dataplane.Host
 	wired map[string]dataplane.Network // networks set up, by id
 	dhcp  map[string]*dhcpServer       // DHCP responders, by network
+	// routers holds per router namespace what outlives a sync.
+	routers map[string]*routerState
 
 	interest *interest // what the last sync depended on (nil: unknown)
 	lastSync time.Time
@@ -73,7 +75,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	h.Physnets = cfg.Physnets
 	return &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, wired: map[string]dataplane.Network{},
-		dhcp: map[string]*dhcpServer{}}, nil
+		dhcp: map[string]*dhcpServer{}, routers: map[string]*routerState{}}, nil
 }
 
 // Close stops the DHCP responders (their namespaces stay, so an agent

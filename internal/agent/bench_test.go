@@ -361,3 +361,129 @@ func BenchmarkAgentRestart(b *testing.B) {
 	stop()
 	percentiles(b, took)
 }
+
+// l3Cloud is a cloud whose network-1 hosts routers, with an upstream host
+// at 203.0.113.1 on the external network, a router r with its gateway
+// there, and the default group open to ICMP.
+func l3Cloud(b *testing.B) (url string, lab *netlab.Lab, routerID, publicID string) {
+	url, lab = testCloud(b, "ping", "nft")
+	startAgentsL3(b, url, lab, []string{"network-1", "compute-1"}, "", "network-1")
+	if _, err := lab.NS("upstream"); err != nil {
+		b.Fatal(err)
+	}
+	if err := lab.Physical("upstream", "eth0"); err != nil {
+		b.Fatal(err)
+	}
+	for _, c := range [][]string{{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, {"ip", "link", "set", "eth0", "up"},
+		{"sysctl", "-qw", "net.ipv4.neigh.eth0.retrans_time_ms=10"}} {
+		if err := lab.Run("upstream", c...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pub := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"router:external": true,
+		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
+	post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
+		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false}})
+	r := post(b, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{
+		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
+	var def string
+	for _, g := range post(b, url+"/v2.0/security-groups?name=default", "GET", nil)["security_groups"].([]any) {
+		def = g.(map[string]any)["id"].(string)
+	}
+	post(b, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
+		"security_group_id": def, "direction": "ingress", "protocol": "icmp"}})
+	return url, lab, r["id"].(string), pub["id"].(string)
+}
+
+// routedVM makes a network with subnet cidr (gateway .1) and a VM on
+// compute-1 at .10 whose default route is the gateway; it returns the
+// subnet and the VM's port.
+func routedVM(b *testing.B, url string, lab *netlab.Lab, name, prefix string) (subnetID, portID string) {
+	n := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+	sn := post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+		"cidr": prefix + ".0/24", "enable_dhcp": false}})["subnet"].(map[string]any)
+	p := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": "compute-1",
+		"fixed_ips": []any{map[string]any{"ip_address": prefix + ".10"}}}})["port"].(map[string]any)
+	if err := lab.VM(name, "compute-1", dataplane.TapName(p["id"].(string)), p["mac_address"].(string), 1450, prefix+".10/24"); err != nil {
+		b.Fatal(err)
+	}
+	if err := lab.Run(name, "ip", "route", "add", "default", "via", prefix+".1"); err != nil {
+		b.Fatal(err)
+	}
+	fastARP(b, lab, name)
+	return sn["id"].(string), p["id"].(string)
+}
+
+// BenchmarkRouterInterfaceToReply: 20 rounds, each a new network with a VM:
+// from adding the subnet to the router to the VM's first echo reply from
+// the upstream host, routed and SNATed by the router on network-1.
+func BenchmarkRouterInterfaceToReply(b *testing.B) {
+	const rounds = 20
+	url, lab, rid, _ := l3Cloud(b)
+	for i := 0; i < b.N; i++ {
+		var took []time.Duration
+		for r := 0; r < rounds; r++ {
+			vm := fmt.Sprintf("ri%d-%d", i, r)
+			sn, _ := routedVM(b, url, lab, vm, fmt.Sprintf("10.%d.%d", 90+i, r))
+			p, err := openPinger(lab.Name(vm), 4000+r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			post(b, url+"/v2.0/routers/"+rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn})
+			if !p.until(net.ParseIP("203.0.113.1"), t0.Add(10*time.Second)) {
+				b.Fatalf("round %d: no routed reply", r)
+			}
+			took = append(took, time.Since(t0))
+			p.Close()
+		}
+		percentiles(b, took)
+	}
+}
+
+// BenchmarkFloatingIPToReply: 30 rounds on one VM: from associating a
+// floating IP (a chosen address) to the first echo reply the upstream host
+// gets from it; the floating IP is disassociated and unreachable again
+// between rounds.
+func BenchmarkFloatingIPToReply(b *testing.B) {
+	const rounds = 30
+	url, lab, rid, pub := l3Cloud(b)
+	sn, port := routedVM(b, url, lab, "fipvm", "10.89.0")
+	post(b, url+"/v2.0/routers/"+rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn})
+	fip := post(b, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": pub,
+		"floating_ip_address": "203.0.113.50"}})["floatingip"].(map[string]any)
+	addr := net.ParseIP("203.0.113.50")
+	for i := 0; i < b.N; i++ {
+		var took []time.Duration
+		for r := 0; r < rounds; r++ {
+			p, err := openPinger(lab.Name("upstream"), 5000+r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			post(b, url+"/v2.0/floatingips/"+fip["id"].(string), "PUT", map[string]any{"floatingip": map[string]any{"port_id": port}})
+			if !p.until(addr, t0.Add(10*time.Second)) {
+				b.Fatalf("round %d: the floating IP never answered", r)
+			}
+			took = append(took, time.Since(t0))
+			p.Close()
+			post(b, url+"/v2.0/floatingips/"+fip["id"].(string), "PUT", map[string]any{"floatingip": map[string]any{"port_id": nil}})
+			gone := time.Now().Add(10 * time.Second)
+			for probe := 0; ; probe++ {
+				q, err := openPinger(lab.Name("upstream"), 6000+r*100+probe)
+				if err != nil {
+					b.Fatal(err)
+				}
+				answered := q.until(addr, time.Now().Add(50*time.Millisecond))
+				q.Close()
+				if !answered {
+					break
+				}
+				if time.Now().After(gone) {
+					b.Fatalf("round %d: the floating IP still answers after disassociation", r)
+				}
+			}
+		}
+		percentiles(b, took)
+	}
+}

@@ -90,22 +90,37 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 		f := strings.Fields(line)
 		if len(f) > 0 && strings.HasPrefix(f[0], a.routerNSPrefix()) && !want[f[0]] {
 			run("ip", "netns", "del", f[0])
+			delete(a.routers, f[0])
 		}
 	}
 	return errs
 }
 
+// routerState is what the agent keeps per router namespace between syncs.
+type routerState struct {
+	nft       knftables.Interface // made once: each New runs nft --check
+	announced map[string]bool     // floating IPs a gratuitous ARP was sent for
+}
+
 func (a *Agent) ensureRouter(ns string, r map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any, nets map[string]dataplane.Network) error {
-	if err := exec.Command("ip", "netns", "exec", ns, "true").Run(); err != nil {
+	rs := a.routers[ns]
+	if nh, err := netns.GetFromName(ns); err == nil {
+		nh.Close()
+	} else {
 		if err := run("ip", "netns", "add", ns); err != nil {
 			return err
 		}
+		rs = nil
 	}
-	for _, k := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0",
-		"net.ipv6.conf.all.accept_dad=0"} {
-		if err := run("ip", "netns", "exec", ns, "sysctl", "-qw", k); err != nil {
-			return err
+	if rs == nil {
+		for _, k := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0",
+			"net.ipv6.conf.all.accept_dad=0"} {
+			if err := run("ip", "netns", "exec", ns, "sysctl", "-qw", k); err != nil {
+				return err
+			}
 		}
+		rs = &routerState{announced: map[string]bool{}}
+		a.routers[ns] = rs
 	}
 	h, handle, err := nsHandle(ns)
 	if err != nil {
@@ -158,7 +173,7 @@ func (a *Agent) ensureRouter(ns string, r map[string]any, ports, fips []map[stri
 	}
 	// NAT before addresses: a floating IP must never answer as the router
 	// itself for lack of its DNAT rule.
-	if err := setNAT(ns, r, gwDev, gwIPs, internal, fips); err != nil {
+	if err := rs.setNAT(ns, r, gwDev, gwIPs, internal, fips); err != nil {
 		return err
 	}
 	devs := make([]string, 0, len(addrs))
@@ -174,12 +189,19 @@ func (a *Agent) ensureRouter(ns string, r map[string]any, ports, fips []map[stri
 	if err := setRoutes(h, gwDev, gateways, r); err != nil {
 		return err
 	}
-	// Tell the external network where the floating IPs are now.
+	// Tell the external network where new floating IPs are now.
+	now := map[string]bool{}
 	for _, f := range fips {
-		if gwDev != "" {
-			exec.Command("ip", "netns", "exec", ns, "busybox", "arping", "-U", "-c", "1", "-I", gwDev, str(f, "floating_ip_address")).Start()
+		addr := str(f, "floating_ip_address")
+		now[addr] = true
+		if gwDev != "" && !rs.announced[addr] {
+			cmd := exec.Command("ip", "netns", "exec", ns, "busybox", "arping", "-U", "-c", "1", "-I", gwDev, addr)
+			if cmd.Start() == nil {
+				go cmd.Wait()
+			}
 		}
 	}
+	rs.announced = now
 	return nil
 }
 
@@ -351,7 +373,7 @@ func setRoutes(h *netlink.Handle, gwDev string, gateways []net.IP, r map[string]
 
 // setNAT writes the router's NAT table whole (it is small): floating IPs
 // first, then SNAT of the internal subnets behind the gateway address.
-func setNAT(ns string, r map[string]any, gwDev string, gwIPs []netip.Addr, internal []string, fips []map[string]any) error {
+func (rs *routerState) setNAT(ns string, r map[string]any, gwDev string, gwIPs []netip.Addr, internal []string, fips []map[string]any) error {
 	var err error
 	inNS := func(fn func() error) error {
 		h, err := netns.GetFromName(ns)
@@ -362,10 +384,14 @@ func setNAT(ns string, r map[string]any, gwDev string, gwIPs []netip.Addr, inter
 		return dataplane.InNamespace(h, fn)
 	}
 	return inNS(func() error {
-		nft, e := knftables.New(knftables.IPv4Family, "neutrino-nat")
-		if e != nil {
-			return e
+		if rs.nft == nil {
+			nft, e := knftables.New(knftables.IPv4Family, "neutrino-nat")
+			if e != nil {
+				return e
+			}
+			rs.nft = nft
 		}
+		nft := rs.nft
 		tx := nft.NewTransaction()
 		tx.Add(&knftables.Table{})
 		tx.Delete(&knftables.Table{})
