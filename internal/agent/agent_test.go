@@ -674,3 +674,74 @@ func TestRoutersThroughAPI(t *testing.T) {
 		}
 	}
 }
+
+// TestRouterIPv6: a router's advertisements give VMs on a SLAAC and a
+// dhcpv6-stateless subnet exactly the EUI-64 addresses the API reported;
+// they reach each other through the router, and the upstream host without
+// NAT (it sees the VM's own address).
+func TestRouterIPv6(t *testing.T) {
+	url, lab := testCloud(t, "ping", "nft")
+	startAgentsL3(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, "", "network-1")
+	if _, err := lab.NS("upstream"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Physical("upstream", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{{"ip", "addr", "add", "2001:db8:100::1/64", "dev", "eth0", "nodad"}, {"ip", "link", "set", "eth0", "up"},
+		{"nft", "add table ip6 seen"}, {"nft", "add chain ip6 seen in { type filter hook input priority 0; }"}} {
+		if err := lab.Run("upstream", c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"router:external": true,
+		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 6,
+		"cidr": "2001:db8:100::/64", "gateway_ip": "2001:db8:100::1", "enable_dhcp": false}})
+	router := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{
+		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
+	rid := router["id"].(string)
+	gw6 := router["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+	type vm struct{ name, ip string }
+	var vms []vm
+	for i, m := range []struct{ cidr, mode string }{{"2001:db8:a1::/64", "slaac"}, {"2001:db8:b1::/64", "dhcpv6-stateless"}} {
+		n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+		sn := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 6,
+			"cidr": m.cidr, "ipv6_ra_mode": m.mode, "ipv6_address_mode": m.mode}})["subnet"].(map[string]any)
+		post(t, url+"/v2.0/routers/"+rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn["id"]})
+		host := []string{"compute-1", "compute-2"}[i]
+		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": host}})["port"].(map[string]any)
+		v := vm{"vm" + string(rune('1'+i)), p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)}
+		if err := lab.VM(v.name, host, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), int(n["mtu"].(float64)), ""); err != nil {
+			t.Fatal(err)
+		}
+		vms = append(vms, v)
+		// The upstream host routes the tenant prefix to the router (no NAT for IPv6).
+		if err := lab.Run("upstream", "ip", "-6", "route", "add", m.cidr, "via", gw6); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, v := range vms {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			out, _ := lab.Output(v.name, "ip", "-6", "addr", "show", "dev", "eth0", "scope", "global")
+			if strings.Contains(out, v.ip+"/64") && !strings.Contains(out, "tentative") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not configure %s from the router's advertisements:\n%s", v.name, v.ip, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	pingUntil(t, lab, "vm1", vms[1].ip, 10*time.Second)
+	lab.Run("upstream", "nft", "add rule ip6 seen in ip6 saddr "+vms[0].ip+" counter")
+	pingUntil(t, lab, "vm1", "2001:db8:100::1", 10*time.Second)
+	if out, _ := lab.Output("upstream", "nft", "list", "chain", "ip6", "seen", "in"); strings.Contains(out, "packets 0 ") || !strings.Contains(out, "packets") {
+		t.Fatalf("the upstream host did not see vm1's own address:\n%s", out)
+	}
+	// MTU from the advertisement.
+	if out, _ := lab.Output("vm1", "cat", "/proc/sys/net/ipv6/conf/eth0/mtu"); strings.TrimSpace(out) != "1450" {
+		t.Fatalf("IPv6 MTU from the advertisement: %q", out)
+	}
+}

@@ -79,7 +79,7 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 				fips = append(fips, f)
 			}
 		}
-		if err := a.ensureRouter(ns, r, ports, fips, subnets, nets); err != nil {
+		if err := a.ensureRouter(ctx, ns, r, ports, fips, subnets, nets); err != nil {
 			errs = append(errs, fmt.Sprintf("router %s: %v", str(r, "id"), err))
 		}
 	}
@@ -89,6 +89,9 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Fields(line)
 		if len(f) > 0 && strings.HasPrefix(f[0], a.routerNSPrefix()) && !want[f[0]] {
+			if rs := a.routers[f[0]]; rs != nil {
+				rs.stop()
+			}
 			run("ip", "netns", "del", f[0])
 			delete(a.routers, f[0])
 		}
@@ -100,9 +103,10 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 type routerState struct {
 	nft       knftables.Interface // made once: each New runs nft --check
 	announced map[string]bool     // floating IPs a gratuitous ARP was sent for
+	ra        map[string]*raSender
 }
 
-func (a *Agent) ensureRouter(ns string, r map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any, nets map[string]dataplane.Network) error {
+func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any, nets map[string]dataplane.Network) error {
 	rs := a.routers[ns]
 	if nh, err := netns.GetFromName(ns); err == nil {
 		nh.Close()
@@ -136,12 +140,16 @@ func (a *Agent) ensureRouter(ns string, r map[string]any, ports, fips []map[stri
 	var gateways []net.IP
 	var internal []string
 	addrs := map[string][]string{}
+	ra := map[string]raConfig{}
 	for _, p := range ports {
 		n, ok := nets[str(p, "network_id")]
 		if !ok {
 			continue // its network is not wired here yet
 		}
 		dev := routerDev(p)
+		if c, ok := raConfigFor(p, subnets, n.MTU); ok && strings.HasPrefix(dev, "qr-") {
+			ra[dev] = c
+		}
 		if err := a.ensureRouterPort(ns, h, dev, p, n); err != nil {
 			return err
 		}
@@ -187,6 +195,9 @@ func (a *Agent) ensureRouter(ns string, r map[string]any, ports, fips []map[stri
 		}
 	}
 	if err := setRoutes(h, gwDev, gateways, r); err != nil {
+		return err
+	}
+	if err := rs.ensureRA(ctx, ns, ra); err != nil {
 		return err
 	}
 	// Tell the external network where new floating IPs are now.
