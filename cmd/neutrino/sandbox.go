@@ -2,18 +2,22 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
 
+	agentpkg "neutrino/internal/agent"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/netlab"
 )
@@ -58,6 +62,8 @@ func sandbox(args []string) error {
 		return sandboxVM(args[1:])
 	case "upstream":
 		return sandboxUpstream(args[1:])
+	case "advertise":
+		return sandboxAdvertise(args[1:])
 	}
 	return fmt.Errorf("sandbox: unknown command %q", args[0])
 }
@@ -541,7 +547,7 @@ func vmDelete(args []string) error {
 // The upstream host: outside the cloud, on the physical network
 // "external" (reached by network-1 only) at 203.0.113.1 and
 // 2001:db8:100::1 (the gateway of the external network "public"),
-// answering ping and HTTP.
+// answering ping and HTTP and advertising 2001:db8:100::/64.
 const (
 	upstreamV4 = "203.0.113.1"
 	upstreamV6 = "2001:db8:100::1"
@@ -573,7 +579,35 @@ func upstreamUp(st *sandboxState, lab *netlab.Lab, dir string) error {
 		return err
 	}
 	st.PIDs["upstream-httpd"] = pid
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	pid, err = spawn(dir, "upstream-ra", self, []string{"sandbox", "advertise", "--netns", lab.Name("upstream"), "--dev", "eth0",
+		"--prefix", "2001:db8:100::/64"}, nil)
+	if err != nil {
+		return err
+	}
+	st.PIDs["upstream-ra"] = pid
 	return nil
+}
+
+// sandboxAdvertise sends the upstream host's router advertisements (run
+// by sandbox up in the background).
+func sandboxAdvertise(args []string) error {
+	fs := flag.NewFlagSet("sandbox advertise", flag.ExitOnError)
+	ns := fs.String("netns", "", "namespace")
+	dev := fs.String("dev", "eth0", "interface")
+	prefix := fs.String("prefix", "", "IPv6 prefix to advertise for SLAAC")
+	mtu := fs.Int("mtu", 1500, "MTU to advertise")
+	fs.Parse(args)
+	p, err := netip.ParsePrefix(*prefix)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return agentpkg.Advertise(ctx, *ns, *dev, p, *mtu)
 }
 
 // publicNetwork registers the upstream network as the shared external

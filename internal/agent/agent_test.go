@@ -678,10 +678,11 @@ func TestRoutersThroughAPI(t *testing.T) {
 // TestRouterIPv6: a router's advertisements give VMs on a SLAAC and a
 // dhcpv6-stateless subnet exactly the EUI-64 addresses the API reported;
 // they reach each other through the router, and the upstream host without
-// NAT (it sees the VM's own address).
+// NAT (it sees the VM's own address); the stateless subnet's DNS servers
+// come by DHCPv6.
 func TestRouterIPv6(t *testing.T) {
-	url, lab := testCloud(t, "ping", "nft")
-	startAgentsL3(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, "", "network-1")
+	url, lab := testCloud(t, "ping", "nft", "dhclient")
+	startAgentsL3(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, "network-1", "network-1")
 	if _, err := lab.NS("upstream"); err != nil {
 		t.Fatal(err)
 	}
@@ -704,10 +705,12 @@ func TestRouterIPv6(t *testing.T) {
 	gw6 := router["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
 	type vm struct{ name, ip string }
 	var vms []vm
+	var nets []string
 	for i, m := range []struct{ cidr, mode string }{{"2001:db8:a1::/64", "slaac"}, {"2001:db8:b1::/64", "dhcpv6-stateless"}} {
 		n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
 		sn := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 6,
-			"cidr": m.cidr, "ipv6_ra_mode": m.mode, "ipv6_address_mode": m.mode}})["subnet"].(map[string]any)
+			"cidr": m.cidr, "ipv6_ra_mode": m.mode, "ipv6_address_mode": m.mode, "dns_nameservers": []any{"2001:db8::53"}}})["subnet"].(map[string]any)
+		nets = append(nets, n["id"].(string))
 		post(t, url+"/v2.0/routers/"+rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn["id"]})
 		host := []string{"compute-1", "compute-2"}[i]
 		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": host}})["port"].(map[string]any)
@@ -743,5 +746,9 @@ func TestRouterIPv6(t *testing.T) {
 	// MTU from the advertisement.
 	if out, _ := lab.Output("vm1", "cat", "/proc/sys/net/ipv6/conf/eth0/mtu"); strings.TrimSpace(out) != "1450" {
 		t.Fatalf("IPv6 MTU from the advertisement: %q", out)
+	}
+	// The dhcpv6-stateless subnet's options come by DHCPv6 (O flag).
+	if got := dhclient(t, url, lab, "vm2", nets[1], "-6", "-S"); !strings.Contains(got, "2001:db8::53") {
+		t.Fatalf("stateless DHCPv6 options: %q", got)
 	}
 }

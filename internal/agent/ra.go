@@ -223,3 +223,25 @@ func sendRA(ctx context.Context, conn *icmp.PacketConn, ifIndex int, c raConfig)
 		}
 	}
 }
+
+// Advertise sends router advertisements for prefix (SLAAC) with the given
+// MTU on dev inside namespace ns until ctx ends: the sandbox's upstream
+// host uses it as a router outside the cloud would.
+func Advertise(ctx context.Context, ns, dev string, prefix netip.Prefix, mtu int) error {
+	conn, idx, err := raSocket(ns, dev)
+	if err != nil {
+		return err
+	}
+	var mac net.HardwareAddr
+	if h, err := netns.GetFromName(ns); err == nil {
+		dataplane.InNamespace(h, func() error {
+			if ifi, err := net.InterfaceByName(dev); err == nil {
+				mac = ifi.HardwareAddr
+			}
+			return nil
+		})
+		h.Close()
+	}
+	sendRA(ctx, conn, idx, raConfig{prefixes: []raPrefix{{prefix: prefix, autonomous: true}}, mtu: mtu, mac: mac})
+	return nil
+}
