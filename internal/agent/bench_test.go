@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -38,25 +37,7 @@ type pinger struct {
 }
 
 func openPinger(ns string, id int) (*pinger, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return nil, err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return nil, err
-	}
-	c, err := icmp.ListenPacket("ip4:icmp", "0.0.0.0")
-	if serr := netns.Set(orig); serr != nil {
-		panic(serr)
-	}
+	c, err := inNS(ns, func() (*icmp.PacketConn, error) { return icmp.ListenPacket("ip4:icmp", "0.0.0.0") })
 	if err != nil {
 		return nil, err
 	}

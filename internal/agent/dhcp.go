@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/http"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
@@ -212,27 +211,19 @@ func udp6() (*net.UDPConn, error) {
 
 // inNS runs open on a thread inside namespace ns (sockets stay in the
 // namespace they are made in; namespaces belong to OS threads).
-func inNS(ns string, open func() (*net.UDPConn, error)) (*net.UDPConn, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
+func inNS[T any](ns string, open func() (T, error)) (T, error) {
+	var out T
+	h, err := netns.GetFromName(ns)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
-	defer orig.Close()
-	target, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		return nil, err
-	}
-	conn, err := open()
-	if serr := netns.Set(orig); serr != nil {
-		panic("agent: cannot return to the original namespace: " + serr.Error())
-	}
-	return conn, err
+	defer h.Close()
+	err = dataplane.InNamespace(h, func() error {
+		var err error
+		out, err = open()
+		return err
+	})
+	return out, err
 }
 
 func list(o map[string]any, k string) []map[string]any {

@@ -10,11 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
-
-	"neutrino/internal/dataplane"
 )
 
 // Router advertisements (RFC 4861) on a router's internal interfaces, for
@@ -175,29 +172,25 @@ func (rs *routerState) stop() {
 
 // raSocket opens a raw ICMPv6 socket inside namespace ns for dev.
 func raSocket(ns, dev string) (*icmp.PacketConn, int, error) {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return nil, 0, err
+	type opened struct {
+		conn *icmp.PacketConn
+		idx  int
 	}
-	defer h.Close()
-	var conn *icmp.PacketConn
-	var idx int
-	err = dataplane.InNamespace(h, func() error {
+	o, err := inNS(ns, func() (opened, error) {
 		ifi, err := net.InterfaceByName(dev)
 		if err != nil {
-			return err
+			return opened{}, err
 		}
-		idx = ifi.Index
-		conn, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
-		return err
+		conn, err := icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		return opened{conn, ifi.Index}, err
 	})
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %w", dev, err)
 	}
-	pc := conn.IPv6PacketConn()
+	pc := o.conn.IPv6PacketConn()
 	pc.SetMulticastHopLimit(255)
 	pc.SetHopLimit(255)
-	return conn, idx, nil
+	return o.conn, o.idx, nil
 }
 
 // sendRA advertises c on the interface every raInterval (three times a
@@ -232,16 +225,13 @@ func Advertise(ctx context.Context, ns, dev string, prefix netip.Prefix, mtu int
 	if err != nil {
 		return err
 	}
-	var mac net.HardwareAddr
-	if h, err := netns.GetFromName(ns); err == nil {
-		dataplane.InNamespace(h, func() error {
-			if ifi, err := net.InterfaceByName(dev); err == nil {
-				mac = ifi.HardwareAddr
-			}
-			return nil
-		})
-		h.Close()
-	}
+	mac, _ := inNS(ns, func() (net.HardwareAddr, error) {
+		ifi, err := net.InterfaceByName(dev)
+		if err != nil {
+			return nil, err
+		}
+		return ifi.HardwareAddr, nil
+	})
 	sendRA(ctx, conn, idx, raConfig{prefixes: []raPrefix{{prefix: prefix, autonomous: true}}, mtu: mtu, mac: mac})
 	return nil
 }

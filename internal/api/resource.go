@@ -43,9 +43,9 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 	case rest[1] == "tags" && res.Standard:
 		err = s.tags(w, r, res, rest[0], rest[2:])
 	case res == schema.Agent && rest[1] == "dhcp-networks" || res == schema.Network && rest[1] == "dhcp-agents":
-		err = s.dhcpScheduler(w, r, res, rest)
+		err = s.agentScheduler(w, r, res, rest, s.dhcpScheduling())
 	case res == schema.Agent && rest[1] == "l3-routers" || res == schema.Router && rest[1] == "l3-agents":
-		err = s.l3Scheduler(w, r, res, rest)
+		err = s.agentScheduler(w, r, res, rest, s.l3Scheduling())
 	case res == schema.Router && len(rest) == 2:
 		err = s.routerAction(w, r, rest[0], rest[1])
 	default:
@@ -362,73 +362,6 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	return nil
 }
 
-// dhcpScheduler serves the dhcp_agent_scheduler extension:
-// /agents/{id}/dhcp-networks[/{network}] and /networks/{id}/dhcp-agents.
-func (s *Server) dhcpScheduler(w http.ResponseWriter, r *http.Request, res *schema.Resource, rest []string) error {
-	id := rest[0]
-	switch {
-	case r.Method == http.MethodGet && len(rest) == 2:
-		var out []any
-		err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
-			cc := s.Core.NewCtx(r.Context(), tx)
-			var objs []schema.Object
-			var err error
-			target := schema.Network
-			if res == schema.Agent {
-				objs, err = s.Core.DHCPAgentNetworks(cc, id)
-			} else {
-				if !cc.Admin {
-					return fault.Forbidden("rule:get_dhcp-agents is disallowed by policy")
-				}
-				objs, err = s.Core.NetworkDHCPAgents(cc, id)
-				target = schema.Agent
-			}
-			out = make([]any, 0, len(objs))
-			for _, o := range objs {
-				out = append(out, s.render(cc, target, o, nil))
-			}
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		key := "networks"
-		if res == schema.Network {
-			key = "agents"
-		}
-		writeJSON(w, http.StatusOK, map[string]any{key: out})
-		return nil
-	case res == schema.Agent && r.Method == http.MethodPost && len(rest) == 2:
-		body, err := readBody(r)
-		if err != nil {
-			return err
-		}
-		var in struct {
-			NetworkID string `json:"network_id"`
-		}
-		if json.Unmarshal(body, &in) != nil || in.NetworkID == "" {
-			return fault.BadRequest("Invalid input: network_id is required")
-		}
-		_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-			return s.Core.AddDHCPNetwork(s.Core.NewCtx(r.Context(), tx), id, in.NetworkID)
-		})
-		if err != nil {
-			return err
-		}
-		writeJSON(w, http.StatusCreated, nil)
-		return nil
-	case res == schema.Agent && r.Method == http.MethodDelete && len(rest) == 3:
-		_, err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
-			return s.Core.RemoveDHCPNetwork(s.Core.NewCtx(r.Context(), tx), id, rest[2])
-		})
-		if err != nil {
-			return err
-		}
-		w.WriteHeader(http.StatusNoContent)
-		return nil
-	}
-	return methodNotAllowed()
-}
 
 // routerAction serves PUT /routers/{id}/add_router_interface,
 // remove_router_interface, add_extraroutes and remove_extraroutes.
@@ -482,24 +415,47 @@ func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action
 	return nil
 }
 
-// l3Scheduler serves the l3_agent_scheduler extension:
-// /agents/{id}/l3-routers[/{router}] and /routers/{id}/l3-agents.
-func (s *Server) l3Scheduler(w http.ResponseWriter, r *http.Request, res *schema.Resource, rest []string) error {
+
+// scheduling describes one agent scheduler extension: which objects an
+// agent hosts and how they are listed, added and removed.
+type scheduling struct {
+	object   *schema.Resource // what agents host (networks, routers)
+	idField  string           // the body key naming one on add
+	hosted   func(c *core.Ctx, agentID string) ([]schema.Object, error)
+	hosting  func(c *core.Ctx, objectID string) ([]schema.Object, error)
+	add, del func(c *core.Ctx, agentID, objectID string) error
+}
+
+func (s *Server) dhcpScheduling() scheduling {
+	return scheduling{object: schema.Network, idField: "network_id", hosted: s.Core.DHCPAgentNetworks,
+		hosting: func(c *core.Ctx, id string) ([]schema.Object, error) {
+			if !c.Admin {
+				return nil, fault.Forbidden("rule:get_dhcp-agents is disallowed by policy")
+			}
+			return s.Core.NetworkDHCPAgents(c, id)
+		}, add: s.Core.AddDHCPNetwork, del: s.Core.RemoveDHCPNetwork}
+}
+
+func (s *Server) l3Scheduling() scheduling {
+	return scheduling{object: schema.Router, idField: "router_id", hosted: s.Core.L3AgentRouters,
+		hosting: s.Core.RouterL3Agents, add: s.Core.AddL3Router, del: s.Core.RemoveL3Router}
+}
+
+// agentScheduler serves /agents/{id}/<hosted>[/{object}] (list, add,
+// remove) and /<objects>/{id}/<agents> (list), for the DHCP and L3 agent
+// scheduler extensions.
+func (s *Server) agentScheduler(w http.ResponseWriter, r *http.Request, res *schema.Resource, rest []string, sc scheduling) error {
 	id := rest[0]
 	switch {
 	case r.Method == http.MethodGet && len(rest) == 2:
 		var out []any
 		err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
 			cc := s.Core.NewCtx(r.Context(), tx)
-			var objs []schema.Object
-			var err error
-			target := schema.Router
-			if res == schema.Agent {
-				objs, err = s.Core.L3AgentRouters(cc, id)
-			} else {
-				objs, err = s.Core.RouterL3Agents(cc, id)
-				target = schema.Agent
+			list, target := sc.hosted, sc.object
+			if res != schema.Agent {
+				list, target = sc.hosting, schema.Agent
 			}
+			objs, err := list(cc, id)
 			out = make([]any, 0, len(objs))
 			for _, o := range objs {
 				out = append(out, s.render(cc, target, o, nil))
@@ -509,9 +465,9 @@ func (s *Server) l3Scheduler(w http.ResponseWriter, r *http.Request, res *schema
 		if err != nil {
 			return err
 		}
-		key := "routers"
-		if res == schema.Router {
-			key = "agents"
+		key := sc.object.Collection
+		if res != schema.Agent {
+			key = schema.Agent.Collection
 		}
 		writeJSON(w, http.StatusOK, map[string]any{key: out})
 		return nil
@@ -520,14 +476,16 @@ func (s *Server) l3Scheduler(w http.ResponseWriter, r *http.Request, res *schema
 		if err != nil {
 			return err
 		}
-		var in struct {
-			RouterID string `json:"router_id"`
+		var in map[string]any
+		var objectID string
+		if json.Unmarshal(body, &in) == nil {
+			objectID, _ = in[sc.idField].(string)
 		}
-		if json.Unmarshal(body, &in) != nil || in.RouterID == "" {
-			return fault.BadRequest("Invalid input: router_id is required")
+		if objectID == "" {
+			return fault.BadRequest("Invalid input: %s is required", sc.idField)
 		}
 		_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-			return s.Core.AddL3Router(s.Core.NewCtx(r.Context(), tx), id, in.RouterID)
+			return sc.add(s.Core.NewCtx(r.Context(), tx), id, objectID)
 		})
 		if err != nil {
 			return err
@@ -536,7 +494,7 @@ func (s *Server) l3Scheduler(w http.ResponseWriter, r *http.Request, res *schema
 		return nil
 	case res == schema.Agent && r.Method == http.MethodDelete && len(rest) == 3:
 		_, err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
-			return s.Core.RemoveL3Router(s.Core.NewCtx(r.Context(), tx), id, rest[2])
+			return sc.del(s.Core.NewCtx(r.Context(), tx), id, rest[2])
 		})
 		if err != nil {
 			return err

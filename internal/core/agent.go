@@ -295,19 +295,7 @@ func (s *Service) DHCPAgentNetworks(c *Ctx, agentID string) ([]Object, error) {
 	if _, err := s.dhcpAgent(c, agentID); err != nil {
 		return nil, err
 	}
-	bound, err := c.dhcpBindings(store.Filter{})
-	if err != nil {
-		return nil, err
-	}
-	var out []Object
-	for _, b := range bound {
-		if str(b, "agent_id") == agentID {
-			if n, err := c.Tx.Get(schema.Network.Kind, str(b, "network_id")); err == nil {
-				out = append(out, n)
-			}
-		}
-	}
-	return out, nil
+	return c.agentObjects(dhcpBindingKind, agentID, schema.Network.Kind, "network_id")
 }
 
 // NetworkDHCPAgents lists the agents hosting a network.
@@ -315,7 +303,31 @@ func (s *Service) NetworkDHCPAgents(c *Ctx, networkID string) ([]Object, error) 
 	if _, err := s.Get(c, schema.Network, networkID); err != nil {
 		return nil, err
 	}
-	bound, err := c.dhcpBindings(store.Filter{Parent: networkID})
+	return c.bindingAgents(dhcpBindingKind, networkID)
+}
+
+// agentObjects lists the objects (of objKind, named by field) that an
+// agent's bindings of kind hold, by id.
+func (c *Ctx) agentObjects(kind, agentID, objKind, field string) ([]Object, error) {
+	bound, err := c.Tx.List(kind, store.Filter{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			if o, err := c.Tx.Get(objKind, str(b, field)); err == nil {
+				out = append(out, o)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return str(out[i], "id") < str(out[j], "id") })
+	return out, nil
+}
+
+// bindingAgents lists the agents of the bindings of kind under parent.
+func (c *Ctx) bindingAgents(kind, parent string) ([]Object, error) {
+	bound, err := c.Tx.List(kind, store.Filter{Parent: parent})
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package core
 
 import (
 	"net/http"
-	"sort"
 
 	"neutrino/internal/fault"
 	"neutrino/internal/schema"
@@ -180,20 +179,7 @@ func (s *Service) L3AgentRouters(c *Ctx, agentID string) ([]Object, error) {
 	if _, err := s.l3Agent(c, agentID); err != nil {
 		return nil, err
 	}
-	bound, err := c.l3Bindings(store.Filter{})
-	if err != nil {
-		return nil, err
-	}
-	var out []Object
-	for _, b := range bound {
-		if str(b, "agent_id") == agentID {
-			if r, err := c.Tx.Get(schema.Router.Kind, str(b, "router_id")); err == nil {
-				out = append(out, r)
-			}
-		}
-	}
-	sort.Slice(out, func(i, j int) bool { return str(out[i], "id") < str(out[j], "id") })
-	return out, nil
+	return c.agentObjects(l3BindingKind, agentID, schema.Router.Kind, "router_id")
 }
 
 // RouterL3Agents lists the agents hosting a router.
@@ -204,17 +190,7 @@ func (s *Service) RouterL3Agents(c *Ctx, routerID string) ([]Object, error) {
 	if _, err := s.Get(c, schema.Router, routerID); err != nil {
 		return nil, err
 	}
-	bound, err := c.l3Bindings(store.Filter{Parent: routerID})
-	if err != nil {
-		return nil, err
-	}
-	var out []Object
-	for _, b := range bound {
-		if a, err := c.Tx.Get(schema.Agent.Kind, str(b, "agent_id")); err == nil {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return c.bindingAgents(l3BindingKind, routerID)
 }
 
 // AddL3Router hosts a router on an L3 agent.
