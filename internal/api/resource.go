@@ -362,7 +362,6 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	return nil
 }
 
-
 // routerAction serves PUT /routers/{id}/add_router_interface,
 // remove_router_interface, add_extraroutes and remove_extraroutes.
 func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action string) error {
@@ -414,7 +413,6 @@ func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
-
 
 // scheduling describes one agent scheduler extension: which objects an
 // agent hosts and how they are listed, added and removed.
