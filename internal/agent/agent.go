@@ -56,6 +56,10 @@ type Agent struct {
 
 	interest *interest // what the last sync depended on (nil: unknown)
 	lastSync time.Time
+	// applied remembers what was applied (key -> the value applied) since
+	// lastFull, the last pass that applied everything.
+	applied  map[string]string
+	lastFull time.Time
 
 	mu    sync.Mutex // token is shared by the heartbeat and the sync loop
 	token string
@@ -360,10 +364,27 @@ func network(o map[string]any) dataplane.Network {
 // apply wires what the state asks for and returns the ports now wired.
 func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error) {
 	var errs []string
+	// What was applied unchanged since the last full pass is not applied
+	// again (a host with many networks and routers would otherwise redo
+	// all of them for every change); every reconcileEvery, everything is.
+	if time.Since(a.lastFull) > reconcileEvery || a.applied == nil {
+		a.applied, a.lastFull = map[string]string{}, time.Now()
+	}
+	once := func(key, value string, fn func() error) error {
+		if a.applied[key] == value {
+			return nil
+		}
+		delete(a.applied, key)
+		if err := fn(); err != nil {
+			return err
+		}
+		a.applied[key] = value
+		return nil
+	}
 	nets := map[string]dataplane.Network{}
 	for _, o := range st.Networks {
 		n := network(o)
-		if err := a.host.EnsureNetwork(n); err != nil {
+		if err := once("network "+n.ID, fmt.Sprint(n), func() error { return a.host.EnsureNetwork(n) }); err != nil {
 			errs = append(errs, err.Error())
 			continue
 		}
@@ -385,7 +406,7 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 		peers[p.NetworkID] = append(peers[p.NetworkID], dataplane.Peer{MAC: mac, IPs: ips, VTEP: vtep})
 	}
 	for id, n := range nets {
-		if err := a.host.SetPeers(n, peers[id]); err != nil {
+		if err := once("peers "+id, fmt.Sprint(n, peers[id]), func() error { return a.host.SetPeers(n, peers[id]) }); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
@@ -404,7 +425,7 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 		errs = append(errs, a.applyDHCP(ctx, st, nets)...)
 	}
 	if a.cfg.L3 {
-		errs = append(errs, a.applyL3(ctx, st, nets)...)
+		errs = append(errs, a.applyL3(ctx, st, nets, once)...)
 	}
 	active := []string{}
 	for _, p := range st.Ports {
@@ -427,6 +448,12 @@ func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error)
 		errs = append(errs, err.Error())
 	}
 	a.wired = nets
+	for key := range a.applied {
+		if id, ok := strings.CutPrefix(key, "network "); ok && nets[id].ID == "" {
+			delete(a.applied, key) // pruned: made again if it returns
+			delete(a.applied, "peers "+id)
+		}
+	}
 	sort.Strings(active)
 	if len(errs) > 0 {
 		return active, errors.New(strings.Join(errs, "; "))

@@ -54,7 +54,7 @@ func routerDev(port map[string]any) string {
 }
 
 // applyL3 makes the router namespaces match the routers hosted here.
-func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string]dataplane.Network) []string {
+func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string]dataplane.Network, once func(key, value string, fn func() error) error) []string {
 	var errs []string
 	subnets := map[string]map[string]any{}
 	for _, sn := range st.Subnets {
@@ -79,7 +79,18 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 				fips = append(fips, f)
 			}
 		}
-		if err := a.ensureRouter(ctx, ns, r, ports, fips, subnets, nets); err != nil {
+		// Everything the router's namespace is made from.
+		var used []any
+		for _, p := range ports {
+			used = append(used, nets[str(p, "network_id")])
+			for _, f := range list(p, "fixed_ips") {
+				used = append(used, subnets[str(f, "subnet_id")])
+			}
+		}
+		err := once("router "+ns, fmt.Sprint(r, ports, fips, used), func() error {
+			return a.ensureRouter(ctx, ns, r, ports, fips, subnets, nets)
+		})
+		if err != nil {
 			errs = append(errs, fmt.Sprintf("router %s: %v", str(r, "id"), err))
 		}
 	}
@@ -92,6 +103,7 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 			if rs := a.routers[f[0]]; rs != nil {
 				rs.stop()
 			}
+			delete(a.applied, "router "+f[0])
 			run("ip", "netns", "del", f[0])
 			delete(a.routers, f[0])
 		}
