@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"neutrino/internal/core"
 )
 
 // TestRouters: the L3 API as Neutron answers it: gateways on external
@@ -201,4 +204,35 @@ func TestL3AgentScheduler(t *testing.T) {
 			t.Fatalf("host state routers: %v", st["routers"])
 		}
 	})
+}
+
+// TestL3Failover: a router on an L3 agent that stops reporting moves to a
+// live one when that one reports, with its ports bound to the new host.
+func TestL3Failover(t *testing.T) {
+	for name, dsn := range dsns(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, dsn, core.Config{AgentDownTime: 2 * time.Second})
+			report := func(typ, host string) {
+				e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{
+					"agent_type": typ, "binary": "neutrino-agent", "host": host,
+					"configurations": map[string]any{"tunnel_types": []any{"vxlan"}}}}), "agent")
+			}
+			report("Neutrino host agent", "network-1")
+			report("L3 agent", "network-1")
+			n := e.network(userA, nil)["id"].(string)
+			sn := e.subnet(userA, map[string]any{"network_id": n, "ip_version": 4, "cidr": "10.41.0.0/24"})
+			r := e.must(201, e.do(userA, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{}}), "router")
+			ri := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+r["id"].(string)+"/add_router_interface", map[string]any{"subnet_id": sn["id"]}), "")
+			time.Sleep(3 * time.Second) // network-1 is now dead
+			report("Neutrino host agent", "network-2")
+			report("L3 agent", "network-2")
+			l := e.list(admin, "/v2.0/routers/"+r["id"].(string)+"/l3-agents", "agents")
+			if len(l) != 1 || l[0].(map[string]any)["host"] != "network-2" {
+				t.Fatalf("router not moved to the live agent: %v", l)
+			}
+			if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-2" || p["binding:vif_type"] != "tap" {
+				t.Fatalf("interface port after failover: %v", p)
+			}
+		})
+	}
 }
