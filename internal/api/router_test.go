@@ -76,6 +76,15 @@ func TestRouters(t *testing.T) {
 		e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"port_id": p2["id"]}), "")
 		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"port_id": p2["id"]}), 409, "PortInUse")
 
+		// Nobody else may claim a port of this router, nor put a router on
+		// a subnet they do not own (a shared network's gateway).
+		nB := e.network(userB, nil)["id"].(string)
+		e.fault(e.do(userB, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nB,
+			"device_owner": "network:router_interface", "device_id": rid}}), 409, "DeviceIDNotOwnedByTenant")
+		shared := e.network(admin, map[string]any{"shared": true})["id"].(string)
+		sharedSub := e.subnet(admin, map[string]any{"network_id": shared, "ip_version": 4, "cidr": "10.55.0.0/24"})
+		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/add_router_interface", map[string]any{"subnet_id": sharedSub["id"]}), 403, "PolicyNotAuthorized")
+
 		// Extra routes: the next hop must be on an interface subnet.
 		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": []any{
 			map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.77.0.5"}}}}), 400, "InvalidRoutes")
@@ -123,6 +132,13 @@ func TestRouters(t *testing.T) {
 		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_router_interface", map[string]any{"port_id": ri["port_id"]}), 409, "RouterInterfaceInUseByFloatingIP")
 		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{}}}), 409, "RouterExternalGatewayInUseByFloatingIp")
 		e.fault(e.do(admin, "DELETE", "/v2.0/networks/"+pubID, nil), 409, "NetworkInUse")
+		// A fixed IP the port gives up takes its floating IP mapping along.
+		vm = e.must(200, e.do(userA, "PUT", "/v2.0/ports/"+vm["id"].(string), map[string]any{"port": map[string]any{
+			"fixed_ips": []any{map[string]any{"subnet_id": s1["id"], "ip_address": "10.10.0.77"}}}}), "port")
+		if got := e.must(200, e.do(userA, "GET", "/v2.0/floatingips/"+fip["id"].(string), nil), "floatingip"); got["port_id"] != nil {
+			t.Fatalf("floating IP still mapped to a released address: %v", got)
+		}
+		e.must(200, e.do(userA, "PUT", "/v2.0/floatingips/"+fip["id"].(string), map[string]any{"floatingip": map[string]any{"port_id": vm["id"]}}), "floatingip")
 		// Deleting the port frees the floating IP; disassociating works too.
 		e.must(204, e.do(userA, "DELETE", "/v2.0/ports/"+vm["id"].(string), nil), "")
 		if got := e.must(200, e.do(userA, "GET", "/v2.0/floatingips/"+fip["id"].(string), nil), "floatingip"); got["port_id"] != nil || got["router_id"] != nil || got["port_details"] != nil {

@@ -229,13 +229,17 @@ func (c *Ctx) routerFor(subnetID, extNetID string) (string, error) {
 }
 
 // disassociatePort unmaps the floating IPs of a port being deleted.
-func (c *Ctx) disassociatePort(portID string) error {
+func (c *Ctx) disassociatePort(portID string) error { return c.disassociateAddress(portID, "") }
+
+// disassociateAddress unmaps the floating IPs of a port's fixed IP (any,
+// when ip is empty).
+func (c *Ctx) disassociateAddress(portID, ip string) error {
 	fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
 	for _, f := range fips {
-		if str(f, "port_id") == portID {
+		if str(f, "port_id") == portID && (ip == "" || str(f, "fixed_ip_address") == ip) {
 			f["port_id"], f["fixed_ip_address"], f["router_id"], f["status"] = nil, nil, nil, "DOWN"
 			if err := c.touch(schema.FloatingIP, f); err != nil {
 				return err

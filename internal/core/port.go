@@ -90,6 +90,9 @@ func createPort(c *Ctx, in Object) (Object, error) {
 	if err := networkOwnerAttrs(c, in, netOwner, "create"); err != nil {
 		return nil, err
 	}
+	if err := c.checkDeviceOwned(in); err != nil {
+		return nil, err
+	}
 	id := str(in, "id")
 	o := Object{
 		"id": id, "project_id": in["project_id"], "name": in["name"], "description": in["description"],
@@ -549,6 +552,9 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 	if err := networkOwnerAttrs(c, in, c.Owns(str(net, "project_id")), "update"); err != nil {
 		return nil, err
 	}
+	if err := c.checkDeviceOwned(merge(schema.CloneObject(cur), in)); err != nil {
+		return nil, err
+	}
 	macChanged := false
 	if mac, ok := in["mac_address"].(string); ok && mac != str(cur, "mac_address") {
 		if !c.Admin {
@@ -594,6 +600,10 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 			m, _ := e.(map[string]any)
 			if !still[str(m, "subnet_id")+"/"+str(m, "ip_address")] {
 				if err := c.releaseIP(str(m, "subnet_id"), str(m, "ip_address")); err != nil {
+					return nil, err
+				}
+				// A floating IP mapped to the address it loses lets go.
+				if err := c.disassociateAddress(id, str(m, "ip_address")); err != nil {
 					return nil, err
 				}
 			}
@@ -668,6 +678,31 @@ func (c *Ctx) rederiveAutoAddresses(p Object) error {
 	}
 	p["fixed_ips"] = out
 	return nil
+}
+
+// checkDeviceOwned refuses, for non-admins, a port that claims to belong
+// to a router or floating IP of another project (Neutron's
+// DeviceIDNotOwnedByTenant): such a port would be plugged into that
+// router.
+func (c *Ctx) checkDeviceOwned(p Object) error {
+	owner, device := str(p, "device_owner"), str(p, "device_id")
+	if c.Admin || device == "" {
+		return nil
+	}
+	var kind string
+	switch owner {
+	case ownerRouterInterface, ownerRouterGateway:
+		kind = schema.Router.Kind
+	case ownerFloatingIP:
+		kind = schema.FloatingIP.Kind
+	default:
+		return nil
+	}
+	if o, err := c.Tx.Get(kind, device); err == nil && c.Owns(str(o, "project_id")) {
+		return nil
+	}
+	return fault.New(http.StatusConflict, "DeviceIDNotOwnedByTenant",
+		"The following device_id %s is not owned by your tenant or matches another tenants router.", device)
 }
 
 func deletePort(c *Ctx, cur Object) error {

@@ -415,6 +415,12 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 		if err != nil {
 			return nil, err
 		}
+		// Only the subnet's owner may put a router at its gateway address:
+		// on a network shared with everyone, another project's router must
+		// not answer for everyone's gateway.
+		if !c.Owns(str(sn, "project_id")) {
+			return nil, fault.Forbidden("(rule:add_router_interface) is disallowed by policy: subnet %s is not owned by project %s", subnetID, c.ProjectID)
+		}
 		if sn["gateway_ip"] == nil {
 			return nil, badRouter("Subnet for router interface must have a gateway IP")
 		}
@@ -477,8 +483,7 @@ func interfaceArgs(body map[string]any) (subnetID, portID string, err error) {
 			return "", "", fault.BadRequest("Invalid input for %s. Reason: '%s' is not a valid UUID.", k, v)
 		}
 	}
-	switch {
-	case subnetID == "" && portID == "":
+	if subnetID == "" && portID == "" {
 		return "", "", badRouter("Either subnet_id or port_id must be specified")
 	}
 	return subnetID, portID, nil

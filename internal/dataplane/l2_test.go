@@ -9,9 +9,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
 
 	"neutrino/internal/netlab"
 )
@@ -302,6 +305,38 @@ func TestPhysicalNetworks(t *testing.T) {
 			t.Errorf("%s reached %s on another segment", c[0], c[1])
 		}
 	}
+	// VLAN hopping: vm1 (flat) tags its own frames with VLAN 100 (a tc
+	// program on its eth0 pushing the tag, as an 8021q device in the VM
+	// would) and must not reach VLAN 100's vm4.
+	vm1, err := OpenHost(l.Name("vm1"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm1.Close()
+	eth0, err := vm1.nl.LinkByName("eth0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm1.nl.QdiscReplace(&netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: eth0.Attrs().Index,
+		Handle: netlink.MakeHandle(0xffff, 0), Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}); err != nil {
+		t.Fatal(err)
+	}
+	push, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.SchedCLS, License: "GPL", Instructions: ingressProgram(v100)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer push.Close()
+	if err := vm1.nl.FilterReplace(&netlink.BpfFilter{FilterAttrs: netlink.FilterAttrs{LinkIndex: eth0.Attrs().Index,
+		Parent: netlink.HANDLE_MIN_EGRESS, Handle: 1, Protocol: unix.ETH_P_ALL, Priority: 1}, Fd: push.FD(), Name: "hop", DirectAction: true}); err != nil {
+		t.Fatal(err)
+	}
+	l.try("vm4", "ip", "neigh", "flush", "all")
+	l.try("vm1", "ping", "-c", "1", "-W", "1", "10.4.0.22")
+	// vm4 would have learnt vm1 from its ARP request.
+	if out, _ := l.Output("vm4", "ip", "neigh", "show", "10.4.0.11"); strings.Contains(out, "lladdr") {
+		t.Errorf("a frame tagged by a VM on the flat network reached VLAN 100: %s", out)
+	}
+	l.run("vm1", "tc", "qdisc", "del", "dev", "eth0", "clsact")
 	// A second VLAN port on h1 joins VLAN 200 there.
 	l.vm("vm6", "h1", "e2aaaaaa-0002", "fa:16:3e:00:04:09", "10.4.0.32/24", 1500)
 	if err := hosts[0].EnsureNetwork(v200); err != nil {

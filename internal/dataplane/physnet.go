@@ -21,7 +21,8 @@ import (
 // a kernel that has them (this one has neither 8021q nor bridge VLAN
 // filtering):
 //
-//	ingress (network → trunk): VLAN networks push their tag; flat ones pass.
+//	ingress (network → trunk): VLAN networks push their tag; flat ones pass
+//	                           untagged frames only.
 //	egress  (trunk → network): only frames of the network's VLAN pass, with
 //	                           the tag popped; flat networks take only
 //	                           untagged frames.
@@ -117,7 +118,7 @@ func tagPrograms(n Network) (ingress, egress string) {
 		v := strconv.Itoa(n.SegmentationID)
 		return "neutrino-vlan-push-" + v, "neutrino-vlan-pop-" + v
 	}
-	return "neutrino-untagged-in", "neutrino-untagged-out"
+	return "neutrino-untagged-only-in", "neutrino-untagged-out"
 }
 
 // ensureTags attaches the network's tagging programs to the trunk side of
@@ -176,7 +177,9 @@ const (
 // ingressProgram runs on frames leaving the network for the trunk.
 func ingressProgram(n Network) asm.Instructions {
 	if n.Type != "vlan" {
-		return asm.Instructions{asm.Mov.Imm(asm.R0, tcActOK), asm.Return()}
+		// A flat network sends only untagged frames: a frame a VM tagged
+		// itself would otherwise reach that VLAN's network.
+		return untaggedOnly()
 	}
 	return asm.Instructions{
 		// bpf_skb_vlan_push(skb, htons(ETH_P_8021Q), vid); r1 is skb.
@@ -191,17 +194,22 @@ func ingressProgram(n Network) asm.Instructions {
 	}
 }
 
+// untaggedOnly passes untagged frames and drops tagged ones.
+func untaggedOnly() asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, skbVlanPresent, asm.Word),
+		asm.JNE.Imm(asm.R2, 0, "drop"),
+		asm.Mov.Imm(asm.R0, tcActOK),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("drop"),
+		asm.Return(),
+	}
+}
+
 // egressProgram runs on frames leaving the trunk for the network.
 func egressProgram(n Network) asm.Instructions {
 	if n.Type != "vlan" {
-		return asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, skbVlanPresent, asm.Word),
-			asm.JNE.Imm(asm.R2, 0, "drop"),
-			asm.Mov.Imm(asm.R0, tcActOK),
-			asm.Return(),
-			asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("drop"),
-			asm.Return(),
-		}
+		return untaggedOnly()
 	}
 	return asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R1, skbVlanPresent, asm.Word),
