@@ -666,6 +666,27 @@ func TestRoutersThroughAPI(t *testing.T) {
 			t.Fatal("the floating IP still answers after it was disassociated")
 		}
 	}
+	// A removed interface stops answering for its subnet.
+	gw1 := "10.61.0.1"
+	pingUntil(t, lab, "vm1", gw1, 5*time.Second)
+	var sub1, dev1 string
+	for _, p := range post(t, url+"/v2.0/ports?device_id="+rid+"&device_owner=network:router_interface", "GET", nil)["ports"].([]any) {
+		for _, f := range p.(map[string]any)["fixed_ips"].([]any) {
+			if f.(map[string]any)["ip_address"] == gw1 {
+				sub1 = f.(map[string]any)["subnet_id"].(string)
+				dev1 = "qr-" + p.(map[string]any)["id"].(string)[:11]
+			}
+		}
+	}
+	post(t, url+"/v2.0/routers/"+rid+"/remove_router_interface", "PUT", map[string]any{"subnet_id": sub1})
+	gone := time.Now().Add(10 * time.Second)
+	rns := lab.Name("network-1") + "-r" + rid[:8]
+	for lab.Run("vm1", "ping", "-c", "1", "-W", "1", gw1) == nil || exec.Command("ip", "-n", rns, "link", "show", dev1).Run() == nil {
+		if time.Now().After(gone) {
+			t.Fatalf("the router still has %s (or answers for its subnet) after the interface was removed", dev1)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	// The router's ports are ACTIVE, wired on network-1.
 	for _, p := range post(t, url+"/v2.0/ports?device_id="+rid, "GET", nil)["ports"].([]any) {
 		pm := p.(map[string]any)

@@ -41,6 +41,14 @@ func (a *Agent) dhcpNS(networkID string) string {
 	return "qdhcp-" + networkID
 }
 
+// dhcpNSPrefix starts the names of this host's DHCP namespaces.
+func (a *Agent) dhcpNSPrefix() string {
+	if a.cfg.NetNS != "" {
+		return a.cfg.NetNS + "-d"
+	}
+	return "qdhcp-"
+}
+
 func run(args ...string) error {
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		return fmt.Errorf("%s: %v %s", strings.Join(args, " "), err, out)
@@ -92,6 +100,17 @@ func (a *Agent) applyDHCP(ctx context.Context, st *core.HostState, nets map[stri
 			s.cancel()
 			run("ip", "netns", "del", s.ns)
 			delete(a.dhcp, id)
+		}
+	}
+	// Namespaces of networks served before a restart and no longer.
+	wanted := map[string]bool{}
+	for id := range served {
+		wanted[a.dhcpNS(id)] = true
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], a.dhcpNSPrefix()) && !wanted[f[0]] {
+			run("ip", "netns", "del", f[0])
 		}
 	}
 	return errs

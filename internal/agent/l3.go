@@ -126,6 +126,9 @@ func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, p
 		if err := run("ip", "netns", "add", ns); err != nil {
 			return err
 		}
+		if rs != nil {
+			rs.stop() // its sockets belong to the namespace that vanished
+		}
 		rs = nil
 	}
 	if rs == nil {
@@ -188,6 +191,18 @@ func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, p
 			gwDev = dev
 			for _, f := range fips {
 				addrs[dev] = append(addrs[dev], str(f, "floating_ip_address")+"/32")
+			}
+		}
+	}
+	// Devices of ports the router no longer has go (their host ends with
+	// them), so a removed interface stops answering for its subnet.
+	if links, err := h.LinkList(); err == nil {
+		for _, l := range links {
+			name := l.Attrs().Name
+			if (strings.HasPrefix(name, "qr-") || strings.HasPrefix(name, "qg-")) && addrs[name] == nil {
+				if err := h.LinkDel(l); err != nil {
+					return fmt.Errorf("remove %s: %w", name, err)
+				}
 			}
 		}
 	}

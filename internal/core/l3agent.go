@@ -2,6 +2,7 @@ package core
 
 import (
 	"net/http"
+	"sort"
 
 	"neutrino/internal/fault"
 	"neutrino/internal/schema"
@@ -143,20 +144,36 @@ func (c *Ctx) autoScheduleRouters() error {
 	if err != nil {
 		return err
 	}
+	hosted := map[string]bool{}
 	for _, b := range bound {
 		a := byID[str(b, "agent_id")]
 		if a == nil || !c.S.agentAlive(a) {
 			if err := c.Tx.Delete(l3BindingKind, str(b, "id")); err != nil {
 				return err
 			}
+			continue
 		}
+		hosted[str(b, "router_id")] = true
 	}
-	routers, err := c.Tx.List(schema.Router.Kind, store.Filter{})
+	// Only routers with ports and no live agent need work (this runs at
+	// every L3 agent heartbeat: one pass over the ports, not one per router).
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
-	for _, r := range routers {
-		if err := c.scheduleRouter(str(r, "id")); err != nil {
+	pending := map[string]bool{}
+	for _, p := range ports {
+		if owner := str(p, "device_owner"); (owner == ownerRouterInterface || owner == ownerRouterGateway) && !hosted[str(p, "device_id")] {
+			pending[str(p, "device_id")] = true
+		}
+	}
+	ids := make([]string, 0, len(pending))
+	for id := range pending {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if err := c.scheduleRouter(id); err != nil {
 			return err
 		}
 	}
