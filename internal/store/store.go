@@ -716,8 +716,11 @@ type Change struct {
 	Body    Object // nil for deletes
 }
 
-// Changes returns up to limit changes with revision > after, oldest first.
-// ErrCompacted means changes after `after` are no longer all kept.
+// Changes returns about limit changes with revision > after, oldest first.
+// A batch always ends at a revision boundary (the last revision's changes
+// are all included, even past limit), so a reader resuming after the last
+// revision it saw misses nothing. ErrCompacted means changes after `after`
+// are no longer all kept.
 func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
 	var out []Change
 	err := db.Read(ctx, func(tx *Tx) error {
@@ -728,25 +731,36 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 		if after < compacted {
 			return ErrCompacted
 		}
-		rows, err := tx.Query("SELECT rev, seq, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? ORDER BY rev, seq LIMIT ?", after, limit)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var c Change
-			var body string
-			if err := rows.Scan(&c.Rev, &c.Seq, &c.Kind, &c.ID, &c.Op, &c.Project, &c.Parent, &body); err != nil {
+		const cols = "SELECT rev, seq, kind, id, op, project_id, parent_id, body FROM changes "
+		scan := func(query string, args ...any) error {
+			rows, err := tx.Query(query, args...)
+			if err != nil {
 				return err
 			}
-			if body != "" {
-				if err := json.Unmarshal([]byte(body), &c.Body); err != nil {
+			defer rows.Close()
+			for rows.Next() {
+				var c Change
+				var body string
+				if err := rows.Scan(&c.Rev, &c.Seq, &c.Kind, &c.ID, &c.Op, &c.Project, &c.Parent, &body); err != nil {
 					return err
 				}
+				if body != "" {
+					if err := json.Unmarshal([]byte(body), &c.Body); err != nil {
+						return err
+					}
+				}
+				out = append(out, c)
 			}
-			out = append(out, c)
+			return rows.Err()
 		}
-		return rows.Err()
+		if err := scan(cols+"WHERE rev > ? ORDER BY rev, seq LIMIT ?", after, limit); err != nil {
+			return err
+		}
+		if len(out) == limit {
+			last := out[len(out)-1]
+			return scan(cols+"WHERE rev = ? AND seq > ? ORDER BY seq", last.Rev, last.Seq)
+		}
+		return nil
 	})
 	return out, err
 }

@@ -62,6 +62,11 @@ func TestRevisionsAndChangeLog(t *testing.T) {
 	if err != nil || del != 3 {
 		t.Fatalf("delete rev %d %v", del, err)
 	}
+	// A batch ends at a revision boundary: with a limit of 2, revision 2
+	// (two changes) comes whole after revision 1, never cut in half.
+	if ch, err := db.Changes(ctx, 0, 2); err != nil || len(ch) != 3 || ch[2].Rev != 2 {
+		t.Fatalf("limited batch: %+v %v", ch, err)
+	}
 	ch, err := db.Changes(ctx, 1, 100)
 	if err != nil {
 		t.Fatal(err)
