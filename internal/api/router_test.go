@@ -90,6 +90,9 @@ func TestRouters(t *testing.T) {
 			map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.77.0.5"}}}}), 400, "InvalidRoutes")
 		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": []any{
 			map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.10.0.1"}}}}), 400, "InvalidRoutes")
+		// A next hop on the gateway's subnet is reachable too.
+		e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": []any{
+			map[string]any{"destination": "198.18.0.0/15", "nexthop": "203.0.113.254"}}}}), "router")
 		r = e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"routes": []any{
 			map[string]any{"destination": "10.99.0.0/16", "nexthop": "10.10.0.5"}}}}), "router")
 		if len(r["routes"].([]any)) != 1 {

@@ -298,13 +298,19 @@ func portSubnets(p Object) []string {
 // routerSubnets maps each subnet the router has an interface on to the
 // interface port.
 func (c *Ctx) routerSubnets(routerID string) (map[string]Object, error) {
+	return c.routerPortSubnets(routerID, false)
+}
+
+// routerPortSubnets is routerSubnets, with the gateway's subnets too when
+// withGateway (next hops and overlaps count those, as in Neutron).
+func (c *Ctx) routerPortSubnets(routerID string, withGateway bool) (map[string]Object, error) {
 	ports, err := c.routerPorts(routerID)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]Object{}
 	for _, p := range ports {
-		if str(p, "device_owner") != ownerRouterInterface {
+		if owner := str(p, "device_owner"); owner != ownerRouterInterface && !(withGateway && owner == ownerRouterGateway) {
 			continue
 		}
 		for _, sid := range portSubnets(p) {
@@ -317,7 +323,7 @@ func (c *Ctx) routerSubnets(routerID string) (map[string]Object, error) {
 // checkOverlap refuses a subnet whose CIDR overlaps one the router already
 // routes.
 func (c *Ctx) checkOverlap(routerID string, sn Object) error {
-	have, err := c.routerSubnets(routerID)
+	have, err := c.routerPortSubnets(routerID, true)
 	if err != nil {
 		return err
 	}
@@ -607,7 +613,7 @@ func (c *Ctx) checkRoutes(router Object, v any) ([]any, error) {
 	if len(l) > maxRoutes {
 		return nil, fault.BadRequest("Unable to complete operation for %s. The number of routes exceeds the maximum %d.", id, maxRoutes)
 	}
-	have, err := c.routerSubnets(id)
+	have, err := c.routerPortSubnets(id, true)
 	if err != nil {
 		return nil, err
 	}
