@@ -628,7 +628,7 @@ func publicNetwork(st *sandboxState, dir string) error {
 	id := n["network"].(map[string]any)["id"]
 	for _, sn := range []map[string]any{
 		{"name": "public-v4", "ip_version": 4, "cidr": "203.0.113.0/24", "gateway_ip": upstreamV4, "enable_dhcp": false,
-			"allocation_pools": []any{map[string]any{"start": "203.0.113.10", "end": "203.0.113.250"}}},
+			"allocation_pools": []any{map[string]any{"start": "203.0.113.100", "end": "203.0.113.250"}}},
 		{"name": "public-v6", "ip_version": 6, "cidr": "2001:db8:100::/64", "gateway_ip": upstreamV6, "enable_dhcp": false},
 	} {
 		sn["network_id"] = id

@@ -605,7 +605,8 @@ func TestRoutersThroughAPI(t *testing.T) {
 	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "public", "router:external": true,
 		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
-		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false}})
+		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false,
+		"allocation_pools": []any{map[string]any{"start": "203.0.113.100", "end": "203.0.113.250"}}}})
 	router := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{"name": "r1",
 		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
 	rid := router["id"].(string)

@@ -364,7 +364,8 @@ func l3Cloud(b *testing.B) (url string, lab *netlab.Lab, routerID, publicID stri
 	pub := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"router:external": true,
 		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
 	post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
-		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false}})
+		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false,
+		"allocation_pools": []any{map[string]any{"start": "203.0.113.100", "end": "203.0.113.250"}}}})
 	r := post(b, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{
 		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
 	var def string

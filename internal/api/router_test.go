@@ -18,7 +18,9 @@ func TestRouters(t *testing.T) {
 	forEachStore(t, func(t *testing.T, e *testEnv) {
 		pub := e.network(admin, map[string]any{"router:external": true})
 		pubID := pub["id"].(string)
-		pubSub := e.subnet(admin, map[string]any{"network_id": pubID, "ip_version": 4, "cidr": "203.0.113.0/24", "enable_dhcp": false})
+		pubSub := e.subnet(admin, map[string]any{"network_id": pubID, "ip_version": 4, "cidr": "203.0.113.0/24", "enable_dhcp": false,
+			// Automatic addresses from .100 up: the ones chosen below never collide.
+			"allocation_pools": []any{map[string]any{"start": "203.0.113.100", "end": "203.0.113.250"}}})
 		n1 := e.network(userA, nil)["id"].(string)
 		s1 := e.subnet(userA, map[string]any{"network_id": n1, "ip_version": 4, "cidr": "10.10.0.0/24"})
 		s1b := e.subnet(userA, map[string]any{"network_id": e.network(userA, nil)["id"], "ip_version": 4, "cidr": "10.10.0.128/25"})

@@ -51,7 +51,8 @@ has "$admin_nets" "net$S" || fail "admin cannot see demo's network"
 # Routers and floating IPs: demo routes its subnet to an external network;
 # admin picks a floating IP address and maps it to demo's port.
 as_admin network create --external "ext$S" -f value -c id >/dev/null
-as_admin subnet create --network "ext$S" --subnet-range 198.51.100.0/24 --no-dhcp "ext$S-v4" -f value -c id >/dev/null
+as_admin subnet create --network "ext$S" --subnet-range 198.51.100.0/24 \
+  --allocation-pool start=198.51.100.100,end=198.51.100.250 --no-dhcp "ext$S-v4" -f value -c id >/dev/null
 as_demo router create "r$S" -f value -c id >/dev/null
 as_demo router set --external-gateway "ext$S" "r$S"
 as_demo router add subnet "r$S" "v4$S"
