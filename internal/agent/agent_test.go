@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -697,7 +698,8 @@ func TestRoutersThroughAPI(t *testing.T) {
 	}
 }
 
-// TestRouterIPv6: a router's advertisements give VMs on a SLAAC and a
+// TestRouterIPv6: the router learns its IPv6 default route from the
+// upstream host's advertisements; its own advertisements give VMs on a SLAAC and a
 // dhcpv6-stateless subnet exactly the EUI-64 addresses the API reported;
 // they reach each other through the router, and the upstream host without
 // NAT (it sees the VM's own address); the stateless subnet's DNS servers
@@ -711,7 +713,10 @@ func TestRouterIPv6(t *testing.T) {
 	if err := lab.Physical("upstream", "eth0"); err != nil {
 		t.Fatal(err)
 	}
+	// 2001:db8:200::1 is beyond the external subnet: only a default route
+	// reaches it.
 	for _, c := range [][]string{{"ip", "addr", "add", "2001:db8:100::1/64", "dev", "eth0", "nodad"}, {"ip", "link", "set", "eth0", "up"},
+		{"ip", "addr", "add", "2001:db8:200::1/128", "dev", "lo"}, {"sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
 		{"nft", "add table ip6 seen"}, {"nft", "add chain ip6 seen in { type filter hook input priority 0; }"}} {
 		if err := lab.Run("upstream", c...); err != nil {
 			t.Fatal(err)
@@ -719,8 +724,13 @@ func TestRouterIPv6(t *testing.T) {
 	}
 	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"router:external": true,
 		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
+	// No gateway_ip: the router learns its IPv6 default route from the
+	// upstream host's advertisements.
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 6,
-		"cidr": "2001:db8:100::/64", "gateway_ip": "2001:db8:100::1", "enable_dhcp": false}})
+		"cidr": "2001:db8:100::/64", "gateway_ip": nil, "enable_dhcp": false}})
+	raCtx, stopRA := context.WithCancel(context.Background())
+	defer stopRA()
+	go Advertise(raCtx, lab.Name("upstream"), "eth0", netip.MustParsePrefix("2001:db8:100::/64"), 1500)
 	router := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{
 		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
 	rid := router["id"].(string)
@@ -761,7 +771,7 @@ func TestRouterIPv6(t *testing.T) {
 	}
 	pingUntil(t, lab, "vm1", vms[1].ip, 10*time.Second)
 	lab.Run("upstream", "nft", "add rule ip6 seen in ip6 saddr "+vms[0].ip+" counter")
-	pingUntil(t, lab, "vm1", "2001:db8:100::1", 10*time.Second)
+	pingUntil(t, lab, "vm1", "2001:db8:200::1", 10*time.Second)
 	if out, _ := lab.Output("upstream", "nft", "list", "chain", "ip6", "seen", "in"); strings.Contains(out, "packets 0 ") || !strings.Contains(out, "packets") {
 		t.Fatalf("the upstream host did not see vm1's own address:\n%s", out)
 	}

@@ -151,6 +151,7 @@ func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, p
 		h.LinkSetUp(lo)
 	}
 	var gwDev string
+	learnRA := false // an external IPv6 subnet without a gateway: learn it from advertisements
 	var gwIPs []netip.Addr
 	var gateways []net.IP
 	var internal []string
@@ -182,6 +183,8 @@ func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, p
 				}
 				if gw := net.ParseIP(str(sn, "gateway_ip")); gw != nil {
 					gateways = append(gateways, gw)
+				} else if strings.Contains(cidr, ":") {
+					learnRA = true
 				}
 			} else {
 				internal = append(internal, cidr)
@@ -223,6 +226,19 @@ func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, p
 	}
 	if err := setRoutes(h, gwDev, gateways, r); err != nil {
 		return err
+	}
+	if gwDev != "" {
+		// A forwarding router takes advertisements only with accept_ra=2;
+		// its address comes from the API, not from SLAAC.
+		accept := "0"
+		if learnRA {
+			accept = "2"
+		}
+		for _, k := range []string{"net.ipv6.conf." + gwDev + ".accept_ra=" + accept, "net.ipv6.conf." + gwDev + ".autoconf=0"} {
+			if err := run("ip", "netns", "exec", ns, "sysctl", "-qw", k); err != nil {
+				return err
+			}
+		}
 	}
 	if err := rs.ensureRA(ctx, ns, ra); err != nil {
 		return err
