@@ -33,20 +33,48 @@ type dhcpServer struct {
 	cancel context.CancelFunc
 }
 
-// dhcpNS names a network's DHCP namespace.
-func (a *Agent) dhcpNS(networkID string) string {
+// Namespaces the agent makes for DHCP ports and routers: Neutron's names
+// (qdhcp-<network>, qrouter-<router>) on a real host; on a host that is
+// itself a namespace, short names under its own, so they go with it.
+const (
+	dhcpNSKind   = "d"
+	routerNSKind = "r"
+)
+
+var nsLongPrefix = map[string]string{dhcpNSKind: "qdhcp-", routerNSKind: "qrouter-"}
+
+// nsPrefix starts the names of this host's namespaces of a kind.
+func (a *Agent) nsPrefix(kind string) string {
 	if a.cfg.NetNS != "" {
-		return a.cfg.NetNS + "-d" + networkID[:min(8, len(networkID))]
+		return a.cfg.NetNS + "-" + kind
 	}
-	return "qdhcp-" + networkID
+	return nsLongPrefix[kind]
 }
 
-// dhcpNSPrefix starts the names of this host's DHCP namespaces.
-func (a *Agent) dhcpNSPrefix() string {
+// nsName names the namespace of a kind for the object id.
+func (a *Agent) nsName(kind, id string) string {
 	if a.cfg.NetNS != "" {
-		return a.cfg.NetNS + "-d"
+		id = id[:min(8, len(id))]
 	}
-	return "qdhcp-"
+	return a.nsPrefix(kind) + id
+}
+
+// dhcpNS names a network's DHCP namespace.
+func (a *Agent) dhcpNS(networkID string) string { return a.nsName(dhcpNSKind, networkID) }
+
+// sweepNamespaces deletes this host's namespaces of a kind that are not in
+// want (left from before a restart, or no longer needed), calling gone
+// first for each.
+func (a *Agent) sweepNamespaces(kind string, want map[string]bool, gone func(ns string)) {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], a.nsPrefix(kind)) && !want[f[0]] {
+			if gone != nil {
+				gone(f[0])
+			}
+			run("ip", "netns", "del", f[0])
+		}
+	}
 }
 
 func run(args ...string) error {
@@ -107,12 +135,7 @@ func (a *Agent) applyDHCP(ctx context.Context, st *core.HostState, nets map[stri
 	for id := range served {
 		wanted[a.dhcpNS(id)] = true
 	}
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], a.dhcpNSPrefix()) && !wanted[f[0]] {
-			run("ip", "netns", "del", f[0])
-		}
-	}
+	a.sweepNamespaces(dhcpNSKind, wanted, nil)
 	return errs
 }
 

@@ -29,19 +29,7 @@ import (
 // out), everything else behind the gateway address when enable_snat.
 
 // routerNS names a router's namespace.
-func (a *Agent) routerNS(routerID string) string {
-	if a.cfg.NetNS != "" {
-		return a.cfg.NetNS + "-r" + routerID[:min(8, len(routerID))]
-	}
-	return "qrouter-" + routerID
-}
-
-func (a *Agent) routerNSPrefix() string {
-	if a.cfg.NetNS != "" {
-		return a.cfg.NetNS + "-r"
-	}
-	return "qrouter-"
-}
+func (a *Agent) routerNS(routerID string) string { return a.nsName(routerNSKind, routerID) }
 
 // routerDev names the router end of a port's veth pair.
 func routerDev(port map[string]any) string {
@@ -96,18 +84,13 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 	}
 	// Routers no longer hosted here (deleted, moved, disabled) go, and
 	// their ports' devices with their namespaces.
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && strings.HasPrefix(f[0], a.routerNSPrefix()) && !want[f[0]] {
-			if rs := a.routers[f[0]]; rs != nil {
-				rs.stop()
-			}
-			delete(a.applied, "router "+f[0])
-			run("ip", "netns", "del", f[0])
-			delete(a.routers, f[0])
+	a.sweepNamespaces(routerNSKind, want, func(ns string) {
+		if rs := a.routers[ns]; rs != nil {
+			rs.stop()
 		}
-	}
+		delete(a.applied, "router "+ns)
+		delete(a.routers, ns)
+	})
 	return errs
 }
 

@@ -367,11 +367,7 @@ func (c *Ctx) loadOwnRouter(id string) (Object, error) {
 // AddRouterInterface attaches a subnet (a new port at its gateway address)
 // or an existing port to a router.
 func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
-	router, err := c.loadOwnRouter(routerID)
-	if err != nil {
-		return nil, err
-	}
-	subnetID, portID, err := interfaceArgs(body)
+	router, subnetID, portID, err := c.interfaceRequest(routerID, body)
 	if err != nil {
 		return nil, err
 	}
@@ -476,6 +472,16 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 	return &RouterInterface{Router: router, Port: port, Subnet: subnet, All: portSubnets(port)}, nil
 }
 
+// interfaceRequest is the caller's router and the subnet or port an
+// add/remove_router_interface body names.
+func (c *Ctx) interfaceRequest(routerID string, body map[string]any) (router Object, subnetID, portID string, err error) {
+	if router, err = c.loadOwnRouter(routerID); err != nil {
+		return nil, "", "", err
+	}
+	subnetID, portID, err = interfaceArgs(body)
+	return router, subnetID, portID, err
+}
+
 func interfaceArgs(body map[string]any) (subnetID, portID string, err error) {
 	for k := range body {
 		if k != "subnet_id" && k != "port_id" {
@@ -497,11 +503,7 @@ func interfaceArgs(body map[string]any) (subnetID, portID string, err error) {
 
 // RemoveRouterInterface detaches a subnet or port from a router.
 func (s *Service) RemoveRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
-	router, err := c.loadOwnRouter(routerID)
-	if err != nil {
-		return nil, err
-	}
-	subnetID, portID, err := interfaceArgs(body)
+	router, subnetID, portID, err := c.interfaceRequest(routerID, body)
 	if err != nil {
 		return nil, err
 	}
