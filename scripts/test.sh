@@ -55,14 +55,14 @@ free_port() {  # first free loopback TCP port from $1
   echo $p
 }
 
-step "API tests (PostgreSQL)"
+step "store and API tests (PostgreSQL)"
 PGPORT=$(free_port 55432)
 # One retry on another port: a start can fail on a port taken in between.
 DSN=$(scripts/pg.sh start "$WORK/pg" "$PGPORT") || {
   PGPORT=$(free_port $((PGPORT + 1)))
   DSN=$(scripts/pg.sh start "$WORK/pg" "$PGPORT")
 }
-NEUTRINO_TEST_POSTGRES="$DSN" go test -count=1 ./internal/api/
+NEUTRINO_TEST_POSTGRES="$DSN" go test -count=1 ./internal/store/ ./internal/api/
 
 step "build"
 go build -o "$WORK/neutrino" ./cmd/neutrino

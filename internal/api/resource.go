@@ -214,7 +214,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *schema.Reso
 		cc := s.Core.NewCtx(r.Context(), tx)
 		out = out[:0]
 		for _, p := range parsed {
-			o, err := s.Core.Create(cc, res, p)
+			// A write may run more than once (see store.Write): each run
+			// gets its own copy of the input, which Create may consume.
+			o, err := s.Core.Create(cc, res, jsonx.Copy(p).(schema.Object))
 			if err != nil {
 				return err
 			}
@@ -254,7 +256,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, res *schema.Reso
 	var out schema.Ordered
 	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
 		cc := s.Core.NewCtx(r.Context(), tx)
-		o, err := s.Core.Update(cc, res, id, upd, want)
+		o, err := s.Core.Update(cc, res, id, jsonx.Copy(upd).(schema.Object), want)
 		if err != nil {
 			return err
 		}
@@ -389,6 +391,7 @@ func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action
 			add := action == "add_router_interface"
 			var ri *core.RouterInterface
 			var err error
+			in := jsonx.Copy(in).(map[string]any)
 			if add {
 				ri, err = s.Core.AddRouterInterface(cc, id, in)
 			} else {
@@ -399,7 +402,7 @@ func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action
 			}
 			out = ri.Render()
 		default:
-			o, err := s.Core.ExtraRoutes(cc, id, in, action == "add_extraroutes")
+			o, err := s.Core.ExtraRoutes(cc, id, jsonx.Copy(in).(map[string]any), action == "add_extraroutes")
 			if err != nil {
 				return err
 			}

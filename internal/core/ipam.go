@@ -193,13 +193,8 @@ func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
 	pools := subnetPools(sn)
 	sid := str(sn, "id")
 	claim := func(a netip.Addr) (bool, error) {
-		res, err := c.Tx.Exec("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+		return c.Tx.Claim("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?)", 2,
 			sid, a.String(), portID, str(sn, "network_id"))
-		if err != nil {
-			return false, err
-		}
-		n, err := res.RowsAffected()
-		return err == nil && n == 1, err
 	}
 	for _, pl := range pools {
 		size := new(big.Int).Sub(addrToInt(pl.End), addrToInt(pl.Start))
@@ -235,20 +230,18 @@ func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
 
 // allocate records ip for port in subnet; a taken address is a conflict.
 func (c *Ctx) allocate(sn Object, ip netip.Addr, portID string) error {
-	_, err := c.Tx.Exec("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?)",
+	ok, err := c.Tx.Claim("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?)", 2,
 		str(sn, "id"), ip.String(), portID, str(sn, "network_id"))
-	if isUnique(err) {
+	if err == nil && !ok {
 		return fault.Conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, str(sn, "id"))
 	}
 	return err
 }
 
 func (c *Ctx) releasePortIPs(portID string) error {
-	_, err := c.Tx.Exec("DELETE FROM ip_allocations WHERE port_id = ?", portID)
-	return err
+	return c.Tx.Do("DELETE FROM ip_allocations WHERE port_id = ?", portID)
 }
 
 func (c *Ctx) releaseIP(subnetID string, ip string) error {
-	_, err := c.Tx.Exec("DELETE FROM ip_allocations WHERE subnet_id = ? AND ip_address = ?", subnetID, ip)
-	return err
+	return c.Tx.Do("DELETE FROM ip_allocations WHERE subnet_id = ? AND ip_address = ?", subnetID, ip)
 }

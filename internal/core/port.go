@@ -195,12 +195,8 @@ func (s *Service) randomMAC() string {
 // a generated MAC that collides is replaced, a requested one is a conflict.
 func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) (string, error) {
 	for try := 0; ; try++ {
-		// ON CONFLICT keeps the transaction usable on PostgreSQL for a retry.
-		res, err := c.Tx.Exec("INSERT INTO mac_addresses (network_id, mac_address, port_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", networkID, mac, portID)
-		if err != nil {
-			return "", err
-		}
-		if n, err := res.RowsAffected(); err != nil || n == 1 {
+		ok, err := c.Tx.Claim("INSERT INTO mac_addresses (network_id, mac_address, port_id) VALUES (?, ?, ?)", 2, networkID, mac, portID)
+		if err != nil || ok {
 			return mac, err
 		}
 		if !generated || try > 16 {
@@ -563,7 +559,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		if str(cur, "binding:vif_type") != "unbound" && str(cur, "binding:host_id") != "" {
 			return nil, fault.Conflict("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, str(cur, "binding:vif_type"), str(cur, "mac_address"), mac)
 		}
-		if _, err := c.Tx.Exec("DELETE FROM mac_addresses WHERE network_id = ? AND port_id = ?", str(net, "id"), id); err != nil {
+		if err := c.Tx.Do("DELETE FROM mac_addresses WHERE network_id = ? AND port_id = ?", str(net, "id"), id); err != nil {
 			return nil, err
 		}
 		if _, err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
@@ -723,7 +719,7 @@ func removePort(c *Ctx, p Object) error {
 	if err := c.releasePortIPs(id); err != nil {
 		return err
 	}
-	if _, err := c.Tx.Exec("DELETE FROM mac_addresses WHERE port_id = ?", id); err != nil {
+	if err := c.Tx.Do("DELETE FROM mac_addresses WHERE port_id = ?", id); err != nil {
 		return err
 	}
 	return c.Tx.Delete(schema.Port.Kind, id)

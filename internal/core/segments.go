@@ -2,6 +2,7 @@ package core
 
 import (
 	"database/sql"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
@@ -97,7 +98,7 @@ func (d *rangeDriver) Validate(s *Segment) error {
 func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 	if d.typ == "flat" {
 		if err := c.insertSegment(s, networkID); err != nil {
-			if isUnique(err) {
+			if err == errSegmentTaken {
 				return fault.Conflict("FlatNetworkInUse", "Unable to create the flat network. Physical network %s is in use.", s.PhysicalNetwork)
 			}
 			return err
@@ -106,7 +107,7 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 	}
 	if s.SegmentationID != 0 {
 		if err := c.insertSegment(s, networkID); err != nil {
-			if isUnique(err) {
+			if err == errSegmentTaken {
 				if d.typ == "vlan" {
 					return fault.Conflict("VlanIdInUse", "Unable to create the network. The VLAN %d on physical network %s is in use.", s.SegmentationID, s.PhysicalNetwork)
 				}
@@ -146,17 +147,12 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 // then the lowest free id after an allocated one.
 func (c *Ctx) claimSegment(s *Segment, lo, hi int64, networkID string) (bool, error) {
 	try := func(id int64) (bool, error) {
-		res, err := c.Tx.Exec("INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+		ok, err := c.Tx.Claim("INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) VALUES (?, ?, ?, ?)", 3,
 			s.NetworkType, s.PhysicalNetwork, id, networkID)
-		if err != nil {
-			return false, err
-		}
-		n, err := res.RowsAffected()
-		if err == nil && n == 1 {
+		if ok {
 			s.SegmentationID = id
-			return true, nil
 		}
-		return false, err
+		return ok, err
 	}
 	for i := 0; i < 4; i++ {
 		if ok, err := try(lo + mrand.Int64N(hi-lo+1)); ok || err != nil {
@@ -177,15 +173,20 @@ AND NOT EXISTS (SELECT 1 FROM segment_allocations b WHERE b.network_type = a.net
 	return try(next.Int64)
 }
 
+// errSegmentTaken: a requested segment is allocated already.
+var errSegmentTaken = errors.New("segment in use")
+
 func (c *Ctx) insertSegment(s *Segment, networkID string) error {
-	_, err := c.Tx.Exec("INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) VALUES (?, ?, ?, ?)",
+	ok, err := c.Tx.Claim("INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) VALUES (?, ?, ?, ?)", 3,
 		s.NetworkType, s.PhysicalNetwork, s.SegmentationID, networkID)
+	if err == nil && !ok {
+		return errSegmentTaken
+	}
 	return err
 }
 
 func (c *Ctx) releaseSegments(networkID string) error {
-	_, err := c.Tx.Exec("DELETE FROM segment_allocations WHERE network_id = ?", networkID)
-	return err
+	return c.Tx.Do("DELETE FROM segment_allocations WHERE network_id = ?", networkID)
 }
 
 func (s *Service) initTypes() error {

@@ -355,7 +355,7 @@ func deleteSubnet(c *Ctx, cur Object) error {
 			return err
 		}
 	}
-	if _, err := c.Tx.Exec("DELETE FROM ip_allocations WHERE subnet_id = ?", id); err != nil {
+	if err := c.Tx.Do("DELETE FROM ip_allocations WHERE subnet_id = ?", id); err != nil {
 		return err
 	}
 	if err := c.Tx.Delete(schema.Subnet.Kind, id); err != nil {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -9,10 +10,20 @@ import (
 )
 
 // PostgreSQL writes run on one dedicated pgx connection (writers are
-// serialized anyway) so that statements can be pipelined: BEGIN travels with
-// the revision update, and the resource rows and change-log entries, which
-// nothing in the transaction reads back through SQL, travel with COMMIT. A
-// network create costs three round trips instead of five.
+// serialized anyway) so that statements can be pipelined.
+//
+// A write is first tried optimistically, in one round trip: it assumes the
+// in-memory view is current (revision V), runs the transaction against it,
+// and sends BEGIN, a guard that takes revision V+1 and fails unless the
+// revision row held V, the allocation claims (plain INSERTs that fail on a
+// taken key), the resource rows, the change-log entries and COMMIT together.
+// The view knows every allocation that was committed up to V, and the guard
+// holds the revision row until COMMIT, so a claim fails only when the
+// guard's assumption was wrong or a random candidate was taken. Any failure
+// before COMMIT leaves nothing behind; the write then runs again the careful
+// way: BEGIN with the revision update in one round trip, the view brought up
+// to date under that lock, each claim answered by the database (ON CONFLICT
+// DO NOTHING), and the rows with COMMIT.
 
 // Result is what Exec returns.
 type Result interface{ RowsAffected() (int64, error) }
@@ -32,9 +43,14 @@ type pgResult struct{ tag pgconn.CommandTag }
 
 func (r pgResult) RowsAffected() (int64, error) { return r.tag.RowsAffected(), nil }
 
-type pgRows struct{ pgx.Rows }
+type pgRows struct {
+	pgx.Rows
+	w *pgWriter
+}
 
-func (r pgRows) Close() error { r.Rows.Close(); return r.Rows.Err() }
+func (r pgRows) Close() error { r.Rows.Close(); return r.w.note(r.Rows.Err()) }
+
+func (r pgRows) Err() error { return r.w.note(r.Rows.Err()) }
 
 type errRow struct{ err error }
 
@@ -50,6 +66,9 @@ type pgWriter struct {
 	conn    *pgx.Conn
 	ctx     context.Context
 	pending []queued
+	spec    bool  // optimistic: claims are assumed to succeed
+	sent    bool  // statements of this transaction reached the server
+	failed  error // a statement failed: the transaction is aborted
 }
 
 // pgConn returns the writer connection, (re)connecting when needed. The
@@ -99,8 +118,39 @@ func (db *DB) dropPG(c *pgx.Conn) {
 	}
 }
 
+// specGuard takes the next revision only if the revision row still holds
+// the one the optimistic write assumed ($1 is that plus one): otherwise it
+// divides by zero, which aborts the transaction.
+const specGuard = "UPDATE revision SET rev = rev + 1 WHERE id = 1 RETURNING 1 / (rev = $1)::int"
+
+// beginSpec starts an optimistic write at revision rev; nothing is sent yet.
+func (db *DB) beginSpec(ctx context.Context, rev int64) (*pgWriter, error) {
+	c, err := db.pgConn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	w := &pgWriter{conn: c, ctx: ctx, spec: true}
+	w.queue("BEGIN")
+	w.queue(specGuard, rev)
+	return w, nil
+}
+
+// idle reports whether nothing but BEGIN and the guard is queued or sent.
+func (w *pgWriter) idle() bool { return !w.sent && len(w.pending) <= 2 }
+
+// note records a statement's failure: the transaction is aborted.
+func (w *pgWriter) note(err error) error {
+	if err != nil && w.failed == nil && !errors.Is(err, pgx.ErrNoRows) {
+		w.failed = err
+	}
+	return err
+}
+
 // flush sends the queued statements (before anything reads through SQL).
 func (w *pgWriter) flush() error {
+	if w.failed != nil {
+		return w.failed
+	}
 	if len(w.pending) == 0 {
 		return nil
 	}
@@ -109,7 +159,8 @@ func (w *pgWriter) flush() error {
 		b.Queue(p.q, p.args...)
 	}
 	w.pending = nil
-	return w.conn.SendBatch(w.ctx, b).Close()
+	w.sent = true
+	return w.note(w.conn.SendBatch(w.ctx, b).Close())
 }
 
 func (w *pgWriter) queue(q string, args ...any) { w.pending = append(w.pending, queued{q, args}) }
@@ -119,7 +170,7 @@ func (w *pgWriter) exec(q string, args ...any) (Result, error) {
 		return nil, err
 	}
 	tag, err := w.conn.Exec(w.ctx, q, args...)
-	return pgResult{tag}, err
+	return pgResult{tag}, w.note(err)
 }
 
 func (w *pgWriter) query(q string, args ...any) (Rows, error) {
@@ -128,26 +179,56 @@ func (w *pgWriter) query(q string, args ...any) (Rows, error) {
 	}
 	rows, err := w.conn.Query(w.ctx, q, args...)
 	if err != nil {
-		return nil, err
+		return nil, w.note(err)
 	}
-	return pgRows{rows}, nil
+	return pgRows{rows, w}, nil
 }
 
 func (w *pgWriter) queryRow(q string, args ...any) Row {
 	if err := w.flush(); err != nil {
 		return errRow{err}
 	}
-	return w.conn.QueryRow(w.ctx, q, args...)
+	return pgRow{w.conn.QueryRow(w.ctx, q, args...), w}
 }
 
-// commit sends what is queued and COMMIT together.
-func (w *pgWriter) commit() error {
-	w.queue("COMMIT")
-	err := w.flush()
-	if err != nil {
-		return err
+type pgRow struct {
+	pgx.Row
+	w *pgWriter
+}
+
+func (r pgRow) Scan(dest ...any) error { return r.w.note(r.Row.Scan(dest...)) }
+
+// commit sends what is queued and COMMIT together. aborted reports that the
+// server refused a statement before COMMIT, so nothing was committed and
+// the transaction only needs a ROLLBACK; otherwise an error leaves the
+// outcome unknown.
+func (w *pgWriter) commit() (aborted bool, err error) {
+	if w.failed != nil {
+		return true, w.failed
 	}
-	return nil
+	w.queue("COMMIT")
+	b := &pgx.Batch{}
+	for _, p := range w.pending {
+		b.Queue(p.q, p.args...)
+	}
+	n := len(w.pending)
+	w.pending = nil
+	w.sent = true
+	br := w.conn.SendBatch(w.ctx, b)
+	for i := 0; i < n; i++ {
+		if _, err = br.Exec(); err != nil {
+			var pe *pgconn.PgError
+			aborted = i < n-1 && errors.As(err, &pe)
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		w.failed = err
+	}
+	return aborted, err
 }
 
 // rollback ends the transaction; a connection that cannot is dropped.

@@ -162,6 +162,7 @@ type Tx struct {
 
 	overlay map[string]*ovEntry // write: this transaction's puts and deletes
 	pg      *pgWriter           // PostgreSQL write on the pipelined connection
+	claimed map[string]bool     // optimistic PostgreSQL write: claims made
 }
 
 type ovEntry struct {
@@ -232,9 +233,16 @@ func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (i
 	return db.committed(tx), nil
 }
 
-// writePG is write on PostgreSQL: the revision row, taken first, orders
-// every writer across servers by commit.
+// writePG is write on PostgreSQL: optimistically in one round trip when
+// the view is loaded (see pgwrite.go), else, or when that fails, with the
+// revision row taken first, which orders every writer across servers.
 func (db *DB) writePG(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
+	if rev, ok := db.view.revision(); ok {
+		n, err, retry := db.writeSpec(ctx, fn, rev+1)
+		if !retry {
+			return n, err
+		}
+	}
 	w, rev, err := db.beginPG(ctx)
 	if err != nil {
 		return 0, err
@@ -252,13 +260,63 @@ func (db *DB) writePG(ctx context.Context, fn func(tx *Tx) error) (int64, error)
 	if err := fn(tx); err != nil {
 		return 0, err
 	}
-	if err := w.commit(); err != nil {
+	if aborted, err := w.commit(); err != nil {
+		if aborted {
+			return 0, fmt.Errorf("store: commit: %w", err)
+		}
 		db.dropPG(w.conn) // the outcome is unknown: start afresh
 		done = true
 		return 0, fmt.Errorf("store: commit: %w", err)
 	}
 	done = true
 	return db.committed(tx), nil
+}
+
+// writeSpec runs fn optimistically at revision rev (the view's plus one).
+// retry asks for the careful path: the view was not current, a claim
+// failed, or fn failed in a way a current view might not have.
+func (db *DB) writeSpec(ctx context.Context, fn func(tx *Tx) error, rev int64) (n int64, err error, retry bool) {
+	w, err := db.beginSpec(ctx, rev)
+	if err != nil {
+		return 0, err, false
+	}
+	tx := &Tx{db: db, write: true, ctx: ctx, pg: w, rev: rev, overlay: map[string]*ovEntry{}}
+	done := false
+	defer func() {
+		if !done && w.sent {
+			db.rollbackPG(w)
+		}
+	}()
+	if err := fn(tx); err != nil {
+		// An error found in a stale view (another server wrote since)
+		// may not stand: it does if the guard went through, or if the
+		// revision has not moved; else the careful path, which catches up
+		// first, decides.
+		if w.failed != nil {
+			return 0, err, true
+		}
+		if !w.sent {
+			var cur int64
+			if e := w.conn.QueryRow(ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&cur); e != nil || cur != rev-1 {
+				return 0, err, true
+			}
+		}
+		return 0, err, false
+	}
+	if tx.seq == 0 && w.idle() {
+		done = true
+		return 0, nil, false // nothing to write
+	}
+	if aborted, err := w.commit(); err != nil {
+		if aborted {
+			return 0, err, true
+		}
+		db.dropPG(w.conn) // the outcome is unknown: start afresh
+		done = true
+		return 0, fmt.Errorf("store: commit: %w", err), false
+	}
+	done = true
+	return db.committed(tx), nil, false
 }
 
 // committed publishes a committed write to the view and to watchers.
@@ -366,6 +424,45 @@ func (tx *Tx) QueryRow(q string, args ...any) Row {
 		return errRow{tx.err}
 	}
 	return t.QueryRow(tx.db.rebind(q), args...)
+}
+
+// Claim inserts a row into an allocation table and reports whether its key
+// was free; a taken key changes nothing. q is an INSERT whose first keyCols
+// values are the table's primary key (the thing allocated). In an optimistic PostgreSQL write the claim is
+// sent with COMMIT and assumed to succeed: if the key was taken after all,
+// the whole write runs again and this claim is answered then.
+func (tx *Tx) Claim(q string, keyCols int, args ...any) (bool, error) {
+	if tx.pg != nil && tx.pg.spec {
+		// Keys claimed earlier in this transaction are known to be taken.
+		key := fmt.Sprint(q, args[:keyCols])
+		if tx.claimed[key] {
+			return false, nil
+		}
+		if tx.claimed == nil {
+			tx.claimed = map[string]bool{}
+		}
+		tx.claimed[key] = true
+		tx.pg.queue(tx.db.rebind(q), args...)
+		return true, nil
+	}
+	res, err := tx.Exec(q+" ON CONFLICT DO NOTHING", args...)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return err == nil && n == 1, err
+}
+
+// Do runs a statement whose result is not needed (on PostgreSQL it is sent
+// with the next statement that needs an answer, or with COMMIT).
+func (tx *Tx) Do(q string, args ...any) error {
+	tx.claimed = nil // it may free a key claimed before
+	if tx.pg != nil {
+		tx.pg.queue(tx.db.rebind(q), args...)
+		return nil
+	}
+	_, err := tx.Exec(q, args...)
+	return err
 }
 
 // prepare readies statements for later SQLite writes (the writer lock is

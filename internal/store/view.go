@@ -201,6 +201,13 @@ func (v *view) load(ctx context.Context, db *DB) error {
 	return nil
 }
 
+// revision returns the revision the view is at, if it is loaded.
+func (v *view) revision() (int64, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.rev, v.loaded
+}
+
 // applyCommitted applies a write this process just committed at rev, when
 // the view is exactly one revision behind (otherwise the next read syncs
 // from the log).
