@@ -185,6 +185,7 @@ func timed(n int, fn func(i int) error) benchStat {
 type benchClient struct {
 	base, token string
 	hc          *http.Client
+	buf         bytes.Buffer // response bodies, reused (the client is sequential)
 }
 
 func (c *benchClient) do(method, path string, body, out any) error {
@@ -205,7 +206,12 @@ func (c *benchClient) do(method, path string, body, out any) error {
 		return err
 	}
 	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
+	c.buf.Reset()
+	if resp.ContentLength > 0 {
+		c.buf.Grow(int(resp.ContentLength))
+	}
+	c.buf.ReadFrom(resp.Body)
+	data := c.buf.Bytes()
 	if resp.StatusCode >= 300 {
 		return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, data)
 	}

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -70,7 +71,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := jsonx.Append(make([]byte, 0, 1024), v)
+	bp := bodies.Get().(*[]byte)
+	b, err := jsonx.Append((*bp)[:0], v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"NeutronError": {"type": "HTTPInternalServerError", "message": "encoding failed", "detail": ""}}`)
 	}
@@ -78,7 +80,16 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(status)
 	w.Write(b)
+	if err == nil && cap(b) <= 1<<20 {
+		*bp = b
+		bodies.Put(bp)
+	}
 }
+
+// bodies recycles response buffers: a list page is tens of kilobytes, and
+// growing a fresh buffer for each was a large share of the garbage a read
+// made.
+var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // writeError renders err in Neutron's format; unknown errors are 500s.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
