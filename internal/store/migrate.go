@@ -99,7 +99,10 @@ const sqliteOnly = "-- sqlite only\n"
 
 // Migrate applies the migrations not yet applied and returns how many ran.
 func (db *DB) Migrate(ctx context.Context) (int, error) {
-	if _, err := db.w.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)"); err != nil {
+	if _, err := db.write(ctx, func(tx *Tx) error {
+		_, err := tx.Exec("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)")
+		return err
+	}, false); err != nil {
 		return 0, fmt.Errorf("store: migrate: %w", err)
 	}
 	applied := 0

@@ -56,7 +56,7 @@ type DB struct {
 
 	view view // every resource, current to the newest revision read
 
-	stmts sync.Map // SQLite writer: query -> prepared statement
+	wc *wconn // SQLite writer connection (guarded by wmu)
 
 	dsn string    // PostgreSQL: for the writer connection
 	pgw *pgx.Conn // PostgreSQL writer connection (guarded by wmu)
@@ -114,6 +114,10 @@ func Open(dsn string) (*DB, error) {
 // Close releases the connections.
 func (db *DB) Close() error {
 	db.wmu.Lock()
+	if db.wc != nil {
+		db.wc.close()
+		db.wc = nil
+	}
 	if db.pgw != nil {
 		db.pgw.Close(context.Background())
 		db.pgw = nil
@@ -158,8 +162,7 @@ type Tx struct {
 	ctx     context.Context
 	err     error // a read snapshot that could not be opened
 
-	toPrepare []string // SQLite write statements to prepare once the writer is free
-
+	wc      *wconn              // SQLite write on the pinned writer connection
 	overlay map[string]*ovEntry // write: this transaction's puts and deletes
 	pg      *pgWriter           // PostgreSQL write on the pipelined connection
 	claimed map[string]bool     // optimistic PostgreSQL write: claims made
@@ -185,42 +188,28 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (int64, error) {
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
-	if db.Dialect == Postgres && useView {
+	if db.Dialect == SQLite {
+		return db.writeSQLite(ctx, fn, useView)
+	}
+	if useView {
 		return db.writePG(ctx, fn)
 	}
+	// PostgreSQL without the view (migrations): a plain transaction under
+	// an advisory lock.
 	sqltx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("store: begin: %w", err)
 	}
 	tx := &Tx{db: db, tx: sqltx, write: true, ctx: ctx}
-	fail := func(what string, err error) (int64, error) {
-		sqltx.Rollback()
-		return 0, fmt.Errorf("store: %s: %w", what, err)
-	}
-	var base int64
-	switch {
-	case db.Dialect == Postgres:
-		if _, err := sqltx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7471)"); err != nil {
-			return fail("lock", err)
-		}
-	case useView:
-		if err := sqltx.QueryRowContext(ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&base); err != nil {
-			return fail("revision", err)
-		}
-	}
-	if useView {
-		if err := db.view.sync(ctx, db, base, true); err != nil {
-			return fail("sync", err)
-		}
-		tx.overlay = map[string]*ovEntry{}
-	}
-	defer func() { db.prepare(tx.toPrepare) }()
 	done := false
 	defer func() {
 		if !done { // fn panicked: free the connection before anything else
 			sqltx.Rollback()
 		}
 	}()
+	if _, err := sqltx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7471)"); err != nil {
+		return 0, fmt.Errorf("store: lock: %w", err)
+	}
 	err = fn(tx)
 	done = true
 	if err != nil {
@@ -382,8 +371,8 @@ func (tx *Tx) Exec(q string, args ...any) (Result, error) {
 	if tx.pg != nil {
 		return tx.pg.exec(tx.db.rebind(q), args...)
 	}
-	if st := tx.prepared(q); st != nil {
-		return st.Exec(args...)
+	if tx.wc != nil {
+		return tx.wc.exec(tx.ctx, q, args...)
 	}
 	t := tx.sql()
 	if t == nil {
@@ -397,8 +386,8 @@ func (tx *Tx) Query(q string, args ...any) (Rows, error) {
 	if tx.pg != nil {
 		return tx.pg.query(tx.db.rebind(q), args...)
 	}
-	if st := tx.prepared(q); st != nil {
-		return st.Query(args...)
+	if tx.wc != nil {
+		return tx.wc.query(tx.ctx, q, args...)
 	}
 	t := tx.sql()
 	if t == nil {
@@ -416,8 +405,8 @@ func (tx *Tx) QueryRow(q string, args ...any) Row {
 	if tx.pg != nil {
 		return tx.pg.queryRow(tx.db.rebind(q), args...)
 	}
-	if st := tx.prepared(q); st != nil {
-		return st.QueryRow(args...)
+	if tx.wc != nil {
+		return tx.wc.queryRow(tx.ctx, q, args...)
 	}
 	t := tx.sql()
 	if t == nil {
@@ -463,36 +452,6 @@ func (tx *Tx) Do(q string, args ...any) error {
 	}
 	_, err := tx.Exec(q, args...)
 	return err
-}
-
-// prepare readies statements for later SQLite writes (the writer lock is
-// held, so no other transaction is using the connection).
-func (db *DB) prepare(qs []string) {
-	for _, q := range qs {
-		if _, ok := db.stmts.Load(q); ok {
-			continue
-		}
-		if st, err := db.w.Prepare(q); err == nil {
-			db.stmts.Store(q, st)
-		}
-	}
-}
-
-// prepared returns q as a statement of this SQLite write transaction,
-// prepared once on the single writer connection (parsing SQL is a large part
-// of a small write's cost). PostgreSQL's driver caches statements itself.
-func (tx *Tx) prepared(q string) *sql.Stmt {
-	if !tx.write || tx.db.Dialect != SQLite || len(q) > 2000 {
-		return nil
-	}
-	v, ok := tx.db.stmts.Load(q)
-	if !ok {
-		// The writer connection is busy with this transaction: prepare
-		// after it ends.
-		tx.toPrepare = append(tx.toPrepare, q)
-		return nil
-	}
-	return tx.tx.Stmt(v.(*sql.Stmt))
 }
 
 // Strings runs a query whose rows are one text column.
