@@ -28,7 +28,7 @@ func TestVersionsAndExtensions(t *testing.T) {
 		if one["alias"] != "security-group" {
 			t.Fatalf("extension: %v", one)
 		}
-		e.fault(e.do(userA, "GET", "/v2.0/extensions/metering", nil), 404, "HTTPNotFound") // not implemented
+		e.fault(e.do(userA, "GET", "/v2.0/extensions/fwaas_v2", nil), 404, "HTTPNotFound") // not implemented
 	})
 }
 

@@ -257,3 +257,52 @@ func TestL3Failover(t *testing.T) {
 		})
 	}
 }
+
+func TestMeteringLabelsAndRules(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		lbl := e.must(201, e.do(admin, "POST", "/v2.0/metering/metering-labels", map[string]any{"metering_label": map[string]any{"name": "web", "description": "d"}}), "metering_label")
+		if lbl["shared"] != false || lbl["tenant_id"] != lbl["project_id"] || lbl["created_at"] != nil {
+			t.Fatalf("label %v", lbl)
+		}
+		id := lbl["id"].(string)
+		rule := func(body map[string]any) resp {
+			body["metering_label_id"] = id
+			return e.do(admin, "POST", "/v2.0/metering/metering-label-rules", map[string]any{"metering_label_rule": body})
+		}
+		r1 := e.must(201, rule(map[string]any{"direction": "ingress", "remote_ip_prefix": "198.51.100.0/24"}), "metering_label_rule")
+		if r1["excluded"] != false || r1["source_ip_prefix"] != nil || r1["project_id"] != nil {
+			t.Fatalf("rule %v", r1)
+		}
+		e.fault(rule(map[string]any{"direction": "ingress", "remote_ip_prefix": "198.51.100.128/25"}), 409, "MeteringLabelRuleOverlaps")
+		e.must(201, rule(map[string]any{"direction": "egress", "remote_ip_prefix": "198.51.100.128/25"}), "metering_label_rule")
+		e.must(201, rule(map[string]any{"direction": "ingress", "remote_ip_prefix": "198.51.100.7/32", "excluded": true}), "metering_label_rule")
+		e.must(201, rule(map[string]any{"direction": "egress", "source_ip_prefix": "10.0.0.0/8", "destination_ip_prefix": "203.0.113.0/24"}), "metering_label_rule")
+		e.fault(rule(map[string]any{"remote_ip_prefix": "10.1.0.0/16"}), 400, "HTTPBadRequest")
+		e.fault(rule(map[string]any{"direction": "ingress"}), 400, "HTTPBadRequest")
+		e.fault(rule(map[string]any{"direction": "ingress", "remote_ip_prefix": "10.1.0.0/16", "source_ip_prefix": "10.2.0.0/16"}), 400, "HTTPBadRequest")
+		e.fault(rule(map[string]any{"direction": "sideways", "remote_ip_prefix": "10.1.0.0/16"}), 400, "HTTPBadRequest")
+		e.fault(rule(map[string]any{"direction": "ingress", "remote_ip_prefix": "not-a-prefix"}), 400, "HTTPBadRequest")
+		e.fault(e.do(admin, "POST", "/v2.0/metering/metering-label-rules", map[string]any{"metering_label_rule": map[string]any{
+			"metering_label_id": "00000000-0000-0000-0000-000000000000", "direction": "ingress", "remote_ip_prefix": "10.1.0.0/16"}}), 404, "MeteringLabelNotFound")
+		e.fault(e.do(admin, "PUT", "/v2.0/metering/metering-labels/"+id, map[string]any{"metering_label": map[string]any{"name": "x"}}), 400, "HTTPBadRequest")
+		if l := e.list(admin, "/v2.0/metering/metering-label-rules?metering_label_id="+id, "metering_label_rules"); len(l) != 4 {
+			t.Fatalf("%d rules, want 4", len(l))
+		}
+		if l := e.list(admin, "/v2.0/metering/metering-labels?id=33", "metering_labels"); len(l) != 0 {
+			t.Fatalf("filter id=33 matched %v", l)
+		}
+		// Metering is the admin's: others see nothing and change nothing.
+		if l := e.list(userA, "/v2.0/metering/metering-labels", "metering_labels"); len(l) != 0 {
+			t.Fatalf("a project sees labels: %v", l)
+		}
+		e.fault(e.do(userA, "GET", "/v2.0/metering/metering-labels/"+id, nil), 404, "MeteringLabelNotFound")
+		e.fault(e.do(userA, "DELETE", "/v2.0/metering/metering-labels/"+id, nil), 404, "MeteringLabelNotFound")
+		e.fault(e.do(userA, "POST", "/v2.0/metering/metering-labels", map[string]any{"metering_label": map[string]any{"name": "mine"}}), 403, "PolicyNotAuthorized")
+		e.fault(e.do(admin, "GET", "/v2.0/metering-labels", nil), 404, "HTTPNotFound")
+		// A label goes with its rules.
+		e.must(204, e.do(admin, "DELETE", "/v2.0/metering/metering-labels/"+id, nil), "")
+		if l := e.list(admin, "/v2.0/metering/metering-label-rules", "metering_label_rules"); len(l) != 0 {
+			t.Fatalf("rules outlived their label: %v", l)
+		}
+	})
+}

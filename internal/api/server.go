@@ -126,6 +126,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Openstack-Request-Id", reqID)
 	path := strings.TrimSuffix(r.URL.Path, ".json")
 	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) > 2 && parts[1] == "metering" {
+		// /v2.0/metering/metering-labels: one collection path of two segments.
+		parts = append([]string{parts[0], parts[1] + "/" + parts[2]}, parts[3:]...)
+	}
 	collection := ""
 	if len(parts) > 1 {
 		collection = parts[1]

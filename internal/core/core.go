@@ -65,6 +65,8 @@ type kindHandler struct {
 	list func(c *Ctx, f store.Filter) ([]Object, error)
 	// quota names the quota resource counted on create ("" for none).
 	quota string
+	// adminOnly: only admins see or change these (metering).
+	adminOnly bool
 }
 
 func (s *Service) handler(r *schema.Resource) *kindHandler {
@@ -89,6 +91,10 @@ func (s *Service) handler(r *schema.Resource) *kindHandler {
 		return &kindHandler{create: createRouter, update: updateRouter, delete: deleteRouter, quota: "router"}
 	case schema.FloatingIP:
 		return &kindHandler{create: createFloatingIP, update: updateFloatingIP, delete: deleteFloatingIP, quota: "floatingip"}
+	case schema.MeteringLabel:
+		return &kindHandler{create: createMeteringLabel, delete: deleteMeteringLabel, adminOnly: true}
+	case schema.MeteringLabelRule:
+		return &kindHandler{create: createMeteringRule, delete: deleteMeteringRule, adminOnly: true}
 	}
 	return nil
 }
@@ -116,6 +122,10 @@ func notFound(r *schema.Resource, id string) error {
 		return fault.New(http.StatusNotFound, "RouterNotFound", "Router %s could not be found", id)
 	case schema.FloatingIP:
 		return fault.New(http.StatusNotFound, "FloatingIPNotFound", "Floating IP %s could not be found", id)
+	case schema.MeteringLabel:
+		return fault.New(http.StatusNotFound, "MeteringLabelNotFound", "Metering label '%s' does not exist.", id)
+	case schema.MeteringLabelRule:
+		return fault.New(http.StatusNotFound, "MeteringLabelRuleNotFound", "Metering label rule '%s' does not exist.", id)
 	}
 	return fault.New(http.StatusNotFound, "NotFound", "%s %s could not be found.", r.Member, id)
 }
@@ -168,6 +178,9 @@ func (c *Ctx) canSee(r *schema.Resource, h *kindHandler, o Object) bool {
 	if c.Admin {
 		return true
 	}
+	if h.adminOnly {
+		return false
+	}
 	p, _ := o["project_id"].(string)
 	if p == c.ProjectID {
 		return true
@@ -193,6 +206,9 @@ func (s *Service) Get(c *Ctx, r *schema.Resource, id string) (Object, error) {
 // List returns the resources matching f that the caller may see.
 func (s *Service) List(c *Ctx, r *schema.Resource, f store.Filter) ([]Object, error) {
 	h := s.handler(r)
+	if !c.Admin && h.adminOnly {
+		return nil, nil
+	}
 	if !c.Admin && h.list != nil {
 		return h.list(c, f)
 	}
@@ -229,6 +245,9 @@ func (s *Service) List(c *Ctx, r *schema.Resource, f store.Filter) ([]Object, er
 // Create makes one resource from a parsed request item.
 func (s *Service) Create(c *Ctx, r *schema.Resource, in Object) (Object, error) {
 	h := s.handler(r)
+	if h.adminOnly && !c.Admin {
+		return nil, fault.Forbidden("rule:create_%s is disallowed by policy", r.Member)
+	}
 	project, _ := in["project_id"].(string)
 	if h.quota != "" && project != "" {
 		if err := c.checkQuota(h.quota, r.Kind, project, 1); err != nil {

@@ -213,6 +213,22 @@ func CIDR(name string, v any) (any, error) {
 	return p.String(), nil
 }
 
+// PrefixOrNull accepts null or an IP prefix, kept as written (host bits
+// and all, as Neutron keeps a metering rule's prefixes).
+func PrefixOrNull(name string, v any) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return nil, invalid("'%s' is not a valid IP subnet", render(v))
+	}
+	if _, err := netip.ParsePrefix(s); err != nil {
+		return nil, invalid("'%s' is not a valid IP subnet", s)
+	}
+	return s, nil
+}
+
 // CIDRLoose accepts an address or prefix and normalizes it to the masked
 // prefix (as security group rules and address pairs do).
 func CIDRLoose(name string, v any) (any, error) {

@@ -196,6 +196,29 @@ var (
 	}}
 )
 
+// Metering labels and their rules (admin-only; neither can be updated).
+var (
+	MeteringLabel = &Resource{Member: "metering_label", Collection: "metering_labels", Path: "metering/metering-labels", Kind: "metering_label", Attrs: []*Attr{
+		sorted(ro("id")),
+		sorted(post("name", String(255), "")),
+		sorted(post("description", String(1024), "")),
+		sorted(post("shared", Bool, false)),
+		sorted(post("project_id", ProjectID, nil)),
+		sorted(post("tenant_id", ProjectID, nil)),
+	}}
+
+	MeteringLabelRule = &Resource{Member: "metering_label_rule", Collection: "metering_label_rules", Path: "metering/metering-label-rules", Kind: "metering_label_rule",
+		Parent: "metering_label_id", Attrs: []*Attr{
+			sorted(ro("id")),
+			sorted(required("metering_label_id", UUID)),
+			sorted(required("direction", OneOf("ingress", "egress"))),
+			sorted(post("remote_ip_prefix", PrefixOrNull, nil)),
+			sorted(post("source_ip_prefix", PrefixOrNull, nil)),
+			sorted(post("destination_ip_prefix", PrefixOrNull, nil)),
+			sorted(post("excluded", Bool, false)),
+		}}
+)
+
 // Agent is a host agent, registered by its own reports (not created through
 // the API); admins may change admin_state_up and description, or delete it.
 var Agent = &Resource{Member: "agent", Collection: "agents", Kind: "agent", Attrs: []*Attr{
@@ -216,13 +239,15 @@ var Agent = &Resource{Member: "agent", Collection: "agents", Kind: "agent", Attr
 }}
 
 // All lists every resource served through the generic collection routes.
-var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy, Agent, Router, FloatingIP}
+var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy, Agent, Router, FloatingIP, MeteringLabel, MeteringLabelRule}
 
 func init() {
 	Agent.index()
 	SecurityGroup.Path = "security-groups"
 	SecurityGroupRule.index()
 	RBACPolicy.index()
+	MeteringLabel.index()
+	MeteringLabelRule.index()
 }
 
 // ByPath finds a resource by its URL collection segment.

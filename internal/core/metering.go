@@ -1,0 +1,89 @@
+package core
+
+import (
+	"net/http"
+	"net/netip"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// Metering labels count the traffic that crosses routers' external
+// gateways: a label applies to every router of its project (a shared
+// label to every router), its rules choose the traffic by direction and
+// prefix. The L3 agents count it (nftables counters in the router
+// namespaces) and report the counts, which the server exports as metrics.
+
+func createMeteringLabel(c *Ctx, in Object) (Object, error) {
+	o := Object{"id": in["id"], "name": str(in, "name"), "description": str(in, "description"),
+		"shared": in["shared"] == true, "project_id": in["project_id"]}
+	if err := c.Tx.Put(schema.MeteringLabel.Kind, "", o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// deleteMeteringLabel removes the label with its rules.
+func deleteMeteringLabel(c *Ctx, cur Object) error {
+	rules, err := c.Tx.List(schema.MeteringLabelRule.Kind, store.Filter{Parent: str(cur, "id")})
+	if err != nil {
+		return err
+	}
+	for _, r := range rules {
+		if err := c.Tx.Delete(schema.MeteringLabelRule.Kind, str(r, "id")); err != nil {
+			return err
+		}
+	}
+	return c.Tx.Delete(schema.MeteringLabel.Kind, str(cur, "id"))
+}
+
+func createMeteringRule(c *Ctx, in Object) (Object, error) {
+	label := str(in, "metering_label_id")
+	if _, err := c.load(schema.MeteringLabel, label); err != nil {
+		return nil, err
+	}
+	remote, src, dst := in["remote_ip_prefix"], in["source_ip_prefix"], in["destination_ip_prefix"]
+	if remote != nil && (src != nil || dst != nil) {
+		return nil, fault.BadRequest("Cannot use 'remote-ip-prefix' in conjunction with 'source-ip-prefix' or 'destination-ip-prefix'.")
+	}
+	if remote == nil && src == nil && dst == nil {
+		return nil, fault.BadRequest("You must define at least one of the following parameters 'remote_ip_prefix', or 'source_ip_prefix' or 'destination_ip_prefix'.")
+	}
+	if s, d := str(in, "source_ip_prefix"), str(in, "destination_ip_prefix"); s != "" && d != "" {
+		ps, _ := netip.ParsePrefix(s)
+		pd, _ := netip.ParsePrefix(d)
+		if ps.Addr().Is4() != pd.Addr().Is4() {
+			return nil, fault.BadRequest("The source_ip_prefix %s and destination_ip_prefix %s are of different IP versions.", s, d)
+		}
+	}
+	if remote != nil {
+		// A label's remote prefixes of one direction and kind may not
+		// overlap: a packet would be counted (or excluded) twice.
+		p, _ := netip.ParsePrefix(str(in, "remote_ip_prefix"))
+		others, err := c.Tx.List(schema.MeteringLabelRule.Kind, store.Filter{Parent: label})
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range others {
+			q, err := netip.ParsePrefix(str(r, "remote_ip_prefix"))
+			if err != nil || str(r, "direction") != str(in, "direction") || r["excluded"] != (in["excluded"] == true) {
+				continue
+			}
+			if p.Overlaps(q) {
+				return nil, fault.New(http.StatusConflict, "MeteringLabelRuleOverlaps",
+					"Metering label rule with remote_ip_prefix '%s' overlaps another.", str(in, "remote_ip_prefix"))
+			}
+		}
+	}
+	o := Object{"id": in["id"], "metering_label_id": label, "direction": str(in, "direction"),
+		"remote_ip_prefix": remote, "source_ip_prefix": src, "destination_ip_prefix": dst, "excluded": in["excluded"] == true}
+	if err := c.Tx.Put(schema.MeteringLabelRule.Kind, label, o); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+func deleteMeteringRule(c *Ctx, cur Object) error {
+	return c.Tx.Delete(schema.MeteringLabelRule.Kind, str(cur, "id"))
+}
