@@ -63,6 +63,9 @@ type Agent struct {
 
 	mu    sync.Mutex // token is shared by the heartbeat and the sync loop
 	token string
+
+	mmu    sync.Mutex        // meters are read by the heartbeat
+	meters map[string]*meter // metering per router namespace
 }
 
 // New opens the host's kernel.
@@ -79,7 +82,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	h.Physnets = cfg.Physnets
 	return &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, wired: map[string]dataplane.Network{},
-		dhcp: map[string]*dhcpServer{}, routers: map[string]*routerState{}}, nil
+		dhcp: map[string]*dhcpServer{}, routers: map[string]*routerState{}, meters: map[string]*meter{}}, nil
 }
 
 // Close stops the DHCP responders (their namespaces stay, so an agent
@@ -200,6 +203,11 @@ func (a *Agent) heartbeat(ctx context.Context) {
 				report["start_flag"] = false
 			}
 		}
+		if a.cfg.L3 {
+			if err := a.ReportMetering(ctx); err != nil && ctx.Err() == nil {
+				a.cfg.Log.Warn("metering report failed", "err", err)
+			}
+		}
 		sleep(ctx, a.cfg.Interval)
 		if ctx.Err() != nil {
 			return
@@ -308,7 +316,7 @@ func (in *interest) relevant(c change) bool {
 		return ok && vtep != str(conf, "tunneling_ip")
 	case "dhcp_binding":
 		return in.dhcp
-	case "router", "floatingip", "l3_binding":
+	case "router", "floatingip", "l3_binding", "metering_label", "metering_label_rule":
 		return in.l3
 	}
 	return false

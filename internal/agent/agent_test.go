@@ -645,6 +645,56 @@ func TestRoutersThroughAPI(t *testing.T) {
 	if out, _ := lab.Output("upstream", "nft", "list", "chain", "ip", "seen", "in"); !strings.Contains(out, "packets") || strings.Contains(out, "packets 0 ") {
 		t.Fatalf("the upstream host did not see the router's address %s:\n%s", gwIP, out)
 	}
+	// Metering: a label of the router's project counts the traffic with
+	// the upstream host at the gateway, both ways; a shared label whose
+	// excluded prefix covers the upstream host counts none of it.
+	meterLabel := func(body map[string]any, rules ...map[string]any) string {
+		l := post(t, url+"/v2.0/metering/metering-labels", "POST", map[string]any{"metering_label": body})["metering_label"].(map[string]any)
+		for _, r := range rules {
+			r["metering_label_id"] = l["id"]
+			post(t, url+"/v2.0/metering/metering-label-rules", "POST", map[string]any{"metering_label_rule": r})
+		}
+		return l["id"].(string)
+	}
+	up := meterLabel(map[string]any{"name": "upstream", "tenant_id": router["project_id"]},
+		map[string]any{"direction": "egress", "remote_ip_prefix": "203.0.113.0/24"},
+		map[string]any{"direction": "ingress", "remote_ip_prefix": "203.0.113.0/24"})
+	other := meterLabel(map[string]any{"name": "elsewhere", "shared": true, "tenant_id": "someone-else"},
+		map[string]any{"direction": "egress", "remote_ip_prefix": "203.0.113.0/24", "excluded": true},
+		map[string]any{"direction": "egress", "remote_ip_prefix": "0.0.0.0/0"})
+	counted := func(label, dir string) (float64, bool) {
+		resp, err := http.Get(url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(body), "\n") {
+			if strings.HasPrefix(line, "neutrino_metering_label_packets_total{") && strings.Contains(line, `label_id="`+label+`"`) &&
+				strings.Contains(line, `direction="`+dir+`"`) && strings.Contains(line, `router_id="`+rid+`"`) {
+				v, err := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+				return v, err == nil
+			}
+		}
+		return 0, false
+	}
+	metered := time.Now().Add(15 * time.Second)
+	for {
+		lab.Run("vm1", "ping", "-c", "1", "-W", "1", "203.0.113.1")
+		out, _ := counted(up, "egress")
+		in, _ := counted(up, "ingress")
+		if out >= 3 && in >= 3 {
+			break
+		}
+		if time.Now().After(metered) {
+			rules, _ := exec.Command("ip", "netns", "exec", lab.Name("network-1")+"-r"+rid[:8], "nft", "list", "table", "inet", "neutrino-metering").CombinedOutput()
+			st := post(t, url+"/neutrino/v1/hosts/network-1/state", "GET", nil)
+			t.Fatalf("label %s counted %v packets out, %v in; router's table:\n%s\nlabels: %v", up, out, in, rules, st["metering_labels"])
+		}
+	}
+	if v, ok := counted(other, "egress"); !ok || v != 0 {
+		t.Fatalf("the excluded prefix was counted (%v) or its label not applied (%v)", v, ok)
+	}
 	// A floating IP chosen by address reaches vm2 from outside.
 	fip := post(t, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": pub["id"],
 		"floating_ip_address": "203.0.113.50", "port_id": vms[1].port}})["floatingip"].(map[string]any)

@@ -75,8 +75,9 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 				used = append(used, subnets[str(f, "subnet_id")])
 			}
 		}
-		err := once("router "+ns, fmt.Sprint(r, ports, fips, used), func() error {
-			return a.ensureRouter(ctx, ns, r, ports, fips, subnets, nets)
+		labels := labelsFor(r, st.MeteringLabels)
+		err := once("router "+ns, fmt.Sprint(r, ports, fips, used, labels), func() error {
+			return a.ensureRouter(ctx, ns, r, ports, fips, subnets, nets, labels)
 		})
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("router %s: %v", str(r, "id"), err))
@@ -90,6 +91,7 @@ func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string
 		}
 		delete(a.applied, "router "+ns)
 		delete(a.routers, ns)
+		a.dropMeter(ns)
 	})
 	return errs
 }
@@ -101,7 +103,7 @@ type routerState struct {
 	ra        map[string]*raSender
 }
 
-func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any, nets map[string]dataplane.Network) error {
+func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any, nets map[string]dataplane.Network, labels []map[string]any) error {
 	rs := a.routers[ns]
 	if nh, err := netns.GetFromName(ns); err == nil {
 		nh.Close()
@@ -113,6 +115,7 @@ func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, p
 			rs.stop() // its sockets belong to the namespace that vanished
 		}
 		rs = nil
+		a.dropMeter(ns) // its table went with the namespace
 	}
 	if rs == nil {
 		for _, k := range []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0",
@@ -196,6 +199,9 @@ func (a *Agent) ensureRouter(ctx context.Context, ns string, r map[string]any, p
 	// itself for lack of its DNAT rule.
 	if err := rs.setNAT(ns, r, gwDev, gwIPs, internal, fips); err != nil {
 		return err
+	}
+	if err := a.setMetering(ns, str(r, "id"), gwDev, labels); err != nil {
+		return fmt.Errorf("metering: %w", err)
 	}
 	devs := make([]string, 0, len(addrs))
 	for dev := range addrs {

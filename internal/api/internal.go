@@ -22,6 +22,7 @@ import (
 //	GET  /neutrino/v1/hosts/{host}/state     desired state of a host at a revision
 //	PUT  /neutrino/v1/hosts/{host}/ports     {"active": [ids]}: the ports wired there
 //	GET  /neutrino/v1/changes?after=R&wait=S changes after R (long poll); 410 when compacted
+//	PUT  /neutrino/v1/hosts/{host}/metering  {"counters": [...]}: metering counts of its routers
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, parts []string) {
 	path := strings.Join(parts, "/")
 	c := policy.From(r.Context())
@@ -35,6 +36,8 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, parts []string
 		err = s.hostState(w, r, parts[2])
 	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "hosts" && parts[3] == "ports" && r.Method == http.MethodPut:
 		err = s.hostPorts(w, r, parts[2])
+	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "hosts" && parts[3] == "metering" && r.Method == http.MethodPut:
+		err = s.hostMetering(w, r, parts[2])
 	case path == "v1/changes" && r.Method == http.MethodGet:
 		err = s.changes(w, r)
 	case path == "v1/agents/report" || path == "v1/changes":

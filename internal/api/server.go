@@ -41,6 +41,7 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	registry *prometheus.Registry
+	meters   *meters
 }
 
 // maxBody bounds request bodies.
@@ -52,7 +53,8 @@ func New(svc *core.Service, auth identity.Authenticator, ident *identity.Builtin
 	s.registry = prometheus.NewRegistry()
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "neutrino_api_requests_total", Help: "API requests by method, collection and status."}, []string{"method", "collection", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "neutrino_api_request_seconds", Help: "API request latency.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}, []string{"method", "collection"})
-	s.registry.MustRegister(s.requests, s.latency, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.meters = &meters{byHost: map[string][]core.MeterCount{}}
+	s.registry.MustRegister(s.requests, s.latency, s.meters, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", s.serveAPI)
 	if ident != nil {

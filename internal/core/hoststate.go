@@ -30,6 +30,9 @@ type HostState struct {
 	// among Ports, bound here) and their floating IPs.
 	Routers     []Object `json:"routers,omitempty"`
 	FloatingIPs []Object `json:"floatingips,omitempty"`
+	// MeteringLabels are the labels that apply to those routers (shared,
+	// or of a router's project), each with its "rules".
+	MeteringLabels []Object `json:"metering_labels,omitempty"`
 }
 
 // Peer is a port of one of the host's networks on another host: a MAC
@@ -257,6 +260,30 @@ func (s *Service) routerState(c *Ctx, host string, st *HostState) error {
 		if routers[str(f, "router_id")] {
 			st.FloatingIPs = append(st.FloatingIPs, f)
 		}
+	}
+	projects := map[string]bool{}
+	for _, r := range st.Routers {
+		projects[str(r, "project_id")] = true
+	}
+	labels, err := c.Tx.List(schema.MeteringLabel.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, l := range labels {
+		if l["shared"] != true && !projects[str(l, "project_id")] {
+			continue
+		}
+		rules, err := c.Tx.List(schema.MeteringLabelRule.Kind, store.Filter{Parent: str(l, "id")})
+		if err != nil {
+			return err
+		}
+		withRules := schema.CloneObject(l)
+		rl := make([]any, 0, len(rules))
+		for _, r := range rules {
+			rl = append(rl, r)
+		}
+		withRules["rules"] = rl
+		st.MeteringLabels = append(st.MeteringLabels, withRules)
 	}
 	return nil
 }

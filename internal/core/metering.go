@@ -15,6 +15,17 @@ import (
 // prefix. The L3 agents count it (nftables counters in the router
 // namespaces) and report the counts, which the server exports as metrics.
 
+// MeterCount is one metering label's traffic through one router's gateway
+// in one direction, as counted by the L3 agent hosting the router (totals
+// since the agent started counting).
+type MeterCount struct {
+	RouterID  string `json:"router_id"`
+	LabelID   string `json:"label_id"`
+	Direction string `json:"direction"`
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
+}
+
 func createMeteringLabel(c *Ctx, in Object) (Object, error) {
 	o := Object{"id": in["id"], "name": str(in, "name"), "description": str(in, "description"),
 		"shared": in["shared"] == true, "project_id": in["project_id"]}
