@@ -26,9 +26,9 @@ import (
 // meter is one router's metering state.
 type meter struct {
 	routerID string
-	nft  knftables.Interface
-	base map[string]core.MeterCount // counts carried over rewrites, by counter name
-	conf string                    // what the table was written from
+	nft      knftables.Interface
+	base     map[string]core.MeterCount // counts carried over rewrites, by counter name
+	conf     string                     // what the table was written from
 }
 
 // labelsFor returns the labels that apply to router r: shared ones and
