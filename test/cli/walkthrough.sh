@@ -73,6 +73,15 @@ as_demo floating ip set --port "$portid" 198.51.100.50
 as_demo router remove subnet "r$S" "v4$S" 2>/dev/null && fail "an interface a floating IP needs was removed"
 as_demo floating ip delete 198.51.100.50
 as_demo router remove subnet "r$S" "v4$S"
+# Metering: the admin's labels and rules; other projects may not make them.
+as_admin network meter create --description "traffic to the documentation range" "meter$S" -f value -c id >/dev/null
+as_admin network meter rule create --remote-ip-prefix 198.51.100.0/24 --egress "meter$S" >/dev/null 2>&1
+as_admin network meter rule create --source-ip-prefix 10.77.0.10/32 --exclude --egress "meter$S" >/dev/null
+rules=$(as_admin network meter rule list -f value -c Direction -c "Remote IP Prefix" -c "Source IP Prefix")
+[[ "$rules" == *"egress 198.51.100.0/24"* && "$rules" == *"10.77.0.10/32"* ]] || fail "meter rules: $rules"
+as_demo network meter create "mine$S" >/dev/null 2>&1 && fail "demo made a metering label"
+as_admin network meter delete "meter$S"
+[ -z "$(as_admin network meter rule list -f value)" ] || fail "rules outlived their label"
 as_demo router unset --external-gateway "r$S"
 as_demo router delete "r$S"
 as_admin network delete "ext$S"
