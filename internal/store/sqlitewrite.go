@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"fmt"
 )
 
@@ -103,6 +104,16 @@ func (w *wconn) close() {
 	w.c.Close()
 }
 
+// discard closes the connection for good (not back to the pool): it may be
+// left inside a transaction.
+func (w *wconn) discard() {
+	for _, st := range w.stmts {
+		st.Close()
+	}
+	w.c.Raw(func(any) error { return driver.ErrBadConn })
+	w.c.Close()
+}
+
 // writeSQLite is write on SQLite: BEGIN IMMEDIATE takes the database's
 // write lock, which orders writers across processes sharing the file.
 func (db *DB) writeSQLite(ctx context.Context, fn func(tx *Tx) error, useView bool) (int64, error) {
@@ -118,7 +129,7 @@ func (db *DB) writeSQLite(ctx context.Context, fn func(tx *Tx) error, useView bo
 	defer func() {
 		if !done { // fn panicked, or failed: end the transaction
 			if _, err := w.exec(context.Background(), "ROLLBACK"); err != nil {
-				w.close() // leave no transaction open on the writer
+				w.discard() // leave no transaction open on the writer
 				db.wc = nil
 			}
 		}

@@ -239,3 +239,33 @@ func TestViewCopyMatchesStoredJSON(t *testing.T) {
 		t.Fatalf("view %v\nrows %v", fromView, fromRows)
 	}
 }
+
+// A write that fails or panics leaves nothing behind, and the writer
+// connection serves the next write.
+func TestFailedWritesLeaveTheWriterUsable(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, filepath.Join(t.TempDir(), "s.db"))
+	defer db.Close()
+	boom := errors.New("boom")
+	if _, err := db.Write(ctx, func(tx *Tx) error {
+		tx.Put("thing", "", Object{"id": "a", "project_id": "p"})
+		return boom
+	}); !errors.Is(err, boom) {
+		t.Fatalf("err %v", err)
+	}
+	func() {
+		defer func() { recover() }()
+		db.Write(ctx, func(tx *Tx) error {
+			tx.Put("thing", "", Object{"id": "b", "project_id": "p"})
+			panic("fn panicked")
+		})
+	}()
+	put(t, db, Object{"id": "c", "project_id": "p"})
+	db.Read(ctx, func(tx *Tx) error {
+		l, _ := tx.List("thing", Filter{})
+		if len(l) != 1 || l[0]["id"] != "c" {
+			t.Errorf("after a failed and a panicked write: %v", l)
+		}
+		return nil
+	})
+}
