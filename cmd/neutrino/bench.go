@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -34,17 +33,11 @@ func bench(args []string) error {
 	nGet := fs.Int("gets", 1000, "GET /v2.0/ports?limit=50 count")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run (client and embedded server) to this file")
 	fs.Parse(args)
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	base := strings.TrimSuffix(strings.TrimSuffix(*url, "/"), "/v2.0")
 	if base == "" {

@@ -244,17 +244,11 @@ func serve(args []string) error {
 	keepChanges := fs.Int64("changelog-keep", 200000, "revisions of change log kept for agents to resume from (older readers re-list)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (at shutdown)")
 	fs.Parse(args)
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*cpuprofile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 
 	var lvl slog.Level
 	lvl.UnmarshalText([]byte(*logLevel))
@@ -355,4 +349,21 @@ func serve(args []string) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return hs.Shutdown(sctx)
+}
+
+// startCPUProfile profiles the process into path until stop is called
+// (nothing when path is empty).
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
