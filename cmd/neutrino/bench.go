@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -87,7 +88,7 @@ func bench(args []string) error {
 	if host, _, err := net.SplitHostPort(h); err != nil || !(host == "localhost" || strings.HasPrefix(host, "127.") || host == "::1") {
 		return fmt.Errorf("bench talks to loopback servers only, not %q", base)
 	}
-	c := &benchClient{base: base, token: *token, hc: &http.Client{Timeout: 60 * time.Second}}
+	c := newBenchClient(base, *token)
 
 	results := map[string]benchStat{}
 	var nets, ports []string
@@ -175,35 +176,83 @@ func timed(n int, fn func(i int) error) benchStat {
 	return benchStat{n: n, rps: float64(n) / wall, p50: lat[n/2], p99: lat[min(n-1, n*99/100)]}
 }
 
+// benchClient is a sequential HTTP/1.1 client on one keep-alive
+// connection, as bench-api.sh's http.client is. It writes each request and
+// reads its response on the calling goroutine: net/http's Transport hands
+// every response over from a reader goroutine, a cross-thread wake-up per
+// request that would be measured as server time.
 type benchClient struct {
 	base, token string
-	hc          *http.Client
+	host        string // host:port
+	conn        net.Conn
+	br          *bufio.Reader
+	bw          *bufio.Writer
 	buf         bytes.Buffer // response bodies, reused (the client is sequential)
 }
 
+func newBenchClient(base, token string) *benchClient {
+	h, _, _ := strings.Cut(strings.TrimPrefix(base, "http://"), "/")
+	return &benchClient{base: base, token: token, host: h}
+}
+
 func (c *benchClient) do(method, path string, body, out any) error {
-	var rd io.Reader
+	var payload []byte
 	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
+		payload, _ = json.Marshal(body)
 	}
-	req, err := http.NewRequest(method, c.base+path, rd)
-	if err != nil {
-		return err
+	var resp *http.Response
+	for attempt := 0; ; attempt++ {
+		fresh := c.conn == nil
+		if fresh {
+			conn, err := net.DialTimeout("tcp", c.host, 10*time.Second)
+			if err != nil {
+				return err
+			}
+			c.conn, c.br, c.bw = conn, bufio.NewReaderSize(conn, 64<<10), bufio.NewWriterSize(conn, 8<<10)
+		}
+		c.conn.SetDeadline(time.Now().Add(60 * time.Second))
+		req, err := http.NewRequest(method, c.base+path, bytes.NewReader(payload))
+		if err != nil {
+			return err
+		}
+		if payload == nil {
+			req.Body, req.ContentLength = nil, 0
+		}
+		req.Header.Set("X-Auth-Token", c.token)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept", "application/json")
+		req.Header.Set("User-Agent", "neutrino-bench")
+		err = req.Write(c.bw)
+		if err == nil {
+			err = c.bw.Flush()
+		}
+		if err == nil {
+			resp, err = http.ReadResponse(c.br, req)
+		}
+		if err == nil {
+			c.buf.Reset()
+			if resp.ContentLength > 0 {
+				c.buf.Grow(int(resp.ContentLength))
+			}
+			_, err = c.buf.ReadFrom(resp.Body)
+			resp.Body.Close()
+		}
+		if err != nil {
+			c.conn.Close()
+			c.conn = nil
+			// A kept-alive connection the server closed meanwhile: once
+			// more on a new one.
+			if !fresh && attempt == 0 {
+				continue
+			}
+			return err
+		}
+		if resp.Close {
+			c.conn.Close()
+			c.conn = nil
+		}
+		break
 	}
-	req.Header.Set("X-Auth-Token", c.token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	c.buf.Reset()
-	if resp.ContentLength > 0 {
-		c.buf.Grow(int(resp.ContentLength))
-	}
-	c.buf.ReadFrom(resp.Body)
 	data := c.buf.Bytes()
 	if resp.StatusCode >= 300 {
 		return fmt.Errorf("%s %s: HTTP %d %s", method, path, resp.StatusCode, data)

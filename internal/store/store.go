@@ -185,7 +185,14 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 // served from the in-memory view (current to the last commit, which the
 // lock makes this transaction's snapshot) overlaid with the transaction's
 // own changes, so only allocation tables cost SQL round trips.
+//
+// A write, once begun, is not abandoned when its caller goes away (a client
+// that hangs up mid-request): the context's values are kept, its
+// cancellation is not. This also spares a goroutine per statement, which
+// the SQLite driver (and database/sql for queries) starts to watch a
+// cancellable context.
 func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (int64, error) {
+	ctx = context.WithoutCancel(ctx)
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
 	if db.Dialect == SQLite {
@@ -530,11 +537,14 @@ func (tx *Tx) syncView() error {
 	}
 	// Outside any snapshot: revisions commit in order and changes up to a
 	// committed revision never change, so replaying up to rev is consistent.
+	// Both are short; a cancellable context would cost a watcher goroutine
+	// per query (see write).
+	ctx := context.WithoutCancel(tx.ctx)
 	var rev int64
-	if err := tx.db.r.QueryRowContext(tx.ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&rev); err != nil {
+	if err := tx.db.r.QueryRowContext(ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&rev); err != nil {
 		return fmt.Errorf("store: revision: %w", err)
 	}
-	if err := tx.db.view.sync(tx.ctx, tx.db, rev, false); err != nil {
+	if err := tx.db.view.sync(ctx, tx.db, rev, false); err != nil {
 		return fmt.Errorf("store: sync: %w", err)
 	}
 	tx.synced = true
