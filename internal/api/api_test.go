@@ -101,7 +101,21 @@ func TestProviderNetworks(t *testing.T) {
 		}
 		// The segment is free again after delete.
 		e.must(204, e.do(admin, "DELETE", "/v2.0/networks/"+v["id"].(string), nil), "")
-		e.network(admin, map[string]any{"provider:network_type": "vlan", "provider:physical_network": "physnet1", "provider:segmentation_id": 123})
+		v = e.network(admin, map[string]any{"provider:network_type": "vlan", "provider:physical_network": "physnet1", "provider:segmentation_id": 123})
+		// Deleting a network frees every segment it holds (they are
+		// released by key), whatever its type, and no other network's.
+		tenant := e.network(userA, nil)
+		before := e.rows("segment_allocations")
+		for _, n := range []map[string]any{v, f, g, m} {
+			e.must(204, e.do(admin, "DELETE", "/v2.0/networks/"+n["id"].(string), nil), "")
+		}
+		if after := e.rows("segment_allocations"); after != before-5 || after != 1 {
+			t.Fatalf("segment allocations: %d before deleting 5 segments, %d after (the tenant network's should remain)", before, after)
+		}
+		e.must(204, e.do(userA, "DELETE", "/v2.0/networks/"+tenant["id"].(string), nil), "")
+		if n := e.rows("segment_allocations"); n != 0 {
+			t.Fatalf("%d segment allocations left", n)
+		}
 	})
 }
 
@@ -832,4 +846,31 @@ func TestDHCPFailover(t *testing.T) {
 			e.fault(e.do(admin, "GET", "/v2.0/ports/"+dp["id"].(string), nil), 404, "PortNotFound")
 		})
 	}
+}
+
+// A port's MAC is free again once the port changes it or goes, and only
+// then (MACs are released by their key).
+func TestMACReleased(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		nid := e.network(admin, nil)["id"].(string)
+		port := func(mac string) map[string]any {
+			return e.must(201, e.do(admin, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "mac_address": mac}}), "port")
+		}
+		a := port("fa:16:3e:00:00:01")
+		b := port("fa:16:3e:00:00:02")
+		e.fault(e.do(admin, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "mac_address": "fa:16:3e:00:00:01"}}), 409, "MacAddressInUse")
+		e.must(200, e.do(admin, "PUT", "/v2.0/ports/"+a["id"].(string), map[string]any{"port": map[string]any{"mac_address": "fa:16:3e:00:00:03"}}), "port")
+		c := port("fa:16:3e:00:00:01")
+		e.fault(e.do(admin, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nid, "mac_address": "fa:16:3e:00:00:03"}}), 409, "MacAddressInUse")
+		if n := e.rows("mac_addresses"); n != 3 {
+			t.Fatalf("%d MACs allocated, want 3", n)
+		}
+		for _, p := range []map[string]any{a, b, c} {
+			e.must(204, e.do(admin, "DELETE", "/v2.0/ports/"+p["id"].(string), nil), "")
+		}
+		if n := e.rows("mac_addresses"); n != 0 {
+			t.Fatalf("%d MACs left after deleting every port", n)
+		}
+		port("fa:16:3e:00:00:03")
+	})
 }

@@ -180,3 +180,16 @@ func (e *testEnv) list(who as, path, key string) []any {
 	l, _ := r[key].([]any)
 	return l
 }
+
+// rows counts a table's rows (allocation tables, which the API does not show).
+func (e *testEnv) rows(table string) int {
+	e.t.Helper()
+	var n int
+	err := e.db.Read(context.Background(), func(tx *store.Tx) error {
+		return tx.QueryRow("SELECT COUNT(*) FROM " + table).Scan(&n)
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return n
+}

@@ -158,7 +158,7 @@ func deleteNetwork(c *Ctx, cur Object) error {
 	if err := c.dropDHCPBindings(id, ""); err != nil {
 		return err
 	}
-	if err := c.releaseSegments(id); err != nil {
+	if err := c.releaseSegments(cur); err != nil {
 		return err
 	}
 	return c.Tx.Delete(schema.Network.Kind, id)

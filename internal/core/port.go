@@ -559,7 +559,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		if str(cur, "binding:vif_type") != "unbound" && str(cur, "binding:host_id") != "" {
 			return nil, fault.Conflict("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, str(cur, "binding:vif_type"), str(cur, "mac_address"), mac)
 		}
-		if err := c.Tx.Do("DELETE FROM mac_addresses WHERE network_id = ? AND port_id = ?", str(net, "id"), id); err != nil {
+		if err := c.Tx.Do("DELETE FROM mac_addresses WHERE network_id = ? AND mac_address = ? AND port_id = ?", str(net, "id"), str(cur, "mac_address"), id); err != nil {
 			return nil, err
 		}
 		if _, err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
@@ -719,7 +719,8 @@ func removePort(c *Ctx, p Object) error {
 	if err := c.releasePortIPs(id); err != nil {
 		return err
 	}
-	if err := c.Tx.Do("DELETE FROM mac_addresses WHERE port_id = ?", id); err != nil {
+	// By key: the table has no index by port.
+	if err := c.Tx.Do("DELETE FROM mac_addresses WHERE network_id = ? AND mac_address = ? AND port_id = ?", str(p, "network_id"), str(p, "mac_address"), id); err != nil {
 		return err
 	}
 	return c.Tx.Delete(schema.Port.Kind, id)

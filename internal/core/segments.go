@@ -185,8 +185,16 @@ func (c *Ctx) insertSegment(s *Segment, networkID string) error {
 	return err
 }
 
-func (c *Ctx) releaseSegments(networkID string) error {
-	return c.Tx.Do("DELETE FROM segment_allocations WHERE network_id = ?", networkID)
+// releaseSegments frees a network's segments, each by its key (an index
+// by network would be one more page written at every network create).
+func (c *Ctx) releaseSegments(net Object) error {
+	for _, s := range NetworkSegments(net) {
+		if err := c.Tx.Do("DELETE FROM segment_allocations WHERE network_type = ? AND physical_network = ? AND segmentation_id = ? AND network_id = ?",
+			s.NetworkType, s.PhysicalNetwork, s.SegmentationID, str(net, "id")); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Service) initTypes() error {

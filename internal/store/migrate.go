@@ -91,6 +91,9 @@ INSERT INTO segment_allocations_k SELECT network_type, physical_network, segment
 DROP TABLE segment_allocations;
 ALTER TABLE segment_allocations_k RENAME TO segment_allocations;
 CREATE INDEX segment_allocations_by_network ON segment_allocations (network_id)`,
+	// 5: segments are released by their key (the network lists them), so
+	// the index by network, another page at every network create, goes.
+	`DROP INDEX segment_allocations_by_network`,
 }
 
 // sqliteOnly marks a migration that PostgreSQL records as applied without

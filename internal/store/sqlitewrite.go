@@ -135,11 +135,10 @@ func (db *DB) writeSQLite(ctx context.Context, fn func(tx *Tx) error, useView bo
 		}
 	}()
 	if useView {
-		var base int64
-		if err := w.queryRow(ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&base); err != nil {
+		if err := w.queryRow(ctx, db.revisionQuery()).Scan(&tx.base); err != nil {
 			return 0, fmt.Errorf("store: revision: %w", err)
 		}
-		if err := db.view.sync(ctx, db, base, true); err != nil {
+		if err := db.view.sync(ctx, db, tx.base, true); err != nil {
 			return 0, fmt.Errorf("store: sync: %w", err)
 		}
 		tx.overlay = map[string]*ovEntry{}

@@ -6,6 +6,12 @@
 // Writers are serialized (one in-process mutex plus, on PostgreSQL, a
 // transaction-scoped advisory lock) so that revisions commit in order: a
 // reader that has seen revision R has seen every change up to R.
+//
+// The current revision is the revision row's on PostgreSQL, which every
+// write moves (it orders writers across servers). SQLite's write lock
+// orders writers already, so there a write does not touch that row: the
+// revision is the newest in the change log (or the compaction point, or
+// the row's, which a database kept before this), one page fewer per commit.
 package store
 
 import (
@@ -156,6 +162,7 @@ type Tx struct {
 	tx      *sql.Tx
 	write   bool
 	rev     int64 // revision taken by this write (0 until the first change)
+	base    int64 // SQLite write: the revision when it began (read with the view)
 	seq     int
 	changes []Change // this write's changes, applied to the view on commit
 	synced  bool     // read: the view has caught up
@@ -487,12 +494,29 @@ func (tx *Tx) Revision() (int64, error) {
 	if tx.rev != 0 {
 		return tx.rev, nil
 	}
+	if tx.wc != nil { // SQLite: see the package comment
+		if tx.overlay == nil { // a write without the view did not read it
+			if err := tx.QueryRow(tx.db.revisionQuery()).Scan(&tx.base); err != nil {
+				return 0, fmt.Errorf("store: revision: %w", err)
+			}
+		}
+		tx.rev = tx.base + 1
+		return tx.rev, nil
+	}
 	var rev int64
 	if err := tx.QueryRow("UPDATE revision SET rev = rev + 1 WHERE id = 1 RETURNING rev").Scan(&rev); err != nil {
 		return 0, fmt.Errorf("store: next revision: %w", err)
 	}
 	tx.rev = rev
 	return rev, nil
+}
+
+// revisionQuery selects the current revision (see the package comment).
+func (db *DB) revisionQuery() string {
+	if db.Dialect == SQLite {
+		return "SELECT max(rev, compacted, coalesce((SELECT max(rev) FROM changes), 0)) FROM revision WHERE id = 1"
+	}
+	return "SELECT rev FROM revision WHERE id = 1"
 }
 
 // Get returns one resource. In a write transaction the result is the caller's
@@ -541,7 +565,7 @@ func (tx *Tx) syncView() error {
 	// per query (see write).
 	ctx := context.WithoutCancel(tx.ctx)
 	var rev int64
-	if err := tx.db.r.QueryRowContext(ctx, "SELECT rev FROM revision WHERE id = 1").Scan(&rev); err != nil {
+	if err := tx.db.r.QueryRowContext(ctx, tx.db.revisionQuery()).Scan(&rev); err != nil {
 		return fmt.Errorf("store: revision: %w", err)
 	}
 	if err := tx.db.view.sync(ctx, tx.db, rev, false); err != nil {
@@ -848,7 +872,10 @@ func (db *DB) Compact(ctx context.Context, rev int64) error {
 // (readers within that distance resume from the log; older ones re-list).
 func (db *DB) CompactKeeping(ctx context.Context, keep int64) error {
 	var rev, compacted int64
-	if err := db.r.QueryRowContext(ctx, "SELECT rev, compacted FROM revision WHERE id = 1").Scan(&rev, &compacted); err != nil {
+	if err := db.r.QueryRowContext(ctx, db.revisionQuery()).Scan(&rev); err != nil {
+		return err
+	}
+	if err := db.r.QueryRowContext(ctx, "SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
 		return err
 	}
 	if rev-keep <= compacted {

@@ -122,6 +122,24 @@ func TestRevisionsAndChangeLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// With the whole log compacted, revisions go on from the head.
+	if r := put(t, db, Object{"id": "d", "project_id": "p"}); r != 4 {
+		t.Fatalf("revision after compacting everything: %d, want 4", r)
+	}
+	// A revision row ahead of the log (SQLite databases kept before writes
+	// stopped moving it): revisions go on from the row.
+	if _, err := db.Write(ctx, func(tx *Tx) error {
+		_, err := tx.Exec("UPDATE revision SET rev = 9 WHERE id = 1")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if r := put(t, db, Object{"id": "e", "project_id": "p"}); r != 10 {
+		t.Fatalf("revision after the row: %d, want 10", r)
+	}
+	if ch, err := db.Changes(ctx, 4, 100); err != nil || len(ch) != 1 || ch[0].Rev != 10 {
+		t.Fatalf("changes after 4: %+v %v", ch, err)
+	}
 }
 
 // TestDurableAcrossReopen: what a write committed is there after the process

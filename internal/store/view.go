@@ -170,7 +170,7 @@ func (v *view) load(ctx context.Context, db *DB) error {
 	}
 	defer tx.Rollback()
 	var rev int64
-	if err := tx.QueryRow("SELECT rev FROM revision WHERE id = 1").Scan(&rev); err != nil {
+	if err := tx.QueryRow(db.revisionQuery()).Scan(&rev); err != nil {
 		return err
 	}
 	rows, err := tx.Query("SELECT kind, id, project_id, parent_id, body FROM resources")
