@@ -69,6 +69,9 @@ type DB struct {
 
 	nmu    sync.Mutex
 	notify chan struct{} // closed and replaced at every commit
+
+	revMu   sync.Mutex
+	revStmt *sql.Stmt // revisionQuery on the read pool, prepared once
 }
 
 // Open connects to dsn: a postgres:// or postgresql:// URL selects PostgreSQL,
@@ -119,6 +122,12 @@ func Open(dsn string) (*DB, error) {
 
 // Close releases the connections.
 func (db *DB) Close() error {
+	db.revMu.Lock()
+	if db.revStmt != nil {
+		db.revStmt.Close()
+		db.revStmt = nil
+	}
+	db.revMu.Unlock()
 	db.wmu.Lock()
 	if db.wc != nil {
 		db.wc.close()
@@ -511,6 +520,26 @@ func (tx *Tx) Revision() (int64, error) {
 	return rev, nil
 }
 
+// currentRevision reads the current revision, which every read does: with
+// a statement prepared once (on SQLite, parsing it each time cost more
+// than the rest of a small read).
+func (db *DB) currentRevision(ctx context.Context) (int64, error) {
+	db.revMu.Lock()
+	st := db.revStmt
+	if st == nil {
+		var err error
+		if st, err = db.r.PrepareContext(ctx, db.revisionQuery()); err != nil {
+			db.revMu.Unlock()
+			return 0, err
+		}
+		db.revStmt = st
+	}
+	db.revMu.Unlock()
+	var rev int64
+	err := st.QueryRowContext(ctx).Scan(&rev)
+	return rev, err
+}
+
 // revisionQuery selects the current revision (see the package comment).
 func (db *DB) revisionQuery() string {
 	if db.Dialect == SQLite {
@@ -564,8 +593,8 @@ func (tx *Tx) syncView() error {
 	// Both are short; a cancellable context would cost a watcher goroutine
 	// per query (see write).
 	ctx := context.WithoutCancel(tx.ctx)
-	var rev int64
-	if err := tx.db.r.QueryRowContext(ctx, tx.db.revisionQuery()).Scan(&rev); err != nil {
+	rev, err := tx.db.currentRevision(ctx)
+	if err != nil {
 		return fmt.Errorf("store: revision: %w", err)
 	}
 	if err := tx.db.view.sync(ctx, tx.db, rev, false); err != nil {
@@ -871,8 +900,9 @@ func (db *DB) Compact(ctx context.Context, rev int64) error {
 // CompactKeeping compacts the log so that the newest keep revisions remain
 // (readers within that distance resume from the log; older ones re-list).
 func (db *DB) CompactKeeping(ctx context.Context, keep int64) error {
-	var rev, compacted int64
-	if err := db.r.QueryRowContext(ctx, db.revisionQuery()).Scan(&rev); err != nil {
+	var compacted int64
+	rev, err := db.currentRevision(ctx)
+	if err != nil {
 		return err
 	}
 	if err := db.r.QueryRowContext(ctx, "SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
