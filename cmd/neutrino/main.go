@@ -181,6 +181,36 @@ export OS_INTERFACE=public
 	return path, os.WriteFile(path, []byte(content), 0o600)
 }
 
+// writeOpenrcs writes an openrc for admin and for demo, each only if its
+// password is the one the database holds (a database bootstrapped by
+// another server keeps that server's passwords): a stale one is removed
+// rather than left to fail. It returns what to tell the operator.
+func writeOpenrcs(ctx context.Context, ident *identity.Builtin, dataDir, base, adminPw, demoPw string) (string, error) {
+	msg := fmt.Sprintf("neutrino: built-in identity at %s/v3\n", base)
+	wrote := false
+	for _, u := range []struct{ name, pw, flag string }{{"admin", adminPw, "--admin-password"}, {"demo", demoPw, "--demo-password"}} {
+		ok, err := ident.PasswordMatches(ctx, u.name, u.pw)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			os.Remove(filepath.Join(dataDir, "openrc-"+u.name))
+			msg += fmt.Sprintf("  %s: the database has another password for user %s (bootstrapped elsewhere); no openrc written (give it with %s)\n", u.name, u.name, u.flag)
+			continue
+		}
+		path, err := writeOpenrc(dataDir, base, u.name, u.name, u.pw)
+		if err != nil {
+			return "", err
+		}
+		msg += fmt.Sprintf("  %s: source %s\n", u.name, path)
+		wrote = true
+	}
+	if wrote {
+		msg += "  then:  openstack network list\n"
+	}
+	return msg, nil
+}
+
 func identityCmd(args []string) error {
 	if len(args) == 0 || args[0] != "bootstrap" {
 		return errors.New("usage: neutrino identity bootstrap [--data-dir DIR] [--database DSN] [--admin-password PW] [--demo-password PW]")
@@ -206,6 +236,11 @@ func identityCmd(args []string) error {
 		return err
 	}
 	fmt.Printf("identity bootstrap done (created: %v); passwords in %s\n", made, filepath.Join(sf.dataDir, "passwords"))
+	for _, u := range []struct{ name, pw string }{{"admin", a}, {"demo", d}} {
+		if ok, err := identity.NewBuiltin(db).PasswordMatches(ctx, u.name, u.pw); err == nil && !ok {
+			fmt.Printf("note: user %s existed already with another password; the one in that file does not apply\n", u.name)
+		}
+	}
 	return nil
 }
 
@@ -296,15 +331,11 @@ func serve(args []string) error {
 		if _, err := ident.Bootstrap(ctx, a, d); err != nil {
 			return err
 		}
-		pa, err := writeOpenrc(sf.dataDir, base, "admin", "admin", a)
+		msg, err := writeOpenrcs(ctx, ident, sf.dataDir, base, a, d)
 		if err != nil {
 			return err
 		}
-		pd, err := writeOpenrc(sf.dataDir, base, "demo", "demo", d)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(os.Stderr, "neutrino: built-in identity at %s/v3\n  admin: source %s\n  demo:  source %s\n  then:  openstack network list\n", base, pa, pd)
+		fmt.Fprint(os.Stderr, msg)
 		auth = ident
 	case "keystone":
 		if *ksURL == "" {

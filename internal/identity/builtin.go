@@ -134,6 +134,24 @@ func (b *Builtin) Bootstrap(ctx context.Context, adminPassword, demoPassword str
 	return created, err
 }
 
+// PasswordMatches reports whether user (of the default domain) exists with
+// password pw. Bootstrap keeps users that exist: a server bootstrapping a
+// database that another already did (PostgreSQL shared by several servers)
+// may hold other passwords than the ones it was given.
+func (b *Builtin) PasswordMatches(ctx context.Context, user, pw string) (bool, error) {
+	var hash string
+	err := b.DB.Read(ctx, func(tx *store.Tx) error {
+		return tx.QueryRow("SELECT password_hash FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, user).Scan(&hash)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return checkPassword(hash, pw), nil
+}
+
 func ensureRole(tx *store.Tx, name string) (string, error) {
 	var id string
 	err := tx.QueryRow("SELECT id FROM id_roles WHERE name = ?", name).Scan(&id)

@@ -24,6 +24,12 @@ import (
 // way: BEGIN with the revision update in one round trip, the view brought up
 // to date under that lock, each claim answered by the database (ON CONFLICT
 // DO NOTHING), and the rows with COMMIT.
+//
+// An optimistic write that needs no answer before its end is sent without
+// BEGIN and COMMIT: statements pipelined up to one Sync are one implicit
+// transaction, committed at the Sync if every statement succeeded and
+// rolled back otherwise. BEGIN goes with the first statements sent early
+// (a read through SQL), and COMMIT then ends the write.
 
 // Result is what Exec returns.
 type Result interface{ RowsAffected() (int64, error) }
@@ -68,6 +74,7 @@ type pgWriter struct {
 	pending []queued
 	spec    bool  // optimistic: claims are assumed to succeed
 	sent    bool  // statements of this transaction reached the server
+	begun   bool  // an explicit transaction (BEGIN) is open
 	failed  error // a statement failed: the transaction is aborted
 }
 
@@ -107,7 +114,7 @@ func (db *DB) beginPG(ctx context.Context) (*pgWriter, int64, error) {
 		db.dropPG(c)
 		return nil, 0, fmt.Errorf("store: begin: %w", err)
 	}
-	return &pgWriter{conn: c, ctx: ctx}, rev, nil
+	return &pgWriter{conn: c, ctx: ctx, begun: true}, rev, nil
 }
 
 // dropPG closes a writer connection left in an unknown state.
@@ -130,13 +137,12 @@ func (db *DB) beginSpec(ctx context.Context, rev int64) (*pgWriter, error) {
 		return nil, err
 	}
 	w := &pgWriter{conn: c, ctx: ctx, spec: true}
-	w.queue("BEGIN")
 	w.queue(specGuard, rev)
 	return w, nil
 }
 
-// idle reports whether nothing but BEGIN and the guard is queued or sent.
-func (w *pgWriter) idle() bool { return !w.sent && len(w.pending) <= 2 }
+// idle reports whether nothing but the guard is queued or sent.
+func (w *pgWriter) idle() bool { return !w.sent && len(w.pending) <= 1 }
 
 // note records a statement's failure: the transaction is aborted.
 func (w *pgWriter) note(err error) error {
@@ -155,6 +161,10 @@ func (w *pgWriter) flush() error {
 		return nil
 	}
 	b := &pgx.Batch{}
+	if !w.begun { // more follows after this answer: an explicit transaction
+		b.Queue("BEGIN")
+		w.begun = true
+	}
 	for _, p := range w.pending {
 		b.Queue(p.q, p.args...)
 	}
@@ -198,15 +208,19 @@ type pgRow struct {
 
 func (r pgRow) Scan(dest ...any) error { return r.w.note(r.Row.Scan(dest...)) }
 
-// commit sends what is queued and COMMIT together. aborted reports that the
-// server refused a statement before COMMIT, so nothing was committed and
-// the transaction only needs a ROLLBACK; otherwise an error leaves the
-// outcome unknown.
+// commit sends what is queued and COMMIT (or, with no transaction begun,
+// the Sync that ends the implicit one) together. aborted reports that the
+// server refused a statement before the commit, so nothing was committed
+// and nothing is left open but a transaction to roll back; otherwise an
+// error leaves the outcome unknown.
 func (w *pgWriter) commit() (aborted bool, err error) {
 	if w.failed != nil {
 		return true, w.failed
 	}
-	w.queue("COMMIT")
+	explicit := w.begun
+	if explicit {
+		w.queue("COMMIT")
+	}
 	b := &pgx.Batch{}
 	for _, p := range w.pending {
 		b.Queue(p.q, p.args...)
@@ -218,7 +232,11 @@ func (w *pgWriter) commit() (aborted bool, err error) {
 	for i := 0; i < n; i++ {
 		if _, err = br.Exec(); err != nil {
 			var pe *pgconn.PgError
-			aborted = i < n-1 && errors.As(err, &pe)
+			// A statement's error rolls the transaction back, except
+			// COMMIT's own (then the outcome is not known). The
+			// implicit transaction commits at the Sync, after every
+			// statement's answer: a failure there comes from Close.
+			aborted = (i < n-1 || !explicit) && errors.As(err, &pe)
 			break
 		}
 	}
@@ -234,6 +252,9 @@ func (w *pgWriter) commit() (aborted bool, err error) {
 // rollback ends the transaction; a connection that cannot is dropped.
 func (db *DB) rollbackPG(w *pgWriter) {
 	w.pending = nil
+	if !w.begun {
+		return // an implicit transaction ends with its batch
+	}
 	if _, err := w.conn.Exec(context.Background(), "ROLLBACK"); err != nil {
 		db.dropPG(w.conn)
 	}
