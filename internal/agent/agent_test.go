@@ -245,6 +245,22 @@ func dhcpLease(t *testing.T, url string, lab *netlab.Lab, vm, networkID string) 
 // dhclient runs ISC dhclient (-4 or -6, with args) once in vm, with a
 // lease file of its own, until it is bound (nudging the agents meanwhile)
 // and returns what its script saw: the reason and the lease's values.
+// killByArg ends the processes whose command line holds arg (a directory
+// of the calling test's own), by pid.
+func killByArg(arg string) {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(b), arg) {
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+}
+
 func dhclient(t *testing.T, url string, lab *netlab.Lab, vm, networkID string, args ...string) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -260,19 +276,17 @@ func dhclient(t *testing.T, url string, lab *netlab.Lab, vm, networkID string, a
 		"request subnet-mask, routers, domain-name, domain-name-servers, interface-mtu, rfc3442-classless-static-routes,"+
 		" dhcp6.name-servers, dhcp6.domain-search;\n"), 0o644)
 	pidFile := filepath.Join(dir, "pid")
+	// Bound, dhclient goes on in the background, and may write its pid file
+	// only after the command returned: end every client this test started
+	// (by pid: its own files' directory is on the command line).
+	t.Cleanup(func() { killByArg(dir) })
 	deadline := time.Now().Add(40 * time.Second)
 	for {
 		cmd := append([]string{"timeout", "8", "dhclient"}, args...)
 		cmd = append(cmd, "-1", "-cf", conf, "-sf", script, "-lf", filepath.Join(dir, "lease"), "-pf", pidFile, "eth0")
 		lab.Run(vm, cmd...)
-		// Bound, dhclient goes on in the background: end it (by its pid
-		// file, so only the client this test started).
-		if pid, err := os.ReadFile(pidFile); err == nil {
-			if n, err := strconv.Atoi(strings.TrimSpace(string(pid))); err == nil && n > 1 {
-				syscall.Kill(n, syscall.SIGTERM)
-			}
-			os.Remove(pidFile)
-		}
+		killByArg(dir)
+		os.Remove(pidFile)
 		got, _ := os.ReadFile(out)
 		for _, line := range strings.Split(string(got), "\n") {
 			// ISC dhclient reports an information-request's answer as RENEW6.
