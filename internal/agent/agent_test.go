@@ -24,6 +24,7 @@ import (
 	"neutrino/internal/dataplane"
 	"neutrino/internal/identity"
 	"neutrino/internal/netlab"
+	"neutrino/internal/testutil"
 	"neutrino/internal/store"
 )
 
@@ -50,14 +51,7 @@ func post(t testing.TB, url, method string, body any) map[string]any {
 // removed when the test ends; it skips unless root and the tools exist.
 func testCloud(t testing.TB, tools ...string) (string, *netlab.Lab) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces)")
-	}
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(tool + " not installed")
-		}
-	}
+	testutil.RequireDataplane(t, append([]string{"ip", "ping"}, tools...)...)
 	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package dataplane
 
 import (
 	"net"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"neutrino/internal/netlab"
+	"neutrino/internal/testutil"
 )
 
 // lab wraps netlab for a test: skips without root, fails on errors, and
@@ -28,12 +28,7 @@ type lab struct {
 
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("data-plane tests need root (network namespaces)")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("iproute2 not installed")
-	}
+	testutil.RequireDataplane(t, "ip", "ping")
 	l, err := netlab.New("")
 	if err != nil {
 		t.Fatal(err)
@@ -158,10 +153,8 @@ func TestVXLANBetweenHosts(t *testing.T) {
 // TestSecurityGroups: ingress is dropped until a rule allows it, remote
 // groups admit their members only, and spoofed sources are dropped.
 func TestSecurityGroups(t *testing.T) {
+	testutil.RequireDataplane(t, "nft")
 	l := newLab(t)
-	if _, err := exec.LookPath("nft"); err != nil {
-		t.Skip("nftables not installed")
-	}
 	h := l.host("h1", "10.250.0.1")
 	n := Network{ID: "33333333-aaaa-4aaa-8aaa-000000000003", Type: "vxlan", SegmentationID: 2001, MTU: 1450}
 	ports := []struct{ id, vm, mac, ip string }{

@@ -25,6 +25,14 @@ TOKEN=$(token)
 [ -n "$TOKEN" ] || { echo "tempest: cannot log in to $URL"; exit 1; }
 api() { curl -sf -H "X-Auth-Token: $TOKEN" -H 'Content-Type: application/json' "$@"; }
 EXTS=$(api "$URL/v2.0/extensions" | python3 -c 'import json,sys; print(",".join(sorted(e["alias"] for e in json.load(sys.stdin)["extensions"])))')
+# The server lists exactly the committed extensions: a dropped one would
+# only turn its Tempest tests into skips.
+WANT_EXTS=$(grep -v '^#' "$HERE/extensions.txt" | grep . | sort | paste -sd, -)
+if [ "$EXTS" != "$WANT_EXTS" ]; then
+  echo "tempest: the server's extensions differ from test/tempest/extensions.txt"
+  diff <(tr , '\n' <<<"$WANT_EXTS") <(tr , '\n' <<<"$EXTS") | sed 's/^</  missing:/; s/^>/  not listed in the file:/' | grep ':'
+  exit 1
+fi
 PUBLIC=$(api "$URL/v2.0/networks?name=tempest-public" | python3 -c 'import json,sys; n=json.load(sys.stdin)["networks"]; print(n[0]["id"] if n else "")')
 if [ -z "$PUBLIC" ]; then
   PUBLIC=$(api -X POST "$URL/v2.0/networks" -d '{"network":{"name":"tempest-public","router:external":true}}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["network"]["id"])')
@@ -86,9 +94,10 @@ tempest run --regex "$REGEX" --concurrency "$CONCURRENCY" > "$RES/console.txt" 2
 RC=$?
 echo "tempest: rc=$RC in $(( $(date +%s) - T0 ))s"
 stestr last --subunit 2>/dev/null | subunit2csv > "$RES/results.csv" 2>/dev/null
-python3 - "$RES" "$HERE/known-failures.txt" <<'PY'
+python3 - "$RES" "$HERE/known-failures.txt" "$HERE/floor.txt" "$RC" <<'PY'
 import csv, sys
-res, known_file = sys.argv[1], sys.argv[2]
+res, known_file, floor_file, rc = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+floor = dict((l.split()[0], int(l.split()[1])) for l in open(floor_file) if l.strip() and not l.startswith("#"))
 known = set(l.strip() for l in open(known_file) if l.strip() and not l.startswith("#"))
 st = {r["test"]: r["status"] for r in csv.DictReader(open(res + "/results.csv"))}
 norm = {"success": "passed", "fail": "failed", "failure": "failed", "skip": "skipped"}
@@ -106,5 +115,17 @@ if not st:
     sys.exit(1)
 print(f"tempest: {len(groups.get('passed', []))} passed, {len(failed)} failed, {len(groups.get('skipped', []))} skipped")
 print(f"tempest: {len(unexpected)} unexpected failure(s), {len(failed) - len(unexpected)} known")
-sys.exit(1 if unexpected else 0)
+bad = []
+odd = sorted(set(groups) - {"passed", "failed", "skipped"})
+if odd:
+    bad.append("statuses other than passed/failed/skipped: " + ", ".join(f"{k} ({len(groups[k])})" for k in odd))
+if len(groups.get("passed", [])) < floor["passed"]:
+    bad.append(f"{len(groups.get('passed', []))} passed, below the floor of {floor['passed']} (test/tempest/floor.txt)")
+if len(groups.get("skipped", [])) > floor["skipped"]:
+    bad.append(f"{len(groups.get('skipped', []))} skipped, above the ceiling of {floor['skipped']} (test/tempest/floor.txt)")
+if rc != 0 and not failed:
+    bad.append(f"tempest exited with {rc} without a failed test")
+for b in bad:
+    print("tempest:", b)
+sys.exit(1 if unexpected or bad else 0)
 PY
