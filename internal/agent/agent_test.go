@@ -24,8 +24,8 @@ import (
 	"neutrino/internal/dataplane"
 	"neutrino/internal/identity"
 	"neutrino/internal/netlab"
-	"neutrino/internal/testutil"
 	"neutrino/internal/store"
+	"neutrino/internal/testutil"
 )
 
 func post(t testing.TB, url, method string, body any) map[string]any {

@@ -2,8 +2,8 @@ package api
 
 import (
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"sort"
 	"strings"
 	"sync"
