@@ -20,8 +20,8 @@ import (
 	"sync"
 	"time"
 
-	"neutrino/internal/core"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/hostapi"
 )
 
 // Config is one agent's settings.
@@ -179,17 +179,17 @@ func sleep(ctx context.Context, d time.Duration) {
 }
 
 func (a *Agent) heartbeat(ctx context.Context) {
-	reports := []map[string]any{{"agent_type": core.HostAgentType, "binary": "neutrino-agent", "host": a.cfg.Host,
+	reports := []map[string]any{{"agent_type": hostapi.HostAgentType, "binary": "neutrino-agent", "host": a.cfg.Host,
 		"topic": "N/A", "start_flag": true,
 		"configurations": a.configurations()}}
 	if a.cfg.DHCP {
 		// Serving DHCP shows as a DHCP agent of its own, which networks are
 		// scheduled to.
-		reports = append(reports, map[string]any{"agent_type": core.DHCPAgentType, "binary": "neutrino-dhcp-agent",
+		reports = append(reports, map[string]any{"agent_type": hostapi.DHCPAgentType, "binary": "neutrino-dhcp-agent",
 			"host": a.cfg.Host, "topic": "dhcp_agent", "start_flag": true, "configurations": map[string]any{}})
 	}
 	if a.cfg.L3 {
-		reports = append(reports, map[string]any{"agent_type": core.L3AgentType, "binary": "neutrino-l3-agent",
+		reports = append(reports, map[string]any{"agent_type": hostapi.L3AgentType, "binary": "neutrino-l3-agent",
 			"host": a.cfg.Host, "topic": "l3_agent", "start_flag": true, "configurations": map[string]any{"agent_mode": "legacy"}})
 	}
 	for {
@@ -256,7 +256,7 @@ type interest struct {
 	vteps    map[string]string
 }
 
-func newInterest(host string, dhcp bool, st *core.HostState) *interest {
+func newInterest(host string, dhcp bool, st *hostapi.Span) *interest {
 	in := &interest{host: host, dhcp: dhcp, ports: map[string]bool{}, networks: map[string]bool{}, groups: map[string]bool{},
 		vteps: map[string]string{}}
 	for _, p := range st.Ports {
@@ -332,7 +332,7 @@ func (a *Agent) watch(ctx context.Context, after int64) ([]change, error) {
 
 // sync lists the host's state and makes the kernel match it.
 func (a *Agent) sync(ctx context.Context) (int64, error) {
-	var st core.HostState
+	var st hostapi.Span
 	path := "/neutrino/v1/hosts/" + a.cfg.Host + "/state"
 	if a.cfg.DHCP {
 		path += "?dhcp=1"
@@ -370,7 +370,7 @@ func network(o map[string]any) dataplane.Network {
 }
 
 // apply wires what the state asks for and returns the ports now wired.
-func (a *Agent) apply(ctx context.Context, st *core.HostState) ([]string, error) {
+func (a *Agent) apply(ctx context.Context, st *hostapi.Span) ([]string, error) {
 	var errs []string
 	// What was applied unchanged since the last full pass is not applied
 	// again (a host with many networks and routers would otherwise redo
@@ -521,7 +521,7 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 // filters derives each port's security state: ports with port security and
 // not owned by the network (DHCP, routers) are filtered by their groups'
 // ingress and egress rules.
-func filters(st *core.HostState) ([]dataplane.PortFilter, []dataplane.SecurityGroup) {
+func filters(st *hostapi.Span) ([]dataplane.PortFilter, []dataplane.SecurityGroup) {
 	num := func(v any) int {
 		if f, ok := v.(float64); ok {
 			return int(f)

@@ -16,9 +16,9 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/net/ipv6"
 
-	"neutrino/internal/core"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/dhcp"
+	"neutrino/internal/hostapi"
 )
 
 // A host that serves DHCP keeps, per network, a namespace holding the
@@ -86,7 +86,7 @@ func run(args ...string) error {
 
 // applyDHCP makes sure each served network has its DHCP port, namespace and
 // responder, with the leases of the network's ports.
-func (a *Agent) applyDHCP(ctx context.Context, st *core.HostState, nets map[string]dataplane.Network) []string {
+func (a *Agent) applyDHCP(ctx context.Context, st *hostapi.Span, nets map[string]dataplane.Network) []string {
 	var errs []string
 	subnets := map[string][]map[string]any{}
 	for _, sn := range st.Subnets {

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"neutrino/internal/core"
+	"neutrino/internal/hostapi"
 )
 
 // TestInterest: a host lists its state again only for changes that can
@@ -11,7 +12,7 @@ import (
 // members of their remote groups, peers' tunnel endpoints; not heartbeats
 // or other hosts' unrelated networks.
 func TestInterest(t *testing.T) {
-	st := &core.HostState{
+	st := &hostapi.Span{
 		Ports:          []core.Object{{"id": "p1", "network_id": "n1"}},
 		Networks:       []core.Object{{"id": "n1"}},
 		SecurityGroups: []core.Object{{"id": "g1"}},

@@ -15,8 +15,8 @@ import (
 	"github.com/vishvananda/netns"
 	"sigs.k8s.io/knftables"
 
-	"neutrino/internal/core"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/hostapi"
 )
 
 // A host with an L3 agent keeps one namespace per router it hosts. Each of
@@ -42,7 +42,7 @@ func routerDev(port map[string]any) string {
 }
 
 // applyL3 makes the router namespaces match the routers hosted here.
-func (a *Agent) applyL3(ctx context.Context, st *core.HostState, nets map[string]dataplane.Network, once func(key, value string, fn func() error) error) []string {
+func (a *Agent) applyL3(ctx context.Context, st *hostapi.Span, nets map[string]dataplane.Network, once func(key, value string, fn func() error) error) []string {
 	var errs []string
 	subnets := map[string]map[string]any{}
 	for _, sn := range st.Subnets {

@@ -11,8 +11,8 @@ import (
 	"github.com/vishvananda/netns"
 	"sigs.k8s.io/knftables"
 
-	"neutrino/internal/core"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/hostapi"
 )
 
 // Metering: in each router namespace a table counts, per metering label
@@ -27,8 +27,8 @@ import (
 type meter struct {
 	routerID string
 	nft      knftables.Interface
-	base     map[string]core.MeterCount // counts carried over rewrites, by counter name
-	conf     string                     // what the table was written from
+	base     map[string]hostapi.MeterCount // counts carried over rewrites, by counter name
+	conf     string                        // what the table was written from
 }
 
 // labelsFor returns the labels that apply to router r: shared ones and
@@ -96,7 +96,7 @@ func (a *Agent) setMetering(ns, routerID, gwDev string, labels []map[string]any)
 		return nil
 	}
 	if m == nil {
-		m = &meter{routerID: routerID, base: map[string]core.MeterCount{}}
+		m = &meter{routerID: routerID, base: map[string]hostapi.MeterCount{}}
 		a.meters[ns] = m
 	}
 	return inNamespace(ns, func() error {
@@ -125,7 +125,7 @@ func (a *Agent) setMetering(ns, routerID, gwDev string, labels []map[string]any)
 			if err := m.nft.Run(context.Background(), tx); err != nil {
 				return err
 			}
-			m.conf, m.base = conf, map[string]core.MeterCount{}
+			m.conf, m.base = conf, map[string]hostapi.MeterCount{}
 			return nil
 		}
 		names := map[string]bool{}
@@ -190,12 +190,12 @@ func (a *Agent) dropMeter(ns string) {
 
 // MeterCounts reads every hosted router's metering counters (totals
 // since this agent started).
-func (a *Agent) MeterCounts() []core.MeterCount {
+func (a *Agent) MeterCounts() []hostapi.MeterCount {
 	a.mmu.Lock()
 	defer a.mmu.Unlock()
-	var out []core.MeterCount
+	var out []hostapi.MeterCount
 	for ns, m := range a.meters {
-		totals := map[string]core.MeterCount{}
+		totals := map[string]hostapi.MeterCount{}
 		for name, b := range m.base {
 			totals[name] = b
 		}
@@ -221,7 +221,7 @@ func (a *Agent) MeterCounts() []core.MeterCount {
 			if i < 2 || !strings.HasPrefix(name, "m-") {
 				continue
 			}
-			out = append(out, core.MeterCount{RouterID: m.routerID, LabelID: name[2:i], Direction: name[i+1:], Packets: t.Packets, Bytes: t.Bytes})
+			out = append(out, hostapi.MeterCount{RouterID: m.routerID, LabelID: name[2:i], Direction: name[i+1:], Packets: t.Packets, Bytes: t.Bytes})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
@@ -47,16 +48,8 @@ func deleteAgent(c *Ctx, cur Object) error {
 	return c.Tx.Delete(schema.Agent.Kind, str(cur, "id"))
 }
 
-// AgentReport is what a host agent sends at start and at every heartbeat.
-type AgentReport struct {
-	AgentType        string         `json:"agent_type"`
-	Binary           string         `json:"binary"`
-	Host             string         `json:"host"`
-	Topic            string         `json:"topic"`
-	AvailabilityZone string         `json:"availability_zone"`
-	Configurations   map[string]any `json:"configurations"`
-	StartFlag        bool           `json:"start_flag"`
-}
+// AgentReport is what an agent sends (see hostapi.AgentReport).
+type AgentReport = hostapi.AgentReport
 
 // ReportAgent records a report: the agent of that type on that host is
 // created on its first report and its heartbeat refreshed on every one.
@@ -193,7 +186,7 @@ func (s *Service) SetHostPorts(c *Ctx, host string, active []string) (changed in
 const dhcpBindingKind = "dhcp_binding"
 
 // DHCPAgentType is the agent_type of agents that serve DHCP.
-const DHCPAgentType = "DHCP agent"
+const DHCPAgentType = hostapi.DHCPAgentType
 
 func (c *Ctx) dhcpBindings(f store.Filter) ([]Object, error) {
 	return c.Tx.List(dhcpBindingKind, f)

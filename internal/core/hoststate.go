@@ -3,49 +3,17 @@ package core
 import (
 	"sort"
 
+	"neutrino/internal/hostapi"
+
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
 
-// HostState is what a host agent needs to wire its ports: the ports bound to
-// it (those whose binding did not fail), their networks and subnets, their security groups with the groups
-// those rules admit, and the addresses of every member of those groups.
-type HostState struct {
-	Revision       int64               `json:"revision"`
-	Ports          []Object            `json:"ports"`
-	Networks       []Object            `json:"networks"`
-	Subnets        []Object            `json:"subnets"`
-	SecurityGroups []Object            `json:"security_groups"`
-	GroupMembers   map[string][]string `json:"security_group_members"`
-	// MemberPorts are the ports whose addresses GroupMembers holds.
-	MemberPorts []string `json:"security_group_member_ports"`
-	// Peers are the ports of the same networks bound to other hosts, with
-	// the tunnel endpoint those hosts' agents report.
-	Peers []Peer `json:"peers"`
-	// For a host serving DHCP: the networks it serves (those with a
-	// DHCP-enabled subnet) and every port on them.
-	DHCPNetworks []string `json:"dhcp_networks,omitempty"`
-	DHCPPorts    []Object `json:"dhcp_ports,omitempty"`
-	// For a host with an L3 agent: the routers it hosts (their ports are
-	// among Ports, bound here) and their floating IPs.
-	Routers     []Object `json:"routers,omitempty"`
-	FloatingIPs []Object `json:"floatingips,omitempty"`
-	// MeteringLabels are the labels that apply to those routers (shared,
-	// or of a router's project), each with its "rules".
-	MeteringLabels []Object `json:"metering_labels,omitempty"`
-}
+// HostState is a host's span of desired state (see hostapi.Span).
+type HostState = hostapi.Span
 
-// Peer is a port of one of the host's networks on another host: a MAC
-// and the addresses behind it (an address pair with a MAC of its own is a
-// peer of its own).
-type Peer struct {
-	NetworkID  string   `json:"network_id"`
-	PortID     string   `json:"port_id"`
-	MACAddress string   `json:"mac_address"`
-	IPs        []string `json:"ip_addresses"`
-	Host       string   `json:"host"`
-	VTEP       string   `json:"tunneling_ip"`
-}
+// Peer is a port of one of the host's networks on another host.
+type Peer = hostapi.Peer
 
 // HostState lists host's desired state; the agent then watches the change
 // log after Revision.

@@ -5,6 +5,7 @@ import (
 	"sort"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
@@ -16,7 +17,7 @@ import (
 // live one.
 
 // L3AgentType is the agent_type of agents that host routers.
-const L3AgentType = "L3 agent"
+const L3AgentType = hostapi.L3AgentType
 
 const l3BindingKind = "l3_binding"
 

@@ -1,12 +1,13 @@
 package core
 
 import (
+	"neutrino/internal/hostapi"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
 
 // HostAgentType is the agent_type of the host agents that wire ports.
-const HostAgentType = "Neutrino host agent"
+const HostAgentType = hostapi.HostAgentType
 
 // MechanismDriver binds ports to hosts and sees every port change before
 // and after it commits, as ML2's mechanism drivers do.

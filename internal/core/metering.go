@@ -5,6 +5,7 @@ import (
 	"net/netip"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
@@ -15,16 +16,8 @@ import (
 // prefix. The L3 agents count it (nftables counters in the router
 // namespaces) and report the counts, which the server exports as metrics.
 
-// MeterCount is one metering label's traffic through one router's gateway
-// in one direction, as counted by the L3 agent hosting the router (totals
-// since the agent started counting).
-type MeterCount struct {
-	RouterID  string `json:"router_id"`
-	LabelID   string `json:"label_id"`
-	Direction string `json:"direction"`
-	Packets   uint64 `json:"packets"`
-	Bytes     uint64 `json:"bytes"`
-}
+// MeterCount is one label's count at one router (see hostapi.MeterCount).
+type MeterCount = hostapi.MeterCount
 
 func createMeteringLabel(c *Ctx, in Object) (Object, error) {
 	o := Object{"id": in["id"], "name": str(in, "name"), "description": str(in, "description"),

@@ -1,0 +1,83 @@
+// Package hostapi is the contract between the server and its host agents:
+// the agent types, what an agent reports, and the span of desired state a
+// host is sent. The agent imports this package, never the server's own
+// packages, so it does not link the SQL store.
+package hostapi
+
+// The agent types (Neutron's agent_type values, as `openstack network
+// agent list` shows them).
+const (
+	// HostAgentType wires ports: bridges, tunnels, filters.
+	HostAgentType = "Neutrino host agent"
+	// DHCPAgentType serves DHCP for the networks scheduled to it.
+	DHCPAgentType = "DHCP agent"
+	// L3AgentType hosts the routers scheduled to it.
+	L3AgentType = "L3 agent"
+)
+
+// Object is one API resource as the server renders it to agents.
+type Object = map[string]any
+
+// AgentReport is what an agent sends at start and at every heartbeat.
+type AgentReport struct {
+	AgentType        string         `json:"agent_type"`
+	Binary           string         `json:"binary"`
+	Host             string         `json:"host"`
+	Topic            string         `json:"topic"`
+	AvailabilityZone string         `json:"availability_zone"`
+	Configurations   map[string]any `json:"configurations"`
+	StartFlag        bool           `json:"start_flag"`
+}
+
+// Span is what a host needs to wire its ports at one revision: the ports
+// bound to it (those whose binding did not fail), their networks and
+// subnets, their security groups with the groups those rules admit, the
+// addresses of every member of those groups, and the parts of the
+// services the host runs (DHCP, routers, metering).
+type Span struct {
+	Revision       int64               `json:"revision"`
+	Ports          []Object            `json:"ports"`
+	Networks       []Object            `json:"networks"`
+	Subnets        []Object            `json:"subnets"`
+	SecurityGroups []Object            `json:"security_groups"`
+	GroupMembers   map[string][]string `json:"security_group_members"`
+	// MemberPorts are the ports whose addresses GroupMembers holds.
+	MemberPorts []string `json:"security_group_member_ports"`
+	// Peers are the ports of the same networks bound to other hosts, with
+	// the tunnel endpoint those hosts' agents report.
+	Peers []Peer `json:"peers"`
+	// For a host serving DHCP: the networks it serves (those with a
+	// DHCP-enabled subnet) and every port on them.
+	DHCPNetworks []string `json:"dhcp_networks,omitempty"`
+	DHCPPorts    []Object `json:"dhcp_ports,omitempty"`
+	// For a host with an L3 agent: the routers it hosts (their ports are
+	// among Ports, bound here) and their floating IPs.
+	Routers     []Object `json:"routers,omitempty"`
+	FloatingIPs []Object `json:"floatingips,omitempty"`
+	// MeteringLabels are the labels that apply to those routers (shared,
+	// or of a router's project), each with its "rules".
+	MeteringLabels []Object `json:"metering_labels,omitempty"`
+}
+
+// Peer is a port of one of the host's networks on another host: a MAC
+// and the addresses behind it (an address pair with a MAC of its own is a
+// peer of its own).
+type Peer struct {
+	NetworkID  string   `json:"network_id"`
+	PortID     string   `json:"port_id"`
+	MACAddress string   `json:"mac_address"`
+	IPs        []string `json:"ip_addresses"`
+	Host       string   `json:"host"`
+	VTEP       string   `json:"tunneling_ip"`
+}
+
+// MeterCount is one metering label's traffic through one router's gateway
+// in one direction, as counted by the L3 agent hosting the router (totals
+// since the agent started counting).
+type MeterCount struct {
+	RouterID  string `json:"router_id"`
+	LabelID   string `json:"label_id"`
+	Direction string `json:"direction"`
+	Packets   uint64 `json:"packets"`
+	Bytes     uint64 `json:"bytes"`
+}
