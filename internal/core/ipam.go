@@ -170,7 +170,7 @@ func isAutoAddress(sn Object) bool {
 
 // allocated returns the addresses taken in a subnet.
 func (c *Ctx) allocated(subnetID string) (map[netip.Addr]bool, error) {
-	rows, err := c.Tx.Strings("SELECT ip_address FROM ip_allocations WHERE subnet_id = ?", subnetID)
+	rows, err := c.Tx.SubnetIPs(subnetID)
 	if err != nil {
 		return nil, err
 	}
@@ -193,8 +193,7 @@ func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
 	pools := subnetPools(sn)
 	sid := str(sn, "id")
 	claim := func(a netip.Addr) (bool, error) {
-		return c.Tx.Claim("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?)", 2,
-			sid, a.String(), portID, str(sn, "network_id"))
+		return c.Tx.ClaimIP(sid, a.String(), portID, str(sn, "network_id"))
 	}
 	for _, pl := range pools {
 		size := new(big.Int).Sub(addrToInt(pl.End), addrToInt(pl.Start))
@@ -230,8 +229,7 @@ func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
 
 // allocate records ip for port in subnet; a taken address is a conflict.
 func (c *Ctx) allocate(sn Object, ip netip.Addr, portID string) error {
-	ok, err := c.Tx.Claim("INSERT INTO ip_allocations (subnet_id, ip_address, port_id, network_id) VALUES (?, ?, ?, ?)", 2,
-		str(sn, "id"), ip.String(), portID, str(sn, "network_id"))
+	ok, err := c.Tx.ClaimIP(str(sn, "id"), ip.String(), portID, str(sn, "network_id"))
 	if err == nil && !ok {
 		return fault.Conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, str(sn, "id"))
 	}
@@ -239,9 +237,9 @@ func (c *Ctx) allocate(sn Object, ip netip.Addr, portID string) error {
 }
 
 func (c *Ctx) releasePortIPs(portID string) error {
-	return c.Tx.Do("DELETE FROM ip_allocations WHERE port_id = ?", portID)
+	return c.Tx.ReleasePortIPs(portID)
 }
 
 func (c *Ctx) releaseIP(subnetID string, ip string) error {
-	return c.Tx.Do("DELETE FROM ip_allocations WHERE subnet_id = ? AND ip_address = ?", subnetID, ip)
+	return c.Tx.ReleaseIP(subnetID, ip)
 }

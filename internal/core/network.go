@@ -148,7 +148,7 @@ func deleteNetwork(c *Ctx, cur Object) error {
 		if err := c.Tx.Delete(schema.Subnet.Kind, str(sn, "id")); err != nil {
 			return err
 		}
-		if err := c.Tx.Do("DELETE FROM ip_allocations WHERE subnet_id = ?", str(sn, "id")); err != nil {
+		if err := c.Tx.ReleaseSubnetIPs(str(sn, "id")); err != nil {
 			return err
 		}
 	}

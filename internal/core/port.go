@@ -195,7 +195,7 @@ func (s *Service) randomMAC() string {
 // a generated MAC that collides is replaced, a requested one is a conflict.
 func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) (string, error) {
 	for try := 0; ; try++ {
-		ok, err := c.Tx.Claim("INSERT INTO mac_addresses (network_id, mac_address, port_id) VALUES (?, ?, ?)", 2, networkID, mac, portID)
+		ok, err := c.Tx.ClaimMAC(networkID, mac, portID)
 		if err != nil || ok {
 			return mac, err
 		}
@@ -559,7 +559,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		if str(cur, "binding:vif_type") != "unbound" && str(cur, "binding:host_id") != "" {
 			return nil, fault.Conflict("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, str(cur, "binding:vif_type"), str(cur, "mac_address"), mac)
 		}
-		if err := c.Tx.Do("DELETE FROM mac_addresses WHERE network_id = ? AND mac_address = ? AND port_id = ?", str(net, "id"), str(cur, "mac_address"), id); err != nil {
+		if err := c.Tx.ReleaseMAC(str(net, "id"), str(cur, "mac_address"), id); err != nil {
 			return nil, err
 		}
 		if _, err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
@@ -719,8 +719,7 @@ func removePort(c *Ctx, p Object) error {
 	if err := c.releasePortIPs(id); err != nil {
 		return err
 	}
-	// By key: the table has no index by port.
-	if err := c.Tx.Do("DELETE FROM mac_addresses WHERE network_id = ? AND mac_address = ? AND port_id = ?", str(p, "network_id"), str(p, "mac_address"), id); err != nil {
+	if err := c.Tx.ReleaseMAC(str(p, "network_id"), str(p, "mac_address"), id); err != nil {
 		return err
 	}
 	return c.Tx.Delete(schema.Port.Kind, id)

@@ -206,18 +206,12 @@ func (c *Ctx) checkShareRemoval(r *schema.Resource, obj Object, action, target s
 			users[str(s, "project_id")] = true
 		}
 	case schema.SecurityGroup:
-		ids, err := c.Tx.Strings("SELECT id FROM resources WHERE kind = ? AND body LIKE ?", schema.Port.Kind, `%"`+str(obj, "id")+`"%`)
+		ports, err := c.groupMembers(str(obj, "id"))
 		if err != nil {
 			return err
 		}
-		for _, pid := range ids {
-			if p, err := c.Tx.Get(schema.Port.Kind, pid); err == nil {
-				for _, g := range list(p, "security_groups") {
-					if g == obj["id"] {
-						users[str(p, "project_id")] = true
-					}
-				}
-			}
+		for _, p := range ports {
+			users[str(p, "project_id")] = true
 		}
 	case schema.SubnetPool:
 		subnets, err := c.poolSubnets(str(obj, "id"))

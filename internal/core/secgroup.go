@@ -184,22 +184,26 @@ func updateSecurityGroup(c *Ctx, cur, in Object) (Object, error) {
 
 // groupPorts reports whether any port uses group id.
 func (c *Ctx) groupPorts(id string) (bool, error) {
-	ids, err := c.Tx.Strings("SELECT id FROM resources WHERE kind = ? AND body LIKE ?", schema.Port.Kind, `%"`+id+`"%`)
+	ports, err := c.groupMembers(id)
+	return len(ports) > 0, err
+}
+
+// groupMembers lists the ports in security group id.
+func (c *Ctx) groupMembers(id string) ([]Object, error) {
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	for _, pid := range ids {
-		p, err := c.Tx.Get(schema.Port.Kind, pid)
-		if err != nil {
-			continue
-		}
+	var out []Object
+	for _, p := range ports {
 		for _, g := range list(p, "security_groups") {
 			if g == id {
-				return true, nil
+				out = append(out, p)
+				break
 			}
 		}
 	}
-	return false, nil
+	return out, nil
 }
 
 func deleteSecurityGroup(c *Ctx, cur Object) error {

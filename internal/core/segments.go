@@ -1,7 +1,6 @@
 package core
 
 import (
-	"database/sql"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -147,8 +146,7 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 // then the lowest free id after an allocated one.
 func (c *Ctx) claimSegment(s *Segment, lo, hi int64, networkID string) (bool, error) {
 	try := func(id int64) (bool, error) {
-		ok, err := c.Tx.Claim("INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) VALUES (?, ?, ?, ?)", 3,
-			s.NetworkType, s.PhysicalNetwork, id, networkID)
+		ok, err := c.Tx.ClaimSegment(s.NetworkType, s.PhysicalNetwork, id, networkID)
 		if ok {
 			s.SegmentationID = id
 		}
@@ -162,35 +160,28 @@ func (c *Ctx) claimSegment(s *Segment, lo, hi int64, networkID string) (bool, er
 	if ok, err := try(lo); ok || err != nil {
 		return ok, err
 	}
-	var next sql.NullInt64
-	err := c.Tx.QueryRow(`SELECT MIN(a.segmentation_id) + 1 FROM segment_allocations a
-WHERE a.network_type = ? AND a.physical_network = ? AND a.segmentation_id >= ? AND a.segmentation_id < ?
-AND NOT EXISTS (SELECT 1 FROM segment_allocations b WHERE b.network_type = a.network_type
-  AND b.physical_network = a.physical_network AND b.segmentation_id = a.segmentation_id + 1)`, s.NetworkType, s.PhysicalNetwork, lo, hi).Scan(&next)
-	if err != nil || !next.Valid {
+	next, ok, err := c.Tx.NextFreeSegment(s.NetworkType, s.PhysicalNetwork, lo, hi)
+	if err != nil || !ok {
 		return false, err
 	}
-	return try(next.Int64)
+	return try(next)
 }
 
 // errSegmentTaken: a requested segment is allocated already.
 var errSegmentTaken = errors.New("segment in use")
 
 func (c *Ctx) insertSegment(s *Segment, networkID string) error {
-	ok, err := c.Tx.Claim("INSERT INTO segment_allocations (network_type, physical_network, segmentation_id, network_id) VALUES (?, ?, ?, ?)", 3,
-		s.NetworkType, s.PhysicalNetwork, s.SegmentationID, networkID)
+	ok, err := c.Tx.ClaimSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, networkID)
 	if err == nil && !ok {
 		return errSegmentTaken
 	}
 	return err
 }
 
-// releaseSegments frees a network's segments, each by its key (an index
-// by network would be one more page written at every network create).
+// releaseSegments frees a network's segments.
 func (c *Ctx) releaseSegments(net Object) error {
 	for _, s := range NetworkSegments(net) {
-		if err := c.Tx.Do("DELETE FROM segment_allocations WHERE network_type = ? AND physical_network = ? AND segmentation_id = ? AND network_id = ?",
-			s.NetworkType, s.PhysicalNetwork, s.SegmentationID, str(net, "id")); err != nil {
+		if err := c.Tx.ReleaseSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, str(net, "id")); err != nil {
 			return err
 		}
 	}

@@ -323,7 +323,7 @@ func updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 
 func deleteSubnet(c *Ctx, cur Object) error {
 	id := str(cur, "id")
-	rows, err := c.Tx.Strings("SELECT port_id FROM ip_allocations WHERE subnet_id = ?", id)
+	rows, err := c.Tx.SubnetPorts(id)
 	if err != nil {
 		return err
 	}
@@ -355,7 +355,7 @@ func deleteSubnet(c *Ctx, cur Object) error {
 			return err
 		}
 	}
-	if err := c.Tx.Do("DELETE FROM ip_allocations WHERE subnet_id = ?", id); err != nil {
+	if err := c.Tx.ReleaseSubnetIPs(id); err != nil {
 		return err
 	}
 	if err := c.Tx.Delete(schema.Subnet.Kind, id); err != nil {
