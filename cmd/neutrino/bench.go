@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"neutrino/internal/api"
-	"neutrino/internal/core"
 	"neutrino/internal/identity"
+	"neutrino/internal/services"
 )
 
 // bench runs the same sequential workload as shared/peer/bench-api.sh:
@@ -54,7 +54,7 @@ func bench(args []string) error {
 			return err
 		}
 		defer db.Close()
-		svc, err := core.New(db, core.Config{DefaultQuotas: map[string]int{"network": -1, "port": -1, "subnet": -1}})
+		reg, err := services.Build(db, services.Config{Quotas: map[string]int{"network": -1, "port": -1, "subnet": -1}})
 		if err != nil {
 			return err
 		}
@@ -68,7 +68,7 @@ func bench(args []string) error {
 		}
 		base = "http://" + ln.Addr().String()
 		ident.PublicURL = func(*http.Request) string { return base }
-		srv := &http.Server{Handler: api.New(svc, ident, ident, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+		srv := &http.Server{Handler: api.New(reg, ident, ident, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 		go srv.Serve(ln)
 		defer srv.Close()
 		tok, err := ident.TokenFor(ctx, "admin", "admin")

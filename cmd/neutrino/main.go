@@ -21,8 +21,9 @@ import (
 	"time"
 
 	"neutrino/internal/api"
-	"neutrino/internal/core"
 	"neutrino/internal/identity"
+	"neutrino/internal/services"
+	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
 
@@ -276,6 +277,8 @@ func serve(args []string) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	dhcpPerNet := fs.Int("dhcp-agents-per-network", 1, "DHCP agents scheduled per network")
 	downTime := fs.Duration("agent-down-time", 75*time.Second, "how long after its last report an agent counts as dead (its DHCP networks then move to live agents)")
+	servicePlugins := fs.String("service-plugins", "all", "optional services to run, comma-separated ("+strings.Join(services.Optional(), ", ")+"), or all")
+	mechDrivers := fs.String("mechanism-drivers", "linux", "ML2 mechanism drivers, in order")
 	keepChanges := fs.Int64("changelog-keep", 200000, "revisions of change log kept for agents to resume from (older readers re-list)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (at shutdown)")
 	fs.Parse(args)
@@ -297,18 +300,25 @@ func serve(args []string) error {
 	}
 	defer db.Close()
 
-	cfg := core.Config{TenantNetworkTypes: splitList(*tenantTypes), NetworkVLANRanges: splitList(*vlanRanges),
+	cfg := services.Config{ML2: ml2.Config{TenantNetworkTypes: splitList(*tenantTypes), NetworkVLANRanges: splitList(*vlanRanges),
 		FlatNetworks: splitList(*flatNets), VNIRanges: splitList(*vniRanges), GlobalPhysnetMTU: *physMTU,
-		DefaultQuotas: map[string]int{}, DHCPAgentsPerNetwork: *dhcpPerNet, AgentDownTime: *downTime}
+		MechanismDrivers: splitList(*mechDrivers)},
+		Quotas: map[string]int{}, DHCPAgentsPerNetwork: *dhcpPerNet, AgentDownTime: *downTime}
+	if *servicePlugins != "all" {
+		cfg.ServicePlugins = splitList(*servicePlugins)
+		if cfg.ServicePlugins == nil {
+			cfg.ServicePlugins = []string{}
+		}
+	}
 	for _, kv := range splitList(*quotaSpec) {
 		k, v, _ := strings.Cut(kv, "=")
 		var n int
 		if _, err := fmt.Sscanf(v, "%d", &n); err != nil {
 			return fmt.Errorf("--default-quotas: %q", kv)
 		}
-		cfg.DefaultQuotas[k] = n
+		cfg.Quotas[k] = n
 	}
-	svc, err := core.New(db, cfg)
+	reg, err := services.Build(db, cfg)
 	if err != nil {
 		return err
 	}
@@ -348,7 +358,7 @@ func serve(args []string) error {
 		return fmt.Errorf("unknown --auth %q", *authMode)
 	}
 
-	srv := api.New(svc, auth, ident, log)
+	srv := api.New(reg, auth, ident, log)
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err

@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"neutrino/internal/api"
-	"neutrino/internal/core"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/identity"
 	"neutrino/internal/netlab"
+	"neutrino/internal/services"
 	"neutrino/internal/store"
 	"neutrino/internal/testutil"
 )
@@ -60,11 +60,11 @@ func testCloud(t testing.TB, tools ...string) (string, *netlab.Lab) {
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := core.New(db, core.Config{DefaultQuotas: map[string]int{"port": -1}})
+	reg, err := services.Build(db, services.Config{Quotas: map[string]int{"port": -1}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(api.New(svc, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	srv := httptest.NewServer(api.New(reg, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	t.Cleanup(srv.Close)
 	lab, err := netlab.New("")
 	if err != nil {

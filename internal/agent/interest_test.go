@@ -3,7 +3,6 @@ package agent
 import (
 	"testing"
 
-	"neutrino/internal/core"
 	"neutrino/internal/hostapi"
 )
 
@@ -13,12 +12,12 @@ import (
 // or other hosts' unrelated networks.
 func TestInterest(t *testing.T) {
 	st := &hostapi.Span{
-		Ports:          []core.Object{{"id": "p1", "network_id": "n1"}},
-		Networks:       []core.Object{{"id": "n1"}},
-		SecurityGroups: []core.Object{{"id": "g1"}},
+		Ports:          []hostapi.Object{{"id": "p1", "network_id": "n1"}},
+		Networks:       []hostapi.Object{{"id": "n1"}},
+		SecurityGroups: []hostapi.Object{{"id": "g1"}},
 		GroupMembers:   map[string][]string{"g2": {"10.0.0.5"}},
 		MemberPorts:    []string{"p9"},
-		Peers:          []core.Peer{{NetworkID: "n1", PortID: "p2", Host: "compute-2", VTEP: "10.250.0.2"}},
+		Peers:          []hostapi.Peer{{NetworkID: "n1", PortID: "p2", Host: "compute-2", VTEP: "10.250.0.2"}},
 	}
 	in := newInterest("compute-1", false, st)
 	for _, c := range []struct {

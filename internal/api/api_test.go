@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"neutrino/internal/core"
+	"neutrino/internal/services"
 )
 
 func TestVersionsAndExtensions(t *testing.T) {
@@ -847,7 +847,7 @@ func TestDHCPAgentScheduler(t *testing.T) {
 func TestDHCPFailover(t *testing.T) {
 	for name, dsn := range dsns(t) {
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, dsn, core.Config{AgentDownTime: 2 * time.Second})
+			e := newEnv(t, dsn, services.Config{AgentDownTime: 2 * time.Second})
 			report := func(host string) string {
 				return e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{
 					"agent_type": "DHCP agent", "binary": "neutrino-dhcp-agent", "host": host}}), "agent")["id"].(string)
@@ -867,7 +867,13 @@ func TestDHCPFailover(t *testing.T) {
 			if len(l) != 1 || l[0].(map[string]any)["host"] != "network-2" {
 				t.Fatalf("network not moved to the live agent: %v", l)
 			}
-			e.fault(e.do(admin, "GET", "/v2.0/ports/"+dp["id"].(string), nil), 404, "PortNotFound")
+			// The DHCP port goes with the network, keeping its addresses:
+			// clients renew with the server they know (Neutron keeps it too).
+			moved := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+dp["id"].(string), nil), "port")
+			if moved["binding:host_id"] != "network-2" || moved["device_id"] != "dhcpnetwork-2" ||
+				fmt.Sprint(moved["fixed_ips"]) != fmt.Sprint(dp["fixed_ips"]) {
+				t.Fatalf("DHCP port not moved with its addresses: %v, was %v", moved, dp)
+			}
 		})
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"neutrino/internal/core"
+	"neutrino/internal/services"
 )
 
 // The API benchmarks mirror shared/peer/bench-api.sh's workload; `neutrino
@@ -13,7 +13,7 @@ import (
 
 func benchEnv(b *testing.B) *testEnv {
 	t := &testing.T{}
-	e := newEnv(t, filepath.Join(b.TempDir(), "bench.db"), core.Config{DefaultQuotas: map[string]int{"network": -1, "port": -1}})
+	e := newEnv(t, filepath.Join(b.TempDir(), "bench.db"), services.Config{Quotas: map[string]int{"network": -1, "port": -1}})
 	e.t = t
 	b.Cleanup(func() { e.srv.Close(); e.db.Close() })
 	return e

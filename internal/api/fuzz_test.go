@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
-	"neutrino/internal/core"
 	"neutrino/internal/fault"
 	"neutrino/internal/policy"
 	"neutrino/internal/schema"
+	"neutrino/internal/services"
 )
 
 // FuzzListQuery: any query string parses or is a 4xx, for every resource.
@@ -18,13 +18,17 @@ func FuzzListQuery(f *testing.F) {
 		"tags=a,b&not-tags-any=c", "foo=bar", "limit=-1", "sort_key=name", "fixed_ips=ip_address%3D10.0.0.1", "%zz", "admin_state_up=maybe"} {
 		f.Add(s, true)
 	}
+	reg, err := services.Build(nil, services.Config{})
+	if err != nil {
+		f.Fatal(err)
+	}
 	f.Fuzz(func(t *testing.T, raw string, admin bool) {
 		q, err := url.ParseQuery(raw)
 		if err != nil {
 			return // net/http answers these itself
 		}
 		c := &policy.Caller{ProjectID: "p", Admin: admin}
-		for _, r := range schema.All {
+		for _, r := range reg.Resources() {
 			lq, err := parseList(r, c, q)
 			if err != nil {
 				if fe, ok := fault.As(err); !ok || fe.Status >= 500 {
@@ -56,7 +60,7 @@ func FuzzCreateRequests(f *testing.F) {
 		f.Add(s, uint8(0))
 	}
 	t0 := &testing.T{}
-	e := newEnv(t0, filepath.Join(f.TempDir(), "fuzz.db"), core.Config{})
+	e := newEnv(t0, filepath.Join(f.TempDir(), "fuzz.db"), services.Config{})
 	net := e.do(userA, "POST", "/v2.0/networks", map[string]any{"network": map[string]any{}}).Body["network"].(map[string]any)["id"].(string)
 	e.do(userA, "POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": net, "ip_version": 4, "cidr": "10.8.0.0/24"}})
 	sg := e.do(userA, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{"name": "f"}}).Body["security_group"].(map[string]any)["id"].(string)

@@ -14,8 +14,8 @@ import (
 	"strings"
 	"testing"
 
-	"neutrino/internal/core"
 	"neutrino/internal/identity"
+	"neutrino/internal/services"
 	"neutrino/internal/store"
 )
 
@@ -36,7 +36,7 @@ func dsns(t *testing.T) map[string]string {
 	return out
 }
 
-func newEnv(t *testing.T, dsn string, cfg core.Config) *testEnv {
+func newEnv(t *testing.T, dsn string, cfg services.Config) *testEnv {
 	t.Helper()
 	if strings.HasPrefix(dsn, "postgres") {
 		resetPostgres(t, dsn)
@@ -48,11 +48,11 @@ func newEnv(t *testing.T, dsn string, cfg core.Config) *testEnv {
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := core.New(db, cfg)
+	reg, err := services.Build(db, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := New(svc, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(reg, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	e := &testEnv{t: t, srv: httptest.NewServer(s), db: db}
 	t.Cleanup(func() { e.srv.Close(); db.Close() })
 	return e
@@ -74,7 +74,7 @@ func resetPostgres(t *testing.T, dsn string) {
 // forEachStore runs fn against a fresh server on every configured store.
 func forEachStore(t *testing.T, fn func(t *testing.T, e *testEnv)) {
 	for name, dsn := range dsns(t) {
-		t.Run(name, func(t *testing.T) { fn(t, newEnv(t, dsn, core.Config{})) })
+		t.Run(name, func(t *testing.T) { fn(t, newEnv(t, dsn, services.Config{})) })
 	}
 }
 

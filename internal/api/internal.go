@@ -1,49 +1,43 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
-	"neutrino/internal/core"
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
+	"neutrino/internal/plugin"
 	"neutrino/internal/policy"
-	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
 
 // internal serves Neutrino's own API for its agents, beside the Neutron
-// API (admin or service callers only):
+// API (admin or service callers only): the generic part here,
 //
-//	POST /neutrino/v1/agents/report          register / heartbeat
 //	GET  /neutrino/v1/hosts/{host}/state     desired state of a host at a revision
-//	PUT  /neutrino/v1/hosts/{host}/ports     {"active": [ids]}: the ports wired there
 //	GET  /neutrino/v1/changes?after=R&wait=S changes after R (long poll); 410 when compacted
-//	PUT  /neutrino/v1/hosts/{host}/metering  {"counters": [...]}: metering counts of its routers
-func (s *Server) internal(w http.ResponseWriter, r *http.Request, parts []string) {
-	path := strings.Join(parts, "/")
-	c := policy.From(r.Context())
+//
+// and what services registered (agent reports, port status, metering).
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, c *policy.Caller, parts []string) {
 	var err error
 	switch {
 	case !c.Admin && !c.Service:
 		err = fault.Forbidden("rule:neutrino_agent_api is disallowed by policy")
-	case path == "v1/agents/report" && r.Method == http.MethodPost:
-		err = s.reportAgent(w, r)
-	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "hosts" && parts[3] == "state" && r.Method == http.MethodGet:
-		err = s.hostState(w, r, parts[2])
-	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "hosts" && parts[3] == "ports" && r.Method == http.MethodPut:
-		err = s.hostPorts(w, r, parts[2])
-	case len(parts) == 4 && parts[0] == "v1" && parts[1] == "hosts" && parts[3] == "metering" && r.Method == http.MethodPut:
-		err = s.hostMetering(w, r, parts[2])
-	case path == "v1/changes" && r.Method == http.MethodGet:
-		err = s.changes(w, r)
-	case path == "v1/agents/report" || path == "v1/changes":
-		err = methodNotAllowed()
-	default:
+	case len(parts) == 0 || parts[0] != "v1":
 		err = notFoundErr
+	case len(parts) == 4 && parts[1] == "hosts" && parts[3] == "state" && r.Method == http.MethodGet:
+		err = s.hostState(w, r, parts[2])
+	case len(parts) == 2 && parts[1] == "changes":
+		if r.Method != http.MethodGet {
+			err = methodNotAllowed()
+		} else {
+			err = s.changes(w, r)
+		}
+	default:
+		s.route(w, r, c, true, parts[1:])
+		return
 	}
 	if err != nil {
 		s.writeError(w, r, err)
@@ -51,39 +45,16 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, parts []string
 }
 
 func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) error {
-	var st *core.HostState
-	err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
+	var st *hostapi.Span
+	err := s.Reg.Read(r.Context(), func(c *plugin.Ctx) error {
 		var err error
-		st, err = s.Core.HostState(s.Core.NewCtx(r.Context(), tx), host, r.URL.Query().Get("dhcp") == "1")
+		st, err = s.Reg.Span(c, host, plugin.SpanOptions{DHCP: r.URL.Query().Get("dhcp") == "1"})
 		return err
 	})
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, st)
-	return nil
-}
-
-func (s *Server) hostPorts(w http.ResponseWriter, r *http.Request, host string) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
-	var doc struct {
-		Active []string `json:"active"`
-	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return fault.BadRequest("Malformed request body")
-	}
-	var changed int
-	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		changed, err = s.Core.SetHostPorts(s.Core.NewCtx(r.Context(), tx), host, doc.Active)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"changed": changed})
 	return nil
 }
 
@@ -139,32 +110,4 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 		case <-time.After(min(left, time.Second)):
 		}
 	}
-}
-
-func (s *Server) reportAgent(w http.ResponseWriter, r *http.Request) error {
-	body, err := readBody(r)
-	if err != nil {
-		return err
-	}
-	var doc struct {
-		Agent core.AgentReport `json:"agent"`
-	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return fault.BadRequest("Malformed request body")
-	}
-	var out schema.Ordered
-	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		cc := s.Core.NewCtx(r.Context(), tx)
-		o, err := s.Core.ReportAgent(cc, doc.Agent)
-		if err != nil {
-			return err
-		}
-		out = s.render(cc, schema.Agent, o, nil)
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"agent": out})
-	return nil
 }

@@ -28,12 +28,6 @@ type listQuery struct {
 var reserved = map[string]bool{"fields": true, "sort_key": true, "sort_dir": true, "limit": true,
 	"marker": true, "page_reverse": true, "tags": true, "tags-any": true, "not-tags": true, "not-tags-any": true}
 
-// extraFilters are accepted filters that are not attributes.
-var extraFilters = map[string]map[string]bool{
-	"port":   {"ip_address_substr": true},
-	"subnet": {"segment_id": true},
-}
-
 func parseList(r *schema.Resource, c *policy.Caller, q url.Values) (*listQuery, error) {
 	lq := &listQuery{filters: map[string][]string{}}
 	for k, vals := range q {
@@ -41,7 +35,7 @@ func parseList(r *schema.Resource, c *policy.Caller, q url.Values) (*listQuery, 
 			continue
 		}
 		a := r.Attr(k)
-		if a == nil && !extraFilters[r.Member][k] {
+		if a == nil && !r.ExtraFilters[k] {
 			return nil, fault.BadRequest("['%s'] is invalid attribute for filtering", k)
 		}
 		if a != nil && (a.NoFilter && k != "fixed_ips" || !a.Visible(c)) {

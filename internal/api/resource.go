@@ -6,9 +6,9 @@ import (
 	"net/url"
 	"reflect"
 
-	"neutrino/internal/core"
 	"neutrino/internal/fault"
 	"neutrino/internal/jsonx"
+	"neutrino/internal/plugin"
 	"neutrino/internal/policy"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
@@ -25,7 +25,7 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		case http.MethodPost:
 			err = s.create(w, r, res)
 		case http.MethodPut, http.MethodDelete:
-			err = fault.NotFound(typeName(res), typeName(res), "None")
+			err = res.NotFoundError("None")
 		default:
 			err = methodNotAllowed()
 		}
@@ -42,12 +42,10 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		}
 	case rest[1] == "tags" && res.Standard:
 		err = s.tags(w, r, res, rest[0], rest[2:])
-	case res == schema.Agent && rest[1] == "dhcp-networks" || res == schema.Network && rest[1] == "dhcp-agents":
-		err = s.agentScheduler(w, r, res, rest, s.dhcpScheduling())
-	case res == schema.Agent && rest[1] == "l3-routers" || res == schema.Router && rest[1] == "l3-agents":
-		err = s.agentScheduler(w, r, res, rest, s.l3Scheduling())
-	case res == schema.Router && len(rest) == 2:
-		err = s.routerAction(w, r, rest[0], rest[1])
+	case s.Reg.NestedOf(res, rest[1]) != nil:
+		err = s.nested(w, r, s.Reg.NestedOf(res, rest[1]), rest[0], rest[2:])
+	case len(rest) == 2 && s.Reg.Handler(res).Actions[rest[1]] != nil:
+		err = s.action(w, r, res, s.Reg.Handler(res).Actions[rest[1]], rest[0])
 	default:
 		err = notFoundErr
 	}
@@ -56,22 +54,10 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 	}
 }
 
-func typeName(res *schema.Resource) string {
-	switch res {
-	case schema.Network:
-		return "Network"
-	case schema.Subnet:
-		return "Subnet"
-	case schema.Port:
-		return "Port"
-	}
-	return res.Member
-}
-
 // renderMemo renders o, reusing the encoding kept with this version of the
 // object when the view holds it (full objects only, one per visibility).
-func (s *Server) renderMemo(c *core.Ctx, tx *store.Tx, res *schema.Resource, o schema.Object, fields []string) any {
-	p := s.Core.Present(c, res, o)
+func (s *Server) renderMemo(c *plugin.Ctx, tx *store.Tx, res *schema.Resource, o schema.Object, fields []string) any {
+	p := c.Present(res, o)
 	memo := tx.Memo(res.Kind, o)
 	if len(fields) > 0 || memo == nil || !sameObject(p, o) {
 		return s.render(c, res, o, fields)
@@ -95,18 +81,17 @@ func sameObject(a, b schema.Object) bool {
 	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
-func (s *Server) render(c *core.Ctx, res *schema.Resource, o schema.Object, fields []string) schema.Ordered {
-	return res.Render(c.Caller, s.Core.Present(c, res, o), fields)
+func (s *Server) render(c *plugin.Ctx, res *schema.Resource, o schema.Object, fields []string) schema.Ordered {
+	return res.Render(c.Caller, c.Present(res, o), fields)
 }
 
-// beforeSecurityGroups creates the caller's default group on its first
-// security group request, as Neutron does.
-func (s *Server) beforeSecurityGroups(r *http.Request, res *schema.Resource) error {
-	if res != schema.SecurityGroup && res != schema.SecurityGroupRule {
-		return nil
+// prepare runs what the resource's handler asks before any request on
+// its collection (the caller's default security group, for instance).
+func (s *Server) prepare(r *http.Request, res *schema.Resource) error {
+	if h := s.Reg.Handler(res); h.Prepare != nil {
+		return h.Prepare(r.Context(), s.Reg, policy.From(r.Context()))
 	}
-	c := policy.From(r.Context())
-	return s.Core.EnsureDefaultSG(r.Context(), c.ProjectID)
+	return nil
 }
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request, res *schema.Resource) error {
@@ -116,28 +101,28 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	if err != nil {
 		return err
 	}
-	if err := s.beforeSecurityGroups(r, res); err != nil {
+	if err := s.prepare(r, res); err != nil {
 		return err
 	}
 	var out []any
 	var links []map[string]any
 	err = s.DB.Read(r.Context(), func(tx *store.Tx) error {
-		cc := s.Core.NewCtx(r.Context(), tx)
+		cc := s.Reg.NewCtx(r.Context(), tx)
 		var marker schema.Object
 		if lq.marker != "" {
-			m, err := s.Core.Get(cc, res, lq.marker)
+			m, err := cc.Get(res, lq.marker)
 			if err != nil {
 				return err
 			}
 			marker = m
 		}
-		objs, err := s.Core.List(cc, res, lq.pushdown(res))
+		objs, err := cc.List(res, lq.pushdown(res))
 		if err != nil {
 			return err
 		}
 		matched := make([]schema.Object, 0, len(objs))
 		for _, o := range objs {
-			if lq.match(res, s.Core.Present(cc, res, o)) {
+			if lq.match(res, cc.Present(res, o)) {
 				matched = append(matched, o)
 			}
 		}
@@ -171,13 +156,12 @@ func fieldsOf(q url.Values) []string {
 }
 
 func (s *Server) show(w http.ResponseWriter, r *http.Request, res *schema.Resource, id string) error {
-	if err := s.beforeSecurityGroups(r, res); err != nil {
+	if err := s.prepare(r, res); err != nil {
 		return err
 	}
 	var out schema.Ordered
-	err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
-		cc := s.Core.NewCtx(r.Context(), tx)
-		o, err := s.Core.Get(cc, res, id)
+	err := s.Reg.Read(r.Context(), func(cc *plugin.Ctx) error {
+		o, err := cc.Get(res, id)
 		if err != nil {
 			return err
 		}
@@ -210,13 +194,12 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *schema.Reso
 		parsed = append(parsed, p)
 	}
 	var out []any
-	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		cc := s.Core.NewCtx(r.Context(), tx)
+	_, err = s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
 		out = out[:0]
 		for _, p := range parsed {
 			// A write may run more than once (see store.Write): each run
 			// gets its own copy of the input, which Create may consume.
-			o, err := s.Core.Create(cc, res, jsonx.Copy(p).(schema.Object))
+			o, err := cc.Create(res, jsonx.Copy(p).(schema.Object))
 			if err != nil {
 				return err
 			}
@@ -254,9 +237,8 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request, res *schema.Reso
 		return err
 	}
 	var out schema.Ordered
-	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		cc := s.Core.NewCtx(r.Context(), tx)
-		o, err := s.Core.Update(cc, res, id, jsonx.Copy(upd).(schema.Object), want)
+	_, err = s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
+		o, err := cc.Update(res, id, jsonx.Copy(upd).(schema.Object), want)
 		if err != nil {
 			return err
 		}
@@ -275,8 +257,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res *schema.Reso
 	if err != nil {
 		return err
 	}
-	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		return s.Core.Delete(s.Core.NewCtx(r.Context(), tx), res, id, want)
+	_, err = s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
+		return cc.Delete(res, id, want)
 	})
 	if err != nil {
 		return err
@@ -292,8 +274,8 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	}
 	if r.Method == http.MethodGet {
 		var tags []any
-		err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
-			o, err := s.Core.Get(s.Core.NewCtx(r.Context(), tx), res, id)
+		err := s.Reg.Read(r.Context(), func(cc *plugin.Ctx) error {
+			o, err := cc.Get(res, id)
 			if err != nil {
 				return err
 			}
@@ -345,8 +327,8 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 		return methodNotAllowed()
 	}
 	var out schema.Object
-	_, err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		o, err := s.Core.SetTags(s.Core.NewCtx(r.Context(), tx), res, id, op, tags)
+	_, err := s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
+		o, err := cc.SetTags(res, id, op, tags)
 		out = o
 		return err
 	})
@@ -364,14 +346,8 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	return nil
 }
 
-// routerAction serves PUT /routers/{id}/add_router_interface,
-// remove_router_interface, add_extraroutes and remove_extraroutes.
-func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action string) error {
-	switch action {
-	case "add_router_interface", "remove_router_interface", "add_extraroutes", "remove_extraroutes":
-	default:
-		return notFoundErr
-	}
+// action serves a member action: PUT /<collection>/{id}/<action>.
+func (s *Server) action(w http.ResponseWriter, r *http.Request, res *schema.Resource, act plugin.Action, id string) error {
 	if r.Method != http.MethodPut {
 		return methodNotAllowed()
 	}
@@ -384,31 +360,10 @@ func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action
 		return fault.BadRequest("Malformed request body")
 	}
 	var out any
-	_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-		cc := s.Core.NewCtx(r.Context(), tx)
-		switch action {
-		case "add_router_interface", "remove_router_interface":
-			add := action == "add_router_interface"
-			var ri *core.RouterInterface
-			var err error
-			in := jsonx.Copy(in).(map[string]any)
-			if add {
-				ri, err = s.Core.AddRouterInterface(cc, id, in)
-			} else {
-				ri, err = s.Core.RemoveRouterInterface(cc, id, in)
-			}
-			if err != nil {
-				return err
-			}
-			out = ri.Render()
-		default:
-			o, err := s.Core.ExtraRoutes(cc, id, jsonx.Copy(in).(map[string]any), action == "add_extraroutes")
-			if err != nil {
-				return err
-			}
-			out = map[string]any{"router": s.render(cc, schema.Router, o, nil)}
-		}
-		return nil
+	_, err = s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
+		var err error
+		out, err = act(cc, id, jsonx.Copy(in).(map[string]any))
+		return err
 	})
 	if err != nil {
 		return err
@@ -417,85 +372,49 @@ func (s *Server) routerAction(w http.ResponseWriter, r *http.Request, id, action
 	return nil
 }
 
-// scheduling describes one agent scheduler extension: which objects an
-// agent hosts and how they are listed, added and removed.
-type scheduling struct {
-	object   *schema.Resource // what agents host (networks, routers)
-	idField  string           // the body key naming one on add
-	hosted   func(c *core.Ctx, agentID string) ([]schema.Object, error)
-	hosting  func(c *core.Ctx, objectID string) ([]schema.Object, error)
-	add, del func(c *core.Ctx, agentID, objectID string) error
-}
-
-func (s *Server) dhcpScheduling() scheduling {
-	return scheduling{object: schema.Network, idField: "network_id", hosted: s.Core.DHCPAgentNetworks,
-		hosting: func(c *core.Ctx, id string) ([]schema.Object, error) {
-			if !c.Admin {
-				return nil, fault.Forbidden("rule:get_dhcp-agents is disallowed by policy")
-			}
-			return s.Core.NetworkDHCPAgents(c, id)
-		}, add: s.Core.AddDHCPNetwork, del: s.Core.RemoveDHCPNetwork}
-}
-
-func (s *Server) l3Scheduling() scheduling {
-	return scheduling{object: schema.Router, idField: "router_id", hosted: s.Core.L3AgentRouters,
-		hosting: s.Core.RouterL3Agents, add: s.Core.AddL3Router, del: s.Core.RemoveL3Router}
-}
-
-// agentScheduler serves /agents/{id}/<hosted>[/{object}] (list, add,
-// remove) and /<objects>/{id}/<agents> (list), for the DHCP and L3 agent
-// scheduler extensions.
-func (s *Server) agentScheduler(w http.ResponseWriter, r *http.Request, res *schema.Resource, rest []string, sc scheduling) error {
-	id := rest[0]
+// nested serves /<collection>/{id}/<name>[/{child}]: list, add, remove.
+func (s *Server) nested(w http.ResponseWriter, r *http.Request, n *plugin.Nested, id string, rest []string) error {
 	switch {
-	case r.Method == http.MethodGet && len(rest) == 2:
+	case r.Method == http.MethodGet && len(rest) == 0 && n.List != nil:
 		var out []any
-		err := s.DB.Read(r.Context(), func(tx *store.Tx) error {
-			cc := s.Core.NewCtx(r.Context(), tx)
-			list, target := sc.hosted, sc.object
-			if res != schema.Agent {
-				list, target = sc.hosting, schema.Agent
+		var key string
+		err := s.Reg.Read(r.Context(), func(cc *plugin.Ctx) error {
+			res, objs, err := n.List(cc, id)
+			if err != nil {
+				return err
 			}
-			objs, err := list(cc, id)
+			key = res.Collection
 			out = make([]any, 0, len(objs))
 			for _, o := range objs {
-				out = append(out, s.render(cc, target, o, nil))
+				out = append(out, s.render(cc, res, o, nil))
 			}
-			return err
+			return nil
 		})
 		if err != nil {
 			return err
 		}
-		key := sc.object.Collection
-		if res != schema.Agent {
-			key = schema.Agent.Collection
-		}
 		writeJSON(w, http.StatusOK, map[string]any{key: out})
 		return nil
-	case res == schema.Agent && r.Method == http.MethodPost && len(rest) == 2:
+	case r.Method == http.MethodPost && len(rest) == 0 && n.Add != nil:
 		body, err := readBody(r)
 		if err != nil {
 			return err
 		}
 		var in map[string]any
-		var objectID string
-		if json.Unmarshal(body, &in) == nil {
-			objectID, _ = in[sc.idField].(string)
+		if json.Unmarshal(body, &in) != nil || in == nil {
+			in = map[string]any{}
 		}
-		if objectID == "" {
-			return fault.BadRequest("Invalid input: %s is required", sc.idField)
-		}
-		_, err = s.DB.Write(r.Context(), func(tx *store.Tx) error {
-			return sc.add(s.Core.NewCtx(r.Context(), tx), id, objectID)
+		_, err = s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
+			return n.Add(cc, id, jsonx.Copy(in).(map[string]any))
 		})
 		if err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusCreated, nil)
 		return nil
-	case res == schema.Agent && r.Method == http.MethodDelete && len(rest) == 3:
-		_, err := s.DB.Write(r.Context(), func(tx *store.Tx) error {
-			return sc.del(s.Core.NewCtx(r.Context(), tx), id, rest[2])
+	case r.Method == http.MethodDelete && len(rest) == 1 && n.Remove != nil:
+		_, err := s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
+			return n.Remove(cc, id, rest[0])
 		})
 		if err != nil {
 			return err

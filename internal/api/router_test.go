@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"neutrino/internal/core"
+	"neutrino/internal/services"
 )
 
 // TestRouters: the L3 API as Neutron answers it: gateways on external
@@ -232,7 +232,7 @@ func TestL3AgentScheduler(t *testing.T) {
 func TestL3Failover(t *testing.T) {
 	for name, dsn := range dsns(t) {
 		t.Run(name, func(t *testing.T) {
-			e := newEnv(t, dsn, core.Config{AgentDownTime: 2 * time.Second})
+			e := newEnv(t, dsn, services.Config{AgentDownTime: 2 * time.Second})
 			report := func(typ, host string) {
 				e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{
 					"agent_type": typ, "binary": "neutrino-agent", "host": host,

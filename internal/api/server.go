@@ -19,18 +19,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"neutrino/internal/core"
 	"neutrino/internal/fault"
 	"neutrino/internal/identity"
 	"neutrino/internal/jsonx"
+	"neutrino/internal/plugin"
 	"neutrino/internal/policy"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
 
-// Server is the HTTP API.
+// Server is the HTTP API, built from what the services registered.
 type Server struct {
-	Core *core.Service
+	Reg  *plugin.Registry
 	DB   *store.DB
 	Auth identity.Authenticator
 	// Identity, when set, serves the built-in Keystone subset under /v3.
@@ -41,20 +41,21 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	registry *prometheus.Registry
-	meters   *meters
 }
 
 // maxBody bounds request bodies.
 const maxBody = 4 << 20
 
 // New builds the server's routes.
-func New(svc *core.Service, auth identity.Authenticator, ident *identity.Builtin, log *slog.Logger) *Server {
-	s := &Server{Core: svc, DB: svc.DB, Auth: auth, Identity: ident, Log: log, mux: http.NewServeMux()}
+func New(reg *plugin.Registry, auth identity.Authenticator, ident *identity.Builtin, log *slog.Logger) *Server {
+	s := &Server{Reg: reg, DB: reg.DB, Auth: auth, Identity: ident, Log: log, mux: http.NewServeMux()}
 	s.registry = prometheus.NewRegistry()
 	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "neutrino_api_requests_total", Help: "API requests by method, collection and status."}, []string{"method", "collection", "code"})
 	s.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "neutrino_api_request_seconds", Help: "API request latency.", Buckets: prometheus.ExponentialBuckets(0.0002, 2, 16)}, []string{"method", "collection"})
-	s.meters = &meters{byHost: map[string][]core.MeterCount{}}
-	s.registry.MustRegister(s.requests, s.latency, s.meters, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.registry.MustRegister(s.requests, s.latency, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	for _, c := range reg.Collectors() {
+		s.registry.MustRegister(c)
+	}
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/", s.serveAPI)
 	if ident != nil {
@@ -128,20 +129,19 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Openstack-Request-Id", reqID)
 	path := strings.TrimSuffix(r.URL.Path, ".json")
 	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if len(parts) > 2 && parts[1] == "metering" {
-		// /v2.0/metering/metering-labels: one collection path of two segments.
-		parts = append([]string{parts[0], parts[1] + "/" + parts[2]}, parts[3:]...)
-	}
 	collection := ""
 	if len(parts) > 1 {
 		collection = parts[1]
+		if res, n := s.Reg.ByPath(parts[1:]); res != nil {
+			collection = strings.Join(parts[1:1+n], "/")
+		}
 	}
 	defer func() {
 		if rec := recover(); rec != nil {
 			s.Log.Error("panic", "err", rec, "path", r.URL.Path)
 			s.writeError(sw, r, errors.New("panic"))
 		}
-		if collection != "" && schema.ByPath(collection) == nil && collection != "extensions" && collection != "quotas" {
+		if res, _ := s.Reg.ByPath(strings.Split(collection, "/")); collection != "" && res == nil && collection != "extensions" && collection != "quotas" {
 			collection = "other"
 		}
 		s.requests.WithLabelValues(r.Method, collection, strconv.Itoa(sw.code)).Inc()
@@ -165,7 +165,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	ctx := policy.With(r.Context(), caller)
 	r = r.WithContext(ctx)
 	if parts[0] == "neutrino" {
-		s.internal(sw, r, parts[1:])
+		s.internal(sw, r, caller, parts[1:])
 		return
 	}
 	if len(parts) == 1 {
@@ -176,25 +176,74 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.resourcesIndex(sw, r)
 		return
 	}
-	switch parts[1] {
-	case "extensions":
+	if parts[1] == "extensions" {
 		s.extensions(sw, r, parts[2:])
 		return
-	case "quotas":
-		s.quotas(sw, r, parts[2:])
+	}
+	if res, n := s.Reg.ByPath(parts[1:]); res != nil {
+		s.collection(sw, r, res, parts[1+n:])
 		return
 	}
-	res := schema.ByPath(parts[1])
-	if res == nil {
-		s.writeError(sw, r, notFoundErr)
+	s.route(sw, r, caller, false, parts[1:])
+}
+
+// route serves a path a service registered (false if none matched).
+func (s *Server) route(w http.ResponseWriter, r *http.Request, caller *policy.Caller, internal bool, parts []string) {
+	rt, args, wrongMethod := s.Reg.Match(r.Method, internal, parts)
+	if rt == nil {
+		if wrongMethod {
+			s.writeError(w, r, methodNotAllowed())
+		} else {
+			s.writeError(w, r, notFoundErr)
+		}
 		return
 	}
-	s.collection(sw, r, res, parts[2:])
+	status, body, err := rt.Serve(&plugin.Request{Request: r, Reg: s.Reg, Caller: caller, Args: args,
+		Body: func() ([]byte, error) { return readBody(r) }})
+	switch {
+	case err != nil:
+		s.writeError(w, r, err)
+	case body == nil:
+		w.WriteHeader(status)
+	default:
+		writeJSON(w, status, body)
+	}
+}
+
+// extensions serves /v2.0/extensions[/<alias>]: what the enabled services
+// registered.
+func (s *Server) extensions(w http.ResponseWriter, r *http.Request, rest []string) {
+	if r.Method != http.MethodGet {
+		s.writeError(w, r, methodNotAllowed())
+		return
+	}
+	render := func(e plugin.Extension) map[string]any {
+		return map[string]any{"alias": e.Alias, "name": e.Name, "description": e.Description, "updated": e.Updated, "links": []any{}}
+	}
+	exts := s.Reg.Extensions()
+	if len(rest) == 0 {
+		out := make([]any, 0, len(exts))
+		for _, e := range exts {
+			out = append(out, render(e))
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"extensions": out})
+		return
+	}
+	for _, e := range exts {
+		if e.Alias == rest[0] {
+			writeJSON(w, http.StatusOK, map[string]any{"extension": render(e)})
+			return
+		}
+	}
+	s.writeError(w, r, fault.New(http.StatusNotFound, "HTTPNotFound", "Extension with alias %s does not exist", rest[0]))
 }
 
 func (s *Server) resourcesIndex(w http.ResponseWriter, r *http.Request) {
 	var out []any
 	for _, res := range []*schema.Resource{schema.Network, schema.Subnet, schema.SubnetPool, schema.Port} {
+		if s.Reg.Handler(res) == nil {
+			continue
+		}
 		out = append(out, map[string]any{"name": res.Member, "collection": res.Collection,
 			"links": []any{map[string]any{"rel": "self", "href": s.baseURL(r) + "/v2.0/" + res.Collection}}})
 	}

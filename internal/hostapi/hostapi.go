@@ -81,3 +81,11 @@ type MeterCount struct {
 	Packets   uint64 `json:"packets"`
 	Bytes     uint64 `json:"bytes"`
 }
+
+// Device owners of the ports the services make (Neutron's values).
+const (
+	OwnerDHCP            = "network:dhcp"
+	OwnerRouterInterface = "network:router_interface"
+	OwnerRouterGateway   = "network:router_gateway"
+	OwnerFloatingIP      = "network:floatingip"
+)

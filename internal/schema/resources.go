@@ -1,5 +1,11 @@
 package schema
 
+import (
+	"net/http"
+
+	"neutrino/internal/fault"
+)
+
 // Unset marks an attribute that was not given on create and has a computed
 // default (for example a subnet's gateway_ip), so services can tell "absent"
 // from an explicit null.
@@ -11,56 +17,60 @@ var Unset any = unset{}
 // IsUnset reports whether v is Unset.
 func IsUnset(v any) bool { _, ok := v.(unset); return ok }
 
-// helpers to keep the attribute tables short.
-func ro(name string) *Attr { return &Attr{Name: name} }
-func rw(name string, c Converter, def any) *Attr {
+// Builders that keep attribute tables short: RO is read-only, RW settable
+// on create and update with a default, Post on create only, Req required
+// on create, Computed defaulted by the service when absent; the wrappers
+// mark sorting, admin-only visibility, admin-only setting, hidden request
+// input and attributes that may not filter lists.
+func RO(name string) *Attr { return &Attr{Name: name} }
+func RW(name string, c Converter, def any) *Attr {
 	return &Attr{Name: name, Post: true, Put: true, Convert: c, Default: def, HasDefault: true}
 }
-func post(name string, c Converter, def any) *Attr {
+func Post(name string, c Converter, def any) *Attr {
 	return &Attr{Name: name, Post: true, Convert: c, Default: def, HasDefault: true}
 }
-func required(name string, c Converter) *Attr {
+func Req(name string, c Converter) *Attr {
 	return &Attr{Name: name, Post: true, Required: true, Convert: c}
 }
-func computed(name string, put bool, c Converter) *Attr {
+func Computed(name string, put bool, c Converter) *Attr {
 	return &Attr{Name: name, Post: true, Put: put, Convert: c, Default: Unset, HasDefault: true}
 }
-func sorted(a *Attr) *Attr    { a.Sort = true; return a }
-func adminOnly(a *Attr) *Attr { a.AdminOnly = true; return a }
-func adminSet(a *Attr) *Attr  { a.AdminSet = true; return a }
-func hidden(a *Attr) *Attr    { a.Hidden = true; a.NoFilter = true; return a }
-func noFilter(a *Attr) *Attr  { a.NoFilter = true; return a }
+func Sorted(a *Attr) *Attr    { a.Sort = true; return a }
+func AdminOnly(a *Attr) *Attr { a.AdminOnly = true; return a }
+func AdminSet(a *Attr) *Attr  { a.AdminSet = true; return a }
+func Hidden(a *Attr) *Attr    { a.Hidden = true; a.NoFilter = true; return a }
+func NoFilter(a *Attr) *Attr  { a.NoFilter = true; return a }
 
 // standard attributes every Neutron "standard attribute" resource has.
-func standard(withName bool) []*Attr {
+func standardAttrs(withName bool) []*Attr {
 	out := []*Attr{
-		sorted(ro("id")),
-		sorted(post("project_id", ProjectID, nil)),
-		sorted(post("tenant_id", ProjectID, nil)),
-		sorted(rw("description", String(255), "")),
-		sorted(ro("created_at")),
-		sorted(ro("updated_at")),
-		sorted(ro("revision_number")),
-		noFilter(ro("tags")),
+		Sorted(RO("id")),
+		Sorted(Post("project_id", ProjectID, nil)),
+		Sorted(Post("tenant_id", ProjectID, nil)),
+		Sorted(RW("description", String(255), "")),
+		Sorted(RO("created_at")),
+		Sorted(RO("updated_at")),
+		Sorted(RO("revision_number")),
+		NoFilter(RO("tags")),
 	}
 	if withName {
-		out = append(out, sorted(rw("name", String(255), "")))
+		out = append(out, Sorted(RW("name", String(255), "")))
 	}
 	return out
 }
 
 // defineUnnamed is a standard resource without a name (floating IPs).
-func defineUnnamed(member, collection, parent string, attrs ...*Attr) *Resource {
+func DefineUnnamed(member, collection, parent string, attrs ...*Attr) *Resource {
 	r := &Resource{Member: member, Collection: collection, Kind: member, Parent: parent, Standard: true}
-	r.Attrs = append(standard(false), attrs...)
+	r.Attrs = append(standardAttrs(false), attrs...)
 	r.index()
 	return r
 }
 
-func define(member, collection, parent string, std bool, attrs ...*Attr) *Resource {
+func Define(member, collection, parent string, std bool, attrs ...*Attr) *Resource {
 	r := &Resource{Member: member, Collection: collection, Kind: member, Parent: parent, Standard: std}
 	if std {
-		r.Attrs = append(standard(true), attrs...)
+		r.Attrs = append(standardAttrs(true), attrs...)
 	} else {
 		r.Attrs = attrs
 	}
@@ -70,200 +80,155 @@ func define(member, collection, parent string, std bool, attrs ...*Attr) *Resour
 
 // The API's resources.
 var (
-	Network = define("network", "networks", "", true,
-		sorted(rw("admin_state_up", Bool, true)),
-		sorted(ro("status")),
-		noFilter(ro("subnets")),
-		sorted(adminSet(rw("shared", Bool, false))),
-		sorted(adminSet(rw("router:external", Bool, false))),
-		sorted(computed("mtu", true, IntRange(68, 65535))),
-		sorted(rw("port_security_enabled", Bool, true)),
-		adminOnly(computed("provider:network_type", false, String(255))),
-		adminOnly(computed("provider:physical_network", false, StringOrNull(64))),
-		adminOnly(computed("provider:segmentation_id", false, IntOrNull)),
-		noFilter(adminOnly(computed("segments", false, ListOf(Dict)))),
-		noFilter(post("availability_zone_hints", ListOf(String(255)), []any{})),
-		noFilter(ro("availability_zones")),
-		ro("ipv4_address_scope"),
-		ro("ipv6_address_scope"),
-		ro("l2_adjacency"),
+	Network = Define("network", "networks", "", true,
+		Sorted(RW("admin_state_up", Bool, true)),
+		Sorted(RO("status")),
+		NoFilter(RO("subnets")),
+		Sorted(AdminSet(RW("shared", Bool, false))),
+		Sorted(AdminSet(RW("router:external", Bool, false))),
+		Sorted(Computed("mtu", true, IntRange(68, 65535))),
+		Sorted(RW("port_security_enabled", Bool, true)),
+		AdminOnly(Computed("provider:network_type", false, String(255))),
+		AdminOnly(Computed("provider:physical_network", false, StringOrNull(64))),
+		AdminOnly(Computed("provider:segmentation_id", false, IntOrNull)),
+		NoFilter(AdminOnly(Computed("segments", false, ListOf(Dict)))),
+		NoFilter(Post("availability_zone_hints", ListOf(String(255)), []any{})),
+		NoFilter(RO("availability_zones")),
+		RO("ipv4_address_scope"),
+		RO("ipv6_address_scope"),
+		RO("l2_adjacency"),
 	)
 
-	Subnet = define("subnet", "subnets", "network_id", true,
-		sorted(required("network_id", UUID)),
-		sorted(required("ip_version", IntRange(4, 6))),
-		sorted(computed("cidr", false, String(64))),
-		hidden(computed("prefixlen", false, IntRange(0, 128))),
-		sorted(computed("subnetpool_id", false, UUIDOrNull)),
-		hidden(post("use_default_subnetpool", Bool, false)),
-		sorted(computed("gateway_ip", true, IPOrNull)),
-		noFilter(computed("allocation_pools", true, ListOf(Dict))),
-		noFilter(rw("dns_nameservers", UniqueList(IP), []any{})),
-		noFilter(rw("host_routes", ListOf(Dict), []any{})),
-		sorted(rw("enable_dhcp", Bool, true)),
-		sorted(post("ipv6_ra_mode", OneOfOrNull("slaac", "dhcpv6-stateful", "dhcpv6-stateless"), nil)),
-		sorted(post("ipv6_address_mode", OneOfOrNull("slaac", "dhcpv6-stateful", "dhcpv6-stateless"), nil)),
-		noFilter(rw("service_types", ListOf(String(255)), []any{})),
+	Subnet = Define("subnet", "subnets", "network_id", true,
+		Sorted(Req("network_id", UUID)),
+		Sorted(Req("ip_version", IntRange(4, 6))),
+		Sorted(Computed("cidr", false, String(64))),
+		Hidden(Computed("prefixlen", false, IntRange(0, 128))),
+		Sorted(Computed("subnetpool_id", false, UUIDOrNull)),
+		Hidden(Post("use_default_subnetpool", Bool, false)),
+		Sorted(Computed("gateway_ip", true, IPOrNull)),
+		NoFilter(Computed("allocation_pools", true, ListOf(Dict))),
+		NoFilter(RW("dns_nameservers", UniqueList(IP), []any{})),
+		NoFilter(RW("host_routes", ListOf(Dict), []any{})),
+		Sorted(RW("enable_dhcp", Bool, true)),
+		Sorted(Post("ipv6_ra_mode", OneOfOrNull("slaac", "dhcpv6-stateful", "dhcpv6-stateless"), nil)),
+		Sorted(Post("ipv6_address_mode", OneOfOrNull("slaac", "dhcpv6-stateful", "dhcpv6-stateless"), nil)),
+		NoFilter(RW("service_types", ListOf(String(255)), []any{})),
 	)
 
-	Port = define("port", "ports", "network_id", true,
-		sorted(required("network_id", UUID)),
-		sorted(rw("admin_state_up", Bool, true)),
-		sorted(computed("mac_address", true, MAC)),
-		computed("fixed_ips", true, ListOf(Dict)),
-		sorted(rw("device_id", String(255), "")),
-		sorted(rw("device_owner", String(255), "")),
-		sorted(ro("status")),
-		computed("security_groups", true, UniqueList(UUID)),
-		noFilter(rw("allowed_address_pairs", ListOf(Dict), []any{})),
-		noFilter(rw("extra_dhcp_opts", ListOf(Dict), []any{})),
-		computed("port_security_enabled", true, Bool),
-		adminOnly(rw("binding:host_id", String(255), "")),
-		rw("binding:vnic_type", OneOf("normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder", "smart-nic", "vdpa", "remote-managed"), "normal"),
-		noFilter(adminOnly(rw("binding:profile", Dict, map[string]any{}))),
-		adminOnly(ro("binding:vif_type")),
-		noFilter(adminOnly(ro("binding:vif_details"))),
-		ro("ip_allocation"),
+	Port = Define("port", "ports", "network_id", true,
+		Sorted(Req("network_id", UUID)),
+		Sorted(RW("admin_state_up", Bool, true)),
+		Sorted(Computed("mac_address", true, MAC)),
+		Computed("fixed_ips", true, ListOf(Dict)),
+		Sorted(RW("device_id", String(255), "")),
+		Sorted(RW("device_owner", String(255), "")),
+		Sorted(RO("status")),
+		Computed("security_groups", true, UniqueList(UUID)),
+		NoFilter(RW("allowed_address_pairs", ListOf(Dict), []any{})),
+		NoFilter(RW("extra_dhcp_opts", ListOf(Dict), []any{})),
+		Computed("port_security_enabled", true, Bool),
+		AdminOnly(RW("binding:host_id", String(255), "")),
+		RW("binding:vnic_type", OneOf("normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder", "smart-nic", "vdpa", "remote-managed"), "normal"),
+		NoFilter(AdminOnly(RW("binding:profile", Dict, map[string]any{}))),
+		AdminOnly(RO("binding:vif_type")),
+		NoFilter(AdminOnly(RO("binding:vif_details"))),
+		RO("ip_allocation"),
 	)
 
-	SecurityGroup = define("security_group", "security_groups", "", true,
-		noFilter(ro("security_group_rules")),
-		sorted(rw("stateful", Bool, true)),
-		sorted(ro("shared")),
+	SecurityGroup = Define("security_group", "security_groups", "", true,
+		NoFilter(RO("security_group_rules")),
+		Sorted(RW("stateful", Bool, true)),
+		Sorted(RO("shared")),
 	)
 
 	SecurityGroupRule = &Resource{Member: "security_group_rule", Collection: "security_group_rules", Path: "security-group-rules", Kind: "security_group_rule",
 		Parent: "security_group_id", Standard: true, Attrs: []*Attr{
-			sorted(ro("id")),
-			sorted(post("project_id", ProjectID, nil)),
-			sorted(post("tenant_id", ProjectID, nil)),
-			sorted(post("description", String(255), "")),
-			sorted(ro("created_at")),
-			sorted(ro("updated_at")),
-			sorted(ro("revision_number")),
-			noFilter(ro("tags")),
-			sorted(required("security_group_id", UUID)),
-			sorted(required("direction", OneOf("ingress", "egress"))),
-			sorted(post("ethertype", OneOf("IPv4", "IPv6"), "IPv4")),
-			sorted(post("protocol", Anything, nil)),
-			sorted(post("port_range_min", IntOrNull, nil)),
-			sorted(post("port_range_max", IntOrNull, nil)),
-			sorted(post("remote_ip_prefix", Anything, nil)),
-			sorted(post("remote_group_id", StringOrNull(255), nil)),
-			sorted(ro("normalized_cidr")),
+			Sorted(RO("id")),
+			Sorted(Post("project_id", ProjectID, nil)),
+			Sorted(Post("tenant_id", ProjectID, nil)),
+			Sorted(Post("description", String(255), "")),
+			Sorted(RO("created_at")),
+			Sorted(RO("updated_at")),
+			Sorted(RO("revision_number")),
+			NoFilter(RO("tags")),
+			Sorted(Req("security_group_id", UUID)),
+			Sorted(Req("direction", OneOf("ingress", "egress"))),
+			Sorted(Post("ethertype", OneOf("IPv4", "IPv6"), "IPv4")),
+			Sorted(Post("protocol", Anything, nil)),
+			Sorted(Post("port_range_min", IntOrNull, nil)),
+			Sorted(Post("port_range_max", IntOrNull, nil)),
+			Sorted(Post("remote_ip_prefix", Anything, nil)),
+			Sorted(Post("remote_group_id", StringOrNull(255), nil)),
+			Sorted(RO("normalized_cidr")),
 		}}
 
-	SubnetPool = define("subnetpool", "subnetpools", "", true,
-		sorted(&Attr{Name: "prefixes", Post: true, Put: true, Required: true, Convert: ListOf(CIDRLoose)}),
-		sorted(ro("ip_version")),
-		sorted(computed("default_prefixlen", true, IntRange(0, 128))),
-		sorted(computed("min_prefixlen", true, IntRange(0, 128))),
-		sorted(computed("max_prefixlen", true, IntRange(0, 128))),
-		sorted(adminSet(rw("is_default", Bool, false))),
-		sorted(adminSet(post("shared", Bool, false))),
-		sorted(rw("default_quota", IntOrNull, nil)),
-		sorted(rw("address_scope_id", UUIDOrNull, nil)),
-	)
-
-	Router = define("router", "routers", "", true,
-		sorted(rw("admin_state_up", Bool, true)),
-		sorted(ro("status")),
-		noFilter(rw("external_gateway_info", DictOrNull, nil)),
-		noFilter(&Attr{Name: "routes", Put: true, Convert: NullAsEmpty(ListOf(Dict))}),
-		sorted(adminOnly(computed("distributed", true, Bool))),
-		sorted(adminOnly(computed("ha", true, Bool))),
-	)
-
-	FloatingIP = defineUnnamed("floatingip", "floatingips", "floating_network_id",
-		sorted(required("floating_network_id", UUID)),
-		sorted(computed("floating_ip_address", false, IP)),
-		hidden(post("subnet_id", UUIDOrNull, nil)),
-		sorted(rw("port_id", UUIDOrNull, nil)),
-		sorted(rw("fixed_ip_address", IPOrNull, nil)),
-		sorted(ro("router_id")),
-		sorted(ro("status")),
-		noFilter(ro("port_details")),
+	SubnetPool = Define("subnetpool", "subnetpools", "", true,
+		Sorted(&Attr{Name: "prefixes", Post: true, Put: true, Required: true, Convert: ListOf(CIDRLoose)}),
+		Sorted(RO("ip_version")),
+		Sorted(Computed("default_prefixlen", true, IntRange(0, 128))),
+		Sorted(Computed("min_prefixlen", true, IntRange(0, 128))),
+		Sorted(Computed("max_prefixlen", true, IntRange(0, 128))),
+		Sorted(AdminSet(RW("is_default", Bool, false))),
+		Sorted(AdminSet(Post("shared", Bool, false))),
+		Sorted(RW("default_quota", IntOrNull, nil)),
+		Sorted(RW("address_scope_id", UUIDOrNull, nil)),
 	)
 
 	RBACPolicy = &Resource{Member: "rbac_policy", Collection: "rbac_policies", Path: "rbac-policies", Kind: "rbac_policy", Parent: "object_id", Attrs: []*Attr{
-		sorted(ro("id")),
-		sorted(post("project_id", ProjectID, nil)),
-		sorted(post("tenant_id", ProjectID, nil)),
-		sorted(required("object_type", OneOf("network", "security_group", "subnetpool", "address_scope", "qos_policy", "address_group"))),
-		sorted(required("object_id", UUID)),
-		sorted(required("action", OneOf("access_as_shared", "access_as_external"))),
-		sorted(&Attr{Name: "target_tenant", Post: true, Put: true, Required: true, Convert: ProjectID}),
+		Sorted(RO("id")),
+		Sorted(Post("project_id", ProjectID, nil)),
+		Sorted(Post("tenant_id", ProjectID, nil)),
+		Sorted(Req("object_type", OneOf("network", "security_group", "subnetpool", "address_scope", "qos_policy", "address_group"))),
+		Sorted(Req("object_id", UUID)),
+		Sorted(Req("action", OneOf("access_as_shared", "access_as_external"))),
+		Sorted(&Attr{Name: "target_tenant", Post: true, Put: true, Required: true, Convert: ProjectID}),
 	}}
 )
 
-// Metering labels and their rules (admin-only; neither can be updated).
-var (
-	MeteringLabel = &Resource{Member: "metering_label", Collection: "metering_labels", Path: "metering/metering-labels", Kind: "metering_label", Attrs: []*Attr{
-		sorted(ro("id")),
-		sorted(post("name", String(255), "")),
-		sorted(post("description", String(1024), "")),
-		sorted(post("shared", Bool, false)),
-		sorted(post("project_id", ProjectID, nil)),
-		sorted(post("tenant_id", ProjectID, nil)),
-	}}
-
-	MeteringLabelRule = &Resource{Member: "metering_label_rule", Collection: "metering_label_rules", Path: "metering/metering-label-rules", Kind: "metering_label_rule",
-		Parent: "metering_label_id", Attrs: []*Attr{
-			sorted(ro("id")),
-			sorted(required("metering_label_id", UUID)),
-			sorted(required("direction", OneOf("ingress", "egress"))),
-			sorted(post("remote_ip_prefix", PrefixOrNull, nil)),
-			sorted(post("source_ip_prefix", PrefixOrNull, nil)),
-			sorted(post("destination_ip_prefix", PrefixOrNull, nil)),
-			sorted(post("excluded", Bool, false)),
-		}}
-)
-
-// Agent is a host agent, registered by its own reports (not created through
-// the API); admins may change admin_state_up and description, or delete it.
-var Agent = &Resource{Member: "agent", Collection: "agents", Kind: "agent", Attrs: []*Attr{
-	sorted(ro("id")),
-	sorted(ro("agent_type")),
-	sorted(ro("binary")),
-	sorted(ro("host")),
-	sorted(ro("topic")),
-	sorted(&Attr{Name: "admin_state_up", Put: true, Convert: Bool}),
-	&Attr{Name: "description", Put: true, Convert: StringOrNull(255)},
-	sorted(ro("alive")),
-	sorted(ro("heartbeat_timestamp")),
-	sorted(ro("created_at")),
-	sorted(ro("started_at")),
-	noFilter(ro("configurations")),
-	sorted(ro("availability_zone")),
-	ro("resources_synced"),
-}}
-
-// All lists every resource served through the generic collection routes.
-var All = []*Resource{Network, Subnet, Port, SecurityGroup, SecurityGroupRule, SubnetPool, RBACPolicy, Agent, Router, FloatingIP, MeteringLabel, MeteringLabelRule}
-
-func init() {
-	Agent.index()
-	SecurityGroup.Path = "security-groups"
-	SecurityGroupRule.index()
-	RBACPolicy.index()
-	MeteringLabel.index()
-	MeteringLabelRule.index()
-}
-
-// ByPath finds a resource by its URL collection segment.
-func ByPath(name string) *Resource {
-	for _, r := range All {
-		if r.URLPath() == name {
-			return r
-		}
+// NotFoundError is the 404 for a missing member of r.
+func (r *Resource) NotFoundError(id string) error {
+	if r.NotFound != nil {
+		return r.NotFound(id)
 	}
-	return nil
+	return fault.New(http.StatusNotFound, "NotFound", "%s %s could not be found.", r.Member, id)
 }
 
-// URLPath is the collection's URL segment.
+// URLPath is the collection's URL path after /v2.0/.
 func (r *Resource) URLPath() string {
 	if r.Path != "" {
 		return r.Path
 	}
 	return r.Collection
+}
+
+// Index prepares a resource defined as a literal and returns it.
+func Index(r *Resource) *Resource {
+	r.index()
+	return r
+}
+
+func init() {
+	SecurityGroup.Path = "security-groups"
+	SecurityGroupRule.index()
+	RBACPolicy.index()
+	notFound := func(typ, what, format string) func(string) error {
+		return func(id string) error {
+			if format == "" {
+				return fault.NotFound(typ, what, id)
+			}
+			return fault.New(http.StatusNotFound, typ+"NotFound", format, id)
+		}
+	}
+	Port.ExtraFilters = map[string]bool{"ip_address_substr": true}
+	Subnet.ExtraFilters = map[string]bool{"segment_id": true}
+	Network.NotFound = notFound("Network", "Network", "")
+	Subnet.NotFound = notFound("Subnet", "Subnet", "")
+	Port.NotFound = notFound("Port", "Port", "")
+	SecurityGroup.NotFound = notFound("SecurityGroup", "", "Security group %s does not exist")
+	SecurityGroupRule.NotFound = notFound("SecurityGroupRule", "", "Security group rule %s does not exist")
+	SubnetPool.NotFound = notFound("SubnetPool", "", "Subnet pool %s could not be found.")
+	RBACPolicy.NotFound = func(id string) error {
+		return fault.New(http.StatusNotFound, "RbacPolicyNotFound", "RBAC policy of type %s with ID %s not found", "", id)
+	}
 }

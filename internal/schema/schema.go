@@ -44,6 +44,10 @@ type Resource struct {
 	byName     map[string]*Attr
 	// Standard resources carry tags, timestamps and revision numbers.
 	Standard bool
+	// NotFound is the 404 for a missing member (nil: a generic one).
+	NotFound func(id string) error
+	// ExtraFilters are list filters that are not attributes.
+	ExtraFilters map[string]bool
 }
 
 // Attr returns the named attribute or nil.

@@ -1,4 +1,4 @@
-package core
+package l3
 
 import (
 	"net/http"
@@ -6,8 +6,9 @@ import (
 	"sort"
 
 	"neutrino/internal/fault"
-	"neutrino/internal/policy"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
 
@@ -18,9 +19,9 @@ import (
 // IPAM see them like any other.
 
 const (
-	ownerRouterInterface = "network:router_interface"
-	ownerRouterGateway   = "network:router_gateway"
-	ownerFloatingIP      = "network:floatingip"
+	ownerRouterInterface = hostapi.OwnerRouterInterface
+	ownerRouterGateway   = hostapi.OwnerRouterGateway
+	ownerFloatingIP      = hostapi.OwnerFloatingIP
 	// maxRoutes is Neutron's max_routes default.
 	maxRoutes = 30
 )
@@ -33,37 +34,7 @@ func routerInUse(id, reason string) error {
 	return fault.New(http.StatusConflict, "RouterInUse", "Router %s %s", id, reason)
 }
 
-// asAdmin is c acting for the service itself (ports the router makes on
-// networks its owner may not own, such as the external one).
-func (c *Ctx) asAdmin() *Ctx {
-	cc := *c
-	cc.Caller = &policy.Caller{Admin: true, Service: true, ProjectID: c.ProjectID, UserID: c.UserID, Roles: []string{"admin"}}
-	return &cc
-}
-
-// servicePort creates a port owned by a network device (router, floating
-// IP) with the given project, fixed_ips request (nil: automatic) and owner.
-func (c *Ctx) servicePort(networkID, project, owner, deviceID string, fixedIPs []any) (Object, error) {
-	ac := c.asAdmin()
-	in := map[string]any{"network_id": networkID, "device_owner": owner, "device_id": deviceID}
-	if fixedIPs != nil {
-		in["fixed_ips"] = fixedIPs
-	}
-	parsed, err := schema.Port.ParseCreate(ac.Caller, in)
-	if err != nil {
-		return nil, err
-	}
-	parsed["id"] = newID()
-	parsed["project_id"] = project
-	p, err := createPort(ac, parsed)
-	if err != nil {
-		return nil, err
-	}
-	scrub(p)
-	return p, nil
-}
-
-func createRouter(c *Ctx, in Object) (Object, error) {
+func (s *Service) createRouter(c *Ctx, in Object) (Object, error) {
 	o := Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"admin_state_up": in["admin_state_up"], "status": "ACTIVE", "external_gateway_info": nil, "routes": []any{},
 		"distributed": false, "ha": false}
@@ -72,24 +43,24 @@ func createRouter(c *Ctx, in Object) (Object, error) {
 			o[k] = b
 		}
 	}
-	c.stamp(o)
+	c.Stamp(o)
 	if gw, ok := in["external_gateway_info"].(map[string]any); ok && len(gw) > 0 {
-		info, err := c.setGateway(o, nil, gw)
+		info, err := setGateway(c, o, nil, gw)
 		if err != nil {
 			return nil, err
 		}
 		o["external_gateway_info"] = info
 	}
-	if err := c.put(schema.Router, o); err != nil {
+	if err := c.Put(Router, o); err != nil {
 		return nil, err
 	}
-	if err := c.scheduleRouter(str(o, "id")); err != nil {
+	if err := s.scheduleRouter(c, str(o, "id")); err != nil {
 		return nil, err
 	}
 	return o, nil
 }
 
-func updateRouter(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) updateRouter(c *Ctx, cur, in Object) (Object, error) {
 	for _, k := range []string{"distributed", "ha"} {
 		v, ok := in[k]
 		if !ok || schema.IsUnset(v) {
@@ -105,20 +76,20 @@ func updateRouter(c *Ctx, cur, in Object) (Object, error) {
 	}
 	if v, ok := in["external_gateway_info"]; ok {
 		gw, _ := v.(map[string]any)
-		info, err := c.setGateway(cur, infoOf(cur), gw)
+		info, err := setGateway(c, cur, infoOf(cur), gw)
 		if err != nil {
 			return nil, err
 		}
 		in["external_gateway_info"] = info
 	}
 	if v, ok := in["routes"]; ok {
-		routes, err := c.checkRoutes(cur, v)
+		routes, err := checkRoutes(c, cur, v)
 		if err != nil {
 			return nil, err
 		}
 		in["routes"] = routes
 	}
-	if err := c.scheduleRouter(str(cur, "id")); err != nil {
+	if err := s.scheduleRouter(c, str(cur, "id")); err != nil {
 		return nil, err
 	}
 	return merge(cur, in), nil
@@ -129,9 +100,9 @@ func infoOf(r Object) map[string]any {
 	return m
 }
 
-func deleteRouter(c *Ctx, cur Object) error {
+func (s *Service) deleteRouter(c *Ctx, cur Object) error {
 	id := str(cur, "id")
-	ports, err := c.routerPorts(id)
+	ports, err := routerPorts(c, id)
 	if err != nil {
 		return err
 	}
@@ -140,17 +111,17 @@ func deleteRouter(c *Ctx, cur Object) error {
 			return routerInUse(id, "still has ports")
 		}
 	}
-	if _, err := c.setGateway(cur, infoOf(cur), nil); err != nil {
+	if _, err := setGateway(c, cur, infoOf(cur), nil); err != nil {
 		return err
 	}
-	if err := c.unscheduleRouter(id); err != nil {
+	if err := s.sched.UnbindAll(c, id); err != nil {
 		return err
 	}
-	return c.Tx.Delete(schema.Router.Kind, id)
+	return c.Tx.Delete(Router.Kind, id)
 }
 
 // routerPorts lists the ports a router owns.
-func (c *Ctx) routerPorts(routerID string) ([]Object, error) {
+func routerPorts(c *Ctx, routerID string) ([]Object, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
 		return nil, err
@@ -166,7 +137,7 @@ func (c *Ctx) routerPorts(routerID string) ([]Object, error) {
 
 // setGateway makes the router's gateway what gw asks (nil or empty: none)
 // and returns the new external_gateway_info.
-func (c *Ctx) setGateway(router Object, cur, gw map[string]any) (any, error) {
+func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
 	id := str(router, "id")
 	for k := range gw {
 		switch k {
@@ -186,7 +157,7 @@ func (c *Ctx) setGateway(router Object, cur, gw map[string]any) (any, error) {
 		return nil, fault.Forbidden("(rule:update_router and rule:update_router:external_gateway_info and rule:update_router:external_gateway_info:external_fixed_ips) is disallowed by policy")
 	}
 	var gwPort Object
-	ports, err := c.routerPorts(id)
+	ports, err := routerPorts(c, id)
 	if err != nil {
 		return nil, err
 	}
@@ -197,7 +168,7 @@ func (c *Ctx) setGateway(router Object, cur, gw map[string]any) (any, error) {
 	}
 	// Removing or moving the gateway: not while floating IPs use it.
 	if gwPort != nil && (netID == "" || netID != str(gwPort, "network_id")) {
-		fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
+		fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 		if err != nil {
 			return nil, err
 		}
@@ -207,7 +178,7 @@ func (c *Ctx) setGateway(router Object, cur, gw map[string]any) (any, error) {
 					"Gateway cannot be updated for router %s, since a gateway to external network %s is required by one or more floating IPs.", id, str(gwPort, "network_id"))
 			}
 		}
-		if err := removePort(c, gwPort); err != nil {
+		if err := ml2.RemovePort(c, gwPort); err != nil {
 			return nil, err
 		}
 		gwPort = nil
@@ -247,14 +218,14 @@ func (c *Ctx) setGateway(router Object, cur, gw map[string]any) (any, error) {
 		if ipsGiven && len(reqIPs) > 0 {
 			fixed = reqIPs
 		}
-		p, err := c.servicePort(netID, "", ownerRouterGateway, id, fixed)
+		p, err := ml2.ServicePort(c, netID, "", ownerRouterGateway, id, fixed)
 		if err != nil {
 			return nil, err
 		}
 		gwPort = p
 	} else if ipsGiven {
-		ac := c.asAdmin()
-		p, err := ac.S.Update(ac, schema.Port, str(gwPort, "id"), Object{"fixed_ips": reqIPs}, -1)
+		ac := c.AsAdmin()
+		p, err := ac.Update(schema.Port, str(gwPort, "id"), Object{"fixed_ips": reqIPs}, -1)
 		if err != nil {
 			return nil, err
 		}
@@ -297,14 +268,14 @@ func portSubnets(p Object) []string {
 
 // routerSubnets maps each subnet the router has an interface on to the
 // interface port.
-func (c *Ctx) routerSubnets(routerID string) (map[string]Object, error) {
-	return c.routerPortSubnets(routerID, false)
+func routerSubnets(c *Ctx, routerID string) (map[string]Object, error) {
+	return routerPortSubnets(c, routerID, false)
 }
 
 // routerPortSubnets is routerSubnets, with the gateway's subnets too when
 // withGateway (next hops and overlaps count those, as in Neutron).
-func (c *Ctx) routerPortSubnets(routerID string, withGateway bool) (map[string]Object, error) {
-	ports, err := c.routerPorts(routerID)
+func routerPortSubnets(c *Ctx, routerID string, withGateway bool) (map[string]Object, error) {
+	ports, err := routerPorts(c, routerID)
 	if err != nil {
 		return nil, err
 	}
@@ -322,8 +293,8 @@ func (c *Ctx) routerPortSubnets(routerID string, withGateway bool) (map[string]O
 
 // checkOverlap refuses a subnet whose CIDR overlaps one the router already
 // routes.
-func (c *Ctx) checkOverlap(routerID string, sn Object) error {
-	have, err := c.routerPortSubnets(routerID, true)
+func checkOverlap(c *Ctx, routerID string, sn Object) error {
+	have, err := routerPortSubnets(c, routerID, true)
 	if err != nil {
 		return err
 	}
@@ -353,12 +324,12 @@ func (c *Ctx) checkOverlap(routerID string, sn Object) error {
 }
 
 // loadOwnRouter is the router id for a change by the caller.
-func (c *Ctx) loadOwnRouter(id string) (Object, error) {
-	r, err := c.S.Get(c, schema.Router, id)
+func loadOwnRouter(c *Ctx, id string) (Object, error) {
+	r, err := c.Get(Router, id)
 	if err != nil {
 		return nil, err
 	}
-	if err := ownerOnly(c, schema.Router, r, "update"); err != nil {
+	if err := c.OwnerOnly(Router, r, "update"); err != nil {
 		return nil, err
 	}
 	return schema.CloneObject(r), nil
@@ -366,19 +337,19 @@ func (c *Ctx) loadOwnRouter(id string) (Object, error) {
 
 // AddRouterInterface attaches a subnet (a new port at its gateway address)
 // or an existing port to a router.
-func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
-	router, subnetID, portID, err := c.interfaceRequest(routerID, body)
+func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
+	router, subnetID, portID, err := interfaceRequest(c, routerID, body)
 	if err != nil {
 		return nil, err
 	}
 	var port Object
 	var subnet string
 	if portID != "" {
-		p, err := s.Get(c, schema.Port, portID)
+		p, err := c.Get(schema.Port, portID)
 		if err != nil {
 			return nil, err
 		}
-		if err := ownerOnly(c, schema.Port, p, "update"); err != nil {
+		if err := c.OwnerOnly(schema.Port, p, "update"); err != nil {
 			return nil, err
 		}
 		if str(p, "device_id") != "" || str(p, "device_owner") != "" {
@@ -398,7 +369,7 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 			if num(sn["ip_version"], 0) == 4 {
 				v4++
 			}
-			if err := c.checkOverlap(routerID, sn); err != nil {
+			if err := checkOverlap(c, routerID, sn); err != nil {
 				return nil, err
 			}
 		}
@@ -408,12 +379,12 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 		p = schema.CloneObject(p)
 		p["device_id"], p["device_owner"] = routerID, ownerRouterInterface
 		p["security_groups"] = []any{}
-		if err := c.touch(schema.Port, p); err != nil {
+		if err := c.Touch(schema.Port, p); err != nil {
 			return nil, err
 		}
 		port, subnet = p, subs[0]
 	} else {
-		sn, err := s.Get(c, schema.Subnet, subnetID)
+		sn, err := c.Get(schema.Subnet, subnetID)
 		if err != nil {
 			return nil, err
 		}
@@ -426,13 +397,13 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 		if sn["gateway_ip"] == nil {
 			return nil, badRouter("Subnet for router interface must have a gateway IP")
 		}
-		if err := c.checkOverlap(routerID, sn); err != nil {
+		if err := checkOverlap(c, routerID, sn); err != nil {
 			return nil, err
 		}
 		fixed := map[string]any{"subnet_id": subnetID, "ip_address": sn["gateway_ip"]}
 		// IPv6 subnets of one network share the router's port there.
 		if num(sn["ip_version"], 0) == 6 {
-			have, err := c.routerSubnets(routerID)
+			have, err := routerSubnets(c, routerID)
 			if err != nil {
 				return nil, err
 			}
@@ -445,14 +416,14 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 		}
 		if port != nil {
 			ips := append(append([]any{}, list(port, "fixed_ips")...), fixed)
-			ac := c.asAdmin()
-			p, err := s.Update(ac, schema.Port, str(port, "id"), Object{"fixed_ips": ips}, -1)
+			ac := c.AsAdmin()
+			p, err := ac.Update(schema.Port, str(port, "id"), Object{"fixed_ips": ips}, -1)
 			if err != nil {
 				return nil, err
 			}
 			port = p
 		} else {
-			p, err := c.servicePort(str(sn, "network_id"), str(router, "project_id"), ownerRouterInterface, routerID, []any{fixed})
+			p, err := ml2.ServicePort(c, str(sn, "network_id"), str(router, "project_id"), ownerRouterInterface, routerID, []any{fixed})
 			if err != nil {
 				return nil, err
 			}
@@ -460,13 +431,13 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 		}
 		subnet = subnetID
 	}
-	if err := c.scheduleRouter(routerID); err != nil {
+	if err := s.scheduleRouter(c, routerID); err != nil {
 		return nil, err
 	}
 	if p, err := c.Tx.Get(schema.Port.Kind, str(port, "id")); err == nil {
 		port = p
 	}
-	if err := c.touch(schema.Router, router); err != nil {
+	if err := c.Touch(Router, router); err != nil {
 		return nil, err
 	}
 	return &RouterInterface{Router: router, Port: port, Subnet: subnet, All: portSubnets(port)}, nil
@@ -474,8 +445,8 @@ func (s *Service) AddRouterInterface(c *Ctx, routerID string, body map[string]an
 
 // interfaceRequest is the caller's router and the subnet or port an
 // add/remove_router_interface body names.
-func (c *Ctx) interfaceRequest(routerID string, body map[string]any) (router Object, subnetID, portID string, err error) {
-	if router, err = c.loadOwnRouter(routerID); err != nil {
+func interfaceRequest(c *Ctx, routerID string, body map[string]any) (router Object, subnetID, portID string, err error) {
+	if router, err = loadOwnRouter(c, routerID); err != nil {
 		return nil, "", "", err
 	}
 	subnetID, portID, err = interfaceArgs(body)
@@ -502,12 +473,12 @@ func interfaceArgs(body map[string]any) (subnetID, portID string, err error) {
 }
 
 // RemoveRouterInterface detaches a subnet or port from a router.
-func (s *Service) RemoveRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
-	router, subnetID, portID, err := c.interfaceRequest(routerID, body)
+func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
+	router, subnetID, portID, err := interfaceRequest(c, routerID, body)
 	if err != nil {
 		return nil, err
 	}
-	have, err := c.routerSubnets(routerID)
+	have, err := routerSubnets(c, routerID)
 	if err != nil {
 		return nil, err
 	}
@@ -540,7 +511,7 @@ func (s *Service) RemoveRouterInterface(c *Ctx, routerID string, body map[string
 		subs = []string{subnetID}
 	}
 	for _, sid := range subs {
-		if err := c.interfaceFree(router, sid); err != nil {
+		if err := interfaceFree(c, router, sid); err != nil {
 			return nil, err
 		}
 	}
@@ -553,13 +524,13 @@ func (s *Service) RemoveRouterInterface(c *Ctx, routerID string, body map[string
 				keep = append(keep, e)
 			}
 		}
-		if _, err := s.Update(c.asAdmin(), schema.Port, str(port, "id"), Object{"fixed_ips": keep}, -1); err != nil {
+		if _, err := c.AsAdmin().Update(schema.Port, str(port, "id"), Object{"fixed_ips": keep}, -1); err != nil {
 			return nil, err
 		}
-	} else if err := removePort(c, port); err != nil {
+	} else if err := ml2.RemovePort(c, port); err != nil {
 		return nil, err
 	}
-	if err := c.touch(schema.Router, router); err != nil {
+	if err := c.Touch(Router, router); err != nil {
 		return nil, err
 	}
 	subnet := subnetID
@@ -571,7 +542,7 @@ func (s *Service) RemoveRouterInterface(c *Ctx, routerID string, body map[string
 
 // interfaceFree refuses to detach a subnet that floating IPs or routes
 // need.
-func (c *Ctx) interfaceFree(router Object, subnetID string) error {
+func interfaceFree(c *Ctx, router Object, subnetID string) error {
 	id := str(router, "id")
 	sn, err := c.Tx.Get(schema.Subnet.Kind, subnetID)
 	if err != nil {
@@ -581,7 +552,7 @@ func (c *Ctx) interfaceFree(router Object, subnetID string) error {
 	if err != nil {
 		return nil
 	}
-	fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
+	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
@@ -603,7 +574,7 @@ func (c *Ctx) interfaceFree(router Object, subnetID string) error {
 
 // checkRoutes validates a router's routes: each destination a CIDR, each
 // next hop an address on one of its interface subnets (not its own).
-func (c *Ctx) checkRoutes(router Object, v any) ([]any, error) {
+func checkRoutes(c *Ctx, router Object, v any) ([]any, error) {
 	l, ok := v.([]any)
 	if v == nil {
 		return []any{}, nil
@@ -615,7 +586,7 @@ func (c *Ctx) checkRoutes(router Object, v any) ([]any, error) {
 	if len(l) > maxRoutes {
 		return nil, fault.BadRequest("Unable to complete operation for %s. The number of routes exceeds the maximum %d.", id, maxRoutes)
 	}
-	have, err := c.routerPortSubnets(id, true)
+	have, err := routerPortSubnets(c, id, true)
 	if err != nil {
 		return nil, err
 	}
@@ -674,8 +645,8 @@ func (c *Ctx) checkRoutes(router Object, v any) ([]any, error) {
 
 // ExtraRoutes adds (add=true) or removes routes atomically, as
 // extraroute-atomic's add_extraroutes and remove_extraroutes do.
-func (s *Service) ExtraRoutes(c *Ctx, routerID string, body map[string]any, add bool) (Object, error) {
-	router, err := c.loadOwnRouter(routerID)
+func (s *Service) extraRoutes(c *Ctx, routerID string, body map[string]any, add bool) (Object, error) {
+	router, err := loadOwnRouter(c, routerID)
 	if err != nil {
 		return nil, err
 	}
@@ -684,7 +655,7 @@ func (s *Service) ExtraRoutes(c *Ctx, routerID string, body map[string]any, add 
 	if r == nil || !ok || len(r) != 1 {
 		return nil, fault.BadRequest("Invalid input: a body {\"router\": {\"routes\": [...]}} is required")
 	}
-	given, err := c.checkRoutes(router, routes)
+	given, err := checkRoutes(c, router, routes)
 	if err != nil && add {
 		return nil, err
 	}
@@ -716,12 +687,12 @@ func (s *Service) ExtraRoutes(c *Ctx, routerID string, body map[string]any, add 
 			}
 		}
 	}
-	checked, err := c.checkRoutes(router, orEmpty(next))
+	checked, err := checkRoutes(c, router, orEmpty(next))
 	if err != nil {
 		return nil, err
 	}
 	router["routes"] = checked
-	if err := c.touch(schema.Router, router); err != nil {
+	if err := c.Touch(Router, router); err != nil {
 		return nil, err
 	}
 	return router, nil

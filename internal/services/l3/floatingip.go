@@ -1,4 +1,4 @@
-package core
+package l3
 
 import (
 	"net/http"
@@ -6,6 +6,7 @@ import (
 
 	"neutrino/internal/fault"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
 
@@ -66,7 +67,7 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 			return nil, badFIP("Network %s does not contain any IPv4 subnet", netID)
 		}
 	}
-	port, err := c.servicePort(netID, "", ownerFloatingIP, id, []any{fixed})
+	port, err := ml2.ServicePort(c, netID, "", ownerFloatingIP, id, []any{fixed})
 	if err != nil {
 		return nil, err
 	}
@@ -82,13 +83,13 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 	}
 	o := Object{"id": id, "project_id": in["project_id"], "description": in["description"], "floating_network_id": netID,
 		"floating_ip_address": addr, "port_id": nil, "fixed_ip_address": nil, "router_id": nil, "status": "DOWN"}
-	c.stamp(o)
+	c.Stamp(o)
 	if pid, ok := in["port_id"].(string); ok && pid != "" {
-		if err := c.associate(o, pid, in["fixed_ip_address"]); err != nil {
+		if err := associate(c, o, pid, in["fixed_ip_address"]); err != nil {
 			return nil, err
 		}
 	}
-	if err := c.put(schema.FloatingIP, o); err != nil {
+	if err := c.Put(FloatingIP, o); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -102,7 +103,7 @@ func updateFloatingIP(c *Ctx, cur, in Object) (Object, error) {
 	if !portGiven {
 		if _, ok := in["fixed_ip_address"]; ok {
 			if pid := str(cur, "port_id"); pid != "" {
-				if err := c.associate(cur, pid, in["fixed_ip_address"]); err != nil {
+				if err := associate(c, cur, pid, in["fixed_ip_address"]); err != nil {
 					return nil, err
 				}
 			}
@@ -115,7 +116,7 @@ func updateFloatingIP(c *Ctx, cur, in Object) (Object, error) {
 		cur["status"] = "DOWN"
 		return cur, nil
 	}
-	if err := c.associate(cur, pid, in["fixed_ip_address"]); err != nil {
+	if err := associate(c, cur, pid, in["fixed_ip_address"]); err != nil {
 		return nil, err
 	}
 	return cur, nil
@@ -129,18 +130,18 @@ func deleteFloatingIP(c *Ctx, cur Object) error {
 	}
 	for _, p := range ports {
 		if str(p, "device_owner") == ownerFloatingIP && str(p, "device_id") == id {
-			if err := removePort(c, p); err != nil {
+			if err := ml2.RemovePort(c, p); err != nil {
 				return err
 			}
 		}
 	}
-	return c.Tx.Delete(schema.FloatingIP.Kind, id)
+	return c.Tx.Delete(FloatingIP.Kind, id)
 }
 
 // associate points fip at a fixed IP of port portID, through the router
 // that joins that address's subnet to the floating network.
-func (c *Ctx) associate(fip Object, portID string, fixedIP any) error {
-	port, err := c.S.Get(c, schema.Port, portID)
+func associate(c *Ctx, fip Object, portID string, fixedIP any) error {
+	port, err := c.Get(schema.Port, portID)
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func (c *Ctx) associate(fip Object, portID string, fixedIP any) error {
 	}
 	ip, subnetID, netID := str(chosen, "ip_address"), str(chosen, "subnet_id"), str(fip, "floating_network_id")
 	// Already mapped by another floating IP on this external network?
-	fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
+	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
@@ -190,7 +191,7 @@ func (c *Ctx) associate(fip Object, portID string, fixedIP any) error {
 				str(fip, "floating_ip_address"), str(fip, "id"), portID, ip, netID)
 		}
 	}
-	routerID, err := c.routerFor(subnetID, netID)
+	routerID, err := routerFor(c, subnetID, netID)
 	if err != nil {
 		return err
 	}
@@ -204,7 +205,7 @@ func (c *Ctx) associate(fip Object, portID string, fixedIP any) error {
 
 // routerFor finds a router with an interface on subnet and its gateway on
 // the external network.
-func (c *Ctx) routerFor(subnetID, extNetID string) (string, error) {
+func routerFor(c *Ctx, subnetID, extNetID string) (string, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
 		return "", err
@@ -229,19 +230,19 @@ func (c *Ctx) routerFor(subnetID, extNetID string) (string, error) {
 }
 
 // disassociatePort unmaps the floating IPs of a port being deleted.
-func (c *Ctx) disassociatePort(portID string) error { return c.disassociateAddress(portID, "") }
+func disassociatePort(c *Ctx, portID string) error { return disassociateAddress(c, portID, "") }
 
 // disassociateAddress unmaps the floating IPs of a port's fixed IP (any,
 // when ip is empty).
-func (c *Ctx) disassociateAddress(portID, ip string) error {
-	fips, err := c.Tx.List(schema.FloatingIP.Kind, store.Filter{})
+func disassociateAddress(c *Ctx, portID, ip string) error {
+	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
 	for _, f := range fips {
 		if str(f, "port_id") == portID && (ip == "" || str(f, "fixed_ip_address") == ip) {
 			f["port_id"], f["fixed_ip_address"], f["router_id"], f["status"] = nil, nil, nil, "DOWN"
-			if err := c.touch(schema.FloatingIP, f); err != nil {
+			if err := c.Touch(FloatingIP, f); err != nil {
 				return err
 			}
 		}
@@ -250,7 +251,7 @@ func (c *Ctx) disassociateAddress(portID, ip string) error {
 }
 
 // fipPortDetails is fip-port-details' view of the mapped port.
-func (s *Service) fipPortDetails(c *Ctx, o Object) any {
+func fipPortDetails(c *Ctx, o Object) any {
 	pid := str(o, "port_id")
 	if pid == "" {
 		return nil

@@ -1,4 +1,4 @@
-package core
+package ml2
 
 import (
 	"crypto/rand"
@@ -9,7 +9,9 @@ import (
 	"strings"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/ipam"
 	"neutrino/internal/store"
 )
 
@@ -78,19 +80,17 @@ func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
 	return out, nil
 }
 
-// trustedOwner ports (network:*) get no default security group, as in Neutron.
+// trustedOwner ports (network:*) get no default security group and
+// network owners' privileges, as in Neutron.
 func trustedOwner(owner string) bool { return strings.HasPrefix(owner, "network:") }
 
-func createPort(c *Ctx, in Object) (Object, error) {
-	net, err := c.networkForChange(str(in, "network_id"))
+func (s *Service) createPort(c *Ctx, in Object) (Object, error) {
+	net, err := NetworkForChange(c, str(in, "network_id"))
 	if err != nil {
 		return nil, err
 	}
 	netOwner := c.Owns(str(net, "project_id"))
 	if err := networkOwnerAttrs(c, in, netOwner, "create"); err != nil {
-		return nil, err
-	}
-	if err := c.checkDeviceOwned(in); err != nil {
 		return nil, err
 	}
 	id := str(in, "id")
@@ -108,9 +108,9 @@ func createPort(c *Ctx, in Object) (Object, error) {
 		}
 		o["mac_address"] = mac
 	} else {
-		o["mac_address"] = c.S.randomMAC()
+		o["mac_address"] = s.randomMAC()
 	}
-	mac, err := c.reserveMAC(str(net, "id"), str(o, "mac_address"), id, !hasMAC(in))
+	mac, err := reserveMAC(c, str(net, "id"), str(o, "mac_address"), id, !hasMAC(in))
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func createPort(c *Ctx, in Object) (Object, error) {
 	if v, ok := in["fixed_ips"].([]any); ok {
 		req = v
 	}
-	ips, err := c.allocatePortIPs(net, o, req, in["fixed_ips"] != nil && !isUnset(in["fixed_ips"]), nil)
+	ips, err := allocatePortIPs(c, net, o, req, in["fixed_ips"] != nil && !schema.IsUnset(in["fixed_ips"]), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -131,24 +131,8 @@ func createPort(c *Ctx, in Object) (Object, error) {
 		ps = boolean(net, "port_security_enabled")
 	}
 	o["port_security_enabled"] = ps
-	sgs, sgGiven := in["security_groups"].([]any)
-	switch {
-	case sgGiven && len(sgs) > 0 && !ps:
-		return nil, portSecurityRequired()
-	case sgGiven:
-		if err := c.checkGroups(sgs); err != nil {
-			return nil, err
-		}
-	case ps && !trustedOwner(str(o, "device_owner")):
-		sg, err := c.ensureDefaultSG(str(o, "project_id"))
-		if err != nil {
-			return nil, err
-		}
-		sgs = []any{sg}
-	default:
-		sgs = []any{}
-	}
-	o["security_groups"] = sgs
+	// The security-group extension fills in security_groups (Precommit).
+	o["security_groups"] = []any{}
 	pairs, err := parsePairs(in["allowed_address_pairs"], str(o, "mac_address"))
 	if err != nil {
 		return nil, err
@@ -162,17 +146,25 @@ func createPort(c *Ctx, in Object) (Object, error) {
 		return nil, err
 	}
 	o["extra_dhcp_opts"] = opts
-	if err := c.S.bind(c, o, net); err != nil {
+	if err := Bind(c, o, net); err != nil {
 		return nil, err
 	}
-	c.stamp(o)
-	if err := c.put(schema.Port, o); err != nil {
+	c.Stamp(o)
+	if err := c.Publish(schema.Port.Kind, plugin.Create, plugin.Precommit, &plugin.Payload{New: o, Request: in}); err != nil {
+		return nil, err
+	}
+	if err := s.commit(c, "port", plugin.Create, nil, o); err != nil {
+		return nil, err
+	}
+	if err := c.Put(schema.Port, o); err != nil {
 		return nil, err
 	}
 	return o, nil
 }
 
-func portSecurityRequired() error {
+// PortSecurityRequired is the 400 for security groups on a port without
+// port security.
+func PortSecurityRequired() error {
 	return fault.New(http.StatusBadRequest, "PortSecurityAndIPRequiredForSecurityGroups",
 		"Port security must be enabled and port must have an IP address in order to use security groups.")
 }
@@ -184,7 +176,7 @@ func addressPairNeedsSecurity() error {
 
 // randomMAC makes a MAC under the configured base prefix.
 func (s *Service) randomMAC() string {
-	base, _ := net.ParseMAC(s.Config.BaseMAC)
+	base, _ := net.ParseMAC(s.cfg.BaseMAC)
 	b := make([]byte, 6)
 	rand.Read(b)
 	copy(b, base[:3])
@@ -193,7 +185,7 @@ func (s *Service) randomMAC() string {
 
 // reserveMAC records mac as used on network and returns the MAC reserved:
 // a generated MAC that collides is replaced, a requested one is a conflict.
-func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) (string, error) {
+func reserveMAC(c *Ctx, networkID, mac, portID string, generated bool) (string, error) {
 	for try := 0; ; try++ {
 		ok, err := c.Tx.ClaimMAC(networkID, mac, portID)
 		if err != nil || ok {
@@ -202,13 +194,13 @@ func (c *Ctx) reserveMAC(networkID, mac, portID string, generated bool) (string,
 		if !generated || try > 16 {
 			return "", fault.Conflict("MacAddressInUse", "Unable to complete operation for network %s. The mac address %s is in use.", networkID, mac)
 		}
-		mac = c.S.randomMAC()
+		mac = From(c).randomMAC()
 	}
 }
 
 // allocatePortIPs turns a fixed_ips request into allocations. keep are the
 // port's current addresses (on update) that remain allocated if requested.
-func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[string]string) ([]any, error) {
+func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[string]string) ([]any, error) {
 	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: str(net, "id")})
 	if err != nil {
 		return nil, err
@@ -255,7 +247,7 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 		return netip.Addr{}, false
 	}
 	if given {
-		if len(req) > c.S.Config.MaxFixedIPsPerPort {
+		if len(req) > From(c).cfg.MaxFixedIPsPerPort {
 			return nil, fault.BadRequest("Exceeded maximum amount of fixed ips per port.")
 		}
 		for _, e := range req {
@@ -305,28 +297,28 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 			}
 			prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
 			if ip.IsValid() {
-				if !prefix.Contains(ip) || (prefix.Addr().Is4() && prefix.Bits() < 31 && (ip == prefix.Addr() || ip == lastAddr(prefix))) {
+				if !prefix.Contains(ip) || (prefix.Addr().Is4() && prefix.Bits() < 31 && (ip == prefix.Addr() || ip == ipam.LastAddr(prefix))) {
 					return nil, fault.New(http.StatusBadRequest, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", ip)
 				}
-				if isAutoAddress(sn) && !router {
+				if ipam.IsAutoAddress(sn) && !router {
 					return nil, fault.New(http.StatusBadRequest, "AllocationOnAutoAddressSubnet",
 						"IPv6 address %s cannot be directly assigned to a port on subnet %s as the subnet is configured for automatic addresses", ip, str(sn, "id"))
 				}
 				if keep[str(sn, "id")+"/"+ip.String()] == "" {
-					if err := c.allocate(sn, ip, portID); err != nil {
+					if err := ipam.Allocate(c, sn, ip, portID); err != nil {
 						return nil, err
 					}
 				}
 				add(sn, ip)
 				continue
 			}
-			if isAutoAddress(sn) && !router {
-				a, err := eui64(prefix, str(port, "mac_address"))
+			if ipam.IsAutoAddress(sn) && !router {
+				a, err := ipam.EUI64(prefix, str(port, "mac_address"))
 				if err != nil {
 					return nil, err
 				}
 				if keep[str(sn, "id")+"/"+a.String()] == "" {
-					if err := c.allocate(sn, a, portID); err != nil {
+					if err := ipam.Allocate(c, sn, a, portID); err != nil {
 						return nil, err
 					}
 				}
@@ -337,7 +329,7 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 				add(sn, a)
 				continue
 			}
-			a, ok, err := c.allocateNext(sn, portID)
+			a, ok, err := ipam.AllocateNext(c, sn, portID)
 			if err != nil {
 				return nil, err
 			}
@@ -352,11 +344,11 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 		for _, version := range []float64{4, 6} {
 			tried, got := false, false
 			for _, sn := range subnets {
-				if sn["ip_version"] != version || isAutoAddress(sn) || got {
+				if sn["ip_version"] != version || ipam.IsAutoAddress(sn) || got {
 					continue
 				}
 				tried = true
-				a, ok, err := c.allocateNext(sn, portID)
+				a, ok, err := ipam.AllocateNext(c, sn, portID)
 				if err != nil {
 					return nil, err
 				}
@@ -373,16 +365,16 @@ func (c *Ctx) allocatePortIPs(net, port Object, req []any, given bool, keep map[
 	// Every SLAAC/stateless subnet gives its EUI-64 address automatically.
 	if !router {
 		for _, sn := range subnets {
-			if !isAutoAddress(sn) || usedSubnet[str(sn, "id")] {
+			if !ipam.IsAutoAddress(sn) || usedSubnet[str(sn, "id")] {
 				continue
 			}
 			prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
-			a, err := eui64(prefix, str(port, "mac_address"))
+			a, err := ipam.EUI64(prefix, str(port, "mac_address"))
 			if err != nil {
 				return nil, err
 			}
 			if keep[str(sn, "id")+"/"+a.String()] == "" {
-				if err := c.allocate(sn, a, portID); err != nil {
+				if err := ipam.Allocate(c, sn, a, portID); err != nil {
 					return nil, err
 				}
 			}
@@ -539,16 +531,13 @@ func pyDict(m map[string]any) string {
 	return "{" + strings.Join(parts, ", ") + "}"
 }
 
-func updatePort(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
 	net, err := c.Tx.Get(schema.Network.Kind, str(cur, "network_id"))
 	if err != nil {
 		return nil, err
 	}
 	id := str(cur, "id")
 	if err := networkOwnerAttrs(c, in, c.Owns(str(net, "project_id")), "update"); err != nil {
-		return nil, err
-	}
-	if err := c.checkDeviceOwned(merge(schema.CloneObject(cur), in)); err != nil {
 		return nil, err
 	}
 	macChanged := false
@@ -562,7 +551,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		if err := c.Tx.ReleaseMAC(str(net, "id"), str(cur, "mac_address"), id); err != nil {
 			return nil, err
 		}
-		if _, err := c.reserveMAC(str(net, "id"), mac, id, false); err != nil {
+		if _, err := reserveMAC(c, str(net, "id"), mac, id, false); err != nil {
 			return nil, err
 		}
 		macChanged = true
@@ -570,7 +559,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 	merged := merge(schema.CloneObject(cur), in)
 	if macChanged {
 		// SLAAC and stateless addresses derive from the MAC: re-derive them.
-		if err := c.rederiveAutoAddresses(merged); err != nil {
+		if err := rederiveAutoAddresses(c, merged); err != nil {
 			return nil, err
 		}
 		cur = schema.CloneObject(cur)
@@ -583,7 +572,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 			m, _ := e.(map[string]any)
 			keep[str(m, "subnet_id")+"/"+str(m, "ip_address")] = "x"
 		}
-		ips, err := c.allocatePortIPs(net, merged, req, true, keep)
+		ips, err := allocatePortIPs(c, net, merged, req, true, keep)
 		if err != nil {
 			return nil, err
 		}
@@ -595,11 +584,7 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		for _, e := range list(cur, "fixed_ips") {
 			m, _ := e.(map[string]any)
 			if !still[str(m, "subnet_id")+"/"+str(m, "ip_address")] {
-				if err := c.releaseIP(str(m, "subnet_id"), str(m, "ip_address")); err != nil {
-					return nil, err
-				}
-				// A floating IP mapped to the address it loses lets go.
-				if err := c.disassociateAddress(id, str(m, "ip_address")); err != nil {
+				if err := ipam.ReleaseIP(c, str(m, "subnet_id"), str(m, "ip_address")); err != nil {
 					return nil, err
 				}
 			}
@@ -607,19 +592,6 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 		merged["fixed_ips"] = ips
 	}
 	ps := boolean(merged, "port_security_enabled")
-	if v, ok := in["security_groups"]; ok {
-		sgs, _ := v.([]any)
-		if len(sgs) > 0 && !ps {
-			return nil, portSecurityRequired()
-		}
-		if err := c.checkGroups(sgs); err != nil {
-			return nil, err
-		}
-		merged["security_groups"] = orEmpty(sgs)
-	} else if !ps && len(list(cur, "security_groups")) > 0 {
-		return nil, fault.New(http.StatusConflict, "PortSecurityPortHasSecurityGroup",
-			"Port has security group associated. Cannot disable port security or IP address until security group is removed.")
-	}
 	if v, ok := in["allowed_address_pairs"]; ok {
 		pairs, err := parsePairs(v, str(merged, "mac_address"))
 		if err != nil {
@@ -641,33 +613,37 @@ func updatePort(c *Ctx, cur, in Object) (Object, error) {
 	_, vnicChanged := in["binding:vnic_type"]
 	_, profChanged := in["binding:profile"]
 	if hostChanged || vnicChanged || profChanged {
-		if err := c.S.bind(c, merged, net); err != nil {
+		if err := Bind(c, merged, net); err != nil {
 			return nil, err
 		}
 	}
-	return merged, nil
+	// The security-group extension checks security_groups (Precommit).
+	if err := c.Publish(schema.Port.Kind, plugin.Update, plugin.Precommit, &plugin.Payload{Old: cur, New: merged, Request: in}); err != nil {
+		return nil, err
+	}
+	return merged, s.commit(c, "port", plugin.Update, cur, merged)
 }
 
 // rederiveAutoAddresses replaces a port's EUI-64 addresses with those of
 // its (new) MAC.
-func (c *Ctx) rederiveAutoAddresses(p Object) error {
+func rederiveAutoAddresses(c *Ctx, p Object) error {
 	out := make([]any, 0, len(list(p, "fixed_ips")))
 	for _, e := range list(p, "fixed_ips") {
 		m, _ := e.(map[string]any)
 		sn, err := c.Tx.Get(schema.Subnet.Kind, str(m, "subnet_id"))
-		if err != nil || !isAutoAddress(sn) {
+		if err != nil || !ipam.IsAutoAddress(sn) {
 			out = append(out, e)
 			continue
 		}
 		prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
-		a, err := eui64(prefix, str(p, "mac_address"))
+		a, err := ipam.EUI64(prefix, str(p, "mac_address"))
 		if err != nil {
 			return err
 		}
-		if err := c.releaseIP(str(sn, "id"), str(m, "ip_address")); err != nil {
+		if err := ipam.ReleaseIP(c, str(sn, "id"), str(m, "ip_address")); err != nil {
 			return err
 		}
-		if err := c.allocate(sn, a, str(p, "id")); err != nil {
+		if err := ipam.Allocate(c, sn, a, str(p, "id")); err != nil {
 			return err
 		}
 		out = append(out, map[string]any{"subnet_id": str(sn, "id"), "ip_address": a.String()})
@@ -676,47 +652,41 @@ func (c *Ctx) rederiveAutoAddresses(p Object) error {
 	return nil
 }
 
-// checkDeviceOwned refuses, for non-admins, a port that claims to belong
-// to a router or floating IP of another project (Neutron's
-// DeviceIDNotOwnedByTenant): such a port would be plugged into that
-// router.
-func (c *Ctx) checkDeviceOwned(p Object) error {
-	owner, device := str(p, "device_owner"), str(p, "device_id")
-	if c.Admin || device == "" {
-		return nil
-	}
-	var kind string
-	switch owner {
-	case ownerRouterInterface, ownerRouterGateway:
-		kind = schema.Router.Kind
-	case ownerFloatingIP:
-		kind = schema.FloatingIP.Kind
-	default:
-		return nil
-	}
-	if o, err := c.Tx.Get(kind, device); err == nil && c.Owns(str(o, "project_id")) {
-		return nil
-	}
-	return fault.New(http.StatusConflict, "DeviceIDNotOwnedByTenant",
-		"The following device_id %s is not owned by your tenant or matches another tenants router.", device)
-}
-
-func deletePort(c *Ctx, cur Object) error {
-	switch owner := str(cur, "device_owner"); owner {
-	case ownerRouterInterface, ownerRouterGateway, ownerFloatingIP:
-		return fault.New(http.StatusConflict, "L3PortInUse",
-			"Port %s has owner %s and therefore cannot be deleted directly via the port API.", str(cur, "id"), owner)
-	}
-	if err := c.disassociatePort(str(cur, "id")); err != nil {
+func (s *Service) deletePort(c *Ctx, cur Object) error {
+	if err := s.commit(c, "port", plugin.Delete, cur, nil); err != nil {
 		return err
 	}
-	return removePort(c, cur)
+	return RemovePort(c, cur)
 }
 
-// removePort deletes a port and frees its addresses and MAC.
-func removePort(c *Ctx, p Object) error {
+// ServicePort creates a port owned by a network device (router, floating
+// IP, DHCP server) for the service itself: with the given project,
+// fixed_ips request (nil: automatic) and owner.
+func ServicePort(c *Ctx, networkID, project, owner, deviceID string, fixedIPs []any) (Object, error) {
+	ac := c.AsAdmin()
+	in := map[string]any{"network_id": networkID, "device_owner": owner, "device_id": deviceID}
+	if fixedIPs != nil {
+		in["fixed_ips"] = fixedIPs
+	}
+	parsed, err := schema.Port.ParseCreate(ac.Caller, in)
+	if err != nil {
+		return nil, err
+	}
+	parsed["id"] = plugin.NewID()
+	parsed["project_id"] = project
+	p, err := From(c).createPort(ac, parsed)
+	if err != nil {
+		return nil, err
+	}
+	plugin.Scrub(p)
+	return p, nil
+}
+
+// RemovePort deletes a port and frees its addresses and MAC (what the
+// port API's delete does, for the service that owns the port).
+func RemovePort(c *Ctx, p Object) error {
 	id := str(p, "id")
-	if err := c.releasePortIPs(id); err != nil {
+	if err := ipam.ReleasePortIPs(c, id); err != nil {
 		return err
 	}
 	if err := c.Tx.ReleaseMAC(str(p, "network_id"), str(p, "mac_address"), id); err != nil {

@@ -1,12 +1,16 @@
-package core
+// Package metering is the metering service plugin (metering,
+// metering_source_and_destination_fields): admins define labels and their
+// rules; a label applies to the routers of its project (a shared one to
+// every router), the L3 agents count its traffic through the routers'
+// gateways and report the counts, which the server exports on /metrics
+// (where Neutron sends them to Ceilometer).
+package metering
 
 import (
 	"net/http"
 	"net/netip"
 
 	"neutrino/internal/fault"
-	"neutrino/internal/hostapi"
-	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
 
@@ -16,13 +20,10 @@ import (
 // prefix. The L3 agents count it (nftables counters in the router
 // namespaces) and report the counts, which the server exports as metrics.
 
-// MeterCount is one label's count at one router (see hostapi.MeterCount).
-type MeterCount = hostapi.MeterCount
-
 func createMeteringLabel(c *Ctx, in Object) (Object, error) {
 	o := Object{"id": in["id"], "name": str(in, "name"), "description": str(in, "description"),
 		"shared": in["shared"] == true, "project_id": in["project_id"]}
-	if err := c.Tx.Put(schema.MeteringLabel.Kind, "", o); err != nil {
+	if err := c.Tx.Put(Label.Kind, "", o); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -30,21 +31,21 @@ func createMeteringLabel(c *Ctx, in Object) (Object, error) {
 
 // deleteMeteringLabel removes the label with its rules.
 func deleteMeteringLabel(c *Ctx, cur Object) error {
-	rules, err := c.Tx.List(schema.MeteringLabelRule.Kind, store.Filter{Parent: str(cur, "id")})
+	rules, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: str(cur, "id")})
 	if err != nil {
 		return err
 	}
 	for _, r := range rules {
-		if err := c.Tx.Delete(schema.MeteringLabelRule.Kind, str(r, "id")); err != nil {
+		if err := c.Tx.Delete(LabelRule.Kind, str(r, "id")); err != nil {
 			return err
 		}
 	}
-	return c.Tx.Delete(schema.MeteringLabel.Kind, str(cur, "id"))
+	return c.Tx.Delete(Label.Kind, str(cur, "id"))
 }
 
 func createMeteringRule(c *Ctx, in Object) (Object, error) {
 	label := str(in, "metering_label_id")
-	if _, err := c.load(schema.MeteringLabel, label); err != nil {
+	if _, err := c.Load(Label, label); err != nil {
 		return nil, err
 	}
 	remote, src, dst := in["remote_ip_prefix"], in["source_ip_prefix"], in["destination_ip_prefix"]
@@ -65,7 +66,7 @@ func createMeteringRule(c *Ctx, in Object) (Object, error) {
 		// A label's remote prefixes of one direction and kind may not
 		// overlap: a packet would be counted (or excluded) twice.
 		p, _ := netip.ParsePrefix(str(in, "remote_ip_prefix"))
-		others, err := c.Tx.List(schema.MeteringLabelRule.Kind, store.Filter{Parent: label})
+		others, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: label})
 		if err != nil {
 			return nil, err
 		}
@@ -82,12 +83,12 @@ func createMeteringRule(c *Ctx, in Object) (Object, error) {
 	}
 	o := Object{"id": in["id"], "metering_label_id": label, "direction": str(in, "direction"),
 		"remote_ip_prefix": remote, "source_ip_prefix": src, "destination_ip_prefix": dst, "excluded": in["excluded"] == true}
-	if err := c.Tx.Put(schema.MeteringLabelRule.Kind, label, o); err != nil {
+	if err := c.Tx.Put(LabelRule.Kind, label, o); err != nil {
 		return nil, err
 	}
 	return o, nil
 }
 
 func deleteMeteringRule(c *Ctx, cur Object) error {
-	return c.Tx.Delete(schema.MeteringLabelRule.Kind, str(cur, "id"))
+	return c.Tx.Delete(LabelRule.Kind, str(cur, "id"))
 }

@@ -1,4 +1,7 @@
-package core
+// Package ipam allocates addresses: subnets' allocation pools, the next
+// free address or a chosen one, SLAAC (EUI-64) addresses, and subnet
+// pools from which subnets take their prefixes.
+package ipam
 
 import (
 	"crypto/rand"
@@ -9,12 +12,13 @@ import (
 	"net/netip"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 )
 
 // Pool is an inclusive address range of a subnet.
 type Pool struct{ Start, End netip.Addr }
 
-func (p Pool) contains(a netip.Addr) bool { return p.Start.Compare(a) <= 0 && a.Compare(p.End) <= 0 }
+func (p Pool) Contains(a netip.Addr) bool { return p.Start.Compare(a) <= 0 && a.Compare(p.End) <= 0 }
 func (p Pool) String() string             { return p.Start.String() + "-" + p.End.String() }
 
 func addrToInt(a netip.Addr) *big.Int { b := a.As16(); return new(big.Int).SetBytes(b[:]) }
@@ -30,7 +34,7 @@ func intToAddr(n *big.Int, v6 bool) netip.Addr {
 }
 
 // lastAddr is the highest address of p.
-func lastAddr(p netip.Prefix) netip.Addr {
+func LastAddr(p netip.Prefix) netip.Addr {
 	n := addrToInt(p.Addr())
 	host := p.Addr().BitLen() - p.Bits()
 	ones := new(big.Int).Sub(new(big.Int).Lsh(big.NewInt(1), uint(host)), big.NewInt(1))
@@ -40,12 +44,12 @@ func lastAddr(p netip.Prefix) netip.Addr {
 // defaultPools is the usable range of cidr minus the gateway, as Neutron
 // computes it: IPv4 excludes network and broadcast, IPv6 the subnet-router
 // anycast address.
-func defaultPools(p netip.Prefix, gw netip.Addr) []Pool {
+func DefaultPools(p netip.Prefix, gw netip.Addr) []Pool {
 	first := p.Addr().Next()
-	last := lastAddr(p)
+	last := LastAddr(p)
 	if p.Addr().Is4() {
 		if p.Bits() >= 31 {
-			first, last = p.Addr(), lastAddr(p)
+			first, last = p.Addr(), LastAddr(p)
 		} else {
 			last = last.Prev()
 		}
@@ -54,7 +58,7 @@ func defaultPools(p netip.Prefix, gw netip.Addr) []Pool {
 		return nil
 	}
 	whole := Pool{first, last}
-	if !gw.IsValid() || !whole.contains(gw) {
+	if !gw.IsValid() || !whole.Contains(gw) {
 		return []Pool{whole}
 	}
 	var out []Pool
@@ -67,7 +71,7 @@ func defaultPools(p netip.Prefix, gw netip.Addr) []Pool {
 	return out
 }
 
-func poolsToList(ps []Pool) []any {
+func PoolsToList(ps []Pool) []any {
 	out := make([]any, 0, len(ps))
 	for _, p := range ps {
 		out = append(out, map[string]any{"start": p.Start.String(), "end": p.End.String()})
@@ -76,7 +80,7 @@ func poolsToList(ps []Pool) []any {
 }
 
 // subnetPools reads a subnet's allocation_pools.
-func subnetPools(sn Object) []Pool {
+func Ranges(sn Object) []Pool {
 	var out []Pool
 	for _, e := range list(sn, "allocation_pools") {
 		m, _ := e.(map[string]any)
@@ -90,7 +94,7 @@ func subnetPools(sn Object) []Pool {
 }
 
 // parsePools validates requested allocation pools against cidr and gateway.
-func parsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
+func ParsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
 	l, ok := v.([]any)
 	if !ok {
 		return nil, fault.BadRequest("Invalid input for allocation_pools. Reason: Invalid data format for IP pool: '%v'.", v)
@@ -116,7 +120,7 @@ func parsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
 		}
 		// Pools hold usable addresses only: not the network address, nor
 		// IPv4's broadcast (except in /31 and /32).
-		lo, hi := p.Addr(), lastAddr(p)
+		lo, hi := p.Addr(), LastAddr(p)
 		if p.Addr().Is4() && p.Bits() < 31 || p.Addr().Is6() && p.Bits() < 127 {
 			lo = lo.Next()
 		}
@@ -131,7 +135,7 @@ func parsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
 	}
 	for i := range out {
 		for j := i + 1; j < len(out); j++ {
-			if out[i].contains(out[j].Start) || out[j].contains(out[i].Start) {
+			if out[i].Contains(out[j].Start) || out[j].Contains(out[i].Start) {
 				return nil, fault.New(http.StatusConflict, "OverlappingAllocationPools",
 					"Found overlapping allocation pools: %s %s for subnet %s.", out[i], out[j], p)
 			}
@@ -139,7 +143,7 @@ func parsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
 	}
 	if gw.IsValid() {
 		for _, pl := range out {
-			if pl.contains(gw) {
+			if pl.Contains(gw) {
 				return nil, fault.New(http.StatusConflict, "GatewayConflictWithAllocationPools",
 					"Gateway ip %s conflicts with allocation pool %s.", gw, pl)
 			}
@@ -149,7 +153,7 @@ func parsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
 }
 
 // eui64 derives the SLAAC address of mac in a /64.
-func eui64(p netip.Prefix, mac string) (netip.Addr, error) {
+func EUI64(p netip.Prefix, mac string) (netip.Addr, error) {
 	hw, err := net.ParseMAC(mac)
 	if err != nil || len(hw) != 6 {
 		return netip.Addr{}, fmt.Errorf("bad mac %q", mac)
@@ -163,13 +167,13 @@ func eui64(p netip.Prefix, mac string) (netip.Addr, error) {
 }
 
 // isAutoAddress reports whether a subnet gives addresses by SLAAC.
-func isAutoAddress(sn Object) bool {
+func IsAutoAddress(sn Object) bool {
 	m := str(sn, "ipv6_address_mode")
 	return m == "slaac" || m == "dhcpv6-stateless"
 }
 
 // allocated returns the addresses taken in a subnet.
-func (c *Ctx) allocated(subnetID string) (map[netip.Addr]bool, error) {
+func allocated(c *Ctx, subnetID string) (map[netip.Addr]bool, error) {
 	rows, err := c.Tx.SubnetIPs(subnetID)
 	if err != nil {
 		return nil, err
@@ -188,9 +192,9 @@ func (c *Ctx) allocated(subnetID string) (map[netip.Addr]bool, error) {
 // random too, and an address just released is not handed out again at
 // once); then the first free address scanning upward, which also detects
 // exhaustion.
-func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
+func AllocateNext(c *Ctx, sn Object, portID string) (netip.Addr, bool, error) {
 	gw, _ := netip.ParseAddr(str(sn, "gateway_ip"))
-	pools := subnetPools(sn)
+	pools := Ranges(sn)
 	sid := str(sn, "id")
 	claim := func(a netip.Addr) (bool, error) {
 		return c.Tx.ClaimIP(sid, a.String(), portID, str(sn, "network_id"))
@@ -212,7 +216,7 @@ func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
 			}
 		}
 	}
-	used, err := c.allocated(sid)
+	used, err := allocated(c, sid)
 	if err != nil {
 		return netip.Addr{}, false, err
 	}
@@ -228,7 +232,7 @@ func (c *Ctx) allocateNext(sn Object, portID string) (netip.Addr, bool, error) {
 }
 
 // allocate records ip for port in subnet; a taken address is a conflict.
-func (c *Ctx) allocate(sn Object, ip netip.Addr, portID string) error {
+func Allocate(c *Ctx, sn Object, ip netip.Addr, portID string) error {
 	ok, err := c.Tx.ClaimIP(str(sn, "id"), ip.String(), portID, str(sn, "network_id"))
 	if err == nil && !ok {
 		return fault.Conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, str(sn, "id"))
@@ -236,10 +240,28 @@ func (c *Ctx) allocate(sn Object, ip netip.Addr, portID string) error {
 	return err
 }
 
-func (c *Ctx) releasePortIPs(portID string) error {
+func ReleasePortIPs(c *Ctx, portID string) error {
 	return c.Tx.ReleasePortIPs(portID)
 }
 
-func (c *Ctx) releaseIP(subnetID string, ip string) error {
+func ReleaseIP(c *Ctx, subnetID string, ip string) error {
 	return c.Tx.ReleaseIP(subnetID, ip)
+}
+
+type (
+	Ctx    = plugin.Ctx
+	Object = plugin.Object
+)
+
+func str(o Object, k string) string { s, _ := o[k].(string); return s }
+func boolean(o Object, k string) bool {
+	b, _ := o[k].(bool)
+	return b
+}
+func list(o Object, k string) []any { l, _ := o[k].([]any); return l }
+func merge(cur, in Object) Object {
+	for k, v := range in {
+		cur[k] = v
+	}
+	return cur
 }

@@ -1,4 +1,8 @@
-package core
+// Package secgroup is the security-group extension: groups and their
+// rules, each project's default group, the groups of ports (filled in and
+// checked when ML2 builds a port), and the part of a host's span that its
+// agent's filters are made from.
+package secgroup
 
 import (
 	"context"
@@ -8,7 +12,11 @@ import (
 	"strings"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
+	"neutrino/internal/policy"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/ml2"
+	"neutrino/internal/services/rbac"
 	"neutrino/internal/store"
 )
 
@@ -21,12 +29,108 @@ var protocolNumbers = map[string]int{
 
 const protocolList = "[None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ip', 'ipip', 'ipv6-encap', 'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', 'udp', 'udplite', 'vrrp']"
 
+type (
+	Ctx    = plugin.Ctx
+	Object = plugin.Object
+)
+
+// Service is the security-group extension.
+type Service struct{}
+
+// New returns the security-group extension.
+func New() *Service { return &Service{} }
+
+// Name implements plugin.Service.
+func (*Service) Name() string { return "security-group" }
+
+// Register implements plugin.Service.
+func (*Service) Register(r *plugin.Registry) error {
+	r.Extension(
+		plugin.Extension{Alias: "security-group", Name: "security-group", Description: "The security groups extension.", Updated: "2012-10-05T10:00:00-00:00"},
+		plugin.Extension{Alias: "security-groups-normalized-cidr", Name: "Normalized CIDR field for security group rules", Description: "Add new field with normalized remote_ip_prefix cidr in SG rule", Updated: "2020-07-28T10:00:00-00:00"},
+		plugin.Extension{Alias: "security-groups-shared-filtering", Name: "Security group filtering on the shared field", Description: "Support filtering security groups on the shared field", Updated: "2021-10-05T09:00:00-00:00"},
+		plugin.Extension{Alias: "stateful-security-group", Name: "Stateful security group", Description: "Indicates if the security group is stateful or not", Updated: "2019-11-26T09:00:00-00:00"},
+		plugin.Extension{Alias: "rbac-security-groups", Name: "Add security_group type to network RBAC", Description: "Add security_group type to network RBAC", Updated: "2019-02-14T00:00:00-00:00"},
+	)
+	if err := rbac.Share(r, &rbac.Type{Name: "security_group", Res: schema.SecurityGroup, Actions: []string{"access_as_shared"},
+		Users: func(c *Ctx, obj Object) (map[string]bool, error) {
+			ports, err := groupMembers(c, str(obj, "id"))
+			users := map[string]bool{}
+			for _, p := range ports {
+				users[str(p, "project_id")] = true
+			}
+			return users, err
+		}}); err != nil {
+		return err
+	}
+	r.Subscribe(schema.Port.Kind, plugin.Create, plugin.Precommit, portCreated)
+	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.Precommit, portUpdated)
+	r.HostSpan(hostGroups)
+	if err := r.Resource(&plugin.Handler{Res: schema.SecurityGroup, Create: createSecurityGroup, Update: updateSecurityGroup,
+		Delete: deleteSecurityGroup, Visible: securityGroupVisible, Present: rbac.Present, Prepare: ensureDefault, Quota: "security_group"}); err != nil {
+		return err
+	}
+	return r.Resource(&plugin.Handler{Res: schema.SecurityGroupRule, Create: createRule, Delete: deleteRule, Visible: ruleVisible,
+		MayDelete: ruleGroupOwner, Prepare: ensureDefault, Quota: "security_group_rule"})
+}
+
+// portCreated gives a new port its groups: those asked for (which must
+// exist and be usable by the caller), else the project's default group
+// when the port has port security and is not a network device's.
+func portCreated(c *Ctx, p *plugin.Payload) error {
+	port, in := p.New, p.Request
+	ps := port["port_security_enabled"] == true
+	sgs, given := in["security_groups"].([]any)
+	switch {
+	case given && len(sgs) > 0 && !ps:
+		return ml2.PortSecurityRequired()
+	case given:
+		if err := checkGroups(c, sgs); err != nil {
+			return err
+		}
+	case ps && !strings.HasPrefix(str(port, "device_owner"), "network:"):
+		sg, err := ensureDefaultSG(c, str(port, "project_id"))
+		if err != nil {
+			return err
+		}
+		sgs = []any{sg}
+	default:
+		sgs = []any{}
+	}
+	port["security_groups"] = sgs
+	return nil
+}
+
+// portUpdated checks a port's new groups, and that port security goes off
+// only with no group left.
+func portUpdated(c *Ctx, p *plugin.Payload) error {
+	port := p.New
+	ps := port["port_security_enabled"] == true
+	if v, ok := p.Request["security_groups"]; ok {
+		sgs, _ := v.([]any)
+		if len(sgs) > 0 && !ps {
+			return ml2.PortSecurityRequired()
+		}
+		if err := checkGroups(c, sgs); err != nil {
+			return err
+		}
+		if sgs == nil {
+			sgs = []any{}
+		}
+		port["security_groups"] = sgs
+	} else if !ps && len(list(p.Old, "security_groups")) > 0 {
+		return fault.New(http.StatusConflict, "PortSecurityPortHasSecurityGroup",
+			"Port has security group associated. Cannot disable port security or IP address until security group is removed.")
+	}
+	return nil
+}
+
 func sgNotFound(id string) error {
 	return fault.New(http.StatusNotFound, "SecurityGroupNotFound", "Security group %s does not exist", id)
 }
 
 func securityGroupVisible(c *Ctx, o Object) bool {
-	return sharedWith(o, "access_as_shared", c.ProjectID)
+	return rbac.SharedWith(o, "access_as_shared", c.ProjectID)
 }
 
 func ruleVisible(c *Ctx, o Object) bool {
@@ -35,29 +139,29 @@ func ruleVisible(c *Ctx, o Object) bool {
 }
 
 // checkGroups verifies that every group exists and is usable by the caller.
-func (c *Ctx) checkGroups(ids []any) error {
+func checkGroups(c *Ctx, ids []any) error {
 	for _, v := range ids {
 		id, _ := v.(string)
 		sg, err := c.Tx.Get(schema.SecurityGroup.Kind, id)
-		if err != nil || !c.canSee(schema.SecurityGroup, &kindHandler{visible: securityGroupVisible}, sg) {
+		if err != nil || !c.CanSee(schema.SecurityGroup, sg) {
 			return sgNotFound(id)
 		}
 	}
 	return nil
 }
 
-func (c *Ctx) newGroup(id, project, name, description string, stateful bool) Object {
+func newGroup(c *Ctx, id, project, name, description string, stateful bool) Object {
 	o := Object{"id": id, "project_id": project, "name": name, "description": description, "stateful": stateful,
-		"shared": false, "security_group_rules": []any{}, keyRBAC: map[string]any{}}
-	c.stamp(o)
+		"shared": false, "security_group_rules": []any{}, rbac.Key: map[string]any{}}
+	c.Stamp(o)
 	return o
 }
 
-func (c *Ctx) newRule(sg Object, direction, ethertype string, remoteGroup any, description any) Object {
-	r := Object{"id": newID(), "project_id": sg["project_id"], "security_group_id": sg["id"], "direction": direction,
+func newRule(c *Ctx, sg Object, direction, ethertype string, remoteGroup any, description any) Object {
+	r := Object{"id": plugin.NewID(), "project_id": sg["project_id"], "security_group_id": sg["id"], "direction": direction,
 		"ethertype": ethertype, "protocol": nil, "port_range_min": nil, "port_range_max": nil, "remote_ip_prefix": nil,
 		"normalized_cidr": nil, "remote_group_id": remoteGroup, "description": description}
-	c.stamp(r)
+	c.Stamp(r)
 	r["revision_number"] = float64(0)
 	return r
 }
@@ -75,31 +179,31 @@ func embed(r Object) map[string]any {
 }
 
 // storeGroupWithRules writes a new group and its rules.
-func (c *Ctx) storeGroupWithRules(sg Object, rules []Object) error {
+func storeGroupWithRules(c *Ctx, sg Object, rules []Object) error {
 	l := make([]any, 0, len(rules))
 	for _, r := range rules {
-		if err := c.put(schema.SecurityGroupRule, r); err != nil {
+		if err := c.Put(schema.SecurityGroupRule, r); err != nil {
 			return err
 		}
 		l = append(l, embed(r))
 	}
 	sg["security_group_rules"] = l
-	return c.put(schema.SecurityGroup, sg)
+	return c.Put(schema.SecurityGroup, sg)
 }
 
 // ensureDefaultSG returns the id of project's default group, creating it
 // with Neutron's default rules when missing.
-func (c *Ctx) ensureDefaultSG(project string) (string, error) {
+func ensureDefaultSG(c *Ctx, project string) (string, error) {
 	if id, err := defaultSG(c.Tx, project); err != nil || id != "" {
 		return id, err
 	}
-	sg := c.newGroup(newID(), project, "default", "Default security group", true)
+	sg := newGroup(c, plugin.NewID(), project, "default", "Default security group", true)
 	sg["revision_number"] = float64(1)
 	var rules []Object
 	for _, et := range []string{"IPv4", "IPv6"} {
-		rules = append(rules, c.newRule(sg, "egress", et, nil, nil), c.newRule(sg, "ingress", et, sg["id"], nil))
+		rules = append(rules, newRule(c, sg, "egress", et, nil, nil), newRule(c, sg, "ingress", et, sg["id"], nil))
 	}
-	if err := c.storeGroupWithRules(sg, rules); err != nil {
+	if err := storeGroupWithRules(c, sg, rules); err != nil {
 		return "", err
 	}
 	return str(sg, "id"), nil
@@ -119,14 +223,15 @@ func defaultSG(tx *store.Tx, project string) (string, error) {
 	return "", nil
 }
 
-// EnsureDefaultSG creates project's default group if it has none yet (as
-// Neutron does on a project's first security group request).
-func (s *Service) EnsureDefaultSG(ctx context.Context, project string) error {
+// ensureDefault creates the caller's default group on its first security
+// group request, as Neutron does.
+func ensureDefault(ctx context.Context, reg *plugin.Registry, caller *policy.Caller) error {
+	project := caller.ProjectID
 	if project == "" {
 		return nil
 	}
 	found := false
-	err := s.DB.Read(ctx, func(tx *store.Tx) error {
+	err := reg.DB.Read(ctx, func(tx *store.Tx) error {
 		id, err := defaultSG(tx, project)
 		found = id != ""
 		return err
@@ -134,8 +239,8 @@ func (s *Service) EnsureDefaultSG(ctx context.Context, project string) error {
 	if err != nil || found {
 		return err
 	}
-	_, err = s.DB.Write(ctx, func(tx *store.Tx) error {
-		_, err := s.NewCtx(ctx, tx).ensureDefaultSG(project)
+	_, err = reg.Write(ctx, func(c *Ctx) error {
+		_, err := ensureDefaultSG(c, project)
 		return err
 	})
 	return err
@@ -144,20 +249,20 @@ func (s *Service) EnsureDefaultSG(ctx context.Context, project string) error {
 func createSecurityGroup(c *Ctx, in Object) (Object, error) {
 	project := str(in, "project_id")
 	if str(in, "name") == "default" {
-		if _, err := c.ensureDefaultSG(project); err != nil {
+		if _, err := ensureDefaultSG(c, project); err != nil {
 			return nil, err
 		}
 		return nil, fault.Conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
 	}
-	if _, err := c.ensureDefaultSG(project); err != nil {
+	if _, err := ensureDefaultSG(c, project); err != nil {
 		return nil, err
 	}
-	sg := c.newGroup(str(in, "id"), project, str(in, "name"), str(in, "description"), boolean(in, "stateful"))
+	sg := newGroup(c, str(in, "id"), project, str(in, "name"), str(in, "description"), boolean(in, "stateful"))
 	var rules []Object
 	for _, et := range []string{"IPv4", "IPv6"} {
-		rules = append(rules, c.newRule(sg, "egress", et, nil, nil))
+		rules = append(rules, newRule(c, sg, "egress", et, nil, nil))
 	}
-	if err := c.storeGroupWithRules(sg, rules); err != nil {
+	if err := storeGroupWithRules(c, sg, rules); err != nil {
 		return nil, err
 	}
 	return sg, nil
@@ -172,7 +277,7 @@ func updateSecurityGroup(c *Ctx, cur, in Object) (Object, error) {
 		return nil, fault.Conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
 	}
 	if v, ok := in["stateful"].(bool); ok && v != boolean(cur, "stateful") {
-		if used, err := c.groupPorts(str(cur, "id")); err != nil || used {
+		if used, err := groupPorts(c, str(cur, "id")); err != nil || used {
 			if err != nil {
 				return nil, err
 			}
@@ -183,13 +288,13 @@ func updateSecurityGroup(c *Ctx, cur, in Object) (Object, error) {
 }
 
 // groupPorts reports whether any port uses group id.
-func (c *Ctx) groupPorts(id string) (bool, error) {
-	ports, err := c.groupMembers(id)
+func groupPorts(c *Ctx, id string) (bool, error) {
+	ports, err := groupMembers(c, id)
 	return len(ports) > 0, err
 }
 
 // groupMembers lists the ports in security group id.
-func (c *Ctx) groupMembers(id string) ([]Object, error) {
+func groupMembers(c *Ctx, id string) ([]Object, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
 		return nil, err
@@ -211,7 +316,7 @@ func deleteSecurityGroup(c *Ctx, cur Object) error {
 	if str(cur, "name") == "default" && !c.Admin {
 		return fault.Conflict("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group.")
 	}
-	if used, err := c.groupPorts(id); err != nil {
+	if used, err := groupPorts(c, id); err != nil {
 		return err
 	} else if used {
 		return fault.Conflict("SecurityGroupInUse", "Security Group %s in use.", id)
@@ -236,9 +341,6 @@ func deleteSecurityGroup(c *Ctx, cur Object) error {
 				return err
 			}
 		}
-	}
-	if err := c.deleteRBACFor("security_group", id); err != nil {
-		return err
 	}
 	return c.Tx.Delete(schema.SecurityGroup.Kind, id)
 }
@@ -281,7 +383,7 @@ func invalidProtocol(s string) error {
 func createRule(c *Ctx, in Object) (Object, error) {
 	sgID := str(in, "security_group_id")
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, sgID)
-	if err != nil || !c.canSee(schema.SecurityGroup, &kindHandler{visible: securityGroupVisible}, sg) {
+	if err != nil || !c.CanSee(schema.SecurityGroup, sg) {
 		return nil, sgNotFound(sgID)
 	}
 	if !c.Owns(str(sg, "project_id")) {
@@ -356,7 +458,7 @@ func createRule(c *Ctx, in Object) (Object, error) {
 	}
 	if rg, ok := in["remote_group_id"].(string); ok {
 		g, err := c.Tx.Get(schema.SecurityGroup.Kind, rg)
-		if err != nil || !c.canSee(schema.SecurityGroup, &kindHandler{visible: securityGroupVisible}, g) {
+		if err != nil || !c.CanSee(schema.SecurityGroup, g) {
 			return nil, sgNotFound(rg)
 		}
 	}
@@ -383,13 +485,13 @@ func createRule(c *Ctx, in Object) (Object, error) {
 			return nil, fault.Conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", str(ex, "id"))
 		}
 	}
-	c.stamp(r)
+	c.Stamp(r)
 	r["revision_number"] = float64(0)
-	if err := c.put(schema.SecurityGroupRule, r); err != nil {
+	if err := c.Put(schema.SecurityGroupRule, r); err != nil {
 		return nil, err
 	}
 	sg["security_group_rules"] = append(list(sg, "security_group_rules"), embed(r))
-	if err := c.touch(schema.SecurityGroup, sg); err != nil {
+	if err := c.Touch(schema.SecurityGroup, sg); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -421,5 +523,27 @@ func deleteRule(c *Ctx, cur Object) error {
 		}
 	}
 	sg["security_group_rules"] = orEmpty(keep)
-	return c.touch(schema.SecurityGroup, sg)
+	return c.Touch(schema.SecurityGroup, sg)
+}
+
+func str(o Object, k string) string { s, _ := o[k].(string); return s }
+func boolean(o Object, k string) bool {
+	b, _ := o[k].(bool)
+	return b
+}
+func list(o Object, k string) []any { l, _ := o[k].([]any); return l }
+
+// merge copies the given attributes of in onto cur.
+func merge(cur, in Object) Object {
+	for k, v := range in {
+		cur[k] = v
+	}
+	return cur
+}
+
+func orEmpty(l []any) []any {
+	if l == nil {
+		return []any{}
+	}
+	return l
 }

@@ -1,4 +1,4 @@
-package core
+package ml2
 
 import (
 	"net/http"
@@ -6,7 +6,10 @@ import (
 	"strings"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/ipam"
+	"neutrino/internal/services/rbac"
 	"neutrino/internal/store"
 )
 
@@ -16,25 +19,25 @@ func subnetVisible(c *Ctx, o Object) bool {
 	// Subnets of shared networks are visible; those of external networks
 	// that are not shared are not.
 	n, err := c.Tx.Get(schema.Network.Kind, str(o, "network_id"))
-	return err == nil && sharedWith(n, "access_as_shared", c.ProjectID)
+	return err == nil && rbac.SharedWith(n, "access_as_shared", c.ProjectID)
 }
 
-// networkForChange loads a network the caller may attach things to: its
+// NetworkForChange loads a network the caller may attach things to: its
 // own, a shared one, or any for admins. An external network that is not
 // shared is visible but not attachable.
-func (c *Ctx) networkForChange(id string) (Object, error) {
+func NetworkForChange(c *Ctx, id string) (Object, error) {
 	n, err := c.Tx.Get(schema.Network.Kind, id)
-	if err != nil || !c.canSee(schema.Network, &kindHandler{visible: networkVisible}, n) {
+	if err != nil || !c.CanSee(schema.Network, n) {
 		return nil, fault.NotFound("Network", "Network", id)
 	}
-	if !c.Owns(str(n, "project_id")) && !sharedWith(n, "access_as_shared", c.ProjectID) {
+	if !c.Owns(str(n, "project_id")) && !rbac.SharedWith(n, "access_as_shared", c.ProjectID) {
 		return nil, fault.Forbidden("Tenant %s not allowed to create port on this network", c.ProjectID)
 	}
 	return n, nil
 }
 
-func createSubnet(c *Ctx, in Object) (Object, error) {
-	net, err := c.networkForChange(str(in, "network_id"))
+func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
+	net, err := NetworkForChange(c, str(in, "network_id"))
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +68,7 @@ func createSubnet(c *Ctx, in Object) (Object, error) {
 	var prefix netip.Prefix
 	poolID, _ := in["subnetpool_id"].(string)
 	if boolean(in, "use_default_subnetpool") && poolID == "" {
-		p, err := c.defaultSubnetPool(version)
+		p, err := ipam.DefaultSubnetPool(c, version)
 		if err != nil {
 			return nil, err
 		}
@@ -89,7 +92,7 @@ func createSubnet(c *Ctx, in Object) (Object, error) {
 					"Subnets hosted on the same network must be allocated from the same subnet pool.")
 			}
 		}
-		p, err := c.allocateFromPool(poolID, version, prefix, in["prefixlen"])
+		p, err := ipam.AllocateFromPool(c, poolID, version, prefix, in["prefixlen"])
 		if err != nil {
 			return nil, err
 		}
@@ -120,7 +123,7 @@ func createSubnet(c *Ctx, in Object) (Object, error) {
 		if gw.Is4() != prefix.Addr().Is4() {
 			return nil, fault.InvalidInput("gateway_ip %s does not match the ip_version %d", g, version)
 		}
-		if gw == prefix.Addr() && version == 4 || version == 4 && gw == lastAddr(prefix) && prefix.Bits() < 31 {
+		if gw == prefix.Addr() && version == 4 || version == 4 && gw == ipam.LastAddr(prefix) && prefix.Bits() < 31 {
 			return nil, fault.InvalidInput("Gateway is not valid on subnet")
 		}
 	case nil:
@@ -131,14 +134,14 @@ func createSubnet(c *Ctx, in Object) (Object, error) {
 			gw = prefix.Addr().Next()
 		}
 	}
-	var pools []Pool
-	if v, ok := in["allocation_pools"]; ok && !isUnset(v) && v != nil {
-		pools, err = parsePools(v, prefix, gw)
+	var pools []ipam.Pool
+	if v, ok := in["allocation_pools"]; ok && !schema.IsUnset(v) && v != nil {
+		pools, err = ipam.ParsePools(v, prefix, gw)
 		if err != nil {
 			return nil, err
 		}
 	} else {
-		pools = defaultPools(prefix, gw)
+		pools = ipam.DefaultPools(prefix, gw)
 	}
 	if err := validateDNS(in["dns_nameservers"], version); err != nil {
 		return nil, err
@@ -152,37 +155,30 @@ func createSubnet(c *Ctx, in Object) (Object, error) {
 		"network_id": str(net, "id"), "ip_version": float64(version), "cidr": prefix.String(),
 		"subnetpool_id": nilIfEmpty(poolID), "enable_dhcp": in["enable_dhcp"],
 		"ipv6_ra_mode": ra, "ipv6_address_mode": am, "gateway_ip": nil,
-		"allocation_pools": poolsToList(pools), "host_routes": routes, "dns_nameservers": in["dns_nameservers"],
+		"allocation_pools": ipam.PoolsToList(pools), "host_routes": routes, "dns_nameservers": in["dns_nameservers"],
 		"service_types": in["service_types"],
 	}
 	if gw.IsValid() {
 		o["gateway_ip"] = gw.String()
 	}
-	c.stamp(o)
+	c.Stamp(o)
 	o["revision_number"] = float64(0)
-	if err := c.put(schema.Subnet, o); err != nil {
+	if err := s.commit(c, "subnet", plugin.Create, nil, o); err != nil {
+		return nil, err
+	}
+	if err := c.Put(schema.Subnet, o); err != nil {
 		return nil, err
 	}
 	net["subnets"] = append(list(net, "subnets"), o["id"])
-	if err := c.touch(schema.Network, net); err != nil {
+	if err := c.Touch(schema.Network, net); err != nil {
 		return nil, err
 	}
-	if version == 6 && isAutoAddress(o) {
-		if err := c.addAutoAddresses(o); err != nil {
+	if version == 6 && ipam.IsAutoAddress(o) {
+		if err := addAutoAddresses(c, o); err != nil {
 			return nil, err
 		}
 	}
-	if err := c.scheduleDHCP(str(net, "id")); err != nil {
-		return nil, err
-	}
 	return o, nil
-}
-
-func nilIfEmpty(s string) any {
-	if s == "" {
-		return nil
-	}
-	return s
 }
 
 func validateDNS(v any, version int) error {
@@ -231,7 +227,7 @@ func validateRoutes(v any, version int) ([]any, error) {
 
 // addAutoAddresses gives every existing port of the network (router ports
 // excepted) its EUI-64 address on a new SLAAC or stateless subnet.
-func (c *Ctx) addAutoAddresses(sn Object) error {
+func addAutoAddresses(c *Ctx, sn Object) error {
 	prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: str(sn, "network_id")})
 	if err != nil {
@@ -241,23 +237,23 @@ func (c *Ctx) addAutoAddresses(sn Object) error {
 		if strings.HasPrefix(str(p, "device_owner"), "network:router") {
 			continue
 		}
-		ip, err := eui64(prefix, str(p, "mac_address"))
+		ip, err := ipam.EUI64(prefix, str(p, "mac_address"))
 		if err != nil {
 			continue
 		}
-		if err := c.allocate(sn, ip, str(p, "id")); err != nil {
+		if err := ipam.Allocate(c, sn, ip, str(p, "id")); err != nil {
 			return err
 		}
 		p = schema.CloneObject(p)
 		p["fixed_ips"] = append(list(p, "fixed_ips"), map[string]any{"subnet_id": sn["id"], "ip_address": ip.String()})
-		if err := c.touch(schema.Port, p); err != nil {
+		if err := c.Touch(schema.Port, p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func updateSubnet(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 	prefix, _ := netip.ParsePrefix(str(cur, "cidr"))
 	version := int(cur["ip_version"].(float64))
 	gw, _ := netip.ParseAddr(str(cur, "gateway_ip"))
@@ -270,17 +266,17 @@ func updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 			}
 		}
 	}
-	pools := subnetPools(cur)
+	pools := ipam.Ranges(cur)
 	if v, ok := in["allocation_pools"]; ok {
-		p, err := parsePools(v, prefix, gw)
+		p, err := ipam.ParsePools(v, prefix, gw)
 		if err != nil {
 			return nil, err
 		}
 		pools = p
-		in["allocation_pools"] = poolsToList(pools)
+		in["allocation_pools"] = ipam.PoolsToList(pools)
 	} else if gw.IsValid() {
 		for _, pl := range pools {
-			if pl.contains(gw) {
+			if pl.Contains(gw) {
 				return nil, fault.New(http.StatusConflict, "GatewayConflictWithAllocationPools",
 					"Gateway ip %s conflicts with allocation pool %s.", gw, pl)
 			}
@@ -308,20 +304,12 @@ func updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 	if v, ok := in["enable_dhcp"].(bool); ok && !v && version == 6 && (cur["ipv6_ra_mode"] != nil || cur["ipv6_address_mode"] != nil) {
 		return nil, fault.InvalidInput("Cannot disable enable_dhcp with ipv6 attributes set")
 	}
+	old := schema.CloneObject(cur)
 	merged := merge(cur, in)
-	if v, ok := in["enable_dhcp"].(bool); ok && v {
-		// Scheduling reads the subnet back: store it first.
-		if err := c.put(schema.Subnet, merged); err != nil {
-			return nil, err
-		}
-		if err := c.scheduleDHCP(str(cur, "network_id")); err != nil {
-			return nil, err
-		}
-	}
-	return merged, nil
+	return merged, s.commit(c, "subnet", plugin.Update, old, merged)
 }
 
-func deleteSubnet(c *Ctx, cur Object) error {
+func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
 	id := str(cur, "id")
 	rows, err := c.Tx.SubnetPorts(id)
 	if err != nil {
@@ -334,7 +322,7 @@ func deleteSubnet(c *Ctx, cur Object) error {
 		}
 		owner := str(p, "device_owner")
 		// DHCP ports and addresses given automatically (SLAAC) go with the subnet.
-		if owner != "network:dhcp" && !(isAutoAddress(cur) && !strings.HasPrefix(owner, "network:router")) {
+		if owner != ownerDHCP && !(ipam.IsAutoAddress(cur) && !strings.HasPrefix(owner, "network:router")) {
 			return fault.New(http.StatusConflict, "SubnetInUse",
 				"Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
 		}
@@ -351,11 +339,14 @@ func deleteSubnet(c *Ctx, cur Object) error {
 			}
 		}
 		p["fixed_ips"] = orEmpty(keep)
-		if err := c.touch(schema.Port, p); err != nil {
+		if err := c.Touch(schema.Port, p); err != nil {
 			return err
 		}
 	}
 	if err := c.Tx.ReleaseSubnetIPs(id); err != nil {
+		return err
+	}
+	if err := s.commit(c, "subnet", plugin.Delete, cur, nil); err != nil {
 		return err
 	}
 	if err := c.Tx.Delete(schema.Subnet.Kind, id); err != nil {
@@ -369,14 +360,7 @@ func deleteSubnet(c *Ctx, cur Object) error {
 			}
 		}
 		n["subnets"] = orEmpty(keep)
-		return c.touch(schema.Network, n)
+		return c.Touch(schema.Network, n)
 	}
 	return nil
-}
-
-func orEmpty(l []any) []any {
-	if l == nil {
-		return []any{}
-	}
-	return l
 }

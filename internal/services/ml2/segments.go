@@ -1,14 +1,16 @@
-package core
+package ml2
 
 import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/schema"
 )
 
 // Segment is one L2 segment of a network.
@@ -96,7 +98,7 @@ func (d *rangeDriver) Validate(s *Segment) error {
 
 func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 	if d.typ == "flat" {
-		if err := c.insertSegment(s, networkID); err != nil {
+		if err := insertSegment(c, s, networkID); err != nil {
 			if err == errSegmentTaken {
 				return fault.Conflict("FlatNetworkInUse", "Unable to create the flat network. Physical network %s is in use.", s.PhysicalNetwork)
 			}
@@ -105,7 +107,7 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 		return nil
 	}
 	if s.SegmentationID != 0 {
-		if err := c.insertSegment(s, networkID); err != nil {
+		if err := insertSegment(c, s, networkID); err != nil {
 			if err == errSegmentTaken {
 				if d.typ == "vlan" {
 					return fault.Conflict("VlanIdInUse", "Unable to create the network. The VLAN %d on physical network %s is in use.", s.SegmentationID, s.PhysicalNetwork)
@@ -123,14 +125,14 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 		for p := range d.ranges {
 			physnets = append(physnets, p)
 		}
-		sortStrings(physnets)
+		sort.Strings(physnets)
 	} else {
 		physnets = []string{s.PhysicalNetwork}
 	}
 	for _, p := range physnets {
 		for _, rg := range d.ranges[p] {
 			s.PhysicalNetwork = p
-			ok, err := c.claimSegment(s, rg[0], rg[1], networkID)
+			ok, err := claimSegment(c, s, rg[0], rg[1], networkID)
 			if err != nil || ok {
 				return err
 			}
@@ -144,7 +146,7 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 // probes, each one insert that yields on conflict (as Neutron picks at
 // random, which also keeps a just-released id from being reused at once),
 // then the lowest free id after an allocated one.
-func (c *Ctx) claimSegment(s *Segment, lo, hi int64, networkID string) (bool, error) {
+func claimSegment(c *Ctx, s *Segment, lo, hi int64, networkID string) (bool, error) {
 	try := func(id int64) (bool, error) {
 		ok, err := c.Tx.ClaimSegment(s.NetworkType, s.PhysicalNetwork, id, networkID)
 		if ok {
@@ -170,7 +172,7 @@ func (c *Ctx) claimSegment(s *Segment, lo, hi int64, networkID string) (bool, er
 // errSegmentTaken: a requested segment is allocated already.
 var errSegmentTaken = errors.New("segment in use")
 
-func (c *Ctx) insertSegment(s *Segment, networkID string) error {
+func insertSegment(c *Ctx, s *Segment, networkID string) error {
 	ok, err := c.Tx.ClaimSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, networkID)
 	if err == nil && !ok {
 		return errSegmentTaken
@@ -179,7 +181,7 @@ func (c *Ctx) insertSegment(s *Segment, networkID string) error {
 }
 
 // releaseSegments frees a network's segments.
-func (c *Ctx) releaseSegments(net Object) error {
+func releaseSegments(c *Ctx, net Object) error {
 	for _, s := range NetworkSegments(net) {
 		if err := c.Tx.ReleaseSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, str(net, "id")); err != nil {
 			return err
@@ -189,7 +191,7 @@ func (c *Ctx) releaseSegments(net Object) error {
 }
 
 func (s *Service) initTypes() error {
-	cfg := &s.Config
+	cfg := &s.cfg
 	s.types = map[string]TypeDriver{}
 	tenant := map[string]bool{}
 	for _, t := range cfg.TenantNetworkTypes {
@@ -240,10 +242,10 @@ func (s *Service) initTypes() error {
 }
 
 // segmentsFromRequest reads provider:* or segments from a create request.
-func (c *Ctx) segmentsFromRequest(in Object) ([]Segment, error) {
+func segmentsFromRequest(c *Ctx, in Object) ([]Segment, error) {
 	provider := false
 	for _, k := range []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"} {
-		if v, ok := in[k]; ok && !isUnset(v) {
+		if v, ok := in[k]; ok && !schema.IsUnset(v) {
 			provider = true
 		}
 	}
@@ -255,7 +257,7 @@ func (c *Ctx) segmentsFromRequest(in Object) ([]Segment, error) {
 	parse := func(m map[string]any) (Segment, error) {
 		var s Segment
 		s.NetworkType, _ = m["provider:network_type"].(string)
-		if isUnset(m["provider:network_type"]) {
+		if schema.IsUnset(m["provider:network_type"]) {
 			s.NetworkType = ""
 		}
 		if p, ok := m["provider:physical_network"].(string); ok {
@@ -274,7 +276,7 @@ func (c *Ctx) segmentsFromRequest(in Object) ([]Segment, error) {
 		if s.NetworkType == "" {
 			return s, fault.InvalidInput("network_type required")
 		}
-		d := c.S.types[s.NetworkType]
+		d := From(c).types[s.NetworkType]
 		if d == nil {
 			return s, fault.InvalidInput("network_type value '%s' not supported", s.NetworkType)
 		}
@@ -301,10 +303,10 @@ func (c *Ctx) segmentsFromRequest(in Object) ([]Segment, error) {
 }
 
 // allocateSegments reserves the requested segments, or a tenant segment.
-func (c *Ctx) allocateSegments(requested []Segment, networkID string) ([]Segment, error) {
+func allocateSegments(c *Ctx, requested []Segment, networkID string) ([]Segment, error) {
 	if len(requested) > 0 {
 		for i := range requested {
-			if err := c.S.types[requested[i].NetworkType].Reserve(c, &requested[i], networkID); err != nil {
+			if err := From(c).types[requested[i].NetworkType].Reserve(c, &requested[i], networkID); err != nil {
 				return nil, err
 			}
 		}
@@ -312,8 +314,8 @@ func (c *Ctx) allocateSegments(requested []Segment, networkID string) ([]Segment
 	}
 	var lastErr error = fault.New(http.StatusServiceUnavailable, "NoNetworkAvailable",
 		"Unable to create the network. No tenant network is available for allocation.")
-	for _, t := range c.S.Config.TenantNetworkTypes {
-		d := c.S.types[t]
+	for _, t := range From(c).cfg.TenantNetworkTypes {
+		d := From(c).types[t]
 		if d == nil {
 			continue
 		}
@@ -328,17 +330,17 @@ func (c *Ctx) allocateSegments(requested []Segment, networkID string) ([]Segment
 }
 
 // networkMTU is the smallest MTU the network's segments allow.
-func (c *Ctx) networkMTU(segs []Segment) int {
+func networkMTU(c *Ctx, segs []Segment) int {
 	mtu := 0
 	for _, s := range segs {
-		if d := c.S.types[s.NetworkType]; d != nil {
+		if d := From(c).types[s.NetworkType]; d != nil {
 			if m := d.MTU(s); mtu == 0 || m < mtu {
 				mtu = m
 			}
 		}
 	}
 	if mtu == 0 {
-		mtu = c.S.Config.GlobalPhysnetMTU
+		mtu = From(c).cfg.GlobalPhysnetMTU
 	}
 	return mtu
 }

@@ -1,4 +1,4 @@
-package core
+package ipam
 
 import (
 	"net/http"
@@ -6,12 +6,46 @@ import (
 	"sort"
 
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/rbac"
 	"neutrino/internal/store"
 )
 
+// Service is subnet pools and the address allocation the core's subnets
+// and ports use (the Neutron IPAM driver's part).
+type Service struct{}
+
+// New returns the IPAM service.
+func New() *Service { return &Service{} }
+
+// Name implements plugin.Service.
+func (*Service) Name() string { return "ipam" }
+
+// Register implements plugin.Service.
+func (*Service) Register(r *plugin.Registry) error {
+	r.Extension(
+		plugin.Extension{Alias: "subnet_allocation", Name: "Subnet Allocation", Description: "Enables allocation of subnets from a subnet pool", Updated: "2015-03-30T10:00:00-00:00"},
+		plugin.Extension{Alias: "default-subnetpools", Name: "Default Subnetpools", Description: "Provides ability to mark and use a subnetpool as the default.", Updated: "2016-02-18T18:00:00-00:00"},
+		plugin.Extension{Alias: "rbac-subnetpool", Name: "Add subnetpool type to RBAC", Description: "Add subnetpool type to RBAC", Updated: "2020-02-05T00:00:00-00:00"},
+	)
+	if err := rbac.Share(r, &rbac.Type{Name: "subnetpool", Res: schema.SubnetPool, Actions: []string{"access_as_shared"},
+		Users: func(c *Ctx, obj Object) (map[string]bool, error) {
+			subnets, err := PoolSubnets(c, str(obj, "id"))
+			users := map[string]bool{}
+			for _, s := range subnets {
+				users[str(s, "project_id")] = true
+			}
+			return users, err
+		}}); err != nil {
+		return err
+	}
+	return r.Resource(&plugin.Handler{Res: schema.SubnetPool, Create: createSubnetPool, Update: updateSubnetPool, Delete: deleteSubnetPool,
+		Visible: subnetPoolVisible, Present: rbac.Present, Quota: "subnetpool"})
+}
+
 func subnetPoolVisible(c *Ctx, o Object) bool {
-	return boolean(o, "shared") || sharedWith(o, "access_as_shared", c.ProjectID)
+	return boolean(o, "shared") || rbac.SharedWith(o, "access_as_shared", c.ProjectID)
 }
 
 func parsePrefixes(v any) ([]netip.Prefix, int, error) {
@@ -100,29 +134,29 @@ func createSubnetPool(c *Ctx, in Object) (Object, error) {
 		return nil, err
 	}
 	if boolean(in, "is_default") {
-		if err := c.checkOneDefault(version, ""); err != nil {
+		if err := checkOneDefault(c, version, ""); err != nil {
 			return nil, err
 		}
 	}
 	o := Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"prefixes": prefixStrings(prefixes), "ip_version": float64(version), "min_prefixlen": minL, "max_prefixlen": maxL,
 		"default_prefixlen": defL, "is_default": in["is_default"], "shared": false, "default_quota": in["default_quota"],
-		"address_scope_id": in["address_scope_id"], keyRBAC: map[string]any{}}
-	c.stamp(o)
+		"address_scope_id": in["address_scope_id"], rbac.Key: map[string]any{}}
+	c.Stamp(o)
 	o["revision_number"] = float64(0)
-	if err := c.put(schema.SubnetPool, o); err != nil {
+	if err := c.Put(schema.SubnetPool, o); err != nil {
 		return nil, err
 	}
 	if boolean(in, "shared") {
-		if err := c.addRBAC(o, "subnetpool", "access_as_shared", "*"); err != nil {
+		if err := rbac.Add(c, o, "subnetpool", "access_as_shared", "*"); err != nil {
 			return nil, err
 		}
-		return c.load(schema.SubnetPool, str(o, "id"))
+		return c.Load(schema.SubnetPool, str(o, "id"))
 	}
 	return o, nil
 }
 
-func (c *Ctx) checkOneDefault(version int, self string) error {
+func checkOneDefault(c *Ctx, version int, self string) error {
 	pools, err := c.Tx.List(schema.SubnetPool.Kind, store.Filter{})
 	if err != nil {
 		return err
@@ -165,14 +199,14 @@ func updateSubnetPool(c *Ctx, cur, in Object) (Object, error) {
 		return nil, err
 	}
 	if boolean(in, "is_default") {
-		if err := c.checkOneDefault(version, str(cur, "id")); err != nil {
+		if err := checkOneDefault(c, version, str(cur, "id")); err != nil {
 			return nil, err
 		}
 	}
 	return merge(cur, in), nil
 }
 
-func (c *Ctx) poolSubnets(poolID string) ([]Object, error) {
+func PoolSubnets(c *Ctx, poolID string) ([]Object, error) {
 	all, err := c.Tx.List(schema.Subnet.Kind, store.Filter{})
 	if err != nil {
 		return nil, err
@@ -187,7 +221,7 @@ func (c *Ctx) poolSubnets(poolID string) ([]Object, error) {
 }
 
 func deleteSubnetPool(c *Ctx, cur Object) error {
-	used, err := c.poolSubnets(str(cur, "id"))
+	used, err := PoolSubnets(c, str(cur, "id"))
 	if err != nil {
 		return err
 	}
@@ -195,13 +229,10 @@ func deleteSubnetPool(c *Ctx, cur Object) error {
 		return fault.New(http.StatusConflict, "SubnetPoolInUse",
 			"Unable to complete operation on subnet pool %s. Subnets are allocated from it.", str(cur, "id"))
 	}
-	if err := c.deleteRBACFor("subnetpool", str(cur, "id")); err != nil {
-		return err
-	}
 	return c.Tx.Delete(schema.SubnetPool.Kind, str(cur, "id"))
 }
 
-func (c *Ctx) defaultSubnetPool(version int) (Object, error) {
+func DefaultSubnetPool(c *Ctx, version int) (Object, error) {
 	pools, err := c.Tx.List(schema.SubnetPool.Kind, store.Filter{})
 	if err != nil {
 		return nil, err
@@ -216,9 +247,9 @@ func (c *Ctx) defaultSubnetPool(version int) (Object, error) {
 
 // allocateFromPool returns want (checked) or the first free prefix of the
 // requested length from the pool.
-func (c *Ctx) allocateFromPool(poolID string, version int, want netip.Prefix, prefixlen any) (netip.Prefix, error) {
+func AllocateFromPool(c *Ctx, poolID string, version int, want netip.Prefix, prefixlen any) (netip.Prefix, error) {
 	pool, err := c.Tx.Get(schema.SubnetPool.Kind, poolID)
-	if err != nil || !c.canSee(schema.SubnetPool, &kindHandler{visible: subnetPoolVisible}, pool) {
+	if err != nil || !c.CanSee(schema.SubnetPool, pool) {
 		return netip.Prefix{}, fault.New(http.StatusNotFound, "SubnetPoolNotFound", "Subnet pool %s could not be found.", poolID)
 	}
 	if int(num(pool["ip_version"], 0)) != version {
@@ -239,7 +270,7 @@ func (c *Ctx) allocateFromPool(poolID string, version int, want netip.Prefix, pr
 		return netip.Prefix{}, fault.New(http.StatusBadRequest, "MinPrefixSubnetAllocationError",
 			"Unable to allocate subnet with prefix length %d, minimum allowed prefix is %d.", bits, minL)
 	}
-	used, err := c.poolSubnets(poolID)
+	used, err := PoolSubnets(c, poolID)
 	if err != nil {
 		return netip.Prefix{}, err
 	}
@@ -283,7 +314,7 @@ func (c *Ctx) allocateFromPool(poolID string, version int, want netip.Prefix, pr
 			if free(cand) {
 				return cand, nil
 			}
-			next := lastAddr(cand).Next()
+			next := LastAddr(cand).Next()
 			if !next.IsValid() {
 				break
 			}

@@ -1,0 +1,277 @@
+package agents
+
+import (
+	"net/http"
+	"sort"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+// Scheduler binds objects of one kind (networks, routers) to live agents of
+// one type: each object to as many agents as its service asks, the least
+// loaded first; when an agent dies its objects move to live ones. A
+// binding is a stored object of its own kind, whose parent is the bound
+// object: {"id", <Field>: object id, "agent_id"}.
+type Scheduler struct {
+	Kind      string // the bindings' store kind ("dhcp_binding")
+	AgentType string // the agents' type (hostapi.DHCPAgentType)
+	Field     string // the object id in a binding ("network_id")
+	// Moved is told when failover moves an object from one agent to
+	// another (to is nil when no live agent could take it and the
+	// binding went): the service moves what goes with it (ports).
+	Moved func(c *Ctx, objectID string, from, to Object) error
+
+	svc *Service
+}
+
+// Scheduler makes a scheduler whose bindings go with their agents.
+func (s *Service) Scheduler(kind, agentType, field string) *Scheduler {
+	sc := &Scheduler{Kind: kind, AgentType: agentType, Field: field, svc: s}
+	s.schedulers = append(s.schedulers, sc)
+	return sc
+}
+
+// Bindings lists the bindings of an object ("": of every object).
+func (sc *Scheduler) Bindings(c *Ctx, objectID string) ([]Object, error) {
+	return c.Tx.List(sc.Kind, store.Filter{Parent: objectID})
+}
+
+// Bind binds an object to an agent.
+func (sc *Scheduler) Bind(c *Ctx, objectID, agentID string) error {
+	return c.Tx.Put(sc.Kind, objectID, Object{"id": plugin.NewID(), sc.Field: objectID, "agent_id": agentID})
+}
+
+// Unbind removes one binding.
+func (sc *Scheduler) Unbind(c *Ctx, binding Object) error {
+	return c.Tx.Delete(sc.Kind, str(binding, "id"))
+}
+
+// UnbindAll removes every binding of an object.
+func (sc *Scheduler) UnbindAll(c *Ctx, objectID string) error {
+	bound, err := sc.Bindings(c, objectID)
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if err := sc.Unbind(c, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (sc *Scheduler) dropAgent(c *Ctx, agentID string) error {
+	bound, err := sc.Bindings(c, "")
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			if err := sc.Unbind(c, b); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// candidates are the live agents of the type not in exclude, the least
+// loaded first (ties by id, so the choice is stable).
+func (sc *Scheduler) candidates(c *Ctx, exclude map[string]bool) ([]Object, error) {
+	agents, err := OfType(c, sc.AgentType, "")
+	if err != nil {
+		return nil, err
+	}
+	all, err := sc.Bindings(c, "")
+	if err != nil {
+		return nil, err
+	}
+	load := map[string]int{}
+	for _, b := range all {
+		load[str(b, "agent_id")]++
+	}
+	var out []Object
+	for _, a := range agents {
+		if sc.svc.Live(a) && !exclude[str(a, "id")] {
+			out = append(out, a)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		li, lj := load[str(out[i], "id")], load[str(out[j], "id")]
+		return li < lj || li == lj && str(out[i], "id") < str(out[j], "id")
+	})
+	return out, nil
+}
+
+// Schedule binds an object to live agents until it has want bindings;
+// it reports whether it bound any.
+func (sc *Scheduler) Schedule(c *Ctx, objectID string, want int) (bool, error) {
+	bound, err := sc.Bindings(c, objectID)
+	if err != nil || len(bound) >= want {
+		return false, err
+	}
+	has := map[string]bool{}
+	for _, b := range bound {
+		has[str(b, "agent_id")] = true
+	}
+	cands, err := sc.candidates(c, has)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	for _, a := range cands {
+		if len(bound)+n >= want {
+			break
+		}
+		if err := sc.Bind(c, objectID, str(a, "id")); err != nil {
+			return n > 0, err
+		}
+		n++
+	}
+	return n > 0, nil
+}
+
+// Failover moves the objects of dead (or deleted) agents to live agents
+// that do not hold them yet, the least loaded first, when any agent of
+// the type is live; an object no live agent can take loses that binding.
+func (sc *Scheduler) Failover(c *Ctx) error {
+	agents, err := OfType(c, sc.AgentType, "")
+	if err != nil {
+		return err
+	}
+	byID, live := map[string]Object{}, false
+	for _, a := range agents {
+		byID[str(a, "id")] = a
+		live = live || sc.svc.Live(a)
+	}
+	if !live {
+		return nil
+	}
+	bound, err := sc.Bindings(c, "")
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		from := byID[str(b, "agent_id")]
+		if from != nil && sc.svc.Alive(from) {
+			continue
+		}
+		objectID := str(b, sc.Field)
+		siblings, err := sc.Bindings(c, objectID)
+		if err != nil {
+			return err
+		}
+		has := map[string]bool{}
+		for _, o := range siblings {
+			has[str(o, "agent_id")] = true
+		}
+		cands, err := sc.candidates(c, has)
+		if err != nil {
+			return err
+		}
+		var to Object
+		if len(cands) > 0 {
+			to = cands[0]
+			moved := schema.CloneObject(b)
+			moved["agent_id"] = to["id"]
+			err = c.Tx.Put(sc.Kind, objectID, moved)
+		} else {
+			err = sc.Unbind(c, b)
+		}
+		if err != nil {
+			return err
+		}
+		if from == nil {
+			from = Object{"id": str(b, "agent_id")} // deleted: no host
+		}
+		if sc.Moved != nil {
+			if err := sc.Moved(c, objectID, from, to); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Agents lists the agents an object is bound to.
+func (sc *Scheduler) Agents(c *Ctx, objectID string) ([]Object, error) {
+	bound, err := sc.Bindings(c, objectID)
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, b := range bound {
+		if a, err := c.Tx.Get(Agent.Kind, str(b, "agent_id")); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out, nil
+}
+
+// Hosts lists the hosts of the agents an object is bound to.
+func (sc *Scheduler) Hosts(c *Ctx, objectID string) ([]string, error) {
+	agents, err := sc.Agents(c, objectID)
+	var out []string
+	for _, a := range agents {
+		out = append(out, str(a, "host"))
+	}
+	return out, err
+}
+
+// Objects lists the objects (of resource res) bound to an agent, by id.
+func (sc *Scheduler) Objects(c *Ctx, agentID string, res *schema.Resource) ([]Object, error) {
+	bound, err := sc.Bindings(c, "")
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			if o, err := c.Tx.Get(res.Kind, str(b, sc.Field)); err == nil {
+				out = append(out, o)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return str(out[i], "id") < str(out[j], "id") })
+	return out, nil
+}
+
+// HostObjects lists the ids of the objects bound to host's agents of the
+// type.
+func (sc *Scheduler) HostObjects(c *Ctx, host string) (map[string]bool, error) {
+	mine, err := OfType(c, sc.AgentType, host)
+	if err != nil || len(mine) == 0 {
+		return nil, err
+	}
+	ids := map[string]bool{}
+	for _, a := range mine {
+		ids[str(a, "id")] = true
+	}
+	bound, err := sc.Bindings(c, "")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, b := range bound {
+		if ids[str(b, "agent_id")] {
+			out[str(b, sc.Field)] = true
+		}
+	}
+	return out, nil
+}
+
+// Agent is an agent of the type for the scheduler extensions' admin
+// calls (getRule names the policy rule a non-admin is refused by).
+func (sc *Scheduler) Agent(c *Ctx, agentID, getRule string) (Object, error) {
+	if !c.Admin {
+		return nil, fault.Forbidden("rule:%s is disallowed by policy", getRule)
+	}
+	a, err := c.Tx.Get(Agent.Kind, agentID)
+	if err != nil {
+		return nil, fault.New(http.StatusNotFound, "AgentNotFound", "Agent %s could not be found.", agentID)
+	}
+	return a, nil
+}

@@ -1,0 +1,265 @@
+// Package dhcp is the DHCP agent scheduler (dhcp_agent_scheduler): each
+// network with a subnet served by DHCP is hosted by live DHCP agents (as
+// many as --dhcp-agents-per-network), each with a DHCP port of its own on
+// the network; when an agent dies its networks move, with their ports and
+// addresses, to live agents. It also gives a DHCP host its part of the
+// span: the networks it serves and their ports.
+package dhcp
+
+import (
+	"net/http"
+	"sort"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
+	"neutrino/internal/plugin"
+	"neutrino/internal/schema"
+	"neutrino/internal/services/agents"
+	"neutrino/internal/services/ml2"
+	"neutrino/internal/store"
+)
+
+type (
+	Ctx    = plugin.Ctx
+	Object = plugin.Object
+)
+
+// Config is the scheduler's setting.
+type Config struct {
+	// AgentsPerNetwork is how many DHCP agents (and ports) serve a network.
+	AgentsPerNetwork int
+}
+
+// Service is the DHCP agent scheduler.
+type Service struct {
+	cfg   Config
+	sched *agents.Scheduler
+}
+
+// New returns the DHCP agent scheduler.
+func New(cfg Config) *Service {
+	if cfg.AgentsPerNetwork == 0 {
+		cfg.AgentsPerNetwork = 1
+	}
+	return &Service{cfg: cfg}
+}
+
+// Name implements plugin.Service.
+func (s *Service) Name() string { return "dhcp" }
+
+// Register implements plugin.Service.
+func (s *Service) Register(r *plugin.Registry) error {
+	ag, ok := plugin.Find[*agents.Service](r)
+	if !ok {
+		return errNeeds("agents")
+	}
+	s.sched = ag.Scheduler("dhcp_binding", hostapi.DHCPAgentType, "network_id")
+	s.sched.Moved = s.moved
+	r.Extension(plugin.Extension{Alias: "dhcp_agent_scheduler", Name: "DHCP Agent Scheduler", Description: "Schedule networks among dhcp agents", Updated: "2013-02-07T10:00:00-00:00"})
+	schedule := func(c *Ctx, p *plugin.Payload) error { return s.schedule(c, str(p.New, "network_id")) }
+	r.Subscribe(schema.Subnet.Kind, plugin.Create, plugin.After, schedule)
+	r.Subscribe(schema.Subnet.Kind, plugin.Update, plugin.After, schedule)
+	r.Subscribe(schema.Network.Kind, plugin.Delete, plugin.After, func(c *Ctx, p *plugin.Payload) error {
+		return s.sched.UnbindAll(c, str(p.Old, "id"))
+	})
+	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *Ctx, p *plugin.Payload) error {
+		if str(p.New, "agent_type") != hostapi.DHCPAgentType {
+			return nil
+		}
+		if err := s.sched.Failover(c); err != nil {
+			return err
+		}
+		return s.autoSchedule(c)
+	})
+	r.Nest(agents.Agent, "dhcp-networks", &plugin.Nested{
+		List: func(c *Ctx, agentID string) (*schema.Resource, []Object, error) {
+			if _, err := s.sched.Agent(c, agentID, "get_dhcp-networks"); err != nil {
+				return nil, nil, err
+			}
+			nets, err := s.sched.Objects(c, agentID, schema.Network)
+			return schema.Network, nets, err
+		},
+		Add:    s.add,
+		Remove: s.remove,
+	})
+	r.Nest(schema.Network, "dhcp-agents", &plugin.Nested{
+		List: func(c *Ctx, networkID string) (*schema.Resource, []Object, error) {
+			if !c.Admin {
+				return nil, nil, fault.Forbidden("rule:get_dhcp-agents is disallowed by policy")
+			}
+			if _, err := c.Get(schema.Network, networkID); err != nil {
+				return nil, nil, err
+			}
+			a, err := s.sched.Agents(c, networkID)
+			return agents.Agent, a, err
+		},
+	})
+	r.HostSpan(s.hostPart)
+	return nil
+}
+
+type errNeeds string
+
+func (e errNeeds) Error() string { return "needs the " + string(e) + " service before it" }
+
+// needsDHCP reports whether a network has a DHCP-enabled IPv4 subnet, or an
+// IPv6 one whose addresses or options come by DHCPv6.
+func needsDHCP(c *Ctx, networkID string) (bool, error) {
+	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: networkID})
+	if err != nil {
+		return false, err
+	}
+	for _, sn := range subnets {
+		if sn["enable_dhcp"] != true {
+			continue
+		}
+		if m := str(sn, "ipv6_address_mode"); sn["ip_version"] == float64(4) || m == "dhcpv6-stateful" || m == "dhcpv6-stateless" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// schedule binds a network that needs DHCP to live DHCP agents.
+func (s *Service) schedule(c *Ctx, networkID string) error {
+	if need, err := needsDHCP(c, networkID); err != nil || !need {
+		return err
+	}
+	_, err := s.sched.Schedule(c, networkID, s.cfg.AgentsPerNetwork)
+	return err
+}
+
+// autoSchedule gives (newly alive) DHCP agents the networks that need
+// one and have too few.
+func (s *Service) autoSchedule(c *Ctx) error {
+	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, sn := range subnets {
+		id := str(sn, "network_id")
+		if seen[id] || sn["enable_dhcp"] != true {
+			continue
+		}
+		seen[id] = true
+		if err := s.schedule(c, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dhcpPort is the DHCP port a host has on a network (nil if none).
+func dhcpPort(c *Ctx, networkID, host string) (Object, error) {
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: networkID})
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range ports {
+		if str(p, "device_owner") == hostapi.OwnerDHCP && str(p, "binding:host_id") == host {
+			return p, nil
+		}
+	}
+	return nil, nil
+}
+
+// DeviceID is the device_id of a host's DHCP ports.
+func DeviceID(host string) string { return "dhcp" + host }
+
+// moved follows a failover: the dead agent's DHCP port on the network is
+// moved to the new agent's host, keeping its addresses, so clients renew
+// with the server they know (with no new agent, the port goes).
+func (s *Service) moved(c *Ctx, networkID string, from, to Object) error {
+	port, err := dhcpPort(c, networkID, str(from, "host"))
+	if err != nil || port == nil {
+		return err
+	}
+	if to == nil {
+		return ml2.RemovePort(c, port)
+	}
+	port = schema.CloneObject(port)
+	port["device_id"] = DeviceID(str(to, "host"))
+	return ml2.Rebind(c, port, str(to, "host"))
+}
+
+func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
+	networkID, _ := body["network_id"].(string)
+	if networkID == "" {
+		return fault.BadRequest("Invalid input: network_id is required")
+	}
+	a, err := s.sched.Agent(c, agentID, "create_dhcp-network")
+	if err != nil {
+		return err
+	}
+	if str(a, "agent_type") != hostapi.DHCPAgentType {
+		return fault.Conflict("InvalidDHCPAgent", "Agent %s is not a valid DHCP Agent or has been disabled.", agentID)
+	}
+	if _, err := c.Get(schema.Network, networkID); err != nil {
+		return err
+	}
+	bound, err := s.sched.Bindings(c, networkID)
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if str(b, "agent_id") == agentID {
+			return fault.Conflict("NetworkHostedByDHCPAgent", "The network %s has been already hosted by the DHCP Agent %s.", networkID, agentID)
+		}
+	}
+	return s.sched.Bind(c, networkID, agentID)
+}
+
+// remove unbinds a network from a DHCP agent and removes the DHCP port
+// that agent's host had on it.
+func (s *Service) remove(c *Ctx, agentID, networkID string) error {
+	a, err := s.sched.Agent(c, agentID, "delete_dhcp-network")
+	if err != nil {
+		return err
+	}
+	bound, err := s.sched.Bindings(c, networkID)
+	if err != nil {
+		return err
+	}
+	for _, b := range bound {
+		if str(b, "agent_id") != agentID {
+			continue
+		}
+		if err := s.sched.Unbind(c, b); err != nil {
+			return err
+		}
+		port, err := dhcpPort(c, networkID, str(a, "host"))
+		if err != nil || port == nil {
+			return err
+		}
+		return ml2.RemovePort(c, port)
+	}
+	return fault.New(http.StatusConflict, "NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID)
+}
+
+// hostPart is the DHCP part of a span: the networks scheduled to the
+// host's DHCP agent and every port on them (their leases).
+func (s *Service) hostPart(c *Ctx, host string, span *hostapi.Span, opts plugin.SpanOptions) error {
+	if !opts.DHCP {
+		return nil
+	}
+	served, err := s.sched.HostObjects(c, host)
+	if err != nil {
+		return err
+	}
+	for id := range served {
+		span.DHCPNetworks = append(span.DHCPNetworks, id)
+	}
+	sort.Strings(span.DHCPNetworks)
+	if len(served) == 0 {
+		return nil
+	}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parents: span.DHCPNetworks})
+	if err != nil {
+		return err
+	}
+	span.DHCPPorts = append(span.DHCPPorts, ports...)
+	return nil
+}
+
+func str(o Object, k string) string { s, _ := o[k].(string); return s }

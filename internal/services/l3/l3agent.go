@@ -1,0 +1,178 @@
+package l3
+
+import (
+	"net/http"
+	"sort"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
+	"neutrino/internal/plugin"
+	"neutrino/internal/schema"
+	"neutrino/internal/services/agents"
+	"neutrino/internal/services/ml2"
+	"neutrino/internal/store"
+)
+
+// L3 agent scheduling: a router with ports is hosted by the least loaded
+// live L3 agent (one agent: routers are legacy ones); its ports are bound
+// to that agent's host, and move with the router when the agent dies.
+
+// routerHost is the host of the router's L3 agent ("" if unscheduled).
+func (s *Service) routerHost(c *Ctx, routerID string) (string, error) {
+	hosts, err := s.sched.Hosts(c, routerID)
+	if err != nil || len(hosts) == 0 {
+		return "", err
+	}
+	return hosts[0], nil
+}
+
+// scheduleRouter hosts a router that has ports on an L3 agent, and binds
+// its ports to that agent's host.
+func (s *Service) scheduleRouter(c *Ctx, routerID string) error {
+	ports, err := routerPorts(c, routerID)
+	if err != nil {
+		return err
+	}
+	if len(ports) > 0 {
+		if _, err := s.sched.Schedule(c, routerID, 1); err != nil {
+			return err
+		}
+	}
+	return s.bindRouterPorts(c, routerID)
+}
+
+// bindRouterPorts binds a router's ports to its L3 agent's host (or
+// unbinds them when it has none).
+func (s *Service) bindRouterPorts(c *Ctx, routerID string) error {
+	host, err := s.routerHost(c, routerID)
+	if err != nil {
+		return err
+	}
+	ports, err := routerPorts(c, routerID)
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if str(p, "binding:host_id") == host {
+			continue
+		}
+		if err := ml2.Rebind(c, p, host); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// autoSchedule moves routers off dead L3 agents and schedules every router
+// with ports and no agent; run when an L3 agent reports.
+func (s *Service) autoSchedule(c *Ctx) error {
+	if err := s.sched.Failover(c); err != nil {
+		return err
+	}
+	bound, err := s.sched.Bindings(c, "")
+	if err != nil {
+		return err
+	}
+	hosted := map[string]bool{}
+	for _, b := range bound {
+		hosted[str(b, "router_id")] = true
+	}
+	// Only routers with ports and no agent need work (this runs at every
+	// L3 agent heartbeat: one pass over the ports, not one per router).
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	pending := map[string]bool{}
+	for _, p := range ports {
+		if owner := str(p, "device_owner"); (owner == ownerRouterInterface || owner == ownerRouterGateway) && !hosted[str(p, "device_id")] {
+			pending[str(p, "device_id")] = true
+		}
+	}
+	ids := make([]string, 0, len(pending))
+	for id := range pending {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		if err := s.scheduleRouter(c, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// l3RoutersNest serves /agents/{id}/l3-routers: list, add, remove.
+func (s *Service) l3RoutersNest() *plugin.Nested {
+	return &plugin.Nested{
+		List: func(c *Ctx, agentID string) (*schema.Resource, []Object, error) {
+			if _, err := s.sched.Agent(c, agentID, "get_l3-routers"); err != nil {
+				return nil, nil, err
+			}
+			routers, err := s.sched.Objects(c, agentID, Router)
+			return Router, routers, err
+		},
+		Add: func(c *Ctx, agentID string, body map[string]any) error {
+			routerID, _ := body["router_id"].(string)
+			if routerID == "" {
+				return fault.BadRequest("Invalid input: router_id is required")
+			}
+			a, err := s.sched.Agent(c, agentID, "create_l3-router")
+			if err != nil {
+				return err
+			}
+			if str(a, "agent_type") != hostapi.L3AgentType || a["admin_state_up"] != true {
+				return fault.Conflict("InvalidL3Agent", "Agent %s is not a L3 Agent or has been disabled", agentID)
+			}
+			if _, err := c.Get(Router, routerID); err != nil {
+				return err
+			}
+			bound, err := s.sched.Bindings(c, routerID)
+			if err != nil {
+				return err
+			}
+			for _, b := range bound {
+				if str(b, "agent_id") == agentID {
+					return fault.Conflict("RouterHostedByL3Agent", "The router %s has been already hosted by the L3 Agent %s.", routerID, agentID)
+				}
+				return fault.Conflict("RouterReschedulingFailed", "Failed rescheduling router %s: it is hosted by L3 agent %s; remove it there first.", routerID, str(b, "agent_id"))
+			}
+			if err := s.sched.Bind(c, routerID, agentID); err != nil {
+				return err
+			}
+			return s.bindRouterPorts(c, routerID)
+		},
+		Remove: func(c *Ctx, agentID, routerID string) error {
+			if _, err := s.sched.Agent(c, agentID, "delete_l3-router"); err != nil {
+				return err
+			}
+			bound, err := s.sched.Bindings(c, routerID)
+			if err != nil {
+				return err
+			}
+			for _, b := range bound {
+				if str(b, "agent_id") == agentID {
+					if err := s.sched.Unbind(c, b); err != nil {
+						return err
+					}
+					return s.bindRouterPorts(c, routerID)
+				}
+			}
+			return fault.New(http.StatusConflict, "RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)
+		},
+	}
+}
+
+// l3AgentsNest serves /routers/{id}/l3-agents.
+func (s *Service) l3AgentsNest() *plugin.Nested {
+	return &plugin.Nested{List: func(c *Ctx, routerID string) (*schema.Resource, []Object, error) {
+		if !c.Admin {
+			return nil, nil, fault.Forbidden("rule:get_l3-agents is disallowed by policy")
+		}
+		if _, err := c.Get(Router, routerID); err != nil {
+			return nil, nil, err
+		}
+		a, err := s.sched.Agents(c, routerID)
+		return agents.Agent, a, err
+	}}
+}

@@ -1,0 +1,210 @@
+package ml2
+
+import (
+	"encoding/json"
+	"net/http"
+	"sort"
+
+	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
+	"neutrino/internal/plugin"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
+)
+
+const ownerDHCP = hostapi.OwnerDHCP
+
+// hostPorts is ML2's part of a host's span: the ports bound there whose
+// binding did not fail.
+func hostPorts(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if str(p, "binding:host_id") == host && str(p, "binding:vif_type") != "binding_failed" {
+			span.Ports = append(span.Ports, p)
+		}
+	}
+	return nil
+}
+
+// hostNetworks completes a span once every part is in: the networks of
+// its ports and of the networks the host serves DHCP on, their subnets,
+// and the peers (same-network ports on other hosts, with their host's
+// tunnel endpoint).
+func hostNetworks(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+	nets := map[string]bool{}
+	for _, p := range span.Ports {
+		nets[str(p, "network_id")] = true
+	}
+	for _, id := range span.DHCPNetworks {
+		nets[id] = true
+	}
+	agents, err := c.Tx.List("agent", store.Filter{})
+	if err != nil {
+		return err
+	}
+	vteps := map[string]string{}
+	for _, a := range agents {
+		if cfg, _ := a["configurations"].(map[string]any); cfg != nil {
+			if ip := str(cfg, "tunneling_ip"); ip != "" {
+				vteps[str(a, "host")] = ip
+			}
+		}
+	}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		h := str(p, "binding:host_id")
+		if h == "" || h == host || !nets[str(p, "network_id")] || str(p, "binding:vif_type") == "binding_failed" {
+			continue
+		}
+		peer := hostapi.Peer{NetworkID: str(p, "network_id"), PortID: str(p, "id"), MACAddress: str(p, "mac_address"), Host: h,
+			VTEP: vteps[h], IPs: []string{}}
+		for _, e := range list(p, "fixed_ips") {
+			if m, _ := e.(map[string]any); m != nil {
+				peer.IPs = append(peer.IPs, str(m, "ip_address"))
+			}
+		}
+		var pairs []hostapi.Peer
+		for _, e := range list(p, "allowed_address_pairs") {
+			m, _ := e.(map[string]any)
+			if mac := str(m, "mac_address"); mac != "" && mac != peer.MACAddress {
+				pairs = append(pairs, hostapi.Peer{NetworkID: peer.NetworkID, PortID: peer.PortID, MACAddress: mac, Host: h,
+					VTEP: peer.VTEP, IPs: []string{str(m, "ip_address")}})
+			} else {
+				peer.IPs = append(peer.IPs, str(m, "ip_address"))
+			}
+		}
+		span.Peers = append(append(span.Peers, peer), pairs...)
+	}
+	for id := range nets {
+		n, err := c.Tx.Get(schema.Network.Kind, id)
+		if err != nil {
+			continue
+		}
+		span.Networks = append(span.Networks, n)
+		subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: id})
+		if err != nil {
+			return err
+		}
+		span.Subnets = append(span.Subnets, subnets...)
+	}
+	byID := func(l []Object) {
+		sort.Slice(l, func(i, j int) bool { return str(l[i], "id") < str(l[j], "id") })
+	}
+	byID(span.Networks)
+	byID(span.Subnets)
+	return nil
+}
+
+// serveHostPorts takes an agent's report of the ports it wired:
+// PUT /neutrino/v1/hosts/{host}/ports {"active": [ids]}.
+func (s *Service) serveHostPorts(req *plugin.Request) (int, any, error) {
+	body, err := req.Body()
+	if err != nil {
+		return 0, nil, err
+	}
+	var doc struct {
+		Active []string `json:"active"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return 0, nil, fault.BadRequest("Malformed request body")
+	}
+	var changed int
+	_, err = req.Reg.Write(req.Context(), func(c *Ctx) error {
+		changed, err = SetHostPorts(c, req.Args[0], doc.Active)
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"changed": changed}, nil
+}
+
+// SetHostPorts reconciles the status of the ports bound to host with what
+// its agent reports as wired: those are ACTIVE, every other port bound
+// there is DOWN. Agents send the whole set at each report, so a lost
+// message cannot leave a port in the wrong state for longer than one period.
+func SetHostPorts(c *Ctx, host string, active []string) (changed int, err error) {
+	if !c.Admin && !c.Service {
+		return 0, fault.Forbidden("rule:update_port_status is disallowed by policy")
+	}
+	up := make(map[string]bool, len(active))
+	for _, id := range active {
+		up[id] = true
+	}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range ports {
+		if str(p, "binding:host_id") != host {
+			continue
+		}
+		want := "DOWN"
+		if up[str(p, "id")] && boolean(p, "admin_state_up") {
+			want = "ACTIVE"
+		}
+		if str(p, "status") == want {
+			continue
+		}
+		p["status"] = want
+		if err := c.Touch(schema.Port, p); err != nil {
+			return changed, err
+		}
+		changed++
+	}
+	return changed, nil
+}
+
+// agentReported binds again the ports of a host whose binding failed when
+// its host agent (re)appears: registered, restarted, or alive again.
+func (s *Service) agentReported(c *Ctx, p *plugin.Payload) error {
+	if str(p.New, "agent_type") != hostapi.HostAgentType {
+		return nil
+	}
+	if p.Old != nil && p.Request["start_flag"] != true && p.Request["old_alive"] == true {
+		return nil
+	}
+	host := str(p.New, "host")
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, port := range ports {
+		if str(port, "binding:host_id") != host || str(port, "binding:vif_type") != "binding_failed" {
+			continue
+		}
+		net, err := c.Load(schema.Network, str(port, "network_id"))
+		if err != nil {
+			return err
+		}
+		if err := Bind(c, port, net); err != nil {
+			return err
+		}
+		if str(port, "binding:vif_type") != "binding_failed" {
+			if err := c.Touch(schema.Port, port); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Rebind moves a port to host (a router's or DHCP server's port following
+// its agent) and binds it there.
+func Rebind(c *Ctx, port Object, host string) error {
+	net, err := c.Load(schema.Network, str(port, "network_id"))
+	if err != nil {
+		return err
+	}
+	port["binding:host_id"] = host
+	if err := Bind(c, port, net); err != nil {
+		return err
+	}
+	return c.Touch(schema.Port, port)
+}
