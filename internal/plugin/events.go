@@ -41,7 +41,7 @@ const (
 type Payload struct {
 	// Res is the resource changed, for the generic create, update and
 	// delete (nil for events a service publishes of its own).
-	Res *schema.Resource
+	Res      *schema.Resource
 	Old, New Object
 	// Request is the parsed request (create, update) or the report.
 	Request Object

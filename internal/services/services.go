@@ -46,12 +46,16 @@ type entry struct {
 
 var list = []entry{
 	{"standard", false, func(Config) (plugin.Service, error) { return plugin.Standard{}, nil }},
-	{"agents", false, func(c Config) (plugin.Service, error) { return agents.New(agents.Config{DownTime: c.AgentDownTime}), nil }},
+	{"agents", false, func(c Config) (plugin.Service, error) {
+		return agents.New(agents.Config{DownTime: c.AgentDownTime}), nil
+	}},
 	{"rbac", false, func(Config) (plugin.Service, error) { return rbac.New(), nil }},
 	{"ipam", false, func(Config) (plugin.Service, error) { return ipam.New(), nil }},
 	{"ml2", false, func(c Config) (plugin.Service, error) { return ml2.New(c.ML2) }},
 	{"security-group", false, func(Config) (plugin.Service, error) { return secgroup.New(), nil }},
-	{"dhcp", false, func(c Config) (plugin.Service, error) { return dhcp.New(dhcp.Config{AgentsPerNetwork: c.DHCPAgentsPerNetwork}), nil }},
+	{"dhcp", false, func(c Config) (plugin.Service, error) {
+		return dhcp.New(dhcp.Config{AgentsPerNetwork: c.DHCPAgentsPerNetwork}), nil
+	}},
 	{"router", true, func(Config) (plugin.Service, error) { return l3.New(), nil }},
 	{"metering", true, func(Config) (plugin.Service, error) { return metering.New(), nil }},
 	{"quotas", false, func(c Config) (plugin.Service, error) { return quota.New(c.Quotas), nil }},
