@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	agentpkg "neutrino/internal/agent"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/netlab"
 )
@@ -607,7 +606,7 @@ func sandboxAdvertise(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return agentpkg.Advertise(ctx, *ns, *dev, p, *mtu)
+	return dataplane.Advertise(ctx, *ns, *dev, p, *mtu)
 }
 
 // publicNetwork registers the upstream network as the shared external

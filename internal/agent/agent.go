@@ -15,11 +15,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"time"
 
+	"neutrino/internal/agent/concern"
+	"neutrino/internal/agent/dhcp"
+	"neutrino/internal/agent/l2"
+	"neutrino/internal/agent/l3"
+	"neutrino/internal/agent/metering"
+	"neutrino/internal/agent/secgroup"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/hostapi"
 )
@@ -46,26 +51,19 @@ type Config struct {
 
 // Agent runs one host.
 type Agent struct {
-	cfg   Config
-	hc    *http.Client
-	host  *dataplane.Host
-	wired map[string]dataplane.Network // networks set up, by id
-	dhcp  map[string]*dhcpServer       // DHCP responders, by network
-	// routers holds per router namespace what outlives a sync.
-	routers map[string]*routerState
+	cfg  Config
+	hc   *http.Client
+	host *dataplane.Host
+	// reconcilers run in order at each pass, one per concern.
+	reconcilers []concern.Reconciler
+	status      map[string]string // each reconciler's last error ("" when it succeeded)
 
 	interest *interest // what the last sync depended on (nil: unknown)
 	lastSync time.Time
-	// applied remembers what was applied (key -> the value applied) since
-	// lastFull, the last pass that applied everything.
-	applied  map[string]string
-	lastFull time.Time
+	lastFull time.Time // the last pass that applied everything
 
-	mu    sync.Mutex // token is shared by the heartbeat and the sync loop
+	mu    sync.Mutex // token and status are shared by the heartbeat and the sync loop
 	token string
-
-	mmu    sync.Mutex        // meters are read by the heartbeat
-	meters map[string]*meter // metering per router namespace
 }
 
 // New opens the host's kernel.
@@ -81,17 +79,40 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	h.Physnets = cfg.Physnets
-	return &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, wired: map[string]dataplane.Network{},
-		dhcp: map[string]*dhcpServer{}, routers: map[string]*routerState{}, meters: map[string]*meter{}}, nil
+	a := &Agent{cfg: cfg, hc: &http.Client{Timeout: 90 * time.Second}, host: h, status: map[string]string{}}
+	// The concerns this host runs, in order: networks first; filters
+	// before any port is wired; DHCP and routers on the wired networks;
+	// metering in the routers' namespaces; ports last.
+	a.reconcilers = []concern.Reconciler{&l2.Networks{}, &secgroup.Filters{}}
+	if cfg.DHCP {
+		a.reconcilers = append(a.reconcilers, dhcp.New())
+	}
+	if cfg.L3 {
+		a.reconcilers = append(a.reconcilers, l3.New(), metering.New())
+	}
+	a.reconcilers = append(a.reconcilers, &l2.Ports{})
+	return a, nil
 }
 
-// Close stops the DHCP responders (their namespaces stay, so an agent
-// restart does not interrupt leases already given) and releases the handles.
+// Close stops what the reconcilers run (DHCP responders, advertisement
+// senders; their namespaces stay, so an agent restart does not interrupt
+// leases already given) and releases the handles.
 func (a *Agent) Close() {
-	for _, s := range a.dhcp {
-		s.cancel()
+	for _, r := range a.reconcilers {
+		r.Close()
 	}
 	a.host.Close()
+}
+
+// env is a pass's environment for the reconcilers.
+func (a *Agent) env(full bool) *concern.Env {
+	return &concern.Env{Host: a.host, HostName: a.cfg.Host, NetNS: a.cfg.NetNS, API: apiClient{a}, Log: a.cfg.Log, Full: full}
+}
+
+type apiClient struct{ a *Agent }
+
+func (c apiClient) Call(ctx context.Context, method, path string, body, out any) error {
+	return c.a.call(ctx, method, path, body, out)
 }
 
 var errGone = errors.New("agent: revision compacted")
@@ -203,11 +224,14 @@ func (a *Agent) heartbeat(ctx context.Context) {
 				report["start_flag"] = false
 			}
 		}
-		if a.cfg.L3 {
-			if err := a.ReportMetering(ctx); err != nil && ctx.Err() == nil {
-				a.cfg.Log.Warn("metering report failed", "err", err)
+		for _, r := range a.reconcilers {
+			if rep, ok := r.(concern.Reporter); ok {
+				if err := rep.Report(ctx, a.env(false)); err != nil && ctx.Err() == nil {
+					a.cfg.Log.Warn("report failed", "concern", r.Name(), "err", err)
+				}
 			}
 		}
+		reports[0]["configurations"] = a.configurations()
 		sleep(ctx, a.cfg.Interval)
 		if ctx.Err() != nil {
 			return
@@ -229,6 +253,21 @@ func (a *Agent) configurations() map[string]any {
 		conf["tunneling_ip"] = a.cfg.VTEP.String()
 		conf["tunnel_types"] = []any{"vxlan"}
 	}
+	// Each concern's state after its last pass.
+	recon := map[string]any{}
+	a.mu.Lock()
+	for _, r := range a.reconcilers {
+		st := map[string]any{"ok": true}
+		if err, seen := a.status[r.Name()]; !seen {
+			st["ok"] = false
+			st["error"] = "not run yet"
+		} else if err != "" {
+			st["ok"], st["error"] = false, err
+		}
+		recon[r.Name()] = st
+	}
+	a.mu.Unlock()
+	conf["reconcilers"] = recon
 	return conf
 }
 
@@ -248,16 +287,15 @@ const reconcileEvery = 30 * time.Second
 // changes elsewhere in the cloud do not make it list again.
 type interest struct {
 	host     string
-	dhcp     bool
-	l3       bool
+	kinds    map[string]bool // what the enabled concerns depend on
 	ports    map[string]bool // bound here, or members of groups used here
 	networks map[string]bool
 	groups   map[string]bool // used here, or remote groups of rules used here
 	vteps    map[string]string
 }
 
-func newInterest(host string, dhcp bool, st *hostapi.Span) *interest {
-	in := &interest{host: host, dhcp: dhcp, ports: map[string]bool{}, networks: map[string]bool{}, groups: map[string]bool{},
+func newInterest(host string, kinds map[string]bool, st *hostapi.Span) *interest {
+	in := &interest{host: host, kinds: kinds, ports: map[string]bool{}, networks: map[string]bool{}, groups: map[string]bool{},
 		vteps: map[string]string{}}
 	for _, p := range st.Ports {
 		in.ports[str(p, "id")] = true
@@ -286,6 +324,9 @@ func (in *interest) relevant(c change) bool {
 	if in == nil {
 		return true
 	}
+	if !in.kinds[c.Kind] {
+		return false
+	}
 	o := c.Object
 	switch c.Kind {
 	case "port":
@@ -307,19 +348,18 @@ func (in *interest) relevant(c change) bool {
 		return in.groups[c.ID]
 	case "agent":
 		// Heartbeats change nothing here; a peer host's tunnel endpoint,
-		// or an agent coming or going, may.
+		// or an agent going, may (other agent types carry no endpoint).
 		if o == nil {
 			return true
+		}
+		if str(o, "agent_type") != hostapi.HostAgentType {
+			return false
 		}
 		conf, _ := o["configurations"].(map[string]any)
 		vtep, ok := in.vteps[str(o, "host")]
 		return ok && vtep != str(conf, "tunneling_ip")
-	case "dhcp_binding":
-		return in.dhcp
-	case "router", "floatingip", "l3_binding", "metering_label", "metering_label_rule":
-		return in.l3
 	}
-	return false
+	return true // a kind only some concern here depends on, whole
 }
 
 func (a *Agent) watch(ctx context.Context, after int64) ([]change, error) {
@@ -344,8 +384,13 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 	if err != nil {
 		a.cfg.Log.Warn("apply incomplete", "err", err)
 	}
-	a.interest, a.lastSync = newInterest(a.cfg.Host, a.cfg.DHCP, &st), time.Now()
-	a.interest.l3 = a.cfg.L3
+	kinds := map[string]bool{}
+	for _, r := range a.reconcilers {
+		for _, k := range r.Kinds() {
+			kinds[k] = true
+		}
+	}
+	a.interest, a.lastSync = newInterest(a.cfg.Host, kinds, &st), time.Now()
 	if a.cfg.Synced != nil {
 		a.cfg.Synced(st.Revision, len(active))
 	}
@@ -357,116 +402,31 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 
 func str(o map[string]any, k string) string { s, _ := o[k].(string); return s }
 
-// network reads a network's segment as the data plane needs it.
-func network(o map[string]any) dataplane.Network {
-	n := dataplane.Network{ID: str(o, "id"), Type: str(o, "provider:network_type"), PhysicalNetwork: str(o, "provider:physical_network")}
-	if v, ok := o["provider:segmentation_id"].(float64); ok {
-		n.SegmentationID = int(v)
-	}
-	if v, ok := o["mtu"].(float64); ok {
-		n.MTU = int(v)
-	}
-	return n
-}
-
-// apply wires what the state asks for and returns the ports now wired.
+// apply runs every reconciler on the span and returns the ports now wired.
+// What a reconciler applied unchanged since the last full pass it need not
+// apply again (a host with many networks and routers would otherwise redo
+// all of them for every change); every reconcileEvery, everything is.
 func (a *Agent) apply(ctx context.Context, st *hostapi.Span) ([]string, error) {
+	full := time.Since(a.lastFull) > reconcileEvery
+	if full {
+		a.lastFull = time.Now()
+	}
+	env := a.env(full)
 	var errs []string
-	// What was applied unchanged since the last full pass is not applied
-	// again (a host with many networks and routers would otherwise redo
-	// all of them for every change); every reconcileEvery, everything is.
-	if time.Since(a.lastFull) > reconcileEvery || a.applied == nil {
-		a.applied, a.lastFull = map[string]string{}, time.Now()
-	}
-	once := func(key, value string, fn func() error) error {
-		if a.applied[key] == value {
-			return nil
+	for _, r := range a.reconcilers {
+		err := r.Apply(ctx, env, st)
+		a.mu.Lock()
+		a.status[r.Name()] = ""
+		if err != nil {
+			a.status[r.Name()] = err.Error()
+			errs = append(errs, r.Name()+": "+err.Error())
 		}
-		delete(a.applied, key)
-		if err := fn(); err != nil {
-			return err
-		}
-		a.applied[key] = value
-		return nil
+		a.mu.Unlock()
 	}
-	nets := map[string]dataplane.Network{}
-	for _, o := range st.Networks {
-		n := network(o)
-		if err := once("network "+n.ID, fmt.Sprint(n), func() error { return a.host.EnsureNetwork(n) }); err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		nets[n.ID] = n
-	}
-	peers := map[string][]dataplane.Peer{}
-	for _, p := range st.Peers {
-		mac, err1 := net.ParseMAC(p.MACAddress)
-		vtep := net.ParseIP(p.VTEP)
-		if err1 != nil || vtep == nil {
-			continue // that host's agent has not reported its endpoint yet
-		}
-		var ips []net.IP
-		for _, a := range p.IPs {
-			if ip := net.ParseIP(a); ip != nil {
-				ips = append(ips, ip)
-			}
-		}
-		peers[p.NetworkID] = append(peers[p.NetworkID], dataplane.Peer{MAC: mac, IPs: ips, VTEP: vtep})
-	}
-	for id, n := range nets {
-		if err := once("peers "+id, fmt.Sprint(n, peers[id]), func() error { return a.host.SetPeers(n, peers[id]) }); err != nil {
-			errs = append(errs, err.Error())
-		}
-	}
-	// Filters first: a port is never wired before its security groups and
-	// anti-spoofing are in place; if they cannot be installed, filtered
-	// ports are not wired at all.
-	pf, groups := filters(st)
-	unsafe := map[string]bool{}
-	if err := a.host.SetFilters(pf, groups, st.GroupMembers); err != nil {
-		errs = append(errs, err.Error())
-		for _, f := range pf {
-			unsafe[f.PortID] = true
-		}
-	}
-	if a.cfg.DHCP {
-		errs = append(errs, a.applyDHCP(ctx, st, nets)...)
-	}
-	if a.cfg.L3 {
-		errs = append(errs, a.applyL3(ctx, st, nets, once)...)
-	}
-	active := []string{}
-	for _, p := range st.Ports {
-		n, ok := nets[str(p, "network_id")]
-		if !ok || unsafe[str(p, "id")] {
-			continue
-		}
-		if err := a.host.EnsurePort(str(p, "id"), n); err != nil {
-			continue // no device yet: the VM is not plugged in
-		}
-		active = append(active, str(p, "id"))
-	}
-	// Networks with no port left here go away, including those deleted
-	// while this agent was not running.
-	keep := make([]dataplane.Network, 0, len(nets))
-	for _, n := range nets {
-		keep = append(keep, n)
-	}
-	if err := a.host.Prune(keep); err != nil {
-		errs = append(errs, err.Error())
-	}
-	a.wired = nets
-	for key := range a.applied {
-		if id, ok := strings.CutPrefix(key, "network "); ok && nets[id].ID == "" {
-			delete(a.applied, key) // pruned: made again if it returns
-			delete(a.applied, "peers "+id)
-		}
-	}
-	sort.Strings(active)
 	if len(errs) > 0 {
-		return active, errors.New(strings.Join(errs, "; "))
+		return env.Active, errors.New(strings.Join(errs, "; "))
 	}
-	return active, nil
+	return env.Active, nil
 }
 
 func (a *Agent) call(ctx context.Context, method, path string, body, out any) error {
@@ -516,57 +476,4 @@ func (a *Agent) call(ctx context.Context, method, path string, body, out any) er
 		return nil
 	}
 	return fmt.Errorf("%s %s: unauthorized", method, path)
-}
-
-// filters derives each port's security state: ports with port security and
-// not owned by the network (DHCP, routers) are filtered by their groups'
-// ingress and egress rules.
-func filters(st *hostapi.Span) ([]dataplane.PortFilter, []dataplane.SecurityGroup) {
-	num := func(v any) int {
-		if f, ok := v.(float64); ok {
-			return int(f)
-		}
-		return -1
-	}
-	var groups []dataplane.SecurityGroup
-	for _, g := range st.SecurityGroups {
-		sg := dataplane.SecurityGroup{ID: str(g, "id")}
-		for _, r := range list(g, "security_group_rules") {
-			proto := ""
-			if v := r["protocol"]; v != nil {
-				proto = fmt.Sprint(v)
-			}
-			fr := dataplane.FilterRule{EtherType: str(r, "ethertype"), Protocol: proto,
-				PortMin: num(r["port_range_min"]), PortMax: num(r["port_range_max"]),
-				RemoteCIDR: str(r, "normalized_cidr"), RemoteGroup: str(r, "remote_group_id")}
-			if str(r, "direction") == "ingress" {
-				sg.Ingress = append(sg.Ingress, fr)
-			} else {
-				sg.Egress = append(sg.Egress, fr)
-			}
-		}
-		groups = append(groups, sg)
-	}
-	var out []dataplane.PortFilter
-	for _, p := range st.Ports {
-		if p["port_security_enabled"] != true || strings.HasPrefix(str(p, "device_owner"), "network:") {
-			continue
-		}
-		f := dataplane.PortFilter{PortID: str(p, "id"), MAC: str(p, "mac_address")}
-		for _, ip := range list(p, "fixed_ips") {
-			f.Addrs = append(f.Addrs, str(ip, "ip_address"))
-		}
-		for _, pair := range list(p, "allowed_address_pairs") {
-			f.Addrs = append(f.Addrs, str(pair, "ip_address"))
-			if m := str(pair, "mac_address"); m != "" && m != f.MAC {
-				f.PairMACs = append(f.PairMACs, m)
-			}
-		}
-		sgs, _ := p["security_groups"].([]any)
-		for _, gid := range sgs {
-			f.Groups = append(f.Groups, fmt.Sprint(gid))
-		}
-		out = append(out, f)
-	}
-	return out, groups
 }

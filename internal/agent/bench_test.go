@@ -37,7 +37,7 @@ type pinger struct {
 }
 
 func openPinger(ns string, id int) (*pinger, error) {
-	c, err := inNS(ns, func() (*icmp.PacketConn, error) { return icmp.ListenPacket("ip4:icmp", "0.0.0.0") })
+	c, err := dataplane.Open(ns, func() (*icmp.PacketConn, error) { return icmp.ListenPacket("ip4:icmp", "0.0.0.0") })
 	if err != nil {
 		return nil, err
 	}

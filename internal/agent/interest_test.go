@@ -19,7 +19,8 @@ func TestInterest(t *testing.T) {
 		MemberPorts:    []string{"p9"},
 		Peers:          []hostapi.Peer{{NetworkID: "n1", PortID: "p2", Host: "compute-2", VTEP: "10.250.0.2"}},
 	}
-	in := newInterest("compute-1", false, st)
+	core := map[string]bool{"port": true, "network": true, "subnet": true, "security_group": true, "agent": true}
+	in := newInterest("compute-1", core, st)
 	for _, c := range []struct {
 		c    change
 		want bool
@@ -39,8 +40,11 @@ func TestInterest(t *testing.T) {
 		{change{Kind: "security_group", ID: "g2"}, true},
 		{change{Kind: "security_group", ID: "g7"}, false},
 		{change{Kind: "agent", ID: "a2", Object: map[string]any{"host": "compute-2", "configurations": map[string]any{"tunneling_ip": "10.250.0.2"}}}, false},
-		{change{Kind: "agent", ID: "a2", Object: map[string]any{"host": "compute-2", "configurations": map[string]any{"tunneling_ip": "10.250.0.22"}}}, true},
+		{change{Kind: "agent", ID: "a2", Object: map[string]any{"host": "compute-2", "agent_type": hostapi.HostAgentType, "configurations": map[string]any{"tunneling_ip": "10.250.0.22"}}}, true},
 		{change{Kind: "agent", ID: "a3", Object: map[string]any{"host": "compute-3"}}, false},
+		// A DHCP or L3 agent's report carries no tunnel endpoint: not a
+		// change of the peer's.
+		{change{Kind: "agent", ID: "a4", Object: map[string]any{"host": "compute-2", "agent_type": "DHCP agent", "configurations": map[string]any{}}}, false},
 		{change{Kind: "agent", ID: "a3"}, true},
 		{change{Kind: "dhcp_binding", ID: "b1"}, false},
 		{change{Kind: "quota", ID: "q1"}, false},
@@ -52,7 +56,11 @@ func TestInterest(t *testing.T) {
 	if !(*interest)(nil).relevant(change{Kind: "quota"}) {
 		t.Error("before any listing every change must count")
 	}
-	if !newInterest("network-1", true, st).relevant(change{Kind: "dhcp_binding"}) {
+	withDHCP := map[string]bool{"dhcp_binding": true}
+	for k := range core {
+		withDHCP[k] = true
+	}
+	if !newInterest("network-1", withDHCP, st).relevant(change{Kind: "dhcp_binding"}) {
 		t.Error("a DHCP host ignores scheduling changes")
 	}
 }

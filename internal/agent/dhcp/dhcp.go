@@ -1,11 +1,16 @@
-package agent
+// Package dhcp is the host agent's DHCP concern: for each network
+// scheduled to this host's DHCP agent, a namespace holding the network's
+// DHCP port (its device's other end is a tap on the network's bridge,
+// wired like any port) and native DHCPv4 and DHCPv6 responders answering
+// on it with the leases of the network's ports.
+package dhcp
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"time"
 
@@ -13,19 +18,20 @@ import (
 	"github.com/insomniacslk/dhcp/dhcpv6"
 	"github.com/insomniacslk/dhcp/dhcpv6/server6"
 	"github.com/insomniacslk/dhcp/iana"
-	"github.com/vishvananda/netns"
 	"golang.org/x/net/ipv6"
 
+	"neutrino/internal/agent/concern"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/dhcp"
 	"neutrino/internal/hostapi"
 )
 
-// A host that serves DHCP keeps, per network, a namespace holding the
-// network's DHCP port (its device's other end is a tap on the network's
-// bridge, wired like any port) and a responder answering on it.
+var (
+	str  = concern.Str
+	list = concern.List
+)
 
-type dhcpServer struct {
+type server struct {
 	ns     string
 	layout string // the port, addresses and MTU the namespace was built for
 	table  *dhcp.Table[dhcp.Lease]
@@ -33,61 +39,32 @@ type dhcpServer struct {
 	cancel context.CancelFunc
 }
 
-// Namespaces the agent makes for DHCP ports and routers: Neutron's names
-// (qdhcp-<network>, qrouter-<router>) on a real host; on a host that is
-// itself a namespace, short names under its own, so they go with it.
-const (
-	dhcpNSKind   = "d"
-	routerNSKind = "r"
-)
-
-var nsLongPrefix = map[string]string{dhcpNSKind: "qdhcp-", routerNSKind: "qrouter-"}
-
-// nsPrefix starts the names of this host's namespaces of a kind.
-func (a *Agent) nsPrefix(kind string) string {
-	if a.cfg.NetNS != "" {
-		return a.cfg.NetNS + "-" + kind
-	}
-	return nsLongPrefix[kind]
+// Servers is the DHCP reconciler.
+type Servers struct {
+	servers map[string]*server // by network
 }
 
-// nsName names the namespace of a kind for the object id.
-func (a *Agent) nsName(kind, id string) string {
-	if a.cfg.NetNS != "" {
-		id = id[:min(8, len(id))]
-	}
-	return a.nsPrefix(kind) + id
+// New returns the DHCP reconciler.
+func New() *Servers { return &Servers{servers: map[string]*server{}} }
+
+func (*Servers) Name() string { return "dhcp" }
+func (*Servers) Kinds() []string {
+	return []string{"dhcp_binding", "port", "subnet", "network"}
 }
 
-// dhcpNS names a network's DHCP namespace.
-func (a *Agent) dhcpNS(networkID string) string { return a.nsName(dhcpNSKind, networkID) }
-
-// sweepNamespaces deletes this host's namespaces of a kind that are not in
-// want (left from before a restart, or no longer needed), calling gone
-// first for each.
-func (a *Agent) sweepNamespaces(kind string, want map[string]bool, gone func(ns string)) {
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], a.nsPrefix(kind)) && !want[f[0]] {
-			if gone != nil {
-				gone(f[0])
-			}
-			run("ip", "netns", "del", f[0])
-		}
+// Close stops the responders (their namespaces stay, so an agent restart
+// does not interrupt leases already given).
+func (r *Servers) Close() {
+	for _, s := range r.servers {
+		s.cancel()
 	}
 }
 
-func run(args ...string) error {
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		return fmt.Errorf("%s: %v %s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-// applyDHCP makes sure each served network has its DHCP port, namespace and
+// Apply makes sure each served network has its DHCP port, namespace and
 // responder, with the leases of the network's ports.
-func (a *Agent) applyDHCP(ctx context.Context, st *hostapi.Span, nets map[string]dataplane.Network) []string {
+func (r *Servers) Apply(ctx context.Context, env *concern.Env, st *hostapi.Span) error {
 	var errs []string
+	nets := env.Nets
 	subnets := map[string][]map[string]any{}
 	for _, sn := range st.Subnets {
 		subnets[str(sn, "network_id")] = append(subnets[str(sn, "network_id")], sn)
@@ -105,42 +82,45 @@ func (a *Agent) applyDHCP(ctx context.Context, st *hostapi.Span, nets map[string
 		}
 		var port map[string]any
 		for _, p := range byNet[id] {
-			if str(p, "device_owner") == "network:dhcp" && str(p, "binding:host_id") == a.cfg.Host {
+			if str(p, "device_owner") == "network:dhcp" && str(p, "binding:host_id") == env.HostName {
 				port = p
 			}
 		}
 		if port == nil {
 			// The DHCP port is allocated through the API like any port; the
 			// change brings it back here at the next sync.
-			body := map[string]any{"port": map[string]any{"network_id": id, "device_owner": "network:dhcp",
-				"device_id": "dhcp" + a.cfg.Host, "binding:host_id": a.cfg.Host, "name": "dhcp-" + a.cfg.Host}}
-			if err := a.call(ctx, http.MethodPost, "/v2.0/ports", body, nil); err != nil {
+			body := map[string]any{"port": map[string]any{"network_id": id, "device_owner": hostapi.OwnerDHCP,
+				"device_id": "dhcp" + env.HostName, "binding:host_id": env.HostName, "name": "dhcp-" + env.HostName}}
+			if err := env.API.Call(ctx, http.MethodPost, "/v2.0/ports", body, nil); err != nil {
 				errs = append(errs, err.Error())
 			}
 			continue
 		}
-		if err := a.ensureDHCP(ctx, n, port, subnets[id], byNet[id]); err != nil {
+		if err := r.ensure(ctx, env, n, port, subnets[id], byNet[id]); err != nil {
 			errs = append(errs, err.Error())
 		}
 	}
-	for id, s := range a.dhcp {
+	for id, s := range r.servers {
 		if !served[id] {
 			s.cancel()
-			run("ip", "netns", "del", s.ns)
-			delete(a.dhcp, id)
+			dataplane.DeleteNamespace(s.ns)
+			delete(r.servers, id)
 		}
 	}
 	// Namespaces of networks served before a restart and no longer.
 	wanted := map[string]bool{}
 	for id := range served {
-		wanted[a.dhcpNS(id)] = true
+		wanted[env.NSName(concern.DHCPNS, id)] = true
 	}
-	a.sweepNamespaces(dhcpNSKind, wanted, nil)
-	return errs
+	dataplane.SweepNamespaces(env.NSPrefix(concern.DHCPNS), wanted, nil)
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
 }
 
-func (a *Agent) ensureDHCP(ctx context.Context, n dataplane.Network, port map[string]any, subnets, ports []map[string]any) error {
-	ns := a.dhcpNS(n.ID)
+func (r *Servers) ensure(ctx context.Context, env *concern.Env, n dataplane.Network, port map[string]any, subnets, ports []map[string]any) error {
+	ns := env.NSName(concern.DHCPNS, n.ID)
 	tap := dataplane.TapName(str(port, "id"))
 	// The port's addresses on this network's subnets, as CIDRs.
 	var addrs []string
@@ -162,60 +142,36 @@ func (a *Agent) ensureDHCP(ctx context.Context, n dataplane.Network, port map[st
 		}
 	}
 	layout := fmt.Sprint(str(port, "id"), addrs, v6, n.MTU)
-	s := a.dhcp[n.ID]
+	s := r.servers[n.ID]
 	if s == nil || s.layout != layout {
 		if s != nil {
 			s.cancel()
-			delete(a.dhcp, n.ID)
+			delete(r.servers, n.ID)
 		}
-		run("ip", "netns", "del", ns) // a leftover from before a restart is rebuilt
-		if err := run("ip", "netns", "add", ns); err != nil {
+		// A leftover from before a restart is rebuilt.
+		if err := dataplane.ServiceNamespace(ns, env.NetNS, tap, str(port, "mac_address"), n.MTU, addrs); err != nil {
 			return err
-		}
-		// No duplicate address detection: the API owns these addresses, and
-		// the link-local one must answer DHCPv6 at once.
-		for _, k := range []string{"net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_ra=0"} {
-			if err := run("ip", "netns", "exec", ns, "sysctl", "-qw", k); err != nil {
-				return err
-			}
-		}
-		args := []string{"ip", "link", "add", tap}
-		if a.cfg.NetNS != "" {
-			args = append(args, "netns", a.cfg.NetNS)
-		}
-		args = append(args, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		if err := run(args...); err != nil {
-			return err
-		}
-		if err := run("ip", "-n", ns, "link", "set", "eth0", "address", str(port, "mac_address"), "mtu", fmt.Sprint(n.MTU), "up"); err != nil {
-			return err
-		}
-		run("ip", "-n", ns, "link", "set", "lo", "up")
-		for _, cidr := range addrs {
-			if err := run("ip", "-n", ns, "addr", "add", cidr, "dev", "eth0", "nodad"); err != nil {
-				return err
-			}
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		s = &dhcpServer{ns: ns, layout: layout, table: &dhcp.Table[dhcp.Lease]{}, table6: &dhcp.Table[dhcp.Lease6]{}, cancel: cancel}
+		s = &server{ns: ns, layout: layout, table: &dhcp.Table[dhcp.Lease]{}, table6: &dhcp.Table[dhcp.Lease6]{}, cancel: cancel}
 		if serverIP != nil {
-			conn, err := inNS(ns, udp4)
+			conn, err := dataplane.Open(ns, udp4)
 			if err != nil {
 				cancel()
 				return err
 			}
-			go dhcp.Serve(sctx, conn, serverIP, s.table, a.cfg.Log)
+			go dhcp.Serve(sctx, conn, serverIP, s.table, env.Log)
 		}
 		if v6 {
-			conn, err := inNS(ns, udp6)
+			conn, err := dataplane.Open(ns, udp6)
 			if err != nil {
 				cancel()
 				return err
 			}
 			mac, _ := net.ParseMAC(str(port, "mac_address"))
-			go dhcp.Serve6(sctx, conn, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: mac}, s.table6, a.cfg.Log)
+			go dhcp.Serve6(sctx, conn, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: mac}, s.table6, env.Log)
 		}
-		a.dhcp[n.ID] = s
+		r.servers[n.ID] = s
 	}
 	s.table.Set(leases(n, subnets, ports))
 	s.table6.Set(leases6(subnets, ports))
@@ -249,34 +205,6 @@ func udp6() (*net.UDPConn, error) {
 		return nil, fmt.Errorf("dhcpv6: join group: %w", err)
 	}
 	return conn, nil
-}
-
-// inNS runs open on a thread inside namespace ns (sockets stay in the
-// namespace they are made in; namespaces belong to OS threads).
-func inNS[T any](ns string, open func() (T, error)) (T, error) {
-	var out T
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return out, err
-	}
-	defer h.Close()
-	err = dataplane.InNamespace(h, func() error {
-		var err error
-		out, err = open()
-		return err
-	})
-	return out, err
-}
-
-func list(o map[string]any, k string) []map[string]any {
-	l, _ := o[k].([]any)
-	out := make([]map[string]any, 0, len(l))
-	for _, e := range l {
-		if m, ok := e.(map[string]any); ok {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // leases computes what each port of the network is told.

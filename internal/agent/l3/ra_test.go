@@ -1,4 +1,4 @@
-package agent
+package l3
 
 import (
 	"encoding/binary"
@@ -18,11 +18,11 @@ func TestRAConfig(t *testing.T) {
 			"s4": {"cidr": "10.0.0.0/24"}}
 		port := map[string]any{"mac_address": "fa:16:3e:00:00:01", "fixed_ips": []any{
 			map[string]any{"subnet_id": "s4"}, map[string]any{"subnet_id": "s6"}}}
-		cfg, ok := raConfigFor(port, subnets, 1450)
+		cfg, ok := raFor(port, subnets, 1450)
 		if !ok {
 			t.Fatalf("%s: nothing to advertise", c.mode)
 		}
-		b := cfg.marshal()
+		b := cfg.Marshal()
 		if b[1] != c.flags || binary.BigEndian.Uint16(b[2:]) != 1800 {
 			t.Errorf("%s: flags %#x lifetime %d", c.mode, b[1], binary.BigEndian.Uint16(b[2:]))
 		}
@@ -43,7 +43,7 @@ func TestRAConfig(t *testing.T) {
 			t.Errorf("%s: source link-layer option %v", c.mode, l)
 		}
 	}
-	if _, ok := raConfigFor(map[string]any{"fixed_ips": []any{map[string]any{"subnet_id": "x"}}}, nil, 1500); ok {
+	if _, ok := raFor(map[string]any{"fixed_ips": []any{map[string]any{"subnet_id": "x"}}}, nil, 1500); ok {
 		t.Error("advertising for a port without IPv6 router-advertisement subnets")
 	}
 }

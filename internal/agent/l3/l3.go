@@ -1,0 +1,227 @@
+// Package l3 is the host agent's L3 concern: a namespace per router
+// hosted here (dataplane.Router), made from the router, its ports (bound
+// to this host), their subnets and its floating IPs.
+package l3
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"neutrino/internal/agent/concern"
+	"neutrino/internal/dataplane"
+	"neutrino/internal/hostapi"
+)
+
+var (
+	str  = concern.Str
+	list = concern.List
+)
+
+// Routers is the L3 reconciler.
+type Routers struct {
+	routers map[string]*dataplane.Router // by namespace
+	applied concern.Memo
+}
+
+// New returns the L3 reconciler.
+func New() *Routers { return &Routers{routers: map[string]*dataplane.Router{}} }
+
+func (*Routers) Name() string { return "l3" }
+func (*Routers) Kinds() []string {
+	return []string{"router", "floatingip", "l3_binding", "port", "subnet", "network"}
+}
+
+// Close stops the routers' advertisements (the namespaces stay).
+func (r *Routers) Close() {
+	for _, rt := range r.routers {
+		rt.Close()
+	}
+}
+
+// Dev names the router end of a router port's veth pair.
+func Dev(port map[string]any) string {
+	prefix := "qr-"
+	if str(port, "device_owner") == hostapi.OwnerRouterGateway {
+		prefix = "qg-"
+	}
+	id := str(port, "id")
+	return prefix + id[:min(11, len(id))]
+}
+
+// Ports are a router's ports in the span.
+func Ports(span *hostapi.Span, routerID string) []map[string]any {
+	var out []map[string]any
+	for _, p := range span.Ports {
+		if str(p, "device_id") == routerID && strings.HasPrefix(str(p, "device_owner"), "network:router_") {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// Apply implements concern.Reconciler.
+func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span) error {
+	r.applied.Reset(env)
+	var errs []string
+	subnets := map[string]map[string]any{}
+	for _, sn := range span.Subnets {
+		subnets[str(sn, "id")] = sn
+	}
+	want := map[string]bool{}
+	for _, rt := range span.Routers {
+		if rt["admin_state_up"] != true {
+			continue
+		}
+		ns := env.NSName(concern.RouterNS, str(rt, "id"))
+		want[ns] = true
+		ports := Ports(span, str(rt, "id"))
+		var fips []map[string]any
+		for _, f := range span.FloatingIPs {
+			if str(f, "router_id") == str(rt, "id") {
+				fips = append(fips, f)
+			}
+		}
+		// Everything the router's namespace is made from.
+		var used []any
+		for _, p := range ports {
+			used = append(used, env.Nets[str(p, "network_id")])
+			for _, f := range list(p, "fixed_ips") {
+				used = append(used, subnets[str(f, "subnet_id")])
+			}
+		}
+		_, exists := r.routers[ns]
+		err := r.applied.Once("router "+ns, fmt.Sprint(rt, ports, fips, used, exists && dataplane.NamespaceExists(ns)), func() error {
+			return r.ensure(ctx, env, ns, rt, ports, fips, subnets)
+		})
+		if err != nil {
+			errs = append(errs, fmt.Sprintf("router %s: %v", str(rt, "id"), err))
+		}
+	}
+	// Routers no longer hosted here (deleted, moved, disabled) go, and
+	// their ports' devices with their namespaces.
+	dataplane.SweepNamespaces(env.NSPrefix(concern.RouterNS), want, func(ns string) {
+		if rt := r.routers[ns]; rt != nil {
+			rt.Close()
+		}
+		delete(r.applied, "router "+ns)
+		delete(r.routers, ns)
+	})
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any) error {
+	router := r.routers[ns]
+	if router == nil || !dataplane.NamespaceExists(ns) {
+		if router != nil {
+			router.Close() // its sockets belong to the namespace that vanished
+		}
+		var err error
+		if router, _, err = dataplane.OpenRouter(ns, env.NetNS); err != nil {
+			return err
+		}
+		r.routers[ns] = router
+	}
+	spec := dataplane.RouterSpec{}
+	var gwIPs []netip.Addr
+	var internal []string
+	for _, p := range ports {
+		n, ok := env.Nets[str(p, "network_id")]
+		if !ok {
+			continue // its network is not wired here yet
+		}
+		dev := Dev(p)
+		rp := dataplane.RouterPort{PortVeth: dataplane.PortVeth{Tap: dataplane.TapName(str(p, "id")), Dev: dev,
+			MAC: str(p, "mac_address"), MTU: n.MTU}, Addrs: []string{}}
+		if c, ok := raFor(p, subnets, n.MTU); ok && strings.HasPrefix(dev, "qr-") {
+			rp.RA = &c
+		}
+		for _, f := range list(p, "fixed_ips") {
+			sn := subnets[str(f, "subnet_id")]
+			if sn == nil {
+				continue
+			}
+			cidr := str(sn, "cidr")
+			rp.Addrs = append(rp.Addrs, str(f, "ip_address")+cidr[strings.LastIndex(cidr, "/"):])
+			if strings.HasPrefix(dev, "qg-") {
+				if ip, err := netip.ParseAddr(str(f, "ip_address")); err == nil {
+					gwIPs = append(gwIPs, ip)
+				}
+				if gw := net.ParseIP(str(sn, "gateway_ip")); gw != nil {
+					spec.DefaultGateways = append(spec.DefaultGateways, gw)
+				} else if strings.Contains(cidr, ":") {
+					spec.LearnRA = true // an external IPv6 subnet without a gateway
+				}
+			} else {
+				internal = append(internal, cidr)
+			}
+		}
+		if strings.HasPrefix(dev, "qg-") {
+			spec.Gateway = dev
+		}
+		spec.Ports = append(spec.Ports, rp)
+	}
+	for _, e := range list(rt, "routes") {
+		spec.Routes = append(spec.Routes, dataplane.Route{Destination: str(e, "destination"), NextHop: str(e, "nexthop")})
+	}
+	for _, f := range fips {
+		spec.FloatingIPs = append(spec.FloatingIPs, dataplane.FloatingIP{Address: str(f, "floating_ip_address"), Fixed: str(f, "fixed_ip_address")})
+	}
+	info, _ := rt["external_gateway_info"].(map[string]any)
+	if info != nil && info["enable_snat"] != false {
+		for _, ip := range gwIPs {
+			if ip.Is4() {
+				spec.SNATAddress = ip.String()
+				break
+			}
+		}
+		spec.SNAT = internal
+	}
+	return router.Apply(ctx, spec)
+}
+
+// raFor derives an interface's advertisement from its port's subnets, per
+// ipv6_ra_mode, as Neutron's radvd does:
+//
+//	slaac             prefix on-link and autonomous
+//	dhcpv6-stateless  prefix on-link and autonomous, O flag (options by DHCPv6)
+//	dhcpv6-stateful   prefix on-link only, M and O flags (addresses by DHCPv6)
+//
+// ok is false when no subnet asks for advertisements.
+func raFor(p map[string]any, subnets map[string]map[string]any, mtu int) (dataplane.RA, bool) {
+	cfg := dataplane.RA{MTU: mtu}
+	cfg.MAC, _ = net.ParseMAC(str(p, "mac_address"))
+	for _, f := range list(p, "fixed_ips") {
+		sn := subnets[str(f, "subnet_id")]
+		mode := str(sn, "ipv6_ra_mode")
+		if sn == nil || mode == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(str(sn, "cidr"))
+		if err != nil || !prefix.Addr().Is6() {
+			continue
+		}
+		cfg.Prefixes = append(cfg.Prefixes, dataplane.RAPrefix{Prefix: prefix, Autonomous: mode != "dhcpv6-stateful"})
+		switch mode {
+		case "dhcpv6-stateful":
+			cfg.Managed, cfg.Other = true, true
+		case "dhcpv6-stateless":
+			cfg.Other = true
+		}
+		dns, _ := sn["dns_nameservers"].([]any)
+		for _, d := range dns {
+			if a, err := netip.ParseAddr(fmt.Sprint(d)); err == nil && a.Is6() {
+				cfg.DNS = append(cfg.DNS, a)
+			}
+		}
+	}
+	sort.Slice(cfg.Prefixes, func(i, j int) bool { return cfg.Prefixes[i].Prefix.String() < cfg.Prefixes[j].Prefix.String() })
+	return cfg, len(cfg.Prefixes) > 0
+}

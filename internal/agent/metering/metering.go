@@ -1,0 +1,137 @@
+// Package metering is the host agent's metering concern: in each router
+// namespace hosted here, a table counting the traffic of the metering
+// labels that apply to the router (dataplane.Meter), and the report of
+// the counts to the server at each heartbeat.
+package metering
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sort"
+	"sync"
+
+	"github.com/vishvananda/netns"
+
+	"neutrino/internal/agent/concern"
+	"neutrino/internal/agent/l3"
+	"neutrino/internal/dataplane"
+	"neutrino/internal/hostapi"
+)
+
+var str = concern.Str
+
+type meter struct {
+	routerID string
+	nsID     string // the namespace the table is in (a new one starts afresh)
+	m        *dataplane.Meter
+}
+
+// Meters is the metering reconciler.
+type Meters struct {
+	mu     sync.Mutex // the heartbeat reads the counts
+	meters map[string]*meter
+}
+
+// New returns the metering reconciler.
+func New() *Meters { return &Meters{meters: map[string]*meter{}} }
+
+func (*Meters) Name() string { return "metering" }
+func (*Meters) Kinds() []string {
+	return []string{"metering_label", "metering_label_rule", "router", "l3_binding", "port"}
+}
+func (*Meters) Close() {}
+
+// Apply implements concern.Reconciler: it runs after the L3 reconciler,
+// in the namespaces that made.
+func (r *Meters) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	want := map[string]bool{}
+	var errs []error
+	for _, rt := range span.Routers {
+		if rt["admin_state_up"] != true {
+			continue
+		}
+		ns := env.NSName(concern.RouterNS, str(rt, "id"))
+		id := namespaceID(ns)
+		if id == "" {
+			continue // the router's namespace is not there (yet)
+		}
+		want[ns] = true
+		gw := ""
+		for _, p := range l3.Ports(span, str(rt, "id")) {
+			if _, wired := env.Nets[str(p, "network_id")]; wired && str(p, "device_owner") == hostapi.OwnerRouterGateway {
+				gw = l3.Dev(p)
+			}
+		}
+		m := r.meters[ns]
+		if m == nil || m.nsID != id {
+			m = &meter{routerID: str(rt, "id"), nsID: id, m: dataplane.NewMeter(ns)}
+			r.meters[ns] = m
+		}
+		if err := m.m.Set(gw, labelsFor(rt, span.MeteringLabels)); err != nil {
+			errs = append(errs, fmt.Errorf("router %s: %w", str(rt, "id"), err))
+		}
+	}
+	for ns := range r.meters {
+		if !want[ns] {
+			delete(r.meters, ns)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("metering: %v", errs)
+	}
+	return nil
+}
+
+// namespaceID identifies a namespace instance ("" when there is none).
+func namespaceID(ns string) string {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return ""
+	}
+	defer h.Close()
+	return h.UniqueId()
+}
+
+// labelsFor returns the labels that apply to router rt (shared ones and
+// those of its project), as the data plane counts them.
+func labelsFor(rt map[string]any, labels []map[string]any) []dataplane.MeterLabel {
+	var out []dataplane.MeterLabel
+	for _, l := range labels {
+		if l["shared"] != true && str(l, "project_id") != str(rt, "project_id") {
+			continue
+		}
+		ml := dataplane.MeterLabel{ID: str(l, "id")}
+		for _, rule := range concern.List(l, "rules") {
+			ml.Rules = append(ml.Rules, dataplane.MeterRule{Direction: str(rule, "direction"), Excluded: rule["excluded"] == true,
+				Remote: str(rule, "remote_ip_prefix"), Source: str(rule, "source_ip_prefix"), Destination: str(rule, "destination_ip_prefix")})
+		}
+		out = append(out, ml)
+	}
+	return out
+}
+
+// Counts reads every hosted router's metering counters (totals since this
+// agent started counting there).
+func (r *Meters) Counts() []hostapi.MeterCount {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []hostapi.MeterCount
+	for _, m := range r.meters {
+		for _, c := range m.m.Counts() {
+			out = append(out, hostapi.MeterCount{RouterID: m.routerID, LabelID: c.LabelID, Direction: c.Direction, Packets: c.Packets, Bytes: c.Bytes})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		return a.RouterID+a.LabelID+a.Direction < b.RouterID+b.LabelID+b.Direction
+	})
+	return out
+}
+
+// Report implements concern.Reporter: the counts go to the server.
+func (r *Meters) Report(ctx context.Context, env *concern.Env) error {
+	return env.API.Call(ctx, http.MethodPut, "/neutrino/v1/hosts/"+env.HostName+"/metering", map[string]any{"counters": r.Counts()}, nil)
+}

@@ -1,0 +1,339 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"sigs.k8s.io/knftables"
+)
+
+// A router is a namespace of its own. Each of its ports is a veth pair
+// (PortVeth): the host end is the port's tap, the router end (qr-… for
+// interfaces, qg-… for the gateway) carries the port's MAC and addresses.
+// The namespace forwards between its interfaces, routes the extra routes,
+// defaults to the external subnets' gateways, and NATs with nftables: each
+// floating IP 1:1 (DNAT in, SNAT out), everything else behind the gateway
+// address when SNAT is on. It advertises IPv6 prefixes on its interfaces
+// (RA).
+
+// RouterSysctls are set in every new router namespace.
+var RouterSysctls = []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0",
+	"net.ipv6.conf.all.accept_dad=0"}
+
+// RouterPort is one port of a router.
+type RouterPort struct {
+	PortVeth
+	Addrs []string // CIDRs: address/prefix length
+	// RA is what the interface advertises (nil: nothing).
+	RA *RA
+}
+
+// RouterSpec is what a router namespace is made to match.
+type RouterSpec struct {
+	Ports []RouterPort
+	// Gateway is the gateway port's device ("" without one).
+	Gateway string
+	// DefaultGateways are next hops of the default routes (one per family).
+	DefaultGateways []net.IP
+	// LearnRA takes the IPv6 default route from upstream advertisements
+	// (an external IPv6 subnet without a gateway).
+	LearnRA bool
+	Routes  []Route
+	// FloatingIPs are mapped 1:1 at the gateway (their addresses are on it).
+	FloatingIPs []FloatingIP
+	// SNAT hides these IPv4 prefixes behind SNATAddress at the gateway.
+	SNAT        []string
+	SNATAddress string
+}
+
+// Route is an extra route.
+type Route struct{ Destination, NextHop string }
+
+// FloatingIP maps an external address onto an internal one.
+type FloatingIP struct{ Address, Fixed string }
+
+// Router is one router namespace and what outlives one Apply: its nft
+// handle, the floating IPs announced, its advertisement senders.
+type Router struct {
+	NS     string
+	hostNS string
+	nft    knftables.Interface // made once: each New runs nft --check
+	// announced are the floating IPs a gratuitous ARP was sent for.
+	announced map[string]bool
+	ra        map[string]*raSender
+}
+
+// OpenRouter returns the router of namespace ns (its ports' host ends live
+// in hostNS), making the namespace when missing; fresh reports whether it
+// was made now.
+func OpenRouter(ns, hostNS string) (r *Router, fresh bool, err error) {
+	if !NamespaceExists(ns) {
+		if err := AddNamespace(ns, RouterSysctls...); err != nil {
+			return nil, false, err
+		}
+		fresh = true
+	}
+	return &Router{NS: ns, hostNS: hostNS, announced: map[string]bool{}, ra: map[string]*raSender{}}, fresh, nil
+}
+
+// Close stops the router's advertisements (the namespace stays).
+func (r *Router) Close() {
+	for _, s := range r.ra {
+		s.cancel()
+	}
+	r.ra = map[string]*raSender{}
+}
+
+// Apply makes the router's namespace match spec.
+func (r *Router) Apply(ctx context.Context, spec RouterSpec) error {
+	h, done, err := handleIn(r.NS)
+	if err != nil {
+		return err
+	}
+	defer done()
+	addrs := map[string][]string{}
+	ra := map[string]RA{}
+	for _, p := range spec.Ports {
+		if err := p.Ensure(r.NS, r.hostNS); err != nil {
+			return err
+		}
+		addrs[p.Dev] = append([]string{}, p.Addrs...)
+		if p.RA != nil {
+			ra[p.Dev] = *p.RA
+		}
+	}
+	if spec.Gateway != "" {
+		for _, f := range spec.FloatingIPs {
+			addrs[spec.Gateway] = append(addrs[spec.Gateway], f.Address+"/32")
+		}
+	}
+	// Devices of ports the router no longer has go (their host ends with
+	// them), so a removed interface stops answering for its subnet.
+	if links, err := h.LinkList(); err == nil {
+		for _, l := range links {
+			name := l.Attrs().Name
+			if (strings.HasPrefix(name, "qr-") || strings.HasPrefix(name, "qg-")) && addrs[name] == nil {
+				if err := h.LinkDel(l); err != nil {
+					return fmt.Errorf("remove %s: %w", name, err)
+				}
+			}
+		}
+	}
+	// NAT before addresses: a floating IP must never answer as the router
+	// itself for lack of its DNAT rule.
+	if err := r.setNAT(spec); err != nil {
+		return err
+	}
+	devs := make([]string, 0, len(addrs))
+	for dev := range addrs {
+		devs = append(devs, dev)
+	}
+	sort.Strings(devs)
+	for _, dev := range devs {
+		if err := setAddrs(h, dev, addrs[dev]); err != nil {
+			return err
+		}
+	}
+	if err := setRoutes(h, spec); err != nil {
+		return err
+	}
+	if spec.Gateway != "" {
+		// A forwarding router takes advertisements only with accept_ra=2;
+		// its address comes from the API, not from SLAAC.
+		accept := "0"
+		if spec.LearnRA {
+			accept = "2"
+		}
+		for _, k := range []string{"net.ipv6.conf." + spec.Gateway + ".accept_ra=" + accept, "net.ipv6.conf." + spec.Gateway + ".autoconf=0"} {
+			if err := run("ip", "netns", "exec", r.NS, "sysctl", "-qw", k); err != nil {
+				return err
+			}
+		}
+	}
+	if err := r.ensureRA(ctx, ra); err != nil {
+		return err
+	}
+	// Tell the external network where new floating IPs are now.
+	now := map[string]bool{}
+	for _, f := range spec.FloatingIPs {
+		now[f.Address] = true
+		if spec.Gateway != "" && !r.announced[f.Address] {
+			cmd := exec.Command("ip", "netns", "exec", r.NS, "busybox", "arping", "-U", "-c", "1", "-I", spec.Gateway, f.Address)
+			if cmd.Start() == nil {
+				go cmd.Wait()
+			}
+		}
+	}
+	r.announced = now
+	return nil
+}
+
+// setAddrs makes dev's global addresses exactly cidrs.
+func setAddrs(h *netlink.Handle, dev string, cidrs []string) error {
+	l, err := h.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	want := map[string]*netlink.Addr{}
+	for _, c := range cidrs {
+		a, err := netlink.ParseAddr(c)
+		if err != nil {
+			return err
+		}
+		if a.IP.To4() == nil {
+			a.Flags = syscall.IFA_F_NODAD
+		}
+		want[a.IPNet.String()] = a
+	}
+	have, err := h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return err
+	}
+	for _, a := range have {
+		if a.IP.IsLinkLocalUnicast() {
+			continue
+		}
+		if _, ok := want[a.IPNet.String()]; ok {
+			delete(want, a.IPNet.String())
+			continue
+		}
+		a := a
+		if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return err
+		}
+	}
+	for _, a := range want {
+		if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("address %s on %s: %w", a.IPNet, dev, err)
+		}
+	}
+	return nil
+}
+
+// routeProto marks the routes a router's reconciler manages (RTPROT_STATIC).
+const routeProto = 4
+
+// setRoutes makes the router's managed routes exactly: a default route per
+// family via the external subnets' gateways, and the extra routes.
+func setRoutes(h *netlink.Handle, spec RouterSpec) error {
+	var want []netlink.Route
+	if spec.Gateway != "" {
+		if l, err := h.LinkByName(spec.Gateway); err == nil {
+			seen := map[bool]bool{}
+			for _, gw := range spec.DefaultGateways {
+				v4 := gw.To4() != nil
+				if seen[v4] {
+					continue
+				}
+				seen[v4] = true
+				dst := &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}
+				if !v4 {
+					dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
+				}
+				want = append(want, netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: gw, Protocol: routeProto})
+			}
+		}
+	}
+	for _, e := range spec.Routes {
+		_, dst, err1 := net.ParseCIDR(e.Destination)
+		hop := net.ParseIP(e.NextHop)
+		if err1 != nil || hop == nil {
+			continue
+		}
+		want = append(want, netlink.Route{Dst: dst, Gw: hop, Protocol: routeProto})
+	}
+	key := func(rt netlink.Route) string {
+		d := "default"
+		if rt.Dst != nil {
+			d = rt.Dst.String()
+			if ones, _ := rt.Dst.Mask.Size(); ones == 0 {
+				d = "default"
+			}
+		}
+		fam := "4"
+		if rt.Gw != nil && rt.Gw.To4() == nil {
+			fam = "6"
+		}
+		return fam + " " + d + " " + rt.Gw.String()
+	}
+	wanted := map[string]netlink.Route{}
+	for _, rt := range want {
+		wanted[key(rt)] = rt
+	}
+	have, err := h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: routeProto}, netlink.RT_FILTER_PROTOCOL)
+	if err != nil {
+		return err
+	}
+	for _, rt := range have {
+		if _, ok := wanted[key(rt)]; ok {
+			delete(wanted, key(rt))
+			continue
+		}
+		rt := rt
+		h.RouteDel(&rt)
+	}
+	keys := make([]string, 0, len(wanted))
+	for k := range wanted {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		rt := wanted[k]
+		if err := h.RouteReplace(&rt); err != nil {
+			return fmt.Errorf("route %s: %w", k, err)
+		}
+	}
+	return nil
+}
+
+// setNAT writes the router's NAT table whole (it is small): floating IPs
+// first, then SNAT of the internal subnets behind the gateway address.
+func (r *Router) setNAT(spec RouterSpec) error {
+	return InNamespaceNamed(r.NS, func() error {
+		if r.nft == nil {
+			nft, err := knftables.New(knftables.IPv4Family, "neutrino-nat")
+			if err != nil {
+				return err
+			}
+			r.nft = nft
+		}
+		tx := r.nft.NewTransaction()
+		tx.Add(&knftables.Table{})
+		tx.Delete(&knftables.Table{})
+		tx.Add(&knftables.Table{})
+		tx.Add(&knftables.Chain{Name: "prerouting", Type: knftables.PtrTo(knftables.NATType),
+			Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.DNATPriority)})
+		tx.Add(&knftables.Chain{Name: "output", Type: knftables.PtrTo(knftables.NATType),
+			Hook: knftables.PtrTo(knftables.OutputHook), Priority: knftables.PtrTo(knftables.DNATPriority)})
+		tx.Add(&knftables.Chain{Name: "postrouting", Type: knftables.PtrTo(knftables.NATType),
+			Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
+		if gw := spec.Gateway; gw != "" {
+			for _, f := range spec.FloatingIPs {
+				if f.Address == "" || f.Fixed == "" {
+					continue
+				}
+				tx.Add(&knftables.Rule{Chain: "prerouting", Rule: knftables.Concat("ip daddr", f.Address, "dnat to", f.Fixed)})
+				tx.Add(&knftables.Rule{Chain: "output", Rule: knftables.Concat("ip daddr", f.Address, "dnat to", f.Fixed)})
+				tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat("ip saddr", f.Fixed, "oifname", quote(gw), "snat to", f.Address)})
+			}
+			var v4 []string
+			for _, c := range spec.SNAT {
+				if p, err := netip.ParsePrefix(c); err == nil && p.Addr().Is4() {
+					v4 = append(v4, c)
+				}
+			}
+			if spec.SNATAddress != "" && len(v4) > 0 {
+				tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat("oifname", quote(gw), "ip saddr {", strings.Join(v4, ", "), "} snat to", spec.SNATAddress)})
+			}
+		}
+		return r.nft.Run(context.Background(), tx)
+	})
+}
