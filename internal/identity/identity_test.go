@@ -23,7 +23,7 @@ func newBuiltin(t *testing.T) (*Builtin, *httptest.Server) {
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	b := NewBuiltin(db)
+	b := testBuiltin(db)
 	if _, err := b.Bootstrap(context.Background(), "adminpw", "demopw"); err != nil {
 		t.Fatal(err)
 	}

@@ -50,9 +50,7 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 	}
 	c := t.caller()
 	admin := c.Admin
-	forbid := func() {
-		keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action.")
-	}
+	forbid := func() { forbidden(w) }
 	switch {
 	case seg[0] == "domains":
 		b.domains(w, r, seg)
@@ -103,6 +101,10 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
 	}
+}
+
+func forbidden(w http.ResponseWriter) {
+	keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action.")
 }
 
 func unauthorized(w http.ResponseWriter) {
@@ -248,14 +250,8 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Subject-Token", tok)
 		writeJSON(w, http.StatusCreated, map[string]any{"token": b.tokenBody(r, t)})
 	case http.MethodGet, http.MethodHead:
-		if _, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token")); err != nil {
-			unauthorized(w)
-			return
-		}
-		sub := r.Header.Get("X-Subject-Token")
-		t, err := b.lookup(r.Context(), sub)
-		if err != nil {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token: "+sub+".")
+		sub, t, ok := b.subjectToken(w, r)
+		if !ok {
 			return
 		}
 		w.Header().Set("X-Subject-Token", sub)
@@ -265,15 +261,41 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"token": b.tokenBody(r, t)})
 	case http.MethodDelete:
-		if _, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token")); err != nil {
-			unauthorized(w)
+		sub, _, ok := b.subjectToken(w, r)
+		if !ok {
 			return
 		}
-		b.Revoke(r.Context(), r.Header.Get("X-Subject-Token"))
+		b.Revoke(r.Context(), sub)
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
 	}
+}
+
+// subjectToken authenticates the caller of a request about the token in
+// X-Subject-Token (validation, revocation) and returns that token. As in
+// Keystone's policy, only admins, service users and the token's own user
+// may see or revoke it; anyone else is refused whether or not the token
+// exists, so that the answer tells nothing about other users' tokens. It
+// answers the request itself and returns false when it may go no further.
+func (b *Builtin) subjectToken(w http.ResponseWriter, r *http.Request) (string, *token, bool) {
+	caller, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
+	if err != nil {
+		unauthorized(w)
+		return "", nil, false
+	}
+	sub := r.Header.Get("X-Subject-Token")
+	t, err := b.lookup(r.Context(), sub)
+	c := caller.caller()
+	if !c.Admin && !c.Service && (err != nil || t.UserID != caller.UserID) {
+		forbidden(w)
+		return "", nil, false
+	}
+	if err != nil {
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token: "+sub+".")
+		return "", nil, false
+	}
+	return sub, t, true
 }
 
 func (b *Builtin) tokenBody(r *http.Request, t *token) map[string]any {
