@@ -11,7 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -34,6 +34,9 @@ type Builtin struct {
 	PublicURL func(r *http.Request) string
 	Region    string
 	TokenTTL  time.Duration
+
+	// Log receives the causes of failed requests (nil: slog's default).
+	Log *slog.Logger
 
 	mu     sync.Mutex
 	tokens map[string]*token // sha256(token) -> token
@@ -424,6 +427,13 @@ func (b *Builtin) forgetUser(user string) {
 		}
 	}
 	b.mu.Unlock()
+}
+
+func (b *Builtin) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
+	}
+	return slog.Default()
 }
 
 // ServeHTTP serves /v3.

@@ -103,6 +103,32 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// internalError answers a request that failed for a reason of the server's
+// (the database), logging the cause: it is no business of the client's.
+func (b *Builtin) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	b.log().Error("identity: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	keystoneError(w, http.StatusInternalServerError, "Internal Server Error",
+		"An unexpected error prevented the server from fulfilling your request.")
+}
+
+// writeFailed answers a write that did not happen: 409 with conflict when
+// it broke a uniqueness rule (a name taken), else 500.
+func (b *Builtin) writeFailed(w http.ResponseWriter, r *http.Request, err error, conflict string) {
+	if store.IsUniqueViolation(err) {
+		keystoneError(w, http.StatusConflict, "Conflict", conflict)
+		return
+	}
+	b.internalError(w, r, err)
+}
+
+func projectConflict(name string) string {
+	return "Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : " + name + "."
+}
+
+func userConflict(name string) string {
+	return "Conflict occurred attempting to store user - Duplicate entry found with name " + name + " at domain ID default."
+}
+
 func forbidden(w http.ResponseWriter) {
 	keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action.")
 }
@@ -234,6 +260,10 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 					return e
 				})
 			}
+			if err != nil && !errors.Is(err, sql.ErrNoRows) {
+				b.internalError(w, r, err)
+				return
+			}
 			if err != nil || len(nt.Roles) == 0 {
 				unauthorized(w)
 				return
@@ -243,8 +273,12 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 			u := req.Auth.Identity.Password.User
 			tok, t, err = b.Issue(r.Context(), u.Name, u.ID, u.Password, scope.Project.Name, scope.Project.ID)
 		}
-		if err != nil {
+		if errors.Is(err, errUnauthorized) {
 			unauthorized(w)
+			return
+		}
+		if err != nil {
+			b.internalError(w, r, err)
 			return
 		}
 		w.Header().Set("X-Subject-Token", tok)
@@ -265,7 +299,10 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			return
 		}
-		b.Revoke(r.Context(), sub)
+		if err := b.Revoke(r.Context(), sub); err != nil {
+			b.internalError(w, r, err)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
@@ -371,7 +408,7 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 			return rows.Err()
 		})
 		if err != nil {
-			keystoneError(w, 500, "Internal Server Error", err.Error())
+			b.internalError(w, r, err)
 			return
 		}
 		if out == nil {
@@ -390,7 +427,7 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 			return err
 		})
 		if err != nil {
-			keystoneError(w, http.StatusConflict, "Conflict", "Duplicate entry.")
+			b.writeFailed(w, r, err, "Duplicate entry.")
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"role": render(id, s(m, "name"))})
@@ -405,7 +442,7 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"role": render(seg[1], name)})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
-		b.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
 			if _, err := tx.Exec("DELETE FROM id_assignments WHERE role_id = ?", seg[1]); err != nil {
 				return err
 			}
@@ -413,6 +450,10 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 			return err
 		})
 		b.forgetUser("")
+		if err != nil {
+			b.internalError(w, r, err)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
@@ -453,7 +494,7 @@ func (b *Builtin) queryProjects(r *http.Request, q string, args ...any) ([]any, 
 func (b *Builtin) listProjects(w http.ResponseWriter, r *http.Request, q string, args ...any) {
 	out, err := b.queryProjects(r, q, args...)
 	if err != nil {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
+		b.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"projects": out})
@@ -487,7 +528,7 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 			return err
 		})
 		if err != nil {
-			keystoneError(w, http.StatusConflict, "Conflict", "Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : "+p.Name+".")
+			b.writeFailed(w, r, err, projectConflict(p.Name))
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"project": b.renderProject(r, p)})
@@ -498,7 +539,7 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
 				return
 			}
-			b.DB.Write(ctx, func(tx *store.Tx) error {
+			_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
 				for _, col := range []string{"name", "description"} {
 					if v, ok := m[col].(string); ok {
 						if _, err := tx.Exec("UPDATE id_projects SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
@@ -513,6 +554,10 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 				}
 				return nil
 			})
+			if err != nil {
+				b.writeFailed(w, r, err, projectConflict(s(m, "name")))
+				return
+			}
 		}
 		out, err := b.queryProjects(r, projectCols+" WHERE id = ?", seg[1])
 		if err != nil || len(out) == 0 {
@@ -522,7 +567,7 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 		writeJSON(w, http.StatusOK, map[string]any{"project": out[0]})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
 		var found bool
-		b.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
 			res, err := tx.Exec("DELETE FROM id_projects WHERE id = ?", seg[1])
 			if err != nil {
 				return err
@@ -536,6 +581,10 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 			return err
 		})
 		b.forgetUser("")
+		if err != nil {
+			b.internalError(w, r, err)
+			return
+		}
 		if !found {
 			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find project: "+seg[1]+".")
 			return
@@ -597,7 +646,7 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 		}
 		out, err := b.queryUsers(r, q+" ORDER BY name", args...)
 		if err != nil {
-			keystoneError(w, 500, "Internal Server Error", err.Error())
+			b.internalError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"users": out})
@@ -613,15 +662,17 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 			u.Enabled = e
 		}
 		h, err := hashPassword(s(m, "password"))
-		if err == nil {
-			_, err = b.DB.Write(ctx, func(tx *store.Tx) error {
-				_, err := tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-					u.ID, u.Name, u.Domain, h, u.Enabled, u.Project, u.Description, u.Email)
-				return err
-			})
-		}
 		if err != nil {
-			keystoneError(w, http.StatusConflict, "Conflict", "Conflict occurred attempting to store user - Duplicate entry found with name "+u.Name+" at domain ID default.")
+			b.internalError(w, r, err)
+			return
+		}
+		_, err = b.DB.Write(ctx, func(tx *store.Tx) error {
+			_, err := tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+				u.ID, u.Name, u.Domain, h, u.Enabled, u.Project, u.Description, u.Email)
+			return err
+		})
+		if err != nil {
+			b.writeFailed(w, r, err, userConflict(u.Name))
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"user": b.renderUser(r, u)})
@@ -632,7 +683,7 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
 				return
 			}
-			b.DB.Write(ctx, func(tx *store.Tx) error {
+			_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
 				for _, col := range []string{"name", "description", "email", "default_project_id"} {
 					if v, ok := m[col].(string); ok {
 						if _, err := tx.Exec("UPDATE id_users SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
@@ -665,6 +716,10 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 				return nil
 			})
 			b.forgetUser(seg[1])
+			if err != nil {
+				b.writeFailed(w, r, err, userConflict(s(m, "name")))
+				return
+			}
 		}
 		out, err := b.queryUsers(r, " WHERE id = ?", seg[1])
 		if err != nil || len(out) == 0 {
@@ -674,7 +729,7 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 		writeJSON(w, http.StatusOK, map[string]any{"user": out[0]})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
 		var found bool
-		b.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
 			res, err := tx.Exec("DELETE FROM id_users WHERE id = ?", seg[1])
 			if err != nil {
 				return err
@@ -688,6 +743,10 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 			return err
 		})
 		b.forgetUser(seg[1])
+		if err != nil {
+			b.internalError(w, r, err)
+			return
+		}
 		if !found {
 			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+seg[1]+".")
 			return
@@ -721,7 +780,7 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 		return err
 	})
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
+		b.internalError(w, r, err)
 		return
 	}
 	if missing != "" {
@@ -730,8 +789,12 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 	}
 	switch r.Method {
 	case http.MethodPut:
-		b.DB.Write(ctx, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
+		_, err := b.DB.Write(ctx, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
 		b.forgetUser(user)
+		if err != nil {
+			b.internalError(w, r, err)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodHead, http.MethodGet:
 		if !has {
@@ -740,11 +803,15 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodDelete:
-		b.DB.Write(ctx, func(tx *store.Tx) error {
+		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
 			_, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?", user, project, roleID)
 			return err
 		})
 		b.forgetUser(user)
+		if err != nil {
+			b.internalError(w, r, err)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
@@ -762,7 +829,7 @@ func (b *Builtin) listUserRoles(w http.ResponseWriter, r *http.Request, project,
 		return err
 	})
 	if err != nil {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
+		b.internalError(w, r, err)
 		return
 	}
 	if out == nil {
@@ -804,7 +871,7 @@ func (b *Builtin) roleAssignments(w http.ResponseWriter, r *http.Request) {
 		return rows.Err()
 	})
 	if err != nil {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
+		b.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"role_assignments": out})
