@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -39,7 +40,7 @@ type Builtin struct {
 	Log *slog.Logger
 
 	mu     sync.Mutex
-	tokens map[string]*token // sha256(token) -> token
+	tokens map[string]*token // sha256(token) -> token, as of its rev
 }
 
 type token struct {
@@ -47,13 +48,15 @@ type token struct {
 	Roles                                    []role
 	Issued, Expires                          time.Time
 	Methods                                  []string
-	checked                                  time.Time // when this server last read it from the store
+	// rev is the identity revision this copy is current at: the cached
+	// copy is trusted while the identity revision has not moved.
+	rev int64
 }
 
-// recheck is how long a server trusts its cached copy of a token before
-// reading it again (roles, disabled users and revocations by other servers
-// take effect within this time).
-const recheck = 30 * time.Second
+// maxCached bounds the token cache; past it, entries that are expired or
+// no longer current are dropped, and if that is not enough, all of them (a
+// cache miss costs one read).
+const maxCached = 100000
 
 type role struct{ ID, Name string }
 
@@ -99,7 +102,7 @@ func checkPassword(stored, pw string) bool {
 // It returns true if anything was created.
 func (b *Builtin) Bootstrap(ctx context.Context, adminPassword, demoPassword string) (bool, error) {
 	created := false
-	_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+	err := b.change(ctx, func(tx *store.Tx) error {
 		roles := map[string]string{}
 		for _, name := range []string{"admin", "member", "reader", "service"} {
 			id, err := ensureRole(tx, name)
@@ -241,50 +244,81 @@ func (b *Builtin) rolesOf(tx *store.Tx, user, project string) ([]role, error) {
 	return out, rows.Err()
 }
 
-// lookup validates a token string.
+// lookup validates a token string: errUnauthorized for a token that is
+// not (or no longer) valid, another error when the store failed.
 func (b *Builtin) lookup(ctx context.Context, tok string) (*token, error) {
 	if tok == "" {
 		return nil, errUnauthorized
 	}
 	k := tokenKey(tok)
-	b.mu.Lock()
-	t, ok := b.tokens[k]
-	b.mu.Unlock()
-	if ok && time.Since(t.checked) < recheck {
-		if time.Now().After(t.Expires) {
-			return nil, errUnauthorized
-		}
-		return t, nil
-	}
-	// Another server may have issued it: read it from the store.
-	var nt token
-	var issued, expires int64
+	var t *token
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
-		err := tx.QueryRow(`SELECT t.user_id, u.name, t.project_id, p.name, t.issued_at, t.expires_at FROM id_tokens t
-JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id
-WHERE t.id = ? AND u.enabled AND p.enabled`, k).
-			Scan(&nt.UserID, &nt.UserName, &nt.ProjectID, &nt.ProjectName, &issued, &expires)
+		rev, err := currentRevision(tx)
 		if err != nil {
 			return err
 		}
-		nt.Roles, err = b.rolesOf(tx, nt.UserID, nt.ProjectID)
-		return err
+		b.mu.Lock()
+		cached := b.tokens[k]
+		b.mu.Unlock()
+		if cached != nil && cached.rev == rev {
+			t = cached
+			return nil
+		}
+		// Not cached, or identity changed since: read it again (another
+		// server may also have issued it).
+		nt := &token{rev: rev, Methods: []string{"password"}}
+		var issued, expires int64
+		err = tx.QueryRow(`SELECT t.user_id, u.name, t.project_id, p.name, t.issued_at, t.expires_at FROM id_tokens t
+JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id
+WHERE t.id = ? AND u.enabled AND p.enabled`, k).
+			Scan(&nt.UserID, &nt.UserName, &nt.ProjectID, &nt.ProjectName, &issued, &expires)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errUnauthorized
+		}
+		if err != nil {
+			return fmt.Errorf("identity: token: %w", err)
+		}
+		if nt.Roles, err = b.rolesOf(tx, nt.UserID, nt.ProjectID); err != nil {
+			return fmt.Errorf("identity: roles: %w", err)
+		}
+		if len(nt.Roles) == 0 {
+			return errUnauthorized
+		}
+		nt.Issued, nt.Expires = time.Unix(issued, 0), time.Unix(expires, 0)
+		t = nt
+		b.remember(k, t)
+		return nil
 	})
-	if err != nil || len(nt.Roles) == 0 {
+	if errors.Is(err, errUnauthorized) {
 		b.mu.Lock()
 		delete(b.tokens, k)
 		b.mu.Unlock()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if time.Now().After(t.Expires) {
 		return nil, errUnauthorized
 	}
-	nt.Issued, nt.Expires, nt.Methods = time.Unix(issued, 0), time.Unix(expires, 0), []string{"password"}
-	nt.checked = time.Now()
-	if time.Now().After(nt.Expires) {
-		return nil, errUnauthorized
-	}
+	return t, nil
+}
+
+// remember caches t under key k.
+func (b *Builtin) remember(k string, t *token) {
 	b.mu.Lock()
-	b.tokens[k] = &nt
-	b.mu.Unlock()
-	return &nt, nil
+	defer b.mu.Unlock()
+	if len(b.tokens) >= maxCached {
+		now := time.Now()
+		for key, c := range b.tokens {
+			if c.rev != t.rev || now.After(c.Expires) {
+				delete(b.tokens, key)
+			}
+		}
+		if len(b.tokens) >= maxCached {
+			clear(b.tokens)
+		}
+	}
+	b.tokens[k] = t
 }
 
 var errUnauthorized = errors.New("identity: the request you have made requires authentication")
@@ -313,13 +347,16 @@ func (t *token) caller() *policy.Caller {
 func (b *Builtin) TokenFor(ctx context.Context, userName, projectName string) (string, error) {
 	var t token
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		if t.rev, err = currentRevision(tx); err != nil {
+			return err
+		}
 		if err := tx.QueryRow("SELECT id, name FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, userName).Scan(&t.UserID, &t.UserName); err != nil {
 			return err
 		}
 		if err := tx.QueryRow("SELECT id, name FROM id_projects WHERE domain_id = ? AND name = ?", DefaultDomain, projectName).Scan(&t.ProjectID, &t.ProjectName); err != nil {
 			return err
 		}
-		var err error
 		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
 		return err
 	})
@@ -336,6 +373,10 @@ func (b *Builtin) Issue(ctx context.Context, userName, userID, password, project
 	var hash string
 	var enabled bool
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		if t.rev, err = currentRevision(tx); err != nil {
+			return err
+		}
 		q := "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE "
 		arg := userID
 		if userID != "" {
@@ -360,12 +401,53 @@ func (b *Builtin) Issue(ctx context.Context, userName, userID, password, project
 		if err := tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName, &projectEnabled); err != nil {
 			return err
 		}
-		var err error
 		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
 		return err
 	})
 	if err != nil || !enabled || !checkPassword(hash, password) {
 		return "", nil, errUnauthorized
+	}
+	if len(t.Roles) == 0 {
+		return "", nil, errUnauthorized
+	}
+	return b.store(ctx, &t)
+}
+
+// rescope issues a token for the user of token old, scoped to the project
+// given by id or name (old's own when neither is given), as the token
+// authentication method does; it ends when old does.
+func (b *Builtin) rescope(ctx context.Context, old, projectID, projectName string) (string, *token, error) {
+	from, err := b.lookup(ctx, old)
+	if err != nil {
+		return "", nil, err
+	}
+	t := token{UserID: from.UserID, UserName: from.UserName, ProjectID: from.ProjectID, ProjectName: from.ProjectName,
+		Methods: []string{"token"}, Expires: from.Expires}
+	err = b.DB.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		if t.rev, err = currentRevision(tx); err != nil {
+			return err
+		}
+		q, arg := "SELECT id, name, enabled FROM id_projects WHERE id = ?", t.ProjectID
+		switch {
+		case projectID != "":
+			arg = projectID
+		case projectName != "":
+			q, arg = "SELECT id, name, enabled FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", projectName
+		}
+		var enabled bool
+		err = tx.QueryRow(q, arg).Scan(&t.ProjectID, &t.ProjectName, &enabled)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && !enabled {
+			return errUnauthorized
+		}
+		if err != nil {
+			return err
+		}
+		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
+		return err
+	})
+	if err != nil {
+		return "", nil, err
 	}
 	if len(t.Roles) == 0 {
 		return "", nil, errUnauthorized
@@ -383,7 +465,6 @@ func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
 	if t.Expires.IsZero() || t.Expires.After(t.Issued.Add(b.TokenTTL)) {
 		t.Expires = t.Issued.Add(b.TokenTTL)
 	}
-	t.checked = time.Now()
 	if t.Methods == nil {
 		t.Methods = []string{"password"}
 	}
@@ -399,34 +480,19 @@ func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
 	if err != nil {
 		return "", nil, err
 	}
-	b.mu.Lock()
-	b.tokens[k] = t
-	b.mu.Unlock()
+	// Cached at the identity revision read before its user, project and
+	// roles were: a change since then has it read again at its first use.
+	b.remember(k, t)
 	return tok, t, nil
 }
 
-// Revoke invalidates a token.
+// Revoke invalidates a token, on every server sharing the database.
 func (b *Builtin) Revoke(ctx context.Context, tok string) error {
 	k := tokenKey(tok)
-	b.mu.Lock()
-	delete(b.tokens, k)
-	b.mu.Unlock()
-	_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+	return b.change(ctx, func(tx *store.Tx) error {
 		_, err := tx.Exec("DELETE FROM id_tokens WHERE id = ?", k)
 		return err
 	})
-	return err
-}
-
-// forgetUser drops cached tokens of a user (after role or user changes).
-func (b *Builtin) forgetUser(user string) {
-	b.mu.Lock()
-	for k, t := range b.tokens {
-		if t.UserID == user || user == "" {
-			delete(b.tokens, k)
-		}
-	}
-	b.mu.Unlock()
 }
 
 func (b *Builtin) log() *slog.Logger {

@@ -25,27 +25,22 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 			b.tokensHandler(w, r)
 			return
 		case "catalog":
-			t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
-			if err != nil {
-				unauthorized(w)
+			if _, ok := b.authenticated(w, r); !ok {
 				return
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"catalog": b.catalog(r), "links": map[string]any{"self": b.base(r) + "/v3/auth/catalog"}})
-			_ = t
 			return
 		case "projects":
-			t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
-			if err != nil {
-				unauthorized(w)
+			t, ok := b.authenticated(w, r)
+			if !ok {
 				return
 			}
 			b.listProjects(w, r, "SELECT p.id, p.name, p.domain_id, p.description, p.enabled, p.parent_id, p.is_domain FROM id_projects p WHERE p.id IN (SELECT project_id FROM id_assignments WHERE user_id = ?) ORDER BY p.name", t.UserID)
 			return
 		}
 	}
-	t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
-	if err != nil {
-		unauthorized(w)
+	t, ok := b.authenticated(w, r)
+	if !ok {
 		return
 	}
 	c := t.caller()
@@ -101,6 +96,21 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
 	}
+}
+
+// authenticated returns the caller's token, or answers 401 (or 500 when the
+// store failed) and returns false.
+func (b *Builtin) authenticated(w http.ResponseWriter, r *http.Request) (*token, bool) {
+	t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
+	if errors.Is(err, errUnauthorized) {
+		unauthorized(w)
+		return nil, false
+	}
+	if err != nil {
+		b.internalError(w, r, err)
+		return nil, false
+	}
+	return t, true
 }
 
 // internalError answers a request that failed for a reason of the server's
@@ -236,39 +246,7 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 		var err error
 		methods := req.Auth.Identity.Methods
 		if len(methods) == 1 && methods[0] == "token" {
-			old, lerr := b.lookup(r.Context(), req.Auth.Identity.Token.ID)
-			if lerr != nil {
-				unauthorized(w)
-				return
-			}
-			// A rescoped token ends when the one it came from does.
-			nt := token{UserID: old.UserID, UserName: old.UserName, ProjectID: old.ProjectID, ProjectName: old.ProjectName,
-				Methods: []string{"token"}, Expires: old.Expires}
-			if scope.Project.ID != "" || scope.Project.Name != "" {
-				err = b.DB.Read(r.Context(), func(tx *store.Tx) error {
-					q, arg := "SELECT id, name FROM id_projects WHERE id = ?", scope.Project.ID
-					if arg == "" {
-						q, arg = "SELECT id, name FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", scope.Project.Name
-					}
-					return tx.QueryRow(q, arg).Scan(&nt.ProjectID, &nt.ProjectName)
-				})
-			}
-			if err == nil {
-				err = b.DB.Read(r.Context(), func(tx *store.Tx) error {
-					var e error
-					nt.Roles, e = b.rolesOf(tx, nt.UserID, nt.ProjectID)
-					return e
-				})
-			}
-			if err != nil && !errors.Is(err, sql.ErrNoRows) {
-				b.internalError(w, r, err)
-				return
-			}
-			if err != nil || len(nt.Roles) == 0 {
-				unauthorized(w)
-				return
-			}
-			tok, t, err = b.store(r.Context(), &nt)
+			tok, t, err = b.rescope(r.Context(), req.Auth.Identity.Token.ID, scope.Project.ID, scope.Project.Name)
 		} else {
 			u := req.Auth.Identity.Password.User
 			tok, t, err = b.Issue(r.Context(), u.Name, u.ID, u.Password, scope.Project.Name, scope.Project.ID)
@@ -316,13 +294,16 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 // exists, so that the answer tells nothing about other users' tokens. It
 // answers the request itself and returns false when it may go no further.
 func (b *Builtin) subjectToken(w http.ResponseWriter, r *http.Request) (string, *token, bool) {
-	caller, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
-	if err != nil {
-		unauthorized(w)
+	caller, ok := b.authenticated(w, r)
+	if !ok {
 		return "", nil, false
 	}
 	sub := r.Header.Get("X-Subject-Token")
 	t, err := b.lookup(r.Context(), sub)
+	if err != nil && !errors.Is(err, errUnauthorized) {
+		b.internalError(w, r, err)
+		return "", nil, false
+	}
 	c := caller.caller()
 	if !c.Admin && !c.Service && (err != nil || t.UserID != caller.UserID) {
 		forbidden(w)
@@ -422,7 +403,7 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 			return
 		}
 		id := newID()
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		err := b.change(ctx, func(tx *store.Tx) error {
 			_, err := tx.Exec("INSERT INTO id_roles (id, name) VALUES (?, ?)", id, s(m, "name"))
 			return err
 		})
@@ -442,14 +423,13 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"role": render(seg[1], name)})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		err := b.change(ctx, func(tx *store.Tx) error {
 			if _, err := tx.Exec("DELETE FROM id_assignments WHERE role_id = ?", seg[1]); err != nil {
 				return err
 			}
 			_, err := tx.Exec("DELETE FROM id_roles WHERE id = ?", seg[1])
 			return err
 		})
-		b.forgetUser("")
 		if err != nil {
 			b.internalError(w, r, err)
 			return
@@ -522,7 +502,7 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 		if e, ok := m["enabled"].(bool); ok {
 			p.Enabled = e
 		}
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		err := b.change(ctx, func(tx *store.Tx) error {
 			_, err := tx.Exec("INSERT INTO id_projects (id, name, domain_id, description, enabled, parent_id, is_domain) VALUES (?, ?, ?, ?, ?, ?, ?)",
 				p.ID, p.Name, p.Domain, p.Description, p.Enabled, p.Parent, false)
 			return err
@@ -539,7 +519,7 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
 				return
 			}
-			_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+			err := b.change(ctx, func(tx *store.Tx) error {
 				for _, col := range []string{"name", "description"} {
 					if v, ok := m[col].(string); ok {
 						if _, err := tx.Exec("UPDATE id_projects SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
@@ -550,6 +530,12 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 				if v, ok := m["enabled"].(bool); ok {
 					if _, err := tx.Exec("UPDATE id_projects SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
 						return err
+					}
+					// As in Keystone, its tokens end: enabling it again does not revive them.
+					if !v {
+						if _, err := tx.Exec("DELETE FROM id_tokens WHERE project_id = ?", seg[1]); err != nil {
+							return err
+						}
 					}
 				}
 				return nil
@@ -567,7 +553,7 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 		writeJSON(w, http.StatusOK, map[string]any{"project": out[0]})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
 		var found bool
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		err := b.change(ctx, func(tx *store.Tx) error {
 			res, err := tx.Exec("DELETE FROM id_projects WHERE id = ?", seg[1])
 			if err != nil {
 				return err
@@ -580,7 +566,6 @@ func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string)
 			_, err = tx.Exec("DELETE FROM id_tokens WHERE project_id = ?", seg[1])
 			return err
 		})
-		b.forgetUser("")
 		if err != nil {
 			b.internalError(w, r, err)
 			return
@@ -666,7 +651,7 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 			b.internalError(w, r, err)
 			return
 		}
-		_, err = b.DB.Write(ctx, func(tx *store.Tx) error {
+		err = b.change(ctx, func(tx *store.Tx) error {
 			_, err := tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 				u.ID, u.Name, u.Domain, h, u.Enabled, u.Project, u.Description, u.Email)
 			return err
@@ -683,7 +668,7 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
 				return
 			}
-			_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+			err := b.change(ctx, func(tx *store.Tx) error {
 				for _, col := range []string{"name", "description", "email", "default_project_id"} {
 					if v, ok := m[col].(string); ok {
 						if _, err := tx.Exec("UPDATE id_users SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
@@ -715,7 +700,6 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 				}
 				return nil
 			})
-			b.forgetUser(seg[1])
 			if err != nil {
 				b.writeFailed(w, r, err, userConflict(s(m, "name")))
 				return
@@ -729,7 +713,7 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 		writeJSON(w, http.StatusOK, map[string]any{"user": out[0]})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
 		var found bool
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		err := b.change(ctx, func(tx *store.Tx) error {
 			res, err := tx.Exec("DELETE FROM id_users WHERE id = ?", seg[1])
 			if err != nil {
 				return err
@@ -742,7 +726,6 @@ func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
 			_, err = tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1])
 			return err
 		})
-		b.forgetUser(seg[1])
 		if err != nil {
 			b.internalError(w, r, err)
 			return
@@ -789,8 +772,7 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 	}
 	switch r.Method {
 	case http.MethodPut:
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
-		b.forgetUser(user)
+		err := b.change(ctx, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
 		if err != nil {
 			b.internalError(w, r, err)
 			return
@@ -803,11 +785,10 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodDelete:
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		err := b.change(ctx, func(tx *store.Tx) error {
 			_, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?", user, project, roleID)
 			return err
 		})
-		b.forgetUser(user)
 		if err != nil {
 			b.internalError(w, r, err)
 			return
