@@ -14,9 +14,9 @@ import (
 	"neutrino/internal/store"
 )
 
-// request sends one request with the given headers and returns the status
-// and the decoded body (nil when there is none).
-func request(t *testing.T, srv *httptest.Server, method, path string, headers map[string]string, body any) (int, map[string]any) {
+// send sends one request with the given headers and returns the status,
+// the response's headers and its decoded body (nil when there is none).
+func send(t *testing.T, srv *httptest.Server, method, path string, headers map[string]string, body any) (int, http.Header, map[string]any) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -41,7 +41,14 @@ func request(t *testing.T, srv *httptest.Server, method, path string, headers ma
 	defer resp.Body.Close()
 	var out map[string]any
 	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return resp.StatusCode, resp.Header, out
+}
+
+// request is send without the response's headers.
+func request(t *testing.T, srv *httptest.Server, method, path string, headers map[string]string, body any) (int, map[string]any) {
+	t.Helper()
+	st, _, out := send(t, srv, method, path, headers, body)
+	return st, out
 }
 
 // subject sends method on /v3/auth/tokens as caller about subject.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -34,24 +33,11 @@ func newBuiltin(t *testing.T) (*Builtin, *httptest.Server) {
 
 func call(t *testing.T, srv *httptest.Server, method, path, token string, body any) (int, http.Header, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, _ := http.NewRequest(method, srv.URL+path, rd)
-	req.Header.Set("Content-Type", "application/json")
+	headers := map[string]string{}
 	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
+		headers["X-Auth-Token"] = token
 	}
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var out map[string]any
-	json.NewDecoder(r.Body).Decode(&out)
-	return r.StatusCode, r.Header, out
+	return send(t, srv, method, path, headers, body)
 }
 
 func login(user, pw, project string) map[string]any {

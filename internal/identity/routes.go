@@ -35,7 +35,7 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 			if !ok {
 				return
 			}
-			b.listProjects(w, r, "SELECT p.id, p.name, p.domain_id, p.description, p.enabled, p.parent_id, p.is_domain FROM id_projects p WHERE p.id IN (SELECT project_id FROM id_assignments WHERE user_id = ?) ORDER BY p.name", t.UserID)
+			b.list(w, r, projects, projectsOf, t.UserID)
 			return
 		}
 	}
@@ -72,19 +72,19 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 			forbid()
 			return
 		}
-		b.projects(w, r, seg)
+		b.crud(w, r, seg, projects)
 	case seg[0] == "users" && len(seg) == 3 && seg[2] == "projects":
 		if !admin && c.UserID != seg[1] {
 			forbid()
 			return
 		}
-		b.listProjects(w, r, "SELECT p.id, p.name, p.domain_id, p.description, p.enabled, p.parent_id, p.is_domain FROM id_projects p WHERE p.id IN (SELECT project_id FROM id_assignments WHERE user_id = ?) ORDER BY p.name", seg[1])
+		b.list(w, r, projects, projectsOf, seg[1])
 	case seg[0] == "users":
 		if !admin && !(len(seg) == 2 && seg[1] == c.UserID && r.Method == http.MethodGet) {
 			forbid()
 			return
 		}
-		b.users(w, r, seg)
+		b.crud(w, r, seg, users)
 	case seg[0] == "role_assignments":
 		if !admin {
 			forbid()
@@ -113,6 +113,16 @@ func (b *Builtin) authenticated(w http.ResponseWriter, r *http.Request) (*token,
 	return t, true
 }
 
+// changeAnswered makes an identity change (see change) and answers 204,
+// or 500 when it failed.
+func (b *Builtin) changeAnswered(w http.ResponseWriter, r *http.Request, fn func(tx *store.Tx) error) {
+	if err := b.change(r.Context(), fn); err != nil {
+		b.internalError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // internalError answers a request that failed for a reason of the server's
 // (the database), logging the cause: it is no business of the client's.
 func (b *Builtin) internalError(w http.ResponseWriter, r *http.Request, err error) {
@@ -129,14 +139,6 @@ func (b *Builtin) writeFailed(w http.ResponseWriter, r *http.Request, err error,
 		return
 	}
 	b.internalError(w, r, err)
-}
-
-func projectConflict(name string) string {
-	return "Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : " + name + "."
-}
-
-func userConflict(name string) string {
-	return "Conflict occurred attempting to store user - Duplicate entry found with name " + name + " at domain ID default."
 }
 
 func forbidden(w http.ResponseWriter) {
@@ -367,33 +369,23 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 	}
 	switch {
 	case len(seg) == 1 && r.Method == http.MethodGet:
-		var out []any
-		err := b.DB.Read(ctx, func(tx *store.Tx) error {
-			q, args := "SELECT id, name FROM id_roles", []any{}
-			if n := r.URL.Query().Get("name"); n != "" {
-				q += " WHERE name = ?"
-				args = append(args, n)
-			}
-			rows, err := tx.Query(q+" ORDER BY name", args...)
-			if err != nil {
+		q, args := "SELECT id, name FROM id_roles", []any{}
+		if n := r.URL.Query().Get("name"); n != "" {
+			q += " WHERE name = ?"
+			args = append(args, n)
+		}
+		out := []any{}
+		err := b.eachRow(ctx, q+" ORDER BY name", args, func(scan func(...any) error) error {
+			var id, name string
+			if err := scan(&id, &name); err != nil {
 				return err
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var id, name string
-				if err := rows.Scan(&id, &name); err != nil {
-					return err
-				}
-				out = append(out, render(id, name))
-			}
-			return rows.Err()
+			out = append(out, render(id, name))
+			return nil
 		})
 		if err != nil {
 			b.internalError(w, r, err)
 			return
-		}
-		if out == nil {
-			out = []any{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"roles": out})
 	case len(seg) == 1 && r.Method == http.MethodPost:
@@ -417,324 +409,23 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 		err := b.DB.Read(ctx, func(tx *store.Tx) error {
 			return tx.QueryRow("SELECT name FROM id_roles WHERE id = ?", seg[1]).Scan(&name)
 		})
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			b.internalError(w, r, err)
+			return
+		}
 		if err != nil {
 			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find role: "+seg[1]+".")
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"role": render(seg[1], name)})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
-		err := b.change(ctx, func(tx *store.Tx) error {
+		b.changeAnswered(w, r, func(tx *store.Tx) error {
 			if _, err := tx.Exec("DELETE FROM id_assignments WHERE role_id = ?", seg[1]); err != nil {
 				return err
 			}
 			_, err := tx.Exec("DELETE FROM id_roles WHERE id = ?", seg[1])
 			return err
 		})
-		if err != nil {
-			b.internalError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
-	}
-}
-
-type projectRow struct {
-	ID, Name, Domain, Description, Parent string
-	Enabled, IsDomain                     bool
-}
-
-func (b *Builtin) renderProject(r *http.Request, p projectRow) map[string]any {
-	return map[string]any{"id": p.ID, "name": p.Name, "domain_id": p.Domain, "description": p.Description, "enabled": p.Enabled,
-		"parent_id": p.Parent, "is_domain": p.IsDomain, "tags": []any{}, "options": map[string]any{},
-		"links": map[string]any{"self": b.base(r) + "/v3/projects/" + p.ID}}
-}
-
-func (b *Builtin) queryProjects(r *http.Request, q string, args ...any) ([]any, error) {
-	out := []any{}
-	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
-		rows, err := tx.Query(q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var p projectRow
-			if err := rows.Scan(&p.ID, &p.Name, &p.Domain, &p.Description, &p.Enabled, &p.Parent, &p.IsDomain); err != nil {
-				return err
-			}
-			out = append(out, b.renderProject(r, p))
-		}
-		return rows.Err()
-	})
-	return out, err
-}
-
-func (b *Builtin) listProjects(w http.ResponseWriter, r *http.Request, q string, args ...any) {
-	out, err := b.queryProjects(r, q, args...)
-	if err != nil {
-		b.internalError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"projects": out})
-}
-
-const projectCols = "SELECT id, name, domain_id, description, enabled, parent_id, is_domain FROM id_projects"
-
-func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string) {
-	ctx := r.Context()
-	switch {
-	case len(seg) == 1 && r.Method == http.MethodGet:
-		q, args := projectCols+" WHERE 1 = 1", []any{}
-		if n := r.URL.Query().Get("name"); n != "" {
-			q += " AND name = ?"
-			args = append(args, n)
-		}
-		b.listProjects(w, r, q+" ORDER BY name", args...)
-	case len(seg) == 1 && r.Method == http.MethodPost:
-		m, ok := readMember(r, "project")
-		if !ok || s(m, "name") == "" {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
-			return
-		}
-		p := projectRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Description: s(m, "description"), Parent: DefaultDomain, Enabled: true}
-		if e, ok := m["enabled"].(bool); ok {
-			p.Enabled = e
-		}
-		err := b.change(ctx, func(tx *store.Tx) error {
-			_, err := tx.Exec("INSERT INTO id_projects (id, name, domain_id, description, enabled, parent_id, is_domain) VALUES (?, ?, ?, ?, ?, ?, ?)",
-				p.ID, p.Name, p.Domain, p.Description, p.Enabled, p.Parent, false)
-			return err
-		})
-		if err != nil {
-			b.writeFailed(w, r, err, projectConflict(p.Name))
-			return
-		}
-		writeJSON(w, http.StatusCreated, map[string]any{"project": b.renderProject(r, p)})
-	case len(seg) == 2 && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
-		if r.Method == http.MethodPatch {
-			m, ok := readMember(r, "project")
-			if !ok {
-				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
-				return
-			}
-			err := b.change(ctx, func(tx *store.Tx) error {
-				for _, col := range []string{"name", "description"} {
-					if v, ok := m[col].(string); ok {
-						if _, err := tx.Exec("UPDATE id_projects SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
-							return err
-						}
-					}
-				}
-				if v, ok := m["enabled"].(bool); ok {
-					if _, err := tx.Exec("UPDATE id_projects SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
-						return err
-					}
-					// As in Keystone, its tokens end: enabling it again does not revive them.
-					if !v {
-						if _, err := tx.Exec("DELETE FROM id_tokens WHERE project_id = ?", seg[1]); err != nil {
-							return err
-						}
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.writeFailed(w, r, err, projectConflict(s(m, "name")))
-				return
-			}
-		}
-		out, err := b.queryProjects(r, projectCols+" WHERE id = ?", seg[1])
-		if err != nil || len(out) == 0 {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find project: "+seg[1]+".")
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"project": out[0]})
-	case len(seg) == 2 && r.Method == http.MethodDelete:
-		var found bool
-		err := b.change(ctx, func(tx *store.Tx) error {
-			res, err := tx.Exec("DELETE FROM id_projects WHERE id = ?", seg[1])
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			found = n > 0
-			if _, err := tx.Exec("DELETE FROM id_assignments WHERE project_id = ?", seg[1]); err != nil {
-				return err
-			}
-			_, err = tx.Exec("DELETE FROM id_tokens WHERE project_id = ?", seg[1])
-			return err
-		})
-		if err != nil {
-			b.internalError(w, r, err)
-			return
-		}
-		if !found {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find project: "+seg[1]+".")
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
-	}
-}
-
-type userRow struct {
-	ID, Name, Domain, Project, Description, Email string
-	Enabled                                       bool
-}
-
-func (b *Builtin) renderUser(r *http.Request, u userRow) map[string]any {
-	m := map[string]any{"id": u.ID, "name": u.Name, "domain_id": u.Domain, "enabled": u.Enabled, "password_expires_at": nil,
-		"options": map[string]any{}, "links": map[string]any{"self": b.base(r) + "/v3/users/" + u.ID}}
-	if u.Project != "" {
-		m["default_project_id"] = u.Project
-	}
-	if u.Description != "" {
-		m["description"] = u.Description
-	}
-	if u.Email != "" {
-		m["email"] = u.Email
-	}
-	return m
-}
-
-func (b *Builtin) queryUsers(r *http.Request, q string, args ...any) ([]any, error) {
-	out := []any{}
-	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
-		rows, err := tx.Query("SELECT id, name, domain_id, default_project_id, description, email, enabled FROM id_users"+q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var u userRow
-			if err := rows.Scan(&u.ID, &u.Name, &u.Domain, &u.Project, &u.Description, &u.Email, &u.Enabled); err != nil {
-				return err
-			}
-			out = append(out, b.renderUser(r, u))
-		}
-		return rows.Err()
-	})
-	return out, err
-}
-
-func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
-	ctx := r.Context()
-	switch {
-	case len(seg) == 1 && r.Method == http.MethodGet:
-		q, args := " WHERE 1 = 1", []any{}
-		if n := r.URL.Query().Get("name"); n != "" {
-			q += " AND name = ?"
-			args = append(args, n)
-		}
-		out, err := b.queryUsers(r, q+" ORDER BY name", args...)
-		if err != nil {
-			b.internalError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"users": out})
-	case len(seg) == 1 && r.Method == http.MethodPost:
-		m, ok := readMember(r, "user")
-		if !ok || s(m, "name") == "" {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
-			return
-		}
-		u := userRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Project: s(m, "default_project_id"),
-			Description: s(m, "description"), Email: s(m, "email"), Enabled: true}
-		if e, ok := m["enabled"].(bool); ok {
-			u.Enabled = e
-		}
-		h, err := hashPassword(s(m, "password"))
-		if err != nil {
-			b.internalError(w, r, err)
-			return
-		}
-		err = b.change(ctx, func(tx *store.Tx) error {
-			_, err := tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-				u.ID, u.Name, u.Domain, h, u.Enabled, u.Project, u.Description, u.Email)
-			return err
-		})
-		if err != nil {
-			b.writeFailed(w, r, err, userConflict(u.Name))
-			return
-		}
-		writeJSON(w, http.StatusCreated, map[string]any{"user": b.renderUser(r, u)})
-	case len(seg) == 2 && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
-		if r.Method == http.MethodPatch {
-			m, ok := readMember(r, "user")
-			if !ok {
-				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
-				return
-			}
-			err := b.change(ctx, func(tx *store.Tx) error {
-				for _, col := range []string{"name", "description", "email", "default_project_id"} {
-					if v, ok := m[col].(string); ok {
-						if _, err := tx.Exec("UPDATE id_users SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
-							return err
-						}
-					}
-				}
-				if v, ok := m["enabled"].(bool); ok {
-					if _, err := tx.Exec("UPDATE id_users SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
-						return err
-					}
-					if !v {
-						if _, err := tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1]); err != nil {
-							return err
-						}
-					}
-				}
-				if pw, ok := m["password"].(string); ok {
-					if _, err := tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1]); err != nil {
-						return err
-					}
-					h, err := hashPassword(pw)
-					if err != nil {
-						return err
-					}
-					if _, err := tx.Exec("UPDATE id_users SET password_hash = ? WHERE id = ?", h, seg[1]); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			if err != nil {
-				b.writeFailed(w, r, err, userConflict(s(m, "name")))
-				return
-			}
-		}
-		out, err := b.queryUsers(r, " WHERE id = ?", seg[1])
-		if err != nil || len(out) == 0 {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+seg[1]+".")
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"user": out[0]})
-	case len(seg) == 2 && r.Method == http.MethodDelete:
-		var found bool
-		err := b.change(ctx, func(tx *store.Tx) error {
-			res, err := tx.Exec("DELETE FROM id_users WHERE id = ?", seg[1])
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			found = n > 0
-			if _, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ?", seg[1]); err != nil {
-				return err
-			}
-			_, err = tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1])
-			return err
-		})
-		if err != nil {
-			b.internalError(w, r, err)
-			return
-		}
-		if !found {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+seg[1]+".")
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
 	}
@@ -772,12 +463,7 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 	}
 	switch r.Method {
 	case http.MethodPut:
-		err := b.change(ctx, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
-		if err != nil {
-			b.internalError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
+		b.changeAnswered(w, r, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
 	case http.MethodHead, http.MethodGet:
 		if !has {
 			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find role assignment.")
@@ -785,15 +471,10 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodDelete:
-		err := b.change(ctx, func(tx *store.Tx) error {
+		b.changeAnswered(w, r, func(tx *store.Tx) error {
 			_, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?", user, project, roleID)
 			return err
 		})
-		if err != nil {
-			b.internalError(w, r, err)
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
 	}
@@ -835,21 +516,14 @@ func (b *Builtin) roleAssignments(w http.ResponseWriter, r *http.Request) {
 		args = append(args, v)
 	}
 	out := []any{}
-	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
-		rows, err := tx.Query(sqlq, args...)
-		if err != nil {
+	err := b.eachRow(r.Context(), sqlq, args, func(scan func(...any) error) error {
+		var u, p, rid, rname string
+		if err := scan(&u, &p, &rid, &rname); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var u, p, rid, rname string
-			if err := rows.Scan(&u, &p, &rid, &rname); err != nil {
-				return err
-			}
-			out = append(out, map[string]any{"user": map[string]any{"id": u}, "scope": map[string]any{"project": map[string]any{"id": p}},
-				"role": map[string]any{"id": rid, "name": rname}, "links": map[string]any{"assignment": b.base(r) + "/v3/projects/" + p + "/users/" + u + "/roles/" + rid}})
-		}
-		return rows.Err()
+		out = append(out, map[string]any{"user": map[string]any{"id": u}, "scope": map[string]any{"project": map[string]any{"id": p}},
+			"role": map[string]any{"id": rid, "name": rname}, "links": map[string]any{"assignment": b.base(r) + "/v3/projects/" + p + "/users/" + u + "/roles/" + rid}})
+		return nil
 	})
 	if err != nil {
 		b.internalError(w, r, err)
