@@ -2,10 +2,8 @@ package identity
 
 import (
 	"context"
-	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
@@ -14,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +36,8 @@ type Builtin struct {
 	// Log receives the causes of failed requests (nil: slog's default).
 	Log *slog.Logger
 
+	pw *passwords
+
 	mu     sync.Mutex
 	tokens map[string]*token // sha256(token) -> token, as of its rev
 }
@@ -62,38 +61,8 @@ type role struct{ ID, Name string }
 
 // NewBuiltin returns the built-in identity over db.
 func NewBuiltin(db *store.DB) *Builtin {
-	return &Builtin{DB: db, Region: "RegionOne", TokenTTL: 12 * time.Hour, tokens: map[string]*token{}}
-}
-
-// --- passwords ---------------------------------------------------------------
-
-const pbkdf2Iter = 20000
-
-func hashPassword(pw string) (string, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	key, err := pbkdf2.Key(sha256.New, pw, salt, pbkdf2Iter, 32)
-	if err != nil {
-		return "", err
-	}
-	return "pbkdf2-sha256$" + strconv.Itoa(pbkdf2Iter) + "$" + hex.EncodeToString(salt) + "$" + hex.EncodeToString(key), nil
-}
-
-func checkPassword(stored, pw string) bool {
-	parts := strings.Split(stored, "$")
-	if len(parts) != 4 || parts[0] != "pbkdf2-sha256" {
-		return false
-	}
-	iter, err := strconv.Atoi(parts[1])
-	salt, err2 := hex.DecodeString(parts[2])
-	want, err3 := hex.DecodeString(parts[3])
-	if err != nil || err2 != nil || err3 != nil {
-		return false
-	}
-	got, err := pbkdf2.Key(sha256.New, pw, salt, iter, len(want))
-	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
+	return &Builtin{DB: db, Region: "RegionOne", TokenTTL: 12 * time.Hour, tokens: map[string]*token{},
+		pw: newPasswords(defaultArgon2)}
 }
 
 // --- bootstrap -------------------------------------------------------------
@@ -124,7 +93,7 @@ func (b *Builtin) Bootstrap(ctx context.Context, adminPassword, demoPassword str
 				return err
 			}
 			created = created || made
-			uid, made, err := ensureUser(tx, spec.user, spec.pw, pid)
+			uid, made, err := b.ensureUser(ctx, tx, spec.user, spec.pw, pid)
 			if err != nil {
 				return err
 			}
@@ -149,13 +118,11 @@ func (b *Builtin) PasswordMatches(ctx context.Context, user, pw string) (bool, e
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
 		return tx.QueryRow("SELECT password_hash FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, user).Scan(&hash)
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
 	}
-	return checkPassword(hash, pw), nil
+	ok, _, err := b.pw.verify(ctx, hash, pw)
+	return ok, err
 }
 
 func ensureRole(tx *store.Tx, name string) (string, error) {
@@ -187,7 +154,9 @@ func ensureProject(tx *store.Tx, name string) (string, bool, error) {
 	return id, true, err
 }
 
-func ensureUser(tx *store.Tx, name, pw, project string) (string, bool, error) {
+// ensureUser hashes the password inside the write: this happens once, at
+// the first start.
+func (b *Builtin) ensureUser(ctx context.Context, tx *store.Tx, name, pw, project string) (string, bool, error) {
 	var id string
 	err := tx.QueryRow("SELECT id FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, name).Scan(&id)
 	if err == nil {
@@ -196,7 +165,7 @@ func ensureUser(tx *store.Tx, name, pw, project string) (string, bool, error) {
 	if !errors.Is(err, sql.ErrNoRows) {
 		return "", false, err
 	}
-	h, err := hashPassword(pw)
+	h, err := b.pw.hash(ctx, pw)
 	if err != nil {
 		return "", false, err
 	}
@@ -363,34 +332,36 @@ func (b *Builtin) TokenFor(ctx context.Context, userName, projectName string) (s
 	if err != nil {
 		return "", err
 	}
-	tok, _, err := b.store(ctx, &t)
+	tok, _, err := b.store(ctx, &t, nil)
 	return tok, err
 }
 
-// Issue authenticates a user by password for a project and returns a token.
+// Issue authenticates a user by password for a project and returns a
+// token: errUnauthorized when the credentials do not give one, another
+// error when the store failed.
+//
+// Whatever is wrong (no such user or project, disabled, no role, wrong
+// password), it runs the same queries and exactly one key derivation with
+// the current parameters, so that the time a failed login takes does not
+// tell an unknown user name from a known one.
 func (b *Builtin) Issue(ctx context.Context, userName, userID, password, projectName, projectID string) (string, *token, error) {
 	var t token
 	var hash string
-	var enabled bool
+	var userEnabled, projectEnabled bool
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
 		var err error
 		if t.rev, err = currentRevision(tx); err != nil {
 			return err
 		}
-		q := "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE "
-		arg := userID
-		if userID != "" {
-			q += "id = ?"
-		} else {
-			q += "domain_id = '" + DefaultDomain + "' AND name = ?"
-			arg = userName
+		q, arg := "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE id = ?", userID
+		if userID == "" {
+			q, arg = "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE domain_id = '"+DefaultDomain+"' AND name = ?", userName
 		}
 		var defProject string
-		if err := tx.QueryRow(q, arg).Scan(&t.UserID, &t.UserName, &hash, &enabled, &defProject); err != nil {
+		err = tx.QueryRow(q, arg).Scan(&t.UserID, &t.UserName, &hash, &userEnabled, &defProject)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		var projectEnabled bool
-		defer func() { enabled = enabled && projectEnabled }()
 		if projectID == "" && projectName == "" {
 			projectID = defProject
 		}
@@ -398,19 +369,36 @@ func (b *Builtin) Issue(ctx context.Context, userName, userID, password, project
 		if projectID == "" {
 			pq, parg = "SELECT id, name, enabled FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", projectName
 		}
-		if err := tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName, &projectEnabled); err != nil {
+		err = tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName, &projectEnabled)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
 		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
 		return err
 	})
-	if err != nil || !enabled || !checkPassword(hash, password) {
+	if err != nil {
+		return "", nil, fmt.Errorf("identity: login: %w", err)
+	}
+	ok, rehash, err := b.pw.verify(ctx, hash, password)
+	if err != nil {
+		return "", nil, err
+	}
+	if !ok || !userEnabled || !projectEnabled || len(t.Roles) == 0 {
 		return "", nil, errUnauthorized
 	}
-	if len(t.Roles) == 0 {
-		return "", nil, errUnauthorized
+	var upgrade func(tx *store.Tx) error
+	if rehash {
+		h, err := b.pw.hash(ctx, password)
+		if err != nil {
+			return "", nil, err
+		}
+		// Unless the password changed meanwhile.
+		upgrade = func(tx *store.Tx) error {
+			_, err := tx.Exec("UPDATE id_users SET password_hash = ? WHERE id = ? AND password_hash = ?", h, t.UserID, hash)
+			return err
+		}
 	}
-	return b.store(ctx, &t)
+	return b.store(ctx, &t, upgrade)
 }
 
 // rescope issues a token for the user of token old, scoped to the project
@@ -452,10 +440,11 @@ func (b *Builtin) rescope(ctx context.Context, old, projectID, projectName strin
 	if len(t.Roles) == 0 {
 		return "", nil, errUnauthorized
 	}
-	return b.store(ctx, &t)
+	return b.store(ctx, &t, nil)
 }
 
-func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
+// store issues token t, running also (if set) in the same write.
+func (b *Builtin) store(ctx context.Context, t *token, also func(tx *store.Tx) error) (string, *token, error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", nil, err
@@ -473,9 +462,14 @@ func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
 		if _, err := tx.Exec("DELETE FROM id_tokens WHERE expires_at < ?", time.Now().Unix()); err != nil {
 			return err
 		}
-		_, err := tx.Exec("INSERT INTO id_tokens (id, user_id, project_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-			k, t.UserID, t.ProjectID, t.Issued.Unix(), t.Expires.Unix())
-		return err
+		if _, err := tx.Exec("INSERT INTO id_tokens (id, user_id, project_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+			k, t.UserID, t.ProjectID, t.Issued.Unix(), t.Expires.Unix()); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
 	})
 	if err != nil {
 		return "", nil, err

@@ -250,9 +250,14 @@ var users = &collection{
 	create: func(b *Builtin, r *http.Request, m map[string]any) (map[string]any, func(tx *store.Tx) error, error) {
 		u := userRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Project: s(m, "default_project_id"),
 			Description: s(m, "description"), Email: s(m, "email"), Enabled: enabledFrom(m)}
-		h, err := hashPassword(s(m, "password"))
-		if err != nil {
-			return nil, nil, err
+		// A user created without a password cannot log in with one (an
+		// empty hash matches nothing).
+		var h string
+		if pw := s(m, "password"); pw != "" {
+			var err error
+			if h, err = b.pw.hash(r.Context(), pw); err != nil {
+				return nil, nil, err
+			}
 		}
 		return b.renderUser(r, u), func(tx *store.Tx) error {
 			_, err := tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -266,9 +271,12 @@ var users = &collection{
 		if !ok {
 			return nil, nil
 		}
-		h, err := hashPassword(pw)
-		if err != nil {
-			return nil, err
+		var h string // none: as at creation, an empty password is none
+		if pw != "" {
+			var err error
+			if h, err = b.pw.hash(ctx, pw); err != nil {
+				return nil, err
+			}
 		}
 		return func(tx *store.Tx) error {
 			if _, err := tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", id); err != nil {

@@ -152,10 +152,15 @@ func failOn(t *testing.T, b *Builtin, op, table string) {
 	}
 }
 
-// testBuiltin is NewBuiltin as the tests use it: the failures they cause
-// on purpose are not logged.
+// testArgon2 makes password hashing cheap for tests (the real cost is
+// the same code with larger numbers).
+var testArgon2 = argon2Params{time: 1, memory: 64, threads: 1}
+
+// testBuiltin is NewBuiltin as the tests use it: cheap password hashing,
+// and the failures they cause on purpose are not logged.
 func testBuiltin(db *store.DB) *Builtin {
 	b := NewBuiltin(db)
+	b.pw = newPasswords(testArgon2)
 	b.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	return b
 }
