@@ -36,7 +36,13 @@ type Builtin struct {
 	// Log receives the causes of failed requests (nil: slog's default).
 	Log *slog.Logger
 
-	pw *passwords
+	// ClientAddr names the client of a request for the failed-login
+	// throttle (nil: the host of RemoteAddr). Behind a reverse proxy every
+	// client is the proxy unless this reads the address it forwards.
+	ClientAddr func(r *http.Request) string
+
+	pw                     *passwords
+	userLogins, addrLogins *throttle
 
 	mu     sync.Mutex
 	tokens map[string]*token // sha256(token) -> token, as of its rev
@@ -62,7 +68,7 @@ type role struct{ ID, Name string }
 // NewBuiltin returns the built-in identity over db.
 func NewBuiltin(db *store.DB) *Builtin {
 	return &Builtin{DB: db, Region: "RegionOne", TokenTTL: 12 * time.Hour, tokens: map[string]*token{},
-		pw: newPasswords(defaultArgon2)}
+		pw: newPasswords(defaultArgon2), userLogins: newUserThrottle(), addrLogins: newAddrThrottle()}
 }
 
 // --- bootstrap -------------------------------------------------------------

@@ -251,7 +251,7 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 			tok, t, err = b.rescope(r.Context(), req.Auth.Identity.Token.ID, scope.Project.ID, scope.Project.Name)
 		} else {
 			u := req.Auth.Identity.Password.User
-			tok, t, err = b.Issue(r.Context(), u.Name, u.ID, u.Password, scope.Project.Name, scope.Project.ID)
+			tok, t, err = b.passwordLogin(r.Context(), r, u.Name, u.ID, u.Password, scope.Project.Name, scope.Project.ID)
 		}
 		if errors.Is(err, errUnauthorized) {
 			unauthorized(w)
