@@ -48,27 +48,23 @@ func TestTokenValidationNeedsSubjectOrPrivilege(t *testing.T) {
 			t.Errorf("%s: %d %v", c.name, st, body)
 		}
 	}
-	if st, _ := subject(t, srv, "GET", admin, "nt-no-such-token"); st != http.StatusNotFound {
-		t.Errorf("admin validating a token that does not exist: %d", st)
-	}
-
-	// A token may revoke itself, and an admin any.
-	if st, _ := subject(t, srv, "DELETE", a2, a2); st != http.StatusNoContent {
-		t.Errorf("A revoking its own token: %d", st)
-	}
-	if st, _ := subject(t, srv, "GET", admin, a2); st != http.StatusNotFound {
-		t.Errorf("A's revoked token validated: %d", st)
-	}
-	if st, _ := subject(t, srv, "GET", a, a); st != http.StatusOK {
-		t.Errorf("A's other token after revoking one: %d", st)
-	}
-	if st, _ := subject(t, srv, "DELETE", admin, b); st != http.StatusNoContent {
-		t.Errorf("admin revoking B's token: %d", st)
-	}
-	if st, _ := subject(t, srv, "GET", admin, b); st != http.StatusNotFound {
-		t.Errorf("B's revoked token validated: %d", st)
-	}
-	if st, _ := subject(t, srv, "DELETE", admin, b); st != http.StatusNotFound {
-		t.Errorf("admin revoking a token that is gone: %d", st)
+	// In order: a token may revoke itself, and an admin any; a revoked
+	// token is gone for everyone else.
+	for _, c := range []struct {
+		name                    string
+		method, caller, subject string
+		want                    int
+	}{
+		{"admin validating a token that does not exist", "GET", admin, "nt-no-such-token", http.StatusNotFound},
+		{"A revoking its own token", "DELETE", a2, a2, http.StatusNoContent},
+		{"admin validating A's revoked token", "GET", admin, a2, http.StatusNotFound},
+		{"A's other token after revoking one", "GET", a, a, http.StatusOK},
+		{"admin revoking B's token", "DELETE", admin, b, http.StatusNoContent},
+		{"admin validating B's revoked token", "GET", admin, b, http.StatusNotFound},
+		{"admin revoking a token that is gone", "DELETE", admin, b, http.StatusNotFound},
+	} {
+		if st, body := subject(t, srv, c.method, c.caller, c.subject); st != c.want {
+			t.Errorf("%s: %d %v, want %d", c.name, st, body, c.want)
+		}
 	}
 }
