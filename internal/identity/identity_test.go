@@ -15,6 +15,13 @@ import (
 
 func newBuiltin(t *testing.T) (*Builtin, *httptest.Server) {
 	t.Helper()
+	return newBuiltinWith(t, nil)
+}
+
+// newBuiltinWith is newBuiltin with configure (if set) applied before the
+// server starts.
+func newBuiltinWith(t *testing.T, configure func(b *Builtin)) (*Builtin, *httptest.Server) {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "id.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -23,6 +30,9 @@ func newBuiltin(t *testing.T) (*Builtin, *httptest.Server) {
 		t.Fatal(err)
 	}
 	b := testBuiltin(db)
+	if configure != nil {
+		configure(b)
+	}
 	if _, err := b.Bootstrap(context.Background(), "adminpw", "demopw"); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -78,13 +79,15 @@ func TestThrottle(t *testing.T) {
 // refused for a growing time without its password being checked, with the
 // answer a wrong password gets; so is a client address.
 func TestLoginBackoff(t *testing.T) {
-	b, srv := newBuiltin(t)
 	clock := newFakeClock()
-	b.userLogins = newThrottle(3, time.Minute, 10*time.Second, time.Hour)
-	b.userLogins.now = clock.now
-	b.addrLogins = newThrottle(100, time.Minute, 10*time.Second, time.Hour)
-	b.addrLogins.now = clock.now
-	b.ClientAddr = func(r *http.Request) string { return r.Header.Get("X-Test-Client") }
+	// A user may fail 3 times, an address 20 (the user steps fail 13 times from
+	// 10.0.0.1, the address steps from 10.0.0.9).
+	b, srv := newBuiltinWith(t, func(b *Builtin) {
+		b.userLogins = newThrottle(3, time.Minute, 10*time.Second, time.Hour)
+		b.addrLogins = newThrottle(20, time.Minute, 10*time.Second, time.Hour)
+		b.userLogins.now, b.addrLogins.now = clock.now, clock.now
+		b.ClientAddr = func(r *http.Request) string { return r.Header.Get("X-Test-Client") }
+	})
 
 	// try logs user in from client and returns the status, the body and
 	// how many key derivations that cost.
@@ -143,10 +146,8 @@ func TestLoginBackoff(t *testing.T) {
 
 	// An address that failed too often is refused, whoever it names, even
 	// after a success; other addresses are not.
-	b.addrLogins = newThrottle(4, time.Minute, 10*time.Second, time.Hour)
-	b.addrLogins.now = clock.now
-	for _, user := range []string{"u1", "u2", "u3", "u4"} {
-		try("10.0.0.9", user, "guess")
+	for i := 0; i < 20; i++ {
+		try("10.0.0.9", "u"+strconv.Itoa(i), "guess") // no user fails more than once
 	}
 	st, _, n = try("10.0.0.9", "admin", "adminpw")
 	expect("admin from a locked address", st, http.StatusUnauthorized, n, 0)
