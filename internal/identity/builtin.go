@@ -2,18 +2,16 @@ package identity
 
 import (
 	"context"
-	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-
+	"fmt"
+	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -35,8 +33,19 @@ type Builtin struct {
 	Region    string
 	TokenTTL  time.Duration
 
+	// Log receives the causes of failed requests (nil: slog's default).
+	Log *slog.Logger
+
+	// ClientAddr names the client of a request for the failed-login
+	// throttle (nil: the host of RemoteAddr). Behind a reverse proxy every
+	// client is the proxy unless this reads the address it forwards.
+	ClientAddr func(r *http.Request) string
+
+	pw                     *passwords
+	userLogins, addrLogins *throttle
+
 	mu     sync.Mutex
-	tokens map[string]*token // sha256(token) -> token
+	tokens map[string]*token // sha256(token) -> token, as of its rev
 }
 
 type token struct {
@@ -44,50 +53,22 @@ type token struct {
 	Roles                                    []role
 	Issued, Expires                          time.Time
 	Methods                                  []string
-	checked                                  time.Time // when this server last read it from the store
+	// rev is the identity revision this copy is current at: the cached
+	// copy is trusted while the identity revision has not moved.
+	rev int64
 }
 
-// recheck is how long a server trusts its cached copy of a token before
-// reading it again (roles, disabled users and revocations by other servers
-// take effect within this time).
-const recheck = 30 * time.Second
+// maxCached bounds the token cache; past it, entries that are expired or
+// no longer current are dropped, and if that is not enough, all of them (a
+// cache miss costs one read).
+const maxCached = 100000
 
 type role struct{ ID, Name string }
 
 // NewBuiltin returns the built-in identity over db.
 func NewBuiltin(db *store.DB) *Builtin {
-	return &Builtin{DB: db, Region: "RegionOne", TokenTTL: 12 * time.Hour, tokens: map[string]*token{}}
-}
-
-// --- passwords ---------------------------------------------------------------
-
-const pbkdf2Iter = 20000
-
-func hashPassword(pw string) (string, error) {
-	salt := make([]byte, 16)
-	if _, err := rand.Read(salt); err != nil {
-		return "", err
-	}
-	key, err := pbkdf2.Key(sha256.New, pw, salt, pbkdf2Iter, 32)
-	if err != nil {
-		return "", err
-	}
-	return "pbkdf2-sha256$" + strconv.Itoa(pbkdf2Iter) + "$" + hex.EncodeToString(salt) + "$" + hex.EncodeToString(key), nil
-}
-
-func checkPassword(stored, pw string) bool {
-	parts := strings.Split(stored, "$")
-	if len(parts) != 4 || parts[0] != "pbkdf2-sha256" {
-		return false
-	}
-	iter, err := strconv.Atoi(parts[1])
-	salt, err2 := hex.DecodeString(parts[2])
-	want, err3 := hex.DecodeString(parts[3])
-	if err != nil || err2 != nil || err3 != nil {
-		return false
-	}
-	got, err := pbkdf2.Key(sha256.New, pw, salt, iter, len(want))
-	return err == nil && subtle.ConstantTimeCompare(got, want) == 1
+	return &Builtin{DB: db, Region: "RegionOne", TokenTTL: 12 * time.Hour, tokens: map[string]*token{},
+		pw: newPasswords(defaultArgon2), userLogins: newUserThrottle(), addrLogins: newAddrThrottle()}
 }
 
 // --- bootstrap -------------------------------------------------------------
@@ -96,7 +77,7 @@ func checkPassword(stored, pw string) bool {
 // It returns true if anything was created.
 func (b *Builtin) Bootstrap(ctx context.Context, adminPassword, demoPassword string) (bool, error) {
 	created := false
-	_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+	err := b.change(ctx, func(tx *store.Tx) error {
 		roles := map[string]string{}
 		for _, name := range []string{"admin", "member", "reader", "service"} {
 			id, err := ensureRole(tx, name)
@@ -118,7 +99,7 @@ func (b *Builtin) Bootstrap(ctx context.Context, adminPassword, demoPassword str
 				return err
 			}
 			created = created || made
-			uid, made, err := ensureUser(tx, spec.user, spec.pw, pid)
+			uid, made, err := b.ensureUser(ctx, tx, spec.user, spec.pw, pid)
 			if err != nil {
 				return err
 			}
@@ -143,13 +124,11 @@ func (b *Builtin) PasswordMatches(ctx context.Context, user, pw string) (bool, e
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
 		return tx.QueryRow("SELECT password_hash FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, user).Scan(&hash)
 	})
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
 	}
-	return checkPassword(hash, pw), nil
+	ok, _, err := b.pw.verify(ctx, hash, pw)
+	return ok, err
 }
 
 func ensureRole(tx *store.Tx, name string) (string, error) {
@@ -181,7 +160,9 @@ func ensureProject(tx *store.Tx, name string) (string, bool, error) {
 	return id, true, err
 }
 
-func ensureUser(tx *store.Tx, name, pw, project string) (string, bool, error) {
+// ensureUser hashes the password inside the write: this happens once, at
+// the first start.
+func (b *Builtin) ensureUser(ctx context.Context, tx *store.Tx, name, pw, project string) (string, bool, error) {
 	var id string
 	err := tx.QueryRow("SELECT id FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, name).Scan(&id)
 	if err == nil {
@@ -190,7 +171,7 @@ func ensureUser(tx *store.Tx, name, pw, project string) (string, bool, error) {
 	if !errors.Is(err, sql.ErrNoRows) {
 		return "", false, err
 	}
-	h, err := hashPassword(pw)
+	h, err := b.pw.hash(ctx, pw)
 	if err != nil {
 		return "", false, err
 	}
@@ -238,50 +219,81 @@ func (b *Builtin) rolesOf(tx *store.Tx, user, project string) ([]role, error) {
 	return out, rows.Err()
 }
 
-// lookup validates a token string.
+// lookup validates a token string: errUnauthorized for a token that is
+// not (or no longer) valid, another error when the store failed.
 func (b *Builtin) lookup(ctx context.Context, tok string) (*token, error) {
 	if tok == "" {
 		return nil, errUnauthorized
 	}
 	k := tokenKey(tok)
-	b.mu.Lock()
-	t, ok := b.tokens[k]
-	b.mu.Unlock()
-	if ok && time.Since(t.checked) < recheck {
-		if time.Now().After(t.Expires) {
-			return nil, errUnauthorized
-		}
-		return t, nil
-	}
-	// Another server may have issued it: read it from the store.
-	var nt token
-	var issued, expires int64
+	var t *token
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
-		err := tx.QueryRow(`SELECT t.user_id, u.name, t.project_id, p.name, t.issued_at, t.expires_at FROM id_tokens t
-JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id
-WHERE t.id = ? AND u.enabled AND p.enabled`, k).
-			Scan(&nt.UserID, &nt.UserName, &nt.ProjectID, &nt.ProjectName, &issued, &expires)
+		rev, err := currentRevision(tx)
 		if err != nil {
 			return err
 		}
-		nt.Roles, err = b.rolesOf(tx, nt.UserID, nt.ProjectID)
-		return err
+		b.mu.Lock()
+		cached := b.tokens[k]
+		b.mu.Unlock()
+		if cached != nil && cached.rev == rev {
+			t = cached
+			return nil
+		}
+		// Not cached, or identity changed since: read it again (another
+		// server may also have issued it).
+		nt := &token{rev: rev, Methods: []string{"password"}}
+		var issued, expires int64
+		err = tx.QueryRow(`SELECT t.user_id, u.name, t.project_id, p.name, t.issued_at, t.expires_at FROM id_tokens t
+JOIN id_users u ON u.id = t.user_id JOIN id_projects p ON p.id = t.project_id
+WHERE t.id = ? AND u.enabled AND p.enabled`, k).
+			Scan(&nt.UserID, &nt.UserName, &nt.ProjectID, &nt.ProjectName, &issued, &expires)
+		if errors.Is(err, sql.ErrNoRows) {
+			return errUnauthorized
+		}
+		if err != nil {
+			return fmt.Errorf("identity: token: %w", err)
+		}
+		if nt.Roles, err = b.rolesOf(tx, nt.UserID, nt.ProjectID); err != nil {
+			return fmt.Errorf("identity: roles: %w", err)
+		}
+		if len(nt.Roles) == 0 {
+			return errUnauthorized
+		}
+		nt.Issued, nt.Expires = time.Unix(issued, 0), time.Unix(expires, 0)
+		t = nt
+		b.remember(k, t)
+		return nil
 	})
-	if err != nil || len(nt.Roles) == 0 {
+	if errors.Is(err, errUnauthorized) {
 		b.mu.Lock()
 		delete(b.tokens, k)
 		b.mu.Unlock()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if time.Now().After(t.Expires) {
 		return nil, errUnauthorized
 	}
-	nt.Issued, nt.Expires, nt.Methods = time.Unix(issued, 0), time.Unix(expires, 0), []string{"password"}
-	nt.checked = time.Now()
-	if time.Now().After(nt.Expires) {
-		return nil, errUnauthorized
-	}
+	return t, nil
+}
+
+// remember caches t under key k.
+func (b *Builtin) remember(k string, t *token) {
 	b.mu.Lock()
-	b.tokens[k] = &nt
-	b.mu.Unlock()
-	return &nt, nil
+	defer b.mu.Unlock()
+	if len(b.tokens) >= maxCached {
+		now := time.Now()
+		for key, c := range b.tokens {
+			if c.rev != t.rev || now.After(c.Expires) {
+				delete(b.tokens, key)
+			}
+		}
+		if len(b.tokens) >= maxCached {
+			clear(b.tokens)
+		}
+	}
+	b.tokens[k] = t
 }
 
 var errUnauthorized = errors.New("identity: the request you have made requires authentication")
@@ -310,43 +322,52 @@ func (t *token) caller() *policy.Caller {
 func (b *Builtin) TokenFor(ctx context.Context, userName, projectName string) (string, error) {
 	var t token
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		if t.rev, err = currentRevision(tx); err != nil {
+			return err
+		}
 		if err := tx.QueryRow("SELECT id, name FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, userName).Scan(&t.UserID, &t.UserName); err != nil {
 			return err
 		}
 		if err := tx.QueryRow("SELECT id, name FROM id_projects WHERE domain_id = ? AND name = ?", DefaultDomain, projectName).Scan(&t.ProjectID, &t.ProjectName); err != nil {
 			return err
 		}
-		var err error
 		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
 		return err
 	})
 	if err != nil {
 		return "", err
 	}
-	tok, _, err := b.store(ctx, &t)
+	tok, _, err := b.store(ctx, &t, nil)
 	return tok, err
 }
 
-// Issue authenticates a user by password for a project and returns a token.
+// Issue authenticates a user by password for a project and returns a
+// token: errUnauthorized when the credentials do not give one, another
+// error when the store failed.
+//
+// Whatever is wrong (no such user or project, disabled, no role, wrong
+// password), it runs the same queries and exactly one key derivation with
+// the current parameters, so that the time a failed login takes does not
+// tell an unknown user name from a known one.
 func (b *Builtin) Issue(ctx context.Context, userName, userID, password, projectName, projectID string) (string, *token, error) {
 	var t token
 	var hash string
-	var enabled bool
+	var userEnabled, projectEnabled bool
 	err := b.DB.Read(ctx, func(tx *store.Tx) error {
-		q := "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE "
-		arg := userID
-		if userID != "" {
-			q += "id = ?"
-		} else {
-			q += "domain_id = '" + DefaultDomain + "' AND name = ?"
-			arg = userName
-		}
-		var defProject string
-		if err := tx.QueryRow(q, arg).Scan(&t.UserID, &t.UserName, &hash, &enabled, &defProject); err != nil {
+		var err error
+		if t.rev, err = currentRevision(tx); err != nil {
 			return err
 		}
-		var projectEnabled bool
-		defer func() { enabled = enabled && projectEnabled }()
+		q, arg := "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE id = ?", userID
+		if userID == "" {
+			q, arg = "SELECT id, name, password_hash, enabled, default_project_id FROM id_users WHERE domain_id = '"+DefaultDomain+"' AND name = ?", userName
+		}
+		var defProject string
+		err = tx.QueryRow(q, arg).Scan(&t.UserID, &t.UserName, &hash, &userEnabled, &defProject)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
 		if projectID == "" && projectName == "" {
 			projectID = defProject
 		}
@@ -354,23 +375,82 @@ func (b *Builtin) Issue(ctx context.Context, userName, userID, password, project
 		if projectID == "" {
 			pq, parg = "SELECT id, name, enabled FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", projectName
 		}
-		if err := tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName, &projectEnabled); err != nil {
+		err = tx.QueryRow(pq, parg).Scan(&t.ProjectID, &t.ProjectName, &projectEnabled)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return err
 		}
-		var err error
 		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
 		return err
 	})
-	if err != nil || !enabled || !checkPassword(hash, password) {
+	if err != nil {
+		return "", nil, fmt.Errorf("identity: login: %w", err)
+	}
+	ok, rehash, err := b.pw.verify(ctx, hash, password)
+	if err != nil {
+		return "", nil, err
+	}
+	if !ok || !userEnabled || !projectEnabled || len(t.Roles) == 0 {
 		return "", nil, errUnauthorized
+	}
+	var upgrade func(tx *store.Tx) error
+	if rehash {
+		h, err := b.pw.hash(ctx, password)
+		if err != nil {
+			return "", nil, err
+		}
+		// Unless the password changed meanwhile.
+		upgrade = func(tx *store.Tx) error {
+			_, err := tx.Exec("UPDATE id_users SET password_hash = ? WHERE id = ? AND password_hash = ?", h, t.UserID, hash)
+			return err
+		}
+	}
+	return b.store(ctx, &t, upgrade)
+}
+
+// rescope issues a token for the user of token old, scoped to the project
+// given by id or name (old's own when neither is given), as the token
+// authentication method does; it ends when old does.
+func (b *Builtin) rescope(ctx context.Context, old, projectID, projectName string) (string, *token, error) {
+	from, err := b.lookup(ctx, old)
+	if err != nil {
+		return "", nil, err
+	}
+	t := token{UserID: from.UserID, UserName: from.UserName, ProjectID: from.ProjectID, ProjectName: from.ProjectName,
+		Methods: []string{"token"}, Expires: from.Expires}
+	err = b.DB.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		if t.rev, err = currentRevision(tx); err != nil {
+			return err
+		}
+		q, arg := "SELECT id, name, enabled FROM id_projects WHERE id = ?", t.ProjectID
+		switch {
+		case projectID != "":
+			arg = projectID
+		case projectName != "":
+			q, arg = "SELECT id, name, enabled FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", projectName
+		}
+		var enabled bool
+		err = tx.QueryRow(q, arg).Scan(&t.ProjectID, &t.ProjectName, &enabled)
+		if errors.Is(err, sql.ErrNoRows) || err == nil && !enabled {
+			return errUnauthorized
+		}
+		if err != nil {
+			return err
+		}
+		t.Roles, err = b.rolesOf(tx, t.UserID, t.ProjectID)
+		return err
+	})
+	if err != nil {
+		return "", nil, err
 	}
 	if len(t.Roles) == 0 {
 		return "", nil, errUnauthorized
 	}
-	return b.store(ctx, &t)
+	return b.store(ctx, &t, nil)
 }
 
-func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
+// store issues token t, running also (if set) in the same write.
+func (b *Builtin) store(ctx context.Context, t *token, also func(tx *store.Tx) error) (string, *token, error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", nil, err
@@ -380,7 +460,6 @@ func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
 	if t.Expires.IsZero() || t.Expires.After(t.Issued.Add(b.TokenTTL)) {
 		t.Expires = t.Issued.Add(b.TokenTTL)
 	}
-	t.checked = time.Now()
 	if t.Methods == nil {
 		t.Methods = []string{"password"}
 	}
@@ -389,41 +468,38 @@ func (b *Builtin) store(ctx context.Context, t *token) (string, *token, error) {
 		if _, err := tx.Exec("DELETE FROM id_tokens WHERE expires_at < ?", time.Now().Unix()); err != nil {
 			return err
 		}
-		_, err := tx.Exec("INSERT INTO id_tokens (id, user_id, project_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-			k, t.UserID, t.ProjectID, t.Issued.Unix(), t.Expires.Unix())
-		return err
+		if _, err := tx.Exec("INSERT INTO id_tokens (id, user_id, project_id, issued_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+			k, t.UserID, t.ProjectID, t.Issued.Unix(), t.Expires.Unix()); err != nil {
+			return err
+		}
+		if also != nil {
+			return also(tx)
+		}
+		return nil
 	})
 	if err != nil {
 		return "", nil, err
 	}
-	b.mu.Lock()
-	b.tokens[k] = t
-	b.mu.Unlock()
+	// Cached at the identity revision read before its user, project and
+	// roles were: a change since then has it read again at its first use.
+	b.remember(k, t)
 	return tok, t, nil
 }
 
-// Revoke invalidates a token.
+// Revoke invalidates a token, on every server sharing the database.
 func (b *Builtin) Revoke(ctx context.Context, tok string) error {
 	k := tokenKey(tok)
-	b.mu.Lock()
-	delete(b.tokens, k)
-	b.mu.Unlock()
-	_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+	return b.change(ctx, func(tx *store.Tx) error {
 		_, err := tx.Exec("DELETE FROM id_tokens WHERE id = ?", k)
 		return err
 	})
-	return err
 }
 
-// forgetUser drops cached tokens of a user (after role or user changes).
-func (b *Builtin) forgetUser(user string) {
-	b.mu.Lock()
-	for k, t := range b.tokens {
-		if t.UserID == user || user == "" {
-			delete(b.tokens, k)
-		}
+func (b *Builtin) log() *slog.Logger {
+	if b.Log != nil {
+		return b.Log
 	}
-	b.mu.Unlock()
+	return slog.Default()
 }
 
 // ServeHTTP serves /v3.

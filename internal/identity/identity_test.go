@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +15,13 @@ import (
 
 func newBuiltin(t *testing.T) (*Builtin, *httptest.Server) {
 	t.Helper()
+	return newBuiltinWith(t, nil)
+}
+
+// newBuiltinWith is newBuiltin with configure (if set) applied before the
+// server starts.
+func newBuiltinWith(t *testing.T, configure func(b *Builtin)) (*Builtin, *httptest.Server) {
+	t.Helper()
 	db, err := store.Open(filepath.Join(t.TempDir(), "id.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -23,7 +29,10 @@ func newBuiltin(t *testing.T) (*Builtin, *httptest.Server) {
 	if _, err := db.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	b := NewBuiltin(db)
+	b := testBuiltin(db)
+	if configure != nil {
+		configure(b)
+	}
 	if _, err := b.Bootstrap(context.Background(), "adminpw", "demopw"); err != nil {
 		t.Fatal(err)
 	}
@@ -34,24 +43,11 @@ func newBuiltin(t *testing.T) (*Builtin, *httptest.Server) {
 
 func call(t *testing.T, srv *httptest.Server, method, path, token string, body any) (int, http.Header, map[string]any) {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, _ := json.Marshal(body)
-		rd = bytes.NewReader(raw)
-	}
-	req, _ := http.NewRequest(method, srv.URL+path, rd)
-	req.Header.Set("Content-Type", "application/json")
+	headers := map[string]string{}
 	if token != "" {
-		req.Header.Set("X-Auth-Token", token)
+		headers["X-Auth-Token"] = token
 	}
-	r, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	var out map[string]any
-	json.NewDecoder(r.Body).Decode(&out)
-	return r.StatusCode, r.Header, out
+	return send(t, srv, method, path, headers, body)
 }
 
 func login(user, pw, project string) map[string]any {

@@ -25,34 +25,27 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 			b.tokensHandler(w, r)
 			return
 		case "catalog":
-			t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
-			if err != nil {
-				unauthorized(w)
+			if _, ok := b.authenticated(w, r); !ok {
 				return
 			}
 			writeJSON(w, http.StatusOK, map[string]any{"catalog": b.catalog(r), "links": map[string]any{"self": b.base(r) + "/v3/auth/catalog"}})
-			_ = t
 			return
 		case "projects":
-			t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
-			if err != nil {
-				unauthorized(w)
+			t, ok := b.authenticated(w, r)
+			if !ok {
 				return
 			}
-			b.listProjects(w, r, "SELECT p.id, p.name, p.domain_id, p.description, p.enabled, p.parent_id, p.is_domain FROM id_projects p WHERE p.id IN (SELECT project_id FROM id_assignments WHERE user_id = ?) ORDER BY p.name", t.UserID)
+			b.list(w, r, projects, projectsOf, t.UserID)
 			return
 		}
 	}
-	t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
-	if err != nil {
-		unauthorized(w)
+	t, ok := b.authenticated(w, r)
+	if !ok {
 		return
 	}
 	c := t.caller()
 	admin := c.Admin
-	forbid := func() {
-		keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action.")
-	}
+	forbid := func() { forbidden(w) }
 	switch {
 	case seg[0] == "domains":
 		b.domains(w, r, seg)
@@ -79,19 +72,19 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 			forbid()
 			return
 		}
-		b.projects(w, r, seg)
+		b.crud(w, r, seg, projects)
 	case seg[0] == "users" && len(seg) == 3 && seg[2] == "projects":
 		if !admin && c.UserID != seg[1] {
 			forbid()
 			return
 		}
-		b.listProjects(w, r, "SELECT p.id, p.name, p.domain_id, p.description, p.enabled, p.parent_id, p.is_domain FROM id_projects p WHERE p.id IN (SELECT project_id FROM id_assignments WHERE user_id = ?) ORDER BY p.name", seg[1])
+		b.list(w, r, projects, projectsOf, seg[1])
 	case seg[0] == "users":
 		if !admin && !(len(seg) == 2 && seg[1] == c.UserID && r.Method == http.MethodGet) {
 			forbid()
 			return
 		}
-		b.users(w, r, seg)
+		b.crud(w, r, seg, users)
 	case seg[0] == "role_assignments":
 		if !admin {
 			forbid()
@@ -103,6 +96,53 @@ func (b *Builtin) route(w http.ResponseWriter, r *http.Request) {
 	default:
 		keystoneError(w, http.StatusNotFound, "Not Found", "The resource could not be found.")
 	}
+}
+
+// authenticated returns the caller's token, or answers 401 (or 500 when the
+// store failed) and returns false.
+func (b *Builtin) authenticated(w http.ResponseWriter, r *http.Request) (*token, bool) {
+	t, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token"))
+	if errors.Is(err, errUnauthorized) {
+		unauthorized(w)
+		return nil, false
+	}
+	if err != nil {
+		b.internalError(w, r, err)
+		return nil, false
+	}
+	return t, true
+}
+
+// changeAnswered makes an identity change (see change) and answers 204,
+// or 500 when it failed.
+func (b *Builtin) changeAnswered(w http.ResponseWriter, r *http.Request, fn func(tx *store.Tx) error) {
+	if err := b.change(r.Context(), fn); err != nil {
+		b.internalError(w, r, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// internalError answers a request that failed for a reason of the server's
+// (the database), logging the cause: it is no business of the client's.
+func (b *Builtin) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	b.log().Error("identity: request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	keystoneError(w, http.StatusInternalServerError, "Internal Server Error",
+		"An unexpected error prevented the server from fulfilling your request.")
+}
+
+// writeFailed answers a write that did not happen: 409 with conflict when
+// it broke a uniqueness rule (a name taken), else 500.
+func (b *Builtin) writeFailed(w http.ResponseWriter, r *http.Request, err error, conflict string) {
+	if store.IsUniqueViolation(err) {
+		keystoneError(w, http.StatusConflict, "Conflict", conflict)
+		return
+	}
+	b.internalError(w, r, err)
+}
+
+func forbidden(w http.ResponseWriter) {
+	keystoneError(w, http.StatusForbidden, "Forbidden", "You are not authorized to perform the requested action.")
 }
 
 func unauthorized(w http.ResponseWriter) {
@@ -208,54 +248,24 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 		var err error
 		methods := req.Auth.Identity.Methods
 		if len(methods) == 1 && methods[0] == "token" {
-			old, lerr := b.lookup(r.Context(), req.Auth.Identity.Token.ID)
-			if lerr != nil {
-				unauthorized(w)
-				return
-			}
-			// A rescoped token ends when the one it came from does.
-			nt := token{UserID: old.UserID, UserName: old.UserName, ProjectID: old.ProjectID, ProjectName: old.ProjectName,
-				Methods: []string{"token"}, Expires: old.Expires}
-			if scope.Project.ID != "" || scope.Project.Name != "" {
-				err = b.DB.Read(r.Context(), func(tx *store.Tx) error {
-					q, arg := "SELECT id, name FROM id_projects WHERE id = ?", scope.Project.ID
-					if arg == "" {
-						q, arg = "SELECT id, name FROM id_projects WHERE domain_id = '"+DefaultDomain+"' AND name = ?", scope.Project.Name
-					}
-					return tx.QueryRow(q, arg).Scan(&nt.ProjectID, &nt.ProjectName)
-				})
-			}
-			if err == nil {
-				err = b.DB.Read(r.Context(), func(tx *store.Tx) error {
-					var e error
-					nt.Roles, e = b.rolesOf(tx, nt.UserID, nt.ProjectID)
-					return e
-				})
-			}
-			if err != nil || len(nt.Roles) == 0 {
-				unauthorized(w)
-				return
-			}
-			tok, t, err = b.store(r.Context(), &nt)
+			tok, t, err = b.rescope(r.Context(), req.Auth.Identity.Token.ID, scope.Project.ID, scope.Project.Name)
 		} else {
 			u := req.Auth.Identity.Password.User
-			tok, t, err = b.Issue(r.Context(), u.Name, u.ID, u.Password, scope.Project.Name, scope.Project.ID)
+			tok, t, err = b.passwordLogin(r.Context(), r, u.Name, u.ID, u.Password, scope.Project.Name, scope.Project.ID)
+		}
+		if errors.Is(err, errUnauthorized) {
+			unauthorized(w)
+			return
 		}
 		if err != nil {
-			unauthorized(w)
+			b.internalError(w, r, err)
 			return
 		}
 		w.Header().Set("X-Subject-Token", tok)
 		writeJSON(w, http.StatusCreated, map[string]any{"token": b.tokenBody(r, t)})
 	case http.MethodGet, http.MethodHead:
-		if _, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token")); err != nil {
-			unauthorized(w)
-			return
-		}
-		sub := r.Header.Get("X-Subject-Token")
-		t, err := b.lookup(r.Context(), sub)
-		if err != nil {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token: "+sub+".")
+		sub, t, ok := b.subjectToken(w, r)
+		if !ok {
 			return
 		}
 		w.Header().Set("X-Subject-Token", sub)
@@ -265,15 +275,47 @@ func (b *Builtin) tokensHandler(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"token": b.tokenBody(r, t)})
 	case http.MethodDelete:
-		if _, err := b.lookup(r.Context(), r.Header.Get("X-Auth-Token")); err != nil {
-			unauthorized(w)
+		sub, _, ok := b.subjectToken(w, r)
+		if !ok {
 			return
 		}
-		b.Revoke(r.Context(), r.Header.Get("X-Subject-Token"))
+		if err := b.Revoke(r.Context(), sub); err != nil {
+			b.internalError(w, r, err)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
 	}
+}
+
+// subjectToken authenticates the caller of a request about the token in
+// X-Subject-Token (validation, revocation) and returns that token. As in
+// Keystone's policy, only admins, service users and the token's own user
+// may see or revoke it; anyone else is refused whether or not the token
+// exists, so that the answer tells nothing about other users' tokens. It
+// answers the request itself and returns false when it may go no further.
+func (b *Builtin) subjectToken(w http.ResponseWriter, r *http.Request) (string, *token, bool) {
+	caller, ok := b.authenticated(w, r)
+	if !ok {
+		return "", nil, false
+	}
+	sub := r.Header.Get("X-Subject-Token")
+	t, err := b.lookup(r.Context(), sub)
+	if err != nil && !errors.Is(err, errUnauthorized) {
+		b.internalError(w, r, err)
+		return "", nil, false
+	}
+	c := caller.caller()
+	if !c.Admin && !c.Service && (err != nil || t.UserID != caller.UserID) {
+		forbidden(w)
+		return "", nil, false
+	}
+	if err != nil {
+		keystoneError(w, http.StatusNotFound, "Not Found", "Could not find token: "+sub+".")
+		return "", nil, false
+	}
+	return sub, t, true
 }
 
 func (b *Builtin) tokenBody(r *http.Request, t *token) map[string]any {
@@ -327,33 +369,23 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 	}
 	switch {
 	case len(seg) == 1 && r.Method == http.MethodGet:
-		var out []any
-		err := b.DB.Read(ctx, func(tx *store.Tx) error {
-			q, args := "SELECT id, name FROM id_roles", []any{}
-			if n := r.URL.Query().Get("name"); n != "" {
-				q += " WHERE name = ?"
-				args = append(args, n)
-			}
-			rows, err := tx.Query(q+" ORDER BY name", args...)
-			if err != nil {
+		q, args := "SELECT id, name FROM id_roles", []any{}
+		if n := r.URL.Query().Get("name"); n != "" {
+			q += " WHERE name = ?"
+			args = append(args, n)
+		}
+		out := []any{}
+		err := b.eachRow(ctx, q+" ORDER BY name", args, func(scan func(...any) error) error {
+			var id, name string
+			if err := scan(&id, &name); err != nil {
 				return err
 			}
-			defer rows.Close()
-			for rows.Next() {
-				var id, name string
-				if err := rows.Scan(&id, &name); err != nil {
-					return err
-				}
-				out = append(out, render(id, name))
-			}
-			return rows.Err()
+			out = append(out, render(id, name))
+			return nil
 		})
 		if err != nil {
-			keystoneError(w, 500, "Internal Server Error", err.Error())
+			b.internalError(w, r, err)
 			return
-		}
-		if out == nil {
-			out = []any{}
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"roles": out})
 	case len(seg) == 1 && r.Method == http.MethodPost:
@@ -363,12 +395,12 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 			return
 		}
 		id := newID()
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
+		err := b.change(ctx, func(tx *store.Tx) error {
 			_, err := tx.Exec("INSERT INTO id_roles (id, name) VALUES (?, ?)", id, s(m, "name"))
 			return err
 		})
 		if err != nil {
-			keystoneError(w, http.StatusConflict, "Conflict", "Duplicate entry.")
+			b.writeFailed(w, r, err, "Duplicate entry.")
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"role": render(id, s(m, "name"))})
@@ -377,300 +409,23 @@ func (b *Builtin) roles(w http.ResponseWriter, r *http.Request, seg []string) {
 		err := b.DB.Read(ctx, func(tx *store.Tx) error {
 			return tx.QueryRow("SELECT name FROM id_roles WHERE id = ?", seg[1]).Scan(&name)
 		})
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			b.internalError(w, r, err)
+			return
+		}
 		if err != nil {
 			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find role: "+seg[1]+".")
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"role": render(seg[1], name)})
 	case len(seg) == 2 && r.Method == http.MethodDelete:
-		b.DB.Write(ctx, func(tx *store.Tx) error {
+		b.changeAnswered(w, r, func(tx *store.Tx) error {
 			if _, err := tx.Exec("DELETE FROM id_assignments WHERE role_id = ?", seg[1]); err != nil {
 				return err
 			}
 			_, err := tx.Exec("DELETE FROM id_roles WHERE id = ?", seg[1])
 			return err
 		})
-		b.forgetUser("")
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
-	}
-}
-
-type projectRow struct {
-	ID, Name, Domain, Description, Parent string
-	Enabled, IsDomain                     bool
-}
-
-func (b *Builtin) renderProject(r *http.Request, p projectRow) map[string]any {
-	return map[string]any{"id": p.ID, "name": p.Name, "domain_id": p.Domain, "description": p.Description, "enabled": p.Enabled,
-		"parent_id": p.Parent, "is_domain": p.IsDomain, "tags": []any{}, "options": map[string]any{},
-		"links": map[string]any{"self": b.base(r) + "/v3/projects/" + p.ID}}
-}
-
-func (b *Builtin) queryProjects(r *http.Request, q string, args ...any) ([]any, error) {
-	out := []any{}
-	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
-		rows, err := tx.Query(q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var p projectRow
-			if err := rows.Scan(&p.ID, &p.Name, &p.Domain, &p.Description, &p.Enabled, &p.Parent, &p.IsDomain); err != nil {
-				return err
-			}
-			out = append(out, b.renderProject(r, p))
-		}
-		return rows.Err()
-	})
-	return out, err
-}
-
-func (b *Builtin) listProjects(w http.ResponseWriter, r *http.Request, q string, args ...any) {
-	out, err := b.queryProjects(r, q, args...)
-	if err != nil {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"projects": out})
-}
-
-const projectCols = "SELECT id, name, domain_id, description, enabled, parent_id, is_domain FROM id_projects"
-
-func (b *Builtin) projects(w http.ResponseWriter, r *http.Request, seg []string) {
-	ctx := r.Context()
-	switch {
-	case len(seg) == 1 && r.Method == http.MethodGet:
-		q, args := projectCols+" WHERE 1 = 1", []any{}
-		if n := r.URL.Query().Get("name"); n != "" {
-			q += " AND name = ?"
-			args = append(args, n)
-		}
-		b.listProjects(w, r, q+" ORDER BY name", args...)
-	case len(seg) == 1 && r.Method == http.MethodPost:
-		m, ok := readMember(r, "project")
-		if !ok || s(m, "name") == "" {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
-			return
-		}
-		p := projectRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Description: s(m, "description"), Parent: DefaultDomain, Enabled: true}
-		if e, ok := m["enabled"].(bool); ok {
-			p.Enabled = e
-		}
-		_, err := b.DB.Write(ctx, func(tx *store.Tx) error {
-			_, err := tx.Exec("INSERT INTO id_projects (id, name, domain_id, description, enabled, parent_id, is_domain) VALUES (?, ?, ?, ?, ?, ?, ?)",
-				p.ID, p.Name, p.Domain, p.Description, p.Enabled, p.Parent, false)
-			return err
-		})
-		if err != nil {
-			keystoneError(w, http.StatusConflict, "Conflict", "Conflict occurred attempting to store project - it is not permitted to have two projects with the same name in the same domain : "+p.Name+".")
-			return
-		}
-		writeJSON(w, http.StatusCreated, map[string]any{"project": b.renderProject(r, p)})
-	case len(seg) == 2 && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
-		if r.Method == http.MethodPatch {
-			m, ok := readMember(r, "project")
-			if !ok {
-				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid project.")
-				return
-			}
-			b.DB.Write(ctx, func(tx *store.Tx) error {
-				for _, col := range []string{"name", "description"} {
-					if v, ok := m[col].(string); ok {
-						if _, err := tx.Exec("UPDATE id_projects SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
-							return err
-						}
-					}
-				}
-				if v, ok := m["enabled"].(bool); ok {
-					if _, err := tx.Exec("UPDATE id_projects SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-		}
-		out, err := b.queryProjects(r, projectCols+" WHERE id = ?", seg[1])
-		if err != nil || len(out) == 0 {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find project: "+seg[1]+".")
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"project": out[0]})
-	case len(seg) == 2 && r.Method == http.MethodDelete:
-		var found bool
-		b.DB.Write(ctx, func(tx *store.Tx) error {
-			res, err := tx.Exec("DELETE FROM id_projects WHERE id = ?", seg[1])
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			found = n > 0
-			if _, err := tx.Exec("DELETE FROM id_assignments WHERE project_id = ?", seg[1]); err != nil {
-				return err
-			}
-			_, err = tx.Exec("DELETE FROM id_tokens WHERE project_id = ?", seg[1])
-			return err
-		})
-		b.forgetUser("")
-		if !found {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find project: "+seg[1]+".")
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
-	default:
-		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
-	}
-}
-
-type userRow struct {
-	ID, Name, Domain, Project, Description, Email string
-	Enabled                                       bool
-}
-
-func (b *Builtin) renderUser(r *http.Request, u userRow) map[string]any {
-	m := map[string]any{"id": u.ID, "name": u.Name, "domain_id": u.Domain, "enabled": u.Enabled, "password_expires_at": nil,
-		"options": map[string]any{}, "links": map[string]any{"self": b.base(r) + "/v3/users/" + u.ID}}
-	if u.Project != "" {
-		m["default_project_id"] = u.Project
-	}
-	if u.Description != "" {
-		m["description"] = u.Description
-	}
-	if u.Email != "" {
-		m["email"] = u.Email
-	}
-	return m
-}
-
-func (b *Builtin) queryUsers(r *http.Request, q string, args ...any) ([]any, error) {
-	out := []any{}
-	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
-		rows, err := tx.Query("SELECT id, name, domain_id, default_project_id, description, email, enabled FROM id_users"+q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var u userRow
-			if err := rows.Scan(&u.ID, &u.Name, &u.Domain, &u.Project, &u.Description, &u.Email, &u.Enabled); err != nil {
-				return err
-			}
-			out = append(out, b.renderUser(r, u))
-		}
-		return rows.Err()
-	})
-	return out, err
-}
-
-func (b *Builtin) users(w http.ResponseWriter, r *http.Request, seg []string) {
-	ctx := r.Context()
-	switch {
-	case len(seg) == 1 && r.Method == http.MethodGet:
-		q, args := " WHERE 1 = 1", []any{}
-		if n := r.URL.Query().Get("name"); n != "" {
-			q += " AND name = ?"
-			args = append(args, n)
-		}
-		out, err := b.queryUsers(r, q+" ORDER BY name", args...)
-		if err != nil {
-			keystoneError(w, 500, "Internal Server Error", err.Error())
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"users": out})
-	case len(seg) == 1 && r.Method == http.MethodPost:
-		m, ok := readMember(r, "user")
-		if !ok || s(m, "name") == "" {
-			keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
-			return
-		}
-		u := userRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Project: s(m, "default_project_id"),
-			Description: s(m, "description"), Email: s(m, "email"), Enabled: true}
-		if e, ok := m["enabled"].(bool); ok {
-			u.Enabled = e
-		}
-		h, err := hashPassword(s(m, "password"))
-		if err == nil {
-			_, err = b.DB.Write(ctx, func(tx *store.Tx) error {
-				_, err := tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-					u.ID, u.Name, u.Domain, h, u.Enabled, u.Project, u.Description, u.Email)
-				return err
-			})
-		}
-		if err != nil {
-			keystoneError(w, http.StatusConflict, "Conflict", "Conflict occurred attempting to store user - Duplicate entry found with name "+u.Name+" at domain ID default.")
-			return
-		}
-		writeJSON(w, http.StatusCreated, map[string]any{"user": b.renderUser(r, u)})
-	case len(seg) == 2 && (r.Method == http.MethodGet || r.Method == http.MethodPatch):
-		if r.Method == http.MethodPatch {
-			m, ok := readMember(r, "user")
-			if !ok {
-				keystoneError(w, http.StatusBadRequest, "Bad Request", "Invalid user.")
-				return
-			}
-			b.DB.Write(ctx, func(tx *store.Tx) error {
-				for _, col := range []string{"name", "description", "email", "default_project_id"} {
-					if v, ok := m[col].(string); ok {
-						if _, err := tx.Exec("UPDATE id_users SET "+col+" = ? WHERE id = ?", v, seg[1]); err != nil {
-							return err
-						}
-					}
-				}
-				if v, ok := m["enabled"].(bool); ok {
-					if _, err := tx.Exec("UPDATE id_users SET enabled = ? WHERE id = ?", v, seg[1]); err != nil {
-						return err
-					}
-					if !v {
-						if _, err := tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1]); err != nil {
-							return err
-						}
-					}
-				}
-				if pw, ok := m["password"].(string); ok {
-					if _, err := tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1]); err != nil {
-						return err
-					}
-					h, err := hashPassword(pw)
-					if err != nil {
-						return err
-					}
-					if _, err := tx.Exec("UPDATE id_users SET password_hash = ? WHERE id = ?", h, seg[1]); err != nil {
-						return err
-					}
-				}
-				return nil
-			})
-			b.forgetUser(seg[1])
-		}
-		out, err := b.queryUsers(r, " WHERE id = ?", seg[1])
-		if err != nil || len(out) == 0 {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+seg[1]+".")
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"user": out[0]})
-	case len(seg) == 2 && r.Method == http.MethodDelete:
-		var found bool
-		b.DB.Write(ctx, func(tx *store.Tx) error {
-			res, err := tx.Exec("DELETE FROM id_users WHERE id = ?", seg[1])
-			if err != nil {
-				return err
-			}
-			n, _ := res.RowsAffected()
-			found = n > 0
-			if _, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ?", seg[1]); err != nil {
-				return err
-			}
-			_, err = tx.Exec("DELETE FROM id_tokens WHERE user_id = ?", seg[1])
-			return err
-		})
-		b.forgetUser(seg[1])
-		if !found {
-			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find user: "+seg[1]+".")
-			return
-		}
-		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
 	}
@@ -699,7 +454,7 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 		return err
 	})
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
+		b.internalError(w, r, err)
 		return
 	}
 	if missing != "" {
@@ -708,9 +463,7 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 	}
 	switch r.Method {
 	case http.MethodPut:
-		b.DB.Write(ctx, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
-		b.forgetUser(user)
-		w.WriteHeader(http.StatusNoContent)
+		b.changeAnswered(w, r, func(tx *store.Tx) error { return assign(tx, user, project, roleID) })
 	case http.MethodHead, http.MethodGet:
 		if !has {
 			keystoneError(w, http.StatusNotFound, "Not Found", "Could not find role assignment.")
@@ -718,12 +471,10 @@ func (b *Builtin) assignment(w http.ResponseWriter, r *http.Request, project, us
 		}
 		w.WriteHeader(http.StatusNoContent)
 	case http.MethodDelete:
-		b.DB.Write(ctx, func(tx *store.Tx) error {
+		b.changeAnswered(w, r, func(tx *store.Tx) error {
 			_, err := tx.Exec("DELETE FROM id_assignments WHERE user_id = ? AND project_id = ? AND role_id = ?", user, project, roleID)
 			return err
 		})
-		b.forgetUser(user)
-		w.WriteHeader(http.StatusNoContent)
 	default:
 		keystoneError(w, http.StatusMethodNotAllowed, "Method Not Allowed", "The method is not allowed.")
 	}
@@ -740,7 +491,7 @@ func (b *Builtin) listUserRoles(w http.ResponseWriter, r *http.Request, project,
 		return err
 	})
 	if err != nil {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
+		b.internalError(w, r, err)
 		return
 	}
 	if out == nil {
@@ -765,24 +516,17 @@ func (b *Builtin) roleAssignments(w http.ResponseWriter, r *http.Request) {
 		args = append(args, v)
 	}
 	out := []any{}
-	err := b.DB.Read(r.Context(), func(tx *store.Tx) error {
-		rows, err := tx.Query(sqlq, args...)
-		if err != nil {
+	err := b.eachRow(r.Context(), sqlq, args, func(scan func(...any) error) error {
+		var u, p, rid, rname string
+		if err := scan(&u, &p, &rid, &rname); err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var u, p, rid, rname string
-			if err := rows.Scan(&u, &p, &rid, &rname); err != nil {
-				return err
-			}
-			out = append(out, map[string]any{"user": map[string]any{"id": u}, "scope": map[string]any{"project": map[string]any{"id": p}},
-				"role": map[string]any{"id": rid, "name": rname}, "links": map[string]any{"assignment": b.base(r) + "/v3/projects/" + p + "/users/" + u + "/roles/" + rid}})
-		}
-		return rows.Err()
+		out = append(out, map[string]any{"user": map[string]any{"id": u}, "scope": map[string]any{"project": map[string]any{"id": p}},
+			"role": map[string]any{"id": rid, "name": rname}, "links": map[string]any{"assignment": b.base(r) + "/v3/projects/" + p + "/users/" + u + "/roles/" + rid}})
+		return nil
 	})
 	if err != nil {
-		keystoneError(w, 500, "Internal Server Error", err.Error())
+		b.internalError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"role_assignments": out})
