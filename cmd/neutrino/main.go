@@ -334,6 +334,7 @@ func serve(args []string) error {
 	case "builtin":
 		ident = identity.NewBuiltin(db)
 		ident.PublicURL = func(*http.Request) string { return base }
+		ident.Log = log
 		a, d, err := passwords(sf.dataDir, *adminPw, *demoPw)
 		if err != nil {
 			return err
