@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -58,7 +59,7 @@ type Agent struct {
 	reconcilers []concern.Reconciler
 	status      map[string]string // each reconciler's last error ("" when it succeeded)
 
-	interest *interest // what the last sync depended on (nil: unknown)
+	span     int64 // the revision of the state last listed
 	lastSync time.Time
 	lastFull time.Time // the last pass that applied everything
 
@@ -149,12 +150,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-wctx.Done():
 			}
 		}()
-		changes, err := a.watch(wctx, rev)
+		changes, next, err := a.watch(wctx, rev, a.span)
 		kicked := wctx.Err() != nil && ctx.Err() == nil
 		cancel()
-		if kicked || err == nil && len(changes) == 0 {
-			// A new device, or a quiet period (the long poll timed out):
-			// reconcile the host against the current state.
+		if kicked || err == nil && len(changes) == 0 && time.Since(a.lastSync) > reconcileEvery {
+			// A new device, or a quiet period: reconcile the host against
+			// the current state.
 			if r, err := a.sync(ctx); err == nil {
 				rev = r
 			}
@@ -171,14 +172,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			continue
 		}
-		relevant := time.Since(a.lastSync) > reconcileEvery
-		for _, c := range changes {
-			rev = max(rev, c.Revision)
-			if a.interest.relevant(c) {
-				relevant = true
-			}
-		}
-		if relevant {
+		rev = next
+		if len(changes) > 0 {
 			// The host's state is listed again at the new revision (one
 			// host-scoped read per batch of changes).
 			if r, err := a.sync(ctx); err != nil {
@@ -271,111 +266,45 @@ func (a *Agent) configurations() map[string]any {
 	return conf
 }
 
-type change struct {
-	Revision int64          `json:"revision"`
-	Kind     string         `json:"kind"`
-	ID       string         `json:"id"`
-	Parent   string         `json:"parent_id"`
-	Object   map[string]any `json:"object"` // nil for deletes
-}
-
-// reconcileEvery bounds how long the host goes without a full sync while
-// changes keep coming that do not concern it.
+// reconcileEvery bounds how long the host goes without listing its state
+// again (and so applying all of it), whatever changes or does not.
 const reconcileEvery = 30 * time.Second
 
-// interest is what the host's last listed state depends on, so that
-// changes elsewhere in the cloud do not make it list again.
-type interest struct {
-	host     string
-	kinds    map[string]bool // what the enabled concerns depend on
-	ports    map[string]bool // bound here, or members of groups used here
-	networks map[string]bool
-	groups   map[string]bool // used here, or remote groups of rules used here
-	vteps    map[string]string
+// watch long-polls the server for the changes after revision after that
+// concern the state this host was given at revision span (the server
+// judges), and returns them with the revision to resume after.
+func (a *Agent) watch(ctx context.Context, after, span int64) ([]hostapi.Change, int64, error) {
+	var out struct {
+		Changes  []hostapi.Change `json:"changes"`
+		Revision int64            `json:"revision"`
+	}
+	path := fmt.Sprintf("/neutrino/v1/hosts/%s/changes?after=%d&span=%d&kinds=%s&wait=25", a.cfg.Host, after, span, a.kinds())
+	err := a.call(ctx, http.MethodGet, path, nil, &out)
+	return out.Changes, max(after, out.Revision), err
 }
 
-func newInterest(host string, kinds map[string]bool, st *hostapi.Span) *interest {
-	in := &interest{host: host, kinds: kinds, ports: map[string]bool{}, networks: map[string]bool{}, groups: map[string]bool{},
-		vteps: map[string]string{}}
-	for _, p := range st.Ports {
-		in.ports[str(p, "id")] = true
-	}
-	for _, id := range st.MemberPorts {
-		in.ports[id] = true
-	}
-	for _, n := range st.Networks {
-		in.networks[str(n, "id")] = true
-	}
-	for _, g := range st.SecurityGroups {
-		in.groups[str(g, "id")] = true
-	}
-	for g := range st.GroupMembers {
-		in.groups[g] = true
-	}
-	for _, p := range st.Peers {
-		in.vteps[p.Host] = p.VTEP
-	}
-	return in
-}
-
-// relevant reports whether a change may alter this host's state. Before
-// the first listing everything is.
-func (in *interest) relevant(c change) bool {
-	if in == nil {
-		return true
-	}
-	if !in.kinds[c.Kind] {
-		return false
-	}
-	o := c.Object
-	switch c.Kind {
-	case "port":
-		if in.ports[c.ID] || in.networks[c.Parent] || str(o, "binding:host_id") == in.host {
-			return true
-		}
-		groups, _ := o["security_groups"].([]any)
-		for _, g := range groups {
-			if s, _ := g.(string); in.groups[s] {
-				return true
+// kinds are the kinds of change the enabled concerns depend on.
+func (a *Agent) kinds() string {
+	seen := map[string]bool{}
+	var out []string
+	for _, r := range a.reconcilers {
+		for _, k := range r.Kinds() {
+			if !seen[k] {
+				seen[k] = true
+				out = append(out, k)
 			}
 		}
-		return false
-	case "network":
-		return in.networks[c.ID]
-	case "subnet":
-		return in.networks[c.Parent]
-	case "security_group":
-		return in.groups[c.ID]
-	case "agent":
-		// Heartbeats change nothing here; a peer host's tunnel endpoint,
-		// or an agent going, may (other agent types carry no endpoint).
-		if o == nil {
-			return true
-		}
-		if str(o, "agent_type") != hostapi.HostAgentType {
-			return false
-		}
-		conf, _ := o["configurations"].(map[string]any)
-		vtep, ok := in.vteps[str(o, "host")]
-		return ok && vtep != str(conf, "tunneling_ip")
 	}
-	return true // a kind only some concern here depends on, whole
-}
-
-func (a *Agent) watch(ctx context.Context, after int64) ([]change, error) {
-	var out struct {
-		Changes []change `json:"changes"`
-	}
-	err := a.call(ctx, http.MethodGet, fmt.Sprintf("/neutrino/v1/changes?after=%d&wait=25", after), nil, &out)
-	return out.Changes, err
+	sort.Strings(out)
+	return strings.Join(out, ",")
 }
 
 // sync lists the host's state and makes the kernel match it.
 func (a *Agent) sync(ctx context.Context) (int64, error) {
 	var st hostapi.Span
-	path := "/neutrino/v1/hosts/" + a.cfg.Host + "/state"
+	path := "/neutrino/v1/hosts/" + a.cfg.Host + "/state?kinds=" + a.kinds()
 	if a.cfg.DHCP {
-		path += "?dhcp=1"
+		path += "&dhcp=1"
 	}
 	if err := a.call(ctx, http.MethodGet, path, nil, &st); err != nil {
 		return 0, err
@@ -384,13 +313,7 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 	if err != nil {
 		a.cfg.Log.Warn("apply incomplete", "err", err)
 	}
-	kinds := map[string]bool{}
-	for _, r := range a.reconcilers {
-		for _, k := range r.Kinds() {
-			kinds[k] = true
-		}
-	}
-	a.interest, a.lastSync = newInterest(a.cfg.Host, kinds, &st), time.Now()
+	a.span, a.lastSync = st.Revision, time.Now()
 	if a.cfg.Synced != nil {
 		a.cfg.Synced(st.Revision, len(active))
 	}

@@ -779,14 +779,21 @@ func TestHostStateAndWatch(t *testing.T) {
 		if ch := e.must(200, e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d&wait=0.2", rev), nil), ""); len(ch["changes"].([]any)) != 0 {
 			t.Fatalf("changes before any write: %v", ch)
 		}
-		// A long poll wakes on a commit.
+		// A long poll wakes on a commit (the re-poll for other servers'
+		// commits is off, so nothing else could answer it in time).
+		e.api.Repoll = time.Hour
 		done := make(chan map[string]any)
 		go func() {
-			r := e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d&wait=10", rev), nil)
+			r := e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d&wait=50", rev), nil)
 			done <- r.Body
 		}()
 		e.must(200, e.do(userA, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"name": "renamed"}}), "port")
-		ch := <-done
+		var ch map[string]any
+		select {
+		case ch = <-done:
+		case <-time.After(20 * time.Second):
+			t.Fatal("the long poll did not wake on the commit")
+		}
 		got := ch["changes"].([]any)
 		if len(got) != 1 || got[0].(map[string]any)["kind"] != "port" || got[0].(map[string]any)["object"].(map[string]any)["name"] != "renamed" {
 			t.Fatalf("watched changes: %v", got)
@@ -806,6 +813,67 @@ func TestHostStateAndWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 		e.fault(e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/changes?after=%d", rev), nil), 410, "RevisionCompacted")
+	})
+}
+
+// TestHostWatchIsScoped: a host's watch answers only the changes that
+// concern the state it was given: a host with no port on a network hears
+// nothing of that network's ports (no answer until its wait ends), while
+// the host that has ports there is woken.
+func TestHostWatchIsScoped(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		const kinds = "agent,network,port,security_group,subnet"
+		for _, h := range []string{"compute-1", "compute-2"} {
+			e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{"agent_type": "Neutrino host agent",
+				"binary": "neutrino-agent", "host": h, "configurations": map[string]any{"tunnel_types": []any{"vxlan"}, "tunneling_ip": "10.0.0." + h[8:]}}}), "agent")
+		}
+		port := func(net, host string) string {
+			return e.must(201, e.do(admin, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": net,
+				"binding:host_id": host, "port_security_enabled": false}}), "port")["id"].(string)
+		}
+		n1 := e.network(admin, nil)["id"].(string)
+		n2 := e.network(admin, nil)["id"].(string)
+		port(n1, "compute-1")
+		port(n2, "compute-2")
+		state := func(host string) int64 {
+			st := e.must(200, e.do(admin, "GET", "/neutrino/v1/hosts/"+host+"/state?kinds="+kinds, nil), "")
+			return int64(st["revision"].(float64))
+		}
+		watch := func(host string, after, span int64, wait string) chan map[string]any {
+			out := make(chan map[string]any, 1)
+			go func() {
+				out <- e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/hosts/%s/changes?after=%d&span=%d&kinds=%s&wait=%s", host, after, span, kinds, wait), nil).Body
+			}()
+			return out
+		}
+		r1, r2 := state("compute-1"), state("compute-2")
+		w1 := watch("compute-1", r1, r1, "30")
+		w2 := watch("compute-2", r2, r2, "2")
+		for i := 0; i < 3; i++ {
+			port(n1, "compute-1") // network 1's ports: compute-2 has none there
+		}
+		got1 := <-w1
+		if len(got1["changes"].([]any)) == 0 {
+			t.Fatalf("compute-1 was not told of ports on its network: %v", got1)
+		}
+		got2 := <-w2
+		last := e.db.Revision(t)
+		if len(got2["changes"].([]any)) != 0 || int64(got2["revision"].(float64)) != last {
+			t.Fatalf("compute-2 was told of another host's network, or does not resume at %d: %v", last, got2)
+		}
+		// A port of compute-2's own network wakes it.
+		w2 = watch("compute-2", last, r2, "30")
+		port(n2, "compute-1")
+		if got := <-w2; len(got["changes"].([]any)) != 1 {
+			t.Fatalf("compute-2 not told of a port on its network: %v", got)
+		}
+		// A state this server did not give (another revision) cannot be
+		// judged: every change of the kinds is sent.
+		w := watch("compute-2", last, r2-1, "30")
+		port(n1, "compute-1")
+		if got := <-w; len(got["changes"].([]any)) == 0 {
+			t.Fatalf("an unknown state was judged: %v", got)
+		}
 	})
 }
 

@@ -59,8 +59,7 @@ func FuzzCreateRequests(f *testing.F) {
 	} {
 		f.Add(s, uint8(0))
 	}
-	t0 := &testing.T{}
-	e := newEnv(t0, filepath.Join(f.TempDir(), "fuzz.db"), services.Config{})
+	e := newEnv(f, filepath.Join(f.TempDir(), "fuzz.db"), services.Config{})
 	net := e.do(userA, "POST", "/v2.0/networks", map[string]any{"network": map[string]any{}}).Body["network"].(map[string]any)["id"].(string)
 	e.do(userA, "POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": net, "ip_version": 4, "cidr": "10.8.0.0/24"}})
 	sg := e.do(userA, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{"name": "f"}}).Body["security_group"].(map[string]any)["id"].(string)

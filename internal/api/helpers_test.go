@@ -21,14 +21,32 @@ import (
 
 // testEnv is a real server on a real store, spoken to over HTTP.
 type testEnv struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
-	db  *store.DB
+	db  *testDB
+	api *Server
+}
+
+// testDB is the store with a test's conveniences.
+type testDB struct{ *store.DB }
+
+// Revision is the store's current revision.
+func (db *testDB) Revision(t testing.TB) int64 {
+	t.Helper()
+	var rev int64
+	if err := db.Read(context.Background(), func(tx *store.Tx) error {
+		var err error
+		rev, err = tx.ViewRevision()
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return rev
 }
 
 // dsns are the stores every API test runs against: SQLite always, and the
 // PostgreSQL of NEUTRINO_TEST_POSTGRES when set (a fresh schema per test).
-func dsns(t *testing.T) map[string]string {
+func dsns(t testing.TB) map[string]string {
 	out := map[string]string{"sqlite": filepath.Join(t.TempDir(), "neutrino.db")}
 	if pg := os.Getenv("NEUTRINO_TEST_POSTGRES"); pg != "" {
 		out["postgres"] = pg
@@ -36,7 +54,7 @@ func dsns(t *testing.T) map[string]string {
 	return out
 }
 
-func newEnv(t *testing.T, dsn string, cfg services.Config) *testEnv {
+func newEnv(t testing.TB, dsn string, cfg services.Config) *testEnv {
 	t.Helper()
 	if strings.HasPrefix(dsn, "postgres") {
 		resetPostgres(t, dsn)
@@ -53,13 +71,13 @@ func newEnv(t *testing.T, dsn string, cfg services.Config) *testEnv {
 		t.Fatal(err)
 	}
 	s := New(reg, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	e := &testEnv{t: t, srv: httptest.NewServer(s), db: db}
+	e := &testEnv{t: t, srv: httptest.NewServer(s), db: &testDB{db}, api: s}
 	t.Cleanup(func() { e.srv.Close(); db.Close() })
 	return e
 }
 
 // resetPostgres drops every table so each test starts from an empty schema.
-func resetPostgres(t *testing.T, dsn string) {
+func resetPostgres(t testing.TB, dsn string) {
 	t.Helper()
 	c, err := sql.Open("pgx", dsn)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"neutrino/internal/fault"
@@ -16,8 +17,10 @@ import (
 // internal serves Neutrino's own API for its agents, beside the Neutron
 // API (admin or service callers only): the generic part here,
 //
-//	GET  /neutrino/v1/hosts/{host}/state     desired state of a host at a revision
-//	GET  /neutrino/v1/changes?after=R&wait=S changes after R (long poll); 410 when compacted
+//	GET  /neutrino/v1/hosts/{host}/state?kinds=K,...      desired state of a host at a revision
+//	GET  /neutrino/v1/hosts/{host}/changes?after=R&span=S&kinds=K,...&wait=W
+//	                                         the changes after R that concern that state (long poll)
+//	GET  /neutrino/v1/changes?after=R&wait=S every change after R (long poll); 410 when compacted
 //
 // and what services registered (agent reports, port status, metering).
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, c *policy.Caller, parts []string) {
@@ -29,6 +32,8 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, c *policy.Call
 		err = notFoundErr
 	case len(parts) == 4 && parts[1] == "hosts" && parts[3] == "state" && r.Method == http.MethodGet:
 		err = s.hostState(w, r, parts[2])
+	case len(parts) == 4 && parts[1] == "hosts" && parts[3] == "changes" && r.Method == http.MethodGet:
+		err = s.hostChanges(w, r, parts[2])
 	case len(parts) == 2 && parts[1] == "changes":
 		if r.Method != http.MethodGet {
 			err = methodNotAllowed()
@@ -54,8 +59,93 @@ func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) 
 	if err != nil {
 		return err
 	}
+	// What this state depends on, for the host's watch (see hostChanges).
+	kinds := r.URL.Query().Get("kinds")
+	s.interests.Store(host, &hostInterest{span: st.Revision, kinds: kinds,
+		in: hostapi.NewInterest(host, strings.Split(kinds, ","), st)})
 	writeJSON(w, http.StatusOK, st)
 	return nil
+}
+
+// hostInterest is what the state a host was last given depends on.
+type hostInterest struct {
+	span  int64  // the state's revision
+	kinds string // the concerns' kinds the host asked with
+	in    *hostapi.Interest
+}
+
+// hostChanges answers a host's watch with only the changes after R that
+// may alter the state it was given at revision S (span=S), so a change
+// elsewhere in the cloud costs that host nothing: no answer, no wake-up.
+// The answer's "revision" is where the host resumes. A server that did not
+// serve that state (another server, or after a restart) cannot judge: it
+// sends every change of the host's kinds, and the host lists its state
+// again, here.
+func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string) error {
+	q := r.URL.Query()
+	after, err := strconv.ParseInt(q.Get("after"), 10, 64)
+	if err != nil || after < 0 {
+		return fault.BadRequest("after must be a revision number")
+	}
+	span, _ := strconv.ParseInt(q.Get("span"), 10, 64)
+	kinds := q.Get("kinds")
+	wait, err := waitParam(q.Get("wait"))
+	if err != nil {
+		return err
+	}
+	var in *hostapi.Interest
+	if v, ok := s.interests.Load(host); ok {
+		if hi := v.(*hostInterest); hi.span == span && hi.kinds == kinds {
+			in = hi.in
+		}
+	}
+	if in == nil {
+		in = hostapi.EveryChange(strings.Split(kinds, ","))
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		changed := s.DB.Changed()
+		ch, err := s.DB.Changes(r.Context(), after, 1000)
+		if errors.Is(err, store.ErrCompacted) {
+			return fault.New(http.StatusGone, "RevisionCompacted", "Changes after revision %d are no longer kept: list the state again", after)
+		}
+		if err != nil {
+			return err
+		}
+		out := []any{}
+		for _, c := range ch {
+			after = max(after, c.Rev)
+			hc := hostapi.Change{Revision: c.Rev, Kind: c.Kind, ID: c.ID, Op: c.Op, Parent: c.Parent, Object: c.Body}
+			if in.Relevant(hc) {
+				out = append(out, map[string]any{"revision": c.Rev, "kind": c.Kind, "id": c.ID, "op": c.Op})
+			}
+		}
+		left := time.Until(deadline)
+		if len(out) > 0 || left <= 0 {
+			writeJSON(w, http.StatusOK, map[string]any{"changes": out, "revision": after})
+			return nil
+		}
+		if len(ch) > 0 {
+			continue // more may be there already
+		}
+		select {
+		case <-r.Context().Done():
+			return nil
+		case <-changed:
+		case <-time.After(min(left, s.repoll())):
+		}
+	}
+}
+
+func waitParam(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	secs, err := strconv.ParseFloat(v, 64)
+	if err != nil || secs < 0 {
+		return 0, fault.BadRequest("wait must be a number of seconds")
+	}
+	return min(time.Duration(secs*float64(time.Second)), maxWait), nil
 }
 
 // maxWait bounds a long poll.
@@ -73,13 +163,9 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 			return fault.BadRequest("limit must be 1 to 10000")
 		}
 	}
-	var wait time.Duration
-	if v := q.Get("wait"); v != "" {
-		secs, err := strconv.ParseFloat(v, 64)
-		if err != nil || secs < 0 {
-			return fault.BadRequest("wait must be a number of seconds")
-		}
-		wait = min(time.Duration(secs*float64(time.Second)), maxWait)
+	wait, err := waitParam(q.Get("wait"))
+	if err != nil {
+		return err
 	}
 	deadline := time.Now().Add(wait)
 	for {
@@ -107,7 +193,7 @@ func (s *Server) changes(w http.ResponseWriter, r *http.Request) error {
 		case <-r.Context().Done():
 			return nil
 		case <-changed:
-		case <-time.After(min(left, time.Second)):
+		case <-time.After(min(left, s.repoll())):
 		}
 	}
 }

@@ -41,6 +41,12 @@ type Server struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
 	registry *prometheus.Registry
+	// Repoll is how often a long poll looks for commits by other servers
+	// sharing the database (a commit here wakes it at once); default 1 s.
+	Repoll time.Duration
+	// interests holds, by host, what the state it was last given depends
+	// on (*hostInterest).
+	interests sync.Map
 }
 
 // maxBody bounds request bodies.
@@ -71,6 +77,13 @@ func New(reg *plugin.Registry, auth identity.Authenticator, ident *identity.Buil
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) repoll() time.Duration {
+	if s.Repoll > 0 {
+		return s.Repoll
+	}
+	return time.Second
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

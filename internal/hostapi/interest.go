@@ -1,0 +1,110 @@
+package hostapi
+
+// Change is one entry of the change log as agents see it.
+type Change struct {
+	Revision int64          `json:"revision"`
+	Kind     string         `json:"kind"`
+	ID       string         `json:"id"`
+	Op       string         `json:"op,omitempty"`
+	Parent   string         `json:"parent_id,omitempty"`
+	Object   map[string]any `json:"object,omitempty"` // nil for deletes
+}
+
+// Interest is what a host's span depends on, so that changes elsewhere in
+// the cloud cost that host nothing: the server sends a host only the
+// changes its interest finds relevant.
+type Interest struct {
+	host     string
+	kinds    map[string]bool // what the host's concerns depend on
+	ports    map[string]bool // bound here, or members of groups used here
+	networks map[string]bool
+	groups   map[string]bool // used here, or remote groups of rules used here
+	vteps    map[string]string
+	all      bool // every change of the kinds (the span is not known)
+}
+
+// EveryChange is the interest of a host whose span is not known: every
+// change of kinds.
+func EveryChange(kinds []string) *Interest {
+	in := NewInterest("", kinds, &Span{})
+	in.all = true
+	return in
+}
+
+// NewInterest is what host's span st depends on, for a host whose
+// concerns depend on changes of kinds.
+func NewInterest(host string, kinds []string, st *Span) *Interest {
+	in := &Interest{host: host, kinds: map[string]bool{}, ports: map[string]bool{}, networks: map[string]bool{},
+		groups: map[string]bool{}, vteps: map[string]string{}}
+	for _, k := range kinds {
+		in.kinds[k] = true
+	}
+	for _, p := range st.Ports {
+		in.ports[str(p, "id")] = true
+	}
+	for _, id := range st.MemberPorts {
+		in.ports[id] = true
+	}
+	for _, n := range st.Networks {
+		in.networks[str(n, "id")] = true
+	}
+	for _, g := range st.SecurityGroups {
+		in.groups[str(g, "id")] = true
+	}
+	for g := range st.GroupMembers {
+		in.groups[g] = true
+	}
+	for _, p := range st.Peers {
+		in.vteps[p.Host] = p.VTEP
+	}
+	return in
+}
+
+// Relevant reports whether a change may alter the span. A nil Interest
+// (the span is not known) finds every change relevant.
+func (in *Interest) Relevant(c Change) bool {
+	if in == nil {
+		return true
+	}
+	if !in.kinds[c.Kind] {
+		return false
+	}
+	if in.all {
+		return true
+	}
+	o := c.Object
+	switch c.Kind {
+	case "port":
+		if in.ports[c.ID] || in.networks[c.Parent] || str(o, "binding:host_id") == in.host {
+			return true
+		}
+		groups, _ := o["security_groups"].([]any)
+		for _, g := range groups {
+			if s, _ := g.(string); in.groups[s] {
+				return true
+			}
+		}
+		return false
+	case "network":
+		return in.networks[c.ID]
+	case "subnet":
+		return in.networks[c.Parent]
+	case "security_group":
+		return in.groups[c.ID]
+	case "agent":
+		// Heartbeats change nothing here; a peer host's tunnel endpoint,
+		// or an agent going, may (other agent types carry no endpoint).
+		if o == nil {
+			return true
+		}
+		if str(o, "agent_type") != HostAgentType {
+			return false
+		}
+		conf, _ := o["configurations"].(map[string]any)
+		vtep, ok := in.vteps[str(o, "host")]
+		return ok && vtep != str(conf, "tunneling_ip")
+	}
+	return true // a kind only some concern here depends on, whole
+}
+
+func str(o map[string]any, k string) string { s, _ := o[k].(string); return s }

@@ -1,0 +1,61 @@
+package hostapi
+
+import (
+	"testing"
+
+)
+
+// TestInterest: a host lists its state again only for changes that can
+// alter it: its ports, its networks' ports and subnets, its groups and the
+// members of their remote groups, peers' tunnel endpoints; not heartbeats
+// or other hosts' unrelated networks.
+func TestInterest(t *testing.T) {
+	st := &Span{
+		Ports:          []Object{{"id": "p1", "network_id": "n1"}},
+		Networks:       []Object{{"id": "n1"}},
+		SecurityGroups: []Object{{"id": "g1"}},
+		GroupMembers:   map[string][]string{"g2": {"10.0.0.5"}},
+		MemberPorts:    []string{"p9"},
+		Peers:          []Peer{{NetworkID: "n1", PortID: "p2", Host: "compute-2", VTEP: "10.250.0.2"}},
+	}
+	core := []string{"port", "network", "subnet", "security_group", "agent"}
+	in := NewInterest("compute-1", core, st)
+	for _, c := range []struct {
+		c    Change
+		want bool
+	}{
+		{Change{Kind: "port", ID: "p1", Parent: "n1"}, true},
+		{Change{Kind: "port", ID: "p3", Parent: "n1", Object: map[string]any{"binding:host_id": "compute-3"}}, true},
+		{Change{Kind: "port", ID: "p4", Parent: "n9", Object: map[string]any{"binding:host_id": "compute-1"}}, true},
+		{Change{Kind: "port", ID: "p5", Parent: "n9", Object: map[string]any{"security_groups": []any{"g2"}}}, true},
+		{Change{Kind: "port", ID: "p9", Parent: "n9"}, true}, // a member left, or went
+		{Change{Kind: "port", ID: "p6", Parent: "n9", Object: map[string]any{"security_groups": []any{"g7"}}}, false},
+		{Change{Kind: "port", ID: "p7", Parent: "n9"}, false},
+		{Change{Kind: "network", ID: "n1"}, true},
+		{Change{Kind: "network", ID: "n9"}, false},
+		{Change{Kind: "subnet", ID: "s1", Parent: "n1"}, true},
+		{Change{Kind: "subnet", ID: "s9", Parent: "n9"}, false},
+		{Change{Kind: "security_group", ID: "g1"}, true},
+		{Change{Kind: "security_group", ID: "g2"}, true},
+		{Change{Kind: "security_group", ID: "g7"}, false},
+		{Change{Kind: "agent", ID: "a2", Object: map[string]any{"host": "compute-2", "configurations": map[string]any{"tunneling_ip": "10.250.0.2"}}}, false},
+		{Change{Kind: "agent", ID: "a2", Object: map[string]any{"host": "compute-2", "agent_type": HostAgentType, "configurations": map[string]any{"tunneling_ip": "10.250.0.22"}}}, true},
+		{Change{Kind: "agent", ID: "a3", Object: map[string]any{"host": "compute-3"}}, false},
+		// A DHCP or L3 agent's report carries no tunnel endpoint: not a
+		// change of the peer's.
+		{Change{Kind: "agent", ID: "a4", Object: map[string]any{"host": "compute-2", "agent_type": "DHCP agent", "configurations": map[string]any{}}}, false},
+		{Change{Kind: "agent", ID: "a3"}, true},
+		{Change{Kind: "dhcp_binding", ID: "b1"}, false},
+		{Change{Kind: "quota", ID: "q1"}, false},
+	} {
+		if got := in.Relevant(c.c); got != c.want {
+			t.Errorf("%+v: relevant=%v, want %v", c.c, got, c.want)
+		}
+	}
+	if !(*Interest)(nil).Relevant(Change{Kind: "quota"}) {
+		t.Error("before any listing every change must count")
+	}
+	if !NewInterest("network-1", append(core, "dhcp_binding"), st).Relevant(Change{Kind: "dhcp_binding"}) {
+		t.Error("a DHCP host ignores scheduling changes")
+	}
+}
