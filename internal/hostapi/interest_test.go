@@ -2,7 +2,6 @@ package hostapi
 
 import (
 	"testing"
-
 )
 
 // TestInterest: a host lists its state again only for changes that can
