@@ -279,6 +279,9 @@ func serve(args []string) error {
 	downTime := fs.Duration("agent-down-time", 75*time.Second, "how long after its last report an agent counts as dead (its DHCP networks then move to live agents)")
 	servicePlugins := fs.String("service-plugins", "all", "optional services to run, comma-separated ("+strings.Join(services.Optional(), ", ")+"), or all")
 	mechDrivers := fs.String("mechanism-drivers", "linux", "ML2 mechanism drivers, in order")
+	newDefaults := fs.Bool("enforce-new-defaults", true, "Neutron's current default policy: reader may read, member write (false: any role on a project may write)")
+	metricsListen := fs.String("metrics-listen", "", "serve /metrics without authentication on this address (on the API's own listener /metrics needs an admin token)")
+	perClient := fs.Int("max-connections-per-client", 256, "connections one client address may hold open at once")
 	keepChanges := fs.Int64("changelog-keep", 200000, "revisions of change log kept for agents to resume from (older readers re-list)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (at shutdown)")
 	fs.Parse(args)
@@ -360,11 +363,22 @@ func serve(args []string) error {
 	}
 
 	srv := api.New(reg, auth, ident, log)
+	srv.LegacyPolicy = !*newDefaults
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	ln = api.LimitPerClient(ln, *perClient)
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	if *metricsListen != "" {
+		mln, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			return err
+		}
+		ms := &http.Server{Handler: srv.Metrics(), ReadHeaderTimeout: 10 * time.Second}
+		go ms.Serve(mln)
+		defer ms.Close()
+	}
 	log.Info("serving", "listen", ln.Addr().String(), "auth", *authMode, "store", string(db.Dialect))
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()

@@ -104,12 +104,13 @@ const (
 type as struct {
 	project string
 	admin   bool
+	roles   string // X-Roles when not the default ("member", or "admin,member")
 }
 
 var (
-	admin = as{"adminproject", true}
-	userA = as{projA, false}
-	userB = as{projB, false}
+	admin = as{project: "adminproject", admin: true}
+	userA = as{project: projA}
+	userB = as{project: projB}
 )
 
 type resp struct {
@@ -133,9 +134,12 @@ func (e *testEnv) do(who as, method, path string, body any, hdr ...string) resp 
 	req, _ := http.NewRequest(method, e.srv.URL+path, rd)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Project-Id", who.project)
-	if who.admin {
+	switch {
+	case who.roles != "":
+		req.Header.Set("X-Roles", who.roles)
+	case who.admin:
 		req.Header.Set("X-Roles", "admin,member")
-	} else {
+	default:
 		req.Header.Set("X-Roles", "member")
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {

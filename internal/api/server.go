@@ -9,11 +9,13 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,9 +46,17 @@ type Server struct {
 	// Repoll is how often a long poll looks for commits by other servers
 	// sharing the database (a commit here wakes it at once); default 1 s.
 	Repoll time.Duration
+	// BodyTimeout bounds the time a client may take to send a request's
+	// body (default 30 s): a stalled body does not hold its connection.
+	BodyTimeout time.Duration
+	// LegacyPolicy is Neutron's policy before enforce_new_defaults: any
+	// role on a project may write there. By default only member (or
+	// admin, or service) may write and reader (or more) read.
+	LegacyPolicy bool
 	// interests holds, by host, what the state it was last given depends
 	// on (*hostInterest).
 	interests sync.Map
+	metrics   http.Handler
 }
 
 // maxBody bounds request bodies.
@@ -62,7 +72,20 @@ func New(reg *plugin.Registry, auth identity.Authenticator, ident *identity.Buil
 	for _, c := range reg.Collectors() {
 		s.registry.MustRegister(c)
 	}
-	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	s.metrics = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
+	// On the API's listener the metrics are an admin's (serve Metrics()
+	// on a listener of its own for a scraper without a token).
+	s.mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+		c, err := s.Auth.Authenticate(r.Context(), r)
+		switch {
+		case err != nil:
+			s.unauthorized(w, r)
+		case !c.Admin:
+			s.writeError(w, r, fault.Forbidden("rule:get_metrics is disallowed by policy"))
+		default:
+			s.metrics.ServeHTTP(w, r)
+		}
+	})
 	s.mux.HandleFunc("/", s.serveAPI)
 	if ident != nil {
 		s.mux.Handle("/v3", ident)
@@ -72,6 +95,18 @@ func New(reg *plugin.Registry, auth identity.Authenticator, ident *identity.Buil
 		})
 	}
 	return s
+}
+
+// Metrics serves the Prometheus metrics, without authentication.
+func (s *Server) Metrics() http.Handler { return s.metrics }
+
+// unauthorized answers 401 and closes the connection without reading what
+// the client may still be sending.
+func (s *Server) unauthorized(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("WWW-Authenticate", "Keystone uri='"+s.baseURL(r)+"/v3'")
+	w.Header().Set("Connection", "close")
+	http.NewResponseController(w).SetReadDeadline(time.Now())
+	writeJSON(w, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
 }
 
 // ServeHTTP implements http.Handler.
@@ -115,7 +150,13 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		fe = &fault.Error{Status: http.StatusInternalServerError, Type: "HTTPInternalServerError",
 			Message: "Request Failed: internal server error while processing your request."}
 	}
-	writeJSON(w, fe.Status, map[string]any{"NeutronError": map[string]any{"type": fe.Type, "message": fe.Message, "detail": fe.Detail}})
+	// Messages echo what was sent: never more than a few kilobytes of it.
+	const most = 2048
+	msg := fe.Message
+	if len(msg) > most {
+		msg = strings.ToValidUTF8(msg[:most], "") + "..."
+	}
+	writeJSON(w, fe.Status, map[string]any{"NeutronError": map[string]any{"type": fe.Type, "message": msg, "detail": fe.Detail}})
 }
 
 type statusWriter struct {
@@ -124,6 +165,40 @@ type statusWriter struct {
 }
 
 func (sw *statusWriter) WriteHeader(c int) { sw.code = c; sw.ResponseWriter.WriteHeader(c) }
+
+// Unwrap lets http.ResponseController reach the connection.
+func (sw *statusWriter) Unwrap() http.ResponseWriter { return sw.ResponseWriter }
+
+func (s *Server) bodyTimeout() time.Duration {
+	if s.BodyTimeout > 0 {
+		return s.BodyTimeout
+	}
+	return 30 * time.Second
+}
+
+// authorize applies Neutron's default policy by role: reading a project's
+// resources needs reader (or member, or admin), changing them member (or
+// admin); Neutrino's own agents hold service. With LegacyPolicy any role
+// on the project will do, as before Neutron enforced its new defaults.
+func (s *Server) authorize(c *policy.Caller, r *http.Request, collection string) error {
+	if c.Admin || c.Service || s.LegacyPolicy {
+		return nil
+	}
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if read && c.HasRoleFold("reader") || c.HasRoleFold("member") {
+		return nil
+	}
+	action := "get"
+	switch r.Method {
+	case http.MethodPost:
+		action = "create"
+	case http.MethodPut:
+		action = "update"
+	case http.MethodDelete:
+		action = "delete"
+	}
+	return fault.Forbidden("rule:%s_%s is disallowed by policy", action, strings.TrimSuffix(strings.ReplaceAll(collection, "-", "_"), "s"))
+}
 
 func (s *Server) baseURL(r *http.Request) string {
 	scheme := "http"
@@ -169,11 +244,20 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.writeError(sw, r, notFoundErr)
 		return
 	}
+	if r.ContentLength != 0 {
+		// The body must arrive in time (answering needs none of it yet).
+		http.NewResponseController(sw).SetReadDeadline(time.Now().Add(s.bodyTimeout()))
+	}
 	caller, err := s.Auth.Authenticate(r.Context(), r)
 	if err != nil {
-		sw.Header().Set("WWW-Authenticate", "Keystone uri='"+s.baseURL(r)+"/v3'")
-		writeJSON(sw, http.StatusUnauthorized, map[string]any{"error": map[string]any{"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}})
+		s.unauthorized(sw, r)
 		return
+	}
+	if parts[0] == "v2.0" && len(parts) > 1 && parts[1] != "extensions" {
+		if err := s.authorize(caller, r, collection); err != nil {
+			s.writeError(sw, r, err)
+			return
+		}
 	}
 	ctx := policy.With(r.Context(), caller)
 	r = r.WithContext(ctx)
@@ -266,10 +350,17 @@ func (s *Server) resourcesIndex(w http.ResponseWriter, r *http.Request) {
 func readBody(r *http.Request) ([]byte, error) {
 	b, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
 	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, fault.New(http.StatusRequestTimeout, "RequestTimeout", "The request body did not arrive in time.")
+		}
 		return nil, fault.BadRequest("Malformed request body")
 	}
 	if len(b) > maxBody {
 		return nil, fault.New(http.StatusRequestEntityTooLarge, "RequestEntityTooLarge", "Request is too large.")
+	}
+	if !utf8.Valid(b) {
+		return nil, fault.BadRequest("Malformed request body: %s", "it is not UTF-8")
 	}
 	return b, nil
 }
@@ -284,8 +375,8 @@ func ifMatch(r *http.Request) (int64, error) {
 		part = strings.TrimSpace(part)
 		if v, ok := strings.CutPrefix(part, "revision_number="); ok {
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return 0, fault.BadRequest("Invalid value for If-Match header: %s", h)
+			if err != nil || n < 0 {
+				return 0, fault.BadRequest("Invalid value for If-Match header: %s", schema.Clip(h))
 			}
 			return n, nil
 		}

@@ -3,7 +3,10 @@
 // resources shared with other projects.
 package policy
 
-import "context"
+import (
+	"context"
+	"strings"
+)
 
 // Caller is the authenticated identity of a request.
 type Caller struct {
@@ -20,6 +23,17 @@ type Caller struct {
 func (c *Caller) HasRole(role string) bool {
 	for _, r := range c.Roles {
 		if r == role {
+			return true
+		}
+	}
+	return false
+}
+
+// HasRoleFold reports whether the caller holds role, ignoring case
+// (Keystone's role names are case-insensitive: Tempest assigns "Member").
+func (c *Caller) HasRoleFold(role string) bool {
+	for _, r := range c.Roles {
+		if strings.EqualFold(r, role) {
 			return true
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"neutrino/internal/fault"
 )
@@ -75,10 +76,23 @@ func IntRange(lo, hi float64) Converter {
 			return nil, err
 		}
 		n := c.(float64)
-		if n < lo || n > hi {
+		if n < lo {
+			return nil, invalid("'%v' is too small - must be at least '%v'", render(v), lo)
+		}
+		if n > hi {
 			return nil, invalid("'%v' is too large - must be no larger than '%v'", render(v), hi)
 		}
 		return n, nil
+	}
+}
+
+// OrNull lets null through c.
+func OrNull(c Converter) Converter {
+	return func(name string, v any) (any, error) {
+		if v == nil {
+			return nil, nil
+		}
+		return c(name, v)
 	}
 }
 
@@ -90,7 +104,7 @@ func String(max int) Converter {
 			return nil, invalid("'%s' is not a valid string", render(v))
 		}
 		if max > 0 && len(s) > max {
-			return nil, invalid("'%s' exceeds maximum length of %d", s, max)
+			return nil, invalid("'%s' exceeds maximum length of %d", Clip(s), max)
 		}
 		return s, nil
 	}
@@ -338,3 +352,17 @@ func render(v any) string {
 // Render is the canonical string form of a stored value, used to compare
 // values with list filters.
 func Render(v any) string { return render(v) }
+
+// Clip shortens a value echoed in a message (a 4 MB name is not sent back
+// whole).
+func Clip(s string) string {
+	const most = 64
+	if len(s) <= most {
+		return s
+	}
+	cut := most
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}

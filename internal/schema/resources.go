@@ -171,7 +171,7 @@ var (
 		Sorted(Computed("max_prefixlen", true, IntRange(0, 128))),
 		Sorted(AdminSet(RW("is_default", Bool, false))),
 		Sorted(AdminSet(Post("shared", Bool, false))),
-		Sorted(RW("default_quota", IntOrNull, nil)),
+		Sorted(RW("default_quota", OrNull(IntRange(0, 1<<31-1)), nil)),
 		Sorted(RW("address_scope_id", UUIDOrNull, nil)),
 	)
 

@@ -79,6 +79,11 @@ func (r *Resource) ParseBody(body []byte) (items []map[string]any, bulk bool, er
 		if err := json.Unmarshal(raw, &many); err != nil {
 			return nil, false, fault.BadRequest("Malformed request body: %s", "a list of JSON objects is expected")
 		}
+		for _, m := range many {
+			if m == nil {
+				return nil, false, fault.BadRequest("Malformed request body: %s", "a list of JSON objects is expected")
+			}
+		}
 		if len(many) == 0 {
 			return nil, false, fault.BadRequest("Resources required")
 		}

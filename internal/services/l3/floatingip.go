@@ -30,6 +30,9 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 	if a, ok := in["floating_ip_address"].(string); ok && !schema.IsUnset(in["floating_ip_address"]) && a != "" && !c.Admin {
 		return nil, fault.Forbidden("(rule:create_floatingip and rule:create_floatingip:floating_ip_address) is disallowed by policy")
 	}
+	if in["fixed_ip_address"] != nil && !schema.IsUnset(in["fixed_ip_address"]) && str(in, "port_id") == "" {
+		return nil, badFIP("fixed_ip_address cannot be specified without a port_id")
+	}
 	id := str(in, "id")
 	// The address: the one asked for, or one from the subnet asked for, or
 	// one from the network's first IPv4 subnet.
@@ -101,9 +104,13 @@ func updateFloatingIP(c *Ctx, cur, in Object) (Object, error) {
 	}
 	pv, portGiven := in["port_id"]
 	if !portGiven {
-		if _, ok := in["fixed_ip_address"]; ok {
-			if pid := str(cur, "port_id"); pid != "" {
-				if err := associate(c, cur, pid, in["fixed_ip_address"]); err != nil {
+		if v, ok := in["fixed_ip_address"]; ok {
+			pid := str(cur, "port_id")
+			if pid == "" && v != nil {
+				return nil, badFIP("fixed_ip_address cannot be specified without a port_id")
+			}
+			if pid != "" {
+				if err := associate(c, cur, pid, v); err != nil {
 					return nil, err
 				}
 			}

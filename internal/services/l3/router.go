@@ -342,6 +342,9 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 	if err != nil {
 		return nil, err
 	}
+	if subnetID != "" && portID != "" {
+		return nil, badRouter("Cannot specify both subnet-id and port-id")
+	}
 	var port Object
 	var subnet string
 	if portID != "" {
