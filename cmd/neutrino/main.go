@@ -281,6 +281,7 @@ func serve(args []string) error {
 	mechDrivers := fs.String("mechanism-drivers", "linux", "ML2 mechanism drivers, in order")
 	newDefaults := fs.Bool("enforce-new-defaults", true, "Neutron's current default policy: reader may read, member write (false: any role on a project may write)")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics without authentication on this address (on the API's own listener /metrics needs an admin token)")
+	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time a client has to send a request's body")
 	perClient := fs.Int("max-connections-per-client", 256, "connections one client address may hold open at once")
 	keepChanges := fs.Int64("changelog-keep", 200000, "revisions of change log kept for agents to resume from (older readers re-list)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (at shutdown)")
@@ -364,6 +365,7 @@ func serve(args []string) error {
 
 	srv := api.New(reg, auth, ident, log)
 	srv.LegacyPolicy = !*newDefaults
+	srv.BodyTimeout = *bodyTimeout
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err

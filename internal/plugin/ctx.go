@@ -94,7 +94,7 @@ func (c *Ctx) Load(r *schema.Resource, id string) (Object, error) {
 }
 
 func (c *Ctx) handler(r *schema.Resource) *Handler {
-	if h := c.Reg.handlers[r]; h != nil {
+	if h := c.Reg.handlers[r.Kind]; h != nil {
 		return h
 	}
 	return &Handler{Res: r}

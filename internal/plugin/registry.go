@@ -52,23 +52,28 @@ type Registry struct {
 
 	services []Service
 	exts     []Extension
-	handlers map[*schema.Resource]*Handler
-	order    []*schema.Resource
+	handlers map[string]*Handler // by kind
+	order    []*schema.Resource  // as the API sees them (with added attributes)
 	paths    map[string]*schema.Resource
+	extra    map[string][]*schema.Attr // attributes services add, by kind
 	nested   map[nestKey]*Nested
 	subs     map[eventKey][]Callback
 	spans    []SpanFunc
 	finish   []SpanFunc
 	routes   []*Route
 	metrics  []prometheus.Collector
+	current  string              // the service registering
+	steps    map[string][]string // migrations by service
 }
 
 // NewRegistry registers services, in order, over db.
 func NewRegistry(db *store.DB, services ...Service) (*Registry, error) {
-	r := &Registry{DB: db, handlers: map[*schema.Resource]*Handler{}, paths: map[string]*schema.Resource{},
-		nested: map[nestKey]*Nested{}, subs: map[eventKey][]Callback{}}
+	r := &Registry{DB: db, handlers: map[string]*Handler{}, paths: map[string]*schema.Resource{},
+		nested: map[nestKey]*Nested{}, subs: map[eventKey][]Callback{}, extra: map[string][]*schema.Attr{},
+		steps: map[string][]string{}}
 	for _, s := range services {
 		r.services = append(r.services, s)
+		r.current = s.Name()
 		if err := s.Register(r); err != nil {
 			return nil, fmt.Errorf("service %s: %w", s.Name(), err)
 		}
@@ -117,19 +122,50 @@ func (r *Registry) Resource(h *Handler) error {
 	if h.Res == nil {
 		return fmt.Errorf("handler without a resource")
 	}
-	if _, dup := r.handlers[h.Res]; dup {
+	if _, dup := r.handlers[h.Res.Kind]; dup {
 		return fmt.Errorf("resource %s registered twice", h.Res.Member)
 	}
-	r.handlers[h.Res] = h
+	r.handlers[h.Res.Kind] = h
 	r.order = append(r.order, h.Res)
-	r.paths[h.Res.URLPath()] = h.Res
+	r.view(h.Res.Kind)
 	return nil
 }
 
-// Handler returns the handler of a registered resource (nil if none).
-func (r *Registry) Handler(res *schema.Resource) *Handler { return r.handlers[res] }
+// ExtendResource adds attributes to a resource of another service (as
+// Neutron's extensions add attributes to networks and ports): the API
+// accepts, filters and renders them only where the extending service
+// runs. The extending service keeps them in the object by subscribing to
+// the resource's Precommit create and update (the request is in the
+// payload), which the resource's handler publishes.
+func (r *Registry) ExtendResource(res *schema.Resource, attrs ...*schema.Attr) {
+	r.extra[res.Kind] = append(r.extra[res.Kind], attrs...)
+	r.view(res.Kind)
+}
 
-// Resources lists the registered resources in registration order.
+// view rebuilds the API's view of a registered resource kind: its
+// description with the attributes services added.
+func (r *Registry) view(kind string) {
+	h := r.handlers[kind]
+	if h == nil {
+		return // extended before it is registered: done when it is
+	}
+	v := h.Res
+	if extra := r.extra[kind]; len(extra) > 0 {
+		v = h.Res.With(extra...)
+	}
+	for i, res := range r.order {
+		if res.Kind == kind {
+			r.order[i] = v
+		}
+	}
+	r.paths[v.URLPath()] = v
+}
+
+// Handler returns the handler of a registered resource (nil if none).
+func (r *Registry) Handler(res *schema.Resource) *Handler { return r.handlers[res.Kind] }
+
+// Resources lists the registered resources in registration order, as the
+// API sees them.
 func (r *Registry) Resources() []*schema.Resource { return r.order }
 
 // ByPath finds a registered resource by its collection path: the URL's
@@ -149,10 +185,7 @@ func (r *Registry) ByPath(parts []string) (*schema.Resource, int) {
 	return nil, 0
 }
 
-type nestKey struct {
-	res  *schema.Resource
-	name string
-}
+type nestKey struct{ kind, name string }
 
 // Nested is a sub-collection of a resource's members:
 // /<collection>/{id}/<name>[/{child}], such as an agent's dhcp-networks.
@@ -169,12 +202,12 @@ type Nested struct {
 
 // Nest registers a nested collection under res.
 func (r *Registry) Nest(res *schema.Resource, name string, n *Nested) {
-	r.nested[nestKey{res, name}] = n
+	r.nested[nestKey{res.Kind, name}] = n
 }
 
 // NestedOf returns the nested collection name under res (nil if none).
 func (r *Registry) NestedOf(res *schema.Resource, name string) *Nested {
-	return r.nested[nestKey{res, name}]
+	return r.nested[nestKey{res.Kind, name}]
 }
 
 // SpanFunc adds a service's part to a host's span. Options are the
@@ -272,6 +305,25 @@ func matchPath(pattern, parts []string) ([]string, bool) {
 		}
 	}
 	return args, len(parts) == len(pattern)
+}
+
+// Migration adds the registering service's next migrations (SQL common
+// to SQLite and PostgreSQL, statements separated by ";"): the tables it
+// needs beside the resource documents. Append, never edit.
+func (r *Registry) Migration(steps ...string) {
+	r.steps[r.current] = append(r.steps[r.current], steps...)
+}
+
+// Migrate applies the services' migrations not yet applied.
+func (r *Registry) Migrate(ctx context.Context) error {
+	for _, s := range r.services {
+		if steps := r.steps[s.Name()]; len(steps) > 0 {
+			if _, err := r.DB.MigrateService(ctx, s.Name(), steps); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Collector exports a service's metrics on /metrics.

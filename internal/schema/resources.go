@@ -202,6 +202,15 @@ func (r *Resource) URLPath() string {
 	return r.Collection
 }
 
+// With returns a copy of r with attributes added (those another
+// extension brings to r).
+func (r *Resource) With(attrs ...*Attr) *Resource {
+	cp := *r
+	cp.Attrs = append(append([]*Attr(nil), r.Attrs...), attrs...)
+	cp.index()
+	return &cp
+}
+
 // Index prepares a resource defined as a literal and returns it.
 func Index(r *Resource) *Resource {
 	r.index()

@@ -8,6 +8,7 @@
 package services
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
@@ -36,6 +37,9 @@ type Config struct {
 	AgentDownTime time.Duration
 	// ServicePlugins names the optional services to run; nil runs them all.
 	ServicePlugins []string
+	// Extra services run after the listed ones, before quotas (tests,
+	// and services built outside this tree).
+	Extra []plugin.Service
 }
 
 type entry struct {
@@ -72,7 +76,8 @@ func Optional() []string {
 	return out
 }
 
-// Build registers the enabled services over db.
+// Build registers the enabled services over db and applies their own
+// migrations.
 func Build(db *store.DB, cfg Config) (*plugin.Registry, error) {
 	want := map[string]bool{}
 	for _, n := range cfg.ServicePlugins {
@@ -92,11 +97,18 @@ func Build(db *store.DB, cfg Config) (*plugin.Registry, error) {
 		if e.optional && cfg.ServicePlugins != nil && !want[e.name] {
 			continue
 		}
+		if e.name == "quotas" {
+			svcs = append(svcs, cfg.Extra...)
+		}
 		s, err := e.make(cfg)
 		if err != nil {
 			return nil, err
 		}
 		svcs = append(svcs, s)
 	}
-	return plugin.NewRegistry(db, svcs...)
+	reg, err := plugin.NewRegistry(db, svcs...)
+	if err != nil || db == nil {
+		return reg, err
+	}
+	return reg, reg.Migrate(context.Background())
 }

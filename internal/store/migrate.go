@@ -108,10 +108,34 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 	}, false); err != nil {
 		return 0, fmt.Errorf("store: migrate: %w", err)
 	}
-	applied := 0
-	for i, m := range migrations {
+	return db.apply(ctx, migrations, "SELECT COUNT(*) FROM schema_migrations WHERE version = ?",
+		"INSERT INTO schema_migrations (version) VALUES (?)")
+}
+
+// MigrateService applies a service's own migrations not yet applied (its
+// tables), in order, each once; steps are appended to, never edited.
+func (db *DB) MigrateService(ctx context.Context, service string, steps []string) (int, error) {
+	if _, err := db.write(ctx, func(tx *Tx) error {
+		_, err := tx.Exec("CREATE TABLE IF NOT EXISTS service_migrations (service TEXT NOT NULL, version INTEGER NOT NULL, PRIMARY KEY (service, version))")
+		return err
+	}, false); err != nil {
+		return 0, fmt.Errorf("store: migrate %s: %w", service, err)
+	}
+	n, err := db.apply(ctx, steps, "SELECT COUNT(*) FROM service_migrations WHERE version = ? AND service = ?",
+		"INSERT INTO service_migrations (version, service) VALUES (?, ?)", service)
+	if err != nil {
+		return n, fmt.Errorf("%s: %w", service, err)
+	}
+	return n, nil
+}
+
+// apply runs the steps not yet recorded (applied counts those recorded,
+// record records one; both take the version, then keys).
+func (db *DB) apply(ctx context.Context, steps []string, applied, record string, keys ...any) (int, error) {
+	ran := 0
+	for i, m := range steps {
 		version := i + 1
-		ran := false
+		done := false
 		_, err := db.write(ctx, func(tx *Tx) error {
 			if db.Dialect == Postgres {
 				// Several servers may start at once: one migrates, the others wait.
@@ -119,8 +143,9 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 					return err
 				}
 			}
+			args := append([]any{version}, keys...)
 			var n int
-			if err := tx.QueryRow("SELECT COUNT(*) FROM schema_migrations WHERE version = ?", version).Scan(&n); err != nil {
+			if err := tx.QueryRow(applied, args...).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
@@ -138,16 +163,16 @@ func (db *DB) Migrate(ctx context.Context) (int, error) {
 					return fmt.Errorf("migration %d: %w", version, err)
 				}
 			}
-			ran = true
-			_, err := tx.Exec("INSERT INTO schema_migrations (version) VALUES (?)", version)
+			done = true
+			_, err := tx.Exec(record, args...)
 			return err
 		}, false)
 		if err != nil {
-			return applied, fmt.Errorf("store: migrate: %w", err)
+			return ran, fmt.Errorf("store: migrate: %w", err)
 		}
-		if ran {
-			applied++
+		if done {
+			ran++
 		}
 	}
-	return applied, nil
+	return ran, nil
 }

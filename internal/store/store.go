@@ -741,13 +741,8 @@ INSERT INTO changes (rev, seq, kind, id, op, project_id, parent_id, body) SELECT
 		}
 		return tx.recordPut(rev, kind, id, project, parent, obj)
 	}
-	var q string
-	if tx.db.Dialect == Postgres {
-		q = `INSERT INTO resources (kind, id, project_id, parent_id, rev, body) VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (kind, id) DO UPDATE SET project_id = EXCLUDED.project_id, parent_id = EXCLUDED.parent_id, rev = EXCLUDED.rev, body = EXCLUDED.body`
-	} else {
-		q = "INSERT OR REPLACE INTO resources (kind, id, project_id, parent_id, rev, body) VALUES (?, ?, ?, ?, ?, ?)"
-	}
+	// SQLite (PostgreSQL returned above).
+	q := "INSERT OR REPLACE INTO resources (kind, id, project_id, parent_id, rev, body) VALUES (?, ?, ?, ?, ?, ?)"
 	if _, err := tx.Exec(q, kind, id, project, parent, rev, string(body)); err != nil {
 		return fmt.Errorf("store: put %s %s: %w", kind, id, err)
 	}

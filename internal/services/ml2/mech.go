@@ -41,9 +41,14 @@ func RegisterMechanism(name string, make func() MechanismDriver) { mechanismDriv
 
 func init() { RegisterMechanism("linux", func() MechanismDriver { return linuxDriver{} }) }
 
-// commit runs the drivers' precommit hooks for a change and queues their
-// postcommit hooks for after the commit.
-func (s *Service) commit(c *Ctx, kind string, op plugin.Op, old, new Object) error {
+// commit runs the Precommit subscribers of a change (the extensions that
+// complete or check the object: security groups on ports, attributes other
+// services add), then the drivers' precommit hooks, and queues their
+// postcommit hooks for after the commit. in is the parsed request.
+func (s *Service) commit(c *Ctx, kind string, op plugin.Op, old, new, in Object) error {
+	if err := c.Publish(kind, op, plugin.Precommit, &plugin.Payload{Old: old, New: new, Request: in}); err != nil {
+		return err
+	}
 	for _, d := range s.mechs {
 		if err := d.Precommit(c, kind, op, old, new); err != nil {
 			return err

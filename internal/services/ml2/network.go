@@ -39,6 +39,11 @@ func (s *Service) createNetwork(c *Ctx, in Object) (Object, error) {
 	}
 	setSegments(o, segs)
 	c.Stamp(o)
+	// What RBAC will make of the shares asked for, for the hooks' view.
+	o["shared"], o["router:external"] = boolean(in, "shared"), boolean(in, "router:external")
+	if err := s.commit(c, "network", plugin.Create, nil, o, in); err != nil {
+		return nil, err
+	}
 	if err := c.Put(schema.Network, o); err != nil {
 		return nil, err
 	}
@@ -52,11 +57,7 @@ func (s *Service) createNetwork(c *Ctx, in Object) (Object, error) {
 			return nil, err
 		}
 	}
-	o, err = c.Load(schema.Network, id)
-	if err != nil {
-		return nil, err
-	}
-	return o, s.commit(c, "network", plugin.Create, nil, o)
+	return c.Load(schema.Network, id)
 }
 
 func setSegments(o Object, segs []Segment) {
@@ -103,7 +104,7 @@ func (s *Service) updateNetwork(c *Ctx, cur, in Object) (Object, error) {
 		}
 	}
 	o := merge(cur, in)
-	return o, s.commit(c, "network", plugin.Update, old, o)
+	return o, s.commit(c, "network", plugin.Update, old, o, in)
 }
 
 // NetworkInUse is the 409 for a network whose ports are in use.
@@ -146,7 +147,7 @@ func (s *Service) deleteNetwork(c *Ctx, cur Object) error {
 	if err := releaseSegments(c, cur); err != nil {
 		return err
 	}
-	if err := s.commit(c, "network", plugin.Delete, cur, nil); err != nil {
+	if err := s.commit(c, "network", plugin.Delete, cur, nil, nil); err != nil {
 		return err
 	}
 	return c.Tx.Delete(schema.Network.Kind, id)

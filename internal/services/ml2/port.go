@@ -150,10 +150,7 @@ func (s *Service) createPort(c *Ctx, in Object) (Object, error) {
 		return nil, err
 	}
 	c.Stamp(o)
-	if err := c.Publish(schema.Port.Kind, plugin.Create, plugin.Precommit, &plugin.Payload{New: o, Request: in}); err != nil {
-		return nil, err
-	}
-	if err := s.commit(c, "port", plugin.Create, nil, o); err != nil {
+	if err := s.commit(c, "port", plugin.Create, nil, o, in); err != nil {
 		return nil, err
 	}
 	if err := c.Put(schema.Port, o); err != nil {
@@ -618,10 +615,7 @@ func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
 		}
 	}
 	// The security-group extension checks security_groups (Precommit).
-	if err := c.Publish(schema.Port.Kind, plugin.Update, plugin.Precommit, &plugin.Payload{Old: cur, New: merged, Request: in}); err != nil {
-		return nil, err
-	}
-	return merged, s.commit(c, "port", plugin.Update, cur, merged)
+	return merged, s.commit(c, "port", plugin.Update, cur, merged, in)
 }
 
 // rederiveAutoAddresses replaces a port's EUI-64 addresses with those of
@@ -653,7 +647,7 @@ func rederiveAutoAddresses(c *Ctx, p Object) error {
 }
 
 func (s *Service) deletePort(c *Ctx, cur Object) error {
-	if err := s.commit(c, "port", plugin.Delete, cur, nil); err != nil {
+	if err := s.commit(c, "port", plugin.Delete, cur, nil, nil); err != nil {
 		return err
 	}
 	return RemovePort(c, cur)

@@ -163,7 +163,7 @@ func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
 	}
 	c.Stamp(o)
 	o["revision_number"] = float64(0)
-	if err := s.commit(c, "subnet", plugin.Create, nil, o); err != nil {
+	if err := s.commit(c, "subnet", plugin.Create, nil, o, in); err != nil {
 		return nil, err
 	}
 	if err := c.Put(schema.Subnet, o); err != nil {
@@ -306,7 +306,7 @@ func (s *Service) updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 	}
 	old := schema.CloneObject(cur)
 	merged := merge(cur, in)
-	return merged, s.commit(c, "subnet", plugin.Update, old, merged)
+	return merged, s.commit(c, "subnet", plugin.Update, old, merged, in)
 }
 
 func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
@@ -346,7 +346,7 @@ func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
 	if err := c.Tx.ReleaseSubnetIPs(id); err != nil {
 		return err
 	}
-	if err := s.commit(c, "subnet", plugin.Delete, cur, nil); err != nil {
+	if err := s.commit(c, "subnet", plugin.Delete, cur, nil, nil); err != nil {
 		return err
 	}
 	if err := c.Tx.Delete(schema.Subnet.Kind, id); err != nil {
