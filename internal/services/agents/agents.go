@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"time"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
@@ -73,7 +74,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 	r.Route(&plugin.Route{Method: http.MethodPost, Path: "agents/report", Internal: true, Serve: s.serveReport})
 	r.Subscribe(Agent.Kind, plugin.Delete, plugin.Before, func(c *Ctx, p *plugin.Payload) error {
 		for _, sch := range s.schedulers {
-			if err := sch.dropAgent(c, str(p.Old, "id")); err != nil {
+			if err := sch.dropAgent(c, attr.Str(p.Old, "id")); err != nil {
 				return err
 			}
 		}
@@ -96,7 +97,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 			if !c.Admin {
 				return fault.Forbidden("rule:delete_agent is disallowed by policy")
 			}
-			return c.Tx.Delete(Agent.Kind, str(cur, "id"))
+			return c.Tx.Delete(Agent.Kind, attr.Str(cur, "id"))
 		},
 		// Agents are visible to admins only; others list an empty collection.
 		Visible: func(c *Ctx, o Object) bool { return false },
@@ -121,7 +122,7 @@ const timeFormat = "2006-01-02 15:04:05"
 
 // Alive reports whether an agent's last heartbeat is recent.
 func (s *Service) Alive(o Object) bool {
-	t, err := time.Parse(timeFormat, str(o, "heartbeat_timestamp"))
+	t, err := time.Parse(timeFormat, attr.Str(o, "heartbeat_timestamp"))
 	return err == nil && time.Since(t) < s.cfg.DownTime
 }
 
@@ -138,7 +139,7 @@ func OfType(c *Ctx, agentType, host string) ([]Object, error) {
 	}
 	var out []Object
 	for _, a := range all {
-		if str(a, "agent_type") == agentType && (host == "" || str(a, "host") == host) {
+		if attr.Str(a, "agent_type") == agentType && (host == "" || attr.Str(a, "host") == host) {
 			out = append(out, a)
 		}
 	}
@@ -216,5 +217,3 @@ func (s *Service) report(c *Ctx, r hostapi.AgentReport) (Object, error) {
 	}
 	return cur, nil
 }
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -46,7 +47,7 @@ func (sc *Scheduler) Bind(c *Ctx, objectID, agentID string) error {
 
 // Unbind removes one binding.
 func (sc *Scheduler) Unbind(c *Ctx, binding Object) error {
-	return c.Tx.Delete(sc.Kind, str(binding, "id"))
+	return c.Tx.Delete(sc.Kind, attr.Str(binding, "id"))
 }
 
 // UnbindAll removes every binding of an object.
@@ -69,7 +70,7 @@ func (sc *Scheduler) dropAgent(c *Ctx, agentID string) error {
 		return err
 	}
 	for _, b := range bound {
-		if str(b, "agent_id") == agentID {
+		if attr.Str(b, "agent_id") == agentID {
 			if err := sc.Unbind(c, b); err != nil {
 				return err
 			}
@@ -91,17 +92,17 @@ func (sc *Scheduler) candidates(c *Ctx, exclude map[string]bool) ([]Object, erro
 	}
 	load := map[string]int{}
 	for _, b := range all {
-		load[str(b, "agent_id")]++
+		load[attr.Str(b, "agent_id")]++
 	}
 	var out []Object
 	for _, a := range agents {
-		if sc.svc.Live(a) && !exclude[str(a, "id")] {
+		if sc.svc.Live(a) && !exclude[attr.Str(a, "id")] {
 			out = append(out, a)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
-		li, lj := load[str(out[i], "id")], load[str(out[j], "id")]
-		return li < lj || li == lj && str(out[i], "id") < str(out[j], "id")
+		li, lj := load[attr.Str(out[i], "id")], load[attr.Str(out[j], "id")]
+		return li < lj || li == lj && attr.Str(out[i], "id") < attr.Str(out[j], "id")
 	})
 	return out, nil
 }
@@ -115,7 +116,7 @@ func (sc *Scheduler) Schedule(c *Ctx, objectID string, want int) (bool, error) {
 	}
 	has := map[string]bool{}
 	for _, b := range bound {
-		has[str(b, "agent_id")] = true
+		has[attr.Str(b, "agent_id")] = true
 	}
 	cands, err := sc.candidates(c, has)
 	if err != nil {
@@ -126,7 +127,7 @@ func (sc *Scheduler) Schedule(c *Ctx, objectID string, want int) (bool, error) {
 		if len(bound)+n >= want {
 			break
 		}
-		if err := sc.Bind(c, objectID, str(a, "id")); err != nil {
+		if err := sc.Bind(c, objectID, attr.Str(a, "id")); err != nil {
 			return n > 0, err
 		}
 		n++
@@ -144,7 +145,7 @@ func (sc *Scheduler) Failover(c *Ctx) error {
 	}
 	byID, live := map[string]Object{}, false
 	for _, a := range agents {
-		byID[str(a, "id")] = a
+		byID[attr.Str(a, "id")] = a
 		live = live || sc.svc.Live(a)
 	}
 	if !live {
@@ -155,18 +156,18 @@ func (sc *Scheduler) Failover(c *Ctx) error {
 		return err
 	}
 	for _, b := range bound {
-		from := byID[str(b, "agent_id")]
+		from := byID[attr.Str(b, "agent_id")]
 		if from != nil && sc.svc.Alive(from) {
 			continue
 		}
-		objectID := str(b, sc.Field)
+		objectID := attr.Str(b, sc.Field)
 		siblings, err := sc.Bindings(c, objectID)
 		if err != nil {
 			return err
 		}
 		has := map[string]bool{}
 		for _, o := range siblings {
-			has[str(o, "agent_id")] = true
+			has[attr.Str(o, "agent_id")] = true
 		}
 		cands, err := sc.candidates(c, has)
 		if err != nil {
@@ -185,7 +186,7 @@ func (sc *Scheduler) Failover(c *Ctx) error {
 			return err
 		}
 		if from == nil {
-			from = Object{"id": str(b, "agent_id")} // deleted: no host
+			from = Object{"id": attr.Str(b, "agent_id")} // deleted: no host
 		}
 		if sc.Moved != nil {
 			if err := sc.Moved(c, objectID, from, to); err != nil {
@@ -204,7 +205,7 @@ func (sc *Scheduler) Agents(c *Ctx, objectID string) ([]Object, error) {
 	}
 	var out []Object
 	for _, b := range bound {
-		if a, err := c.Tx.Get(Agent.Kind, str(b, "agent_id")); err == nil {
+		if a, err := c.Tx.Get(Agent.Kind, attr.Str(b, "agent_id")); err == nil {
 			out = append(out, a)
 		}
 	}
@@ -216,7 +217,7 @@ func (sc *Scheduler) Hosts(c *Ctx, objectID string) ([]string, error) {
 	agents, err := sc.Agents(c, objectID)
 	var out []string
 	for _, a := range agents {
-		out = append(out, str(a, "host"))
+		out = append(out, attr.Str(a, "host"))
 	}
 	return out, err
 }
@@ -229,13 +230,13 @@ func (sc *Scheduler) Objects(c *Ctx, agentID string, res *schema.Resource) ([]Ob
 	}
 	var out []Object
 	for _, b := range bound {
-		if str(b, "agent_id") == agentID {
-			if o, err := c.Tx.Get(res.Kind, str(b, sc.Field)); err == nil {
+		if attr.Str(b, "agent_id") == agentID {
+			if o, err := c.Tx.Get(res.Kind, attr.Str(b, sc.Field)); err == nil {
 				out = append(out, o)
 			}
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return str(out[i], "id") < str(out[j], "id") })
+	sort.Slice(out, func(i, j int) bool { return attr.Str(out[i], "id") < attr.Str(out[j], "id") })
 	return out, nil
 }
 
@@ -248,7 +249,7 @@ func (sc *Scheduler) HostObjects(c *Ctx, host string) (map[string]bool, error) {
 	}
 	ids := map[string]bool{}
 	for _, a := range mine {
-		ids[str(a, "id")] = true
+		ids[attr.Str(a, "id")] = true
 	}
 	bound, err := sc.Bindings(c, "")
 	if err != nil {
@@ -256,8 +257,8 @@ func (sc *Scheduler) HostObjects(c *Ctx, host string) (map[string]bool, error) {
 	}
 	out := map[string]bool{}
 	for _, b := range bound {
-		if ids[str(b, "agent_id")] {
-			out[str(b, sc.Field)] = true
+		if ids[attr.Str(b, "agent_id")] {
+			out[attr.Str(b, sc.Field)] = true
 		}
 	}
 	return out, nil

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
@@ -56,14 +57,14 @@ func (s *Service) Register(r *plugin.Registry) error {
 	s.sched = ag.Scheduler("dhcp_binding", hostapi.DHCPAgentType, "network_id")
 	s.sched.Moved = s.moved
 	r.Extension(plugin.Extension{Alias: "dhcp_agent_scheduler", Name: "DHCP Agent Scheduler", Description: "Schedule networks among dhcp agents", Updated: "2013-02-07T10:00:00-00:00"})
-	schedule := func(c *Ctx, p *plugin.Payload) error { return s.schedule(c, str(p.New, "network_id")) }
+	schedule := func(c *Ctx, p *plugin.Payload) error { return s.schedule(c, attr.Str(p.New, "network_id")) }
 	r.Subscribe(schema.Subnet.Kind, plugin.Create, plugin.After, schedule)
 	r.Subscribe(schema.Subnet.Kind, plugin.Update, plugin.After, schedule)
 	r.Subscribe(schema.Network.Kind, plugin.Delete, plugin.After, func(c *Ctx, p *plugin.Payload) error {
-		return s.sched.UnbindAll(c, str(p.Old, "id"))
+		return s.sched.UnbindAll(c, attr.Str(p.Old, "id"))
 	})
 	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *Ctx, p *plugin.Payload) error {
-		if str(p.New, "agent_type") != hostapi.DHCPAgentType {
+		if attr.Str(p.New, "agent_type") != hostapi.DHCPAgentType {
 			return nil
 		}
 		if err := s.sched.Failover(c); err != nil {
@@ -113,7 +114,7 @@ func needsDHCP(c *Ctx, networkID string) (bool, error) {
 		if sn["enable_dhcp"] != true {
 			continue
 		}
-		if m := str(sn, "ipv6_address_mode"); sn["ip_version"] == float64(4) || m == "dhcpv6-stateful" || m == "dhcpv6-stateless" {
+		if m := attr.Str(sn, "ipv6_address_mode"); sn["ip_version"] == float64(4) || m == "dhcpv6-stateful" || m == "dhcpv6-stateless" {
 			return true, nil
 		}
 	}
@@ -138,7 +139,7 @@ func (s *Service) autoSchedule(c *Ctx) error {
 	}
 	seen := map[string]bool{}
 	for _, sn := range subnets {
-		id := str(sn, "network_id")
+		id := attr.Str(sn, "network_id")
 		if seen[id] || sn["enable_dhcp"] != true {
 			continue
 		}
@@ -157,7 +158,7 @@ func dhcpPort(c *Ctx, networkID, host string) (Object, error) {
 		return nil, err
 	}
 	for _, p := range ports {
-		if str(p, "device_owner") == hostapi.OwnerDHCP && str(p, "binding:host_id") == host {
+		if attr.Str(p, "device_owner") == hostapi.OwnerDHCP && attr.Str(p, "binding:host_id") == host {
 			return p, nil
 		}
 	}
@@ -171,7 +172,7 @@ func DeviceID(host string) string { return "dhcp" + host }
 // moved to the new agent's host, keeping its addresses, so clients renew
 // with the server they know (with no new agent, the port goes).
 func (s *Service) moved(c *Ctx, networkID string, from, to Object) error {
-	port, err := dhcpPort(c, networkID, str(from, "host"))
+	port, err := dhcpPort(c, networkID, attr.Str(from, "host"))
 	if err != nil || port == nil {
 		return err
 	}
@@ -179,8 +180,8 @@ func (s *Service) moved(c *Ctx, networkID string, from, to Object) error {
 		return ml2.RemovePort(c, port)
 	}
 	port = schema.CloneObject(port)
-	port["device_id"] = DeviceID(str(to, "host"))
-	return ml2.Rebind(c, port, str(to, "host"))
+	port["device_id"] = DeviceID(attr.Str(to, "host"))
+	return ml2.Rebind(c, port, attr.Str(to, "host"))
 }
 
 func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
@@ -192,7 +193,7 @@ func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
 	if err != nil {
 		return err
 	}
-	if str(a, "agent_type") != hostapi.DHCPAgentType {
+	if attr.Str(a, "agent_type") != hostapi.DHCPAgentType {
 		return fault.Conflict("InvalidDHCPAgent", "Agent %s is not a valid DHCP Agent or has been disabled.", agentID)
 	}
 	if _, err := c.Get(schema.Network, networkID); err != nil {
@@ -203,7 +204,7 @@ func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
 		return err
 	}
 	for _, b := range bound {
-		if str(b, "agent_id") == agentID {
+		if attr.Str(b, "agent_id") == agentID {
 			return fault.Conflict("NetworkHostedByDHCPAgent", "The network %s has been already hosted by the DHCP Agent %s.", networkID, agentID)
 		}
 	}
@@ -222,13 +223,13 @@ func (s *Service) remove(c *Ctx, agentID, networkID string) error {
 		return err
 	}
 	for _, b := range bound {
-		if str(b, "agent_id") != agentID {
+		if attr.Str(b, "agent_id") != agentID {
 			continue
 		}
 		if err := s.sched.Unbind(c, b); err != nil {
 			return err
 		}
-		port, err := dhcpPort(c, networkID, str(a, "host"))
+		port, err := dhcpPort(c, networkID, attr.Str(a, "host"))
 		if err != nil || port == nil {
 			return err
 		}
@@ -261,5 +262,3 @@ func (s *Service) hostPart(c *Ctx, host string, span *hostapi.Span, opts plugin.
 	span.DHCPPorts = append(span.DHCPPorts, ports...)
 	return nil
 }
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 )
@@ -82,10 +83,10 @@ func PoolsToList(ps []Pool) []any {
 // subnetPools reads a subnet's allocation_pools.
 func Ranges(sn Object) []Pool {
 	var out []Pool
-	for _, e := range list(sn, "allocation_pools") {
+	for _, e := range attr.List(sn, "allocation_pools") {
 		m, _ := e.(map[string]any)
-		s, err1 := netip.ParseAddr(str(m, "start"))
-		e, err2 := netip.ParseAddr(str(m, "end"))
+		s, err1 := netip.ParseAddr(attr.Str(m, "start"))
+		e, err2 := netip.ParseAddr(attr.Str(m, "end"))
 		if err1 == nil && err2 == nil {
 			out = append(out, Pool{s, e})
 		}
@@ -105,8 +106,8 @@ func ParsePools(v any, p netip.Prefix, gw netip.Addr) ([]Pool, error) {
 		if !ok {
 			return nil, fault.BadRequest("Invalid input for allocation_pools. Reason: Invalid data format for IP pool: '%v'.", e)
 		}
-		s, err1 := netip.ParseAddr(str(m, "start"))
-		en, err2 := netip.ParseAddr(str(m, "end"))
+		s, err1 := netip.ParseAddr(attr.Str(m, "start"))
+		en, err2 := netip.ParseAddr(attr.Str(m, "end"))
 		if err1 != nil || err2 != nil || len(m) != 2 {
 			return nil, fault.BadRequest("Invalid input for allocation_pools. Reason: Invalid data format for IP pool: '%v'.", e)
 		}
@@ -168,7 +169,7 @@ func EUI64(p netip.Prefix, mac string) (netip.Addr, error) {
 
 // isAutoAddress reports whether a subnet gives addresses by SLAAC.
 func IsAutoAddress(sn Object) bool {
-	m := str(sn, "ipv6_address_mode")
+	m := attr.Str(sn, "ipv6_address_mode")
 	return m == "slaac" || m == "dhcpv6-stateless"
 }
 
@@ -193,11 +194,11 @@ func allocated(c *Ctx, subnetID string) (map[netip.Addr]bool, error) {
 // once); then the first free address scanning upward, which also detects
 // exhaustion.
 func AllocateNext(c *Ctx, sn Object, portID string) (netip.Addr, bool, error) {
-	gw, _ := netip.ParseAddr(str(sn, "gateway_ip"))
+	gw, _ := netip.ParseAddr(attr.Str(sn, "gateway_ip"))
 	pools := Ranges(sn)
-	sid := str(sn, "id")
+	sid := attr.Str(sn, "id")
 	claim := func(a netip.Addr) (bool, error) {
-		return c.Tx.ClaimIP(sid, a.String(), portID, str(sn, "network_id"))
+		return c.Tx.ClaimIP(sid, a.String(), portID, attr.Str(sn, "network_id"))
 	}
 	for _, pl := range pools {
 		size := new(big.Int).Sub(addrToInt(pl.End), addrToInt(pl.Start))
@@ -233,9 +234,9 @@ func AllocateNext(c *Ctx, sn Object, portID string) (netip.Addr, bool, error) {
 
 // allocate records ip for port in subnet; a taken address is a conflict.
 func Allocate(c *Ctx, sn Object, ip netip.Addr, portID string) error {
-	ok, err := c.Tx.ClaimIP(str(sn, "id"), ip.String(), portID, str(sn, "network_id"))
+	ok, err := c.Tx.ClaimIP(attr.Str(sn, "id"), ip.String(), portID, attr.Str(sn, "network_id"))
 	if err == nil && !ok {
-		return fault.Conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, str(sn, "id"))
+		return fault.Conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, attr.Str(sn, "id"))
 	}
 	return err
 }
@@ -252,16 +253,3 @@ type (
 	Ctx    = plugin.Ctx
 	Object = plugin.Object
 )
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }
-func boolean(o Object, k string) bool {
-	b, _ := o[k].(bool)
-	return b
-}
-func list(o Object, k string) []any { l, _ := o[k].([]any); return l }
-func merge(cur, in Object) Object {
-	for k, v := range in {
-		cur[k] = v
-	}
-	return cur
-}

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -31,10 +32,10 @@ func (*Service) Register(r *plugin.Registry) error {
 	)
 	if err := rbac.Share(r, &rbac.Type{Name: "subnetpool", Res: schema.SubnetPool, Actions: []string{"access_as_shared"},
 		Users: func(c *Ctx, obj Object) (map[string]bool, error) {
-			subnets, err := PoolSubnets(c, str(obj, "id"))
+			subnets, err := PoolSubnets(c, attr.Str(obj, "id"))
 			users := map[string]bool{}
 			for _, s := range subnets {
-				users[str(s, "project_id")] = true
+				users[attr.Str(s, "project_id")] = true
 			}
 			return users, err
 		}}); err != nil {
@@ -45,13 +46,13 @@ func (*Service) Register(r *plugin.Registry) error {
 }
 
 func subnetPoolVisible(c *Ctx, o Object) bool {
-	return boolean(o, "shared") || rbac.SharedWith(o, "access_as_shared", c.ProjectID)
+	return attr.Bool(o, "shared") || rbac.SharedWith(o, "access_as_shared", c.ProjectID)
 }
 
 func parsePrefixes(v any) ([]netip.Prefix, int, error) {
 	var out []netip.Prefix
 	version := 0
-	for _, e := range list(Object{"p": v}, "p") {
+	for _, e := range attr.List(Object{"p": v}, "p") {
 		p, err := netip.ParsePrefix(schema.Render(e))
 		if err != nil {
 			return nil, 0, fault.InvalidInput("%s is not in a CIDR format", schema.Render(e))
@@ -94,13 +95,6 @@ func prefixStrings(ps []netip.Prefix) []any {
 	return out
 }
 
-func num(v any, def float64) float64 {
-	if f, ok := v.(float64); ok {
-		return f
-	}
-	return def
-}
-
 func checkBounds(minL, defL, maxL float64, version int) error {
 	top := 32.0
 	if version == 6 {
@@ -127,13 +121,13 @@ func createSubnetPool(c *Ctx, in Object) (Object, error) {
 	if version == 6 {
 		minDefault, maxDefault = 64, 128
 	}
-	minL := num(in["min_prefixlen"], minDefault)
-	maxL := num(in["max_prefixlen"], maxDefault)
-	defL := num(in["default_prefixlen"], minL)
+	minL := attr.Num(in["min_prefixlen"], minDefault)
+	maxL := attr.Num(in["max_prefixlen"], maxDefault)
+	defL := attr.Num(in["default_prefixlen"], minL)
 	if err := checkBounds(minL, defL, maxL, version); err != nil {
 		return nil, err
 	}
-	if boolean(in, "is_default") {
+	if attr.Bool(in, "is_default") {
 		if err := checkOneDefault(c, version, ""); err != nil {
 			return nil, err
 		}
@@ -147,11 +141,11 @@ func createSubnetPool(c *Ctx, in Object) (Object, error) {
 	if err := c.Put(schema.SubnetPool, o); err != nil {
 		return nil, err
 	}
-	if boolean(in, "shared") {
+	if attr.Bool(in, "shared") {
 		if err := rbac.Add(c, o, "subnetpool", "access_as_shared", "*"); err != nil {
 			return nil, err
 		}
-		return c.Load(schema.SubnetPool, str(o, "id"))
+		return c.Load(schema.SubnetPool, attr.Str(o, "id"))
 	}
 	return o, nil
 }
@@ -162,7 +156,7 @@ func checkOneDefault(c *Ctx, version int, self string) error {
 		return err
 	}
 	for _, p := range pools {
-		if boolean(p, "is_default") && int(num(p["ip_version"], 0)) == version && str(p, "id") != self {
+		if attr.Bool(p, "is_default") && int(attr.Num(p["ip_version"], 0)) == version && attr.Str(p, "id") != self {
 			return fault.InvalidInput("A default subnetpool for this IP family has already been set. Only one default may exist per IP family")
 		}
 	}
@@ -170,7 +164,7 @@ func checkOneDefault(c *Ctx, version int, self string) error {
 }
 
 func updateSubnetPool(c *Ctx, cur, in Object) (Object, error) {
-	version := int(num(cur["ip_version"], 4))
+	version := int(attr.Num(cur["ip_version"], 4))
 	if v, ok := in["prefixes"]; ok {
 		ps, vv, err := parsePrefixes(v)
 		if err != nil {
@@ -179,7 +173,7 @@ func updateSubnetPool(c *Ctx, cur, in Object) (Object, error) {
 		if vv != version {
 			return nil, fault.New(http.StatusBadRequest, "PrefixVersionMismatch", "Cannot mix IPv4 and IPv6 prefixes in a subnet pool.")
 		}
-		for _, old := range list(cur, "prefixes") {
+		for _, old := range attr.List(cur, "prefixes") {
 			op, _ := netip.ParsePrefix(schema.Render(old))
 			covered := false
 			for _, p := range ps {
@@ -192,18 +186,18 @@ func updateSubnetPool(c *Ctx, cur, in Object) (Object, error) {
 		}
 		in["prefixes"] = prefixStrings(ps)
 	}
-	minL := num(in["min_prefixlen"], num(cur["min_prefixlen"], 0))
-	maxL := num(in["max_prefixlen"], num(cur["max_prefixlen"], 0))
-	defL := num(in["default_prefixlen"], num(cur["default_prefixlen"], 0))
+	minL := attr.Num(in["min_prefixlen"], attr.Num(cur["min_prefixlen"], 0))
+	maxL := attr.Num(in["max_prefixlen"], attr.Num(cur["max_prefixlen"], 0))
+	defL := attr.Num(in["default_prefixlen"], attr.Num(cur["default_prefixlen"], 0))
 	if err := checkBounds(minL, defL, maxL, version); err != nil {
 		return nil, err
 	}
-	if boolean(in, "is_default") {
-		if err := checkOneDefault(c, version, str(cur, "id")); err != nil {
+	if attr.Bool(in, "is_default") {
+		if err := checkOneDefault(c, version, attr.Str(cur, "id")); err != nil {
 			return nil, err
 		}
 	}
-	return merge(cur, in), nil
+	return attr.Merge(cur, in), nil
 }
 
 func PoolSubnets(c *Ctx, poolID string) ([]Object, error) {
@@ -213,7 +207,7 @@ func PoolSubnets(c *Ctx, poolID string) ([]Object, error) {
 	}
 	var out []Object
 	for _, s := range all {
-		if str(s, "subnetpool_id") == poolID {
+		if attr.Str(s, "subnetpool_id") == poolID {
 			out = append(out, s)
 		}
 	}
@@ -221,15 +215,15 @@ func PoolSubnets(c *Ctx, poolID string) ([]Object, error) {
 }
 
 func deleteSubnetPool(c *Ctx, cur Object) error {
-	used, err := PoolSubnets(c, str(cur, "id"))
+	used, err := PoolSubnets(c, attr.Str(cur, "id"))
 	if err != nil {
 		return err
 	}
 	if len(used) > 0 {
 		return fault.New(http.StatusConflict, "SubnetPoolInUse",
-			"Unable to complete operation on subnet pool %s. Subnets are allocated from it.", str(cur, "id"))
+			"Unable to complete operation on subnet pool %s. Subnets are allocated from it.", attr.Str(cur, "id"))
 	}
-	return c.Tx.Delete(schema.SubnetPool.Kind, str(cur, "id"))
+	return c.Tx.Delete(schema.SubnetPool.Kind, attr.Str(cur, "id"))
 }
 
 func DefaultSubnetPool(c *Ctx, version int) (Object, error) {
@@ -238,7 +232,7 @@ func DefaultSubnetPool(c *Ctx, version int) (Object, error) {
 		return nil, err
 	}
 	for _, p := range pools {
-		if boolean(p, "is_default") && int(num(p["ip_version"], 0)) == version {
+		if attr.Bool(p, "is_default") && int(attr.Num(p["ip_version"], 0)) == version {
 			return p, nil
 		}
 	}
@@ -252,11 +246,11 @@ func AllocateFromPool(c *Ctx, poolID string, version int, want netip.Prefix, pre
 	if err != nil || !c.CanSee(schema.SubnetPool, pool) {
 		return netip.Prefix{}, fault.New(http.StatusNotFound, "SubnetPoolNotFound", "Subnet pool %s could not be found.", poolID)
 	}
-	if int(num(pool["ip_version"], 0)) != version {
-		return netip.Prefix{}, fault.InvalidInput("Cannot allocate IPv%d subnet from IPv%d subnet pool", version, int(num(pool["ip_version"], 0)))
+	if int(attr.Num(pool["ip_version"], 0)) != version {
+		return netip.Prefix{}, fault.InvalidInput("Cannot allocate IPv%d subnet from IPv%d subnet pool", version, int(attr.Num(pool["ip_version"], 0)))
 	}
-	minL, maxL := int(num(pool["min_prefixlen"], 0)), int(num(pool["max_prefixlen"], 0))
-	bits := int(num(pool["default_prefixlen"], 0))
+	minL, maxL := int(attr.Num(pool["min_prefixlen"], 0)), int(attr.Num(pool["max_prefixlen"], 0))
+	bits := int(attr.Num(pool["default_prefixlen"], 0))
 	if want.IsValid() {
 		bits = want.Bits()
 	} else if l, ok := prefixlen.(float64); ok {
@@ -276,7 +270,7 @@ func AllocateFromPool(c *Ctx, poolID string, version int, want netip.Prefix, pre
 	}
 	var taken []netip.Prefix
 	for _, s := range used {
-		if p, err := netip.ParsePrefix(str(s, "cidr")); err == nil {
+		if p, err := netip.ParsePrefix(attr.Str(s, "cidr")); err == nil {
 			taken = append(taken, p)
 		}
 	}
@@ -289,7 +283,7 @@ func AllocateFromPool(c *Ctx, poolID string, version int, want netip.Prefix, pre
 		return true
 	}
 	var pool4 []netip.Prefix
-	for _, e := range list(pool, "prefixes") {
+	for _, e := range attr.List(pool, "prefixes") {
 		if p, err := netip.ParsePrefix(schema.Render(e)); err == nil {
 			pool4 = append(pool4, p)
 		}

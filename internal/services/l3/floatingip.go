@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/ml2"
@@ -19,21 +20,21 @@ func badFIP(format string, args ...any) error {
 }
 
 func createFloatingIP(c *Ctx, in Object) (Object, error) {
-	netID := str(in, "floating_network_id")
+	netID := attr.Str(in, "floating_network_id")
 	net, err := c.Tx.Get(schema.Network.Kind, netID)
 	if err != nil {
 		return nil, fault.NotFound("Network", "Network", netID)
 	}
-	if !boolean(net, "router:external") {
+	if !attr.Bool(net, "router:external") {
 		return nil, badFIP("Network %s is not a valid external network.", netID)
 	}
 	if a, ok := in["floating_ip_address"].(string); ok && !schema.IsUnset(in["floating_ip_address"]) && a != "" && !c.Admin {
 		return nil, fault.Forbidden("(rule:create_floatingip and rule:create_floatingip:floating_ip_address) is disallowed by policy")
 	}
-	if in["fixed_ip_address"] != nil && !schema.IsUnset(in["fixed_ip_address"]) && str(in, "port_id") == "" {
+	if in["fixed_ip_address"] != nil && !schema.IsUnset(in["fixed_ip_address"]) && attr.Str(in, "port_id") == "" {
 		return nil, badFIP("fixed_ip_address cannot be specified without a port_id")
 	}
-	id := str(in, "id")
+	id := attr.Str(in, "id")
 	// The address: the one asked for, or one from the subnet asked for, or
 	// one from the network's first IPv4 subnet.
 	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: netID})
@@ -48,9 +49,9 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 		fixed["subnet_id"] = sid
 		found := false
 		for _, sn := range subnets {
-			if str(sn, "id") == sid {
+			if attr.Str(sn, "id") == sid {
 				found = true
-				if num(sn["ip_version"], 0) != 4 {
+				if attr.Num(sn["ip_version"], 0) != 4 {
 					return nil, badFIP("Subnet %s is not an IPv4 subnet.", sid)
 				}
 			}
@@ -61,8 +62,8 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 	}
 	if len(fixed) == 0 {
 		for _, sn := range subnets {
-			if num(sn["ip_version"], 0) == 4 {
-				fixed["subnet_id"] = str(sn, "id")
+			if attr.Num(sn["ip_version"], 0) == 4 {
+				fixed["subnet_id"] = attr.Str(sn, "id")
 				break
 			}
 		}
@@ -75,9 +76,9 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 		return nil, err
 	}
 	var addr string
-	for _, e := range list(port, "fixed_ips") {
+	for _, e := range attr.List(port, "fixed_ips") {
 		m, _ := e.(map[string]any)
-		if a, err := netip.ParseAddr(str(m, "ip_address")); err == nil && a.Is4() {
+		if a, err := netip.ParseAddr(attr.Str(m, "ip_address")); err == nil && a.Is4() {
 			addr = a.String()
 		}
 	}
@@ -105,7 +106,7 @@ func updateFloatingIP(c *Ctx, cur, in Object) (Object, error) {
 	pv, portGiven := in["port_id"]
 	if !portGiven {
 		if v, ok := in["fixed_ip_address"]; ok {
-			pid := str(cur, "port_id")
+			pid := attr.Str(cur, "port_id")
 			if pid == "" && v != nil {
 				return nil, badFIP("fixed_ip_address cannot be specified without a port_id")
 			}
@@ -130,13 +131,13 @@ func updateFloatingIP(c *Ctx, cur, in Object) (Object, error) {
 }
 
 func deleteFloatingIP(c *Ctx, cur Object) error {
-	id := str(cur, "id")
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: str(cur, "floating_network_id")})
+	id := attr.Str(cur, "id")
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: attr.Str(cur, "floating_network_id")})
 	if err != nil {
 		return err
 	}
 	for _, p := range ports {
-		if str(p, "device_owner") == ownerFloatingIP && str(p, "device_id") == id {
+		if attr.Str(p, "device_owner") == ownerFloatingIP && attr.Str(p, "device_id") == id {
 			if err := ml2.RemovePort(c, p); err != nil {
 				return err
 			}
@@ -152,23 +153,23 @@ func associate(c *Ctx, fip Object, portID string, fixedIP any) error {
 	if err != nil {
 		return err
 	}
-	if !c.Admin && str(port, "project_id") != str(fip, "project_id") {
+	if !c.Admin && attr.Str(port, "project_id") != attr.Str(fip, "project_id") {
 		return badFIP("Cannot create floating IP and bind it to Port %s, since that port is owned by a different tenant.", portID)
 	}
-	if str(port, "device_owner") == ownerRouterGateway || str(port, "device_owner") == ownerRouterInterface || str(port, "device_owner") == ownerFloatingIP {
-		return badFIP("Port %s has owner %s and cannot be associated with a floating IP.", portID, str(port, "device_owner"))
+	if attr.Str(port, "device_owner") == ownerRouterGateway || attr.Str(port, "device_owner") == ownerRouterInterface || attr.Str(port, "device_owner") == ownerFloatingIP {
+		return badFIP("Port %s has owner %s and cannot be associated with a floating IP.", portID, attr.Str(port, "device_owner"))
 	}
 	var v4 []map[string]any
-	for _, e := range list(port, "fixed_ips") {
+	for _, e := range attr.List(port, "fixed_ips") {
 		m, _ := e.(map[string]any)
-		if a, err := netip.ParseAddr(str(m, "ip_address")); err == nil && a.Is4() {
+		if a, err := netip.ParseAddr(attr.Str(m, "ip_address")); err == nil && a.Is4() {
 			v4 = append(v4, m)
 		}
 	}
 	var chosen map[string]any
 	if want, ok := fixedIP.(string); ok && want != "" {
 		for _, m := range v4 {
-			if str(m, "ip_address") == want {
+			if attr.Str(m, "ip_address") == want {
 				chosen = m
 			}
 		}
@@ -185,17 +186,17 @@ func associate(c *Ctx, fip Object, portID string, fixedIP any) error {
 			return badFIP("Port %s has multiple fixed IPv4 addresses.  Must provide a specific IPv4 address when assigning a floating IP", portID)
 		}
 	}
-	ip, subnetID, netID := str(chosen, "ip_address"), str(chosen, "subnet_id"), str(fip, "floating_network_id")
+	ip, subnetID, netID := attr.Str(chosen, "ip_address"), attr.Str(chosen, "subnet_id"), attr.Str(fip, "floating_network_id")
 	// Already mapped by another floating IP on this external network?
 	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
 	for _, f := range fips {
-		if str(f, "id") != str(fip, "id") && str(f, "port_id") == portID && str(f, "fixed_ip_address") == ip && str(f, "floating_network_id") == netID {
+		if attr.Str(f, "id") != attr.Str(fip, "id") && attr.Str(f, "port_id") == portID && attr.Str(f, "fixed_ip_address") == ip && attr.Str(f, "floating_network_id") == netID {
 			return fault.New(http.StatusConflict, "FloatingIPPortAlreadyAssociated",
 				"Cannot associate floating IP %s (%s) with port %s using fixed IP %s, as that fixed IP already has a floating IP on external network %s.",
-				str(fip, "floating_ip_address"), str(fip, "id"), portID, ip, netID)
+				attr.Str(fip, "floating_ip_address"), attr.Str(fip, "id"), portID, ip, netID)
 		}
 	}
 	routerID, err := routerFor(c, subnetID, netID)
@@ -219,18 +220,18 @@ func routerFor(c *Ctx, subnetID, extNetID string) (string, error) {
 	}
 	candidates := map[string]bool{}
 	for _, p := range ports {
-		if str(p, "device_owner") != ownerRouterInterface {
+		if attr.Str(p, "device_owner") != ownerRouterInterface {
 			continue
 		}
 		for _, sid := range portSubnets(p) {
 			if sid == subnetID {
-				candidates[str(p, "device_id")] = true
+				candidates[attr.Str(p, "device_id")] = true
 			}
 		}
 	}
 	for _, p := range ports {
-		if str(p, "device_owner") == ownerRouterGateway && str(p, "network_id") == extNetID && candidates[str(p, "device_id")] {
-			return str(p, "device_id"), nil
+		if attr.Str(p, "device_owner") == ownerRouterGateway && attr.Str(p, "network_id") == extNetID && candidates[attr.Str(p, "device_id")] {
+			return attr.Str(p, "device_id"), nil
 		}
 	}
 	return "", nil
@@ -247,7 +248,7 @@ func disassociateAddress(c *Ctx, portID, ip string) error {
 		return err
 	}
 	for _, f := range fips {
-		if str(f, "port_id") == portID && (ip == "" || str(f, "fixed_ip_address") == ip) {
+		if attr.Str(f, "port_id") == portID && (ip == "" || attr.Str(f, "fixed_ip_address") == ip) {
 			f["port_id"], f["fixed_ip_address"], f["router_id"], f["status"] = nil, nil, nil, "DOWN"
 			if err := c.Touch(FloatingIP, f); err != nil {
 				return err
@@ -259,7 +260,7 @@ func disassociateAddress(c *Ctx, portID, ip string) error {
 
 // fipPortDetails is fip-port-details' view of the mapped port.
 func fipPortDetails(c *Ctx, o Object) any {
-	pid := str(o, "port_id")
+	pid := attr.Str(o, "port_id")
 	if pid == "" {
 		return nil
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
@@ -103,7 +104,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 	r.Subscribe(schema.Port.Kind, plugin.Delete, plugin.Before, portDeleted)
 	r.Subscribe(schema.Network.Kind, plugin.Delete, plugin.Before, networkDeleted)
 	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *Ctx, p *plugin.Payload) error {
-		if str(p.New, "agent_type") != hostapi.L3AgentType {
+		if attr.Str(p.New, "agent_type") != hostapi.L3AgentType {
 			return nil
 		}
 		return s.autoSchedule(c)
@@ -160,7 +161,7 @@ func (s *Service) routesAction(add bool) plugin.Action {
 // DeviceIDNotOwnedByTenant): such a port would be plugged into that
 // router.
 func checkDeviceOwned(c *Ctx, p Object) error {
-	owner, device := str(p, "device_owner"), str(p, "device_id")
+	owner, device := attr.Str(p, "device_owner"), attr.Str(p, "device_id")
 	if c.Admin || device == "" {
 		return nil
 	}
@@ -173,7 +174,7 @@ func checkDeviceOwned(c *Ctx, p Object) error {
 	default:
 		return nil
 	}
-	if o, err := c.Tx.Get(kind, device); err == nil && c.Owns(str(o, "project_id")) {
+	if o, err := c.Tx.Get(kind, device); err == nil && c.Owns(attr.Str(o, "project_id")) {
 		return nil
 	}
 	return fault.New(http.StatusConflict, "DeviceIDNotOwnedByTenant",
@@ -183,26 +184,26 @@ func checkDeviceOwned(c *Ctx, p Object) error {
 // portDeleted refuses the direct delete of a router's or floating IP's
 // port, and unmaps the floating IPs of any other port that goes.
 func portDeleted(c *Ctx, p *plugin.Payload) error {
-	switch owner := str(p.Old, "device_owner"); owner {
+	switch owner := attr.Str(p.Old, "device_owner"); owner {
 	case ownerRouterInterface, ownerRouterGateway, ownerFloatingIP:
 		return fault.New(http.StatusConflict, "L3PortInUse",
-			"Port %s has owner %s and therefore cannot be deleted directly via the port API.", str(p.Old, "id"), owner)
+			"Port %s has owner %s and therefore cannot be deleted directly via the port API.", attr.Str(p.Old, "id"), owner)
 	}
-	return disassociatePort(c, str(p.Old, "id"))
+	return disassociatePort(c, attr.Str(p.Old, "id"))
 }
 
 // portAddressesChanged lets a floating IP go when the fixed IP it maps
 // leaves its port.
 func portAddressesChanged(c *Ctx, p *plugin.Payload) error {
 	still := map[string]bool{}
-	for _, e := range list(p.New, "fixed_ips") {
+	for _, e := range attr.List(p.New, "fixed_ips") {
 		m, _ := e.(map[string]any)
-		still[str(m, "ip_address")] = true
+		still[attr.Str(m, "ip_address")] = true
 	}
-	for _, e := range list(p.Old, "fixed_ips") {
+	for _, e := range attr.List(p.Old, "fixed_ips") {
 		m, _ := e.(map[string]any)
-		if ip := str(m, "ip_address"); !still[ip] {
-			if err := disassociateAddress(c, str(p.Old, "id"), ip); err != nil {
+		if ip := attr.Str(m, "ip_address"); !still[ip] {
+			if err := disassociateAddress(c, attr.Str(p.Old, "id"), ip); err != nil {
 				return err
 			}
 		}
@@ -213,7 +214,7 @@ func portAddressesChanged(c *Ctx, p *plugin.Payload) error {
 // networkDeleted removes the floating IPs of an external network going
 // away (one that a router's gateway still uses keeps the network in use).
 func networkDeleted(c *Ctx, p *plugin.Payload) error {
-	id := str(p.Old, "id")
+	id := attr.Str(p.Old, "id")
 	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{Parent: id})
 	if err != nil {
 		return err
@@ -249,43 +250,15 @@ func (s *Service) hostPart(c *Ctx, host string, span *hostapi.Span, _ plugin.Spa
 			span.Routers = append(span.Routers, r)
 		}
 	}
-	sort.Slice(span.Routers, func(i, j int) bool { return str(span.Routers[i], "id") < str(span.Routers[j], "id") })
+	sort.Slice(span.Routers, func(i, j int) bool { return attr.Str(span.Routers[i], "id") < attr.Str(span.Routers[j], "id") })
 	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
 	for _, f := range fips {
-		if mine[str(f, "router_id")] {
+		if mine[attr.Str(f, "router_id")] {
 			span.FloatingIPs = append(span.FloatingIPs, f)
 		}
 	}
 	return nil
-}
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }
-func boolean(o Object, k string) bool {
-	b, _ := o[k].(bool)
-	return b
-}
-func list(o Object, k string) []any { l, _ := o[k].([]any); return l }
-func num(v any, def float64) float64 {
-	if f, ok := v.(float64); ok {
-		return f
-	}
-	return def
-}
-
-// merge copies the given attributes of in onto cur.
-func merge(cur, in Object) Object {
-	for k, v := range in {
-		cur[k] = v
-	}
-	return cur
-}
-
-func orEmpty(l []any) []any {
-	if l == nil {
-		return []any{}
-	}
-	return l
 }

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
@@ -53,7 +54,7 @@ func (s *Service) bindRouterPorts(c *Ctx, routerID string) error {
 		return err
 	}
 	for _, p := range ports {
-		if str(p, "binding:host_id") == host {
+		if attr.Str(p, "binding:host_id") == host {
 			continue
 		}
 		if err := ml2.Rebind(c, p, host); err != nil {
@@ -75,7 +76,7 @@ func (s *Service) autoSchedule(c *Ctx) error {
 	}
 	hosted := map[string]bool{}
 	for _, b := range bound {
-		hosted[str(b, "router_id")] = true
+		hosted[attr.Str(b, "router_id")] = true
 	}
 	// Only routers with ports and no agent need work (this runs at every
 	// L3 agent heartbeat: one pass over the ports, not one per router).
@@ -85,8 +86,8 @@ func (s *Service) autoSchedule(c *Ctx) error {
 	}
 	pending := map[string]bool{}
 	for _, p := range ports {
-		if owner := str(p, "device_owner"); (owner == ownerRouterInterface || owner == ownerRouterGateway) && !hosted[str(p, "device_id")] {
-			pending[str(p, "device_id")] = true
+		if owner := attr.Str(p, "device_owner"); (owner == ownerRouterInterface || owner == ownerRouterGateway) && !hosted[attr.Str(p, "device_id")] {
+			pending[attr.Str(p, "device_id")] = true
 		}
 	}
 	ids := make([]string, 0, len(pending))
@@ -121,7 +122,7 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			if err != nil {
 				return err
 			}
-			if str(a, "agent_type") != hostapi.L3AgentType || a["admin_state_up"] != true {
+			if attr.Str(a, "agent_type") != hostapi.L3AgentType || a["admin_state_up"] != true {
 				return fault.Conflict("InvalidL3Agent", "Agent %s is not a L3 Agent or has been disabled", agentID)
 			}
 			if _, err := c.Get(Router, routerID); err != nil {
@@ -132,10 +133,10 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 				return err
 			}
 			for _, b := range bound {
-				if str(b, "agent_id") == agentID {
+				if attr.Str(b, "agent_id") == agentID {
 					return fault.Conflict("RouterHostedByL3Agent", "The router %s has been already hosted by the L3 Agent %s.", routerID, agentID)
 				}
-				return fault.Conflict("RouterReschedulingFailed", "Failed rescheduling router %s: it is hosted by L3 agent %s; remove it there first.", routerID, str(b, "agent_id"))
+				return fault.Conflict("RouterReschedulingFailed", "Failed rescheduling router %s: it is hosted by L3 agent %s; remove it there first.", routerID, attr.Str(b, "agent_id"))
 			}
 			if err := s.sched.Bind(c, routerID, agentID); err != nil {
 				return err
@@ -151,7 +152,7 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 				return err
 			}
 			for _, b := range bound {
-				if str(b, "agent_id") == agentID {
+				if attr.Str(b, "agent_id") == agentID {
 					if err := s.sched.Unbind(c, b); err != nil {
 						return err
 					}

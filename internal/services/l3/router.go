@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/schema"
@@ -54,7 +55,7 @@ func (s *Service) createRouter(c *Ctx, in Object) (Object, error) {
 	if err := c.Put(Router, o); err != nil {
 		return nil, err
 	}
-	if err := s.scheduleRouter(c, str(o, "id")); err != nil {
+	if err := s.scheduleRouter(c, attr.Str(o, "id")); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -67,11 +68,11 @@ func (s *Service) updateRouter(c *Ctx, cur, in Object) (Object, error) {
 			delete(in, k)
 			continue
 		}
-		if v != cur[k] && boolean(cur, "admin_state_up") && (in["admin_state_up"] == nil || in["admin_state_up"] == true) {
-			return nil, fault.BadRequest("Cannot change the %s attribute of router %s while it is up: set admin_state_up to False first", k, str(cur, "id"))
+		if v != cur[k] && attr.Bool(cur, "admin_state_up") && (in["admin_state_up"] == nil || in["admin_state_up"] == true) {
+			return nil, fault.BadRequest("Cannot change the %s attribute of router %s while it is up: set admin_state_up to False first", k, attr.Str(cur, "id"))
 		}
 		if k == "distributed" && v == false && cur[k] == true {
-			return nil, fault.BadRequest("Migrating router %s from distributed to centralized is not supported", str(cur, "id"))
+			return nil, fault.BadRequest("Migrating router %s from distributed to centralized is not supported", attr.Str(cur, "id"))
 		}
 	}
 	if v, ok := in["external_gateway_info"]; ok {
@@ -89,10 +90,10 @@ func (s *Service) updateRouter(c *Ctx, cur, in Object) (Object, error) {
 		}
 		in["routes"] = routes
 	}
-	if err := s.scheduleRouter(c, str(cur, "id")); err != nil {
+	if err := s.scheduleRouter(c, attr.Str(cur, "id")); err != nil {
 		return nil, err
 	}
-	return merge(cur, in), nil
+	return attr.Merge(cur, in), nil
 }
 
 func infoOf(r Object) map[string]any {
@@ -101,13 +102,13 @@ func infoOf(r Object) map[string]any {
 }
 
 func (s *Service) deleteRouter(c *Ctx, cur Object) error {
-	id := str(cur, "id")
+	id := attr.Str(cur, "id")
 	ports, err := routerPorts(c, id)
 	if err != nil {
 		return err
 	}
 	for _, p := range ports {
-		if str(p, "device_owner") == ownerRouterInterface {
+		if attr.Str(p, "device_owner") == ownerRouterInterface {
 			return routerInUse(id, "still has ports")
 		}
 	}
@@ -128,7 +129,7 @@ func routerPorts(c *Ctx, routerID string) ([]Object, error) {
 	}
 	var out []Object
 	for _, p := range ports {
-		if str(p, "device_id") == routerID && (str(p, "device_owner") == ownerRouterInterface || str(p, "device_owner") == ownerRouterGateway) {
+		if attr.Str(p, "device_id") == routerID && (attr.Str(p, "device_owner") == ownerRouterInterface || attr.Str(p, "device_owner") == ownerRouterGateway) {
 			out = append(out, p)
 		}
 	}
@@ -138,7 +139,7 @@ func routerPorts(c *Ctx, routerID string) ([]Object, error) {
 // setGateway makes the router's gateway what gw asks (nil or empty: none)
 // and returns the new external_gateway_info.
 func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
-	id := str(router, "id")
+	id := attr.Str(router, "id")
 	for k := range gw {
 		switch k {
 		case "network_id", "enable_snat", "external_fixed_ips":
@@ -162,20 +163,20 @@ func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
 		return nil, err
 	}
 	for _, p := range ports {
-		if str(p, "device_owner") == ownerRouterGateway {
+		if attr.Str(p, "device_owner") == ownerRouterGateway {
 			gwPort = p
 		}
 	}
 	// Removing or moving the gateway: not while floating IPs use it.
-	if gwPort != nil && (netID == "" || netID != str(gwPort, "network_id")) {
+	if gwPort != nil && (netID == "" || netID != attr.Str(gwPort, "network_id")) {
 		fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 		if err != nil {
 			return nil, err
 		}
 		for _, f := range fips {
-			if str(f, "router_id") == id {
+			if attr.Str(f, "router_id") == id {
 				return nil, fault.New(http.StatusConflict, "RouterExternalGatewayInUseByFloatingIp",
-					"Gateway cannot be updated for router %s, since a gateway to external network %s is required by one or more floating IPs.", id, str(gwPort, "network_id"))
+					"Gateway cannot be updated for router %s, since a gateway to external network %s is required by one or more floating IPs.", id, attr.Str(gwPort, "network_id"))
 			}
 		}
 		if err := ml2.RemovePort(c, gwPort); err != nil {
@@ -193,7 +194,7 @@ func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
 	if err != nil {
 		return nil, fault.NotFound("Network", "Network", netID)
 	}
-	if !boolean(net, "router:external") {
+	if !attr.Bool(net, "router:external") {
 		return nil, badRouter("Network %s is not an external network", netID)
 	}
 	snat := true
@@ -225,14 +226,14 @@ func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
 		gwPort = p
 	} else if ipsGiven {
 		ac := c.AsAdmin()
-		p, err := ac.Update(schema.Port, str(gwPort, "id"), Object{"fixed_ips": reqIPs}, -1)
+		p, err := ac.Update(schema.Port, attr.Str(gwPort, "id"), Object{"fixed_ips": reqIPs}, -1)
 		if err != nil {
 			return nil, err
 		}
 		gwPort = p
 	}
 	ext := []any{}
-	for _, e := range list(gwPort, "fixed_ips") {
+	for _, e := range attr.List(gwPort, "fixed_ips") {
 		m, _ := e.(map[string]any)
 		ext = append(ext, map[string]any{"subnet_id": m["subnet_id"], "ip_address": m["ip_address"]})
 	}
@@ -259,9 +260,9 @@ func (ri *RouterInterface) Render() map[string]any {
 
 func portSubnets(p Object) []string {
 	var out []string
-	for _, e := range list(p, "fixed_ips") {
+	for _, e := range attr.List(p, "fixed_ips") {
 		m, _ := e.(map[string]any)
-		out = append(out, str(m, "subnet_id"))
+		out = append(out, attr.Str(m, "subnet_id"))
 	}
 	return out
 }
@@ -281,7 +282,7 @@ func routerPortSubnets(c *Ctx, routerID string, withGateway bool) (map[string]Ob
 	}
 	out := map[string]Object{}
 	for _, p := range ports {
-		if owner := str(p, "device_owner"); owner != ownerRouterInterface && !(withGateway && owner == ownerRouterGateway) {
+		if owner := attr.Str(p, "device_owner"); owner != ownerRouterInterface && !(withGateway && owner == ownerRouterGateway) {
 			continue
 		}
 		for _, sid := range portSubnets(p) {
@@ -298,10 +299,10 @@ func checkOverlap(c *Ctx, routerID string, sn Object) error {
 	if err != nil {
 		return err
 	}
-	if _, ok := have[str(sn, "id")]; ok {
-		return badRouter("Router already has a port on subnet %s", str(sn, "id"))
+	if _, ok := have[attr.Str(sn, "id")]; ok {
+		return badRouter("Router already has a port on subnet %s", attr.Str(sn, "id"))
 	}
-	newP, err := netip.ParsePrefix(str(sn, "cidr"))
+	newP, err := netip.ParsePrefix(attr.Str(sn, "cidr"))
 	if err != nil {
 		return err
 	}
@@ -315,9 +316,9 @@ func checkOverlap(c *Ctx, routerID string, sn Object) error {
 		if err != nil {
 			continue
 		}
-		p, err := netip.ParsePrefix(str(other, "cidr"))
+		p, err := netip.ParsePrefix(attr.Str(other, "cidr"))
 		if err == nil && p.Overlaps(newP) {
-			return badRouter("Cidr %s of subnet %s overlaps with cidr %s of subnet %s", str(sn, "cidr"), str(sn, "id"), str(other, "cidr"), id)
+			return badRouter("Cidr %s of subnet %s overlaps with cidr %s of subnet %s", attr.Str(sn, "cidr"), attr.Str(sn, "id"), attr.Str(other, "cidr"), id)
 		}
 	}
 	return nil
@@ -355,9 +356,9 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 		if err := c.OwnerOnly(schema.Port, p, "update"); err != nil {
 			return nil, err
 		}
-		if str(p, "device_id") != "" || str(p, "device_owner") != "" {
+		if attr.Str(p, "device_id") != "" || attr.Str(p, "device_owner") != "" {
 			return nil, fault.New(http.StatusConflict, "PortInUse",
-				"Unable to complete operation on port %s for network %s. Port already has an attached device %s.", portID, str(p, "network_id"), str(p, "device_id"))
+				"Unable to complete operation on port %s for network %s. Port already has an attached device %s.", portID, attr.Str(p, "network_id"), attr.Str(p, "device_id"))
 		}
 		subs := portSubnets(p)
 		if len(subs) == 0 {
@@ -369,7 +370,7 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 			if err != nil {
 				return nil, err
 			}
-			if num(sn["ip_version"], 0) == 4 {
+			if attr.Num(sn["ip_version"], 0) == 4 {
 				v4++
 			}
 			if err := checkOverlap(c, routerID, sn); err != nil {
@@ -394,7 +395,7 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 		// Only the subnet's owner may put a router at its gateway address:
 		// on a network shared with everyone, another project's router must
 		// not answer for everyone's gateway.
-		if !c.Owns(str(sn, "project_id")) {
+		if !c.Owns(attr.Str(sn, "project_id")) {
 			return nil, fault.Forbidden("(rule:add_router_interface) is disallowed by policy: subnet %s is not owned by project %s", subnetID, c.ProjectID)
 		}
 		if sn["gateway_ip"] == nil {
@@ -405,28 +406,28 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 		}
 		fixed := map[string]any{"subnet_id": subnetID, "ip_address": sn["gateway_ip"]}
 		// IPv6 subnets of one network share the router's port there.
-		if num(sn["ip_version"], 0) == 6 {
+		if attr.Num(sn["ip_version"], 0) == 6 {
 			have, err := routerSubnets(c, routerID)
 			if err != nil {
 				return nil, err
 			}
 			for sid, p := range have {
 				other, err := c.Tx.Get(schema.Subnet.Kind, sid)
-				if err == nil && str(p, "network_id") == str(sn, "network_id") && num(other["ip_version"], 0) == 6 && port == nil {
+				if err == nil && attr.Str(p, "network_id") == attr.Str(sn, "network_id") && attr.Num(other["ip_version"], 0) == 6 && port == nil {
 					port = p
 				}
 			}
 		}
 		if port != nil {
-			ips := append(append([]any{}, list(port, "fixed_ips")...), fixed)
+			ips := append(append([]any{}, attr.List(port, "fixed_ips")...), fixed)
 			ac := c.AsAdmin()
-			p, err := ac.Update(schema.Port, str(port, "id"), Object{"fixed_ips": ips}, -1)
+			p, err := ac.Update(schema.Port, attr.Str(port, "id"), Object{"fixed_ips": ips}, -1)
 			if err != nil {
 				return nil, err
 			}
 			port = p
 		} else {
-			p, err := ml2.ServicePort(c, str(sn, "network_id"), str(router, "project_id"), ownerRouterInterface, routerID, []any{fixed})
+			p, err := ml2.ServicePort(c, attr.Str(sn, "network_id"), attr.Str(router, "project_id"), ownerRouterInterface, routerID, []any{fixed})
 			if err != nil {
 				return nil, err
 			}
@@ -437,7 +438,7 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 	if err := s.scheduleRouter(c, routerID); err != nil {
 		return nil, err
 	}
-	if p, err := c.Tx.Get(schema.Port.Kind, str(port, "id")); err == nil {
+	if p, err := c.Tx.Get(schema.Port.Kind, attr.Str(port, "id")); err == nil {
 		port = p
 	}
 	if err := c.Touch(Router, router); err != nil {
@@ -489,7 +490,7 @@ func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string
 	var subs []string
 	if portID != "" {
 		for _, p := range have {
-			if str(p, "id") == portID {
+			if attr.Str(p, "id") == portID {
 				port = p
 			}
 		}
@@ -522,12 +523,12 @@ func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string
 	if len(subs) < len(all) {
 		// One IPv6 subnet of a shared port goes; the port stays.
 		var keep []any
-		for _, e := range list(port, "fixed_ips") {
-			if m, _ := e.(map[string]any); str(m, "subnet_id") != subnetID {
+		for _, e := range attr.List(port, "fixed_ips") {
+			if m, _ := e.(map[string]any); attr.Str(m, "subnet_id") != subnetID {
 				keep = append(keep, e)
 			}
 		}
-		if _, err := c.AsAdmin().Update(schema.Port, str(port, "id"), Object{"fixed_ips": keep}, -1); err != nil {
+		if _, err := c.AsAdmin().Update(schema.Port, attr.Str(port, "id"), Object{"fixed_ips": keep}, -1); err != nil {
 			return nil, err
 		}
 	} else if err := ml2.RemovePort(c, port); err != nil {
@@ -546,12 +547,12 @@ func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string
 // interfaceFree refuses to detach a subnet that floating IPs or routes
 // need.
 func interfaceFree(c *Ctx, router Object, subnetID string) error {
-	id := str(router, "id")
+	id := attr.Str(router, "id")
 	sn, err := c.Tx.Get(schema.Subnet.Kind, subnetID)
 	if err != nil {
 		return nil
 	}
-	prefix, err := netip.ParsePrefix(str(sn, "cidr"))
+	prefix, err := netip.ParsePrefix(attr.Str(sn, "cidr"))
 	if err != nil {
 		return nil
 	}
@@ -560,14 +561,14 @@ func interfaceFree(c *Ctx, router Object, subnetID string) error {
 		return err
 	}
 	for _, f := range fips {
-		if a, err := netip.ParseAddr(str(f, "fixed_ip_address")); err == nil && str(f, "router_id") == id && prefix.Contains(a) {
+		if a, err := netip.ParseAddr(attr.Str(f, "fixed_ip_address")); err == nil && attr.Str(f, "router_id") == id && prefix.Contains(a) {
 			return fault.New(http.StatusConflict, "RouterInterfaceInUseByFloatingIP",
 				"Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more floating IPs.", subnetID, id)
 		}
 	}
-	for _, r := range list(router, "routes") {
+	for _, r := range attr.List(router, "routes") {
 		m, _ := r.(map[string]any)
-		if a, err := netip.ParseAddr(str(m, "nexthop")); err == nil && prefix.Contains(a) {
+		if a, err := netip.ParseAddr(attr.Str(m, "nexthop")); err == nil && prefix.Contains(a) {
 			return fault.New(http.StatusConflict, "RouterInterfaceInUseByRoute",
 				"Router interface for subnet %s on router %s cannot be deleted, as it is required by one or more routes.", subnetID, id)
 		}
@@ -585,7 +586,7 @@ func checkRoutes(c *Ctx, router Object, v any) ([]any, error) {
 	if !ok {
 		return nil, fault.BadRequest("Invalid input for routes. Reason: Invalid data format for hostroute: '%s'.", schema.Render(v))
 	}
-	id := str(router, "id")
+	id := attr.Str(router, "id")
 	if len(l) > maxRoutes {
 		return nil, fault.BadRequest("Unable to complete operation for %s. The number of routes exceeds the maximum %d.", id, maxRoutes)
 	}
@@ -597,13 +598,13 @@ func checkRoutes(c *Ctx, router Object, v any) ([]any, error) {
 	own := map[netip.Addr]bool{}
 	for sid, p := range have {
 		if sn, err := c.Tx.Get(schema.Subnet.Kind, sid); err == nil {
-			if pf, err := netip.ParsePrefix(str(sn, "cidr")); err == nil {
+			if pf, err := netip.ParsePrefix(attr.Str(sn, "cidr")); err == nil {
 				prefixes = append(prefixes, pf)
 			}
 		}
-		for _, e := range list(p, "fixed_ips") {
+		for _, e := range attr.List(p, "fixed_ips") {
 			m, _ := e.(map[string]any)
-			if a, err := netip.ParseAddr(str(m, "ip_address")); err == nil {
+			if a, err := netip.ParseAddr(attr.Str(m, "ip_address")); err == nil {
 				own[a] = true
 			}
 		}
@@ -615,8 +616,8 @@ func checkRoutes(c *Ctx, router Object, v any) ([]any, error) {
 		if !ok || len(m) != 2 {
 			return nil, fault.BadRequest("Invalid input for routes. Reason: Invalid data format for hostroute: '%s'.", schema.Render(e))
 		}
-		dst, err1 := netip.ParsePrefix(str(m, "destination"))
-		hop, err2 := netip.ParseAddr(str(m, "nexthop"))
+		dst, err1 := netip.ParsePrefix(attr.Str(m, "destination"))
+		hop, err2 := netip.ParseAddr(attr.Str(m, "nexthop"))
 		if err1 != nil || err2 != nil {
 			return nil, fault.BadRequest("Invalid input for routes. Reason: Invalid data format for hostroute: '%s'.", schema.Render(e))
 		}
@@ -662,13 +663,13 @@ func (s *Service) extraRoutes(c *Ctx, routerID string, body map[string]any, add 
 	if err != nil && add {
 		return nil, err
 	}
-	key := func(m map[string]any) string { return str(m, "destination") + " " + str(m, "nexthop") }
+	key := func(m map[string]any) string { return attr.Str(m, "destination") + " " + attr.Str(m, "nexthop") }
 	drop := map[string]bool{}
 	if !add {
 		for _, e := range routes {
 			if m, ok := e.(map[string]any); ok {
-				if d, err := netip.ParsePrefix(str(m, "destination")); err == nil {
-					m = map[string]any{"destination": d.String(), "nexthop": str(m, "nexthop")}
+				if d, err := netip.ParsePrefix(attr.Str(m, "destination")); err == nil {
+					m = map[string]any{"destination": d.String(), "nexthop": attr.Str(m, "nexthop")}
 				}
 				drop[key(m)] = true
 			}
@@ -676,7 +677,7 @@ func (s *Service) extraRoutes(c *Ctx, routerID string, body map[string]any, add 
 	}
 	var next []any
 	seen := map[string]bool{}
-	for _, e := range list(router, "routes") {
+	for _, e := range attr.List(router, "routes") {
 		m, _ := e.(map[string]any)
 		if !drop[key(m)] {
 			next = append(next, m)
@@ -690,7 +691,7 @@ func (s *Service) extraRoutes(c *Ctx, routerID string, body map[string]any, add 
 			}
 		}
 	}
-	checked, err := checkRoutes(c, router, orEmpty(next))
+	checked, err := checkRoutes(c, router, attr.OrEmpty(next))
 	if err != nil {
 		return nil, err
 	}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/store"
 )
@@ -21,7 +22,7 @@ import (
 // namespaces) and report the counts, which the server exports as metrics.
 
 func createMeteringLabel(c *Ctx, in Object) (Object, error) {
-	o := Object{"id": in["id"], "name": str(in, "name"), "description": str(in, "description"),
+	o := Object{"id": in["id"], "name": attr.Str(in, "name"), "description": attr.Str(in, "description"),
 		"shared": in["shared"] == true, "project_id": in["project_id"]}
 	if err := c.Tx.Put(Label.Kind, "", o); err != nil {
 		return nil, err
@@ -31,20 +32,20 @@ func createMeteringLabel(c *Ctx, in Object) (Object, error) {
 
 // deleteMeteringLabel removes the label with its rules.
 func deleteMeteringLabel(c *Ctx, cur Object) error {
-	rules, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: str(cur, "id")})
+	rules, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: attr.Str(cur, "id")})
 	if err != nil {
 		return err
 	}
 	for _, r := range rules {
-		if err := c.Tx.Delete(LabelRule.Kind, str(r, "id")); err != nil {
+		if err := c.Tx.Delete(LabelRule.Kind, attr.Str(r, "id")); err != nil {
 			return err
 		}
 	}
-	return c.Tx.Delete(Label.Kind, str(cur, "id"))
+	return c.Tx.Delete(Label.Kind, attr.Str(cur, "id"))
 }
 
 func createMeteringRule(c *Ctx, in Object) (Object, error) {
-	label := str(in, "metering_label_id")
+	label := attr.Str(in, "metering_label_id")
 	if _, err := c.Load(Label, label); err != nil {
 		return nil, err
 	}
@@ -55,7 +56,7 @@ func createMeteringRule(c *Ctx, in Object) (Object, error) {
 	if remote == nil && src == nil && dst == nil {
 		return nil, fault.BadRequest("You must define at least one of the following parameters 'remote_ip_prefix', or 'source_ip_prefix' or 'destination_ip_prefix'.")
 	}
-	if s, d := str(in, "source_ip_prefix"), str(in, "destination_ip_prefix"); s != "" && d != "" {
+	if s, d := attr.Str(in, "source_ip_prefix"), attr.Str(in, "destination_ip_prefix"); s != "" && d != "" {
 		ps, _ := netip.ParsePrefix(s)
 		pd, _ := netip.ParsePrefix(d)
 		if ps.Addr().Is4() != pd.Addr().Is4() {
@@ -65,23 +66,23 @@ func createMeteringRule(c *Ctx, in Object) (Object, error) {
 	if remote != nil {
 		// A label's remote prefixes of one direction and kind may not
 		// overlap: a packet would be counted (or excluded) twice.
-		p, _ := netip.ParsePrefix(str(in, "remote_ip_prefix"))
+		p, _ := netip.ParsePrefix(attr.Str(in, "remote_ip_prefix"))
 		others, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: label})
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range others {
-			q, err := netip.ParsePrefix(str(r, "remote_ip_prefix"))
-			if err != nil || str(r, "direction") != str(in, "direction") || r["excluded"] != (in["excluded"] == true) {
+			q, err := netip.ParsePrefix(attr.Str(r, "remote_ip_prefix"))
+			if err != nil || attr.Str(r, "direction") != attr.Str(in, "direction") || r["excluded"] != (in["excluded"] == true) {
 				continue
 			}
 			if p.Overlaps(q) {
 				return nil, fault.New(http.StatusConflict, "MeteringLabelRuleOverlaps",
-					"Metering label rule with remote_ip_prefix '%s' overlaps another.", str(in, "remote_ip_prefix"))
+					"Metering label rule with remote_ip_prefix '%s' overlaps another.", attr.Str(in, "remote_ip_prefix"))
 			}
 		}
 	}
-	o := Object{"id": in["id"], "metering_label_id": label, "direction": str(in, "direction"),
+	o := Object{"id": in["id"], "metering_label_id": label, "direction": attr.Str(in, "direction"),
 		"remote_ip_prefix": remote, "source_ip_prefix": src, "destination_ip_prefix": dst, "excluded": in["excluded"] == true}
 	if err := c.Tx.Put(LabelRule.Kind, label, o); err != nil {
 		return nil, err
@@ -90,5 +91,5 @@ func createMeteringRule(c *Ctx, in Object) (Object, error) {
 }
 
 func deleteMeteringRule(c *Ctx, cur Object) error {
-	return c.Tx.Delete(LabelRule.Kind, str(cur, "id"))
+	return c.Tx.Delete(LabelRule.Kind, attr.Str(cur, "id"))
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
@@ -89,17 +90,17 @@ func hostLabels(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) e
 	}
 	projects := map[string]bool{}
 	for _, r := range span.Routers {
-		projects[str(r, "project_id")] = true
+		projects[attr.Str(r, "project_id")] = true
 	}
 	labels, err := c.Tx.List(Label.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
 	for _, l := range labels {
-		if l["shared"] != true && !projects[str(l, "project_id")] {
+		if l["shared"] != true && !projects[attr.Str(l, "project_id")] {
 			continue
 		}
-		rules, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: str(l, "id")})
+		rules, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: attr.Str(l, "id")})
 		if err != nil {
 			return err
 		}
@@ -159,5 +160,3 @@ func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
 	s.mu.Unlock()
 	return http.StatusNoContent, nil, nil
 }
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }

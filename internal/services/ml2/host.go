@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
@@ -22,7 +23,7 @@ func hostPorts(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) er
 		return err
 	}
 	for _, p := range ports {
-		if str(p, "binding:host_id") == host && str(p, "binding:vif_type") != "binding_failed" {
+		if attr.Str(p, "binding:host_id") == host && attr.Str(p, "binding:vif_type") != "binding_failed" {
 			span.Ports = append(span.Ports, p)
 		}
 	}
@@ -36,7 +37,7 @@ func hostPorts(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) er
 func hostNetworks(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	nets := map[string]bool{}
 	for _, p := range span.Ports {
-		nets[str(p, "network_id")] = true
+		nets[attr.Str(p, "network_id")] = true
 	}
 	for _, id := range span.DHCPNetworks {
 		nets[id] = true
@@ -48,8 +49,8 @@ func hostNetworks(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions)
 	vteps := map[string]string{}
 	for _, a := range agents {
 		if cfg, _ := a["configurations"].(map[string]any); cfg != nil {
-			if ip := str(cfg, "tunneling_ip"); ip != "" {
-				vteps[str(a, "host")] = ip
+			if ip := attr.Str(cfg, "tunneling_ip"); ip != "" {
+				vteps[attr.Str(a, "host")] = ip
 			}
 		}
 	}
@@ -58,25 +59,25 @@ func hostNetworks(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions)
 		return err
 	}
 	for _, p := range ports {
-		h := str(p, "binding:host_id")
-		if h == "" || h == host || !nets[str(p, "network_id")] || str(p, "binding:vif_type") == "binding_failed" {
+		h := attr.Str(p, "binding:host_id")
+		if h == "" || h == host || !nets[attr.Str(p, "network_id")] || attr.Str(p, "binding:vif_type") == "binding_failed" {
 			continue
 		}
-		peer := hostapi.Peer{NetworkID: str(p, "network_id"), PortID: str(p, "id"), MACAddress: str(p, "mac_address"), Host: h,
+		peer := hostapi.Peer{NetworkID: attr.Str(p, "network_id"), PortID: attr.Str(p, "id"), MACAddress: attr.Str(p, "mac_address"), Host: h,
 			VTEP: vteps[h], IPs: []string{}}
-		for _, e := range list(p, "fixed_ips") {
+		for _, e := range attr.List(p, "fixed_ips") {
 			if m, _ := e.(map[string]any); m != nil {
-				peer.IPs = append(peer.IPs, str(m, "ip_address"))
+				peer.IPs = append(peer.IPs, attr.Str(m, "ip_address"))
 			}
 		}
 		var pairs []hostapi.Peer
-		for _, e := range list(p, "allowed_address_pairs") {
+		for _, e := range attr.List(p, "allowed_address_pairs") {
 			m, _ := e.(map[string]any)
-			if mac := str(m, "mac_address"); mac != "" && mac != peer.MACAddress {
+			if mac := attr.Str(m, "mac_address"); mac != "" && mac != peer.MACAddress {
 				pairs = append(pairs, hostapi.Peer{NetworkID: peer.NetworkID, PortID: peer.PortID, MACAddress: mac, Host: h,
-					VTEP: peer.VTEP, IPs: []string{str(m, "ip_address")}})
+					VTEP: peer.VTEP, IPs: []string{attr.Str(m, "ip_address")}})
 			} else {
-				peer.IPs = append(peer.IPs, str(m, "ip_address"))
+				peer.IPs = append(peer.IPs, attr.Str(m, "ip_address"))
 			}
 		}
 		span.Peers = append(append(span.Peers, peer), pairs...)
@@ -94,7 +95,7 @@ func hostNetworks(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions)
 		span.Subnets = append(span.Subnets, subnets...)
 	}
 	byID := func(l []Object) {
-		sort.Slice(l, func(i, j int) bool { return str(l[i], "id") < str(l[j], "id") })
+		sort.Slice(l, func(i, j int) bool { return attr.Str(l[i], "id") < attr.Str(l[j], "id") })
 	}
 	byID(span.Networks)
 	byID(span.Subnets)
@@ -142,14 +143,14 @@ func SetHostPorts(c *Ctx, host string, active []string) (changed int, err error)
 		return 0, err
 	}
 	for _, p := range ports {
-		if str(p, "binding:host_id") != host {
+		if attr.Str(p, "binding:host_id") != host {
 			continue
 		}
 		want := "DOWN"
-		if up[str(p, "id")] && boolean(p, "admin_state_up") {
+		if up[attr.Str(p, "id")] && attr.Bool(p, "admin_state_up") {
 			want = "ACTIVE"
 		}
-		if str(p, "status") == want {
+		if attr.Str(p, "status") == want {
 			continue
 		}
 		p["status"] = want
@@ -164,29 +165,29 @@ func SetHostPorts(c *Ctx, host string, active []string) (changed int, err error)
 // agentReported binds again the ports of a host whose binding failed when
 // its host agent (re)appears: registered, restarted, or alive again.
 func (s *Service) agentReported(c *Ctx, p *plugin.Payload) error {
-	if str(p.New, "agent_type") != hostapi.HostAgentType {
+	if attr.Str(p.New, "agent_type") != hostapi.HostAgentType {
 		return nil
 	}
 	if p.Old != nil && p.Request["start_flag"] != true && p.Request["old_alive"] == true {
 		return nil
 	}
-	host := str(p.New, "host")
+	host := attr.Str(p.New, "host")
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
 		return err
 	}
 	for _, port := range ports {
-		if str(port, "binding:host_id") != host || str(port, "binding:vif_type") != "binding_failed" {
+		if attr.Str(port, "binding:host_id") != host || attr.Str(port, "binding:vif_type") != "binding_failed" {
 			continue
 		}
-		net, err := c.Load(schema.Network, str(port, "network_id"))
+		net, err := c.Load(schema.Network, attr.Str(port, "network_id"))
 		if err != nil {
 			return err
 		}
 		if err := Bind(c, port, net); err != nil {
 			return err
 		}
-		if str(port, "binding:vif_type") != "binding_failed" {
+		if attr.Str(port, "binding:vif_type") != "binding_failed" {
 			if err := c.Touch(schema.Port, port); err != nil {
 				return err
 			}
@@ -198,7 +199,7 @@ func (s *Service) agentReported(c *Ctx, p *plugin.Payload) error {
 // Rebind moves a port to host (a router's or DHCP server's port following
 // its agent) and binds it there.
 func Rebind(c *Ctx, port Object, host string) error {
-	net, err := c.Load(schema.Network, str(port, "network_id"))
+	net, err := c.Load(schema.Network, attr.Str(port, "network_id"))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package ml2
 
 import (
+	"neutrino/internal/attr"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/services/agents"
@@ -69,7 +70,7 @@ type linuxDriver struct{ Base }
 func (linuxDriver) Name() string { return "linux" }
 
 func (linuxDriver) Bind(c *Ctx, port, network Object, segs []Segment) (string, map[string]any, bool) {
-	switch str(port, "binding:vnic_type") {
+	switch attr.Str(port, "binding:vnic_type") {
 	case "normal", "":
 	default:
 		return "", nil, false
@@ -79,7 +80,7 @@ func (linuxDriver) Bind(c *Ctx, port, network Object, segs []Segment) (string, m
 	}
 	// As ML2's agent-based drivers do: a live host agent on the port's host
 	// must be able to wire one of the network's segments.
-	hostAgents, err := agents.OfType(c, hostapi.HostAgentType, str(port, "binding:host_id"))
+	hostAgents, err := agents.OfType(c, hostapi.HostAgentType, attr.Str(port, "binding:host_id"))
 	if err != nil {
 		return "", nil, false
 	}
@@ -97,7 +98,7 @@ func (linuxDriver) Bind(c *Ctx, port, network Object, segs []Segment) (string, m
 	if !bound {
 		return "", nil, false
 	}
-	return "tap", map[string]any{"port_filter": true, "connectivity": "l2", "bridge_name": BridgeName(str(network, "id"))}, true
+	return "tap", map[string]any{"port_filter": true, "connectivity": "l2", "bridge_name": BridgeName(attr.Str(network, "id"))}, true
 }
 
 // agentCanWire reports whether a host agent's reported configuration
@@ -132,7 +133,7 @@ func BridgeName(networkID string) string {
 // can bind the port at its host; no host means unbound.
 func Bind(c *Ctx, port, network Object) error {
 	s := From(c)
-	if str(port, "binding:host_id") == "" {
+	if attr.Str(port, "binding:host_id") == "" {
 		port["binding:vif_type"] = "unbound"
 		port["binding:vif_details"] = map[string]any{}
 		return nil

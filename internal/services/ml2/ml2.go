@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/rbac"
@@ -174,51 +175,23 @@ var extensions = []plugin.Extension{
 // depend on its being shared).
 func networkUsers(c *Ctx, obj Object) (map[string]bool, error) {
 	users := map[string]bool{}
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: str(obj, "id")})
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: attr.Str(obj, "id")})
 	if err != nil {
 		return nil, err
 	}
 	for _, p := range ports {
-		if str(p, "device_owner") != ownerDHCP {
-			users[str(p, "project_id")] = true
+		if attr.Str(p, "device_owner") != ownerDHCP {
+			users[attr.Str(p, "project_id")] = true
 		}
 	}
-	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: str(obj, "id")})
+	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: attr.Str(obj, "id")})
 	if err != nil {
 		return nil, err
 	}
 	for _, s := range subnets {
-		users[str(s, "project_id")] = true
+		users[attr.Str(s, "project_id")] = true
 	}
 	return users, nil
-}
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }
-func boolean(o Object, k string) bool {
-	b, _ := o[k].(bool)
-	return b
-}
-func list(o Object, k string) []any { l, _ := o[k].([]any); return l }
-func num(v any, def float64) float64 {
-	if f, ok := v.(float64); ok {
-		return f
-	}
-	return def
-}
-
-// merge copies the given attributes of in onto cur.
-func merge(cur, in Object) Object {
-	for k, v := range in {
-		cur[k] = v
-	}
-	return cur
-}
-
-func orEmpty(l []any) []any {
-	if l == nil {
-		return []any{}
-	}
-	return l
 }
 
 func nilIfEmpty(s string) any {

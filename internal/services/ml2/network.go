@@ -3,6 +3,7 @@ package ml2
 import (
 	"net/http"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -11,7 +12,7 @@ import (
 )
 
 func (s *Service) createNetwork(c *Ctx, in Object) (Object, error) {
-	id := str(in, "id")
+	id := attr.Str(in, "id")
 	req, err := segmentsFromRequest(c, in)
 	if err != nil {
 		return nil, err
@@ -40,19 +41,19 @@ func (s *Service) createNetwork(c *Ctx, in Object) (Object, error) {
 	setSegments(o, segs)
 	c.Stamp(o)
 	// What RBAC will make of the shares asked for, for the hooks' view.
-	o["shared"], o["router:external"] = boolean(in, "shared"), boolean(in, "router:external")
+	o["shared"], o["router:external"] = attr.Bool(in, "shared"), attr.Bool(in, "router:external")
 	if err := s.commit(c, "network", plugin.Create, nil, o, in); err != nil {
 		return nil, err
 	}
 	if err := c.Put(schema.Network, o); err != nil {
 		return nil, err
 	}
-	if boolean(in, "shared") {
+	if attr.Bool(in, "shared") {
 		if err := rbac.Add(c, o, "network", "access_as_shared", "*"); err != nil {
 			return nil, err
 		}
 	}
-	if boolean(in, "router:external") {
+	if attr.Bool(in, "router:external") {
 		if err := rbac.Add(c, o, "network", "access_as_external", "*"); err != nil {
 			return nil, err
 		}
@@ -103,7 +104,7 @@ func (s *Service) updateNetwork(c *Ctx, cur, in Object) (Object, error) {
 			return nil, err
 		}
 	}
-	o := merge(cur, in)
+	o := attr.Merge(cur, in)
 	return o, s.commit(c, "network", plugin.Update, old, o, in)
 }
 
@@ -117,13 +118,13 @@ func networkInUse(id string) error {
 // services that keep objects on a network clear them first, on the
 // network's Before delete event: floating IPs, for instance).
 func (s *Service) deleteNetwork(c *Ctx, cur Object) error {
-	id := str(cur, "id")
+	id := attr.Str(cur, "id")
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: id})
 	if err != nil {
 		return err
 	}
 	for _, p := range ports {
-		if str(p, "device_owner") != ownerDHCP {
+		if attr.Str(p, "device_owner") != ownerDHCP {
 			return networkInUse(id)
 		}
 	}
@@ -137,10 +138,10 @@ func (s *Service) deleteNetwork(c *Ctx, cur Object) error {
 		return err
 	}
 	for _, sn := range subnets {
-		if err := c.Tx.Delete(schema.Subnet.Kind, str(sn, "id")); err != nil {
+		if err := c.Tx.Delete(schema.Subnet.Kind, attr.Str(sn, "id")); err != nil {
 			return err
 		}
-		if err := c.Tx.ReleaseSubnetIPs(str(sn, "id")); err != nil {
+		if err := c.Tx.ReleaseSubnetIPs(attr.Str(sn, "id")); err != nil {
 			return err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -20,8 +21,8 @@ const maxAddressPairs = 10
 // portVisible: the owner of a port's network sees (and may delete) the
 // ports other projects put on it, as Neutron's network_owner rule allows.
 func portVisible(c *Ctx, o Object) bool {
-	n, err := c.Tx.Get(schema.Network.Kind, str(o, "network_id"))
-	return err == nil && str(n, "project_id") == c.ProjectID
+	n, err := c.Tx.Get(schema.Network.Kind, attr.Str(o, "network_id"))
+	return err == nil && attr.Str(n, "project_id") == c.ProjectID
 }
 
 // listPorts is what a non-admin sees: its own ports and every port on its
@@ -55,8 +56,8 @@ func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
 		}
 	}
 	for _, n := range nets {
-		if len(allowed) == 0 || allowed[str(n, "id")] {
-			onMine.Parents = append(onMine.Parents, str(n, "id"))
+		if len(allowed) == 0 || allowed[attr.Str(n, "id")] {
+			onMine.Parents = append(onMine.Parents, attr.Str(n, "id"))
 		}
 	}
 	if len(onMine.Parents) == 0 {
@@ -69,14 +70,14 @@ func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
 	seen := make(map[string]bool, len(own))
 	out := append([]Object{}, own...)
 	for _, o := range own {
-		seen[str(o, "id")] = true
+		seen[attr.Str(o, "id")] = true
 	}
 	for _, o := range theirs {
-		if !seen[str(o, "id")] {
+		if !seen[attr.Str(o, "id")] {
 			out = append(out, o)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return str(out[i], "id") < str(out[j], "id") })
+	sort.Slice(out, func(i, j int) bool { return attr.Str(out[i], "id") < attr.Str(out[j], "id") })
 	return out, nil
 }
 
@@ -85,18 +86,18 @@ func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
 func trustedOwner(owner string) bool { return strings.HasPrefix(owner, "network:") }
 
 func (s *Service) createPort(c *Ctx, in Object) (Object, error) {
-	net, err := NetworkForChange(c, str(in, "network_id"))
+	net, err := NetworkForChange(c, attr.Str(in, "network_id"))
 	if err != nil {
 		return nil, err
 	}
-	netOwner := c.Owns(str(net, "project_id"))
+	netOwner := c.Owns(attr.Str(net, "project_id"))
 	if err := networkOwnerAttrs(c, in, netOwner, "create"); err != nil {
 		return nil, err
 	}
-	id := str(in, "id")
+	id := attr.Str(in, "id")
 	o := Object{
 		"id": id, "project_id": in["project_id"], "name": in["name"], "description": in["description"],
-		"network_id": str(net, "id"), "admin_state_up": in["admin_state_up"], "status": "DOWN",
+		"network_id": attr.Str(net, "id"), "admin_state_up": in["admin_state_up"], "status": "DOWN",
 		"device_id": in["device_id"], "device_owner": in["device_owner"],
 		"binding:host_id": in["binding:host_id"], "binding:vnic_type": in["binding:vnic_type"],
 		"binding:profile": in["binding:profile"], "ip_allocation": "immediate",
@@ -110,7 +111,7 @@ func (s *Service) createPort(c *Ctx, in Object) (Object, error) {
 	} else {
 		o["mac_address"] = s.randomMAC()
 	}
-	mac, err := reserveMAC(c, str(net, "id"), str(o, "mac_address"), id, !hasMAC(in))
+	mac, err := reserveMAC(c, attr.Str(net, "id"), attr.Str(o, "mac_address"), id, !hasMAC(in))
 	if err != nil {
 		return nil, err
 	}
@@ -128,12 +129,12 @@ func (s *Service) createPort(c *Ctx, in Object) (Object, error) {
 	// Port security, groups, pairs.
 	ps, ok := in["port_security_enabled"].(bool)
 	if !ok {
-		ps = boolean(net, "port_security_enabled")
+		ps = attr.Bool(net, "port_security_enabled")
 	}
 	o["port_security_enabled"] = ps
 	// The security-group extension fills in security_groups (Precommit).
 	o["security_groups"] = []any{}
-	pairs, err := parsePairs(in["allowed_address_pairs"], str(o, "mac_address"))
+	pairs, err := parsePairs(in["allowed_address_pairs"], attr.Str(o, "mac_address"))
 	if err != nil {
 		return nil, err
 	}
@@ -198,21 +199,21 @@ func reserveMAC(c *Ctx, networkID, mac, portID string, generated bool) (string, 
 // allocatePortIPs turns a fixed_ips request into allocations. keep are the
 // port's current addresses (on update) that remain allocated if requested.
 func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[string]string) ([]any, error) {
-	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: str(net, "id")})
+	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: attr.Str(net, "id")})
 	if err != nil {
 		return nil, err
 	}
 	byID := map[string]Object{}
 	for _, s := range subnets {
-		byID[str(s, "id")] = s
+		byID[attr.Str(s, "id")] = s
 	}
-	portID, netID := str(port, "id"), str(net, "id")
-	router := strings.HasPrefix(str(port, "device_owner"), "network:router")
+	portID, netID := attr.Str(port, "id"), attr.Str(net, "id")
+	router := strings.HasPrefix(attr.Str(port, "device_owner"), "network:router")
 	var out []any
 	usedSubnet := map[string]bool{}
 	add := func(sn Object, ip netip.Addr) {
-		out = append(out, map[string]any{"subnet_id": str(sn, "id"), "ip_address": ip.String()})
-		usedSubnet[str(sn, "id")] = true
+		out = append(out, map[string]any{"subnet_id": attr.Str(sn, "id"), "ip_address": ip.String()})
+		usedSubnet[attr.Str(sn, "id")] = true
 	}
 	exhausted := func() error {
 		return fault.Conflict("IpAddressGenerationFailure", "No more IP addresses available on network %s.", netID)
@@ -281,7 +282,7 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 				}
 			} else if ip.IsValid() {
 				for _, s := range subnets {
-					if p, err := netip.ParsePrefix(str(s, "cidr")); err == nil && p.Contains(ip) {
+					if p, err := netip.ParsePrefix(attr.Str(s, "cidr")); err == nil && p.Contains(ip) {
 						sn = s
 						break
 					}
@@ -292,16 +293,16 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 			} else {
 				return nil, fault.BadRequest("Invalid input for fixed_ips. Reason: Invalid data format for fixed IP: '%v'.", e)
 			}
-			prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
+			prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
 			if ip.IsValid() {
 				if !prefix.Contains(ip) || (prefix.Addr().Is4() && prefix.Bits() < 31 && (ip == prefix.Addr() || ip == ipam.LastAddr(prefix))) {
 					return nil, fault.New(http.StatusBadRequest, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", ip)
 				}
 				if ipam.IsAutoAddress(sn) && !router {
 					return nil, fault.New(http.StatusBadRequest, "AllocationOnAutoAddressSubnet",
-						"IPv6 address %s cannot be directly assigned to a port on subnet %s as the subnet is configured for automatic addresses", ip, str(sn, "id"))
+						"IPv6 address %s cannot be directly assigned to a port on subnet %s as the subnet is configured for automatic addresses", ip, attr.Str(sn, "id"))
 				}
-				if keep[str(sn, "id")+"/"+ip.String()] == "" {
+				if keep[attr.Str(sn, "id")+"/"+ip.String()] == "" {
 					if err := ipam.Allocate(c, sn, ip, portID); err != nil {
 						return nil, err
 					}
@@ -310,11 +311,11 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 				continue
 			}
 			if ipam.IsAutoAddress(sn) && !router {
-				a, err := ipam.EUI64(prefix, str(port, "mac_address"))
+				a, err := ipam.EUI64(prefix, attr.Str(port, "mac_address"))
 				if err != nil {
 					return nil, err
 				}
-				if keep[str(sn, "id")+"/"+a.String()] == "" {
+				if keep[attr.Str(sn, "id")+"/"+a.String()] == "" {
 					if err := ipam.Allocate(c, sn, a, portID); err != nil {
 						return nil, err
 					}
@@ -322,7 +323,7 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 				add(sn, a)
 				continue
 			}
-			if a, ok := reuse(str(sn, "id")); ok {
+			if a, ok := reuse(attr.Str(sn, "id")); ok {
 				add(sn, a)
 				continue
 			}
@@ -362,15 +363,15 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 	// Every SLAAC/stateless subnet gives its EUI-64 address automatically.
 	if !router {
 		for _, sn := range subnets {
-			if !ipam.IsAutoAddress(sn) || usedSubnet[str(sn, "id")] {
+			if !ipam.IsAutoAddress(sn) || usedSubnet[attr.Str(sn, "id")] {
 				continue
 			}
-			prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
-			a, err := ipam.EUI64(prefix, str(port, "mac_address"))
+			prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
+			a, err := ipam.EUI64(prefix, attr.Str(port, "mac_address"))
 			if err != nil {
 				return nil, err
 			}
-			if keep[str(sn, "id")+"/"+a.String()] == "" {
+			if keep[attr.Str(sn, "id")+"/"+a.String()] == "" {
 				if err := ipam.Allocate(c, sn, a, portID); err != nil {
 					return nil, err
 				}
@@ -448,7 +449,7 @@ func mergeDHCPOpts(cur []any, v any) ([]any, error) {
 	vals := map[key]any{}
 	for _, e := range cur {
 		m, _ := e.(map[string]any)
-		k := key{str(m, "opt_name"), num(m["ip_version"], 4)}
+		k := key{attr.Str(m, "opt_name"), attr.Num(m["ip_version"], 4)}
 		order = append(order, k)
 		vals[k] = m["opt_value"]
 	}
@@ -529,31 +530,31 @@ func pyDict(m map[string]any) string {
 }
 
 func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
-	net, err := c.Tx.Get(schema.Network.Kind, str(cur, "network_id"))
+	net, err := c.Tx.Get(schema.Network.Kind, attr.Str(cur, "network_id"))
 	if err != nil {
 		return nil, err
 	}
-	id := str(cur, "id")
-	if err := networkOwnerAttrs(c, in, c.Owns(str(net, "project_id")), "update"); err != nil {
+	id := attr.Str(cur, "id")
+	if err := networkOwnerAttrs(c, in, c.Owns(attr.Str(net, "project_id")), "update"); err != nil {
 		return nil, err
 	}
 	macChanged := false
-	if mac, ok := in["mac_address"].(string); ok && mac != str(cur, "mac_address") {
+	if mac, ok := in["mac_address"].(string); ok && mac != attr.Str(cur, "mac_address") {
 		if !c.Admin {
 			return nil, fault.Forbidden("(rule:update_port and rule:update_port:mac_address) is disallowed by policy")
 		}
-		if str(cur, "binding:vif_type") != "unbound" && str(cur, "binding:host_id") != "" {
-			return nil, fault.Conflict("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, str(cur, "binding:vif_type"), str(cur, "mac_address"), mac)
+		if attr.Str(cur, "binding:vif_type") != "unbound" && attr.Str(cur, "binding:host_id") != "" {
+			return nil, fault.Conflict("PortBound", "Unable to complete operation on port %s, port is already bound, port type: %s, old_mac %s, new_mac %s.", id, attr.Str(cur, "binding:vif_type"), attr.Str(cur, "mac_address"), mac)
 		}
-		if err := c.Tx.ReleaseMAC(str(net, "id"), str(cur, "mac_address"), id); err != nil {
+		if err := c.Tx.ReleaseMAC(attr.Str(net, "id"), attr.Str(cur, "mac_address"), id); err != nil {
 			return nil, err
 		}
-		if _, err := reserveMAC(c, str(net, "id"), mac, id, false); err != nil {
+		if _, err := reserveMAC(c, attr.Str(net, "id"), mac, id, false); err != nil {
 			return nil, err
 		}
 		macChanged = true
 	}
-	merged := merge(schema.CloneObject(cur), in)
+	merged := attr.Merge(schema.CloneObject(cur), in)
 	if macChanged {
 		// SLAAC and stateless addresses derive from the MAC: re-derive them.
 		if err := rederiveAutoAddresses(c, merged); err != nil {
@@ -565,9 +566,9 @@ func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
 	if v, ok := in["fixed_ips"]; ok {
 		req, _ := v.([]any)
 		keep := map[string]string{}
-		for _, e := range list(cur, "fixed_ips") {
+		for _, e := range attr.List(cur, "fixed_ips") {
 			m, _ := e.(map[string]any)
-			keep[str(m, "subnet_id")+"/"+str(m, "ip_address")] = "x"
+			keep[attr.Str(m, "subnet_id")+"/"+attr.Str(m, "ip_address")] = "x"
 		}
 		ips, err := allocatePortIPs(c, net, merged, req, true, keep)
 		if err != nil {
@@ -576,31 +577,31 @@ func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
 		still := map[string]bool{}
 		for _, e := range ips {
 			m, _ := e.(map[string]any)
-			still[str(m, "subnet_id")+"/"+str(m, "ip_address")] = true
+			still[attr.Str(m, "subnet_id")+"/"+attr.Str(m, "ip_address")] = true
 		}
-		for _, e := range list(cur, "fixed_ips") {
+		for _, e := range attr.List(cur, "fixed_ips") {
 			m, _ := e.(map[string]any)
-			if !still[str(m, "subnet_id")+"/"+str(m, "ip_address")] {
-				if err := ipam.ReleaseIP(c, str(m, "subnet_id"), str(m, "ip_address")); err != nil {
+			if !still[attr.Str(m, "subnet_id")+"/"+attr.Str(m, "ip_address")] {
+				if err := ipam.ReleaseIP(c, attr.Str(m, "subnet_id"), attr.Str(m, "ip_address")); err != nil {
 					return nil, err
 				}
 			}
 		}
 		merged["fixed_ips"] = ips
 	}
-	ps := boolean(merged, "port_security_enabled")
+	ps := attr.Bool(merged, "port_security_enabled")
 	if v, ok := in["allowed_address_pairs"]; ok {
-		pairs, err := parsePairs(v, str(merged, "mac_address"))
+		pairs, err := parsePairs(v, attr.Str(merged, "mac_address"))
 		if err != nil {
 			return nil, err
 		}
 		merged["allowed_address_pairs"] = pairs
 	}
-	if !ps && len(list(merged, "allowed_address_pairs")) > 0 {
+	if !ps && len(attr.List(merged, "allowed_address_pairs")) > 0 {
 		return nil, addressPairNeedsSecurity()
 	}
 	if v, ok := in["extra_dhcp_opts"]; ok {
-		opts, err := mergeDHCPOpts(list(cur, "extra_dhcp_opts"), v)
+		opts, err := mergeDHCPOpts(attr.List(cur, "extra_dhcp_opts"), v)
 		if err != nil {
 			return nil, err
 		}
@@ -621,26 +622,26 @@ func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
 // rederiveAutoAddresses replaces a port's EUI-64 addresses with those of
 // its (new) MAC.
 func rederiveAutoAddresses(c *Ctx, p Object) error {
-	out := make([]any, 0, len(list(p, "fixed_ips")))
-	for _, e := range list(p, "fixed_ips") {
+	out := make([]any, 0, len(attr.List(p, "fixed_ips")))
+	for _, e := range attr.List(p, "fixed_ips") {
 		m, _ := e.(map[string]any)
-		sn, err := c.Tx.Get(schema.Subnet.Kind, str(m, "subnet_id"))
+		sn, err := c.Tx.Get(schema.Subnet.Kind, attr.Str(m, "subnet_id"))
 		if err != nil || !ipam.IsAutoAddress(sn) {
 			out = append(out, e)
 			continue
 		}
-		prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
-		a, err := ipam.EUI64(prefix, str(p, "mac_address"))
+		prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
+		a, err := ipam.EUI64(prefix, attr.Str(p, "mac_address"))
 		if err != nil {
 			return err
 		}
-		if err := ipam.ReleaseIP(c, str(sn, "id"), str(m, "ip_address")); err != nil {
+		if err := ipam.ReleaseIP(c, attr.Str(sn, "id"), attr.Str(m, "ip_address")); err != nil {
 			return err
 		}
-		if err := ipam.Allocate(c, sn, a, str(p, "id")); err != nil {
+		if err := ipam.Allocate(c, sn, a, attr.Str(p, "id")); err != nil {
 			return err
 		}
-		out = append(out, map[string]any{"subnet_id": str(sn, "id"), "ip_address": a.String()})
+		out = append(out, map[string]any{"subnet_id": attr.Str(sn, "id"), "ip_address": a.String()})
 	}
 	p["fixed_ips"] = out
 	return nil
@@ -679,11 +680,11 @@ func ServicePort(c *Ctx, networkID, project, owner, deviceID string, fixedIPs []
 // RemovePort deletes a port and frees its addresses and MAC (what the
 // port API's delete does, for the service that owns the port).
 func RemovePort(c *Ctx, p Object) error {
-	id := str(p, "id")
+	id := attr.Str(p, "id")
 	if err := ipam.ReleasePortIPs(c, id); err != nil {
 		return err
 	}
-	if err := c.Tx.ReleaseMAC(str(p, "network_id"), str(p, "mac_address"), id); err != nil {
+	if err := c.Tx.ReleaseMAC(attr.Str(p, "network_id"), attr.Str(p, "mac_address"), id); err != nil {
 		return err
 	}
 	return c.Tx.Delete(schema.Port.Kind, id)
@@ -701,20 +702,20 @@ func networkOwnerAttrs(c *Ctx, in Object, netOwner bool, action string) error {
 	deny := func(attr string) error {
 		return fault.Forbidden("(rule:%s_port and rule:%s_port:%s) is disallowed by policy", action, action, attr)
 	}
-	for _, e := range list(in, "fixed_ips") {
+	for _, e := range attr.List(in, "fixed_ips") {
 		if m, _ := e.(map[string]any); m != nil {
 			if _, ok := m["ip_address"]; ok {
 				return deny("fixed_ips:ip_address")
 			}
 		}
 	}
-	if trustedOwner(str(in, "device_owner")) {
+	if trustedOwner(attr.Str(in, "device_owner")) {
 		return deny("device_owner")
 	}
 	if _, ok := in["port_security_enabled"].(bool); ok {
 		return deny("port_security_enabled")
 	}
-	if len(list(in, "allowed_address_pairs")) > 0 {
+	if len(attr.List(in, "allowed_address_pairs")) > 0 {
 		return deny("allowed_address_pairs")
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/schema"
 )
@@ -183,7 +184,7 @@ func insertSegment(c *Ctx, s *Segment, networkID string) error {
 // releaseSegments frees a network's segments.
 func releaseSegments(c *Ctx, net Object) error {
 	for _, s := range NetworkSegments(net) {
-		if err := c.Tx.ReleaseSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, str(net, "id")); err != nil {
+		if err := c.Tx.ReleaseSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, attr.Str(net, "id")); err != nil {
 			return err
 		}
 	}
@@ -348,17 +349,17 @@ func networkMTU(c *Ctx, segs []Segment) int {
 // NetworkSegments returns a network's segments as stored.
 func NetworkSegments(o Object) []Segment {
 	var out []Segment
-	for _, e := range list(o, "segments") {
+	for _, e := range attr.List(o, "segments") {
 		m, _ := e.(map[string]any)
-		s := Segment{NetworkType: str(m, "provider:network_type"), PhysicalNetwork: str(m, "provider:physical_network")}
+		s := Segment{NetworkType: attr.Str(m, "provider:network_type"), PhysicalNetwork: attr.Str(m, "provider:physical_network")}
 		if n, ok := m["provider:segmentation_id"].(float64); ok {
 			s.SegmentationID = int64(n)
 		}
 		out = append(out, s)
 	}
 	if len(out) == 0 {
-		if t := str(o, "provider:network_type"); t != "" {
-			s := Segment{NetworkType: t, PhysicalNetwork: str(o, "provider:physical_network")}
+		if t := attr.Str(o, "provider:network_type"); t != "" {
+			s := Segment{NetworkType: t, PhysicalNetwork: attr.Str(o, "provider:physical_network")}
 			if n, ok := o["provider:segmentation_id"].(float64); ok {
 				s.SegmentationID = int64(n)
 			}

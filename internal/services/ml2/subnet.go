@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -18,7 +19,7 @@ const maxDNSNameservers, maxHostRoutes = 5, 20
 func subnetVisible(c *Ctx, o Object) bool {
 	// Subnets of shared networks are visible; those of external networks
 	// that are not shared are not.
-	n, err := c.Tx.Get(schema.Network.Kind, str(o, "network_id"))
+	n, err := c.Tx.Get(schema.Network.Kind, attr.Str(o, "network_id"))
 	return err == nil && rbac.SharedWith(n, "access_as_shared", c.ProjectID)
 }
 
@@ -30,18 +31,18 @@ func NetworkForChange(c *Ctx, id string) (Object, error) {
 	if err != nil || !c.CanSee(schema.Network, n) {
 		return nil, fault.NotFound("Network", "Network", id)
 	}
-	if !c.Owns(str(n, "project_id")) && !rbac.SharedWith(n, "access_as_shared", c.ProjectID) {
+	if !c.Owns(attr.Str(n, "project_id")) && !rbac.SharedWith(n, "access_as_shared", c.ProjectID) {
 		return nil, fault.Forbidden("Tenant %s not allowed to create port on this network", c.ProjectID)
 	}
 	return n, nil
 }
 
 func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
-	net, err := NetworkForChange(c, str(in, "network_id"))
+	net, err := NetworkForChange(c, attr.Str(in, "network_id"))
 	if err != nil {
 		return nil, err
 	}
-	if !c.Owns(str(net, "project_id")) {
+	if !c.Owns(attr.Str(net, "project_id")) {
 		return nil, fault.Forbidden("(rule:create_subnet and rule:create_subnet:network_id) is disallowed by policy")
 	}
 	version := int(in["ip_version"].(float64))
@@ -60,19 +61,19 @@ func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
 	if ra != nil && am != nil && ra != am {
 		return nil, fault.InvalidInput("ipv6_ra_mode set to '%s' with ipv6_address_mode set to '%s' is not valid. If both attributes are set, they must be the same value", ra, am)
 	}
-	siblings, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: str(net, "id")})
+	siblings, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: attr.Str(net, "id")})
 	if err != nil {
 		return nil, err
 	}
 
 	var prefix netip.Prefix
 	poolID, _ := in["subnetpool_id"].(string)
-	if boolean(in, "use_default_subnetpool") && poolID == "" {
+	if attr.Bool(in, "use_default_subnetpool") && poolID == "" {
 		p, err := ipam.DefaultSubnetPool(c, version)
 		if err != nil {
 			return nil, err
 		}
-		poolID = str(p, "id")
+		poolID = attr.Str(p, "id")
 	}
 	cidr, hasCIDR := in["cidr"].(string)
 	if hasCIDR {
@@ -87,7 +88,7 @@ func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
 	}
 	if poolID != "" {
 		for _, s := range siblings {
-			if str(s, "subnetpool_id") != poolID && int(s["ip_version"].(float64)) == version {
+			if attr.Str(s, "subnetpool_id") != poolID && int(s["ip_version"].(float64)) == version {
 				return nil, fault.New(http.StatusBadRequest, "NetworkSubnetPoolAffinityError",
 					"Subnets hosted on the same network must be allocated from the same subnet pool.")
 			}
@@ -100,19 +101,19 @@ func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
 	} else if !hasCIDR {
 		return nil, fault.New(http.StatusBadRequest, "BadRequest", "Bad subnets request: a subnetpool must be specified in the absence of a cidr.")
 	}
-	if version == 4 && prefix.Bits() == 32 && boolean(in, "enable_dhcp") {
+	if version == 4 && prefix.Bits() == 32 && attr.Bool(in, "enable_dhcp") {
 		return nil, fault.InvalidInput("Subnet has a prefix length that is incompatible with DHCP service enabled")
 	}
 	autoMode := func(m any) bool { return m == "slaac" || m == "dhcpv6-stateless" }
 	if version == 6 && (autoMode(ra) || autoMode(am)) && prefix.Bits() != 64 {
 		return nil, fault.InvalidInput("Invalid CIDR %s for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64", prefix)
 	}
-	if version == 6 && !boolean(in, "enable_dhcp") && (ra != nil || am != nil) {
+	if version == 6 && !attr.Bool(in, "enable_dhcp") && (ra != nil || am != nil) {
 		return nil, fault.InvalidInput("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False")
 	}
 	for _, s := range siblings {
-		if other, err := netip.ParsePrefix(str(s, "cidr")); err == nil && other.Overlaps(prefix) {
-			return nil, fault.InvalidInput("Requested subnet with cidr: %s for network: %s overlaps with another subnet", prefix, str(net, "id"))
+		if other, err := netip.ParsePrefix(attr.Str(s, "cidr")); err == nil && other.Overlaps(prefix) {
+			return nil, fault.InvalidInput("Requested subnet with cidr: %s for network: %s overlaps with another subnet", prefix, attr.Str(net, "id"))
 		}
 	}
 
@@ -152,7 +153,7 @@ func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
 	}
 	o := Object{
 		"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
-		"network_id": str(net, "id"), "ip_version": float64(version), "cidr": prefix.String(),
+		"network_id": attr.Str(net, "id"), "ip_version": float64(version), "cidr": prefix.String(),
 		"subnetpool_id": nilIfEmpty(poolID), "enable_dhcp": in["enable_dhcp"],
 		"ipv6_ra_mode": ra, "ipv6_address_mode": am, "gateway_ip": nil,
 		"allocation_pools": ipam.PoolsToList(pools), "host_routes": routes, "dns_nameservers": in["dns_nameservers"],
@@ -169,7 +170,7 @@ func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
 	if err := c.Put(schema.Subnet, o); err != nil {
 		return nil, err
 	}
-	net["subnets"] = append(list(net, "subnets"), o["id"])
+	net["subnets"] = append(attr.List(net, "subnets"), o["id"])
 	if err := c.Touch(schema.Network, net); err != nil {
 		return nil, err
 	}
@@ -203,11 +204,11 @@ func validateRoutes(v any, version int) ([]any, error) {
 		if !ok || len(m) != 2 {
 			return nil, fault.BadRequest("Invalid input for host_routes. Reason: Invalid data format for hostroute: '%v'.", e)
 		}
-		d, err := netip.ParsePrefix(str(m, "destination"))
+		d, err := netip.ParsePrefix(attr.Str(m, "destination"))
 		if err != nil {
 			return nil, fault.BadRequest("Invalid input for host_routes. Reason: '%s' is not a valid IP subnet.", schema.Render(m["destination"]))
 		}
-		nh, err := netip.ParseAddr(str(m, "nexthop"))
+		nh, err := netip.ParseAddr(attr.Str(m, "nexthop"))
 		if err != nil {
 			return nil, fault.BadRequest("Invalid input for host_routes. Reason: '%s' is not a valid IP address.", schema.Render(m["nexthop"]))
 		}
@@ -228,24 +229,24 @@ func validateRoutes(v any, version int) ([]any, error) {
 // addAutoAddresses gives every existing port of the network (router ports
 // excepted) its EUI-64 address on a new SLAAC or stateless subnet.
 func addAutoAddresses(c *Ctx, sn Object) error {
-	prefix, _ := netip.ParsePrefix(str(sn, "cidr"))
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: str(sn, "network_id")})
+	prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: attr.Str(sn, "network_id")})
 	if err != nil {
 		return err
 	}
 	for _, p := range ports {
-		if strings.HasPrefix(str(p, "device_owner"), "network:router") {
+		if strings.HasPrefix(attr.Str(p, "device_owner"), "network:router") {
 			continue
 		}
-		ip, err := ipam.EUI64(prefix, str(p, "mac_address"))
+		ip, err := ipam.EUI64(prefix, attr.Str(p, "mac_address"))
 		if err != nil {
 			continue
 		}
-		if err := ipam.Allocate(c, sn, ip, str(p, "id")); err != nil {
+		if err := ipam.Allocate(c, sn, ip, attr.Str(p, "id")); err != nil {
 			return err
 		}
 		p = schema.CloneObject(p)
-		p["fixed_ips"] = append(list(p, "fixed_ips"), map[string]any{"subnet_id": sn["id"], "ip_address": ip.String()})
+		p["fixed_ips"] = append(attr.List(p, "fixed_ips"), map[string]any{"subnet_id": sn["id"], "ip_address": ip.String()})
 		if err := c.Touch(schema.Port, p); err != nil {
 			return err
 		}
@@ -254,9 +255,9 @@ func addAutoAddresses(c *Ctx, sn Object) error {
 }
 
 func (s *Service) updateSubnet(c *Ctx, cur, in Object) (Object, error) {
-	prefix, _ := netip.ParsePrefix(str(cur, "cidr"))
+	prefix, _ := netip.ParsePrefix(attr.Str(cur, "cidr"))
 	version := int(cur["ip_version"].(float64))
-	gw, _ := netip.ParseAddr(str(cur, "gateway_ip"))
+	gw, _ := netip.ParseAddr(attr.Str(cur, "gateway_ip"))
 	if v, ok := in["gateway_ip"]; ok {
 		gw = netip.Addr{}
 		if s, ok := v.(string); ok {
@@ -305,12 +306,12 @@ func (s *Service) updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 		return nil, fault.InvalidInput("Cannot disable enable_dhcp with ipv6 attributes set")
 	}
 	old := schema.CloneObject(cur)
-	merged := merge(cur, in)
+	merged := attr.Merge(cur, in)
 	return merged, s.commit(c, "subnet", plugin.Update, old, merged, in)
 }
 
 func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
-	id := str(cur, "id")
+	id := attr.Str(cur, "id")
 	rows, err := c.Tx.SubnetPorts(id)
 	if err != nil {
 		return err
@@ -320,7 +321,7 @@ func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
 		if err != nil {
 			continue
 		}
-		owner := str(p, "device_owner")
+		owner := attr.Str(p, "device_owner")
 		// DHCP ports and addresses given automatically (SLAAC) go with the subnet.
 		if owner != ownerDHCP && !(ipam.IsAutoAddress(cur) && !strings.HasPrefix(owner, "network:router")) {
 			return fault.New(http.StatusConflict, "SubnetInUse",
@@ -333,12 +334,12 @@ func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
 			continue
 		}
 		var keep []any
-		for _, e := range list(p, "fixed_ips") {
-			if m, _ := e.(map[string]any); str(m, "subnet_id") != id {
+		for _, e := range attr.List(p, "fixed_ips") {
+			if m, _ := e.(map[string]any); attr.Str(m, "subnet_id") != id {
 				keep = append(keep, e)
 			}
 		}
-		p["fixed_ips"] = orEmpty(keep)
+		p["fixed_ips"] = attr.OrEmpty(keep)
 		if err := c.Touch(schema.Port, p); err != nil {
 			return err
 		}
@@ -352,14 +353,14 @@ func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
 	if err := c.Tx.Delete(schema.Subnet.Kind, id); err != nil {
 		return err
 	}
-	if n, err := c.Tx.Get(schema.Network.Kind, str(cur, "network_id")); err == nil {
+	if n, err := c.Tx.Get(schema.Network.Kind, attr.Str(cur, "network_id")); err == nil {
 		var keep []any
-		for _, s := range list(n, "subnets") {
+		for _, s := range attr.List(n, "subnets") {
 			if s != id {
 				keep = append(keep, s)
 			}
 		}
-		n["subnets"] = orEmpty(keep)
+		n["subnets"] = attr.OrEmpty(keep)
 		return c.Touch(schema.Network, n)
 	}
 	return nil

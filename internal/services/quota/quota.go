@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -210,7 +211,7 @@ func (s *Service) projects(c *Ctx) ([]string, error) {
 	}
 	out := make([]string, 0, len(objs))
 	for _, o := range objs {
-		out = append(out, str(o, "id"))
+		out = append(out, attr.Str(o, "id"))
 	}
 	return out, nil
 }
@@ -330,5 +331,3 @@ func decodeMember(body []byte, key string) (map[string]any, error) {
 	}
 	return m, nil
 }
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }

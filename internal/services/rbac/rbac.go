@@ -9,6 +9,7 @@ import (
 	"fmt"
 
 	"net/http"
+	"neutrino/internal/attr"
 	"neutrino/internal/plugin"
 
 	"neutrino/internal/fault"
@@ -59,7 +60,7 @@ func Share(r *plugin.Registry, o *Type) error {
 	}
 	s.objects[o.Name] = o
 	r.Subscribe(o.Res.Kind, plugin.Delete, plugin.After, func(c *Ctx, p *plugin.Payload) error {
-		return deleteFor(c, str(p.Old, "id"))
+		return deleteFor(c, attr.Str(p.Old, "id"))
 	})
 	return nil
 }
@@ -70,7 +71,7 @@ func from(c *Ctx) *Service {
 }
 
 func (s *Service) create(c *Ctx, in Object) (Object, error) {
-	typ, action, target := str(in, "object_type"), str(in, "action"), str(in, "target_tenant")
+	typ, action, target := attr.Str(in, "object_type"), attr.Str(in, "action"), attr.Str(in, "target_tenant")
 	spec, ok := s.objects[typ]
 	if !ok {
 		return nil, fault.InvalidInput("object_type '%s' is not supported", typ)
@@ -85,19 +86,19 @@ func (s *Service) create(c *Ctx, in Object) (Object, error) {
 	if target == "*" && !c.Admin {
 		return nil, fault.Forbidden("(rule:create_rbac_policy and rule:create_rbac_policy:target_tenant) is disallowed by policy")
 	}
-	obj, err := c.Tx.Get(spec.Res.Kind, str(in, "object_id"))
-	if err != nil || !c.Owns(str(obj, "project_id")) {
+	obj, err := c.Tx.Get(spec.Res.Kind, attr.Str(in, "object_id"))
+	if err != nil || !c.Owns(attr.Str(obj, "project_id")) {
 		return nil, fault.New(http.StatusNotFound, "RbacPolicyNotFound",
-			"RBAC policy on object %s could not be found (object not found or not owned)", str(in, "object_id"))
+			"RBAC policy on object %s could not be found (object not found or not owned)", attr.Str(in, "object_id"))
 	}
 	for _, t := range Targets(obj, action) {
 		if t == target {
 			return nil, fault.Conflict("DuplicateRbacPolicy", "An RBAC policy already exists with those values.")
 		}
 	}
-	o := Object{"id": in["id"], "project_id": in["project_id"], "object_type": typ, "object_id": str(obj, "id"),
+	o := Object{"id": in["id"], "project_id": in["project_id"], "object_type": typ, "object_id": attr.Str(obj, "id"),
 		"action": action, "target_tenant": target}
-	if err := c.Tx.Put(schema.RBACPolicy.Kind, str(obj, "id"), o); err != nil {
+	if err := c.Tx.Put(schema.RBACPolicy.Kind, attr.Str(obj, "id"), o); err != nil {
 		return nil, err
 	}
 	if err := applyRBAC(c, spec.Res, obj, true); err != nil {
@@ -112,7 +113,7 @@ func (s *Service) update(c *Ctx, cur, in Object) (Object, error) {
 			return nil, fault.BadRequest("Cannot update read-only attribute %s", k)
 		}
 	}
-	old := str(cur, "target_tenant")
+	old := attr.Str(cur, "target_tenant")
 	nt, _ := in["target_tenant"].(string)
 	if nt == old {
 		return cur, nil
@@ -120,48 +121,48 @@ func (s *Service) update(c *Ctx, cur, in Object) (Object, error) {
 	if nt == "*" && !c.Admin {
 		return nil, fault.Forbidden("(rule:update_rbac_policy and rule:update_rbac_policy:target_tenant) is disallowed by policy")
 	}
-	spec := s.objects[str(cur, "object_type")]
+	spec := s.objects[attr.Str(cur, "object_type")]
 	if spec == nil {
-		return nil, fault.InvalidInput("object_type '%s' is not supported", str(cur, "object_type"))
+		return nil, fault.InvalidInput("object_type '%s' is not supported", attr.Str(cur, "object_type"))
 	}
-	obj, err := c.Tx.Get(spec.Res.Kind, str(cur, "object_id"))
+	obj, err := c.Tx.Get(spec.Res.Kind, attr.Str(cur, "object_id"))
 	if err != nil {
 		return nil, err
 	}
-	for _, t := range Targets(obj, str(cur, "action")) {
+	for _, t := range Targets(obj, attr.Str(cur, "action")) {
 		if t == nt {
 			return nil, fault.Conflict("DuplicateRbacPolicy", "An RBAC policy already exists with those values.")
 		}
 	}
 	cur["target_tenant"] = nt
-	if err := c.Tx.Put(schema.RBACPolicy.Kind, str(cur, "object_id"), cur); err != nil {
+	if err := c.Tx.Put(schema.RBACPolicy.Kind, attr.Str(cur, "object_id"), cur); err != nil {
 		return nil, err
 	}
 	if err := applyRBAC(c, spec.Res, obj, true); err != nil {
 		return nil, err
 	}
-	if err := checkShareRemoval(c, spec, obj, str(cur, "action"), old, true); err != nil {
+	if err := checkShareRemoval(c, spec, obj, attr.Str(cur, "action"), old, true); err != nil {
 		return nil, err
 	}
 	return cur, nil
 }
 
 func (s *Service) delete(c *Ctx, cur Object) error {
-	spec := s.objects[str(cur, "object_type")]
+	spec := s.objects[attr.Str(cur, "object_type")]
 	if spec == nil {
-		return c.Tx.Delete(schema.RBACPolicy.Kind, str(cur, "id"))
+		return c.Tx.Delete(schema.RBACPolicy.Kind, attr.Str(cur, "id"))
 	}
-	if err := c.Tx.Delete(schema.RBACPolicy.Kind, str(cur, "id")); err != nil {
+	if err := c.Tx.Delete(schema.RBACPolicy.Kind, attr.Str(cur, "id")); err != nil {
 		return err
 	}
-	obj, err := c.Tx.Get(spec.Res.Kind, str(cur, "object_id"))
+	obj, err := c.Tx.Get(spec.Res.Kind, attr.Str(cur, "object_id"))
 	if err != nil {
 		return nil // the object is gone already
 	}
 	if err := applyRBAC(c, spec.Res, obj, true); err != nil {
 		return err
 	}
-	return checkShareRemoval(c, spec, obj, str(cur, "action"), str(cur, "target_tenant"), true)
+	return checkShareRemoval(c, spec, obj, attr.Str(cur, "action"), attr.Str(cur, "target_tenant"), true)
 }
 
 // applyRBAC recomputes the sharing summary kept on the object itself. A
@@ -169,13 +170,13 @@ func (s *Service) delete(c *Ctx, cur Object) error {
 // its own attributes (shared, router:external) is part of that create or
 // update, which bumps once itself.
 func applyRBAC(c *Ctx, r *schema.Resource, obj Object, bump bool) error {
-	pols, err := c.Tx.List(schema.RBACPolicy.Kind, store.Filter{Parent: str(obj, "id")})
+	pols, err := c.Tx.List(schema.RBACPolicy.Kind, store.Filter{Parent: attr.Str(obj, "id")})
 	if err != nil {
 		return err
 	}
 	m := map[string]any{}
 	for _, p := range pols {
-		a := str(p, "action")
+		a := attr.Str(p, "action")
 		l, _ := m[a].([]any)
 		m[a] = append(l, p["target_tenant"])
 	}
@@ -225,7 +226,7 @@ func Add(c *Ctx, obj Object, typ, action, target string) error {
 	spec := from(c).objects[typ]
 	o := Object{"id": plugin.NewID(), "project_id": obj["project_id"], "object_type": typ, "object_id": obj["id"],
 		"action": action, "target_tenant": target}
-	if err := c.Tx.Put(schema.RBACPolicy.Kind, str(obj, "id"), o); err != nil {
+	if err := c.Tx.Put(schema.RBACPolicy.Kind, attr.Str(obj, "id"), o); err != nil {
 		return err
 	}
 	return applyRBAC(c, spec.Res, obj, false)
@@ -237,14 +238,14 @@ func SetWildcard(c *Ctx, obj Object, typ, action string, on bool) error {
 	if on {
 		return Add(c, obj, typ, action, "*")
 	}
-	pols, err := c.Tx.List(schema.RBACPolicy.Kind, store.Filter{Parent: str(obj, "id")})
+	pols, err := c.Tx.List(schema.RBACPolicy.Kind, store.Filter{Parent: attr.Str(obj, "id")})
 	if err != nil {
 		return err
 	}
 	removed := false
 	for _, p := range pols {
-		if str(p, "action") == action && str(p, "target_tenant") == "*" {
-			if err := c.Tx.Delete(schema.RBACPolicy.Kind, str(p, "id")); err != nil {
+		if attr.Str(p, "action") == action && attr.Str(p, "target_tenant") == "*" {
+			if err := c.Tx.Delete(schema.RBACPolicy.Kind, attr.Str(p, "id")); err != nil {
 				return err
 			}
 			removed = true
@@ -266,7 +267,7 @@ func checkShareRemoval(c *Ctx, spec *Type, obj Object, action, target string, vi
 	if spec.Users == nil {
 		return nil
 	}
-	owner := str(obj, "project_id")
+	owner := attr.Str(obj, "project_id")
 	users, err := spec.Users(c, obj)
 	if err != nil {
 		return err
@@ -284,10 +285,10 @@ func checkShareRemoval(c *Ctx, spec *Type, obj Object, action, target string, vi
 		}
 		if viaPolicy {
 			return fault.New(http.StatusConflict, "RbacPolicyInUse",
-				"RBAC policy on object %s cannot be removed because other objects depend on it.\nDetails: %s %s is in use by project %s.", str(obj, "id"), spec.Res.Member, str(obj, "id"), p)
+				"RBAC policy on object %s cannot be removed because other objects depend on it.\nDetails: %s %s is in use by project %s.", attr.Str(obj, "id"), spec.Res.Member, attr.Str(obj, "id"), p)
 		}
 		return fault.New(http.StatusConflict, "InvalidSharedSetting",
-			"Unable to reconfigure sharing settings for network %s. Multiple tenants are using it.", str(obj, "id"))
+			"Unable to reconfigure sharing settings for network %s. Multiple tenants are using it.", attr.Str(obj, "id"))
 	}
 	return nil
 }
@@ -299,14 +300,12 @@ func deleteFor(c *Ctx, id string) error {
 		return err
 	}
 	for _, p := range pols {
-		if err := c.Tx.Delete(schema.RBACPolicy.Kind, str(p, "id")); err != nil {
+		if err := c.Tx.Delete(schema.RBACPolicy.Kind, attr.Str(p, "id")); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }
 
 // Present shows "shared" as the caller sees it: true when the object is
 // shared with everyone or with the caller's project.

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/policy"
@@ -54,10 +55,10 @@ func (*Service) Register(r *plugin.Registry) error {
 	)
 	if err := rbac.Share(r, &rbac.Type{Name: "security_group", Res: schema.SecurityGroup, Actions: []string{"access_as_shared"},
 		Users: func(c *Ctx, obj Object) (map[string]bool, error) {
-			ports, err := groupMembers(c, str(obj, "id"))
+			ports, err := groupMembers(c, attr.Str(obj, "id"))
 			users := map[string]bool{}
 			for _, p := range ports {
-				users[str(p, "project_id")] = true
+				users[attr.Str(p, "project_id")] = true
 			}
 			return users, err
 		}}); err != nil {
@@ -88,8 +89,8 @@ func portCreated(c *Ctx, p *plugin.Payload) error {
 		if err := checkGroups(c, sgs); err != nil {
 			return err
 		}
-	case ps && !strings.HasPrefix(str(port, "device_owner"), "network:"):
-		sg, err := ensureDefaultSG(c, str(port, "project_id"))
+	case ps && !strings.HasPrefix(attr.Str(port, "device_owner"), "network:"):
+		sg, err := ensureDefaultSG(c, attr.Str(port, "project_id"))
 		if err != nil {
 			return err
 		}
@@ -118,7 +119,7 @@ func portUpdated(c *Ctx, p *plugin.Payload) error {
 			sgs = []any{}
 		}
 		port["security_groups"] = sgs
-	} else if !ps && len(list(p.Old, "security_groups")) > 0 {
+	} else if !ps && len(attr.List(p.Old, "security_groups")) > 0 {
 		return fault.New(http.StatusConflict, "PortSecurityPortHasSecurityGroup",
 			"Port has security group associated. Cannot disable port security or IP address until security group is removed.")
 	}
@@ -134,8 +135,8 @@ func securityGroupVisible(c *Ctx, o Object) bool {
 }
 
 func ruleVisible(c *Ctx, o Object) bool {
-	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(o, "security_group_id"))
-	return err == nil && (str(sg, "project_id") == c.ProjectID || securityGroupVisible(c, sg))
+	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, attr.Str(o, "security_group_id"))
+	return err == nil && (attr.Str(sg, "project_id") == c.ProjectID || securityGroupVisible(c, sg))
 }
 
 // checkGroups verifies that every group exists and is usable by the caller.
@@ -206,7 +207,7 @@ func ensureDefaultSG(c *Ctx, project string) (string, error) {
 	if err := storeGroupWithRules(c, sg, rules); err != nil {
 		return "", err
 	}
-	return str(sg, "id"), nil
+	return attr.Str(sg, "id"), nil
 }
 
 // defaultSG finds project's default group ("" if none).
@@ -216,8 +217,8 @@ func defaultSG(tx *store.Tx, project string) (string, error) {
 		return "", err
 	}
 	for _, g := range groups {
-		if str(g, "name") == "default" {
-			return str(g, "id"), nil
+		if attr.Str(g, "name") == "default" {
+			return attr.Str(g, "id"), nil
 		}
 	}
 	return "", nil
@@ -247,8 +248,8 @@ func ensureDefault(ctx context.Context, reg *plugin.Registry, caller *policy.Cal
 }
 
 func createSecurityGroup(c *Ctx, in Object) (Object, error) {
-	project := str(in, "project_id")
-	if str(in, "name") == "default" {
+	project := attr.Str(in, "project_id")
+	if attr.Str(in, "name") == "default" {
 		if _, err := ensureDefaultSG(c, project); err != nil {
 			return nil, err
 		}
@@ -257,7 +258,7 @@ func createSecurityGroup(c *Ctx, in Object) (Object, error) {
 	if _, err := ensureDefaultSG(c, project); err != nil {
 		return nil, err
 	}
-	sg := newGroup(c, str(in, "id"), project, str(in, "name"), str(in, "description"), boolean(in, "stateful"))
+	sg := newGroup(c, attr.Str(in, "id"), project, attr.Str(in, "name"), attr.Str(in, "description"), attr.Bool(in, "stateful"))
 	var rules []Object
 	for _, et := range []string{"IPv4", "IPv6"} {
 		rules = append(rules, newRule(c, sg, "egress", et, nil, nil))
@@ -269,22 +270,22 @@ func createSecurityGroup(c *Ctx, in Object) (Object, error) {
 }
 
 func updateSecurityGroup(c *Ctx, cur, in Object) (Object, error) {
-	if str(cur, "name") == "default" {
+	if attr.Str(cur, "name") == "default" {
 		if n, ok := in["name"]; ok && n != "default" {
 			return nil, fault.Conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
 		}
 	} else if in["name"] == "default" {
 		return nil, fault.Conflict("SecurityGroupDefaultAlreadyExists", "Default security group already exists.")
 	}
-	if v, ok := in["stateful"].(bool); ok && v != boolean(cur, "stateful") {
-		if used, err := groupPorts(c, str(cur, "id")); err != nil || used {
+	if v, ok := in["stateful"].(bool); ok && v != attr.Bool(cur, "stateful") {
+		if used, err := groupPorts(c, attr.Str(cur, "id")); err != nil || used {
 			if err != nil {
 				return nil, err
 			}
-			return nil, fault.Conflict("SecurityGroupInUse", "Security Group %s in use.", str(cur, "id"))
+			return nil, fault.Conflict("SecurityGroupInUse", "Security Group %s in use.", attr.Str(cur, "id"))
 		}
 	}
-	return merge(cur, in), nil
+	return attr.Merge(cur, in), nil
 }
 
 // groupPorts reports whether any port uses group id.
@@ -301,7 +302,7 @@ func groupMembers(c *Ctx, id string) ([]Object, error) {
 	}
 	var out []Object
 	for _, p := range ports {
-		for _, g := range list(p, "security_groups") {
+		for _, g := range attr.List(p, "security_groups") {
 			if g == id {
 				out = append(out, p)
 				break
@@ -312,8 +313,8 @@ func groupMembers(c *Ctx, id string) ([]Object, error) {
 }
 
 func deleteSecurityGroup(c *Ctx, cur Object) error {
-	id := str(cur, "id")
-	if str(cur, "name") == "default" && !c.Admin {
+	id := attr.Str(cur, "id")
+	if attr.Str(cur, "name") == "default" && !c.Admin {
 		return fault.Conflict("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group.")
 	}
 	if used, err := groupPorts(c, id); err != nil {
@@ -326,7 +327,7 @@ func deleteSecurityGroup(c *Ctx, cur Object) error {
 		return err
 	}
 	for _, r := range rules {
-		if err := c.Tx.Delete(schema.SecurityGroupRule.Kind, str(r, "id")); err != nil {
+		if err := c.Tx.Delete(schema.SecurityGroupRule.Kind, attr.Str(r, "id")); err != nil {
 			return err
 		}
 	}
@@ -336,7 +337,7 @@ func deleteSecurityGroup(c *Ctx, cur Object) error {
 		return err
 	}
 	for _, r := range all {
-		if str(r, "remote_group_id") == id && str(r, "security_group_id") != id {
+		if attr.Str(r, "remote_group_id") == id && attr.Str(r, "security_group_id") != id {
 			if err := deleteRule(c, r); err != nil {
 				return err
 			}
@@ -381,15 +382,15 @@ func invalidProtocol(s string) error {
 }
 
 func createRule(c *Ctx, in Object) (Object, error) {
-	sgID := str(in, "security_group_id")
+	sgID := attr.Str(in, "security_group_id")
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, sgID)
 	if err != nil || !c.CanSee(schema.SecurityGroup, sg) {
 		return nil, sgNotFound(sgID)
 	}
-	if !c.Owns(str(sg, "project_id")) {
+	if !c.Owns(attr.Str(sg, "project_id")) {
 		return nil, fault.Forbidden("(rule:create_security_group_rule) is disallowed by policy")
 	}
-	et := str(in, "ethertype")
+	et := attr.Str(in, "ethertype")
 	proto, pnum, err := normalizeProtocol(in["protocol"], et)
 	if err != nil {
 		return nil, err
@@ -474,15 +475,15 @@ func createRule(c *Ctx, in Object) (Object, error) {
 	}
 	// Duplicates compare normalized values (protocol by number).
 	sig := func(o Object) string {
-		_, n, _ := normalizeProtocol(o["protocol"], str(o, "ethertype"))
-		return strings.Join([]string{str(o, "direction"), str(o, "ethertype"), strconv.Itoa(n), schema.Render(o["port_range_min"]),
+		_, n, _ := normalizeProtocol(o["protocol"], attr.Str(o, "ethertype"))
+		return strings.Join([]string{attr.Str(o, "direction"), attr.Str(o, "ethertype"), strconv.Itoa(n), schema.Render(o["port_range_min"]),
 			schema.Render(o["port_range_max"]), schema.Render(o["normalized_cidr"]), schema.Render(o["remote_group_id"])}, "|")
 	}
 	mine := sig(r)
-	for _, e := range list(sg, "security_group_rules") {
+	for _, e := range attr.List(sg, "security_group_rules") {
 		ex, _ := e.(map[string]any)
 		if sig(ex) == mine {
-			return nil, fault.Conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", str(ex, "id"))
+			return nil, fault.Conflict("SecurityGroupRuleExists", "Security group rule already exists. Rule id is %s.", attr.Str(ex, "id"))
 		}
 	}
 	c.Stamp(r)
@@ -490,7 +491,7 @@ func createRule(c *Ctx, in Object) (Object, error) {
 	if err := c.Put(schema.SecurityGroupRule, r); err != nil {
 		return nil, err
 	}
-	sg["security_group_rules"] = append(list(sg, "security_group_rules"), embed(r))
+	sg["security_group_rules"] = append(attr.List(sg, "security_group_rules"), embed(r))
 	if err := c.Touch(schema.SecurityGroup, sg); err != nil {
 		return nil, err
 	}
@@ -500,13 +501,13 @@ func createRule(c *Ctx, in Object) (Object, error) {
 // ruleGroupOwner reports whether the caller owns the rule's group (who may
 // delete any rule in it, as Neutron's sg_owner rule allows).
 func ruleGroupOwner(c *Ctx, rule Object) bool {
-	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(rule, "security_group_id"))
-	return err == nil && c.Owns(str(sg, "project_id"))
+	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, attr.Str(rule, "security_group_id"))
+	return err == nil && c.Owns(attr.Str(sg, "project_id"))
 }
 
 func deleteRule(c *Ctx, cur Object) error {
-	id := str(cur, "id")
-	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, str(cur, "security_group_id"))
+	id := attr.Str(cur, "id")
+	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, attr.Str(cur, "security_group_id"))
 	if err != nil {
 		sg = nil
 	}
@@ -517,33 +518,11 @@ func deleteRule(c *Ctx, cur Object) error {
 		return nil
 	}
 	var keep []any
-	for _, e := range list(sg, "security_group_rules") {
-		if m, _ := e.(map[string]any); str(m, "id") != id {
+	for _, e := range attr.List(sg, "security_group_rules") {
+		if m, _ := e.(map[string]any); attr.Str(m, "id") != id {
 			keep = append(keep, e)
 		}
 	}
-	sg["security_group_rules"] = orEmpty(keep)
+	sg["security_group_rules"] = attr.OrEmpty(keep)
 	return c.Touch(schema.SecurityGroup, sg)
-}
-
-func str(o Object, k string) string { s, _ := o[k].(string); return s }
-func boolean(o Object, k string) bool {
-	b, _ := o[k].(bool)
-	return b
-}
-func list(o Object, k string) []any { l, _ := o[k].([]any); return l }
-
-// merge copies the given attributes of in onto cur.
-func merge(cur, in Object) Object {
-	for k, v := range in {
-		cur[k] = v
-	}
-	return cur
-}
-
-func orEmpty(l []any) []any {
-	if l == nil {
-		return []any{}
-	}
-	return l
 }

@@ -3,6 +3,7 @@ package secgroup
 import (
 	"sort"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -15,7 +16,7 @@ import (
 func hostGroups(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	groups := map[string]bool{}
 	for _, p := range span.Ports {
-		for _, g := range list(p, "security_groups") {
+		for _, g := range attr.List(p, "security_groups") {
 			groups[schema.Render(g)] = true
 		}
 	}
@@ -26,9 +27,9 @@ func hostGroups(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) e
 			continue
 		}
 		span.SecurityGroups = append(span.SecurityGroups, g)
-		for _, r := range list(g, "security_group_rules") {
-			if m, _ := r.(map[string]any); str(m, "remote_group_id") != "" {
-				remote[str(m, "remote_group_id")] = true
+		for _, r := range attr.List(g, "security_group_rules") {
+			if m, _ := r.(map[string]any); attr.Str(m, "remote_group_id") != "" {
+				remote[attr.Str(m, "remote_group_id")] = true
 			}
 		}
 	}
@@ -38,14 +39,14 @@ func hostGroups(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) e
 			return err
 		}
 		for _, p := range ports {
-			for _, g := range list(p, "security_groups") {
+			for _, g := range attr.List(p, "security_groups") {
 				gid := schema.Render(g)
 				if !remote[gid] {
 					continue
 				}
 				span.GroupMembers[gid] = append(span.GroupMembers[gid], portAddresses(p)...)
-				if n := len(span.MemberPorts); n == 0 || span.MemberPorts[n-1] != str(p, "id") {
-					span.MemberPorts = append(span.MemberPorts, str(p, "id"))
+				if n := len(span.MemberPorts); n == 0 || span.MemberPorts[n-1] != attr.Str(p, "id") {
+					span.MemberPorts = append(span.MemberPorts, attr.Str(p, "id"))
 				}
 			}
 		}
@@ -57,7 +58,7 @@ func hostGroups(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) e
 		}
 	}
 	sort.Slice(span.SecurityGroups, func(i, j int) bool {
-		return str(span.SecurityGroups[i], "id") < str(span.SecurityGroups[j], "id")
+		return attr.Str(span.SecurityGroups[i], "id") < attr.Str(span.SecurityGroups[j], "id")
 	})
 	return nil
 }
@@ -66,9 +67,9 @@ func hostGroups(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) e
 func portAddresses(p Object) []string {
 	var out []string
 	for _, key := range []string{"fixed_ips", "allowed_address_pairs"} {
-		for _, e := range list(p, key) {
+		for _, e := range attr.List(p, key) {
 			if m, _ := e.(map[string]any); m != nil {
-				out = append(out, str(m, "ip_address"))
+				out = append(out, attr.Str(m, "ip_address"))
 			}
 		}
 	}
