@@ -323,8 +323,6 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 	return st.Revision, nil
 }
 
-func str(o map[string]any, k string) string { s, _ := o[k].(string); return s }
-
 // apply runs every reconciler on the span and returns the ports now wired.
 // What a reconciler applied unchanged since the last full pass it need not
 // apply again (a host with many networks and routers would otherwise redo

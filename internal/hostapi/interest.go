@@ -1,5 +1,7 @@
 package hostapi
 
+import "neutrino/internal/attr"
+
 // Change is one entry of the change log as agents see it.
 type Change struct {
 	Revision int64          `json:"revision"`
@@ -40,16 +42,16 @@ func NewInterest(host string, kinds []string, st *Span) *Interest {
 		in.kinds[k] = true
 	}
 	for _, p := range st.Ports {
-		in.ports[str(p, "id")] = true
+		in.ports[attr.Str(p, "id")] = true
 	}
 	for _, id := range st.MemberPorts {
 		in.ports[id] = true
 	}
 	for _, n := range st.Networks {
-		in.networks[str(n, "id")] = true
+		in.networks[attr.Str(n, "id")] = true
 	}
 	for _, g := range st.SecurityGroups {
-		in.groups[str(g, "id")] = true
+		in.groups[attr.Str(g, "id")] = true
 	}
 	for g := range st.GroupMembers {
 		in.groups[g] = true
@@ -75,7 +77,7 @@ func (in *Interest) Relevant(c Change) bool {
 	o := c.Object
 	switch c.Kind {
 	case "port":
-		if in.ports[c.ID] || in.networks[c.Parent] || str(o, "binding:host_id") == in.host {
+		if in.ports[c.ID] || in.networks[c.Parent] || attr.Str(o, "binding:host_id") == in.host {
 			return true
 		}
 		groups, _ := o["security_groups"].([]any)
@@ -97,14 +99,12 @@ func (in *Interest) Relevant(c Change) bool {
 		if o == nil {
 			return true
 		}
-		if str(o, "agent_type") != HostAgentType {
+		if attr.Str(o, "agent_type") != HostAgentType {
 			return false
 		}
 		conf, _ := o["configurations"].(map[string]any)
-		vtep, ok := in.vteps[str(o, "host")]
-		return ok && vtep != str(conf, "tunneling_ip")
+		vtep, ok := in.vteps[attr.Str(o, "host")]
+		return ok && vtep != attr.Str(conf, "tunneling_ip")
 	}
 	return true // a kind only some concern here depends on, whole
 }
-
-func str(o map[string]any, k string) string { s, _ := o[k].(string); return s }

@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/hostapi"
 )
@@ -106,24 +107,9 @@ func (m *Memo) Reset(env *Env) {
 	}
 }
 
-// Str reads a string attribute.
-func Str(o map[string]any, k string) string { s, _ := o[k].(string); return s }
-
-// List reads a list of objects attribute.
-func List(o map[string]any, k string) []map[string]any {
-	l, _ := o[k].([]any)
-	out := make([]map[string]any, 0, len(l))
-	for _, e := range l {
-		if m, ok := e.(map[string]any); ok {
-			out = append(out, m)
-		}
-	}
-	return out
-}
-
 // Network reads a network's segment as the data plane needs it.
 func Network(o map[string]any) dataplane.Network {
-	n := dataplane.Network{ID: Str(o, "id"), Type: Str(o, "provider:network_type"), PhysicalNetwork: Str(o, "provider:physical_network")}
+	n := dataplane.Network{ID: attr.Str(o, "id"), Type: attr.Str(o, "provider:network_type"), PhysicalNetwork: attr.Str(o, "provider:physical_network")}
 	if v, ok := o["provider:segmentation_id"].(float64); ok {
 		n.SegmentationID = int(v)
 	}

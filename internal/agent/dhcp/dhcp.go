@@ -21,14 +21,10 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"neutrino/internal/agent/concern"
+	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/dhcp"
 	"neutrino/internal/hostapi"
-)
-
-var (
-	str  = concern.Str
-	list = concern.List
 )
 
 type server struct {
@@ -67,11 +63,11 @@ func (r *Servers) Apply(ctx context.Context, env *concern.Env, st *hostapi.Span)
 	nets := env.Nets
 	subnets := map[string][]map[string]any{}
 	for _, sn := range st.Subnets {
-		subnets[str(sn, "network_id")] = append(subnets[str(sn, "network_id")], sn)
+		subnets[attr.Str(sn, "network_id")] = append(subnets[attr.Str(sn, "network_id")], sn)
 	}
 	byNet := map[string][]map[string]any{}
 	for _, p := range st.DHCPPorts {
-		byNet[str(p, "network_id")] = append(byNet[str(p, "network_id")], p)
+		byNet[attr.Str(p, "network_id")] = append(byNet[attr.Str(p, "network_id")], p)
 	}
 	served := map[string]bool{}
 	for _, id := range st.DHCPNetworks {
@@ -82,7 +78,7 @@ func (r *Servers) Apply(ctx context.Context, env *concern.Env, st *hostapi.Span)
 		}
 		var port map[string]any
 		for _, p := range byNet[id] {
-			if str(p, "device_owner") == "network:dhcp" && str(p, "binding:host_id") == env.HostName {
+			if attr.Str(p, "device_owner") == "network:dhcp" && attr.Str(p, "binding:host_id") == env.HostName {
 				port = p
 			}
 		}
@@ -121,7 +117,7 @@ func (r *Servers) Apply(ctx context.Context, env *concern.Env, st *hostapi.Span)
 
 func (r *Servers) ensure(ctx context.Context, env *concern.Env, n dataplane.Network, port map[string]any, subnets, ports []map[string]any) error {
 	ns := env.NSName(concern.DHCPNS, n.ID)
-	tap := dataplane.TapName(str(port, "id"))
+	tap := dataplane.TapName(attr.Str(port, "id"))
 	// The port's addresses on this network's subnets, as CIDRs.
 	var addrs []string
 	var serverIP net.IP
@@ -130,18 +126,18 @@ func (r *Servers) ensure(ctx context.Context, env *concern.Env, n dataplane.Netw
 		if sn["enable_dhcp"] == true && isDHCPv6(sn) {
 			v6 = true
 		}
-		for _, f := range list(port, "fixed_ips") {
-			if str(sn, "id") != str(f, "subnet_id") {
+		for _, f := range attr.Objects(port, "fixed_ips") {
+			if attr.Str(sn, "id") != attr.Str(f, "subnet_id") {
 				continue
 			}
-			ip := net.ParseIP(str(f, "ip_address"))
-			addrs = append(addrs, ip.String()+str(sn, "cidr")[strings.LastIndex(str(sn, "cidr"), "/"):])
+			ip := net.ParseIP(attr.Str(f, "ip_address"))
+			addrs = append(addrs, ip.String()+attr.Str(sn, "cidr")[strings.LastIndex(attr.Str(sn, "cidr"), "/"):])
 			if ip.To4() != nil && serverIP == nil {
 				serverIP = ip
 			}
 		}
 	}
-	layout := fmt.Sprint(str(port, "id"), addrs, v6, n.MTU)
+	layout := fmt.Sprint(attr.Str(port, "id"), addrs, v6, n.MTU)
 	s := r.servers[n.ID]
 	if s == nil || s.layout != layout {
 		if s != nil {
@@ -149,7 +145,7 @@ func (r *Servers) ensure(ctx context.Context, env *concern.Env, n dataplane.Netw
 			delete(r.servers, n.ID)
 		}
 		// A leftover from before a restart is rebuilt.
-		if err := dataplane.ServiceNamespace(ns, env.NetNS, tap, str(port, "mac_address"), n.MTU, addrs); err != nil {
+		if err := dataplane.ServiceNamespace(ns, env.NetNS, tap, attr.Str(port, "mac_address"), n.MTU, addrs); err != nil {
 			return err
 		}
 		sctx, cancel := context.WithCancel(ctx)
@@ -168,7 +164,7 @@ func (r *Servers) ensure(ctx context.Context, env *concern.Env, n dataplane.Netw
 				cancel()
 				return err
 			}
-			mac, _ := net.ParseMAC(str(port, "mac_address"))
+			mac, _ := net.ParseMAC(attr.Str(port, "mac_address"))
 			go dhcp.Serve6(sctx, conn, &dhcpv6.DUIDLL{HWType: iana.HWTypeEthernet, LinkLayerAddr: mac}, s.table6, env.Log)
 		}
 		r.servers[n.ID] = s
@@ -180,7 +176,7 @@ func (r *Servers) ensure(ctx context.Context, env *concern.Env, n dataplane.Netw
 
 // isDHCPv6 reports whether a subnet's addresses or options come by DHCPv6.
 func isDHCPv6(sn map[string]any) bool {
-	m := str(sn, "ipv6_address_mode")
+	m := attr.Str(sn, "ipv6_address_mode")
 	return m == "dhcpv6-stateful" || m == "dhcpv6-stateless"
 }
 
@@ -211,42 +207,42 @@ func udp6() (*net.UDPConn, error) {
 func leases(n dataplane.Network, subnets, ports []map[string]any) map[string]dhcp.Lease {
 	byID := map[string]map[string]any{}
 	for _, sn := range subnets {
-		byID[str(sn, "id")] = sn
+		byID[attr.Str(sn, "id")] = sn
 	}
 	out := map[string]dhcp.Lease{}
 	for _, p := range ports {
-		if str(p, "device_owner") == "network:dhcp" {
+		if attr.Str(p, "device_owner") == "network:dhcp" {
 			continue
 		}
-		for _, f := range list(p, "fixed_ips") {
-			sn := byID[str(f, "subnet_id")]
-			ip := net.ParseIP(str(f, "ip_address")).To4()
+		for _, f := range attr.Objects(p, "fixed_ips") {
+			sn := byID[attr.Str(f, "subnet_id")]
+			ip := net.ParseIP(attr.Str(f, "ip_address")).To4()
 			if sn == nil || ip == nil || sn["enable_dhcp"] != true {
 				continue
 			}
-			_, cidr, err := net.ParseCIDR(str(sn, "cidr"))
+			_, cidr, err := net.ParseCIDR(attr.Str(sn, "cidr"))
 			if err != nil {
 				continue
 			}
 			l := dhcp.Lease{IP: ip, Mask: cidr.Mask, MTU: n.MTU, Domain: "openstacklocal", LeaseTime: 24 * time.Hour,
-				Router: net.ParseIP(str(sn, "gateway_ip")).To4(), Extra: map[string]string{}}
+				Router: net.ParseIP(attr.Str(sn, "gateway_ip")).To4(), Extra: map[string]string{}}
 			dns, _ := sn["dns_nameservers"].([]any)
 			for _, d := range dns {
 				if ip := net.ParseIP(fmt.Sprint(d)).To4(); ip != nil {
 					l.DNS = append(l.DNS, ip)
 				}
 			}
-			for _, r := range list(sn, "host_routes") {
-				if _, dst, err := net.ParseCIDR(str(r, "destination")); err == nil {
-					l.Routes = append(l.Routes, dhcp.Route{Dest: dst, NextHop: net.ParseIP(str(r, "nexthop")).To4()})
+			for _, r := range attr.Objects(sn, "host_routes") {
+				if _, dst, err := net.ParseCIDR(attr.Str(r, "destination")); err == nil {
+					l.Routes = append(l.Routes, dhcp.Route{Dest: dst, NextHop: net.ParseIP(attr.Str(r, "nexthop")).To4()})
 				}
 			}
-			for _, o := range list(p, "extra_dhcp_opts") {
+			for _, o := range attr.Objects(p, "extra_dhcp_opts") {
 				if v, _ := o["ip_version"].(float64); v == 4 {
-					l.Extra[str(o, "opt_name")] = fmt.Sprint(o["opt_value"])
+					l.Extra[attr.Str(o, "opt_name")] = fmt.Sprint(o["opt_value"])
 				}
 			}
-			out[str(p, "mac_address")] = l
+			out[attr.Str(p, "mac_address")] = l
 			break // one IPv4 address per port is offered
 		}
 	}
@@ -260,24 +256,24 @@ func leases6(subnets, ports []map[string]any) map[string]dhcp.Lease6 {
 	byID := map[string]map[string]any{}
 	for _, sn := range subnets {
 		if sn["enable_dhcp"] == true && isDHCPv6(sn) {
-			byID[str(sn, "id")] = sn
+			byID[attr.Str(sn, "id")] = sn
 		}
 	}
 	out := map[string]dhcp.Lease6{}
 	for _, p := range ports {
-		if str(p, "device_owner") == "network:dhcp" {
+		if attr.Str(p, "device_owner") == "network:dhcp" {
 			continue
 		}
 		l := dhcp.Lease6{Domain: "openstacklocal", LeaseTime: 24 * time.Hour, Extra: map[string]string{}}
 		found := false
-		for _, f := range list(p, "fixed_ips") {
-			sn := byID[str(f, "subnet_id")]
+		for _, f := range attr.Objects(p, "fixed_ips") {
+			sn := byID[attr.Str(f, "subnet_id")]
 			if sn == nil {
 				continue
 			}
 			found = true
-			if str(sn, "ipv6_address_mode") == "dhcpv6-stateful" {
-				l.Addrs = append(l.Addrs, net.ParseIP(str(f, "ip_address")))
+			if attr.Str(sn, "ipv6_address_mode") == "dhcpv6-stateful" {
+				l.Addrs = append(l.Addrs, net.ParseIP(attr.Str(f, "ip_address")))
 			}
 			dns, _ := sn["dns_nameservers"].([]any)
 			for _, d := range dns {
@@ -289,12 +285,12 @@ func leases6(subnets, ports []map[string]any) map[string]dhcp.Lease6 {
 		if !found {
 			continue
 		}
-		for _, o := range list(p, "extra_dhcp_opts") {
+		for _, o := range attr.Objects(p, "extra_dhcp_opts") {
 			if v, _ := o["ip_version"].(float64); v == 6 {
-				l.Extra[str(o, "opt_name")] = fmt.Sprint(o["opt_value"])
+				l.Extra[attr.Str(o, "opt_name")] = fmt.Sprint(o["opt_value"])
 			}
 		}
-		out[str(p, "mac_address")] = l
+		out[attr.Str(p, "mac_address")] = l
 	}
 	return out
 }

@@ -14,11 +14,10 @@ import (
 	"strings"
 
 	"neutrino/internal/agent/concern"
+	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/hostapi"
 )
-
-var str = concern.Str
 
 // Networks wires the span's networks and their peers.
 type Networks struct {
@@ -88,14 +87,14 @@ func (*Ports) Close()          {}
 func (*Ports) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span) error {
 	env.Active = []string{}
 	for _, p := range span.Ports {
-		n, ok := env.Nets[str(p, "network_id")]
-		if !ok || env.Unsafe[str(p, "id")] {
+		n, ok := env.Nets[attr.Str(p, "network_id")]
+		if !ok || env.Unsafe[attr.Str(p, "id")] {
 			continue
 		}
-		if err := env.Host.EnsurePort(str(p, "id"), n); err != nil {
+		if err := env.Host.EnsurePort(attr.Str(p, "id"), n); err != nil {
 			continue // no device yet: the VM is not plugged in
 		}
-		env.Active = append(env.Active, str(p, "id"))
+		env.Active = append(env.Active, attr.Str(p, "id"))
 	}
 	sort.Strings(env.Active)
 	keep := make([]dataplane.Network, 0, len(env.Nets))

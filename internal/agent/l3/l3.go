@@ -13,13 +13,9 @@ import (
 	"strings"
 
 	"neutrino/internal/agent/concern"
+	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/hostapi"
-)
-
-var (
-	str  = concern.Str
-	list = concern.List
 )
 
 // Routers is the L3 reconciler.
@@ -46,10 +42,10 @@ func (r *Routers) Close() {
 // Dev names the router end of a router port's veth pair.
 func Dev(port map[string]any) string {
 	prefix := "qr-"
-	if str(port, "device_owner") == hostapi.OwnerRouterGateway {
+	if attr.Str(port, "device_owner") == hostapi.OwnerRouterGateway {
 		prefix = "qg-"
 	}
-	id := str(port, "id")
+	id := attr.Str(port, "id")
 	return prefix + id[:min(11, len(id))]
 }
 
@@ -57,7 +53,7 @@ func Dev(port map[string]any) string {
 func Ports(span *hostapi.Span, routerID string) []map[string]any {
 	var out []map[string]any
 	for _, p := range span.Ports {
-		if str(p, "device_id") == routerID && strings.HasPrefix(str(p, "device_owner"), "network:router_") {
+		if attr.Str(p, "device_id") == routerID && strings.HasPrefix(attr.Str(p, "device_owner"), "network:router_") {
 			out = append(out, p)
 		}
 	}
@@ -70,28 +66,28 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 	var errs []string
 	subnets := map[string]map[string]any{}
 	for _, sn := range span.Subnets {
-		subnets[str(sn, "id")] = sn
+		subnets[attr.Str(sn, "id")] = sn
 	}
 	want := map[string]bool{}
 	for _, rt := range span.Routers {
 		if rt["admin_state_up"] != true {
 			continue
 		}
-		ns := env.NSName(concern.RouterNS, str(rt, "id"))
+		ns := env.NSName(concern.RouterNS, attr.Str(rt, "id"))
 		want[ns] = true
-		ports := Ports(span, str(rt, "id"))
+		ports := Ports(span, attr.Str(rt, "id"))
 		var fips []map[string]any
 		for _, f := range span.FloatingIPs {
-			if str(f, "router_id") == str(rt, "id") {
+			if attr.Str(f, "router_id") == attr.Str(rt, "id") {
 				fips = append(fips, f)
 			}
 		}
 		// Everything the router's namespace is made from.
 		var used []any
 		for _, p := range ports {
-			used = append(used, env.Nets[str(p, "network_id")])
-			for _, f := range list(p, "fixed_ips") {
-				used = append(used, subnets[str(f, "subnet_id")])
+			used = append(used, env.Nets[attr.Str(p, "network_id")])
+			for _, f := range attr.Objects(p, "fixed_ips") {
+				used = append(used, subnets[attr.Str(f, "subnet_id")])
 			}
 		}
 		_, exists := r.routers[ns]
@@ -99,7 +95,7 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 			return r.ensure(ctx, env, ns, rt, ports, fips, subnets)
 		})
 		if err != nil {
-			errs = append(errs, fmt.Sprintf("router %s: %v", str(rt, "id"), err))
+			errs = append(errs, fmt.Sprintf("router %s: %v", attr.Str(rt, "id"), err))
 		}
 	}
 	// Routers no longer hosted here (deleted, moved, disabled) go, and
@@ -133,28 +129,28 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 	var gwIPs []netip.Addr
 	var internal []string
 	for _, p := range ports {
-		n, ok := env.Nets[str(p, "network_id")]
+		n, ok := env.Nets[attr.Str(p, "network_id")]
 		if !ok {
 			continue // its network is not wired here yet
 		}
 		dev := Dev(p)
-		rp := dataplane.RouterPort{PortVeth: dataplane.PortVeth{Tap: dataplane.TapName(str(p, "id")), Dev: dev,
-			MAC: str(p, "mac_address"), MTU: n.MTU}, Addrs: []string{}}
+		rp := dataplane.RouterPort{PortVeth: dataplane.PortVeth{Tap: dataplane.TapName(attr.Str(p, "id")), Dev: dev,
+			MAC: attr.Str(p, "mac_address"), MTU: n.MTU}, Addrs: []string{}}
 		if c, ok := raFor(p, subnets, n.MTU); ok && strings.HasPrefix(dev, "qr-") {
 			rp.RA = &c
 		}
-		for _, f := range list(p, "fixed_ips") {
-			sn := subnets[str(f, "subnet_id")]
+		for _, f := range attr.Objects(p, "fixed_ips") {
+			sn := subnets[attr.Str(f, "subnet_id")]
 			if sn == nil {
 				continue
 			}
-			cidr := str(sn, "cidr")
-			rp.Addrs = append(rp.Addrs, str(f, "ip_address")+cidr[strings.LastIndex(cidr, "/"):])
+			cidr := attr.Str(sn, "cidr")
+			rp.Addrs = append(rp.Addrs, attr.Str(f, "ip_address")+cidr[strings.LastIndex(cidr, "/"):])
 			if strings.HasPrefix(dev, "qg-") {
-				if ip, err := netip.ParseAddr(str(f, "ip_address")); err == nil {
+				if ip, err := netip.ParseAddr(attr.Str(f, "ip_address")); err == nil {
 					gwIPs = append(gwIPs, ip)
 				}
-				if gw := net.ParseIP(str(sn, "gateway_ip")); gw != nil {
+				if gw := net.ParseIP(attr.Str(sn, "gateway_ip")); gw != nil {
 					spec.DefaultGateways = append(spec.DefaultGateways, gw)
 				} else if strings.Contains(cidr, ":") {
 					spec.LearnRA = true // an external IPv6 subnet without a gateway
@@ -168,11 +164,11 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 		}
 		spec.Ports = append(spec.Ports, rp)
 	}
-	for _, e := range list(rt, "routes") {
-		spec.Routes = append(spec.Routes, dataplane.Route{Destination: str(e, "destination"), NextHop: str(e, "nexthop")})
+	for _, e := range attr.Objects(rt, "routes") {
+		spec.Routes = append(spec.Routes, dataplane.Route{Destination: attr.Str(e, "destination"), NextHop: attr.Str(e, "nexthop")})
 	}
 	for _, f := range fips {
-		spec.FloatingIPs = append(spec.FloatingIPs, dataplane.FloatingIP{Address: str(f, "floating_ip_address"), Fixed: str(f, "fixed_ip_address")})
+		spec.FloatingIPs = append(spec.FloatingIPs, dataplane.FloatingIP{Address: attr.Str(f, "floating_ip_address"), Fixed: attr.Str(f, "fixed_ip_address")})
 	}
 	info, _ := rt["external_gateway_info"].(map[string]any)
 	if info != nil && info["enable_snat"] != false {
@@ -197,14 +193,14 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 // ok is false when no subnet asks for advertisements.
 func raFor(p map[string]any, subnets map[string]map[string]any, mtu int) (dataplane.RA, bool) {
 	cfg := dataplane.RA{MTU: mtu}
-	cfg.MAC, _ = net.ParseMAC(str(p, "mac_address"))
-	for _, f := range list(p, "fixed_ips") {
-		sn := subnets[str(f, "subnet_id")]
-		mode := str(sn, "ipv6_ra_mode")
+	cfg.MAC, _ = net.ParseMAC(attr.Str(p, "mac_address"))
+	for _, f := range attr.Objects(p, "fixed_ips") {
+		sn := subnets[attr.Str(f, "subnet_id")]
+		mode := attr.Str(sn, "ipv6_ra_mode")
 		if sn == nil || mode == "" {
 			continue
 		}
-		prefix, err := netip.ParsePrefix(str(sn, "cidr"))
+		prefix, err := netip.ParsePrefix(attr.Str(sn, "cidr"))
 		if err != nil || !prefix.Addr().Is6() {
 			continue
 		}

@@ -15,11 +15,10 @@ import (
 
 	"neutrino/internal/agent/concern"
 	"neutrino/internal/agent/l3"
+	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/hostapi"
 )
-
-var str = concern.Str
 
 type meter struct {
 	routerID string
@@ -53,25 +52,25 @@ func (r *Meters) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span
 		if rt["admin_state_up"] != true {
 			continue
 		}
-		ns := env.NSName(concern.RouterNS, str(rt, "id"))
+		ns := env.NSName(concern.RouterNS, attr.Str(rt, "id"))
 		id := namespaceID(ns)
 		if id == "" {
 			continue // the router's namespace is not there (yet)
 		}
 		want[ns] = true
 		gw := ""
-		for _, p := range l3.Ports(span, str(rt, "id")) {
-			if _, wired := env.Nets[str(p, "network_id")]; wired && str(p, "device_owner") == hostapi.OwnerRouterGateway {
+		for _, p := range l3.Ports(span, attr.Str(rt, "id")) {
+			if _, wired := env.Nets[attr.Str(p, "network_id")]; wired && attr.Str(p, "device_owner") == hostapi.OwnerRouterGateway {
 				gw = l3.Dev(p)
 			}
 		}
 		m := r.meters[ns]
 		if m == nil || m.nsID != id {
-			m = &meter{routerID: str(rt, "id"), nsID: id, m: dataplane.NewMeter(ns)}
+			m = &meter{routerID: attr.Str(rt, "id"), nsID: id, m: dataplane.NewMeter(ns)}
 			r.meters[ns] = m
 		}
 		if err := m.m.Set(gw, labelsFor(rt, span.MeteringLabels)); err != nil {
-			errs = append(errs, fmt.Errorf("router %s: %w", str(rt, "id"), err))
+			errs = append(errs, fmt.Errorf("router %s: %w", attr.Str(rt, "id"), err))
 		}
 	}
 	for ns := range r.meters {
@@ -100,13 +99,13 @@ func namespaceID(ns string) string {
 func labelsFor(rt map[string]any, labels []map[string]any) []dataplane.MeterLabel {
 	var out []dataplane.MeterLabel
 	for _, l := range labels {
-		if l["shared"] != true && str(l, "project_id") != str(rt, "project_id") {
+		if l["shared"] != true && attr.Str(l, "project_id") != attr.Str(rt, "project_id") {
 			continue
 		}
-		ml := dataplane.MeterLabel{ID: str(l, "id")}
-		for _, rule := range concern.List(l, "rules") {
-			ml.Rules = append(ml.Rules, dataplane.MeterRule{Direction: str(rule, "direction"), Excluded: rule["excluded"] == true,
-				Remote: str(rule, "remote_ip_prefix"), Source: str(rule, "source_ip_prefix"), Destination: str(rule, "destination_ip_prefix")})
+		ml := dataplane.MeterLabel{ID: attr.Str(l, "id")}
+		for _, rule := range attr.Objects(l, "rules") {
+			ml.Rules = append(ml.Rules, dataplane.MeterRule{Direction: attr.Str(rule, "direction"), Excluded: rule["excluded"] == true,
+				Remote: attr.Str(rule, "remote_ip_prefix"), Source: attr.Str(rule, "source_ip_prefix"), Destination: attr.Str(rule, "destination_ip_prefix")})
 		}
 		out = append(out, ml)
 	}

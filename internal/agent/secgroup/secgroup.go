@@ -10,13 +10,9 @@ import (
 	"strings"
 
 	"neutrino/internal/agent/concern"
+	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/hostapi"
-)
-
-var (
-	str  = concern.Str
-	list = concern.List
 )
 
 // Filters is the security-group reconciler.
@@ -52,16 +48,16 @@ func Derive(st *hostapi.Span) ([]dataplane.PortFilter, []dataplane.SecurityGroup
 	}
 	var groups []dataplane.SecurityGroup
 	for _, g := range st.SecurityGroups {
-		sg := dataplane.SecurityGroup{ID: str(g, "id")}
-		for _, r := range list(g, "security_group_rules") {
+		sg := dataplane.SecurityGroup{ID: attr.Str(g, "id")}
+		for _, r := range attr.Objects(g, "security_group_rules") {
 			proto := ""
 			if v := r["protocol"]; v != nil {
 				proto = fmt.Sprint(v)
 			}
-			fr := dataplane.FilterRule{EtherType: str(r, "ethertype"), Protocol: proto,
+			fr := dataplane.FilterRule{EtherType: attr.Str(r, "ethertype"), Protocol: proto,
 				PortMin: num(r["port_range_min"]), PortMax: num(r["port_range_max"]),
-				RemoteCIDR: str(r, "normalized_cidr"), RemoteGroup: str(r, "remote_group_id")}
-			if str(r, "direction") == "ingress" {
+				RemoteCIDR: attr.Str(r, "normalized_cidr"), RemoteGroup: attr.Str(r, "remote_group_id")}
+			if attr.Str(r, "direction") == "ingress" {
 				sg.Ingress = append(sg.Ingress, fr)
 			} else {
 				sg.Egress = append(sg.Egress, fr)
@@ -71,16 +67,16 @@ func Derive(st *hostapi.Span) ([]dataplane.PortFilter, []dataplane.SecurityGroup
 	}
 	var out []dataplane.PortFilter
 	for _, p := range st.Ports {
-		if p["port_security_enabled"] != true || strings.HasPrefix(str(p, "device_owner"), "network:") {
+		if p["port_security_enabled"] != true || strings.HasPrefix(attr.Str(p, "device_owner"), "network:") {
 			continue
 		}
-		f := dataplane.PortFilter{PortID: str(p, "id"), MAC: str(p, "mac_address")}
-		for _, ip := range list(p, "fixed_ips") {
-			f.Addrs = append(f.Addrs, str(ip, "ip_address"))
+		f := dataplane.PortFilter{PortID: attr.Str(p, "id"), MAC: attr.Str(p, "mac_address")}
+		for _, ip := range attr.Objects(p, "fixed_ips") {
+			f.Addrs = append(f.Addrs, attr.Str(ip, "ip_address"))
 		}
-		for _, pair := range list(p, "allowed_address_pairs") {
-			f.Addrs = append(f.Addrs, str(pair, "ip_address"))
-			if m := str(pair, "mac_address"); m != "" && m != f.MAC {
+		for _, pair := range attr.Objects(p, "allowed_address_pairs") {
+			f.Addrs = append(f.Addrs, attr.Str(pair, "ip_address"))
+			if m := attr.Str(pair, "mac_address"); m != "" && m != f.MAC {
 				f.PairMACs = append(f.PairMACs, m)
 			}
 		}
