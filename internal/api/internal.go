@@ -36,7 +36,7 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, c *policy.Call
 		err = s.hostChanges(w, r, parts[2])
 	case len(parts) == 2 && parts[1] == "changes":
 		if r.Method != http.MethodGet {
-			err = methodNotAllowed()
+			err = fault.MethodNotAllowed()
 		} else {
 			err = s.changes(w, r)
 		}

@@ -27,7 +27,7 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		case http.MethodPut, http.MethodDelete:
 			err = res.NotFoundError("None")
 		default:
-			err = methodNotAllowed()
+			err = fault.MethodNotAllowed()
 		}
 	case len(rest) == 1:
 		switch r.Method {
@@ -38,7 +38,7 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		case http.MethodDelete:
 			err = s.delete(w, r, res, rest[0])
 		default:
-			err = methodNotAllowed()
+			err = fault.MethodNotAllowed()
 		}
 	case rest[1] == "tags" && res.Standard:
 		err = s.tags(w, r, res, rest[0], rest[2:])
@@ -324,7 +324,7 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	case r.Method == http.MethodDelete:
 		op, tags = "remove", []any{rest[0]}
 	default:
-		return methodNotAllowed()
+		return fault.MethodNotAllowed()
 	}
 	var out schema.Object
 	_, err := s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
@@ -349,7 +349,7 @@ func (s *Server) tags(w http.ResponseWriter, r *http.Request, res *schema.Resour
 // action serves a member action: PUT /<collection>/{id}/<action>.
 func (s *Server) action(w http.ResponseWriter, r *http.Request, res *schema.Resource, act plugin.Action, id string) error {
 	if r.Method != http.MethodPut {
-		return methodNotAllowed()
+		return fault.MethodNotAllowed()
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -422,5 +422,5 @@ func (s *Server) nested(w http.ResponseWriter, r *http.Request, n *plugin.Nested
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	}
-	return methodNotAllowed()
+	return fault.MethodNotAllowed()
 }

@@ -5,7 +5,6 @@
 package api
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -289,7 +288,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, caller *policy.Ca
 	rt, args, wrongMethod := s.Reg.Match(r.Method, internal, parts)
 	if rt == nil {
 		if wrongMethod {
-			s.writeError(w, r, methodNotAllowed())
+			s.writeError(w, r, fault.MethodNotAllowed())
 		} else {
 			s.writeError(w, r, notFoundErr)
 		}
@@ -311,7 +310,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, caller *policy.Ca
 // registered.
 func (s *Server) extensions(w http.ResponseWriter, r *http.Request, rest []string) {
 	if r.Method != http.MethodGet {
-		s.writeError(w, r, methodNotAllowed())
+		s.writeError(w, r, fault.MethodNotAllowed())
 		return
 	}
 	render := func(e plugin.Extension) map[string]any {
@@ -382,25 +381,4 @@ func ifMatch(r *http.Request) (int64, error) {
 		}
 	}
 	return -1, nil
-}
-
-func methodNotAllowed() error {
-	return fault.New(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
-}
-
-// decodeMember decodes {"key": {...}}.
-func decodeMember(body []byte, key string) (map[string]any, error) {
-	var doc map[string]json.RawMessage
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return nil, fault.BadRequest("Malformed request body")
-	}
-	raw, ok := doc[key]
-	if !ok {
-		return nil, fault.BadRequest("Unable to find '%s' in request body", key)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return nil, fault.BadRequest("Malformed request body")
-	}
-	return m, nil
 }

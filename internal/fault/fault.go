@@ -57,3 +57,8 @@ func Conflict(typ, format string, args ...any) *Error {
 func Forbidden(format string, args ...any) *Error {
 	return New(http.StatusForbidden, "PolicyNotAuthorized", format, args...)
 }
+
+// MethodNotAllowed is the 405 for a method a resource does not serve.
+func MethodNotAllowed() *Error {
+	return New(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+}

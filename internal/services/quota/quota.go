@@ -230,7 +230,7 @@ func (s *Service) serve(req *plugin.Request) (int, any, error) {
 	method := req.Method
 	if len(rest) == 0 {
 		if method != http.MethodGet {
-			return 0, nil, methodNotAllowed()
+			return 0, nil, fault.MethodNotAllowed()
 		}
 		if !c.Admin {
 			return 0, nil, fault.Forbidden("rule:get_quota is disallowed by policy")
@@ -308,11 +308,7 @@ func (s *Service) serve(req *plugin.Request) (int, any, error) {
 		_, err := req.Reg.Write(req.Context(), func(cc *Ctx) error { return s.reset(cc, project) })
 		return http.StatusNoContent, nil, err
 	}
-	return 0, nil, methodNotAllowed()
-}
-
-func methodNotAllowed() error {
-	return fault.New(http.StatusMethodNotAllowed, "HTTPMethodNotAllowed", "The method is not allowed for this resource.")
+	return 0, nil, fault.MethodNotAllowed()
 }
 
 // decodeMember decodes {"key": {...}}.
