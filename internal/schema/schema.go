@@ -137,17 +137,17 @@ func (r *Resource) denied(action, attr string) error {
 		"(rule:%s_%s and rule:%s_%s:%s) is disallowed by policy", action, r.Member, action, r.Member, attr)
 }
 
-// ParseCreate validates one create item for caller and fills defaults. The
-// result has project_id set (tenant_id folded into it).
-func (r *Resource) ParseCreate(c *policy.Caller, in map[string]any) (Object, error) {
-	if err := r.checkKeys(in, true); err != nil {
+// parse checks the keys of a create or update body and converts each value
+// it holds, refusing an attribute the caller may not set.
+func (r *Resource) parse(c *policy.Caller, in map[string]any, action string) (Object, error) {
+	if err := r.checkKeys(in, action == "create"); err != nil {
 		return nil, err
 	}
 	out := Object{}
 	for k, v := range in {
 		a := r.byName[k]
 		if (a.AdminOnly || a.AdminSet) && !c.Admin {
-			return nil, r.denied("create", k)
+			return nil, r.denied(action, k)
 		}
 		if a.Convert != nil {
 			cv, err := a.Convert(k, v)
@@ -157,6 +157,16 @@ func (r *Resource) ParseCreate(c *policy.Caller, in map[string]any) (Object, err
 			v = cv
 		}
 		out[k] = v
+	}
+	return out, nil
+}
+
+// ParseCreate validates one create item for caller and fills defaults. The
+// result has project_id set (tenant_id folded into it).
+func (r *Resource) ParseCreate(c *policy.Caller, in map[string]any) (Object, error) {
+	out, err := r.parse(c, in, "create")
+	if err != nil {
+		return nil, err
 	}
 	if err := r.foldProject(c, out); err != nil {
 		return nil, err
@@ -200,23 +210,9 @@ func (r *Resource) foldProject(c *policy.Caller, out Object) error {
 
 // ParseUpdate validates an update body for caller.
 func (r *Resource) ParseUpdate(c *policy.Caller, in map[string]any) (Object, error) {
-	if err := r.checkKeys(in, false); err != nil {
+	out, err := r.parse(c, in, "update")
+	if err != nil {
 		return nil, err
-	}
-	out := Object{}
-	for k, v := range in {
-		a := r.byName[k]
-		if (a.AdminOnly || a.AdminSet) && !c.Admin {
-			return nil, r.denied("update", k)
-		}
-		if a.Convert != nil {
-			cv, err := a.Convert(k, v)
-			if err != nil {
-				return nil, explain(k, err)
-			}
-			v = cv
-		}
-		out[k] = v
 	}
 	if t, ok := out["tenant_id"]; ok {
 		if p, ok2 := out["project_id"]; ok2 && p != t {
