@@ -218,6 +218,27 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 	exhausted := func() error {
 		return fault.Conflict("IpAddressGenerationFailure", "No more IP addresses available on network %s.", netID)
 	}
+	// take allocates ip on sn to the port (unless the port keeps it
+	// already) and adds it to the port's addresses.
+	take := func(sn Object, ip netip.Addr) error {
+		if keep[attr.Str(sn, "id")+"/"+ip.String()] == "" {
+			if err := ipam.Allocate(c, sn, ip, portID); err != nil {
+				return err
+			}
+		}
+		add(sn, ip)
+		return nil
+	}
+	// takeEUI64 takes the address a SLAAC or stateless subnet derives from
+	// the port's MAC.
+	takeEUI64 := func(sn Object) error {
+		prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
+		a, err := ipam.EUI64(prefix, attr.Str(port, "mac_address"))
+		if err != nil {
+			return err
+		}
+		return take(sn, a)
+	}
 	// On update, an entry naming only a subnet keeps the address the port
 	// already has there (Neutron does not renumber it).
 	kept := map[string][]netip.Addr{}
@@ -302,25 +323,15 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 					return nil, fault.New(http.StatusBadRequest, "AllocationOnAutoAddressSubnet",
 						"IPv6 address %s cannot be directly assigned to a port on subnet %s as the subnet is configured for automatic addresses", ip, attr.Str(sn, "id"))
 				}
-				if keep[attr.Str(sn, "id")+"/"+ip.String()] == "" {
-					if err := ipam.Allocate(c, sn, ip, portID); err != nil {
-						return nil, err
-					}
+				if err := take(sn, ip); err != nil {
+					return nil, err
 				}
-				add(sn, ip)
 				continue
 			}
 			if ipam.IsAutoAddress(sn) && !router {
-				a, err := ipam.EUI64(prefix, attr.Str(port, "mac_address"))
-				if err != nil {
+				if err := takeEUI64(sn); err != nil {
 					return nil, err
 				}
-				if keep[attr.Str(sn, "id")+"/"+a.String()] == "" {
-					if err := ipam.Allocate(c, sn, a, portID); err != nil {
-						return nil, err
-					}
-				}
-				add(sn, a)
 				continue
 			}
 			if a, ok := reuse(attr.Str(sn, "id")); ok {
@@ -366,17 +377,9 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 			if !ipam.IsAutoAddress(sn) || usedSubnet[attr.Str(sn, "id")] {
 				continue
 			}
-			prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
-			a, err := ipam.EUI64(prefix, attr.Str(port, "mac_address"))
-			if err != nil {
+			if err := takeEUI64(sn); err != nil {
 				return nil, err
 			}
-			if keep[attr.Str(sn, "id")+"/"+a.String()] == "" {
-				if err := ipam.Allocate(c, sn, a, portID); err != nil {
-					return nil, err
-				}
-			}
-			add(sn, a)
 		}
 	}
 	if out == nil {
