@@ -233,16 +233,26 @@ func (c *Ctx) OwnerOnly(r *schema.Resource, o Object, action string) error {
 	return fault.Forbidden("rule:%s_%s is disallowed by policy", action, r.Member)
 }
 
-// Update applies a parsed update to resource id (ifMatch < 0: no
-// If-Match).
-func (c *Ctx) Update(r *schema.Resource, id string, in Object, ifMatch int64) (Object, error) {
-	h := c.handler(r)
+// getToUpdate reads resource id for the caller to change: a copy of it,
+// provided the caller owns it.
+func (c *Ctx) getToUpdate(r *schema.Resource, id string) (Object, error) {
 	cur, err := c.Get(r, id)
 	if err != nil {
 		return nil, err
 	}
 	cur = schema.CloneObject(cur)
 	if err := c.OwnerOnly(r, cur, "update"); err != nil {
+		return nil, err
+	}
+	return cur, nil
+}
+
+// Update applies a parsed update to resource id (ifMatch < 0: no
+// If-Match).
+func (c *Ctx) Update(r *schema.Resource, id string, in Object, ifMatch int64) (Object, error) {
+	h := c.handler(r)
+	cur, err := c.getToUpdate(r, id)
+	if err != nil {
 		return nil, err
 	}
 	if err := CheckRevision(cur, ifMatch); err != nil {
@@ -318,12 +328,8 @@ const maxTags = 50
 // SetTags changes the tags of a resource the caller owns: replace (all
 // given), add one, remove one, or clear.
 func (c *Ctx) SetTags(r *schema.Resource, id string, op string, tags []any) (Object, error) {
-	cur, err := c.Get(r, id)
+	cur, err := c.getToUpdate(r, id)
 	if err != nil {
-		return nil, err
-	}
-	cur = schema.CloneObject(cur)
-	if err := c.OwnerOnly(r, cur, "update"); err != nil {
 		return nil, err
 	}
 	have, _ := cur["tags"].([]any)
