@@ -40,6 +40,20 @@ func (sc *Scheduler) Bindings(c *Ctx, objectID string) ([]Object, error) {
 	return c.Tx.List(sc.Kind, store.Filter{Parent: objectID})
 }
 
+// Binding is the binding of an object to an agent, nil if there is none.
+func (sc *Scheduler) Binding(c *Ctx, objectID, agentID string) (Object, error) {
+	bound, err := sc.Bindings(c, objectID)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bound {
+		if attr.Str(b, "agent_id") == agentID {
+			return b, nil
+		}
+	}
+	return nil, nil
+}
+
 // Bind binds an object to an agent.
 func (sc *Scheduler) Bind(c *Ctx, objectID, agentID string) error {
 	return c.Tx.Put(sc.Kind, objectID, Object{"id": plugin.NewID(), sc.Field: objectID, "agent_id": agentID})

@@ -7,7 +7,6 @@
 package dhcp
 
 import (
-	"net/http"
 	"sort"
 
 	"neutrino/internal/attr"
@@ -199,14 +198,10 @@ func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
 	if _, err := c.Get(schema.Network, networkID); err != nil {
 		return err
 	}
-	bound, err := s.sched.Bindings(c, networkID)
-	if err != nil {
+	if b, err := s.sched.Binding(c, networkID, agentID); err != nil {
 		return err
-	}
-	for _, b := range bound {
-		if attr.Str(b, "agent_id") == agentID {
-			return fault.Conflict("NetworkHostedByDHCPAgent", "The network %s has been already hosted by the DHCP Agent %s.", networkID, agentID)
-		}
+	} else if b != nil {
+		return fault.Conflict("NetworkHostedByDHCPAgent", "The network %s has been already hosted by the DHCP Agent %s.", networkID, agentID)
 	}
 	return s.sched.Bind(c, networkID, agentID)
 }
@@ -218,24 +213,21 @@ func (s *Service) remove(c *Ctx, agentID, networkID string) error {
 	if err != nil {
 		return err
 	}
-	bound, err := s.sched.Bindings(c, networkID)
+	b, err := s.sched.Binding(c, networkID, agentID)
 	if err != nil {
 		return err
 	}
-	for _, b := range bound {
-		if attr.Str(b, "agent_id") != agentID {
-			continue
-		}
-		if err := s.sched.Unbind(c, b); err != nil {
-			return err
-		}
-		port, err := dhcpPort(c, networkID, attr.Str(a, "host"))
-		if err != nil || port == nil {
-			return err
-		}
-		return ml2.RemovePort(c, port)
+	if b == nil {
+		return fault.Conflict("NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID)
 	}
-	return fault.New(http.StatusConflict, "NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID)
+	if err := s.sched.Unbind(c, b); err != nil {
+		return err
+	}
+	port, err := dhcpPort(c, networkID, attr.Str(a, "host"))
+	if err != nil || port == nil {
+		return err
+	}
+	return ml2.RemovePort(c, port)
 }
 
 // hostPart is the DHCP part of a span: the networks scheduled to the

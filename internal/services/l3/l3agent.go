@@ -1,7 +1,6 @@
 package l3
 
 import (
-	"net/http"
 	"sort"
 
 	"neutrino/internal/attr"
@@ -147,19 +146,17 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			if _, err := s.sched.Agent(c, agentID, "delete_l3-router"); err != nil {
 				return err
 			}
-			bound, err := s.sched.Bindings(c, routerID)
+			b, err := s.sched.Binding(c, routerID, agentID)
 			if err != nil {
 				return err
 			}
-			for _, b := range bound {
-				if attr.Str(b, "agent_id") == agentID {
-					if err := s.sched.Unbind(c, b); err != nil {
-						return err
-					}
-					return s.bindRouterPorts(c, routerID)
-				}
+			if b == nil {
+				return fault.Conflict("RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)
 			}
-			return fault.New(http.StatusConflict, "RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)
+			if err := s.sched.Unbind(c, b); err != nil {
+				return err
+			}
+			return s.bindRouterPorts(c, routerID)
 		},
 	}
 }
