@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -128,11 +130,7 @@ func bench(args []string) error {
 	results["e_delete_networks"] = timed(len(nets), func(i int) error { return c.do("DELETE", "/v2.0/networks/"+nets[i], nil, nil) })
 	c.do("DELETE", "/v2.0/networks/"+pn.Network.ID, nil, nil)
 
-	keys := make([]string, 0, len(results))
-	for k := range results {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(results))
 	fmt.Printf("%-22s %6s %10s %9s %9s\n", "op", "n", "req/s", "p50 ms", "p99 ms")
 	for _, k := range keys {
 		r := results[k]

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os/exec"
-	"sort"
 	"strings"
 	"syscall"
 
@@ -132,11 +131,7 @@ func (r *Router) Apply(ctx context.Context, spec RouterSpec) error {
 	if err := r.setNAT(spec); err != nil {
 		return err
 	}
-	devs := make([]string, 0, len(addrs))
-	for dev := range addrs {
-		devs = append(devs, dev)
-	}
-	sort.Strings(devs)
+	devs := sortedKeys(addrs)
 	for _, dev := range devs {
 		if err := setAddrs(h, dev, addrs[dev]); err != nil {
 			return err
@@ -280,11 +275,7 @@ func setRoutes(h *netlink.Handle, spec RouterSpec) error {
 		rt := rt
 		h.RouteDel(&rt)
 	}
-	keys := make([]string, 0, len(wanted))
-	for k := range wanted {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := sortedKeys(wanted)
 	for _, k := range keys {
 		rt := wanted[k]
 		if err := h.RouteReplace(&rt); err != nil {

@@ -20,9 +20,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +32,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
 
-	_ "modernc.org/sqlite" // SQLite driver
 	"neutrino/internal/jsonx"
+
+	_ "modernc.org/sqlite" // SQLite driver
 )
 
 // Object is one resource as the API shows it: a JSON object.
@@ -945,11 +947,7 @@ func (tx *Tx) listOverlaid(kind string, f Filter) []Object {
 		}
 		byID[e.id] = e.obj
 	}
-	ids := make([]string, 0, len(byID))
-	for id := range byID {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := slices.Sorted(maps.Keys(byID))
 	out := make([]Object, 0, len(ids))
 	for _, id := range ids {
 		out = append(out, copyObject(byID[id]))

@@ -1,8 +1,7 @@
 package l3
 
 import (
-	"sort"
-
+	"maps"
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
@@ -11,6 +10,7 @@ import (
 	"neutrino/internal/services/agents"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
+	"slices"
 )
 
 // L3 agent scheduling: a router with ports is hosted by the least loaded
@@ -89,11 +89,7 @@ func (s *Service) autoSchedule(c *Ctx) error {
 			pending[attr.Str(p, "device_id")] = true
 		}
 	}
-	ids := make([]string, 0, len(pending))
-	for id := range pending {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := slices.Sorted(maps.Keys(pending))
 	for _, id := range ids {
 		if err := s.scheduleRouter(c, id); err != nil {
 			return err

@@ -1,9 +1,10 @@
 package l3
 
 import (
+	"maps"
 	"net/http"
 	"net/netip"
-	"sort"
+	"slices"
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
@@ -306,11 +307,7 @@ func checkOverlap(c *Ctx, routerID string, sn Object) error {
 	if err != nil {
 		return err
 	}
-	ids := make([]string, 0, len(have))
-	for id := range have {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
+	ids := slices.Sorted(maps.Keys(have))
 	for _, id := range ids {
 		other, err := c.Tx.Get(schema.Subnet.Kind, id)
 		if err != nil {

@@ -2,9 +2,11 @@ package ml2
 
 import (
 	"crypto/rand"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 
@@ -515,11 +517,7 @@ func mergeDHCPOpts(cur []any, v any) ([]any, error) {
 
 // pyDict renders a request dict the way Neutron's messages print it.
 func pyDict(m map[string]any) string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	parts := make([]string, 0, len(keys))
 	for _, k := range keys {
 		v := m[k]

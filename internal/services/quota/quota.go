@@ -4,8 +4,9 @@ package quota
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 
 	"neutrino/internal/attr"
@@ -149,11 +150,7 @@ func (s *Service) set(c *Ctx, project string, in map[string]any) (map[string]any
 	for _, r := range s.resources {
 		known[r] = true
 	}
-	keys := make([]string, 0, len(in))
-	for k := range in {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(in))
 	o, err := c.Tx.Get(quotaKind, project)
 	if errors.Is(err, store.ErrNotFound) {
 		o, err = Object{"id": project, "project_id": project}, nil
