@@ -20,9 +20,10 @@ type collection struct {
 	ref string
 	// texts are the string columns an update may set.
 	texts []string
-	// query returns the rendered rows that where (SQL after the table's
-	// name) selects.
-	query func(b *Builtin, r *http.Request, where string, args ...any) ([]any, error)
+	// cols selects the table's columns; row scans one row of them and
+	// renders it.
+	cols string
+	row  func(b *Builtin, r *http.Request, scan func(dest ...any) error) (map[string]any, error)
 	// create returns a new member made of m, rendered, and the statement
 	// that stores it. It runs before the write: slow work (hashing a
 	// password) must not hold the store's writer lock.
@@ -160,6 +161,21 @@ func (b *Builtin) list(w http.ResponseWriter, r *http.Request, c *collection, wh
 	writeJSON(w, http.StatusOK, map[string]any{c.plural: out})
 }
 
+// query returns the rendered rows of c that where (SQL after the table's
+// name) selects.
+func (c *collection) query(b *Builtin, r *http.Request, where string, args ...any) ([]any, error) {
+	out := []any{}
+	err := b.eachRow(r.Context(), c.cols+where, args, func(scan func(...any) error) error {
+		m, err := c.row(b, r, scan)
+		if err != nil {
+			return err
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, err
+}
+
 // eachRow runs q in a read and calls row with each result row's Scan.
 func (b *Builtin) eachRow(ctx context.Context, q string, args []any, row func(scan func(dest ...any) error) error) error {
 	return b.DB.Read(ctx, func(tx *store.Tx) error {
@@ -188,17 +204,13 @@ func enabledFrom(m map[string]any) bool {
 var projects = &collection{
 	member: "project", plural: "projects", table: "id_projects", ref: "project_id",
 	texts: []string{"name", "description"},
-	query: func(b *Builtin, r *http.Request, where string, args ...any) ([]any, error) {
-		out := []any{}
-		err := b.eachRow(r.Context(), projectCols+where, args, func(scan func(...any) error) error {
-			var p projectRow
-			if err := scan(&p.ID, &p.Name, &p.Domain, &p.Description, &p.Enabled, &p.Parent, &p.IsDomain); err != nil {
-				return err
-			}
-			out = append(out, b.renderProject(r, p))
-			return nil
-		})
-		return out, err
+	cols:  projectCols,
+	row: func(b *Builtin, r *http.Request, scan func(...any) error) (map[string]any, error) {
+		var p projectRow
+		if err := scan(&p.ID, &p.Name, &p.Domain, &p.Description, &p.Enabled, &p.Parent, &p.IsDomain); err != nil {
+			return nil, err
+		}
+		return b.renderProject(r, p), nil
 	},
 	create: func(b *Builtin, r *http.Request, m map[string]any) (map[string]any, func(tx *store.Tx) error, error) {
 		p := projectRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Description: s(m, "description"),
@@ -235,17 +247,13 @@ func (b *Builtin) renderProject(r *http.Request, p projectRow) map[string]any {
 var users = &collection{
 	member: "user", plural: "users", table: "id_users", ref: "user_id",
 	texts: []string{"name", "description", "email", "default_project_id"},
-	query: func(b *Builtin, r *http.Request, where string, args ...any) ([]any, error) {
-		out := []any{}
-		err := b.eachRow(r.Context(), userCols+where, args, func(scan func(...any) error) error {
-			var u userRow
-			if err := scan(&u.ID, &u.Name, &u.Domain, &u.Project, &u.Description, &u.Email, &u.Enabled); err != nil {
-				return err
-			}
-			out = append(out, b.renderUser(r, u))
-			return nil
-		})
-		return out, err
+	cols:  userCols,
+	row: func(b *Builtin, r *http.Request, scan func(...any) error) (map[string]any, error) {
+		var u userRow
+		if err := scan(&u.ID, &u.Name, &u.Domain, &u.Project, &u.Description, &u.Email, &u.Enabled); err != nil {
+			return nil, err
+		}
+		return b.renderUser(r, u), nil
 	},
 	create: func(b *Builtin, r *http.Request, m map[string]any) (map[string]any, func(tx *store.Tx) error, error) {
 		u := userRow{ID: newID(), Name: s(m, "name"), Domain: DefaultDomain, Project: s(m, "default_project_id"),
