@@ -131,23 +131,10 @@ func (b *Builtin) PasswordMatches(ctx context.Context, user, pw string) (bool, e
 	return ok, err
 }
 
-func ensureRole(tx *store.Tx, name string) (string, error) {
-	var id string
-	err := tx.QueryRow("SELECT id FROM id_roles WHERE name = ?", name).Scan(&id)
-	if err == nil {
-		return id, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return "", err
-	}
-	id = newID()
-	_, err = tx.Exec("INSERT INTO id_roles (id, name) VALUES (?, ?)", id, name)
-	return id, err
-}
-
-func ensureProject(tx *store.Tx, name string) (string, bool, error) {
-	var id string
-	err := tx.QueryRow("SELECT id FROM id_projects WHERE domain_id = ? AND name = ?", DefaultDomain, name).Scan(&id)
+// ensure returns the id of the row that lookup (a SELECT of its id)
+// finds, or makes one with insert; made says it did.
+func ensure(tx *store.Tx, lookup string, args []any, insert func(id string) error) (id string, made bool, err error) {
+	err = tx.QueryRow(lookup, args...).Scan(&id)
 	if err == nil {
 		return id, false, nil
 	}
@@ -155,30 +142,37 @@ func ensureProject(tx *store.Tx, name string) (string, bool, error) {
 		return "", false, err
 	}
 	id = newID()
-	_, err = tx.Exec("INSERT INTO id_projects (id, name, domain_id, description, enabled, parent_id, is_domain) VALUES (?, ?, ?, ?, ?, ?, ?)",
-		id, name, DefaultDomain, "", true, DefaultDomain, false)
-	return id, true, err
+	return id, true, insert(id)
+}
+
+func ensureRole(tx *store.Tx, name string) (string, error) {
+	id, _, err := ensure(tx, "SELECT id FROM id_roles WHERE name = ?", []any{name}, func(id string) error {
+		_, err := tx.Exec("INSERT INTO id_roles (id, name) VALUES (?, ?)", id, name)
+		return err
+	})
+	return id, err
+}
+
+func ensureProject(tx *store.Tx, name string) (string, bool, error) {
+	return ensure(tx, "SELECT id FROM id_projects WHERE domain_id = ? AND name = ?", []any{DefaultDomain, name}, func(id string) error {
+		_, err := tx.Exec("INSERT INTO id_projects (id, name, domain_id, description, enabled, parent_id, is_domain) VALUES (?, ?, ?, ?, ?, ?, ?)",
+			id, name, DefaultDomain, "", true, DefaultDomain, false)
+		return err
+	})
 }
 
 // ensureUser hashes the password inside the write: this happens once, at
 // the first start.
 func (b *Builtin) ensureUser(ctx context.Context, tx *store.Tx, name, pw, project string) (string, bool, error) {
-	var id string
-	err := tx.QueryRow("SELECT id FROM id_users WHERE domain_id = ? AND name = ?", DefaultDomain, name).Scan(&id)
-	if err == nil {
-		return id, false, nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return "", false, err
-	}
-	h, err := b.pw.hash(ctx, pw)
-	if err != nil {
-		return "", false, err
-	}
-	id = newID()
-	_, err = tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-		id, name, DefaultDomain, h, true, project, "", "")
-	return id, true, err
+	return ensure(tx, "SELECT id FROM id_users WHERE domain_id = ? AND name = ?", []any{DefaultDomain, name}, func(id string) error {
+		h, err := b.pw.hash(ctx, pw)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec("INSERT INTO id_users (id, name, domain_id, password_hash, enabled, default_project_id, description, email) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+			id, name, DefaultDomain, h, true, project, "", "")
+		return err
+	})
 }
 
 func assign(tx *store.Tx, user, project, roleID string) error {
