@@ -58,23 +58,14 @@ func (t *Table[L]) get(mac string) (L, bool) {
 // Serve answers on conn (a UDP socket on port 67 bound to the DHCP port's
 // device) until ctx ends. serverIP identifies this server (option 54).
 func Serve(ctx context.Context, conn *net.UDPConn, serverIP net.IP, t *Table[Lease], log *slog.Logger) error {
-	go func() { <-ctx.Done(); conn.Close() }()
-	buf := make([]byte, 4096)
-	for {
-		n, _, err := conn.ReadFrom(buf)
-		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		req, err := dhcpv4.FromBytes(buf[:n])
+	return serveUDP(ctx, conn, func(pkt []byte, _ *net.UDPAddr) {
+		req, err := dhcpv4.FromBytes(pkt)
 		if err != nil || req.OpCode != dhcpv4.OpcodeBootRequest {
-			continue
+			return
 		}
 		resp := reply(req, serverIP, t)
 		if resp == nil {
-			continue
+			return
 		}
 		dst := &net.UDPAddr{IP: net.IPv4bcast, Port: dhcpv4.ClientPort}
 		if !req.ClientIPAddr.IsUnspecified() && req.ClientIPAddr != nil {
@@ -83,6 +74,23 @@ func Serve(ctx context.Context, conn *net.UDPConn, serverIP net.IP, t *Table[Lea
 		if _, err := conn.WriteTo(resp.ToBytes(), dst); err != nil {
 			log.Warn("dhcp reply failed", "mac", req.ClientHWAddr.String(), "err", err)
 		}
+	})
+}
+
+// serveUDP hands each datagram conn receives to handle, one at a time (pkt
+// is only valid during the call), until ctx ends or reading fails.
+func serveUDP(ctx context.Context, conn *net.UDPConn, handle func(pkt []byte, from *net.UDPAddr)) error {
+	go func() { <-ctx.Done(); conn.Close() }()
+	buf := make([]byte, 4096)
+	for {
+		n, from, err := conn.ReadFromUDP(buf)
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		handle(buf[:n], from)
 	}
 }
 

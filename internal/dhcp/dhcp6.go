@@ -2,7 +2,6 @@ package dhcp
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"strconv"
@@ -31,23 +30,14 @@ type Lease6 struct {
 // serverID is this server's DUID. Clients are known by MAC: the link-layer
 // address in their DUID, or the one their EUI-64 link-local address holds.
 func Serve6(ctx context.Context, conn *net.UDPConn, serverID dhcpv6.DUID, t *Table[Lease6], log *slog.Logger) error {
-	go func() { <-ctx.Done(); conn.Close() }()
-	buf := make([]byte, 4096)
-	for {
-		n, from, err := conn.ReadFromUDP(buf)
+	return serveUDP(ctx, conn, func(pkt []byte, from *net.UDPAddr) {
+		msg, err := dhcpv6.MessageFromBytes(pkt)
 		if err != nil {
-			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			return err
-		}
-		msg, err := dhcpv6.MessageFromBytes(buf[:n])
-		if err != nil {
-			continue
+			return
 		}
 		resp := reply6(msg, from.IP, serverID, t)
 		if resp == nil {
-			continue
+			return
 		}
 		// The socket is bound to the device, so a link-local destination
 		// needs no zone.
@@ -55,7 +45,7 @@ func Serve6(ctx context.Context, conn *net.UDPConn, serverID dhcpv6.DUID, t *Tab
 		if _, err := conn.WriteToUDP(resp.ToBytes(), dst); err != nil {
 			log.Warn("dhcpv6 reply failed", "client", from.IP.String(), "err", err)
 		}
-	}
+	})
 }
 
 // clientMAC finds the MAC a client speaks for.
