@@ -61,12 +61,7 @@ func Int(name string, v any) (any, error) {
 }
 
 // IntOrNull is Int that lets null through.
-func IntOrNull(name string, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	return Int(name, v)
-}
+var IntOrNull = OrNull(Int)
 
 // IntRange builds an integer converter bounded to [lo, hi].
 func IntRange(lo, hi float64) Converter {
@@ -111,15 +106,7 @@ func String(max int) Converter {
 }
 
 // StringOrNull is a string converter that lets null through.
-func StringOrNull(max int) Converter {
-	sc := String(max)
-	return func(name string, v any) (any, error) {
-		if v == nil {
-			return nil, nil
-		}
-		return sc(name, v)
-	}
-}
+func StringOrNull(max int) Converter { return OrNull(String(max)) }
 
 // OneOf accepts exactly the given strings.
 func OneOf(values ...string) Converter {
@@ -137,15 +124,7 @@ func OneOf(values ...string) Converter {
 }
 
 // OneOfOrNull is OneOf that lets null through.
-func OneOfOrNull(values ...string) Converter {
-	c := OneOf(values...)
-	return func(name string, v any) (any, error) {
-		if v == nil {
-			return nil, nil
-		}
-		return c(name, v)
-	}
-}
+func OneOfOrNull(values ...string) Converter { return OrNull(OneOf(values...)) }
 
 var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$`)
 
@@ -162,12 +141,7 @@ func UUID(name string, v any) (any, error) {
 }
 
 // UUIDOrNull is UUID that lets null through.
-func UUIDOrNull(name string, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	return UUID(name, v)
-}
+var UUIDOrNull = OrNull(UUID)
 
 // ProjectID accepts a project identifier (Keystone ids need not be UUIDs).
 func ProjectID(name string, v any) (any, error) {
@@ -201,12 +175,7 @@ func IP(name string, v any) (any, error) {
 }
 
 // IPOrNull is IP that lets null through.
-func IPOrNull(name string, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	return IP(name, v)
-}
+var IPOrNull = OrNull(IP)
 
 // CIDR accepts a network prefix; host bits must be zero.
 func CIDR(name string, v any) (any, error) {
@@ -317,12 +286,7 @@ func NullAsEmpty(c Converter) Converter {
 }
 
 // DictOrNull accepts a JSON object or null.
-func DictOrNull(name string, v any) (any, error) {
-	if v == nil {
-		return nil, nil
-	}
-	return Dict(name, v)
-}
+var DictOrNull = OrNull(Dict)
 
 // Anything accepts any value.
 func Anything(name string, v any) (any, error) { return v, nil }
