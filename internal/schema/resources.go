@@ -59,6 +59,15 @@ func standardAttrs(withName bool) []*Attr {
 	return out
 }
 
+// createOnly makes attrs settable on create only (for a resource that
+// cannot be updated, whose description too is given once).
+func createOnly(attrs []*Attr) []*Attr {
+	for _, a := range attrs {
+		a.Put = false
+	}
+	return attrs
+}
+
 // defineUnnamed is a standard resource without a name (floating IPs).
 func DefineUnnamed(member, collection, parent string, attrs ...*Attr) *Resource {
 	r := &Resource{Member: member, Collection: collection, Kind: member, Parent: parent, Standard: true}
@@ -143,15 +152,7 @@ var (
 	)
 
 	SecurityGroupRule = &Resource{Member: "security_group_rule", Collection: "security_group_rules", Path: "security-group-rules", Kind: "security_group_rule",
-		Parent: "security_group_id", Standard: true, Attrs: []*Attr{
-			Sorted(RO("id")),
-			Sorted(Post("project_id", ProjectID, nil)),
-			Sorted(Post("tenant_id", ProjectID, nil)),
-			Sorted(Post("description", String(255), "")),
-			Sorted(RO("created_at")),
-			Sorted(RO("updated_at")),
-			Sorted(RO("revision_number")),
-			NoFilter(RO("tags")),
+		Parent: "security_group_id", Standard: true, Attrs: append(createOnly(standardAttrs(false)),
 			Sorted(Req("security_group_id", UUID)),
 			Sorted(Req("direction", OneOf("ingress", "egress"))),
 			Sorted(Post("ethertype", OneOf("IPv4", "IPv6"), "IPv4")),
@@ -161,7 +162,7 @@ var (
 			Sorted(Post("remote_ip_prefix", Anything, nil)),
 			Sorted(Post("remote_group_id", StringOrNull(255), nil)),
 			Sorted(RO("normalized_cidr")),
-		}}
+		)}
 
 	SubnetPool = Define("subnetpool", "subnetpools", "", true,
 		Sorted(&Attr{Name: "prefixes", Post: true, Put: true, Required: true, Convert: ListOf(CIDRLoose)}),
