@@ -105,17 +105,25 @@ func (s *Service) check(c *Ctx, resource, project string, n int) error {
 	return nil
 }
 
-// quotas returns a project's effective limits.
-func (s *Service) quotas(c *Ctx, project string) (map[string]any, error) {
+// perResource maps each quota resource to what value makes of project's
+// limit on it.
+func (s *Service) perResource(c *Ctx, project string, value func(resource string, limit int) (any, error)) (map[string]any, error) {
 	out := map[string]any{}
 	for _, r := range s.resources {
 		l, err := s.limit(c, project, r)
 		if err != nil {
 			return nil, err
 		}
-		out[r] = float64(l)
+		if out[r], err = value(r, l); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// quotas returns a project's effective limits.
+func (s *Service) quotas(c *Ctx, project string) (map[string]any, error) {
+	return s.perResource(c, project, func(_ string, limit int) (any, error) { return float64(limit), nil })
 }
 
 // defaultQuotas returns the configured defaults.
@@ -129,19 +137,13 @@ func (s *Service) defaultQuotas() map[string]any {
 
 // details returns used/limit/reserved per resource.
 func (s *Service) details(c *Ctx, project string) (map[string]any, error) {
-	out := map[string]any{}
-	for _, r := range s.resources {
-		l, err := s.limit(c, project, r)
-		if err != nil {
-			return nil, err
-		}
+	return s.perResource(c, project, func(r string, limit int) (any, error) {
 		used, err := c.Tx.Count(s.kinds[r], project)
 		if err != nil {
 			return nil, err
 		}
-		out[r] = map[string]any{"limit": float64(l), "used": float64(used), "reserved": float64(0)}
-	}
-	return out, nil
+		return map[string]any{"limit": float64(limit), "used": float64(used), "reserved": float64(0)}, nil
+	})
 }
 
 // set validates and stores limits for project.
