@@ -675,6 +675,38 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 	return out, rows.Err()
 }
 
+// Select returns the resources of kind for which keep is true, as List
+// does (nil when none is kept).
+func (tx *Tx) Select(kind string, keep func(Object) bool) ([]Object, error) {
+	all, err := tx.List(kind, Filter{})
+	if err != nil {
+		return nil, err
+	}
+	var out []Object
+	for _, o := range all {
+		if keep(o) {
+			out = append(out, o)
+		}
+	}
+	return out, nil
+}
+
+// DeleteChildren deletes the resources of kind whose parent is parent (a
+// deleted object's dependents) and returns them.
+func (tx *Tx) DeleteChildren(kind, parent string) ([]Object, error) {
+	children, err := tx.List(kind, Filter{Parent: parent})
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range children {
+		id, _ := o["id"].(string)
+		if err := tx.Delete(kind, id); err != nil {
+			return nil, err
+		}
+	}
+	return children, nil
+}
+
 // Memo returns the memo of o if o is the current version of its object in
 // the view (read transactions only), else nil.
 func (tx *Tx) Memo(kind string, o Object) *Memo {

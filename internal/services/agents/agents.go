@@ -14,7 +14,6 @@ import (
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
-	"neutrino/internal/store"
 )
 
 type (
@@ -133,17 +132,9 @@ func (s *Service) Live(o Object) bool {
 
 // OfType lists the agents of a type (on host, when host is not "").
 func OfType(c *Ctx, agentType, host string) ([]Object, error) {
-	all, err := c.Tx.List(Agent.Kind, store.Filter{})
-	if err != nil {
-		return nil, err
-	}
-	var out []Object
-	for _, a := range all {
-		if attr.Str(a, "agent_type") == agentType && (host == "" || attr.Str(a, "host") == host) {
-			out = append(out, a)
-		}
-	}
-	return out, nil
+	return c.Tx.Select(Agent.Kind, func(a Object) bool {
+		return attr.Str(a, "agent_type") == agentType && (host == "" || attr.Str(a, "host") == host)
+	})
 }
 
 func (s *Service) serveReport(req *plugin.Request) (int, any, error) {

@@ -201,17 +201,7 @@ func updateSubnetPool(c *Ctx, cur, in Object) (Object, error) {
 }
 
 func PoolSubnets(c *Ctx, poolID string) ([]Object, error) {
-	all, err := c.Tx.List(schema.Subnet.Kind, store.Filter{})
-	if err != nil {
-		return nil, err
-	}
-	var out []Object
-	for _, s := range all {
-		if attr.Str(s, "subnetpool_id") == poolID {
-			out = append(out, s)
-		}
-	}
-	return out, nil
+	return c.Tx.Select(schema.Subnet.Kind, func(s Object) bool { return attr.Str(s, "subnetpool_id") == poolID })
 }
 
 func deleteSubnetPool(c *Ctx, cur Object) error {

@@ -124,17 +124,9 @@ func (s *Service) deleteRouter(c *Ctx, cur Object) error {
 
 // routerPorts lists the ports a router owns.
 func routerPorts(c *Ctx, routerID string) ([]Object, error) {
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
-	if err != nil {
-		return nil, err
-	}
-	var out []Object
-	for _, p := range ports {
-		if attr.Str(p, "device_id") == routerID && (attr.Str(p, "device_owner") == ownerRouterInterface || attr.Str(p, "device_owner") == ownerRouterGateway) {
-			out = append(out, p)
-		}
-	}
-	return out, nil
+	return c.Tx.Select(schema.Port.Kind, func(p Object) bool {
+		return attr.Str(p, "device_id") == routerID && (attr.Str(p, "device_owner") == ownerRouterInterface || attr.Str(p, "device_owner") == ownerRouterGateway)
+	})
 }
 
 // setGateway makes the router's gateway what gw asks (nil or empty: none)

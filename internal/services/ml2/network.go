@@ -133,14 +133,11 @@ func (s *Service) deleteNetwork(c *Ctx, cur Object) error {
 			return err
 		}
 	}
-	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: id})
+	subnets, err := c.Tx.DeleteChildren(schema.Subnet.Kind, id)
 	if err != nil {
 		return err
 	}
 	for _, sn := range subnets {
-		if err := c.Tx.Delete(schema.Subnet.Kind, attr.Str(sn, "id")); err != nil {
-			return err
-		}
 		if err := c.Tx.ReleaseSubnetIPs(attr.Str(sn, "id")); err != nil {
 			return err
 		}

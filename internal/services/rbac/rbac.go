@@ -295,16 +295,8 @@ func checkShareRemoval(c *Ctx, spec *Type, obj Object, action, target string, vi
 
 // deleteFor removes every policy on an object being deleted.
 func deleteFor(c *Ctx, id string) error {
-	pols, err := c.Tx.List(schema.RBACPolicy.Kind, store.Filter{Parent: id})
-	if err != nil {
-		return err
-	}
-	for _, p := range pols {
-		if err := c.Tx.Delete(schema.RBACPolicy.Kind, attr.Str(p, "id")); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := c.Tx.DeleteChildren(schema.RBACPolicy.Kind, id)
+	return err
 }
 
 // Present shows "shared" as the caller sees it: true when the object is

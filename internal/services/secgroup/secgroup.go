@@ -8,6 +8,7 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -296,20 +297,9 @@ func groupPorts(c *Ctx, id string) (bool, error) {
 
 // groupMembers lists the ports in security group id.
 func groupMembers(c *Ctx, id string) ([]Object, error) {
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
-	if err != nil {
-		return nil, err
-	}
-	var out []Object
-	for _, p := range ports {
-		for _, g := range attr.List(p, "security_groups") {
-			if g == id {
-				out = append(out, p)
-				break
-			}
-		}
-	}
-	return out, nil
+	return c.Tx.Select(schema.Port.Kind, func(p Object) bool {
+		return slices.Contains(attr.List(p, "security_groups"), any(id))
+	})
 }
 
 func deleteSecurityGroup(c *Ctx, cur Object) error {
@@ -322,14 +312,8 @@ func deleteSecurityGroup(c *Ctx, cur Object) error {
 	} else if used {
 		return fault.Conflict("SecurityGroupInUse", "Security Group %s in use.", id)
 	}
-	rules, err := c.Tx.List(schema.SecurityGroupRule.Kind, store.Filter{Parent: id})
-	if err != nil {
+	if _, err := c.Tx.DeleteChildren(schema.SecurityGroupRule.Kind, id); err != nil {
 		return err
-	}
-	for _, r := range rules {
-		if err := c.Tx.Delete(schema.SecurityGroupRule.Kind, attr.Str(r, "id")); err != nil {
-			return err
-		}
 	}
 	// Rules of other groups that admit this group's members go with it.
 	all, err := c.Tx.List(schema.SecurityGroupRule.Kind, store.Filter{})
