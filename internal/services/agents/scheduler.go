@@ -54,6 +54,24 @@ func (sc *Scheduler) Binding(c *Ctx, objectID, agentID string) (Object, error) {
 	return nil, nil
 }
 
+// Unhost removes the binding of an object to an agent of the type (getRule
+// as for Agent), or fails with notHosted when it has none; it returns the
+// agent.
+func (sc *Scheduler) Unhost(c *Ctx, agentID, objectID, getRule string, notHosted error) (Object, error) {
+	a, err := sc.Agent(c, agentID, getRule)
+	if err != nil {
+		return nil, err
+	}
+	b, err := sc.Binding(c, objectID, agentID)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		return nil, notHosted
+	}
+	return a, sc.Unbind(c, b)
+}
+
 // Bind binds an object to an agent.
 func (sc *Scheduler) Bind(c *Ctx, objectID, agentID string) error {
 	return c.Tx.Put(sc.Kind, objectID, Object{"id": plugin.NewID(), sc.Field: objectID, "agent_id": agentID})

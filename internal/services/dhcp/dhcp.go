@@ -209,18 +209,9 @@ func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
 // remove unbinds a network from a DHCP agent and removes the DHCP port
 // that agent's host had on it.
 func (s *Service) remove(c *Ctx, agentID, networkID string) error {
-	a, err := s.sched.Agent(c, agentID, "delete_dhcp-network")
+	a, err := s.sched.Unhost(c, agentID, networkID, "delete_dhcp-network",
+		fault.Conflict("NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID))
 	if err != nil {
-		return err
-	}
-	b, err := s.sched.Binding(c, networkID, agentID)
-	if err != nil {
-		return err
-	}
-	if b == nil {
-		return fault.Conflict("NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID)
-	}
-	if err := s.sched.Unbind(c, b); err != nil {
 		return err
 	}
 	port, err := dhcpPort(c, networkID, attr.Str(a, "host"))

@@ -139,17 +139,8 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			return s.bindRouterPorts(c, routerID)
 		},
 		Remove: func(c *Ctx, agentID, routerID string) error {
-			if _, err := s.sched.Agent(c, agentID, "delete_l3-router"); err != nil {
-				return err
-			}
-			b, err := s.sched.Binding(c, routerID, agentID)
-			if err != nil {
-				return err
-			}
-			if b == nil {
-				return fault.Conflict("RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)
-			}
-			if err := s.sched.Unbind(c, b); err != nil {
+			if _, err := s.sched.Unhost(c, agentID, routerID, "delete_l3-router",
+				fault.Conflict("RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)); err != nil {
 				return err
 			}
 			return s.bindRouterPorts(c, routerID)
