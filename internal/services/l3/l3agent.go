@@ -2,6 +2,8 @@ package l3
 
 import (
 	"maps"
+	"slices"
+
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
@@ -10,7 +12,6 @@ import (
 	"neutrino/internal/services/agents"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
-	"slices"
 )
 
 // L3 agent scheduling: a router with ports is hosted by the least loaded

@@ -7,12 +7,11 @@ package rbac
 
 import (
 	"fmt"
-
 	"net/http"
-	"neutrino/internal/attr"
-	"neutrino/internal/plugin"
 
+	"neutrino/internal/attr"
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/store"
 )
