@@ -9,14 +9,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"neutrino/internal/policy"
 	"neutrino/internal/services"
-	"neutrino/internal/store"
+	"neutrino/internal/services/servicetest"
 )
 
 // tokenAuth accepts "admin-token" (an admin) and "user-token" (a member
@@ -36,19 +35,7 @@ func (tokenAuth) Authenticate(ctx context.Context, r *http.Request) (*policy.Cal
 // authServer is a server that checks tokens, and its address.
 func authServer(t *testing.T) (*Server, string) {
 	t.Helper()
-	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := services.Build(db, services.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := New(reg, tokenAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(servicetest.New(t, services.Config{}).Reg, tokenAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	s.BodyTimeout = 300 * time.Millisecond
 	srv := httptest.NewServer(s)
 	t.Cleanup(srv.Close)
