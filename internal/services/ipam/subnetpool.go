@@ -31,13 +31,8 @@ func (*Service) Register(r *plugin.Registry) error {
 		plugin.Extension{Alias: "rbac-subnetpool", Name: "Add subnetpool type to RBAC", Description: "Add subnetpool type to RBAC", Updated: "2020-02-05T00:00:00-00:00"},
 	)
 	if err := rbac.Share(r, &rbac.Type{Name: "subnetpool", Res: schema.SubnetPool, Actions: []string{"access_as_shared"},
-		Users: func(c *Ctx, obj Object) (map[string]bool, error) {
-			subnets, err := PoolSubnets(c, attr.Str(obj, "id"))
-			users := map[string]bool{}
-			for _, s := range subnets {
-				users[attr.Str(s, "project_id")] = true
-			}
-			return users, err
+		Users: func(c *Ctx, pool Object) (map[string]bool, error) {
+			return rbac.Projects(PoolSubnets(c, attr.Str(pool, "id")))
 		}}); err != nil {
 		return err
 	}

@@ -32,6 +32,17 @@ type Type struct {
 	Users func(c *Ctx, obj Object) (map[string]bool, error)
 }
 
+// Projects is the set of the projects of objs: a Type's Users where the
+// dependents are objects of their own (err, from listing them, passes
+// through).
+func Projects(objs []Object, err error) (map[string]bool, error) {
+	users := map[string]bool{}
+	for _, o := range objs {
+		users[attr.Str(o, "project_id")] = true
+	}
+	return users, err
+}
+
 // Service is the rbac-policies extension.
 type Service struct {
 	objects map[string]*Type

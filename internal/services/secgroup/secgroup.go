@@ -55,13 +55,8 @@ func (*Service) Register(r *plugin.Registry) error {
 		plugin.Extension{Alias: "rbac-security-groups", Name: "Add security_group type to network RBAC", Description: "Add security_group type to network RBAC", Updated: "2019-02-14T00:00:00-00:00"},
 	)
 	if err := rbac.Share(r, &rbac.Type{Name: "security_group", Res: schema.SecurityGroup, Actions: []string{"access_as_shared"},
-		Users: func(c *Ctx, obj Object) (map[string]bool, error) {
-			ports, err := groupMembers(c, attr.Str(obj, "id"))
-			users := map[string]bool{}
-			for _, p := range ports {
-				users[attr.Str(p, "project_id")] = true
-			}
-			return users, err
+		Users: func(c *Ctx, sg Object) (map[string]bool, error) {
+			return rbac.Projects(groupMembers(c, attr.Str(sg, "id")))
 		}}); err != nil {
 		return err
 	}
