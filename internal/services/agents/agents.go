@@ -16,11 +16,6 @@ import (
 	"neutrino/internal/schema"
 )
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // Agent is a host agent, registered by its own reports (not created
 // through the API); admins may change admin_state_up and description, or
 // delete it.
@@ -71,7 +66,7 @@ func (s *Service) Name() string { return "agents" }
 func (s *Service) Register(r *plugin.Registry) error {
 	r.Extension(plugin.Extension{Alias: "agent", Name: "agent", Description: "The agent management extension.", Updated: "2013-02-03T10:00:00-00:00"})
 	r.Route(&plugin.Route{Method: http.MethodPost, Path: "agents/report", Internal: true, Serve: s.serveReport})
-	r.Subscribe(Agent.Kind, plugin.Delete, plugin.Before, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe(Agent.Kind, plugin.Delete, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
 		for _, sch := range s.schedulers {
 			if err := sch.dropAgent(c, attr.Str(p.Old, "id")); err != nil {
 				return err
@@ -80,10 +75,10 @@ func (s *Service) Register(r *plugin.Registry) error {
 		return nil
 	})
 	return r.Resource(&plugin.Handler{Res: Agent,
-		Create: func(c *Ctx, in Object) (Object, error) {
+		Create: func(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 			return nil, fault.New(http.StatusBadRequest, "HTTPBadRequest", "Agents register themselves; they cannot be created through the API")
 		},
-		Update: func(c *Ctx, cur, in Object) (Object, error) {
+		Update: func(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 			if !c.Admin {
 				return nil, fault.Forbidden("rule:update_agent is disallowed by policy")
 			}
@@ -92,16 +87,16 @@ func (s *Service) Register(r *plugin.Registry) error {
 			}
 			return cur, nil
 		},
-		Delete: func(c *Ctx, cur Object) error {
+		Delete: func(c *plugin.Ctx, cur plugin.Object) error {
 			if !c.Admin {
 				return fault.Forbidden("rule:delete_agent is disallowed by policy")
 			}
 			return c.Tx.Delete(Agent.Kind, attr.Str(cur, "id"))
 		},
 		// Agents are visible to admins only; others list an empty collection.
-		Visible: func(c *Ctx, o Object) bool { return false },
-		Present: func(c *Ctx, o Object) Object {
-			cp := make(Object, len(o)+1)
+		Visible: func(c *plugin.Ctx, o plugin.Object) bool { return false },
+		Present: func(c *plugin.Ctx, o plugin.Object) plugin.Object {
+			cp := make(plugin.Object, len(o)+1)
 			for k, v := range o {
 				cp[k] = v
 			}
@@ -112,7 +107,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 }
 
 // From returns the agent extension of c's server.
-func From(c *Ctx) *Service {
+func From(c *plugin.Ctx) *Service {
 	s, _ := plugin.Find[*Service](c.Reg)
 	return s
 }
@@ -120,19 +115,19 @@ func From(c *Ctx) *Service {
 const timeFormat = "2006-01-02 15:04:05"
 
 // Alive reports whether an agent's last heartbeat is recent.
-func (s *Service) Alive(o Object) bool {
+func (s *Service) Alive(o plugin.Object) bool {
 	t, err := time.Parse(timeFormat, attr.Str(o, "heartbeat_timestamp"))
 	return err == nil && time.Since(t) < s.cfg.DownTime
 }
 
 // Live reports whether an agent may be given work: alive and enabled.
-func (s *Service) Live(o Object) bool {
+func (s *Service) Live(o plugin.Object) bool {
 	return s.Alive(o) && o["admin_state_up"] == true
 }
 
 // OfType lists the agents of a type (on host, when host is not "").
-func OfType(c *Ctx, agentType, host string) ([]Object, error) {
-	return c.Tx.Select(Agent.Kind, func(a Object) bool {
+func OfType(c *plugin.Ctx, agentType, host string) ([]plugin.Object, error) {
+	return c.Tx.Select(Agent.Kind, func(a plugin.Object) bool {
 		return attr.Str(a, "agent_type") == agentType && (host == "" || attr.Str(a, "host") == host)
 	})
 }
@@ -149,7 +144,7 @@ func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
 		return 0, nil, fault.BadRequest("Malformed request body")
 	}
 	var out schema.Ordered
-	_, err = req.Reg.Write(req.Context(), func(c *Ctx) error {
+	_, err = req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
 		o, err := s.report(c, doc.Agent)
 		if err != nil {
 			return err
@@ -167,7 +162,7 @@ func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
 // on its first report and its heartbeat refreshed on every one. The
 // services that schedule to agents, or bind to them, hear of it (event
 // "report" on agents, with the agent as it was and is).
-func (s *Service) report(c *Ctx, r hostapi.AgentReport) (Object, error) {
+func (s *Service) report(c *plugin.Ctx, r hostapi.AgentReport) (plugin.Object, error) {
 	if !c.Admin && !c.Service {
 		return nil, fault.Forbidden("rule:report_agent is disallowed by policy")
 	}
@@ -179,7 +174,7 @@ func (s *Service) report(c *Ctx, r hostapi.AgentReport) (Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	var old, cur Object
+	var old, cur plugin.Object
 	if len(same) > 0 {
 		old, cur = same[len(same)-1], schema.CloneObject(same[len(same)-1])
 	}
@@ -187,7 +182,7 @@ func (s *Service) report(c *Ctx, r hostapi.AgentReport) (Object, error) {
 		r.Configurations = map[string]any{}
 	}
 	if cur == nil {
-		cur = Object{"id": plugin.NewID(), "agent_type": r.AgentType, "host": r.Host, "admin_state_up": true,
+		cur = plugin.Object{"id": plugin.NewID(), "agent_type": r.AgentType, "host": r.Host, "admin_state_up": true,
 			"description": nil, "created_at": now, "started_at": now, "resources_synced": nil}
 	}
 	cur["binary"], cur["topic"], cur["configurations"] = r.Binary, r.Topic, r.Configurations
@@ -202,7 +197,7 @@ func (s *Service) report(c *Ctx, r hostapi.AgentReport) (Object, error) {
 	if err := c.Tx.Put(Agent.Kind, "", cur); err != nil {
 		return nil, err
 	}
-	req := Object{"start_flag": r.StartFlag, "old_alive": old != nil && s.Alive(old)}
+	req := plugin.Object{"start_flag": r.StartFlag, "old_alive": old != nil && s.Alive(old)}
 	if err := c.Publish(Agent.Kind, plugin.Report, plugin.After, &plugin.Payload{Res: Agent, Old: old, New: cur, Request: req}); err != nil {
 		return nil, err
 	}

@@ -23,7 +23,7 @@ type Scheduler struct {
 	// Moved is told when failover moves an object from one agent to
 	// another (to is nil when no live agent could take it and the
 	// binding went): the service moves what goes with it (ports).
-	Moved func(c *Ctx, objectID string, from, to Object) error
+	Moved func(c *plugin.Ctx, objectID string, from, to plugin.Object) error
 
 	svc *Service
 }
@@ -36,12 +36,12 @@ func (s *Service) Scheduler(kind, agentType, field string) *Scheduler {
 }
 
 // Bindings lists the bindings of an object ("": of every object).
-func (sc *Scheduler) Bindings(c *Ctx, objectID string) ([]Object, error) {
+func (sc *Scheduler) Bindings(c *plugin.Ctx, objectID string) ([]plugin.Object, error) {
 	return c.Tx.List(sc.Kind, store.Filter{Parent: objectID})
 }
 
 // Binding is the binding of an object to an agent, nil if there is none.
-func (sc *Scheduler) Binding(c *Ctx, objectID, agentID string) (Object, error) {
+func (sc *Scheduler) Binding(c *plugin.Ctx, objectID, agentID string) (plugin.Object, error) {
 	bound, err := sc.Bindings(c, objectID)
 	if err != nil {
 		return nil, err
@@ -57,7 +57,7 @@ func (sc *Scheduler) Binding(c *Ctx, objectID, agentID string) (Object, error) {
 // Unhost removes the binding of an object to an agent of the type (getRule
 // as for Agent), or fails with notHosted when it has none; it returns the
 // agent.
-func (sc *Scheduler) Unhost(c *Ctx, agentID, objectID, getRule string, notHosted error) (Object, error) {
+func (sc *Scheduler) Unhost(c *plugin.Ctx, agentID, objectID, getRule string, notHosted error) (plugin.Object, error) {
 	a, err := sc.Agent(c, agentID, getRule)
 	if err != nil {
 		return nil, err
@@ -73,17 +73,17 @@ func (sc *Scheduler) Unhost(c *Ctx, agentID, objectID, getRule string, notHosted
 }
 
 // Bind binds an object to an agent.
-func (sc *Scheduler) Bind(c *Ctx, objectID, agentID string) error {
-	return c.Tx.Put(sc.Kind, objectID, Object{"id": plugin.NewID(), sc.Field: objectID, "agent_id": agentID})
+func (sc *Scheduler) Bind(c *plugin.Ctx, objectID, agentID string) error {
+	return c.Tx.Put(sc.Kind, objectID, plugin.Object{"id": plugin.NewID(), sc.Field: objectID, "agent_id": agentID})
 }
 
 // Unbind removes one binding.
-func (sc *Scheduler) Unbind(c *Ctx, binding Object) error {
+func (sc *Scheduler) Unbind(c *plugin.Ctx, binding plugin.Object) error {
 	return c.Tx.Delete(sc.Kind, attr.Str(binding, "id"))
 }
 
 // UnbindAll removes every binding of an object.
-func (sc *Scheduler) UnbindAll(c *Ctx, objectID string) error {
+func (sc *Scheduler) UnbindAll(c *plugin.Ctx, objectID string) error {
 	bound, err := sc.Bindings(c, objectID)
 	if err != nil {
 		return err
@@ -96,7 +96,7 @@ func (sc *Scheduler) UnbindAll(c *Ctx, objectID string) error {
 	return nil
 }
 
-func (sc *Scheduler) dropAgent(c *Ctx, agentID string) error {
+func (sc *Scheduler) dropAgent(c *plugin.Ctx, agentID string) error {
 	bound, err := sc.Bindings(c, "")
 	if err != nil {
 		return err
@@ -113,7 +113,7 @@ func (sc *Scheduler) dropAgent(c *Ctx, agentID string) error {
 
 // candidates are the live agents of the type not in exclude, the least
 // loaded first (ties by id, so the choice is stable).
-func (sc *Scheduler) candidates(c *Ctx, exclude map[string]bool) ([]Object, error) {
+func (sc *Scheduler) candidates(c *plugin.Ctx, exclude map[string]bool) ([]plugin.Object, error) {
 	agents, err := OfType(c, sc.AgentType, "")
 	if err != nil {
 		return nil, err
@@ -126,7 +126,7 @@ func (sc *Scheduler) candidates(c *Ctx, exclude map[string]bool) ([]Object, erro
 	for _, b := range all {
 		load[attr.Str(b, "agent_id")]++
 	}
-	var out []Object
+	var out []plugin.Object
 	for _, a := range agents {
 		if sc.svc.Live(a) && !exclude[attr.Str(a, "id")] {
 			out = append(out, a)
@@ -141,7 +141,7 @@ func (sc *Scheduler) candidates(c *Ctx, exclude map[string]bool) ([]Object, erro
 
 // Schedule binds an object to live agents until it has want bindings;
 // it reports whether it bound any.
-func (sc *Scheduler) Schedule(c *Ctx, objectID string, want int) (bool, error) {
+func (sc *Scheduler) Schedule(c *plugin.Ctx, objectID string, want int) (bool, error) {
 	bound, err := sc.Bindings(c, objectID)
 	if err != nil || len(bound) >= want {
 		return false, err
@@ -170,12 +170,12 @@ func (sc *Scheduler) Schedule(c *Ctx, objectID string, want int) (bool, error) {
 // Failover moves the objects of dead (or deleted) agents to live agents
 // that do not hold them yet, the least loaded first, when any agent of
 // the type is live; an object no live agent can take loses that binding.
-func (sc *Scheduler) Failover(c *Ctx) error {
+func (sc *Scheduler) Failover(c *plugin.Ctx) error {
 	agents, err := OfType(c, sc.AgentType, "")
 	if err != nil {
 		return err
 	}
-	byID, live := map[string]Object{}, false
+	byID, live := map[string]plugin.Object{}, false
 	for _, a := range agents {
 		byID[attr.Str(a, "id")] = a
 		live = live || sc.svc.Live(a)
@@ -205,7 +205,7 @@ func (sc *Scheduler) Failover(c *Ctx) error {
 		if err != nil {
 			return err
 		}
-		var to Object
+		var to plugin.Object
 		if len(cands) > 0 {
 			to = cands[0]
 			moved := schema.CloneObject(b)
@@ -218,7 +218,7 @@ func (sc *Scheduler) Failover(c *Ctx) error {
 			return err
 		}
 		if from == nil {
-			from = Object{"id": attr.Str(b, "agent_id")} // deleted: no host
+			from = plugin.Object{"id": attr.Str(b, "agent_id")} // deleted: no host
 		}
 		if sc.Moved != nil {
 			if err := sc.Moved(c, objectID, from, to); err != nil {
@@ -230,12 +230,12 @@ func (sc *Scheduler) Failover(c *Ctx) error {
 }
 
 // Agents lists the agents an object is bound to.
-func (sc *Scheduler) Agents(c *Ctx, objectID string) ([]Object, error) {
+func (sc *Scheduler) Agents(c *plugin.Ctx, objectID string) ([]plugin.Object, error) {
 	bound, err := sc.Bindings(c, objectID)
 	if err != nil {
 		return nil, err
 	}
-	var out []Object
+	var out []plugin.Object
 	for _, b := range bound {
 		if a, err := c.Tx.Get(Agent.Kind, attr.Str(b, "agent_id")); err == nil {
 			out = append(out, a)
@@ -245,7 +245,7 @@ func (sc *Scheduler) Agents(c *Ctx, objectID string) ([]Object, error) {
 }
 
 // Hosts lists the hosts of the agents an object is bound to.
-func (sc *Scheduler) Hosts(c *Ctx, objectID string) ([]string, error) {
+func (sc *Scheduler) Hosts(c *plugin.Ctx, objectID string) ([]string, error) {
 	agents, err := sc.Agents(c, objectID)
 	var out []string
 	for _, a := range agents {
@@ -255,12 +255,12 @@ func (sc *Scheduler) Hosts(c *Ctx, objectID string) ([]string, error) {
 }
 
 // Objects lists the objects (of resource res) bound to an agent, by id.
-func (sc *Scheduler) Objects(c *Ctx, agentID string, res *schema.Resource) ([]Object, error) {
+func (sc *Scheduler) Objects(c *plugin.Ctx, agentID string, res *schema.Resource) ([]plugin.Object, error) {
 	bound, err := sc.Bindings(c, "")
 	if err != nil {
 		return nil, err
 	}
-	var out []Object
+	var out []plugin.Object
 	for _, b := range bound {
 		if attr.Str(b, "agent_id") == agentID {
 			if o, err := c.Tx.Get(res.Kind, attr.Str(b, sc.Field)); err == nil {
@@ -274,7 +274,7 @@ func (sc *Scheduler) Objects(c *Ctx, agentID string, res *schema.Resource) ([]Ob
 
 // HostObjects lists the ids of the objects bound to host's agents of the
 // type.
-func (sc *Scheduler) HostObjects(c *Ctx, host string) (map[string]bool, error) {
+func (sc *Scheduler) HostObjects(c *plugin.Ctx, host string) (map[string]bool, error) {
 	mine, err := OfType(c, sc.AgentType, host)
 	if err != nil || len(mine) == 0 {
 		return nil, err
@@ -298,7 +298,7 @@ func (sc *Scheduler) HostObjects(c *Ctx, host string) (map[string]bool, error) {
 
 // Agent is an agent of the type for the scheduler extensions' admin
 // calls (getRule names the policy rule a non-admin is refused by).
-func (sc *Scheduler) Agent(c *Ctx, agentID, getRule string) (Object, error) {
+func (sc *Scheduler) Agent(c *plugin.Ctx, agentID, getRule string) (plugin.Object, error) {
 	if !c.Admin {
 		return nil, fault.Forbidden("rule:%s is disallowed by policy", getRule)
 	}

@@ -19,11 +19,6 @@ import (
 	"neutrino/internal/store"
 )
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // Config is the scheduler's setting.
 type Config struct {
 	// AgentsPerNetwork is how many DHCP agents (and ports) serve a network.
@@ -56,13 +51,13 @@ func (s *Service) Register(r *plugin.Registry) error {
 	s.sched = ag.Scheduler("dhcp_binding", hostapi.DHCPAgentType, "network_id")
 	s.sched.Moved = s.moved
 	r.Extension(plugin.Extension{Alias: "dhcp_agent_scheduler", Name: "DHCP Agent Scheduler", Description: "Schedule networks among dhcp agents", Updated: "2013-02-07T10:00:00-00:00"})
-	schedule := func(c *Ctx, p *plugin.Payload) error { return s.schedule(c, attr.Str(p.New, "network_id")) }
+	schedule := func(c *plugin.Ctx, p *plugin.Payload) error { return s.schedule(c, attr.Str(p.New, "network_id")) }
 	r.Subscribe(schema.Subnet.Kind, plugin.Create, plugin.After, schedule)
 	r.Subscribe(schema.Subnet.Kind, plugin.Update, plugin.After, schedule)
-	r.Subscribe(schema.Network.Kind, plugin.Delete, plugin.After, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe(schema.Network.Kind, plugin.Delete, plugin.After, func(c *plugin.Ctx, p *plugin.Payload) error {
 		return s.sched.UnbindAll(c, attr.Str(p.Old, "id"))
 	})
-	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *plugin.Ctx, p *plugin.Payload) error {
 		if attr.Str(p.New, "agent_type") != hostapi.DHCPAgentType {
 			return nil
 		}
@@ -72,7 +67,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 		return s.autoSchedule(c)
 	})
 	r.Nest(agents.Agent, "dhcp-networks", &plugin.Nested{
-		List: func(c *Ctx, agentID string) (*schema.Resource, []Object, error) {
+		List: func(c *plugin.Ctx, agentID string) (*schema.Resource, []plugin.Object, error) {
 			if _, err := s.sched.Agent(c, agentID, "get_dhcp-networks"); err != nil {
 				return nil, nil, err
 			}
@@ -83,7 +78,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 		Remove: s.remove,
 	})
 	r.Nest(schema.Network, "dhcp-agents", &plugin.Nested{
-		List: func(c *Ctx, networkID string) (*schema.Resource, []Object, error) {
+		List: func(c *plugin.Ctx, networkID string) (*schema.Resource, []plugin.Object, error) {
 			if !c.Admin {
 				return nil, nil, fault.Forbidden("rule:get_dhcp-agents is disallowed by policy")
 			}
@@ -104,7 +99,7 @@ func (e errNeeds) Error() string { return "needs the " + string(e) + " service b
 
 // needsDHCP reports whether a network has a DHCP-enabled IPv4 subnet, or an
 // IPv6 one whose addresses or options come by DHCPv6.
-func needsDHCP(c *Ctx, networkID string) (bool, error) {
+func needsDHCP(c *plugin.Ctx, networkID string) (bool, error) {
 	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: networkID})
 	if err != nil {
 		return false, err
@@ -121,7 +116,7 @@ func needsDHCP(c *Ctx, networkID string) (bool, error) {
 }
 
 // schedule binds a network that needs DHCP to live DHCP agents.
-func (s *Service) schedule(c *Ctx, networkID string) error {
+func (s *Service) schedule(c *plugin.Ctx, networkID string) error {
 	if need, err := needsDHCP(c, networkID); err != nil || !need {
 		return err
 	}
@@ -131,7 +126,7 @@ func (s *Service) schedule(c *Ctx, networkID string) error {
 
 // autoSchedule gives (newly alive) DHCP agents the networks that need
 // one and have too few.
-func (s *Service) autoSchedule(c *Ctx) error {
+func (s *Service) autoSchedule(c *plugin.Ctx) error {
 	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{})
 	if err != nil {
 		return err
@@ -151,7 +146,7 @@ func (s *Service) autoSchedule(c *Ctx) error {
 }
 
 // dhcpPort is the DHCP port a host has on a network (nil if none).
-func dhcpPort(c *Ctx, networkID, host string) (Object, error) {
+func dhcpPort(c *plugin.Ctx, networkID, host string) (plugin.Object, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: networkID})
 	if err != nil {
 		return nil, err
@@ -170,7 +165,7 @@ func DeviceID(host string) string { return "dhcp" + host }
 // moved follows a failover: the dead agent's DHCP port on the network is
 // moved to the new agent's host, keeping its addresses, so clients renew
 // with the server they know (with no new agent, the port goes).
-func (s *Service) moved(c *Ctx, networkID string, from, to Object) error {
+func (s *Service) moved(c *plugin.Ctx, networkID string, from, to plugin.Object) error {
 	port, err := dhcpPort(c, networkID, attr.Str(from, "host"))
 	if err != nil || port == nil {
 		return err
@@ -183,7 +178,7 @@ func (s *Service) moved(c *Ctx, networkID string, from, to Object) error {
 	return ml2.Rebind(c, port, attr.Str(to, "host"))
 }
 
-func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
+func (s *Service) add(c *plugin.Ctx, agentID string, body map[string]any) error {
 	networkID, _ := body["network_id"].(string)
 	if networkID == "" {
 		return fault.BadRequest("Invalid input: network_id is required")
@@ -208,7 +203,7 @@ func (s *Service) add(c *Ctx, agentID string, body map[string]any) error {
 
 // remove unbinds a network from a DHCP agent and removes the DHCP port
 // that agent's host had on it.
-func (s *Service) remove(c *Ctx, agentID, networkID string) error {
+func (s *Service) remove(c *plugin.Ctx, agentID, networkID string) error {
 	a, err := s.sched.Unhost(c, agentID, networkID, "delete_dhcp-network",
 		fault.Conflict("NetworkNotHostedByDhcpAgent", "The network %s is not hosted by the DHCP agent %s.", networkID, agentID))
 	if err != nil {
@@ -223,7 +218,7 @@ func (s *Service) remove(c *Ctx, agentID, networkID string) error {
 
 // hostPart is the DHCP part of a span: the networks scheduled to the
 // host's DHCP agent and every port on them (their leases).
-func (s *Service) hostPart(c *Ctx, host string, span *hostapi.Span, opts plugin.SpanOptions) error {
+func (s *Service) hostPart(c *plugin.Ctx, host string, span *hostapi.Span, opts plugin.SpanOptions) error {
 	if !opts.DHCP {
 		return nil
 	}

@@ -81,7 +81,7 @@ func PoolsToList(ps []Pool) []any {
 }
 
 // subnetPools reads a subnet's allocation_pools.
-func Ranges(sn Object) []Pool {
+func Ranges(sn plugin.Object) []Pool {
 	var out []Pool
 	for _, e := range attr.List(sn, "allocation_pools") {
 		m, _ := e.(map[string]any)
@@ -168,13 +168,13 @@ func EUI64(p netip.Prefix, mac string) (netip.Addr, error) {
 }
 
 // isAutoAddress reports whether a subnet gives addresses by SLAAC.
-func IsAutoAddress(sn Object) bool {
+func IsAutoAddress(sn plugin.Object) bool {
 	m := attr.Str(sn, "ipv6_address_mode")
 	return m == "slaac" || m == "dhcpv6-stateless"
 }
 
 // allocated returns the addresses taken in a subnet.
-func allocated(c *Ctx, subnetID string) (map[netip.Addr]bool, error) {
+func allocated(c *plugin.Ctx, subnetID string) (map[netip.Addr]bool, error) {
 	rows, err := c.Tx.SubnetIPs(subnetID)
 	if err != nil {
 		return nil, err
@@ -193,7 +193,7 @@ func allocated(c *Ctx, subnetID string) (map[netip.Addr]bool, error) {
 // random too, and an address just released is not handed out again at
 // once); then the first free address scanning upward, which also detects
 // exhaustion.
-func AllocateNext(c *Ctx, sn Object, portID string) (netip.Addr, bool, error) {
+func AllocateNext(c *plugin.Ctx, sn plugin.Object, portID string) (netip.Addr, bool, error) {
 	gw, _ := netip.ParseAddr(attr.Str(sn, "gateway_ip"))
 	pools := Ranges(sn)
 	sid := attr.Str(sn, "id")
@@ -233,7 +233,7 @@ func AllocateNext(c *Ctx, sn Object, portID string) (netip.Addr, bool, error) {
 }
 
 // allocate records ip for port in subnet; a taken address is a conflict.
-func Allocate(c *Ctx, sn Object, ip netip.Addr, portID string) error {
+func Allocate(c *plugin.Ctx, sn plugin.Object, ip netip.Addr, portID string) error {
 	ok, err := c.Tx.ClaimIP(attr.Str(sn, "id"), ip.String(), portID, attr.Str(sn, "network_id"))
 	if err == nil && !ok {
 		return fault.Conflict("IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, attr.Str(sn, "id"))
@@ -241,15 +241,10 @@ func Allocate(c *Ctx, sn Object, ip netip.Addr, portID string) error {
 	return err
 }
 
-func ReleasePortIPs(c *Ctx, portID string) error {
+func ReleasePortIPs(c *plugin.Ctx, portID string) error {
 	return c.Tx.ReleasePortIPs(portID)
 }
 
-func ReleaseIP(c *Ctx, subnetID string, ip string) error {
+func ReleaseIP(c *plugin.Ctx, subnetID string, ip string) error {
 	return c.Tx.ReleaseIP(subnetID, ip)
 }
-
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)

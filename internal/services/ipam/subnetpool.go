@@ -31,7 +31,7 @@ func (*Service) Register(r *plugin.Registry) error {
 		plugin.Extension{Alias: "rbac-subnetpool", Name: "Add subnetpool type to RBAC", Description: "Add subnetpool type to RBAC", Updated: "2020-02-05T00:00:00-00:00"},
 	)
 	if err := rbac.Share(r, &rbac.Type{Name: "subnetpool", Res: schema.SubnetPool, Actions: []string{"access_as_shared"},
-		Users: func(c *Ctx, pool Object) (map[string]bool, error) {
+		Users: func(c *plugin.Ctx, pool plugin.Object) (map[string]bool, error) {
 			return rbac.Projects(PoolSubnets(c, attr.Str(pool, "id")))
 		}}); err != nil {
 		return err
@@ -40,14 +40,14 @@ func (*Service) Register(r *plugin.Registry) error {
 		Visible: subnetPoolVisible, Present: rbac.Present, Quota: "subnetpool"})
 }
 
-func subnetPoolVisible(c *Ctx, o Object) bool {
+func subnetPoolVisible(c *plugin.Ctx, o plugin.Object) bool {
 	return attr.Bool(o, "shared") || rbac.SharedWith(o, "access_as_shared", c.ProjectID)
 }
 
 func parsePrefixes(v any) ([]netip.Prefix, int, error) {
 	var out []netip.Prefix
 	version := 0
-	for _, e := range attr.List(Object{"p": v}, "p") {
+	for _, e := range attr.List(plugin.Object{"p": v}, "p") {
 		p, err := netip.ParsePrefix(schema.Render(e))
 		if err != nil {
 			return nil, 0, fault.InvalidInput("%s is not in a CIDR format", schema.Render(e))
@@ -107,7 +107,7 @@ func checkBounds(minL, defL, maxL float64, version int) error {
 	return nil
 }
 
-func createSubnetPool(c *Ctx, in Object) (Object, error) {
+func createSubnetPool(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	prefixes, version, err := parsePrefixes(in["prefixes"])
 	if err != nil {
 		return nil, err
@@ -127,7 +127,7 @@ func createSubnetPool(c *Ctx, in Object) (Object, error) {
 			return nil, err
 		}
 	}
-	o := Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
+	o := plugin.Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"prefixes": prefixStrings(prefixes), "ip_version": float64(version), "min_prefixlen": minL, "max_prefixlen": maxL,
 		"default_prefixlen": defL, "is_default": in["is_default"], "shared": false, "default_quota": in["default_quota"],
 		"address_scope_id": in["address_scope_id"], rbac.Key: map[string]any{}}
@@ -145,7 +145,7 @@ func createSubnetPool(c *Ctx, in Object) (Object, error) {
 	return o, nil
 }
 
-func checkOneDefault(c *Ctx, version int, self string) error {
+func checkOneDefault(c *plugin.Ctx, version int, self string) error {
 	pools, err := c.Tx.List(schema.SubnetPool.Kind, store.Filter{})
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func checkOneDefault(c *Ctx, version int, self string) error {
 	return nil
 }
 
-func updateSubnetPool(c *Ctx, cur, in Object) (Object, error) {
+func updateSubnetPool(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	version := int(attr.Num(cur["ip_version"], 4))
 	if v, ok := in["prefixes"]; ok {
 		ps, vv, err := parsePrefixes(v)
@@ -195,11 +195,11 @@ func updateSubnetPool(c *Ctx, cur, in Object) (Object, error) {
 	return attr.Merge(cur, in), nil
 }
 
-func PoolSubnets(c *Ctx, poolID string) ([]Object, error) {
-	return c.Tx.Select(schema.Subnet.Kind, func(s Object) bool { return attr.Str(s, "subnetpool_id") == poolID })
+func PoolSubnets(c *plugin.Ctx, poolID string) ([]plugin.Object, error) {
+	return c.Tx.Select(schema.Subnet.Kind, func(s plugin.Object) bool { return attr.Str(s, "subnetpool_id") == poolID })
 }
 
-func deleteSubnetPool(c *Ctx, cur Object) error {
+func deleteSubnetPool(c *plugin.Ctx, cur plugin.Object) error {
 	used, err := PoolSubnets(c, attr.Str(cur, "id"))
 	if err != nil {
 		return err
@@ -211,7 +211,7 @@ func deleteSubnetPool(c *Ctx, cur Object) error {
 	return c.Tx.Delete(schema.SubnetPool.Kind, attr.Str(cur, "id"))
 }
 
-func DefaultSubnetPool(c *Ctx, version int) (Object, error) {
+func DefaultSubnetPool(c *plugin.Ctx, version int) (plugin.Object, error) {
 	pools, err := c.Tx.List(schema.SubnetPool.Kind, store.Filter{})
 	if err != nil {
 		return nil, err
@@ -226,7 +226,7 @@ func DefaultSubnetPool(c *Ctx, version int) (Object, error) {
 
 // allocateFromPool returns want (checked) or the first free prefix of the
 // requested length from the pool.
-func AllocateFromPool(c *Ctx, poolID string, version int, want netip.Prefix, prefixlen any) (netip.Prefix, error) {
+func AllocateFromPool(c *plugin.Ctx, poolID string, version int, want netip.Prefix, prefixlen any) (netip.Prefix, error) {
 	pool, err := c.Tx.Get(schema.SubnetPool.Kind, poolID)
 	if err != nil || !c.CanSee(schema.SubnetPool, pool) {
 		return netip.Prefix{}, fault.New(http.StatusNotFound, "SubnetPoolNotFound", "Subnet pool %s could not be found.", poolID)

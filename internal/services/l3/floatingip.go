@@ -6,6 +6,7 @@ import (
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
@@ -19,7 +20,7 @@ func badFIP(format string, args ...any) error {
 	return fault.BadRequest("Bad floatingip request: "+format, args...)
 }
 
-func createFloatingIP(c *Ctx, in Object) (Object, error) {
+func createFloatingIP(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	netID := attr.Str(in, "floating_network_id")
 	net, err := c.Tx.Get(schema.Network.Kind, netID)
 	if err != nil {
@@ -85,7 +86,7 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 	if addr == "" {
 		return nil, badFIP("The floating IP address must be IPv4.")
 	}
-	o := Object{"id": id, "project_id": in["project_id"], "description": in["description"], "floating_network_id": netID,
+	o := plugin.Object{"id": id, "project_id": in["project_id"], "description": in["description"], "floating_network_id": netID,
 		"floating_ip_address": addr, "port_id": nil, "fixed_ip_address": nil, "router_id": nil, "status": "DOWN"}
 	c.Stamp(o)
 	if pid, ok := in["port_id"].(string); ok && pid != "" {
@@ -99,7 +100,7 @@ func createFloatingIP(c *Ctx, in Object) (Object, error) {
 	return o, nil
 }
 
-func updateFloatingIP(c *Ctx, cur, in Object) (Object, error) {
+func updateFloatingIP(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	if d, ok := in["description"]; ok {
 		cur["description"] = d
 	}
@@ -130,7 +131,7 @@ func updateFloatingIP(c *Ctx, cur, in Object) (Object, error) {
 	return cur, nil
 }
 
-func deleteFloatingIP(c *Ctx, cur Object) error {
+func deleteFloatingIP(c *plugin.Ctx, cur plugin.Object) error {
 	id := attr.Str(cur, "id")
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: attr.Str(cur, "floating_network_id")})
 	if err != nil {
@@ -148,7 +149,7 @@ func deleteFloatingIP(c *Ctx, cur Object) error {
 
 // associate points fip at a fixed IP of port portID, through the router
 // that joins that address's subnet to the floating network.
-func associate(c *Ctx, fip Object, portID string, fixedIP any) error {
+func associate(c *plugin.Ctx, fip plugin.Object, portID string, fixedIP any) error {
 	port, err := c.Get(schema.Port, portID)
 	if err != nil {
 		return err
@@ -213,7 +214,7 @@ func associate(c *Ctx, fip Object, portID string, fixedIP any) error {
 
 // routerFor finds a router with an interface on subnet and its gateway on
 // the external network.
-func routerFor(c *Ctx, subnetID, extNetID string) (string, error) {
+func routerFor(c *plugin.Ctx, subnetID, extNetID string) (string, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
 		return "", err
@@ -238,11 +239,11 @@ func routerFor(c *Ctx, subnetID, extNetID string) (string, error) {
 }
 
 // disassociatePort unmaps the floating IPs of a port being deleted.
-func disassociatePort(c *Ctx, portID string) error { return disassociateAddress(c, portID, "") }
+func disassociatePort(c *plugin.Ctx, portID string) error { return disassociateAddress(c, portID, "") }
 
 // disassociateAddress unmaps the floating IPs of a port's fixed IP (any,
 // when ip is empty).
-func disassociateAddress(c *Ctx, portID, ip string) error {
+func disassociateAddress(c *plugin.Ctx, portID, ip string) error {
 	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
 	if err != nil {
 		return err
@@ -259,7 +260,7 @@ func disassociateAddress(c *Ctx, portID, ip string) error {
 }
 
 // fipPortDetails is fip-port-details' view of the mapped port.
-func fipPortDetails(c *Ctx, o Object) any {
+func fipPortDetails(c *plugin.Ctx, o plugin.Object) any {
 	pid := attr.Str(o, "port_id")
 	if pid == "" {
 		return nil

@@ -18,11 +18,6 @@ import (
 	"neutrino/internal/store"
 )
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // The L3 API's resources.
 var (
 	Router = schema.Define("router", "routers", "", true,
@@ -73,7 +68,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 		return fault.New(http.StatusInternalServerError, "", "the router service needs the agents service before it")
 	}
 	s.sched = ag.Scheduler("l3_binding", hostapi.L3AgentType, "router_id")
-	s.sched.Moved = func(c *Ctx, routerID string, _, _ Object) error { return s.bindRouterPorts(c, routerID) }
+	s.sched.Moved = func(c *plugin.Ctx, routerID string, _, _ plugin.Object) error { return s.bindRouterPorts(c, routerID) }
 	r.Extension(extensions...)
 	if err := r.Resource(&plugin.Handler{Res: Router, Create: s.createRouter, Update: s.updateRouter, Delete: s.deleteRouter,
 		Quota: "router", Actions: map[string]plugin.Action{
@@ -90,10 +85,10 @@ func (s *Service) Register(r *plugin.Registry) error {
 	}
 	r.Nest(agents.Agent, "l3-routers", s.l3RoutersNest())
 	r.Nest(Router, "l3-agents", s.l3AgentsNest())
-	r.Subscribe(schema.Port.Kind, plugin.Create, plugin.Before, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe(schema.Port.Kind, plugin.Create, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
 		return checkDeviceOwned(c, p.Request)
 	})
-	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.Before, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
 		merged := schema.CloneObject(p.Old)
 		for k, v := range p.Request {
 			merged[k] = v
@@ -103,7 +98,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.After, portAddressesChanged)
 	r.Subscribe(schema.Port.Kind, plugin.Delete, plugin.Before, portDeleted)
 	r.Subscribe(schema.Network.Kind, plugin.Delete, plugin.Before, networkDeleted)
-	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *plugin.Ctx, p *plugin.Payload) error {
 		if attr.Str(p.New, "agent_type") != hostapi.L3AgentType {
 			return nil
 		}
@@ -125,13 +120,13 @@ var extensions = []plugin.Extension{
 }
 
 // From returns the router service of c's server.
-func From(c *Ctx) *Service {
+func From(c *plugin.Ctx) *Service {
 	s, _ := plugin.Find[*Service](c.Reg)
 	return s
 }
 
 func (s *Service) interfaceAction(add bool) plugin.Action {
-	return func(c *Ctx, id string, body map[string]any) (any, error) {
+	return func(c *plugin.Ctx, id string, body map[string]any) (any, error) {
 		var ri *RouterInterface
 		var err error
 		if add {
@@ -147,7 +142,7 @@ func (s *Service) interfaceAction(add bool) plugin.Action {
 }
 
 func (s *Service) routesAction(add bool) plugin.Action {
-	return func(c *Ctx, id string, body map[string]any) (any, error) {
+	return func(c *plugin.Ctx, id string, body map[string]any) (any, error) {
 		o, err := s.extraRoutes(c, id, body, add)
 		if err != nil {
 			return nil, err
@@ -160,7 +155,7 @@ func (s *Service) routesAction(add bool) plugin.Action {
 // to a router or floating IP of another project (Neutron's
 // DeviceIDNotOwnedByTenant): such a port would be plugged into that
 // router.
-func checkDeviceOwned(c *Ctx, p Object) error {
+func checkDeviceOwned(c *plugin.Ctx, p plugin.Object) error {
 	owner, device := attr.Str(p, "device_owner"), attr.Str(p, "device_id")
 	if c.Admin || device == "" {
 		return nil
@@ -183,7 +178,7 @@ func checkDeviceOwned(c *Ctx, p Object) error {
 
 // portDeleted refuses the direct delete of a router's or floating IP's
 // port, and unmaps the floating IPs of any other port that goes.
-func portDeleted(c *Ctx, p *plugin.Payload) error {
+func portDeleted(c *plugin.Ctx, p *plugin.Payload) error {
 	switch owner := attr.Str(p.Old, "device_owner"); owner {
 	case ownerRouterInterface, ownerRouterGateway, ownerFloatingIP:
 		return fault.New(http.StatusConflict, "L3PortInUse",
@@ -194,7 +189,7 @@ func portDeleted(c *Ctx, p *plugin.Payload) error {
 
 // portAddressesChanged lets a floating IP go when the fixed IP it maps
 // leaves its port.
-func portAddressesChanged(c *Ctx, p *plugin.Payload) error {
+func portAddressesChanged(c *plugin.Ctx, p *plugin.Payload) error {
 	still := map[string]bool{}
 	for _, e := range attr.List(p.New, "fixed_ips") {
 		m, _ := e.(map[string]any)
@@ -213,7 +208,7 @@ func portAddressesChanged(c *Ctx, p *plugin.Payload) error {
 
 // networkDeleted removes the floating IPs of an external network going
 // away (one that a router's gateway still uses keeps the network in use).
-func networkDeleted(c *Ctx, p *plugin.Payload) error {
+func networkDeleted(c *plugin.Ctx, p *plugin.Payload) error {
 	id := attr.Str(p.Old, "id")
 	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{Parent: id})
 	if err != nil {
@@ -228,8 +223,8 @@ func networkDeleted(c *Ctx, p *plugin.Payload) error {
 }
 
 // presentFIP adds fip-port-details' view of the mapped port.
-func presentFIP(c *Ctx, o Object) Object {
-	cp := make(Object, len(o)+1)
+func presentFIP(c *plugin.Ctx, o plugin.Object) plugin.Object {
+	cp := make(plugin.Object, len(o)+1)
 	for k, v := range o {
 		cp[k] = v
 	}
@@ -240,7 +235,7 @@ func presentFIP(c *Ctx, o Object) Object {
 // hostPart is the L3 part of a span: the routers scheduled to the host's
 // L3 agent (their ports are among the span's, bound here) and their
 // floating IPs.
-func (s *Service) hostPart(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+func (s *Service) hostPart(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	mine, err := s.sched.HostObjects(c, host)
 	if err != nil || len(mine) == 0 {
 		return err

@@ -19,7 +19,7 @@ import (
 // to that agent's host, and move with the router when the agent dies.
 
 // routerHost is the host of the router's L3 agent ("" if unscheduled).
-func (s *Service) routerHost(c *Ctx, routerID string) (string, error) {
+func (s *Service) routerHost(c *plugin.Ctx, routerID string) (string, error) {
 	hosts, err := s.sched.Hosts(c, routerID)
 	if err != nil || len(hosts) == 0 {
 		return "", err
@@ -29,7 +29,7 @@ func (s *Service) routerHost(c *Ctx, routerID string) (string, error) {
 
 // scheduleRouter hosts a router that has ports on an L3 agent, and binds
 // its ports to that agent's host.
-func (s *Service) scheduleRouter(c *Ctx, routerID string) error {
+func (s *Service) scheduleRouter(c *plugin.Ctx, routerID string) error {
 	ports, err := routerPorts(c, routerID)
 	if err != nil {
 		return err
@@ -44,7 +44,7 @@ func (s *Service) scheduleRouter(c *Ctx, routerID string) error {
 
 // bindRouterPorts binds a router's ports to its L3 agent's host (or
 // unbinds them when it has none).
-func (s *Service) bindRouterPorts(c *Ctx, routerID string) error {
+func (s *Service) bindRouterPorts(c *plugin.Ctx, routerID string) error {
 	host, err := s.routerHost(c, routerID)
 	if err != nil {
 		return err
@@ -66,7 +66,7 @@ func (s *Service) bindRouterPorts(c *Ctx, routerID string) error {
 
 // autoSchedule moves routers off dead L3 agents and schedules every router
 // with ports and no agent; run when an L3 agent reports.
-func (s *Service) autoSchedule(c *Ctx) error {
+func (s *Service) autoSchedule(c *plugin.Ctx) error {
 	if err := s.sched.Failover(c); err != nil {
 		return err
 	}
@@ -102,14 +102,14 @@ func (s *Service) autoSchedule(c *Ctx) error {
 // l3RoutersNest serves /agents/{id}/l3-routers: list, add, remove.
 func (s *Service) l3RoutersNest() *plugin.Nested {
 	return &plugin.Nested{
-		List: func(c *Ctx, agentID string) (*schema.Resource, []Object, error) {
+		List: func(c *plugin.Ctx, agentID string) (*schema.Resource, []plugin.Object, error) {
 			if _, err := s.sched.Agent(c, agentID, "get_l3-routers"); err != nil {
 				return nil, nil, err
 			}
 			routers, err := s.sched.Objects(c, agentID, Router)
 			return Router, routers, err
 		},
-		Add: func(c *Ctx, agentID string, body map[string]any) error {
+		Add: func(c *plugin.Ctx, agentID string, body map[string]any) error {
 			routerID, _ := body["router_id"].(string)
 			if routerID == "" {
 				return fault.BadRequest("Invalid input: router_id is required")
@@ -139,7 +139,7 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			}
 			return s.bindRouterPorts(c, routerID)
 		},
-		Remove: func(c *Ctx, agentID, routerID string) error {
+		Remove: func(c *plugin.Ctx, agentID, routerID string) error {
 			if _, err := s.sched.Unhost(c, agentID, routerID, "delete_l3-router",
 				fault.Conflict("RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)); err != nil {
 				return err
@@ -151,7 +151,7 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 
 // l3AgentsNest serves /routers/{id}/l3-agents.
 func (s *Service) l3AgentsNest() *plugin.Nested {
-	return &plugin.Nested{List: func(c *Ctx, routerID string) (*schema.Resource, []Object, error) {
+	return &plugin.Nested{List: func(c *plugin.Ctx, routerID string) (*schema.Resource, []plugin.Object, error) {
 		if !c.Admin {
 			return nil, nil, fault.Forbidden("rule:get_l3-agents is disallowed by policy")
 		}

@@ -9,6 +9,7 @@ import (
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
+	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
@@ -36,8 +37,8 @@ func routerInUse(id, reason string) error {
 	return fault.New(http.StatusConflict, "RouterInUse", "Router %s %s", id, reason)
 }
 
-func (s *Service) createRouter(c *Ctx, in Object) (Object, error) {
-	o := Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
+func (s *Service) createRouter(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
+	o := plugin.Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"admin_state_up": in["admin_state_up"], "status": "ACTIVE", "external_gateway_info": nil, "routes": []any{},
 		"distributed": false, "ha": false}
 	for _, k := range []string{"distributed", "ha"} {
@@ -62,7 +63,7 @@ func (s *Service) createRouter(c *Ctx, in Object) (Object, error) {
 	return o, nil
 }
 
-func (s *Service) updateRouter(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) updateRouter(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	for _, k := range []string{"distributed", "ha"} {
 		v, ok := in[k]
 		if !ok || schema.IsUnset(v) {
@@ -97,12 +98,12 @@ func (s *Service) updateRouter(c *Ctx, cur, in Object) (Object, error) {
 	return attr.Merge(cur, in), nil
 }
 
-func infoOf(r Object) map[string]any {
+func infoOf(r plugin.Object) map[string]any {
 	m, _ := r["external_gateway_info"].(map[string]any)
 	return m
 }
 
-func (s *Service) deleteRouter(c *Ctx, cur Object) error {
+func (s *Service) deleteRouter(c *plugin.Ctx, cur plugin.Object) error {
 	id := attr.Str(cur, "id")
 	ports, err := routerPorts(c, id)
 	if err != nil {
@@ -123,15 +124,15 @@ func (s *Service) deleteRouter(c *Ctx, cur Object) error {
 }
 
 // routerPorts lists the ports a router owns.
-func routerPorts(c *Ctx, routerID string) ([]Object, error) {
-	return c.Tx.Select(schema.Port.Kind, func(p Object) bool {
+func routerPorts(c *plugin.Ctx, routerID string) ([]plugin.Object, error) {
+	return c.Tx.Select(schema.Port.Kind, func(p plugin.Object) bool {
 		return attr.Str(p, "device_id") == routerID && (attr.Str(p, "device_owner") == ownerRouterInterface || attr.Str(p, "device_owner") == ownerRouterGateway)
 	})
 }
 
 // setGateway makes the router's gateway what gw asks (nil or empty: none)
 // and returns the new external_gateway_info.
-func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
+func setGateway(c *plugin.Ctx, router plugin.Object, cur, gw map[string]any) (any, error) {
 	id := attr.Str(router, "id")
 	for k := range gw {
 		switch k {
@@ -150,7 +151,7 @@ func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
 	if _, ok := gw["external_fixed_ips"]; ok && !c.Admin {
 		return nil, fault.Forbidden("(rule:update_router and rule:update_router:external_gateway_info and rule:update_router:external_gateway_info:external_fixed_ips) is disallowed by policy")
 	}
-	var gwPort Object
+	var gwPort plugin.Object
 	ports, err := routerPorts(c, id)
 	if err != nil {
 		return nil, err
@@ -219,7 +220,7 @@ func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
 		gwPort = p
 	} else if ipsGiven {
 		ac := c.AsAdmin()
-		p, err := ac.Update(schema.Port, attr.Str(gwPort, "id"), Object{"fixed_ips": reqIPs}, -1)
+		p, err := ac.Update(schema.Port, attr.Str(gwPort, "id"), plugin.Object{"fixed_ips": reqIPs}, -1)
 		if err != nil {
 			return nil, err
 		}
@@ -235,8 +236,8 @@ func setGateway(c *Ctx, router Object, cur, gw map[string]any) (any, error) {
 
 // RouterInterface is the answer to add/remove_router_interface.
 type RouterInterface struct {
-	Router Object
-	Port   Object
+	Router plugin.Object
+	Port   plugin.Object
 	Subnet string
 	All    []string
 }
@@ -251,7 +252,7 @@ func (ri *RouterInterface) Render() map[string]any {
 		"port_id": ri.Port["id"], "network_id": ri.Port["network_id"], "subnet_id": ri.Subnet, "subnet_ids": ids}
 }
 
-func portSubnets(p Object) []string {
+func portSubnets(p plugin.Object) []string {
 	var out []string
 	for _, e := range attr.List(p, "fixed_ips") {
 		m, _ := e.(map[string]any)
@@ -262,18 +263,18 @@ func portSubnets(p Object) []string {
 
 // routerSubnets maps each subnet the router has an interface on to the
 // interface port.
-func routerSubnets(c *Ctx, routerID string) (map[string]Object, error) {
+func routerSubnets(c *plugin.Ctx, routerID string) (map[string]plugin.Object, error) {
 	return routerPortSubnets(c, routerID, false)
 }
 
 // routerPortSubnets is routerSubnets, with the gateway's subnets too when
 // withGateway (next hops and overlaps count those, as in Neutron).
-func routerPortSubnets(c *Ctx, routerID string, withGateway bool) (map[string]Object, error) {
+func routerPortSubnets(c *plugin.Ctx, routerID string, withGateway bool) (map[string]plugin.Object, error) {
 	ports, err := routerPorts(c, routerID)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]Object{}
+	out := map[string]plugin.Object{}
 	for _, p := range ports {
 		if owner := attr.Str(p, "device_owner"); owner != ownerRouterInterface && !(withGateway && owner == ownerRouterGateway) {
 			continue
@@ -287,7 +288,7 @@ func routerPortSubnets(c *Ctx, routerID string, withGateway bool) (map[string]Ob
 
 // checkOverlap refuses a subnet whose CIDR overlaps one the router already
 // routes.
-func checkOverlap(c *Ctx, routerID string, sn Object) error {
+func checkOverlap(c *plugin.Ctx, routerID string, sn plugin.Object) error {
 	have, err := routerPortSubnets(c, routerID, true)
 	if err != nil {
 		return err
@@ -314,7 +315,7 @@ func checkOverlap(c *Ctx, routerID string, sn Object) error {
 }
 
 // loadOwnRouter is the router id for a change by the caller.
-func loadOwnRouter(c *Ctx, id string) (Object, error) {
+func loadOwnRouter(c *plugin.Ctx, id string) (plugin.Object, error) {
 	r, err := c.Get(Router, id)
 	if err != nil {
 		return nil, err
@@ -327,7 +328,7 @@ func loadOwnRouter(c *Ctx, id string) (Object, error) {
 
 // AddRouterInterface attaches a subnet (a new port at its gateway address)
 // or an existing port to a router.
-func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
+func (s *Service) addRouterInterface(c *plugin.Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
 	router, subnetID, portID, err := interfaceRequest(c, routerID, body)
 	if err != nil {
 		return nil, err
@@ -335,7 +336,7 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 	if subnetID != "" && portID != "" {
 		return nil, badRouter("Cannot specify both subnet-id and port-id")
 	}
-	var port Object
+	var port plugin.Object
 	var subnet string
 	if portID != "" {
 		p, err := c.Get(schema.Port, portID)
@@ -410,7 +411,7 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 		if port != nil {
 			ips := append(append([]any{}, attr.List(port, "fixed_ips")...), fixed)
 			ac := c.AsAdmin()
-			p, err := ac.Update(schema.Port, attr.Str(port, "id"), Object{"fixed_ips": ips}, -1)
+			p, err := ac.Update(schema.Port, attr.Str(port, "id"), plugin.Object{"fixed_ips": ips}, -1)
 			if err != nil {
 				return nil, err
 			}
@@ -438,7 +439,7 @@ func (s *Service) addRouterInterface(c *Ctx, routerID string, body map[string]an
 
 // interfaceRequest is the caller's router and the subnet or port an
 // add/remove_router_interface body names.
-func interfaceRequest(c *Ctx, routerID string, body map[string]any) (router Object, subnetID, portID string, err error) {
+func interfaceRequest(c *plugin.Ctx, routerID string, body map[string]any) (router plugin.Object, subnetID, portID string, err error) {
 	if router, err = loadOwnRouter(c, routerID); err != nil {
 		return nil, "", "", err
 	}
@@ -466,7 +467,7 @@ func interfaceArgs(body map[string]any) (subnetID, portID string, err error) {
 }
 
 // RemoveRouterInterface detaches a subnet or port from a router.
-func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
+func (s *Service) removeRouterInterface(c *plugin.Ctx, routerID string, body map[string]any) (*RouterInterface, error) {
 	router, subnetID, portID, err := interfaceRequest(c, routerID, body)
 	if err != nil {
 		return nil, err
@@ -475,7 +476,7 @@ func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string
 	if err != nil {
 		return nil, err
 	}
-	var port Object
+	var port plugin.Object
 	var subs []string
 	if portID != "" {
 		for _, p := range have {
@@ -517,7 +518,7 @@ func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string
 				keep = append(keep, e)
 			}
 		}
-		if _, err := c.AsAdmin().Update(schema.Port, attr.Str(port, "id"), Object{"fixed_ips": keep}, -1); err != nil {
+		if _, err := c.AsAdmin().Update(schema.Port, attr.Str(port, "id"), plugin.Object{"fixed_ips": keep}, -1); err != nil {
 			return nil, err
 		}
 	} else if err := ml2.RemovePort(c, port); err != nil {
@@ -535,7 +536,7 @@ func (s *Service) removeRouterInterface(c *Ctx, routerID string, body map[string
 
 // interfaceFree refuses to detach a subnet that floating IPs or routes
 // need.
-func interfaceFree(c *Ctx, router Object, subnetID string) error {
+func interfaceFree(c *plugin.Ctx, router plugin.Object, subnetID string) error {
 	id := attr.Str(router, "id")
 	sn, err := c.Tx.Get(schema.Subnet.Kind, subnetID)
 	if err != nil {
@@ -567,7 +568,7 @@ func interfaceFree(c *Ctx, router Object, subnetID string) error {
 
 // checkRoutes validates a router's routes: each destination a CIDR, each
 // next hop an address on one of its interface subnets (not its own).
-func checkRoutes(c *Ctx, router Object, v any) ([]any, error) {
+func checkRoutes(c *plugin.Ctx, router plugin.Object, v any) ([]any, error) {
 	l, ok := v.([]any)
 	if v == nil {
 		return []any{}, nil
@@ -638,7 +639,7 @@ func checkRoutes(c *Ctx, router Object, v any) ([]any, error) {
 
 // ExtraRoutes adds (add=true) or removes routes atomically, as
 // extraroute-atomic's add_extraroutes and remove_extraroutes do.
-func (s *Service) extraRoutes(c *Ctx, routerID string, body map[string]any, add bool) (Object, error) {
+func (s *Service) extraRoutes(c *plugin.Ctx, routerID string, body map[string]any, add bool) (plugin.Object, error) {
 	router, err := loadOwnRouter(c, routerID)
 	if err != nil {
 		return nil, err

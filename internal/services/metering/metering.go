@@ -12,6 +12,7 @@ import (
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 	"neutrino/internal/store"
 )
 
@@ -21,8 +22,8 @@ import (
 // prefix. The L3 agents count it (nftables counters in the router
 // namespaces) and report the counts, which the server exports as metrics.
 
-func createMeteringLabel(c *Ctx, in Object) (Object, error) {
-	o := Object{"id": in["id"], "name": attr.Str(in, "name"), "description": attr.Str(in, "description"),
+func createMeteringLabel(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
+	o := plugin.Object{"id": in["id"], "name": attr.Str(in, "name"), "description": attr.Str(in, "description"),
 		"shared": in["shared"] == true, "project_id": in["project_id"]}
 	if err := c.Tx.Put(Label.Kind, "", o); err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func createMeteringLabel(c *Ctx, in Object) (Object, error) {
 }
 
 // deleteMeteringLabel removes the label with its rules.
-func deleteMeteringLabel(c *Ctx, cur Object) error {
+func deleteMeteringLabel(c *plugin.Ctx, cur plugin.Object) error {
 	rules, err := c.Tx.List(LabelRule.Kind, store.Filter{Parent: attr.Str(cur, "id")})
 	if err != nil {
 		return err
@@ -44,7 +45,7 @@ func deleteMeteringLabel(c *Ctx, cur Object) error {
 	return c.Tx.Delete(Label.Kind, attr.Str(cur, "id"))
 }
 
-func createMeteringRule(c *Ctx, in Object) (Object, error) {
+func createMeteringRule(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	label := attr.Str(in, "metering_label_id")
 	if _, err := c.Load(Label, label); err != nil {
 		return nil, err
@@ -82,7 +83,7 @@ func createMeteringRule(c *Ctx, in Object) (Object, error) {
 			}
 		}
 	}
-	o := Object{"id": in["id"], "metering_label_id": label, "direction": attr.Str(in, "direction"),
+	o := plugin.Object{"id": in["id"], "metering_label_id": label, "direction": attr.Str(in, "direction"),
 		"remote_ip_prefix": remote, "source_ip_prefix": src, "destination_ip_prefix": dst, "excluded": in["excluded"] == true}
 	if err := c.Tx.Put(LabelRule.Kind, label, o); err != nil {
 		return nil, err
@@ -90,6 +91,6 @@ func createMeteringRule(c *Ctx, in Object) (Object, error) {
 	return o, nil
 }
 
-func deleteMeteringRule(c *Ctx, cur Object) error {
+func deleteMeteringRule(c *plugin.Ctx, cur plugin.Object) error {
 	return c.Tx.Delete(LabelRule.Kind, attr.Str(cur, "id"))
 }

@@ -16,11 +16,6 @@ import (
 	"neutrino/internal/store"
 )
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // Metering labels and their rules (admin-only; neither can be updated).
 var (
 	Label = schema.Index(&schema.Resource{Member: "metering_label", Collection: "metering_labels", Path: "metering/metering-labels",
@@ -84,7 +79,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 
 // hostLabels adds the labels that apply to the span's routers (shared, or
 // of a router's project), each with its "rules".
-func hostLabels(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+func hostLabels(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	if len(span.Routers) == 0 {
 		return nil
 	}

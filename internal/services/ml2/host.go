@@ -17,7 +17,7 @@ const ownerDHCP = hostapi.OwnerDHCP
 
 // hostPorts is ML2's part of a host's span: the ports bound there whose
 // binding did not fail.
-func hostPorts(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+func hostPorts(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
 	if err != nil {
 		return err
@@ -34,7 +34,7 @@ func hostPorts(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) er
 // its ports and of the networks the host serves DHCP on, their subnets,
 // and the peers (same-network ports on other hosts, with their host's
 // tunnel endpoint).
-func hostNetworks(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+func hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	nets := map[string]bool{}
 	for _, p := range span.Ports {
 		nets[attr.Str(p, "network_id")] = true
@@ -94,7 +94,7 @@ func hostNetworks(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions)
 		}
 		span.Subnets = append(span.Subnets, subnets...)
 	}
-	byID := func(l []Object) {
+	byID := func(l []plugin.Object) {
 		sort.Slice(l, func(i, j int) bool { return attr.Str(l[i], "id") < attr.Str(l[j], "id") })
 	}
 	byID(span.Networks)
@@ -116,7 +116,7 @@ func (s *Service) serveHostPorts(req *plugin.Request) (int, any, error) {
 		return 0, nil, fault.BadRequest("Malformed request body")
 	}
 	var changed int
-	_, err = req.Reg.Write(req.Context(), func(c *Ctx) error {
+	_, err = req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
 		changed, err = SetHostPorts(c, req.Args[0], doc.Active)
 		return err
 	})
@@ -130,7 +130,7 @@ func (s *Service) serveHostPorts(req *plugin.Request) (int, any, error) {
 // its agent reports as wired: those are ACTIVE, every other port bound
 // there is DOWN. Agents send the whole set at each report, so a lost
 // message cannot leave a port in the wrong state for longer than one period.
-func SetHostPorts(c *Ctx, host string, active []string) (changed int, err error) {
+func SetHostPorts(c *plugin.Ctx, host string, active []string) (changed int, err error) {
 	if !c.Admin && !c.Service {
 		return 0, fault.Forbidden("rule:update_port_status is disallowed by policy")
 	}
@@ -164,7 +164,7 @@ func SetHostPorts(c *Ctx, host string, active []string) (changed int, err error)
 
 // agentReported binds again the ports of a host whose binding failed when
 // its host agent (re)appears: registered, restarted, or alive again.
-func (s *Service) agentReported(c *Ctx, p *plugin.Payload) error {
+func (s *Service) agentReported(c *plugin.Ctx, p *plugin.Payload) error {
 	if attr.Str(p.New, "agent_type") != hostapi.HostAgentType {
 		return nil
 	}
@@ -198,7 +198,7 @@ func (s *Service) agentReported(c *Ctx, p *plugin.Payload) error {
 
 // Rebind moves a port to host (a router's or DHCP server's port following
 // its agent) and binds it there.
-func Rebind(c *Ctx, port Object, host string) error {
+func Rebind(c *plugin.Ctx, port plugin.Object, host string) error {
 	net, err := c.Load(schema.Network, attr.Str(port, "network_id"))
 	if err != nil {
 		return err

@@ -17,20 +17,20 @@ type MechanismDriver interface {
 	Name() string
 	// Precommit runs inside the transaction for kind "network", "subnet"
 	// or "port" (old is nil on create, new on delete).
-	Precommit(c *Ctx, kind string, op plugin.Op, old, new Object) error
+	Precommit(c *plugin.Ctx, kind string, op plugin.Op, old, new plugin.Object) error
 	// Postcommit runs once the change is committed; it cannot undo it.
-	Postcommit(kind string, op plugin.Op, old, new Object)
+	Postcommit(kind string, op plugin.Op, old, new plugin.Object)
 	// Bind returns the binding of port at its binding:host_id on one of
 	// the network's segments, or ok=false if this driver cannot bind it.
-	Bind(c *Ctx, port, network Object, segments []Segment) (vifType string, details map[string]any, ok bool)
+	Bind(c *plugin.Ctx, port, network plugin.Object, segments []Segment) (vifType string, details map[string]any, ok bool)
 }
 
 // Base implements MechanismDriver's hooks as no-ops.
 type Base struct{}
 
-func (Base) Precommit(*Ctx, string, plugin.Op, Object, Object) error { return nil }
-func (Base) Postcommit(string, plugin.Op, Object, Object)            {}
-func (Base) Bind(*Ctx, Object, Object, []Segment) (string, map[string]any, bool) {
+func (Base) Precommit(*plugin.Ctx, string, plugin.Op, plugin.Object, plugin.Object) error { return nil }
+func (Base) Postcommit(string, plugin.Op, plugin.Object, plugin.Object)                   {}
+func (Base) Bind(*plugin.Ctx, plugin.Object, plugin.Object, []Segment) (string, map[string]any, bool) {
 	return "", nil, false
 }
 
@@ -46,7 +46,7 @@ func init() { RegisterMechanism("linux", func() MechanismDriver { return linuxDr
 // complete or check the object: security groups on ports, attributes other
 // services add), then the drivers' precommit hooks, and queues their
 // postcommit hooks for after the commit. in is the parsed request.
-func (s *Service) commit(c *Ctx, kind string, op plugin.Op, old, new, in Object) error {
+func (s *Service) commit(c *plugin.Ctx, kind string, op plugin.Op, old, new, in plugin.Object) error {
 	if err := c.Publish(kind, op, plugin.Precommit, &plugin.Payload{Old: old, New: new, Request: in}); err != nil {
 		return err
 	}
@@ -69,7 +69,7 @@ type linuxDriver struct{ Base }
 
 func (linuxDriver) Name() string { return "linux" }
 
-func (linuxDriver) Bind(c *Ctx, port, network Object, segs []Segment) (string, map[string]any, bool) {
+func (linuxDriver) Bind(c *plugin.Ctx, port, network plugin.Object, segs []Segment) (string, map[string]any, bool) {
 	switch attr.Str(port, "binding:vnic_type") {
 	case "normal", "":
 	default:
@@ -103,7 +103,7 @@ func (linuxDriver) Bind(c *Ctx, port, network Object, segs []Segment) (string, m
 
 // agentCanWire reports whether a host agent's reported configuration
 // covers a segment: tunnels by type, flat and VLAN by physical network.
-func agentCanWire(agent Object, seg Segment) bool {
+func agentCanWire(agent plugin.Object, seg Segment) bool {
 	conf, _ := agent["configurations"].(map[string]any)
 	switch seg.NetworkType {
 	case "vxlan", "gre":
@@ -131,7 +131,7 @@ func BridgeName(networkID string) string {
 
 // Bind sets binding:vif_type and vif_details from the first driver that
 // can bind the port at its host; no host means unbound.
-func Bind(c *Ctx, port, network Object) error {
+func Bind(c *plugin.Ctx, port, network plugin.Object) error {
 	s := From(c)
 	if attr.Str(port, "binding:host_id") == "" {
 		port["binding:vif_type"] = "unbound"

@@ -18,11 +18,6 @@ import (
 	"neutrino/internal/store"
 )
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // Config is ML2's configuration (Neutron's [ml2], [ml2_type_*] settings).
 type Config struct {
 	// TenantNetworkTypes are tried in order for networks created without
@@ -122,7 +117,7 @@ func New(cfg Config) (*Service, error) {
 }
 
 // From returns the ML2 plugin of c's server.
-func From(c *Ctx) *Service {
+func From(c *plugin.Ctx) *Service {
 	s, _ := plugin.Find[*Service](c.Reg)
 	return s
 }
@@ -173,7 +168,7 @@ var extensions = []plugin.Extension{
 
 // networkUsers are the projects with ports or subnets on a network (who
 // depend on its being shared).
-func networkUsers(c *Ctx, obj Object) (map[string]bool, error) {
+func networkUsers(c *plugin.Ctx, obj plugin.Object) (map[string]bool, error) {
 	users := map[string]bool{}
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: attr.Str(obj, "id")})
 	if err != nil {

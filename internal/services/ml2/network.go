@@ -11,7 +11,7 @@ import (
 	"neutrino/internal/store"
 )
 
-func (s *Service) createNetwork(c *Ctx, in Object) (Object, error) {
+func (s *Service) createNetwork(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	id := attr.Str(in, "id")
 	req, err := segmentsFromRequest(c, in)
 	if err != nil {
@@ -29,7 +29,7 @@ func (s *Service) createNetwork(c *Ctx, in Object) (Object, error) {
 		}
 		mtu = int(v)
 	}
-	o := Object{
+	o := plugin.Object{
 		"id": id, "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"admin_state_up": in["admin_state_up"], "status": "ACTIVE", "subnets": []any{},
 		"shared": false, "router:external": false, "mtu": float64(mtu),
@@ -61,7 +61,7 @@ func (s *Service) createNetwork(c *Ctx, in Object) (Object, error) {
 	return c.Load(schema.Network, id)
 }
 
-func setSegments(o Object, segs []Segment) {
+func setSegments(o plugin.Object, segs []Segment) {
 	delete(o, "segments")
 	for _, k := range []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"} {
 		delete(o, k)
@@ -79,7 +79,7 @@ func setSegments(o Object, segs []Segment) {
 	o["segments"] = l
 }
 
-func (s *Service) updateNetwork(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) updateNetwork(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	old := schema.CloneObject(cur)
 	for _, k := range []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id", "segments"} {
 		if v, ok := in[k]; ok && schema.Render(v) != schema.Render(cur[k]) {
@@ -117,7 +117,7 @@ func networkInUse(id string) error {
 // deleteNetwork removes a network with its DHCP ports and subnets (the
 // services that keep objects on a network clear them first, on the
 // network's Before delete event: floating IPs, for instance).
-func (s *Service) deleteNetwork(c *Ctx, cur Object) error {
+func (s *Service) deleteNetwork(c *plugin.Ctx, cur plugin.Object) error {
 	id := attr.Str(cur, "id")
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: id})
 	if err != nil {
@@ -151,6 +151,6 @@ func (s *Service) deleteNetwork(c *Ctx, cur Object) error {
 	return c.Tx.Delete(schema.Network.Kind, id)
 }
 
-func networkVisible(c *Ctx, o Object) bool {
+func networkVisible(c *plugin.Ctx, o plugin.Object) bool {
 	return rbac.SharedWith(o, "access_as_shared", c.ProjectID) || rbac.SharedWith(o, "access_as_external", c.ProjectID)
 }

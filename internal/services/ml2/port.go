@@ -22,14 +22,14 @@ const maxAddressPairs = 10
 
 // portVisible: the owner of a port's network sees (and may delete) the
 // ports other projects put on it, as Neutron's network_owner rule allows.
-func portVisible(c *Ctx, o Object) bool {
+func portVisible(c *plugin.Ctx, o plugin.Object) bool {
 	n, err := c.Tx.Get(schema.Network.Kind, attr.Str(o, "network_id"))
 	return err == nil && attr.Str(n, "project_id") == c.ProjectID
 }
 
 // listPorts is what a non-admin sees: its own ports and every port on its
 // own networks, read by index rather than by scanning all projects.
-func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
+func listPorts(c *plugin.Ctx, f store.Filter) ([]plugin.Object, error) {
 	mine := f
 	if len(f.Projects) > 0 {
 		ok := false
@@ -70,7 +70,7 @@ func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
 		return nil, err
 	}
 	seen := make(map[string]bool, len(own))
-	out := append([]Object{}, own...)
+	out := append([]plugin.Object{}, own...)
 	for _, o := range own {
 		seen[attr.Str(o, "id")] = true
 	}
@@ -87,7 +87,7 @@ func listPorts(c *Ctx, f store.Filter) ([]Object, error) {
 // network owners' privileges, as in Neutron.
 func trustedOwner(owner string) bool { return strings.HasPrefix(owner, "network:") }
 
-func (s *Service) createPort(c *Ctx, in Object) (Object, error) {
+func (s *Service) createPort(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	net, err := NetworkForChange(c, attr.Str(in, "network_id"))
 	if err != nil {
 		return nil, err
@@ -97,7 +97,7 @@ func (s *Service) createPort(c *Ctx, in Object) (Object, error) {
 		return nil, err
 	}
 	id := attr.Str(in, "id")
-	o := Object{
+	o := plugin.Object{
 		"id": id, "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"network_id": attr.Str(net, "id"), "admin_state_up": in["admin_state_up"], "status": "DOWN",
 		"device_id": in["device_id"], "device_owner": in["device_owner"],
@@ -185,7 +185,7 @@ func (s *Service) randomMAC() string {
 
 // reserveMAC records mac as used on network and returns the MAC reserved:
 // a generated MAC that collides is replaced, a requested one is a conflict.
-func reserveMAC(c *Ctx, networkID, mac, portID string, generated bool) (string, error) {
+func reserveMAC(c *plugin.Ctx, networkID, mac, portID string, generated bool) (string, error) {
 	for try := 0; ; try++ {
 		ok, err := c.Tx.ClaimMAC(networkID, mac, portID)
 		if err != nil || ok {
@@ -200,12 +200,12 @@ func reserveMAC(c *Ctx, networkID, mac, portID string, generated bool) (string, 
 
 // allocatePortIPs turns a fixed_ips request into allocations. keep are the
 // port's current addresses (on update) that remain allocated if requested.
-func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[string]string) ([]any, error) {
+func allocatePortIPs(c *plugin.Ctx, net, port plugin.Object, req []any, given bool, keep map[string]string) ([]any, error) {
 	subnets, err := c.Tx.List(schema.Subnet.Kind, store.Filter{Parent: attr.Str(net, "id")})
 	if err != nil {
 		return nil, err
 	}
-	byID := map[string]Object{}
+	byID := map[string]plugin.Object{}
 	for _, s := range subnets {
 		byID[attr.Str(s, "id")] = s
 	}
@@ -213,7 +213,7 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 	router := strings.HasPrefix(attr.Str(port, "device_owner"), "network:router")
 	var out []any
 	usedSubnet := map[string]bool{}
-	add := func(sn Object, ip netip.Addr) {
+	add := func(sn plugin.Object, ip netip.Addr) {
 		out = append(out, map[string]any{"subnet_id": attr.Str(sn, "id"), "ip_address": ip.String()})
 		usedSubnet[attr.Str(sn, "id")] = true
 	}
@@ -222,7 +222,7 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 	}
 	// take allocates ip on sn to the port (unless the port keeps it
 	// already) and adds it to the port's addresses.
-	take := func(sn Object, ip netip.Addr) error {
+	take := func(sn plugin.Object, ip netip.Addr) error {
 		if keep[attr.Str(sn, "id")+"/"+ip.String()] == "" {
 			if err := ipam.Allocate(c, sn, ip, portID); err != nil {
 				return err
@@ -233,7 +233,7 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 	}
 	// takeEUI64 takes the address a SLAAC or stateless subnet derives from
 	// the port's MAC.
-	takeEUI64 := func(sn Object) error {
+	takeEUI64 := func(sn plugin.Object) error {
 		prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
 		a, err := ipam.EUI64(prefix, attr.Str(port, "mac_address"))
 		if err != nil {
@@ -290,7 +290,7 @@ func allocatePortIPs(c *Ctx, net, port Object, req []any, given bool, keep map[s
 				}
 				ip = a.Unmap()
 			}
-			var sn Object
+			var sn plugin.Object
 			if v, ok := m["subnet_id"]; ok {
 				sid, _ := v.(string)
 				if !schema.IsUUID(sid) {
@@ -530,7 +530,7 @@ func pyDict(m map[string]any) string {
 	return "{" + strings.Join(parts, ", ") + "}"
 }
 
-func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) updatePort(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	net, err := c.Tx.Get(schema.Network.Kind, attr.Str(cur, "network_id"))
 	if err != nil {
 		return nil, err
@@ -622,7 +622,7 @@ func (s *Service) updatePort(c *Ctx, cur, in Object) (Object, error) {
 
 // rederiveAutoAddresses replaces a port's EUI-64 addresses with those of
 // its (new) MAC.
-func rederiveAutoAddresses(c *Ctx, p Object) error {
+func rederiveAutoAddresses(c *plugin.Ctx, p plugin.Object) error {
 	out := make([]any, 0, len(attr.List(p, "fixed_ips")))
 	for _, e := range attr.List(p, "fixed_ips") {
 		m, _ := e.(map[string]any)
@@ -648,7 +648,7 @@ func rederiveAutoAddresses(c *Ctx, p Object) error {
 	return nil
 }
 
-func (s *Service) deletePort(c *Ctx, cur Object) error {
+func (s *Service) deletePort(c *plugin.Ctx, cur plugin.Object) error {
 	if err := s.commit(c, "port", plugin.Delete, cur, nil, nil); err != nil {
 		return err
 	}
@@ -658,7 +658,7 @@ func (s *Service) deletePort(c *Ctx, cur Object) error {
 // ServicePort creates a port owned by a network device (router, floating
 // IP, DHCP server) for the service itself: with the given project,
 // fixed_ips request (nil: automatic) and owner.
-func ServicePort(c *Ctx, networkID, project, owner, deviceID string, fixedIPs []any) (Object, error) {
+func ServicePort(c *plugin.Ctx, networkID, project, owner, deviceID string, fixedIPs []any) (plugin.Object, error) {
 	ac := c.AsAdmin()
 	in := map[string]any{"network_id": networkID, "device_owner": owner, "device_id": deviceID}
 	if fixedIPs != nil {
@@ -680,7 +680,7 @@ func ServicePort(c *Ctx, networkID, project, owner, deviceID string, fixedIPs []
 
 // RemovePort deletes a port and frees its addresses and MAC (what the
 // port API's delete does, for the service that owns the port).
-func RemovePort(c *Ctx, p Object) error {
+func RemovePort(c *plugin.Ctx, p plugin.Object) error {
 	id := attr.Str(p, "id")
 	if err := ipam.ReleasePortIPs(c, id); err != nil {
 		return err
@@ -691,12 +691,12 @@ func RemovePort(c *Ctx, p Object) error {
 	return c.Tx.Delete(schema.Port.Kind, id)
 }
 
-func hasMAC(o Object) bool { _, ok := o["mac_address"].(string); return ok }
+func hasMAC(o plugin.Object) bool { _, ok := o["mac_address"].(string); return ok }
 
 // networkOwnerAttrs enforces Neutron's default policy for ports on a network
 // the caller does not own (a shared one): chosen addresses, network device
 // owners, port security and address pairs are the network owner's to set.
-func networkOwnerAttrs(c *Ctx, in Object, netOwner bool, action string) error {
+func networkOwnerAttrs(c *plugin.Ctx, in plugin.Object, netOwner bool, action string) error {
 	if netOwner {
 		return nil
 	}

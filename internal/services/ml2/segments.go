@@ -11,6 +11,7 @@ import (
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
+	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 )
 
@@ -21,8 +22,8 @@ type Segment struct {
 	SegmentationID  int64  // 0 when none
 }
 
-func (s Segment) object() Object {
-	o := Object{"provider:network_type": s.NetworkType, "provider:physical_network": nil, "provider:segmentation_id": nil}
+func (s Segment) object() plugin.Object {
+	o := plugin.Object{"provider:network_type": s.NetworkType, "provider:physical_network": nil, "provider:segmentation_id": nil}
 	if s.PhysicalNetwork != "" {
 		o["provider:physical_network"] = s.PhysicalNetwork
 	}
@@ -39,7 +40,7 @@ type TypeDriver interface {
 	// Validate checks a provider segment given by an admin.
 	Validate(s *Segment) error
 	// Reserve records s (allocating a segmentation id when it has none).
-	Reserve(c *Ctx, s *Segment, networkID string) error
+	Reserve(c *plugin.Ctx, s *Segment, networkID string) error
 	// MTU is the largest MTU a network on s can offer its ports.
 	MTU(s Segment) int
 	// Tenant reports whether networks of this type may be allocated for
@@ -97,7 +98,7 @@ func (d *rangeDriver) Validate(s *Segment) error {
 	return nil
 }
 
-func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
+func (d *rangeDriver) Reserve(c *plugin.Ctx, s *Segment, networkID string) error {
 	if d.typ == "flat" {
 		if err := insertSegment(c, s, networkID); err != nil {
 			if err == errSegmentTaken {
@@ -147,7 +148,7 @@ func (d *rangeDriver) Reserve(c *Ctx, s *Segment, networkID string) error {
 // probes, each one insert that yields on conflict (as Neutron picks at
 // random, which also keeps a just-released id from being reused at once),
 // then the lowest free id after an allocated one.
-func claimSegment(c *Ctx, s *Segment, lo, hi int64, networkID string) (bool, error) {
+func claimSegment(c *plugin.Ctx, s *Segment, lo, hi int64, networkID string) (bool, error) {
 	try := func(id int64) (bool, error) {
 		ok, err := c.Tx.ClaimSegment(s.NetworkType, s.PhysicalNetwork, id, networkID)
 		if ok {
@@ -173,7 +174,7 @@ func claimSegment(c *Ctx, s *Segment, lo, hi int64, networkID string) (bool, err
 // errSegmentTaken: a requested segment is allocated already.
 var errSegmentTaken = errors.New("segment in use")
 
-func insertSegment(c *Ctx, s *Segment, networkID string) error {
+func insertSegment(c *plugin.Ctx, s *Segment, networkID string) error {
 	ok, err := c.Tx.ClaimSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, networkID)
 	if err == nil && !ok {
 		return errSegmentTaken
@@ -182,7 +183,7 @@ func insertSegment(c *Ctx, s *Segment, networkID string) error {
 }
 
 // releaseSegments frees a network's segments.
-func releaseSegments(c *Ctx, net Object) error {
+func releaseSegments(c *plugin.Ctx, net plugin.Object) error {
 	for _, s := range NetworkSegments(net) {
 		if err := c.Tx.ReleaseSegment(s.NetworkType, s.PhysicalNetwork, s.SegmentationID, attr.Str(net, "id")); err != nil {
 			return err
@@ -243,7 +244,7 @@ func (s *Service) initTypes() error {
 }
 
 // segmentsFromRequest reads provider:* or segments from a create request.
-func segmentsFromRequest(c *Ctx, in Object) ([]Segment, error) {
+func segmentsFromRequest(c *plugin.Ctx, in plugin.Object) ([]Segment, error) {
 	provider := false
 	for _, k := range []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"} {
 		if v, ok := in[k]; ok && !schema.IsUnset(v) {
@@ -304,7 +305,7 @@ func segmentsFromRequest(c *Ctx, in Object) ([]Segment, error) {
 }
 
 // allocateSegments reserves the requested segments, or a tenant segment.
-func allocateSegments(c *Ctx, requested []Segment, networkID string) ([]Segment, error) {
+func allocateSegments(c *plugin.Ctx, requested []Segment, networkID string) ([]Segment, error) {
 	if len(requested) > 0 {
 		for i := range requested {
 			if err := From(c).types[requested[i].NetworkType].Reserve(c, &requested[i], networkID); err != nil {
@@ -331,7 +332,7 @@ func allocateSegments(c *Ctx, requested []Segment, networkID string) ([]Segment,
 }
 
 // networkMTU is the smallest MTU the network's segments allow.
-func networkMTU(c *Ctx, segs []Segment) int {
+func networkMTU(c *plugin.Ctx, segs []Segment) int {
 	mtu := 0
 	for _, s := range segs {
 		if d := From(c).types[s.NetworkType]; d != nil {
@@ -347,7 +348,7 @@ func networkMTU(c *Ctx, segs []Segment) int {
 }
 
 // NetworkSegments returns a network's segments as stored.
-func NetworkSegments(o Object) []Segment {
+func NetworkSegments(o plugin.Object) []Segment {
 	var out []Segment
 	for _, e := range attr.List(o, "segments") {
 		m, _ := e.(map[string]any)

@@ -16,7 +16,7 @@ import (
 
 const maxDNSNameservers, maxHostRoutes = 5, 20
 
-func subnetVisible(c *Ctx, o Object) bool {
+func subnetVisible(c *plugin.Ctx, o plugin.Object) bool {
 	// Subnets of shared networks are visible; those of external networks
 	// that are not shared are not.
 	n, err := c.Tx.Get(schema.Network.Kind, attr.Str(o, "network_id"))
@@ -26,7 +26,7 @@ func subnetVisible(c *Ctx, o Object) bool {
 // NetworkForChange loads a network the caller may attach things to: its
 // own, a shared one, or any for admins. An external network that is not
 // shared is visible but not attachable.
-func NetworkForChange(c *Ctx, id string) (Object, error) {
+func NetworkForChange(c *plugin.Ctx, id string) (plugin.Object, error) {
 	n, err := c.Tx.Get(schema.Network.Kind, id)
 	if err != nil || !c.CanSee(schema.Network, n) {
 		return nil, fault.NotFound("Network", "Network", id)
@@ -37,7 +37,7 @@ func NetworkForChange(c *Ctx, id string) (Object, error) {
 	return n, nil
 }
 
-func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
+func (s *Service) createSubnet(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	net, err := NetworkForChange(c, attr.Str(in, "network_id"))
 	if err != nil {
 		return nil, err
@@ -151,7 +151,7 @@ func (s *Service) createSubnet(c *Ctx, in Object) (Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := Object{
+	o := plugin.Object{
 		"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"network_id": attr.Str(net, "id"), "ip_version": float64(version), "cidr": prefix.String(),
 		"subnetpool_id": nilIfEmpty(poolID), "enable_dhcp": in["enable_dhcp"],
@@ -228,7 +228,7 @@ func validateRoutes(v any, version int) ([]any, error) {
 
 // addAutoAddresses gives every existing port of the network (router ports
 // excepted) its EUI-64 address on a new SLAAC or stateless subnet.
-func addAutoAddresses(c *Ctx, sn Object) error {
+func addAutoAddresses(c *plugin.Ctx, sn plugin.Object) error {
 	prefix, _ := netip.ParsePrefix(attr.Str(sn, "cidr"))
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: attr.Str(sn, "network_id")})
 	if err != nil {
@@ -254,7 +254,7 @@ func addAutoAddresses(c *Ctx, sn Object) error {
 	return nil
 }
 
-func (s *Service) updateSubnet(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) updateSubnet(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	prefix, _ := netip.ParsePrefix(attr.Str(cur, "cidr"))
 	version := int(cur["ip_version"].(float64))
 	gw, _ := netip.ParseAddr(attr.Str(cur, "gateway_ip"))
@@ -310,7 +310,7 @@ func (s *Service) updateSubnet(c *Ctx, cur, in Object) (Object, error) {
 	return merged, s.commit(c, "subnet", plugin.Update, old, merged, in)
 }
 
-func (s *Service) deleteSubnet(c *Ctx, cur Object) error {
+func (s *Service) deleteSubnet(c *plugin.Ctx, cur plugin.Object) error {
 	id := attr.Str(cur, "id")
 	rows, err := c.Tx.SubnetPorts(id)
 	if err != nil {

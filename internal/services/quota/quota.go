@@ -16,11 +16,6 @@ import (
 	"neutrino/internal/store"
 )
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // Service is the quotas extension: a limit per project on the resources
 // whose handlers name a quota, checked when one is created.
 type Service struct {
@@ -62,7 +57,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 			s.kinds[q] = res.Kind
 		}
 	}
-	r.Subscribe("*", plugin.Create, plugin.Before, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe("*", plugin.Create, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
 		h := c.Reg.Handler(p.Res)
 		project, _ := p.Request["project_id"].(string)
 		if h == nil || h.Quota == "" || project == "" {
@@ -77,7 +72,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 	return nil
 }
 
-func (s *Service) limit(c *Ctx, project, resource string) (int, error) {
+func (s *Service) limit(c *plugin.Ctx, project, resource string) (int, error) {
 	o, err := c.Tx.Get(quotaKind, project)
 	if err == nil {
 		if v, ok := o[resource].(float64); ok {
@@ -89,7 +84,7 @@ func (s *Service) limit(c *Ctx, project, resource string) (int, error) {
 	return s.defaults[resource], nil
 }
 
-func (s *Service) check(c *Ctx, resource, project string, n int) error {
+func (s *Service) check(c *plugin.Ctx, resource, project string, n int) error {
 	kind := s.kinds[resource]
 	limit, err := s.limit(c, project, resource)
 	if err != nil || limit < 0 {
@@ -107,7 +102,7 @@ func (s *Service) check(c *Ctx, resource, project string, n int) error {
 
 // perResource maps each quota resource to what value makes of project's
 // limit on it.
-func (s *Service) perResource(c *Ctx, project string, value func(resource string, limit int) (any, error)) (map[string]any, error) {
+func (s *Service) perResource(c *plugin.Ctx, project string, value func(resource string, limit int) (any, error)) (map[string]any, error) {
 	out := map[string]any{}
 	for _, r := range s.resources {
 		l, err := s.limit(c, project, r)
@@ -122,7 +117,7 @@ func (s *Service) perResource(c *Ctx, project string, value func(resource string
 }
 
 // quotas returns a project's effective limits.
-func (s *Service) quotas(c *Ctx, project string) (map[string]any, error) {
+func (s *Service) quotas(c *plugin.Ctx, project string) (map[string]any, error) {
 	return s.perResource(c, project, func(_ string, limit int) (any, error) { return float64(limit), nil })
 }
 
@@ -136,7 +131,7 @@ func (s *Service) defaultQuotas() map[string]any {
 }
 
 // details returns used/limit/reserved per resource.
-func (s *Service) details(c *Ctx, project string) (map[string]any, error) {
+func (s *Service) details(c *plugin.Ctx, project string) (map[string]any, error) {
 	return s.perResource(c, project, func(r string, limit int) (any, error) {
 		used, err := c.Tx.Count(s.kinds[r], project)
 		if err != nil {
@@ -147,7 +142,7 @@ func (s *Service) details(c *Ctx, project string) (map[string]any, error) {
 }
 
 // set validates and stores limits for project.
-func (s *Service) set(c *Ctx, project string, in map[string]any) (map[string]any, error) {
+func (s *Service) set(c *plugin.Ctx, project string, in map[string]any) (map[string]any, error) {
 	known := map[string]bool{}
 	for _, r := range s.resources {
 		known[r] = true
@@ -155,7 +150,7 @@ func (s *Service) set(c *Ctx, project string, in map[string]any) (map[string]any
 	keys := slices.Sorted(maps.Keys(in))
 	o, err := c.Tx.Get(quotaKind, project)
 	if errors.Is(err, store.ErrNotFound) {
-		o, err = Object{"id": project, "project_id": project}, nil
+		o, err = plugin.Object{"id": project, "project_id": project}, nil
 	}
 	if err != nil {
 		return nil, err
@@ -194,7 +189,7 @@ func (s *Service) set(c *Ctx, project string, in map[string]any) (map[string]any
 
 // reset returns project to the defaults; a project without limits of
 // its own is a 404, as in Neutron.
-func (s *Service) reset(c *Ctx, project string) error {
+func (s *Service) reset(c *plugin.Ctx, project string) error {
 	err := c.Tx.Delete(quotaKind, project)
 	if errors.Is(err, store.ErrNotFound) {
 		return fault.New(http.StatusNotFound, "TenantQuotaNotFound", "Quota for tenant %s could not be found.", project)
@@ -203,7 +198,7 @@ func (s *Service) reset(c *Ctx, project string) error {
 }
 
 // projects lists the projects with limits set.
-func (s *Service) projects(c *Ctx) ([]string, error) {
+func (s *Service) projects(c *plugin.Ctx) ([]string, error) {
 	objs, err := c.Tx.List(quotaKind, store.Filter{})
 	if err != nil {
 		return nil, err
@@ -235,7 +230,7 @@ func (s *Service) serve(req *plugin.Request) (int, any, error) {
 			return 0, nil, fault.Forbidden("rule:get_quota is disallowed by policy")
 		}
 		out := []any{}
-		err := req.Reg.Read(req.Context(), func(cc *Ctx) error {
+		err := req.Reg.Read(req.Context(), func(cc *plugin.Ctx) error {
 			projects, err := s.projects(cc)
 			if err != nil {
 				return err
@@ -271,7 +266,7 @@ func (s *Service) serve(req *plugin.Request) (int, any, error) {
 		return http.StatusOK, map[string]any{"quota": s.defaultQuotas()}, nil
 	case method == http.MethodGet:
 		var q map[string]any
-		err := req.Reg.Read(req.Context(), func(cc *Ctx) error {
+		err := req.Reg.Read(req.Context(), func(cc *plugin.Ctx) error {
 			var err error
 			if sub == "details" {
 				q, err = s.details(cc, project)
@@ -294,7 +289,7 @@ func (s *Service) serve(req *plugin.Request) (int, any, error) {
 			return 0, nil, err
 		}
 		var q map[string]any
-		_, err = req.Reg.Write(req.Context(), func(cc *Ctx) error {
+		_, err = req.Reg.Write(req.Context(), func(cc *plugin.Ctx) error {
 			var err error
 			q, err = s.set(cc, project, in)
 			return err
@@ -304,7 +299,7 @@ func (s *Service) serve(req *plugin.Request) (int, any, error) {
 		if !c.Admin {
 			return 0, nil, fault.Forbidden("rule:delete_quota is disallowed by policy")
 		}
-		_, err := req.Reg.Write(req.Context(), func(cc *Ctx) error { return s.reset(cc, project) })
+		_, err := req.Reg.Write(req.Context(), func(cc *plugin.Ctx) error { return s.reset(cc, project) })
 		return http.StatusNoContent, nil, err
 	}
 	return 0, nil, fault.MethodNotAllowed()

@@ -16,11 +16,6 @@ import (
 	"neutrino/internal/store"
 )
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // Type is a resource type that RBAC policies share: registered by the
 // service that owns it.
 type Type struct {
@@ -29,13 +24,13 @@ type Type struct {
 	Actions []string
 	// Users lists the projects whose objects depend on a share of obj
 	// (their ports on a network, their subnets from a pool).
-	Users func(c *Ctx, obj Object) (map[string]bool, error)
+	Users func(c *plugin.Ctx, obj plugin.Object) (map[string]bool, error)
 }
 
 // Projects is the set of the projects of objs: a Type's Users where the
 // dependents are objects of their own (err, from listing them, passes
 // through).
-func Projects(objs []Object, err error) (map[string]bool, error) {
+func Projects(objs []plugin.Object, err error) (map[string]bool, error) {
 	users := map[string]bool{}
 	for _, o := range objs {
 		users[attr.Str(o, "project_id")] = true
@@ -58,7 +53,7 @@ func (s *Service) Name() string { return "rbac" }
 func (s *Service) Register(r *plugin.Registry) error {
 	r.Extension(plugin.Extension{Alias: "rbac-policies", Name: "RBAC Policies", Description: "Allows creation and modification of policies that control tenant access to resources.", Updated: "2015-06-17T12:15:12-00:00"})
 	return r.Resource(&plugin.Handler{Res: schema.RBACPolicy, Create: s.create, Update: s.update, Delete: s.delete,
-		Visible: func(c *Ctx, o plugin.Object) bool { return false }, Quota: "rbac_policy"})
+		Visible: func(c *plugin.Ctx, o plugin.Object) bool { return false }, Quota: "rbac_policy"})
 }
 
 // Share makes a resource type shareable by RBAC policies; its objects'
@@ -69,18 +64,18 @@ func Share(r *plugin.Registry, o *Type) error {
 		return fmt.Errorf("rbac: the rbac service must come before %s", o.Name)
 	}
 	s.objects[o.Name] = o
-	r.Subscribe(o.Res.Kind, plugin.Delete, plugin.After, func(c *Ctx, p *plugin.Payload) error {
+	r.Subscribe(o.Res.Kind, plugin.Delete, plugin.After, func(c *plugin.Ctx, p *plugin.Payload) error {
 		return deleteFor(c, attr.Str(p.Old, "id"))
 	})
 	return nil
 }
 
-func from(c *Ctx) *Service {
+func from(c *plugin.Ctx) *Service {
 	s, _ := plugin.Find[*Service](c.Reg)
 	return s
 }
 
-func (s *Service) create(c *Ctx, in Object) (Object, error) {
+func (s *Service) create(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	typ, action, target := attr.Str(in, "object_type"), attr.Str(in, "action"), attr.Str(in, "target_tenant")
 	spec, ok := s.objects[typ]
 	if !ok {
@@ -106,7 +101,7 @@ func (s *Service) create(c *Ctx, in Object) (Object, error) {
 			return nil, fault.Conflict("DuplicateRbacPolicy", "An RBAC policy already exists with those values.")
 		}
 	}
-	o := Object{"id": in["id"], "project_id": in["project_id"], "object_type": typ, "object_id": attr.Str(obj, "id"),
+	o := plugin.Object{"id": in["id"], "project_id": in["project_id"], "object_type": typ, "object_id": attr.Str(obj, "id"),
 		"action": action, "target_tenant": target}
 	if err := c.Tx.Put(schema.RBACPolicy.Kind, attr.Str(obj, "id"), o); err != nil {
 		return nil, err
@@ -117,7 +112,7 @@ func (s *Service) create(c *Ctx, in Object) (Object, error) {
 	return o, nil
 }
 
-func (s *Service) update(c *Ctx, cur, in Object) (Object, error) {
+func (s *Service) update(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	for k := range in {
 		if k != "target_tenant" {
 			return nil, fault.BadRequest("Cannot update read-only attribute %s", k)
@@ -157,7 +152,7 @@ func (s *Service) update(c *Ctx, cur, in Object) (Object, error) {
 	return cur, nil
 }
 
-func (s *Service) delete(c *Ctx, cur Object) error {
+func (s *Service) delete(c *plugin.Ctx, cur plugin.Object) error {
 	spec := s.objects[attr.Str(cur, "object_type")]
 	if spec == nil {
 		return c.Tx.Delete(schema.RBACPolicy.Kind, attr.Str(cur, "id"))
@@ -179,7 +174,7 @@ func (s *Service) delete(c *Ctx, cur Object) error {
 // change through the RBAC API bumps the object's revision; one made through
 // its own attributes (shared, router:external) is part of that create or
 // update, which bumps once itself.
-func applyRBAC(c *Ctx, r *schema.Resource, obj Object, bump bool) error {
+func applyRBAC(c *plugin.Ctx, r *schema.Resource, obj plugin.Object, bump bool) error {
 	pols, err := c.Tx.List(schema.RBACPolicy.Kind, store.Filter{Parent: attr.Str(obj, "id")})
 	if err != nil {
 		return err
@@ -208,7 +203,7 @@ func applyRBAC(c *Ctx, r *schema.Resource, obj Object, bump bool) error {
 const Key = "_rbac"
 
 // Targets lists the projects an object is shared with for action.
-func Targets(o Object, action string) []any {
+func Targets(o plugin.Object, action string) []any {
 	m, _ := o[Key].(map[string]any)
 	l, _ := m[action].([]any)
 	return l
@@ -216,7 +211,7 @@ func Targets(o Object, action string) []any {
 
 // SharedWith reports whether o is shared with project (or everyone) for
 // action.
-func SharedWith(o Object, action, project string) bool {
+func SharedWith(o plugin.Object, action, project string) bool {
 	for _, t := range Targets(o, action) {
 		if t == "*" || t == project {
 			return true
@@ -227,14 +222,14 @@ func SharedWith(o Object, action, project string) bool {
 
 // Add records a share made through an attribute (shared=true,
 // router:external=true), owned by the object's project.
-func Add(c *Ctx, obj Object, typ, action, target string) error {
+func Add(c *plugin.Ctx, obj plugin.Object, typ, action, target string) error {
 	for _, t := range Targets(obj, action) {
 		if t == target {
 			return nil
 		}
 	}
 	spec := from(c).objects[typ]
-	o := Object{"id": plugin.NewID(), "project_id": obj["project_id"], "object_type": typ, "object_id": obj["id"],
+	o := plugin.Object{"id": plugin.NewID(), "project_id": obj["project_id"], "object_type": typ, "object_id": obj["id"],
 		"action": action, "target_tenant": target}
 	if err := c.Tx.Put(schema.RBACPolicy.Kind, attr.Str(obj, "id"), o); err != nil {
 		return err
@@ -244,7 +239,7 @@ func Add(c *Ctx, obj Object, typ, action, target string) error {
 
 // SetWildcard turns a '*' share on or off (the shared and router:external
 // attributes).
-func SetWildcard(c *Ctx, obj Object, typ, action string, on bool) error {
+func SetWildcard(c *plugin.Ctx, obj plugin.Object, typ, action string, on bool) error {
 	if on {
 		return Add(c, obj, typ, action, "*")
 	}
@@ -273,7 +268,7 @@ func SetWildcard(c *Ctx, obj Object, typ, action string, on bool) error {
 
 // checkShareRemoval refuses to withdraw a share that other projects still
 // depend on (their ports on a network, their rules on a group).
-func checkShareRemoval(c *Ctx, spec *Type, obj Object, action, target string, viaPolicy bool) error {
+func checkShareRemoval(c *plugin.Ctx, spec *Type, obj plugin.Object, action, target string, viaPolicy bool) error {
 	if spec.Users == nil {
 		return nil
 	}
@@ -304,14 +299,14 @@ func checkShareRemoval(c *Ctx, spec *Type, obj Object, action, target string, vi
 }
 
 // deleteFor removes every policy on an object being deleted.
-func deleteFor(c *Ctx, id string) error {
+func deleteFor(c *plugin.Ctx, id string) error {
 	_, err := c.Tx.DeleteChildren(schema.RBACPolicy.Kind, id)
 	return err
 }
 
 // Present shows "shared" as the caller sees it: true when the object is
 // shared with everyone or with the caller's project.
-func Present(c *Ctx, o Object) Object {
+func Present(c *plugin.Ctx, o plugin.Object) plugin.Object {
 	if _, ok := o[Key]; !ok {
 		return o
 	}
@@ -319,7 +314,7 @@ func Present(c *Ctx, o Object) Object {
 	if shared == (o["shared"] == true) {
 		return o
 	}
-	cp := make(Object, len(o))
+	cp := make(plugin.Object, len(o))
 	for k, v := range o {
 		cp[k] = v
 	}

@@ -31,11 +31,6 @@ var protocolNumbers = map[string]int{
 
 const protocolList = "[None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ip', 'ipip', 'ipv6-encap', 'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', 'udp', 'udplite', 'vrrp']"
 
-type (
-	Ctx    = plugin.Ctx
-	Object = plugin.Object
-)
-
 // Service is the security-group extension.
 type Service struct{}
 
@@ -55,7 +50,7 @@ func (*Service) Register(r *plugin.Registry) error {
 		plugin.Extension{Alias: "rbac-security-groups", Name: "Add security_group type to network RBAC", Description: "Add security_group type to network RBAC", Updated: "2019-02-14T00:00:00-00:00"},
 	)
 	if err := rbac.Share(r, &rbac.Type{Name: "security_group", Res: schema.SecurityGroup, Actions: []string{"access_as_shared"},
-		Users: func(c *Ctx, sg Object) (map[string]bool, error) {
+		Users: func(c *plugin.Ctx, sg plugin.Object) (map[string]bool, error) {
 			return rbac.Projects(groupMembers(c, attr.Str(sg, "id")))
 		}}); err != nil {
 		return err
@@ -74,7 +69,7 @@ func (*Service) Register(r *plugin.Registry) error {
 // portCreated gives a new port its groups: those asked for (which must
 // exist and be usable by the caller), else the project's default group
 // when the port has port security and is not a network device's.
-func portCreated(c *Ctx, p *plugin.Payload) error {
+func portCreated(c *plugin.Ctx, p *plugin.Payload) error {
 	port, in := p.New, p.Request
 	ps := port["port_security_enabled"] == true
 	sgs, given := in["security_groups"].([]any)
@@ -100,7 +95,7 @@ func portCreated(c *Ctx, p *plugin.Payload) error {
 
 // portUpdated checks a port's new groups, and that port security goes off
 // only with no group left.
-func portUpdated(c *Ctx, p *plugin.Payload) error {
+func portUpdated(c *plugin.Ctx, p *plugin.Payload) error {
 	port := p.New
 	ps := port["port_security_enabled"] == true
 	if v, ok := p.Request["security_groups"]; ok {
@@ -126,17 +121,17 @@ func sgNotFound(id string) error {
 	return fault.New(http.StatusNotFound, "SecurityGroupNotFound", "Security group %s does not exist", id)
 }
 
-func securityGroupVisible(c *Ctx, o Object) bool {
+func securityGroupVisible(c *plugin.Ctx, o plugin.Object) bool {
 	return rbac.SharedWith(o, "access_as_shared", c.ProjectID)
 }
 
-func ruleVisible(c *Ctx, o Object) bool {
+func ruleVisible(c *plugin.Ctx, o plugin.Object) bool {
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, attr.Str(o, "security_group_id"))
 	return err == nil && (attr.Str(sg, "project_id") == c.ProjectID || securityGroupVisible(c, sg))
 }
 
 // checkGroups verifies that every group exists and is usable by the caller.
-func checkGroups(c *Ctx, ids []any) error {
+func checkGroups(c *plugin.Ctx, ids []any) error {
 	for _, v := range ids {
 		id, _ := v.(string)
 		sg, err := c.Tx.Get(schema.SecurityGroup.Kind, id)
@@ -147,15 +142,15 @@ func checkGroups(c *Ctx, ids []any) error {
 	return nil
 }
 
-func newGroup(c *Ctx, id, project, name, description string, stateful bool) Object {
-	o := Object{"id": id, "project_id": project, "name": name, "description": description, "stateful": stateful,
+func newGroup(c *plugin.Ctx, id, project, name, description string, stateful bool) plugin.Object {
+	o := plugin.Object{"id": id, "project_id": project, "name": name, "description": description, "stateful": stateful,
 		"shared": false, "security_group_rules": []any{}, rbac.Key: map[string]any{}}
 	c.Stamp(o)
 	return o
 }
 
-func newRule(c *Ctx, sg Object, direction, ethertype string, remoteGroup any, description any) Object {
-	r := Object{"id": plugin.NewID(), "project_id": sg["project_id"], "security_group_id": sg["id"], "direction": direction,
+func newRule(c *plugin.Ctx, sg plugin.Object, direction, ethertype string, remoteGroup any, description any) plugin.Object {
+	r := plugin.Object{"id": plugin.NewID(), "project_id": sg["project_id"], "security_group_id": sg["id"], "direction": direction,
 		"ethertype": ethertype, "protocol": nil, "port_range_min": nil, "port_range_max": nil, "remote_ip_prefix": nil,
 		"normalized_cidr": nil, "remote_group_id": remoteGroup, "description": description}
 	c.Stamp(r)
@@ -164,7 +159,7 @@ func newRule(c *Ctx, sg Object, direction, ethertype string, remoteGroup any, de
 }
 
 // embed is the form of a rule inside its group's security_group_rules.
-func embed(r Object) map[string]any {
+func embed(r plugin.Object) map[string]any {
 	m := map[string]any{}
 	for _, a := range schema.SecurityGroupRule.Attrs {
 		if v, ok := r[a.Name]; ok {
@@ -176,7 +171,7 @@ func embed(r Object) map[string]any {
 }
 
 // storeGroupWithRules writes a new group and its rules.
-func storeGroupWithRules(c *Ctx, sg Object, rules []Object) error {
+func storeGroupWithRules(c *plugin.Ctx, sg plugin.Object, rules []plugin.Object) error {
 	l := make([]any, 0, len(rules))
 	for _, r := range rules {
 		if err := c.Put(schema.SecurityGroupRule, r); err != nil {
@@ -190,13 +185,13 @@ func storeGroupWithRules(c *Ctx, sg Object, rules []Object) error {
 
 // ensureDefaultSG returns the id of project's default group, creating it
 // with Neutron's default rules when missing.
-func ensureDefaultSG(c *Ctx, project string) (string, error) {
+func ensureDefaultSG(c *plugin.Ctx, project string) (string, error) {
 	if id, err := defaultSG(c.Tx, project); err != nil || id != "" {
 		return id, err
 	}
 	sg := newGroup(c, plugin.NewID(), project, "default", "Default security group", true)
 	sg["revision_number"] = float64(1)
-	var rules []Object
+	var rules []plugin.Object
 	for _, et := range []string{"IPv4", "IPv6"} {
 		rules = append(rules, newRule(c, sg, "egress", et, nil, nil), newRule(c, sg, "ingress", et, sg["id"], nil))
 	}
@@ -236,14 +231,14 @@ func ensureDefault(ctx context.Context, reg *plugin.Registry, caller *policy.Cal
 	if err != nil || found {
 		return err
 	}
-	_, err = reg.Write(ctx, func(c *Ctx) error {
+	_, err = reg.Write(ctx, func(c *plugin.Ctx) error {
 		_, err := ensureDefaultSG(c, project)
 		return err
 	})
 	return err
 }
 
-func createSecurityGroup(c *Ctx, in Object) (Object, error) {
+func createSecurityGroup(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	project := attr.Str(in, "project_id")
 	if attr.Str(in, "name") == "default" {
 		if _, err := ensureDefaultSG(c, project); err != nil {
@@ -255,7 +250,7 @@ func createSecurityGroup(c *Ctx, in Object) (Object, error) {
 		return nil, err
 	}
 	sg := newGroup(c, attr.Str(in, "id"), project, attr.Str(in, "name"), attr.Str(in, "description"), attr.Bool(in, "stateful"))
-	var rules []Object
+	var rules []plugin.Object
 	for _, et := range []string{"IPv4", "IPv6"} {
 		rules = append(rules, newRule(c, sg, "egress", et, nil, nil))
 	}
@@ -265,7 +260,7 @@ func createSecurityGroup(c *Ctx, in Object) (Object, error) {
 	return sg, nil
 }
 
-func updateSecurityGroup(c *Ctx, cur, in Object) (Object, error) {
+func updateSecurityGroup(c *plugin.Ctx, cur, in plugin.Object) (plugin.Object, error) {
 	if attr.Str(cur, "name") == "default" {
 		if n, ok := in["name"]; ok && n != "default" {
 			return nil, fault.Conflict("SecurityGroupCannotUpdateDefault", "Updating default security group not allowed.")
@@ -285,19 +280,19 @@ func updateSecurityGroup(c *Ctx, cur, in Object) (Object, error) {
 }
 
 // groupPorts reports whether any port uses group id.
-func groupPorts(c *Ctx, id string) (bool, error) {
+func groupPorts(c *plugin.Ctx, id string) (bool, error) {
 	ports, err := groupMembers(c, id)
 	return len(ports) > 0, err
 }
 
 // groupMembers lists the ports in security group id.
-func groupMembers(c *Ctx, id string) ([]Object, error) {
-	return c.Tx.Select(schema.Port.Kind, func(p Object) bool {
+func groupMembers(c *plugin.Ctx, id string) ([]plugin.Object, error) {
+	return c.Tx.Select(schema.Port.Kind, func(p plugin.Object) bool {
 		return slices.Contains(attr.List(p, "security_groups"), any(id))
 	})
 }
 
-func deleteSecurityGroup(c *Ctx, cur Object) error {
+func deleteSecurityGroup(c *plugin.Ctx, cur plugin.Object) error {
 	id := attr.Str(cur, "id")
 	if attr.Str(cur, "name") == "default" && !c.Admin {
 		return fault.Conflict("SecurityGroupCannotRemoveDefault", "Insufficient rights for removing default security group.")
@@ -360,7 +355,7 @@ func invalidProtocol(s string) error {
 		"Security group rule protocol %s not supported. Only protocol values %s and integer representations [0 to 255] are supported.", s, protocolList)
 }
 
-func createRule(c *Ctx, in Object) (Object, error) {
+func createRule(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	sgID := attr.Str(in, "security_group_id")
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, sgID)
 	if err != nil || !c.CanSee(schema.SecurityGroup, sg) {
@@ -442,7 +437,7 @@ func createRule(c *Ctx, in Object) (Object, error) {
 			return nil, sgNotFound(rg)
 		}
 	}
-	r := Object{"id": in["id"], "project_id": in["project_id"], "security_group_id": sgID, "direction": in["direction"],
+	r := plugin.Object{"id": in["id"], "project_id": in["project_id"], "security_group_id": sgID, "direction": in["direction"],
 		"ethertype": et, "protocol": proto, "port_range_min": in["port_range_min"], "port_range_max": in["port_range_max"],
 		"remote_ip_prefix": in["remote_ip_prefix"], "normalized_cidr": normalized, "remote_group_id": in["remote_group_id"],
 		"description": in["description"]}
@@ -453,7 +448,7 @@ func createRule(c *Ctx, in Object) (Object, error) {
 		r["port_range_max"] = nil
 	}
 	// Duplicates compare normalized values (protocol by number).
-	sig := func(o Object) string {
+	sig := func(o plugin.Object) string {
 		_, n, _ := normalizeProtocol(o["protocol"], attr.Str(o, "ethertype"))
 		return strings.Join([]string{attr.Str(o, "direction"), attr.Str(o, "ethertype"), strconv.Itoa(n), schema.Render(o["port_range_min"]),
 			schema.Render(o["port_range_max"]), schema.Render(o["normalized_cidr"]), schema.Render(o["remote_group_id"])}, "|")
@@ -479,12 +474,12 @@ func createRule(c *Ctx, in Object) (Object, error) {
 
 // ruleGroupOwner reports whether the caller owns the rule's group (who may
 // delete any rule in it, as Neutron's sg_owner rule allows).
-func ruleGroupOwner(c *Ctx, rule Object) bool {
+func ruleGroupOwner(c *plugin.Ctx, rule plugin.Object) bool {
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, attr.Str(rule, "security_group_id"))
 	return err == nil && c.Owns(attr.Str(sg, "project_id"))
 }
 
-func deleteRule(c *Ctx, cur Object) error {
+func deleteRule(c *plugin.Ctx, cur plugin.Object) error {
 	id := attr.Str(cur, "id")
 	sg, err := c.Tx.Get(schema.SecurityGroup.Kind, attr.Str(cur, "security_group_id"))
 	if err != nil {

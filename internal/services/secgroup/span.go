@@ -13,7 +13,7 @@ import (
 // hostGroups is the security-group part of a host's span: the groups its
 // ports use, the groups their rules admit (remote groups), and the
 // addresses of every member of those.
-func hostGroups(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+func hostGroups(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	groups := map[string]bool{}
 	for _, p := range span.Ports {
 		for _, g := range attr.List(p, "security_groups") {
@@ -64,7 +64,7 @@ func hostGroups(c *Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) e
 }
 
 // portAddresses are a port's fixed IPs and allowed address pairs.
-func portAddresses(p Object) []string {
+func portAddresses(p plugin.Object) []string {
 	var out []string
 	for _, key := range []string{"fixed_ips", "allowed_address_pairs"} {
 		for _, e := range attr.List(p, key) {
