@@ -47,24 +47,23 @@ type sandVM struct {
 }
 
 func sandbox(args []string) error {
+	return runSub(args, "usage: neutrino sandbox up|down|openrc|vm|upstream ... [--dir DIR]", "command", map[string]func([]string) error{
+		"up": sandboxUp, "down": sandboxDown, "openrc": sandboxOpenrc, "vm": sandboxVM,
+		"upstream": sandboxUpstream, "advertise": sandboxAdvertise,
+	})
+}
+
+// runSub runs the subcommand args[0] names with the rest of args; what
+// names the kind of subcommand in the error for an unknown one.
+func runSub(args []string, usage, what string, cmds map[string]func([]string) error) error {
 	if len(args) == 0 {
-		return errors.New("usage: neutrino sandbox up|down|openrc|vm|upstream ... [--dir DIR]")
+		return errors.New(usage)
 	}
-	switch args[0] {
-	case "up":
-		return sandboxUp(args[1:])
-	case "down":
-		return sandboxDown(args[1:])
-	case "openrc":
-		return sandboxOpenrc(args[1:])
-	case "vm":
-		return sandboxVM(args[1:])
-	case "upstream":
-		return sandboxUpstream(args[1:])
-	case "advertise":
-		return sandboxAdvertise(args[1:])
+	run, ok := cmds[args[0]]
+	if !ok {
+		return fmt.Errorf("sandbox: unknown %s %q", what, args[0])
 	}
-	return fmt.Errorf("sandbox: unknown command %q", args[0])
+	return run(args[1:])
 }
 
 func sandboxFlags(name string, args []string) (*flag.FlagSet, *string) {
@@ -358,18 +357,9 @@ func (a *sandboxAPI) findID(collection, nameOrID string) (string, error) {
 }
 
 func sandboxVM(args []string) error {
-	if len(args) == 0 {
-		return errors.New("usage: neutrino sandbox vm create|exec|delete NAME ...")
-	}
-	switch args[0] {
-	case "create":
-		return vmCreate(args[1:])
-	case "exec":
-		return vmExec(args[1:])
-	case "delete":
-		return vmDelete(args[1:])
-	}
-	return fmt.Errorf("sandbox: unknown vm command %q", args[0])
+	return runSub(args, "usage: neutrino sandbox vm create|exec|delete NAME ...", "vm command", map[string]func([]string) error{
+		"create": vmCreate, "exec": vmExec, "delete": vmDelete,
+	})
 }
 
 // udhcpcScript applies a busybox udhcpc lease inside a VM namespace.
