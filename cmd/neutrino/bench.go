@@ -34,9 +34,7 @@ func bench(args []string) error {
 	nNet := fs.Int("networks", 200, "POST /v2.0/networks count")
 	nPort := fs.Int("ports", 200, "POST /v2.0/ports count")
 	nGet := fs.Int("gets", 1000, "GET /v2.0/ports?limit=50 count")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run (client and embedded server) to this file")
-	fs.Parse(args)
-	stopProfile, err := startCPUProfile(*cpuprofile)
+	stopProfile, err := parseProfiled(fs, args, "write a CPU profile of the run (client and embedded server) to this file")
 	if err != nil {
 		return err
 	}

@@ -45,32 +45,30 @@ Run "neutrino <command> -h" for a command's flags.
 `, version)
 }
 
+// commands are neutrino's commands, each run with the arguments after its
+// name.
+var commands = map[string]func(args []string) error{
+	"serve": serve, "migrate": migrate, "identity": identityCmd, "bench": bench, "agent": agent, "sandbox": sandbox,
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		usage()
 		os.Exit(2)
 	}
 	var err error
-	switch os.Args[1] {
-	case "serve":
-		err = serve(os.Args[2:])
-	case "migrate":
-		err = migrate(os.Args[2:])
-	case "identity":
-		err = identityCmd(os.Args[2:])
-	case "bench":
-		err = bench(os.Args[2:])
-	case "agent":
-		err = agent(os.Args[2:])
-	case "sandbox":
-		err = sandbox(os.Args[2:])
+	switch cmd := os.Args[1]; cmd {
 	case "version", "--version", "-v":
 		fmt.Println("neutrino", version)
 	case "help", "-h", "--help":
 		usage()
 	default:
-		usage()
-		os.Exit(2)
+		run, ok := commands[cmd]
+		if !ok {
+			usage()
+			os.Exit(2)
+		}
+		err = run(os.Args[2:])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "neutrino:", err)
@@ -284,9 +282,7 @@ func serve(args []string) error {
 	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time a client has to send a request's body")
 	perClient := fs.Int("max-connections-per-client", 256, "connections one client address may hold open at once")
 	keepChanges := fs.Int64("changelog-keep", 200000, "revisions of change log kept for agents to resume from (older readers re-list)")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (at shutdown)")
-	fs.Parse(args)
-	stopProfile, err := startCPUProfile(*cpuprofile)
+	stopProfile, err := parseProfiled(fs, args, "write a CPU profile of the whole run to this file (at shutdown)")
 	if err != nil {
 		return err
 	}
@@ -409,13 +405,16 @@ func serve(args []string) error {
 	return hs.Shutdown(sctx)
 }
 
-// startCPUProfile profiles the process into path until stop is called
-// (nothing when path is empty).
-func startCPUProfile(path string) (stop func(), err error) {
-	if path == "" {
+// parseProfiled adds --cpuprofile (described by usage) to fs, parses args,
+// and profiles the process into the file it names until stop is called
+// (nothing when it names none).
+func parseProfiled(fs *flag.FlagSet, args []string, usage string) (stop func(), err error) {
+	path := fs.String("cpuprofile", "", usage)
+	fs.Parse(args)
+	if *path == "" {
 		return func() {}, nil
 	}
-	f, err := os.Create(path)
+	f, err := os.Create(*path)
 	if err != nil {
 		return nil, err
 	}
