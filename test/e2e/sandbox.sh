@@ -35,26 +35,28 @@ ping_until vm1 "$ip2" || fail "vm1 cannot ping vm2 ($ip2)"
 statuses=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack port list -c Status -f value)
 # two VM ports and the network's DHCP port, all wired
 [ "$(echo "$statuses" | grep -c ACTIVE)" = 3 ] && ! echo "$statuses" | grep -qv ACTIVE || fail "ports not ACTIVE: $statuses"
-# A flat provider network on physnet1 (admin).
-(
-  . <("$BIN" sandbox openrc --dir "$DIR")
-  openstack network create --provider-network-type flat --provider-physical-network physnet1 e2e-flat -f value -c id >/dev/null
-  openstack subnet create --network e2e-flat --subnet-range 10.43.0.0/24 e2e-flat-sub -f value -c id >/dev/null
-) || fail "flat network create"
-"$BIN" sandbox vm create vm3 --network e2e-flat --host compute-1 --dir "$DIR" >/dev/null || fail "vm3"
-"$BIN" sandbox vm create vm4 --network e2e-flat --host compute-2 --dir "$DIR" >/dev/null || fail "vm4"
-ip4=$("$BIN" sandbox vm exec vm4 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
-ping_until vm3 "$ip4" || fail "vm3 cannot ping vm4 on the flat network ($ip4)"
+# provider_ping TYPE WHERE NET CIDR VM_A VM_B PROVIDER_ARGS...: a provider
+# network (admin) NET of TYPE with a subnet CIDR, VM_A on compute-1 and
+# VM_B on compute-2, and a ping from one to the other (WHERE names the
+# network in the failure).
+provider_ping() {
+  local type=$1 where=$2 net=$3 cidr=$4 a=$5 b=$6 ip; shift 6
+  (
+    . <("$BIN" sandbox openrc --dir "$DIR")
+    openstack network create "$@" "$net" -f value -c id >/dev/null
+    openstack subnet create --network "$net" --subnet-range "$cidr" "$net-sub" -f value -c id >/dev/null
+  ) || fail "$type network create"
+  "$BIN" sandbox vm create "$a" --network "$net" --host compute-1 --dir "$DIR" >/dev/null || fail "$a"
+  "$BIN" sandbox vm create "$b" --network "$net" --host compute-2 --dir "$DIR" >/dev/null || fail "$b"
+  ip=$("$BIN" sandbox vm exec "$b" --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+  ping_until "$a" "$ip" || fail "$a cannot ping $b on $where ($ip)"
+}
+# A flat provider network on physnet1.
+provider_ping flat "the flat network" e2e-flat 10.43.0.0/24 vm3 vm4 \
+  --provider-network-type flat --provider-physical-network physnet1
 # A VLAN provider network on the same physnet1 (tagged by tc programs).
-(
-  . <("$BIN" sandbox openrc --dir "$DIR")
-  openstack network create --provider-network-type vlan --provider-physical-network physnet1 --provider-segment 100 e2e-vlan -f value -c id >/dev/null
-  openstack subnet create --network e2e-vlan --subnet-range 10.44.0.0/24 e2e-vlan-sub -f value -c id >/dev/null
-) || fail "vlan network create"
-"$BIN" sandbox vm create vm5 --network e2e-vlan --host compute-1 --dir "$DIR" >/dev/null || fail "vm5"
-"$BIN" sandbox vm create vm6 --network e2e-vlan --host compute-2 --dir "$DIR" >/dev/null || fail "vm6"
-ip6=$("$BIN" sandbox vm exec vm6 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
-ping_until vm5 "$ip6" || fail "vm5 cannot ping vm6 on VLAN 100 ($ip6)"
+provider_ping vlan "VLAN 100" e2e-vlan 10.44.0.0/24 vm5 vm6 \
+  --provider-network-type vlan --provider-physical-network physnet1 --provider-segment 100
 # Every agent (a host agent per host, the DHCP and L3 agents on network-1) alive.
 alive=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack network agent list -c Alive -f value)
 [ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 5 ] || fail "agents not all alive: $alive"
