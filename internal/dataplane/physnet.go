@@ -181,29 +181,21 @@ func ingressProgram(n Network) asm.Instructions {
 		// itself would otherwise reach that VLAN's network.
 		return untaggedOnly()
 	}
-	return asm.Instructions{
+	return passOrDrop(
 		// bpf_skb_vlan_push(skb, htons(ETH_P_8021Q), vid); r1 is skb.
 		asm.Mov.Imm(asm.R2, int32(htons(unix.ETH_P_8021Q))),
 		asm.Mov.Imm(asm.R3, int32(n.SegmentationID)),
 		asm.FnSkbVlanPush.Call(),
 		asm.JNE.Imm(asm.R0, 0, "drop"),
-		asm.Mov.Imm(asm.R0, tcActOK),
-		asm.Return(),
-		asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("drop"),
-		asm.Return(),
-	}
+	)
 }
 
 // untaggedOnly passes untagged frames and drops tagged ones.
 func untaggedOnly() asm.Instructions {
-	return asm.Instructions{
+	return passOrDrop(
 		asm.LoadMem(asm.R2, asm.R1, skbVlanPresent, asm.Word),
 		asm.JNE.Imm(asm.R2, 0, "drop"),
-		asm.Mov.Imm(asm.R0, tcActOK),
-		asm.Return(),
-		asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("drop"),
-		asm.Return(),
-	}
+	)
 }
 
 // egressProgram runs on frames leaving the trunk for the network.
@@ -211,7 +203,7 @@ func egressProgram(n Network) asm.Instructions {
 	if n.Type != "vlan" {
 		return untaggedOnly()
 	}
-	return asm.Instructions{
+	return passOrDrop(
 		asm.LoadMem(asm.R2, asm.R1, skbVlanPresent, asm.Word),
 		asm.JEq.Imm(asm.R2, 0, "drop"),
 		asm.LoadMem(asm.R2, asm.R1, skbVlanTCI, asm.Word),
@@ -219,11 +211,18 @@ func egressProgram(n Network) asm.Instructions {
 		asm.JNE.Imm(asm.R2, int32(n.SegmentationID), "drop"),
 		asm.FnSkbVlanPop.Call(),
 		asm.JNE.Imm(asm.R0, 0, "drop"),
+	)
+}
+
+// passOrDrop ends a program: a frame that runs through prog passes, one
+// that jumps to "drop" is dropped.
+func passOrDrop(prog ...asm.Instruction) asm.Instructions {
+	return append(prog,
 		asm.Mov.Imm(asm.R0, tcActOK),
 		asm.Return(),
 		asm.Mov.Imm(asm.R0, tcActShot).WithSymbol("drop"),
 		asm.Return(),
-	}
+	)
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
