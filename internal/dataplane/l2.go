@@ -255,8 +255,7 @@ func (h *Host) SetPeers(n Network, peers []Peer) error {
 			delete(want, k)
 			continue
 		}
-		e := e
-		if err := h.nl.NeighDel(&e); err != nil && !errors.Is(err, syscall.ENOENT) {
+		if err := h.delNeigh(e); err != nil {
 			return fmt.Errorf("dataplane: fdb delete %s: %w", k.mac, err)
 		}
 	}
@@ -272,6 +271,15 @@ func (h *Host) SetPeers(n Network, peers []Peer) error {
 		}
 	}
 	return h.setProxyNeighbours(vx, peers)
+}
+
+// delNeigh deletes a stale neighbour or FDB entry; one already gone is
+// no error.
+func (h *Host) delNeigh(e netlink.Neigh) error {
+	if err := h.nl.NeighDel(&e); err != nil && !errors.Is(err, syscall.ENOENT) {
+		return err
+	}
+	return nil
 }
 
 // setProxyNeighbours makes the VXLAN device's ARP/ND table exactly the
@@ -309,8 +317,7 @@ func (h *Host) setProxyNeighbours(vx netlink.Link, peers []Peer) error {
 				delete(want, e.IP.String())
 				continue
 			}
-			e := e
-			if err := h.nl.NeighDel(&e); err != nil && !errors.Is(err, syscall.ENOENT) {
+			if err := h.delNeigh(e); err != nil {
 				return fmt.Errorf("dataplane: neighbour delete %s: %w", e.IP, err)
 			}
 		}
