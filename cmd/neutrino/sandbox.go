@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -478,28 +479,14 @@ func vmExec(args []string) error {
 	if err != nil {
 		return err
 	}
-	cmdAt := len(rest)
-	for i, a := range rest {
-		if a == "--" {
-			cmdAt = i
-			break
-		}
-	}
-	fs, dir := sandboxFlags("vm exec", rest[:cmdAt])
-	fs.Parse(rest[:cmdAt])
-	if cmdAt >= len(rest)-1 {
-		return errors.New("usage: neutrino sandbox vm exec NAME [--dir DIR] -- COMMAND...")
-	}
-	st, err := loadSandbox(*dir)
+	st, argv, err := execArgs("vm exec", "usage: neutrino sandbox vm exec NAME [--dir DIR] -- COMMAND...", rest)
 	if err != nil {
 		return err
 	}
 	if _, ok := st.VMs[name]; !ok {
 		return fmt.Errorf("sandbox: no VM %s", name)
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", st.lab().Name("vm-" + name)}, rest[cmdAt+1:]...)...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
+	if err := st.execIn("vm-"+name, argv); err != nil {
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
 			os.Exit(ee.ExitCode())
@@ -633,24 +620,33 @@ func sandboxUpstream(args []string) error {
 	if len(args) == 0 || args[0] != "exec" {
 		return errors.New("usage: neutrino sandbox upstream exec [--dir DIR] -- COMMAND...")
 	}
-	rest := args[1:]
-	cmdAt := len(rest)
-	for i, a := range rest {
-		if a == "--" {
-			cmdAt = i
-			break
-		}
-	}
-	fs, dir := sandboxFlags("upstream exec", rest[:cmdAt])
-	fs.Parse(rest[:cmdAt])
-	if cmdAt >= len(rest)-1 {
-		return errors.New("usage: neutrino sandbox upstream exec [--dir DIR] -- COMMAND...")
-	}
-	st, err := loadSandbox(*dir)
+	st, argv, err := execArgs("upstream exec", "usage: neutrino sandbox upstream exec [--dir DIR] -- COMMAND...", args[1:])
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", st.lab().Name("upstream")}, rest[cmdAt+1:]...)...)
+	return st.execIn("upstream", argv)
+}
+
+// execArgs parses the arguments of an exec command, "[--dir DIR] --
+// COMMAND...", and loads the sandbox they name; usage is the error when
+// there is no command.
+func execArgs(name, usage string, args []string) (*sandboxState, []string, error) {
+	cmdAt := slices.Index(args, "--")
+	if cmdAt < 0 {
+		cmdAt = len(args)
+	}
+	fs, dir := sandboxFlags(name, args[:cmdAt])
+	fs.Parse(args[:cmdAt])
+	if cmdAt >= len(args)-1 {
+		return nil, nil, errors.New(usage)
+	}
+	st, err := loadSandbox(*dir)
+	return st, args[cmdAt+1:], err
+}
+
+// execIn runs argv in the sandbox's namespace ns, on this terminal.
+func (st *sandboxState) execIn(ns string, argv []string) error {
+	cmd := exec.Command("ip", append([]string{"netns", "exec", st.lab().Name(ns)}, argv...)...)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	return cmd.Run()
 }
