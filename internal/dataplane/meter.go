@@ -100,12 +100,8 @@ func (m *Meter) Set(gwDev string, labels []MeterLabel) error {
 		return nil
 	}
 	return InNamespaceNamed(m.ns, func() error {
-		if m.nft == nil {
-			nft, err := knftables.New(knftables.InetFamily, "neutrino-metering")
-			if err != nil {
-				return err
-			}
-			m.nft = nft
+		if err := openNFT(&m.nft, knftables.InetFamily, "neutrino-metering"); err != nil {
+			return err
 		}
 		// Keep what the counters hold before they are rebuilt.
 		if cur, err := m.nft.ListCounters(context.Background()); err == nil {

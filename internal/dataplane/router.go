@@ -285,16 +285,27 @@ func setRoutes(h *netlink.Handle, spec RouterSpec) error {
 	return nil
 }
 
+// openNFT sets *nft to the nftables table of family named table, on first
+// use only (each knftables.New runs nft --check). The caller is in the
+// namespace the table lives in.
+func openNFT(nft *knftables.Interface, family knftables.Family, table string) error {
+	if *nft != nil {
+		return nil
+	}
+	n, err := knftables.New(family, table)
+	if err != nil {
+		return err
+	}
+	*nft = n
+	return nil
+}
+
 // setNAT writes the router's NAT table whole (it is small): floating IPs
 // first, then SNAT of the internal subnets behind the gateway address.
 func (r *Router) setNAT(spec RouterSpec) error {
 	return InNamespaceNamed(r.NS, func() error {
-		if r.nft == nil {
-			nft, err := knftables.New(knftables.IPv4Family, "neutrino-nat")
-			if err != nil {
-				return err
-			}
-			r.nft = nft
+		if err := openNFT(&r.nft, knftables.IPv4Family, "neutrino-nat"); err != nil {
+			return err
 		}
 		tx := r.nft.NewTransaction()
 		tx.Add(&knftables.Table{})
