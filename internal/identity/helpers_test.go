@@ -71,6 +71,37 @@ func loginToken(t *testing.T, srv *httptest.Server, user, pw, project string) st
 // member is a user with the member role in a project of its own.
 type member struct{ project, user, role, token string }
 
+// step is a request an admin makes about member m (other is a second
+// member, for the steps that involve one).
+type step func(m, other member) (method, path string, body any)
+
+// path is the address of m's project, user or role (kind).
+func (m member) path(kind string) string {
+	return map[string]string{"project": "/v3/projects/" + m.project, "user": "/v3/users/" + m.user, "role": "/v3/roles/" + m.role}[kind]
+}
+
+// create is the step that creates a project, user or role (kind) of attrs.
+func create(kind string, attrs map[string]any) step {
+	return func(member, member) (string, string, any) {
+		return "POST", "/v3/" + kind + "s", map[string]any{kind: attrs}
+	}
+}
+
+// patch is the step that sets attrs on m's project or user (kind).
+func patch(kind string, attrs map[string]any) step {
+	return func(m, _ member) (string, string, any) { return "PATCH", m.path(kind), map[string]any{kind: attrs} }
+}
+
+// remove is the step that deletes m's project, user or role (kind).
+func remove(kind string) step {
+	return func(m, _ member) (string, string, any) { return "DELETE", m.path(kind), nil }
+}
+
+// unassign is the step that removes m's role in its project.
+func unassign(m, _ member) (string, string, any) {
+	return "DELETE", "/v3/projects/" + m.project + "/users/" + m.user + "/roles/" + m.role, nil
+}
+
 // newMember creates project name, user name (password "pw-"+name) with the
 // member role in it, and logs the user in.
 func newMember(t *testing.T, srv *httptest.Server, admin, name string) member {
@@ -150,6 +181,11 @@ func failOn(t *testing.T, b *Builtin, op, table string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// failing is failOn as a test case's setup.
+func failing(op, table string) func(t *testing.T, b *Builtin) {
+	return func(t *testing.T, b *Builtin) { failOn(t, b, op, table) }
 }
 
 // testArgon2 makes password hashing cheap for tests (the real cost is

@@ -6,9 +6,6 @@ import (
 	"testing"
 )
 
-// step is a request an admin makes about member m.
-type step func(m member) (method, path string, body any)
-
 // TestChangesEndTokensAtOnceOnEveryServer: disabling or deleting a project
 // or user, removing a role assignment and revoking a token refuse the token
 // on the very next request, on the server that made the change and on
@@ -19,28 +16,12 @@ func TestChangesEndTokensAtOnceOnEveryServer(t *testing.T) {
 		change step
 		undo   step // if any, reverses the change: the token must stay refused
 	}{
-		{"disable project", func(m member) (string, string, any) {
-			return "PATCH", "/v3/projects/" + m.project, map[string]any{"project": map[string]any{"enabled": false}}
-		}, func(m member) (string, string, any) {
-			return "PATCH", "/v3/projects/" + m.project, map[string]any{"project": map[string]any{"enabled": true}}
-		}},
-		{"delete project", func(m member) (string, string, any) {
-			return "DELETE", "/v3/projects/" + m.project, nil
-		}, nil},
-		{"disable user", func(m member) (string, string, any) {
-			return "PATCH", "/v3/users/" + m.user, map[string]any{"user": map[string]any{"enabled": false}}
-		}, func(m member) (string, string, any) {
-			return "PATCH", "/v3/users/" + m.user, map[string]any{"user": map[string]any{"enabled": true}}
-		}},
-		{"delete user", func(m member) (string, string, any) {
-			return "DELETE", "/v3/users/" + m.user, nil
-		}, nil},
-		{"remove role assignment", func(m member) (string, string, any) {
-			return "DELETE", "/v3/projects/" + m.project + "/users/" + m.user + "/roles/" + m.role, nil
-		}, nil},
-		{"change password", func(m member) (string, string, any) {
-			return "PATCH", "/v3/users/" + m.user, map[string]any{"user": map[string]any{"password": "new"}}
-		}, nil},
+		{"disable project", patch("project", map[string]any{"enabled": false}), patch("project", map[string]any{"enabled": true})},
+		{"delete project", remove("project"), nil},
+		{"disable user", patch("user", map[string]any{"enabled": false}), patch("user", map[string]any{"enabled": true})},
+		{"delete user", remove("user"), nil},
+		{"remove role assignment", unassign, nil},
+		{"change password", patch("user", map[string]any{"password": "new"}), nil},
 	}
 	for _, separate := range []bool{false, true} {
 		for _, c := range cases {
@@ -66,7 +47,7 @@ func TestChangesEndTokensAtOnceOnEveryServer(t *testing.T) {
 					if do == nil {
 						continue
 					}
-					method, path, body := do(m)
+					method, path, body := do(m, member{})
 					if st, out := request(t, s1, method, path, map[string]string{"X-Auth-Token": admin}, body); st >= 300 {
 						t.Fatalf("%s %s: %d %v", method, path, st, out)
 					}

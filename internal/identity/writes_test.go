@@ -13,57 +13,27 @@ func TestFailedWritesAreReported(t *testing.T) {
 		// fail sets up the failure; do returns the request that must fail
 		// and then a request (path) whose answer shows nothing changed.
 		fail   func(t *testing.T, b *Builtin)
-		do     func(m, other member) (method, path string, body any)
+		do     step
 		want   int
 		intact string // GET path that must still answer 200 (or "")
 	}{
-		{"rename a project to a taken name", nil,
-			func(m, other member) (string, string, any) {
-				return "PATCH", "/v3/projects/" + m.project, map[string]any{"project": map[string]any{"name": "other"}}
-			}, http.StatusConflict, ""},
-		{"rename a user to a taken name", nil,
-			func(m, other member) (string, string, any) {
-				return "PATCH", "/v3/users/" + m.user, map[string]any{"user": map[string]any{"name": "other"}}
-			}, http.StatusConflict, ""},
-		{"create a project", func(t *testing.T, b *Builtin) { failOn(t, b, "INSERT", "id_projects") },
-			func(m, other member) (string, string, any) {
-				return "POST", "/v3/projects", map[string]any{"project": map[string]any{"name": "new"}}
-			}, http.StatusInternalServerError, ""},
-		{"create a user", func(t *testing.T, b *Builtin) { failOn(t, b, "INSERT", "id_users") },
-			func(m, other member) (string, string, any) {
-				return "POST", "/v3/users", map[string]any{"user": map[string]any{"name": "new", "password": "x"}}
-			}, http.StatusInternalServerError, ""},
-		{"create a role", func(t *testing.T, b *Builtin) { failOn(t, b, "INSERT", "id_roles") },
-			func(m, other member) (string, string, any) {
-				return "POST", "/v3/roles", map[string]any{"role": map[string]any{"name": "new"}}
-			}, http.StatusInternalServerError, ""},
-		{"disable a project", func(t *testing.T, b *Builtin) { failOn(t, b, "UPDATE", "id_projects") },
-			func(m, other member) (string, string, any) {
-				return "PATCH", "/v3/projects/" + m.project, map[string]any{"project": map[string]any{"enabled": false}}
-			}, http.StatusInternalServerError, "/v3/auth/catalog"},
-		{"disable a user", func(t *testing.T, b *Builtin) { failOn(t, b, "UPDATE", "id_users") },
-			func(m, other member) (string, string, any) {
-				return "PATCH", "/v3/users/" + m.user, map[string]any{"user": map[string]any{"enabled": false}}
-			}, http.StatusInternalServerError, "/v3/auth/catalog"},
-		{"delete a project", func(t *testing.T, b *Builtin) { failOn(t, b, "DELETE", "id_projects") },
-			func(m, other member) (string, string, any) { return "DELETE", "/v3/projects/" + m.project, nil },
-			http.StatusInternalServerError, "/v3/auth/catalog"},
-		{"delete a user", func(t *testing.T, b *Builtin) { failOn(t, b, "DELETE", "id_users") },
-			func(m, other member) (string, string, any) { return "DELETE", "/v3/users/" + m.user, nil },
-			http.StatusInternalServerError, "/v3/auth/catalog"},
-		{"delete a role", func(t *testing.T, b *Builtin) { failOn(t, b, "DELETE", "id_roles") },
-			func(m, other member) (string, string, any) { return "DELETE", "/v3/roles/" + m.role, nil },
-			http.StatusInternalServerError, "/v3/auth/catalog"},
-		{"assign a role", func(t *testing.T, b *Builtin) { failOn(t, b, "INSERT", "id_assignments") },
+		{"rename a project to a taken name", nil, patch("project", map[string]any{"name": "other"}), http.StatusConflict, ""},
+		{"rename a user to a taken name", nil, patch("user", map[string]any{"name": "other"}), http.StatusConflict, ""},
+		{"create a project", failing("INSERT", "id_projects"), create("project", map[string]any{"name": "new"}), http.StatusInternalServerError, ""},
+		{"create a user", failing("INSERT", "id_users"), create("user", map[string]any{"name": "new", "password": "x"}), http.StatusInternalServerError, ""},
+		{"create a role", failing("INSERT", "id_roles"), create("role", map[string]any{"name": "new"}), http.StatusInternalServerError, ""},
+		{"disable a project", failing("UPDATE", "id_projects"), patch("project", map[string]any{"enabled": false}), http.StatusInternalServerError, "/v3/auth/catalog"},
+		{"disable a user", failing("UPDATE", "id_users"), patch("user", map[string]any{"enabled": false}), http.StatusInternalServerError, "/v3/auth/catalog"},
+		{"delete a project", failing("DELETE", "id_projects"), remove("project"), http.StatusInternalServerError, "/v3/auth/catalog"},
+		{"delete a user", failing("DELETE", "id_users"), remove("user"), http.StatusInternalServerError, "/v3/auth/catalog"},
+		{"delete a role", failing("DELETE", "id_roles"), remove("role"), http.StatusInternalServerError, "/v3/auth/catalog"},
+		{"assign a role", failing("INSERT", "id_assignments"),
 			func(m, other member) (string, string, any) {
 				return "PUT", "/v3/projects/" + other.project + "/users/" + m.user + "/roles/" + m.role, nil
 			}, http.StatusInternalServerError, ""},
-		{"remove a role assignment", func(t *testing.T, b *Builtin) { failOn(t, b, "DELETE", "id_assignments") },
-			func(m, other member) (string, string, any) {
-				return "DELETE", "/v3/projects/" + m.project + "/users/" + m.user + "/roles/" + m.role, nil
-			}, http.StatusInternalServerError, "/v3/auth/catalog"},
-		{"revoke a token", func(t *testing.T, b *Builtin) { failOn(t, b, "DELETE", "id_tokens") },
-			func(m, other member) (string, string, any) { return "DELETE", "/v3/auth/tokens", nil },
+		{"remove a role assignment", failing("DELETE", "id_assignments"), unassign, http.StatusInternalServerError, "/v3/auth/catalog"},
+		{"revoke a token", failing("DELETE", "id_tokens"),
+			func(member, member) (string, string, any) { return "DELETE", "/v3/auth/tokens", nil },
 			http.StatusInternalServerError, "/v3/auth/catalog"},
 	}
 	for _, c := range cases {
