@@ -272,6 +272,34 @@ func (sc *Scheduler) Objects(c *plugin.Ctx, agentID string, res *schema.Resource
 	return out, nil
 }
 
+// ListHosted lists, for /agents/{id}/<objects>, the objects (of res)
+// bound to an agent of the type (listRule as for Agent).
+func (sc *Scheduler) ListHosted(res *schema.Resource, listRule string) func(c *plugin.Ctx, agentID string) (*schema.Resource, []plugin.Object, error) {
+	return func(c *plugin.Ctx, agentID string) (*schema.Resource, []plugin.Object, error) {
+		if _, err := sc.Agent(c, agentID, listRule); err != nil {
+			return nil, nil, err
+		}
+		objs, err := sc.Objects(c, agentID, res)
+		return res, objs, err
+	}
+}
+
+// HostingAgents serves /<res>/{id}/<agents>: the agents an object is bound
+// to, for admins only (listRule names the policy rule others are refused
+// by).
+func (sc *Scheduler) HostingAgents(res *schema.Resource, listRule string) *plugin.Nested {
+	return &plugin.Nested{List: func(c *plugin.Ctx, id string) (*schema.Resource, []plugin.Object, error) {
+		if !c.Admin {
+			return nil, nil, fault.Forbidden("rule:%s is disallowed by policy", listRule)
+		}
+		if _, err := c.Get(res, id); err != nil {
+			return nil, nil, err
+		}
+		a, err := sc.Agents(c, id)
+		return Agent, a, err
+	}}
+}
+
 // HostObjects lists the ids of the objects bound to host's agents of the
 // type.
 func (sc *Scheduler) HostObjects(c *plugin.Ctx, host string) (map[string]bool, error) {

@@ -66,29 +66,8 @@ func (s *Service) Register(r *plugin.Registry) error {
 		}
 		return s.autoSchedule(c)
 	})
-	r.Nest(agents.Agent, "dhcp-networks", &plugin.Nested{
-		List: func(c *plugin.Ctx, agentID string) (*schema.Resource, []plugin.Object, error) {
-			if _, err := s.sched.Agent(c, agentID, "get_dhcp-networks"); err != nil {
-				return nil, nil, err
-			}
-			nets, err := s.sched.Objects(c, agentID, schema.Network)
-			return schema.Network, nets, err
-		},
-		Add:    s.add,
-		Remove: s.remove,
-	})
-	r.Nest(schema.Network, "dhcp-agents", &plugin.Nested{
-		List: func(c *plugin.Ctx, networkID string) (*schema.Resource, []plugin.Object, error) {
-			if !c.Admin {
-				return nil, nil, fault.Forbidden("rule:get_dhcp-agents is disallowed by policy")
-			}
-			if _, err := c.Get(schema.Network, networkID); err != nil {
-				return nil, nil, err
-			}
-			a, err := s.sched.Agents(c, networkID)
-			return agents.Agent, a, err
-		},
-	})
+	r.Nest(agents.Agent, "dhcp-networks", &plugin.Nested{List: s.sched.ListHosted(schema.Network, "get_dhcp-networks"), Add: s.add, Remove: s.remove})
+	r.Nest(schema.Network, "dhcp-agents", s.sched.HostingAgents(schema.Network, "get_dhcp-agents"))
 	r.HostSpan(s.hostPart)
 	return nil
 }

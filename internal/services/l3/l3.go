@@ -84,7 +84,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 		return err
 	}
 	r.Nest(agents.Agent, "l3-routers", s.l3RoutersNest())
-	r.Nest(Router, "l3-agents", s.l3AgentsNest())
+	r.Nest(Router, "l3-agents", s.sched.HostingAgents(Router, "get_l3-agents"))
 	r.Subscribe(schema.Port.Kind, plugin.Create, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
 		return checkDeviceOwned(c, p.Request)
 	})

@@ -9,7 +9,6 @@ import (
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
-	"neutrino/internal/services/agents"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
@@ -102,13 +101,7 @@ func (s *Service) autoSchedule(c *plugin.Ctx) error {
 // l3RoutersNest serves /agents/{id}/l3-routers: list, add, remove.
 func (s *Service) l3RoutersNest() *plugin.Nested {
 	return &plugin.Nested{
-		List: func(c *plugin.Ctx, agentID string) (*schema.Resource, []plugin.Object, error) {
-			if _, err := s.sched.Agent(c, agentID, "get_l3-routers"); err != nil {
-				return nil, nil, err
-			}
-			routers, err := s.sched.Objects(c, agentID, Router)
-			return Router, routers, err
-		},
+		List: s.sched.ListHosted(Router, "get_l3-routers"),
 		Add: func(c *plugin.Ctx, agentID string, body map[string]any) error {
 			routerID, _ := body["router_id"].(string)
 			if routerID == "" {
@@ -147,18 +140,4 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			return s.bindRouterPorts(c, routerID)
 		},
 	}
-}
-
-// l3AgentsNest serves /routers/{id}/l3-agents.
-func (s *Service) l3AgentsNest() *plugin.Nested {
-	return &plugin.Nested{List: func(c *plugin.Ctx, routerID string) (*schema.Resource, []plugin.Object, error) {
-		if !c.Admin {
-			return nil, nil, fault.Forbidden("rule:get_l3-agents is disallowed by policy")
-		}
-		if _, err := c.Get(Router, routerID); err != nil {
-			return nil, nil, err
-		}
-		a, err := s.sched.Agents(c, routerID)
-		return agents.Agent, a, err
-	}}
 }
