@@ -197,20 +197,19 @@ func tokenKey(t string) string {
 }
 
 func (b *Builtin) rolesOf(tx *store.Tx, user, project string) ([]role, error) {
-	rows, err := tx.Query("SELECT r.id, r.name FROM id_assignments a JOIN id_roles r ON r.id = a.role_id WHERE a.user_id = ? AND a.project_id = ? ORDER BY r.name", user, project)
-	if err != nil {
+	var out []role
+	if err := tx.EachRow("SELECT r.id, r.name FROM id_assignments a JOIN id_roles r ON r.id = a.role_id WHERE a.user_id = ? AND a.project_id = ? ORDER BY r.name",
+		[]any{user, project}, func(scan func(...any) error) error {
+			var r role
+			if err := scan(&r.ID, &r.Name); err != nil {
+				return err
+			}
+			out = append(out, r)
+			return nil
+		}); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []role
-	for rows.Next() {
-		var r role
-		if err := rows.Scan(&r.ID, &r.Name); err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // lookup validates a token string: errUnauthorized for a token that is

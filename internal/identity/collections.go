@@ -178,19 +178,7 @@ func (c *collection) query(b *Builtin, r *http.Request, where string, args ...an
 
 // eachRow runs q in a read and calls row with each result row's Scan.
 func (b *Builtin) eachRow(ctx context.Context, q string, args []any, row func(scan func(dest ...any) error) error) error {
-	return b.DB.Read(ctx, func(tx *store.Tx) error {
-		rows, err := tx.Query(q, args...)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			if err := row(rows.Scan); err != nil {
-				return err
-			}
-		}
-		return rows.Err()
-	})
+	return b.DB.Read(ctx, func(tx *store.Tx) error { return tx.EachRow(q, args, row) })
 }
 
 // enabledFrom is m's "enabled", true when m does not say.

@@ -479,22 +479,36 @@ func (tx *Tx) Do(q string, args ...any) error {
 	return err
 }
 
-// Strings runs a query whose rows are one text column.
-func (tx *Tx) Strings(q string, args ...any) ([]string, error) {
+// EachRow runs query q and calls row with each result row's Scan, until
+// the rows end or row fails.
+func (tx *Tx) EachRow(q string, args []any, row func(scan func(dest ...any) error) error) error {
 	rows, err := tx.Query(q, args...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	var out []string
 	for rows.Next() {
+		if err := row(rows.Scan); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// Strings runs a query whose rows are one text column.
+func (tx *Tx) Strings(q string, args ...any) ([]string, error) {
+	var out []string
+	if err := tx.EachRow(q, args, func(scan func(...any) error) error {
 		var s string
-		if err := rows.Scan(&s); err != nil {
-			return nil, err
+		if err := scan(&s); err != nil {
+			return err
 		}
 		out = append(out, s)
+		return nil
+	}); err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // Revision takes (once per transaction) and returns this write's revision.
@@ -881,15 +895,10 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 		}
 		const cols = "SELECT rev, seq, kind, id, op, project_id, parent_id, body FROM changes "
 		scan := func(query string, args ...any) error {
-			rows, err := tx.Query(query, args...)
-			if err != nil {
-				return err
-			}
-			defer rows.Close()
-			for rows.Next() {
+			return tx.EachRow(query, args, func(scanRow func(...any) error) error {
 				var c Change
 				var body string
-				if err := rows.Scan(&c.Rev, &c.Seq, &c.Kind, &c.ID, &c.Op, &c.Project, &c.Parent, &body); err != nil {
+				if err := scanRow(&c.Rev, &c.Seq, &c.Kind, &c.ID, &c.Op, &c.Project, &c.Parent, &body); err != nil {
 					return err
 				}
 				if body != "" {
@@ -898,8 +907,8 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 					}
 				}
 				out = append(out, c)
-			}
-			return rows.Err()
+				return nil
+			})
 		}
 		if err := scan(cols+"WHERE rev > ? ORDER BY rev, seq LIMIT ?", after, limit); err != nil {
 			return err
