@@ -197,19 +197,12 @@ func tokenKey(t string) string {
 }
 
 func (b *Builtin) rolesOf(tx *store.Tx, user, project string) ([]role, error) {
-	var out []role
-	if err := tx.EachRow("SELECT r.id, r.name FROM id_assignments a JOIN id_roles r ON r.id = a.role_id WHERE a.user_id = ? AND a.project_id = ? ORDER BY r.name",
-		[]any{user, project}, func(scan func(...any) error) error {
+	return store.Collect(tx, "SELECT r.id, r.name FROM id_assignments a JOIN id_roles r ON r.id = a.role_id WHERE a.user_id = ? AND a.project_id = ? ORDER BY r.name",
+		[]any{user, project}, func(scan func(...any) error) (role, error) {
 			var r role
-			if err := scan(&r.ID, &r.Name); err != nil {
-				return err
-			}
-			out = append(out, r)
-			return nil
-		}); err != nil {
-		return nil, err
-	}
-	return out, nil
+			err := scan(&r.ID, &r.Name)
+			return r, err
+		})
 }
 
 // lookup validates a token string: errUnauthorized for a token that is

@@ -495,20 +495,29 @@ func (tx *Tx) EachRow(q string, args []any, row func(scan func(dest ...any) erro
 	return rows.Err()
 }
 
-// Strings runs a query whose rows are one text column.
-func (tx *Tx) Strings(q string, args ...any) ([]string, error) {
-	var out []string
+// Collect runs query q and returns what row makes of each result row.
+func Collect[T any](tx *Tx, q string, args []any, row func(scan func(dest ...any) error) (T, error)) ([]T, error) {
+	var out []T
 	if err := tx.EachRow(q, args, func(scan func(...any) error) error {
-		var s string
-		if err := scan(&s); err != nil {
+		v, err := row(scan)
+		if err != nil {
 			return err
 		}
-		out = append(out, s)
+		out = append(out, v)
 		return nil
 	}); err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// Strings runs a query whose rows are one text column.
+func (tx *Tx) Strings(q string, args ...any) ([]string, error) {
+	return Collect(tx, q, args, func(scan func(...any) error) (string, error) {
+		var s string
+		err := scan(&s)
+		return s, err
+	})
 }
 
 // Revision takes (once per transaction) and returns this write's revision.
