@@ -54,6 +54,20 @@ func (sc *Scheduler) Binding(c *plugin.Ctx, objectID, agentID string) (plugin.Ob
 	return nil, nil
 }
 
+// Adding reads an add call's body: the id of the object it names (under
+// the scheduler's Field) and the agent of the type it goes to (addRule as
+// for Agent).
+func (sc *Scheduler) Adding(c *plugin.Ctx, agentID string, body map[string]any, addRule string) (objectID string, agent plugin.Object, err error) {
+	objectID, _ = body[sc.Field].(string)
+	if objectID == "" {
+		return "", nil, fault.BadRequest("Invalid input: %s is required", sc.Field)
+	}
+	if agent, err = sc.Agent(c, agentID, addRule); err != nil {
+		return "", nil, err
+	}
+	return objectID, agent, nil
+}
+
 // Unhost removes the binding of an object to an agent of the type (getRule
 // as for Agent), or fails with notHosted when it has none; it returns the
 // agent.

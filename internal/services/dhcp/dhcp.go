@@ -158,11 +158,7 @@ func (s *Service) moved(c *plugin.Ctx, networkID string, from, to plugin.Object)
 }
 
 func (s *Service) add(c *plugin.Ctx, agentID string, body map[string]any) error {
-	networkID, _ := body["network_id"].(string)
-	if networkID == "" {
-		return fault.BadRequest("Invalid input: network_id is required")
-	}
-	a, err := s.sched.Agent(c, agentID, "create_dhcp-network")
+	networkID, a, err := s.sched.Adding(c, agentID, body, "create_dhcp-network")
 	if err != nil {
 		return err
 	}

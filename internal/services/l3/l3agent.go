@@ -103,11 +103,7 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 	return &plugin.Nested{
 		List: s.sched.ListHosted(Router, "get_l3-routers"),
 		Add: func(c *plugin.Ctx, agentID string, body map[string]any) error {
-			routerID, _ := body["router_id"].(string)
-			if routerID == "" {
-				return fault.BadRequest("Invalid input: router_id is required")
-			}
-			a, err := s.sched.Agent(c, agentID, "create_l3-router")
+			routerID, a, err := s.sched.Adding(c, agentID, body, "create_l3-router")
 			if err != nil {
 				return err
 			}
