@@ -93,13 +93,13 @@ func (s *Service) updateNetwork(c *Ctx, cur, in Object) (Object, error) {
 	}
 	if v, ok := in["shared"].(bool); ok {
 		delete(in, "shared")
-		if err := rbac.SetWildcard(c, cur, "network", "access_as_shared", v); err != nil {
+		if err := rbac.SetWildcard(c, cur, "network", "access_as_shared", v, false); err != nil {
 			return nil, err
 		}
 	}
 	if v, ok := in["router:external"].(bool); ok {
 		delete(in, "router:external")
-		if err := rbac.SetWildcard(c, cur, "network", "access_as_external", v); err != nil {
+		if err := rbac.SetWildcard(c, cur, "network", "access_as_external", v, true); err != nil {
 			return nil, err
 		}
 	}
