@@ -478,4 +478,3 @@ func naReaches(t *testing.T, l *lab, from, to, target, mac string) bool {
 		return m.Type == ipv6.ICMPTypeNeighborAdvertisement && ok && len(b.Data) >= 20 && net.IP(b.Data[4:20]).Equal(net.ParseIP(target))
 	})
 }
-
