@@ -56,8 +56,20 @@ go mod download
 step "go vet"
 go vet ./...
 
+# The data-plane tests work in namespaces of their own: nothing of theirs
+# may appear in this machine's own namespace.
+root_clean() {
+  [ "$(id -u)" = 0 ] || return 0
+  local stray
+  stray=$(ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^(brq|brp|vxlan-|tap|qr-|qg-|nt-)' || true)
+  if [ -n "$stray" ]; then echo "devices left in the root namespace by a test: $stray"; return 1; fi
+  stray=$(nft list tables 2>/dev/null | grep -i neutrino || true)
+  if [ -n "$stray" ]; then echo "nftables tables left in the root namespace by a test: $stray"; return 1; fi
+}
+
 step "unit and API tests (SQLite)"
 go test -count=1 ./...
+root_clean
 
 free_port() {  # first free loopback TCP port from $1
   local p=$1
@@ -133,6 +145,7 @@ serve_and_tempest() {
 if [ "$(id -u)" = 0 ]; then
   step "sandbox end to end (network namespaces)"
   test/e2e/sandbox.sh "$WORK/neutrino" "$WORK"
+  root_clean
 fi
 
 step "openstack CLI walk-through and Tempest tempest.api.network (SQLite)"

@@ -306,3 +306,44 @@ func TestMeteringLabelsAndRules(t *testing.T) {
 		}
 	})
 }
+
+// TestAccessAsExternal: an RBAC policy access_as_external for one project
+// makes the network external for that project only: it sees it as
+// external and puts a router's gateway and a floating IP on it; another
+// project neither sees it nor uses it. router:external=false withdraws
+// every external share.
+func TestAccessAsExternal(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		nid := e.network(admin, map[string]any{"name": "provider"})["id"].(string)
+		e.subnet(admin, map[string]any{"network_id": nid, "ip_version": 4, "cidr": "198.51.100.0/24", "enable_dhcp": false})
+		e.must(201, e.do(admin, "POST", "/v2.0/rbac-policies", map[string]any{"rbac_policy": map[string]any{"object_type": "network",
+			"object_id": nid, "action": "access_as_external", "target_tenant": projB}}), "rbac_policy")
+		if n := e.must(200, e.do(userB, "GET", "/v2.0/networks/"+nid, nil), "network"); n["router:external"] != true || n["shared"] != false {
+			t.Fatalf("the target project's view: %v", n)
+		}
+		gw := map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{"network_id": nid}}}
+		r := e.must(201, e.do(userB, "POST", "/v2.0/routers", gw), "router")
+		if r["external_gateway_info"] == nil {
+			t.Fatalf("router without its gateway: %v", r)
+		}
+		e.must(201, e.do(userB, "POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": nid}}), "floatingip")
+		e.fault(e.do(userA, "GET", "/v2.0/networks/"+nid, nil), 404, "NetworkNotFound")
+		if l := e.list(userA, "/v2.0/networks?router:external=true", "networks"); len(l) != 0 {
+			t.Fatalf("another project lists the network: %v", l)
+		}
+		e.fault(e.do(userA, "POST", "/v2.0/routers", gw), 404, "NetworkNotFound")
+		e.fault(e.do(userA, "POST", "/v2.0/floatingips", map[string]any{"floatingip": map[string]any{"floating_network_id": nid}}), 404, "NetworkNotFound")
+		// A network nobody made external is no one's gateway.
+		plain := e.network(admin, map[string]any{"name": "plain", "shared": true})["id"].(string)
+		e.fault(e.do(userB, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{"network_id": plain}}}),
+			400, "HTTPBadRequest")
+		// Not external any more: the targeted share goes too.
+		e.must(200, e.do(admin, "PUT", "/v2.0/networks/"+plain, map[string]any{"network": map[string]any{"router:external": true}}), "network")
+		e.must(201, e.do(admin, "POST", "/v2.0/rbac-policies", map[string]any{"rbac_policy": map[string]any{"object_type": "network",
+			"object_id": plain, "action": "access_as_external", "target_tenant": projA}}), "rbac_policy")
+		e.must(200, e.do(admin, "PUT", "/v2.0/networks/"+plain, map[string]any{"network": map[string]any{"router:external": false}}), "network")
+		if pols := e.list(admin, "/v2.0/rbac-policies?object_id="+plain+"&action=access_as_external", "rbac_policies"); len(pols) != 0 {
+			t.Fatalf("external shares left: %v", pols)
+		}
+	})
+}

@@ -110,6 +110,9 @@ func (s *nftState) elem(name string, key []string, value ...string) {
 // restart); later calls change only the differences, each table in one
 // transaction.
 func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members map[string][]string) error {
+	if h.closed {
+		return errClosed
+	}
 	sort.Slice(ports, func(i, j int) bool { return ports[i].PortID < ports[j].PortID })
 	if len(ports) > 0xffff {
 		return fmt.Errorf("dataplane: %d filtered ports on one host; at most 65535 can be filtered", len(ports))

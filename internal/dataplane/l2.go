@@ -35,6 +35,7 @@ type Host struct {
 	nftBridge, nftInet *nftState
 	marks              map[string]uint32
 	nftb, nfti         knftables.Interface
+	closed             bool
 }
 
 // OpenHost opens the host whose kernel is the named network namespace
@@ -58,11 +59,16 @@ func OpenHost(nsName string, vtep net.IP) (*Host, error) {
 	return &Host{nl: h, ns: ns, VTEP: vtep}, nil
 }
 
-// Close releases the handles.
+// Close releases the handles. A closed host refuses every call: netlink
+// would otherwise go on with sockets of the caller's own namespace (the
+// machine's, for a test), not the host's.
 func (h *Host) Close() {
+	h.closed = true
 	h.nl.Close()
 	h.ns.Close()
 }
+
+var errClosed = errors.New("dataplane: the host is closed")
 
 // Network is the L2 segment of one network on this host.
 type Network struct {
@@ -91,6 +97,9 @@ func short(id string) string {
 // EnsureNetwork makes the network's bridge and, for VXLAN, its tunnel
 // device, with the network's MTU, all up.
 func (h *Host) EnsureNetwork(n Network) error {
+	if h.closed {
+		return errClosed
+	}
 	switch n.Type {
 	case "vxlan", "flat", "vlan":
 	default:
@@ -154,6 +163,9 @@ func (h *Host) ensureLink(want netlink.Link) (netlink.Link, error) {
 // RemoveNetwork deletes the network's devices (ports must be gone; the
 // physical network's trunk stays for its other networks).
 func (h *Host) RemoveNetwork(n Network) error {
+	if h.closed {
+		return errClosed
+	}
 	netSide, _ := patchNames(n.ID)
 	names := []string{netSide, BridgeName(n.ID)}
 	if n.Type == "vxlan" {
@@ -172,6 +184,9 @@ func (h *Host) RemoveNetwork(n Network) error {
 // EnsurePort puts the port's tap device (made by the hypervisor, or the
 // sandbox) on its network's bridge with the network's MTU, up.
 func (h *Host) EnsurePort(portID string, n Network) error {
+	if h.closed {
+		return errClosed
+	}
 	tap, err := h.nl.LinkByName(TapName(portID))
 	if err != nil {
 		return fmt.Errorf("dataplane: port %s has no device %s: %w", portID, TapName(portID), err)
@@ -195,6 +210,9 @@ func (h *Host) EnsurePort(portID string, n Network) error {
 
 // PortWired reports whether the port's device is on its bridge and up.
 func (h *Host) PortWired(portID string, n Network) bool {
+	if h.closed {
+		return false
+	}
 	tap, err := h.nl.LinkByName(TapName(portID))
 	if err != nil {
 		return false
@@ -222,6 +240,9 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 // neighbour solicitations for remote ports are answered on this host and
 // never cross the tunnels. Entries for peers that went away are removed.
 func (h *Host) SetPeers(n Network, peers []Peer) error {
+	if h.closed {
+		return errClosed
+	}
 	if n.Type != "vxlan" {
 		return nil // flat: the physical network forwards by learning
 	}
@@ -334,6 +355,9 @@ func (h *Host) setProxyNeighbours(vx netlink.Link, peers []Peer) error {
 // Prune deletes the bridges and VXLAN devices of networks not in keep:
 // what was deleted while the agent was away goes when it comes back.
 func (h *Host) Prune(keep []Network) error {
+	if h.closed {
+		return errClosed
+	}
 	want := map[string]bool{}
 	for _, n := range keep {
 		want[BridgeName(n.ID)] = true
@@ -367,6 +391,9 @@ func (h *Host) Prune(keep []Network) error {
 // the host, until done closes: a VM plugged in is wired at once, without
 // waiting for an API change.
 func (h *Host) WatchTaps(done <-chan struct{}, fn func(name string)) error {
+	if h.closed {
+		return errClosed
+	}
 	ch := make(chan netlink.LinkUpdate, 64)
 	ns := h.ns
 	if err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{Namespace: &ns}); err != nil {

@@ -241,12 +241,99 @@ func TestSecurityGroups(t *testing.T) {
 		out, _ := l.Output("h1", "nft", "list", "ruleset")
 		t.Fatalf("vm1's egress rule does not restrict it to vm3 (reaches vm3: %v, vm2: %v); rules:\n%s", toVM3, toVM2, out)
 	}
+	// A VM may not act as a DHCP server or a router: its DHCP answers and
+	// router advertisements are dropped (and pass once nothing filters it).
+	if udpReaches(t, l, "vm3", "vm1", ports[0].ip, 67, 68) {
+		t.Fatal("a DHCP answer from a VM got through")
+	}
+	if raReaches(t, l, "vm3", "vm1") {
+		t.Fatal("a router advertisement from a VM got through")
+	}
 	// Port security off: no filter for vm2 at all.
 	if err := h.SetFilters(nil, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	if !ping("vm3", ports[1].ip) {
 		t.Fatal("traffic dropped with no filters")
+	}
+	if !udpReaches(t, l, "vm3", "vm1", ports[0].ip, 67, 68) || !raReaches(t, l, "vm3", "vm1") {
+		t.Fatal("with no filters, a DHCP answer or a router advertisement is lost: the checks above prove nothing")
+	}
+}
+
+// udpReaches sends, from VM from's port sport, a datagram to toIP:dport
+// and reports whether VM to receives it.
+func udpReaches(t *testing.T, l *lab, from, to, toIP string, sport, dport int) bool {
+	t.Helper()
+	var rx, tx *net.UDPConn
+	var err error
+	inNS(t, l, to, func() { rx, err = net.ListenUDP("udp4", &net.UDPAddr{Port: dport}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	inNS(t, l, from, func() { tx, err = net.ListenUDP("udp4", &net.UDPAddr{Port: sport}) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	for i := 0; i < 3; i++ {
+		tx.WriteToUDP([]byte("offer"), &net.UDPAddr{IP: net.ParseIP(toIP), Port: dport})
+	}
+	rx.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 64)
+	n, _, err := rx.ReadFromUDP(buf)
+	return err == nil && string(buf[:n]) == "offer"
+}
+
+// raReaches sends, from VM from, a router advertisement to all nodes and
+// reports whether VM to sees it.
+func raReaches(t *testing.T, l *lab, from, to string) bool {
+	t.Helper()
+	msg, _ := (&icmp.Message{Type: ipv6.ICMPTypeRouterAdvertisement, Body: &icmp.RawBody{Data: make([]byte, 12)}}).Marshal(nil)
+	return icmp6Reaches(t, l, from, to, msg, func(m *icmp.Message) bool { return m.Type == ipv6.ICMPTypeRouterAdvertisement })
+}
+
+// icmp6Reaches sends msg from VM from to all nodes on its eth0 (hop limit
+// 255, as neighbour discovery wants) and reports whether VM to receives a
+// message that match accepts.
+func icmp6Reaches(t *testing.T, l *lab, from, to string, msg []byte, match func(*icmp.Message) bool) bool {
+	t.Helper()
+	var rx, tx *icmp.PacketConn
+	var err error
+	inNS(t, l, to, func() { rx, err = icmp.ListenPacket("ip6:ipv6-icmp", "::") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rx.Close()
+	var ifIndex int
+	inNS(t, l, from, func() {
+		tx, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
+		if ifi, e := net.InterfaceByName("eth0"); e == nil {
+			ifIndex = ifi.Index
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Close()
+	pc := tx.IPv6PacketConn()
+	pc.SetMulticastHopLimit(255)
+	for i := 0; i < 3; i++ {
+		if _, err := pc.WriteTo(msg, &ipv6.ControlMessage{HopLimit: 255, IfIndex: ifIndex}, &net.IPAddr{IP: net.ParseIP("ff02::1")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1500)
+	rx.SetReadDeadline(time.Now().Add(time.Second))
+	for {
+		n, _, err := rx.ReadFrom(buf)
+		if err != nil {
+			return false
+		}
+		if m, err := icmp.ParseMessage(58, buf[:n]); err == nil && match(m) {
+			return true
+		}
 	}
 }
 
@@ -381,49 +468,13 @@ func inNS(t *testing.T, l *lab, n string, fn func()) {
 // sees it.
 func naReaches(t *testing.T, l *lab, from, to, target, mac string) bool {
 	t.Helper()
-	var rx, tx *icmp.PacketConn
-	var err error
-	inNS(t, l, to, func() { rx, err = icmp.ListenPacket("ip6:ipv6-icmp", "::") })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rx.Close()
-	var ifIndex int
-	inNS(t, l, from, func() {
-		tx, err = icmp.ListenPacket("ip6:ipv6-icmp", "::")
-		if ifi, e := net.InterfaceByName("eth0"); e == nil {
-			ifIndex = ifi.Index
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Close()
 	hw, _ := net.ParseMAC(mac)
 	body := append([]byte{0x20, 0, 0, 0}, net.ParseIP(target).To16()...) // override flag
 	body = append(body, 2, 1)                                            // target link-layer address option
 	body = append(body, hw...)
 	msg, _ := (&icmp.Message{Type: ipv6.ICMPTypeNeighborAdvertisement, Body: &icmp.RawBody{Data: body}}).Marshal(nil)
-	pc := tx.IPv6PacketConn()
-	pc.SetMulticastHopLimit(255)
-	for i := 0; i < 3; i++ {
-		if _, err := pc.WriteTo(msg, &ipv6.ControlMessage{HopLimit: 255, IfIndex: ifIndex}, &net.IPAddr{IP: net.ParseIP("ff02::1")}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	buf := make([]byte, 1500)
-	rx.SetReadDeadline(time.Now().Add(time.Second))
-	for {
-		n, _, err := rx.ReadFrom(buf)
-		if err != nil {
-			return false
-		}
-		m, err := icmp.ParseMessage(58, buf[:n])
-		if err != nil || m.Type != ipv6.ICMPTypeNeighborAdvertisement {
-			continue
-		}
-		if b, ok := m.Body.(*icmp.RawBody); ok && len(b.Data) >= 20 && net.IP(b.Data[4:20]).Equal(net.ParseIP(target)) {
-			return true
-		}
-	}
+	return icmp6Reaches(t, l, from, to, msg, func(m *icmp.Message) bool {
+		b, ok := m.Body.(*icmp.RawBody)
+		return m.Type == ipv6.ICMPTypeNeighborAdvertisement && ok && len(b.Data) >= 20 && net.IP(b.Data[4:20]).Equal(net.ParseIP(target))
+	})
 }

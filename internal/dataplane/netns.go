@@ -31,6 +31,17 @@ func NamespaceExists(ns string) bool {
 	return true
 }
 
+// NamespaceID identifies a namespace instance ("" when there is none): a
+// namespace made again under the same name has another.
+func NamespaceID(ns string) string {
+	h, err := netns.GetFromName(ns)
+	if err != nil {
+		return ""
+	}
+	defer h.Close()
+	return h.UniqueId()
+}
+
 // AddNamespace makes a namespace with the given sysctls set (k=v).
 func AddNamespace(ns string, sysctls ...string) error {
 	if err := run("ip", "netns", "add", ns); err != nil {

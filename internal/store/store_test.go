@@ -224,19 +224,25 @@ func TestWriteSeesItsOwnChanges(t *testing.T) {
 		if _, err := tx.Get("thing", "a"); !errors.Is(err, ErrNotFound) {
 			return fmt.Errorf("deleted object still visible: %v", err)
 		}
-		o, _ := tx.Get("thing", "b")
+		o, err := tx.Get("thing", "b")
+		if err != nil {
+			return err
+		}
 		o["mutated"] = true // the caller's copy: must not leak into the view
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	db.Read(ctx, func(tx *Tx) error {
-		if o, _ := tx.Get("thing", "b"); o["mutated"] != nil {
+	if err := db.Read(ctx, func(tx *Tx) error {
+		o, err := tx.Get("thing", "b")
+		if err == nil && o["mutated"] != nil {
 			t.Error("a write's copy leaked into the view")
 		}
-		return nil
-	})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // The view's copy of a put equals what decoding the stored row gives.
@@ -249,12 +255,16 @@ func TestViewCopyMatchesStoredJSON(t *testing.T) {
 		"s": []string{"u", "v"}, "m": map[string]any{}, "e": "ünï\x01"}
 	put(t, db, obj)
 	var fromView Object
-	db.Read(ctx, func(tx *Tx) error { fromView, _ = tx.Get("thing", "j"); return nil })
+	if err := db.Read(ctx, func(tx *Tx) (err error) { fromView, err = tx.Get("thing", "j"); return err }); err != nil {
+		t.Fatal(err)
+	}
 	other := openTest(t, path) // a second handle loads from the rows
 	defer other.Close()
 	var fromRows Object
-	other.Read(ctx, func(tx *Tx) error { fromRows, _ = tx.Get("thing", "j"); return nil })
-	if fmt.Sprint(fromView) != fmt.Sprint(fromRows) {
+	if err := other.Read(ctx, func(tx *Tx) (err error) { fromRows, err = tx.Get("thing", "j"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	if fromView["e"] != "ünï\x01" || fmt.Sprint(fromView) != fmt.Sprint(fromRows) {
 		t.Fatalf("view %v\nrows %v", fromView, fromRows)
 	}
 }
@@ -280,11 +290,13 @@ func TestFailedWritesLeaveTheWriterUsable(t *testing.T) {
 		})
 	}()
 	put(t, db, Object{"id": "c", "project_id": "p"})
-	db.Read(ctx, func(tx *Tx) error {
-		l, _ := tx.List("thing", Filter{})
-		if len(l) != 1 || l[0]["id"] != "c" {
+	if err := db.Read(ctx, func(tx *Tx) error {
+		l, err := tx.List("thing", Filter{})
+		if err == nil && (len(l) != 1 || l[0]["id"] != "c") {
 			t.Errorf("after a failed and a panicked write: %v", l)
 		}
-		return nil
-	})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -11,8 +11,6 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/vishvananda/netns"
-
 	"neutrino/internal/agent/concern"
 	"neutrino/internal/agent/l3"
 	"neutrino/internal/attr"
@@ -53,7 +51,7 @@ func (r *Meters) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span
 			continue
 		}
 		ns := env.NSName(concern.RouterNS, attr.Str(rt, "id"))
-		id := namespaceID(ns)
+		id := dataplane.NamespaceID(ns)
 		if id == "" {
 			continue // the router's namespace is not there (yet)
 		}
@@ -82,16 +80,6 @@ func (r *Meters) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span
 		return fmt.Errorf("metering: %v", errs)
 	}
 	return nil
-}
-
-// namespaceID identifies a namespace instance ("" when there is none).
-func namespaceID(ns string) string {
-	h, err := netns.GetFromName(ns)
-	if err != nil {
-		return ""
-	}
-	defer h.Close()
-	return h.UniqueId()
 }
 
 // labelsFor returns the labels that apply to router rt (shared ones and

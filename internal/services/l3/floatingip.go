@@ -22,9 +22,9 @@ func badFIP(format string, args ...any) error {
 
 func createFloatingIP(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	netID := attr.Str(in, "floating_network_id")
-	net, err := c.Tx.Get(schema.Network.Kind, netID)
+	net, err := c.Get(schema.Network, netID) // one the caller may see
 	if err != nil {
-		return nil, fault.NotFound("Network", "Network", netID)
+		return nil, err
 	}
 	if !attr.Bool(net, "router:external") {
 		return nil, badFIP("Network %s is not a valid external network.", netID)

@@ -184,9 +184,9 @@ func setGateway(c *plugin.Ctx, router plugin.Object, cur, gw map[string]any) (an
 	if !schema.IsUUID(netID) {
 		return nil, fault.BadRequest("Invalid input for external_gateway_info. Reason: '%s' is not a valid UUID.", netID)
 	}
-	net, err := c.Tx.Get(schema.Network.Kind, netID)
+	net, err := c.Get(schema.Network, netID) // one the caller may see
 	if err != nil {
-		return nil, fault.NotFound("Network", "Network", netID)
+		return nil, err
 	}
 	if !attr.Bool(net, "router:external") {
 		return nil, badRouter("Network %s is not an external network", netID)

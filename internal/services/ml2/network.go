@@ -94,13 +94,13 @@ func (s *Service) updateNetwork(c *plugin.Ctx, cur, in plugin.Object) (plugin.Ob
 	}
 	if v, ok := in["shared"].(bool); ok {
 		delete(in, "shared")
-		if err := rbac.SetWildcard(c, cur, "network", "access_as_shared", v); err != nil {
+		if err := rbac.SetWildcard(c, cur, "network", "access_as_shared", v, false); err != nil {
 			return nil, err
 		}
 	}
 	if v, ok := in["router:external"].(bool); ok {
 		delete(in, "router:external")
-		if err := rbac.SetWildcard(c, cur, "network", "access_as_external", v); err != nil {
+		if err := rbac.SetWildcard(c, cur, "network", "access_as_external", v, true); err != nil {
 			return nil, err
 		}
 	}

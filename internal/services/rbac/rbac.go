@@ -190,7 +190,10 @@ func applyRBAC(c *plugin.Ctx, r *schema.Resource, obj plugin.Object, bump bool) 
 		obj["shared"] = SharedWith(obj, "access_as_shared", "\x00")
 	}
 	if _, ok := obj["router:external"]; ok {
-		obj["router:external"] = SharedWith(obj, "access_as_external", "\x00")
+		// External for the projects it is shared with as external (all,
+		// or some), as Neutron marks a network external with its first
+		// access_as_external policy.
+		obj["router:external"] = len(Targets(obj, "access_as_external")) > 0
 	}
 	if bump {
 		return c.Touch(r, obj)
@@ -237,9 +240,11 @@ func Add(c *plugin.Ctx, obj plugin.Object, typ, action, target string) error {
 	return applyRBAC(c, spec.Res, obj, false)
 }
 
-// SetWildcard turns a '*' share on or off (the shared and router:external
-// attributes).
-func SetWildcard(c *plugin.Ctx, obj plugin.Object, typ, action string, on bool) error {
+// SetWildcard turns a '*' share on or off (the shared attribute). Turned
+// off with every target (all), it withdraws the action's shares with
+// everyone (router:external=false takes the project-targeted external
+// shares with it, as in Neutron).
+func SetWildcard(c *plugin.Ctx, obj plugin.Object, typ, action string, on, all bool) error {
 	if on {
 		return Add(c, obj, typ, action, "*")
 	}
@@ -249,7 +254,7 @@ func SetWildcard(c *plugin.Ctx, obj plugin.Object, typ, action string, on bool) 
 	}
 	removed := false
 	for _, p := range pols {
-		if attr.Str(p, "action") == action && attr.Str(p, "target_tenant") == "*" {
+		if attr.Str(p, "action") == action && (all || attr.Str(p, "target_tenant") == "*") {
 			if err := c.Tx.Delete(schema.RBACPolicy.Kind, attr.Str(p, "id")); err != nil {
 				return err
 			}
