@@ -25,7 +25,7 @@ import (
 	"neutrino/internal/identity"
 	"neutrino/internal/netlab"
 	"neutrino/internal/services"
-	"neutrino/internal/store"
+	"neutrino/internal/services/servicetest"
 	"neutrino/internal/testutil"
 )
 
@@ -53,18 +53,7 @@ func post(t testing.TB, url, method string, body any) map[string]any {
 func testCloud(t testing.TB, tools ...string) (string, *netlab.Lab) {
 	t.Helper()
 	testutil.RequireDataplane(t, append([]string{"ip", "ping"}, tools...)...)
-	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	if _, err := db.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	reg, err := services.Build(db, services.Config{Quotas: map[string]int{"port": -1}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := servicetest.New(t, services.Config{Quotas: map[string]int{"port": -1}}).Reg
 	srv := httptest.NewServer(api.New(reg, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
 	t.Cleanup(srv.Close)
 	lab, err := netlab.New("")
@@ -324,6 +313,23 @@ func pingUntil(t *testing.T, lab *netlab.Lab, vm, to string, within time.Duratio
 		}
 		return true, ""
 	})
+}
+
+// upstream makes the upstream host, a namespace on the physical network
+// (its eth0), and runs setup there.
+func upstream(t *testing.T, lab *netlab.Lab, setup ...[]string) {
+	t.Helper()
+	if _, err := lab.NS("upstream"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Physical("upstream", "eth0"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range setup {
+		if err := lab.Run("upstream", c...); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // nftPackets is the packet count of the first counter in nft's listing
@@ -609,18 +615,8 @@ func TestRoutersThroughAPI(t *testing.T) {
 	url, lab := testCloud(t, "ping", "nft", "busybox")
 	startAgentsL3(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, "", "network-1")
 	// The upstream host on the physical network.
-	if _, err := lab.NS("upstream"); err != nil {
-		t.Fatal(err)
-	}
-	if err := lab.Physical("upstream", "eth0"); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range [][]string{{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, {"ip", "link", "set", "eth0", "up"},
-		{"nft", "add table ip seen"}, {"nft", "add chain ip seen in { type filter hook input priority 0; }"}} {
-		if err := lab.Run("upstream", c...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	upstream(t, lab, []string{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, []string{"ip", "link", "set", "eth0", "up"},
+		[]string{"nft", "add table ip seen"}, []string{"nft", "add chain ip seen in { type filter hook input priority 0; }"})
 	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "public", "router:external": true,
 		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
@@ -764,21 +760,11 @@ func TestRoutersThroughAPI(t *testing.T) {
 func TestRouterIPv6(t *testing.T) {
 	url, lab := testCloud(t, "ping", "nft", "dhclient")
 	startAgentsL3(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, "network-1", "network-1")
-	if _, err := lab.NS("upstream"); err != nil {
-		t.Fatal(err)
-	}
-	if err := lab.Physical("upstream", "eth0"); err != nil {
-		t.Fatal(err)
-	}
 	// 2001:db8:200::1 is beyond the external subnet: only a default route
 	// reaches it.
-	for _, c := range [][]string{{"ip", "addr", "add", "2001:db8:100::1/64", "dev", "eth0", "nodad"}, {"ip", "link", "set", "eth0", "up"},
-		{"ip", "addr", "add", "2001:db8:200::1/128", "dev", "lo"}, {"sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
-		{"nft", "add table ip6 seen"}, {"nft", "add chain ip6 seen in { type filter hook input priority 0; }"}} {
-		if err := lab.Run("upstream", c...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	upstream(t, lab, []string{"ip", "addr", "add", "2001:db8:100::1/64", "dev", "eth0", "nodad"}, []string{"ip", "link", "set", "eth0", "up"},
+		[]string{"ip", "addr", "add", "2001:db8:200::1/128", "dev", "lo"}, []string{"sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"},
+		[]string{"nft", "add table ip6 seen"}, []string{"nft", "add chain ip6 seen in { type filter hook input priority 0; }"})
 	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"router:external": true,
 		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
 	// No gateway_ip: the router learns its IPv6 default route from the
