@@ -972,3 +972,54 @@ func TestMACReleased(t *testing.T) {
 		port("fa:16:3e:00:00:03")
 	})
 }
+
+// TestHeartbeatsWriteNothing: an agent's report that changes nothing but
+// the time writes no change (no revision, no watcher woken), yet the
+// agent's heartbeat shows; an agent that stops reporting is found dead by
+// the sweep after the others' reports, and its networks move to a live
+// DHCP agent that only heartbeats.
+func TestHeartbeatsWriteNothing(t *testing.T) {
+	for name, dsn := range dsns(t) {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, dsn, services.Config{AgentDownTime: 2 * time.Second})
+			report := func(host string, start bool) map[string]any {
+				return e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{
+					"agent_type": "DHCP agent", "binary": "neutrino-dhcp-agent", "host": host, "start_flag": start}}), "agent")
+			}
+			a1 := report("network-1", true)
+			report("network-2", true)
+			rev := e.db.Revision(t)
+			time.Sleep(1100 * time.Millisecond) // heartbeat times are seconds
+			again := report("network-1", false)
+			if after := e.db.Revision(t); after != rev {
+				t.Fatalf("a heartbeat wrote a change: revision %d -> %d", rev, after)
+			}
+			if again["heartbeat_timestamp"] == a1["heartbeat_timestamp"] || again["alive"] != true {
+				t.Fatalf("the heartbeat does not show: %v then %v", a1["heartbeat_timestamp"], again["heartbeat_timestamp"])
+			}
+			nid := e.network(userA, nil)["id"].(string)
+			e.subnet(userA, map[string]any{"network_id": nid, "ip_version": 4, "cidr": "10.31.0.0/24"})
+			hosting := e.list(admin, "/v2.0/networks/"+nid+"/dhcp-agents", "agents")
+			if len(hosting) != 1 {
+				t.Fatalf("not scheduled: %v", hosting)
+			}
+			host := hosting[0].(map[string]any)["host"].(string)
+			live := map[string]string{"network-1": "network-2", "network-2": "network-1"}[host]
+			// Only the other agent goes on reporting, heartbeats alone.
+			for i := 0; i < 8; i++ {
+				time.Sleep(400 * time.Millisecond)
+				report(live, false)
+			}
+			hosting = e.list(admin, "/v2.0/networks/"+nid+"/dhcp-agents", "agents")
+			if len(hosting) != 1 || hosting[0].(map[string]any)["host"] != live {
+				t.Fatalf("the network stayed with the dead agent: %v", hosting)
+			}
+			for _, a := range e.list(admin, "/v2.0/agents", "agents") {
+				m := a.(map[string]any)
+				if want := m["host"] == live; m["alive"] != want {
+					t.Errorf("%s alive: %v", m["host"], m["alive"])
+				}
+			}
+		})
+	}
+}

@@ -94,6 +94,8 @@ CREATE INDEX segment_allocations_by_network ON segment_allocations (network_id)`
 	// 5: segments are released by their key (the network lists them), so
 	// the index by network, another page at every network create, goes.
 	`DROP INDEX segment_allocations_by_network`,
+	// 6: agents' heartbeats, kept out of the change log (see heartbeats.go).
+	`CREATE TABLE agent_heartbeats (id TEXT PRIMARY KEY, at BIGINT NOT NULL)`,
 }
 
 // sqliteOnly marks a migration that PostgreSQL records as applied without

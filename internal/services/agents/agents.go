@@ -5,8 +5,11 @@
 package agents
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"neutrino/internal/attr"
@@ -14,6 +17,7 @@ import (
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
+	"neutrino/internal/store"
 )
 
 // Agent is a host agent, registered by its own reports (not created
@@ -46,9 +50,26 @@ type Config struct {
 }
 
 // Service is the agent extension.
+//
+// An agent's heartbeat is not a change anyone watches: reports that
+// change nothing but the time are kept apart from the change log (in
+// memory here, and written to the store's heartbeat table at most once a
+// second, several at once, for other servers), so an idle cloud wakes no
+// agent and writes no revision. The agent's object changes only on a
+// transition: registered, restarted, reconfigured, found dead (a sweep
+// after reports), alive again. The services that schedule to agents or
+// bind to them hear of those (event "report").
 type Service struct {
 	cfg        Config
 	schedulers []*Scheduler
+	db         *store.DB
+
+	mu      sync.Mutex
+	beats   map[string]time.Time // last reports known to this server, by agent id
+	pending map[string]int64     // received here, not yet in the store
+	flushed time.Time            // when pending was last written
+	loaded  time.Time            // when beats was last read from the store
+	swept   time.Time            // when dead agents were last looked for
 }
 
 // New returns the agent extension.
@@ -56,7 +77,7 @@ func New(cfg Config) *Service {
 	if cfg.DownTime == 0 {
 		cfg.DownTime = 75 * time.Second
 	}
-	return &Service{cfg: cfg}
+	return &Service{cfg: cfg, beats: map[string]time.Time{}, pending: map[string]int64{}}
 }
 
 // Name implements plugin.Service.
@@ -64,6 +85,7 @@ func (s *Service) Name() string { return "agents" }
 
 // Register implements plugin.Service.
 func (s *Service) Register(r *plugin.Registry) error {
+	s.db = r.DB
 	r.Extension(plugin.Extension{Alias: "agent", Name: "agent", Description: "The agent management extension.", Updated: "2013-02-03T10:00:00-00:00"})
 	r.Route(&plugin.Route{Method: http.MethodPost, Path: "agents/report", Internal: true, Serve: s.serveReport})
 	r.Subscribe(Agent.Kind, plugin.Delete, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
@@ -100,7 +122,11 @@ func (s *Service) Register(r *plugin.Registry) error {
 			for k, v := range o {
 				cp[k] = v
 			}
-			cp["alive"] = s.Alive(o)
+			beat := s.beat(o)
+			cp["alive"] = time.Since(beat) < s.cfg.DownTime
+			if !beat.IsZero() {
+				cp["heartbeat_timestamp"] = beat.UTC().Format(timeFormat)
+			}
 			return cp
 		},
 	})
@@ -116,8 +142,55 @@ const timeFormat = "2006-01-02 15:04:05"
 
 // Alive reports whether an agent's last heartbeat is recent.
 func (s *Service) Alive(o plugin.Object) bool {
-	t, err := time.Parse(timeFormat, attr.Str(o, "heartbeat_timestamp"))
-	return err == nil && time.Since(t) < s.cfg.DownTime
+	return time.Since(s.beat(o)) < s.cfg.DownTime
+}
+
+// beat is an agent's last heartbeat known here: the newest of its
+// object's (written at its last transition), this server's, and the
+// store's (read again when a second old).
+func (s *Service) beat(o plugin.Object) time.Time {
+	t, _ := time.Parse(timeFormat, attr.Str(o, "heartbeat_timestamp"))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.db != nil && time.Since(s.loaded) > time.Second {
+		s.loaded = time.Now()
+		if stored, err := s.db.Heartbeats(context.Background()); err == nil {
+			for id, at := range stored {
+				if b := time.Unix(0, at); b.After(s.beats[id]) {
+					s.beats[id] = b
+				}
+			}
+		}
+	}
+	if b := s.beats[attr.Str(o, "id")]; b.After(t) {
+		t = b
+	}
+	return t
+}
+
+// heard records a report received now, and writes what this server heard
+// to the store when it last did a second ago or more.
+func (s *Service) heard(ctx context.Context, id string) {
+	now := time.Now()
+	s.mu.Lock()
+	s.beats[id] = now
+	s.pending[id] = now.UnixNano()
+	var flush map[string]int64
+	if now.Sub(s.flushed) >= time.Second {
+		flush, s.pending, s.flushed = s.pending, map[string]int64{}, now
+	}
+	s.mu.Unlock()
+	if flush != nil && s.db != nil {
+		if err := s.db.PutHeartbeats(ctx, flush); err != nil {
+			s.mu.Lock()
+			for k, v := range flush {
+				if _, newer := s.pending[k]; !newer {
+					s.pending[k] = v
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
 }
 
 // Live reports whether an agent may be given work: alive and enabled.
@@ -143,32 +216,111 @@ func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
 	if err := json.Unmarshal(body, &doc); err != nil {
 		return 0, nil, fault.BadRequest("Malformed request body")
 	}
-	var out schema.Ordered
+	r := doc.Agent
+	if !req.Caller.Admin && !req.Caller.Service {
+		return 0, nil, fault.Forbidden("rule:report_agent is disallowed by policy")
+	}
+	if r.AgentType == "" || r.Host == "" || r.Binary == "" {
+		return 0, nil, fault.BadRequest("An agent report needs agent_type, binary and host")
+	}
+	if r.Configurations == nil {
+		r.Configurations = map[string]any{}
+	}
+	// A heartbeat that changes nothing is only heard: no write, no change.
+	var known plugin.Object
+	err = req.Reg.Read(req.Context(), func(c *plugin.Ctx) error {
+		agents, err := OfType(c, r.AgentType, r.Host)
+		if len(agents) > 0 {
+			known = agents[len(agents)-1]
+		}
+		return err
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if known != nil && !r.StartFlag && known["alive"] == true && s.Alive(known) && unchanged(known, r) {
+		s.heard(req.Context(), attr.Str(known, "id"))
+		return http.StatusOK, map[string]any{"agent": s.render(req, known)}, s.sweep(req)
+	}
 	_, err = req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
-		o, err := s.report(c, doc.Agent)
+		o, err := s.report(c, r)
 		if err != nil {
 			return err
 		}
-		out = Agent.Render(c.Caller, c.Present(Agent, o), nil)
+		known = o
 		return nil
 	})
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, map[string]any{"agent": out}, nil
+	s.heard(req.Context(), attr.Str(known, "id"))
+	return http.StatusOK, map[string]any{"agent": s.render(req, known)}, s.sweep(req)
 }
 
-// report records a report: the agent of that type on that host is created
-// on its first report and its heartbeat refreshed on every one. The
+func (s *Service) render(req *plugin.Request, o plugin.Object) schema.Ordered {
+	var out schema.Ordered
+	req.Reg.Read(req.Context(), func(c *plugin.Ctx) error {
+		out = Agent.Render(c.Caller, c.Present(Agent, o), nil)
+		return nil
+	})
+	return out
+}
+
+// unchanged reports whether a report says what the agent's object says.
+func unchanged(o plugin.Object, r hostapi.AgentReport) bool {
+	az := attr.Str(o, "availability_zone")
+	return attr.Str(o, "binary") == r.Binary && attr.Str(o, "topic") == r.Topic && az == r.AvailabilityZone &&
+		fmt.Sprint(o["configurations"]) == fmt.Sprint(r.Configurations)
+}
+
+// sweep marks dead the agents whose heartbeat is older than the down time,
+// at most once per second (after reports: some agent of the cloud is alive
+// to take over), so the services that move work off dead agents hear of it.
+func (s *Service) sweep(req *plugin.Request) error {
+	s.mu.Lock()
+	due := time.Since(s.swept) >= time.Second
+	if due {
+		s.swept = time.Now()
+	}
+	s.mu.Unlock()
+	if !due {
+		return nil
+	}
+	var dead []plugin.Object
+	if err := req.Reg.Read(req.Context(), func(c *plugin.Ctx) error {
+		var err error
+		dead, err = c.Tx.Select(Agent.Kind, func(a plugin.Object) bool { return a["alive"] == true && !s.Alive(a) })
+		return err
+	}); err != nil || len(dead) == 0 {
+		return err
+	}
+	_, err := req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
+		for _, a := range dead {
+			cur, err := c.Tx.Get(Agent.Kind, attr.Str(a, "id"))
+			if err != nil || cur["alive"] != true || s.Alive(cur) {
+				continue // gone, or seen alive since
+			}
+			gone := schema.CloneObject(cur)
+			gone["alive"] = false
+			if err := c.Tx.Put(Agent.Kind, "", gone); err != nil {
+				return err
+			}
+			req := plugin.Object{"start_flag": false, "old_alive": true}
+			if err := c.Publish(Agent.Kind, plugin.Report, plugin.After, &plugin.Payload{Res: Agent, Old: cur, New: gone, Request: req}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return err
+}
+
+// report records a transition: the agent of that type on that host is
+// created on its first report, and changed when it restarts, reports
+// another configuration, or comes back after it was found dead. The
 // services that schedule to agents, or bind to them, hear of it (event
-// "report" on agents, with the agent as it was and is).
+// "report", with the agent as it was and is).
 func (s *Service) report(c *plugin.Ctx, r hostapi.AgentReport) (plugin.Object, error) {
-	if !c.Admin && !c.Service {
-		return nil, fault.Forbidden("rule:report_agent is disallowed by policy")
-	}
-	if r.AgentType == "" || r.Host == "" || r.Binary == "" {
-		return nil, fault.BadRequest("An agent report needs agent_type, binary and host")
-	}
 	now := time.Now().UTC().Format(timeFormat)
 	same, err := OfType(c, r.AgentType, r.Host)
 	if err != nil {
@@ -177,9 +329,6 @@ func (s *Service) report(c *plugin.Ctx, r hostapi.AgentReport) (plugin.Object, e
 	var old, cur plugin.Object
 	if len(same) > 0 {
 		old, cur = same[len(same)-1], schema.CloneObject(same[len(same)-1])
-	}
-	if r.Configurations == nil {
-		r.Configurations = map[string]any{}
 	}
 	if cur == nil {
 		cur = plugin.Object{"id": plugin.NewID(), "agent_type": r.AgentType, "host": r.Host, "admin_state_up": true,
@@ -191,13 +340,14 @@ func (s *Service) report(c *plugin.Ctx, r hostapi.AgentReport) (plugin.Object, e
 		cur["availability_zone"] = r.AvailabilityZone
 	}
 	cur["heartbeat_timestamp"] = now
+	cur["alive"] = true
 	if r.StartFlag {
 		cur["started_at"] = now
 	}
 	if err := c.Tx.Put(Agent.Kind, "", cur); err != nil {
 		return nil, err
 	}
-	req := plugin.Object{"start_flag": r.StartFlag, "old_alive": old != nil && s.Alive(old)}
+	req := plugin.Object{"start_flag": r.StartFlag, "old_alive": old != nil && old["alive"] != false && s.Alive(old)}
 	if err := c.Publish(Agent.Kind, plugin.Report, plugin.After, &plugin.Payload{Res: Agent, Old: old, New: cur, Request: req}); err != nil {
 		return nil, err
 	}
