@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"sigs.k8s.io/knftables"
 )
@@ -57,6 +58,7 @@ type SecurityGroup struct {
 // PortFilter is a port's security state.
 type PortFilter struct {
 	PortID   string
+	Network  string // the port's network (its conntrack zone)
 	MAC      string
 	Addrs    []string // allowed sources: fixed IPs and address pairs (IPs or CIDRs)
 	PairMACs []string
@@ -118,8 +120,10 @@ func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members ma
 		return fmt.Errorf("dataplane: %d filtered ports on one host; at most 65535 can be filtered", len(ports))
 	}
 	marks := h.portMarks(ports)
-	bridge, inet := bridgeState(ports, marks), inetState(ports, groups, members, marks)
-	return h.inNamespace(func() error {
+	zones := h.networkZones(ports)
+	bridge, inet := bridgeState(ports, marks), inetState(ports, groups, members, marks, zones)
+	grants := portGrants(ports, groups, members)
+	err := h.inNamespace(func() error {
 		var err error
 		if h.nftb == nil {
 			if h.nftb, err = knftables.New(knftables.BridgeFamily, filterTable); err != nil {
@@ -138,6 +142,169 @@ func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members ma
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	// Flows allowed by what was just taken away stop now, not when their
+	// conntrack entries time out: established traffic is accepted before
+	// any rule is looked at. A flow still allowed starts again as new.
+	if err := h.revoke(ports, grants, zones); err != nil {
+		return fmt.Errorf("dataplane: conntrack: %w", err)
+	}
+	return nil
+}
+
+// networkZones numbers the networks of the filtered ports and of the
+// networks wired here (1 to 65535), keeping each network's zone while it
+// stays: each network's bridged traffic is tracked in a conntrack zone of
+// its own, so two networks with the same addresses never share a flow's
+// state.
+func (h *Host) networkZones(ports []PortFilter) map[string]uint16 {
+	want := map[string]bool{}
+	for id := range h.wired {
+		want[id] = true
+	}
+	for _, p := range ports {
+		if p.Network != "" {
+			want[p.Network] = true
+		}
+	}
+	keep := map[string]uint16{}
+	used := map[uint16]bool{}
+	for id := range want {
+		if z, ok := h.zones[id]; ok {
+			keep[id] = z
+			used[z] = true
+		}
+	}
+	next := uint16(1)
+	for _, id := range sortedKeys(want) {
+		if _, ok := keep[id]; ok {
+			continue
+		}
+		for used[next] && next < 0xffff {
+			next++
+		}
+		keep[id] = next
+		used[next] = true
+	}
+	h.zones = keep
+	return keep
+}
+
+// grant is what a port's rules let in or out ("in"/"eg" and the match),
+// and the members of the remote groups they name.
+type grant struct {
+	rules   map[string]bool
+	members map[string]bool // addresses of the remote groups' members
+}
+
+// portGrants is each filtered port's grants.
+func portGrants(ports []PortFilter, groups []SecurityGroup, members map[string][]string) map[string]grant {
+	byID := map[string]SecurityGroup{}
+	for _, g := range groups {
+		byID[g.ID] = g
+	}
+	out := map[string]grant{}
+	for _, p := range ports {
+		g := grant{rules: map[string]bool{}, members: map[string]bool{}}
+		for _, gid := range p.Groups {
+			for _, d := range []struct {
+				dir, remote string
+				rules       []FilterRule
+			}{{"in", "saddr", byID[gid].Ingress}, {"eg", "daddr", byID[gid].Egress}} {
+				for _, r := range d.rules {
+					if m, ok := ruleMatch(r, members, d.remote); ok {
+						g.rules[d.dir+" "+m] = true
+						for _, a := range members[r.RemoteGroup] {
+							g.members[a] = true
+						}
+					}
+				}
+			}
+		}
+		out[p.PortID] = g
+	}
+	return out
+}
+
+// revoke deletes the conntrack entries of the ports that lost a rule, or
+// a remote group member (the flows with that member), since the last call.
+func (h *Host) revoke(ports []PortFilter, grants map[string]grant, zones map[string]uint16) error {
+	before := h.grants
+	h.grants = grants
+	if before == nil {
+		return nil // first call: nothing known to have been taken away
+	}
+	var filters []netlink.CustomConntrackFilter
+	for _, p := range ports {
+		old, ok := before[p.PortID]
+		if !ok {
+			continue
+		}
+		now := grants[p.PortID]
+		lost := false
+		for r := range old.rules {
+			lost = lost || !now.rules[r]
+		}
+		var gone []net.IP
+		for a := range old.members {
+			if !now.members[a] {
+				gone = append(gone, parseAddr(a)...)
+			}
+		}
+		mine := map[string]bool{}
+		for _, a := range p.Addrs {
+			for _, ip := range parseAddr(a) {
+				mine[ip.String()] = true
+			}
+		}
+		if lost {
+			filters = append(filters, flowFilter{zone: zones[p.Network], ends: mine})
+		} else if len(gone) > 0 {
+			peers := map[string]bool{}
+			for _, ip := range gone {
+				peers[ip.String()] = true
+			}
+			filters = append(filters, flowFilter{zone: zones[p.Network], ends: mine, peers: peers})
+		}
+	}
+	if len(filters) == 0 {
+		return nil
+	}
+	for _, fam := range []netlink.InetFamily{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+		if _, err := h.nl.ConntrackDeleteFilters(netlink.ConntrackTable, fam, filters...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseAddr reads an address (a prefix stands for its first address: a
+// pair's prefix has no single flow end to match).
+func parseAddr(a string) []net.IP {
+	if ip := net.ParseIP(a); ip != nil {
+		return []net.IP{ip}
+	}
+	return nil
+}
+
+// flowFilter matches the flows of one zone with an end among ends (and,
+// when peers is set, the other end among peers).
+type flowFilter struct {
+	zone        uint16
+	ends, peers map[string]bool
+}
+
+func (f flowFilter) MatchConntrackFlow(flow *netlink.ConntrackFlow) bool {
+	if flow.Zone != f.zone {
+		return false
+	}
+	src, dst := flow.Forward.SrcIP.String(), flow.Forward.DstIP.String()
+	if f.peers == nil {
+		return f.ends[src] || f.ends[dst]
+	}
+	return f.ends[src] && f.peers[dst] || f.ends[dst] && f.peers[src]
 }
 
 // portMarks numbers the filtered ports (1 to 65535: the mark holds two),
@@ -209,6 +376,8 @@ func diffTable(tx *knftables.Transaction, have, want *nftState) {
 		if _, ok := have.sets[name]; !ok {
 			d := want.sets[name]
 			switch {
+			case d.isMap && d.typeOf:
+				tx.Add(&knftables.Map{Name: name, TypeOf: d.typ, Flags: d.flags})
 			case d.isMap:
 				tx.Add(&knftables.Map{Name: name, Type: d.typ, Flags: d.flags})
 			case d.typeOf:
@@ -452,8 +621,13 @@ func comboChain(dir string, gids []string) string {
 
 // inetState: the groups' chains, the remote-group sets, and the maps from
 // ports to the chains of their groups.
-func inetState(ports []PortFilter, groups []SecurityGroup, members map[string][]string, marks map[string]uint32) *nftState {
+func inetState(ports []PortFilter, groups []SecurityGroup, members map[string][]string, marks map[string]uint32, zones map[string]uint16) *nftState {
 	s := newState()
+	s.set("zones", "iifname : ct zone", true)
+	s.sets["zones"] = nftSet{typ: "iifname : ct zone", typeOf: true, isMap: true}
+	for id, z := range zones {
+		s.elem("zones", []string{quote(BridgeName(id))}, fmt.Sprint(z))
+	}
 	s.set("egress", "mark : verdict", true)
 	s.set("ingress", "mark : verdict", true)
 	byID := map[string]SecurityGroup{}
@@ -519,6 +693,11 @@ func inetState(ports []PortFilter, groups []SecurityGroup, members map[string][]
 }
 
 func inetBase(tx *knftables.Transaction) {
+	// Before conntrack (-200): each network's bridged traffic in its zone
+	// (br_netfilter shows the bridge as the input device).
+	tx.Add(&knftables.Chain{Name: "zone", Type: knftables.PtrTo(knftables.FilterType),
+		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.RawPriority)})
+	tx.Add(&knftables.Rule{Chain: "zone", Rule: "ct zone set iifname map @zones"})
 	for _, c := range []struct{ name, hook, match string }{
 		// Prerouting runs after conntrack (-200), before the bridge's
 		// forward chain replaces the mark.

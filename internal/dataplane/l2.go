@@ -36,6 +36,13 @@ type Host struct {
 	marks              map[string]uint32
 	nftb, nfti         knftables.Interface
 	closed             bool
+
+	// wired are the networks wired here (their conntrack zones), zones
+	// their zone numbers, grants what each filtered port's rules allowed
+	// at the last SetFilters.
+	wired  map[string]bool
+	zones  map[string]uint16
+	grants map[string]grant
 }
 
 // OpenHost opens the host whose kernel is the named network namespace
@@ -56,7 +63,7 @@ func OpenHost(nsName string, vtep net.IP) (*Host, error) {
 		ns.Close()
 		return nil, fmt.Errorf("dataplane: netlink in %q: %w", nsName, err)
 	}
-	return &Host{nl: h, ns: ns, VTEP: vtep}, nil
+	return &Host{nl: h, ns: ns, VTEP: vtep, wired: map[string]bool{}}, nil
 }
 
 // Close releases the handles. A closed host refuses every call: netlink
@@ -108,6 +115,7 @@ func (h *Host) EnsureNetwork(n Network) error {
 	if _, ok := h.Physnets[n.PhysicalNetwork]; n.Type != "vxlan" && !ok {
 		return fmt.Errorf("dataplane: network %s: no interface for physical network %q on this host", n.ID, n.PhysicalNetwork)
 	}
+	h.wired[n.ID] = true
 	br, err := h.ensureLink(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: BridgeName(n.ID), MTU: n.MTU}})
 	if err != nil {
 		return err
@@ -166,6 +174,7 @@ func (h *Host) RemoveNetwork(n Network) error {
 	if h.closed {
 		return errClosed
 	}
+	delete(h.wired, n.ID)
 	netSide, _ := patchNames(n.ID)
 	names := []string{netSide, BridgeName(n.ID)}
 	if n.Type == "vxlan" {
@@ -359,7 +368,9 @@ func (h *Host) Prune(keep []Network) error {
 		return errClosed
 	}
 	want := map[string]bool{}
+	h.wired = map[string]bool{}
 	for _, n := range keep {
+		h.wired[n.ID] = true
 		want[BridgeName(n.ID)] = true
 		switch n.Type {
 		case "vxlan":

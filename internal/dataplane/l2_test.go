@@ -478,3 +478,71 @@ func naReaches(t *testing.T, l *lab, from, to, target, mac string) bool {
 		return m.Type == ipv6.ICMPTypeNeighborAdvertisement && ok && len(b.Data) >= 20 && net.IP(b.Data[4:20]).Equal(net.ParseIP(target))
 	})
 }
+
+// TestConntrackZonesAndRevocation: two networks on one host with the same
+// addresses keep their flows apart (each its own conntrack zone): a ping
+// that network A's rules allow does not open the same 5-tuple on network B,
+// whose rules forbid it. And a flow stops as soon as the rule that allowed
+// it goes, established or not.
+func TestConntrackZonesAndRevocation(t *testing.T) {
+	testutil.RequireDataplane(t, "nft", "ping")
+	l := newLab(t)
+	h := l.host("h1", "10.250.0.1")
+	nA := Network{ID: "88888888-aaaa-4aaa-8aaa-00000000000a", Type: "vxlan", SegmentationID: 3001, MTU: 1450}
+	nB := Network{ID: "99999999-aaaa-4aaa-8aaa-00000000000b", Type: "vxlan", SegmentationID: 3002, MTU: 1450}
+	ports := []struct {
+		id, vm, mac, ip string
+		n               Network
+	}{
+		{"f1aaaaaa-0001", "a1", "fa:16:3e:00:0a:01", "10.5.0.11", nA},
+		{"f2aaaaaa-0002", "a2", "fa:16:3e:00:0a:02", "10.5.0.12", nA},
+		{"f3aaaaaa-0003", "b1", "fa:16:3e:00:0b:01", "10.5.0.11", nB},
+		{"f4aaaaaa-0004", "b2", "fa:16:3e:00:0b:02", "10.5.0.12", nB},
+	}
+	for _, p := range ports {
+		if err := h.EnsureNetwork(p.n); err != nil {
+			t.Fatal(err)
+		}
+		l.vm(p.vm, "h1", p.id, p.mac, p.ip+"/24", 1450)
+		if err := h.EnsurePort(p.id, p.n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	any4 := []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}
+	icmp := []FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1}}
+	filter := func(openIngress []FilterRule) {
+		t.Helper()
+		groups := []SecurityGroup{{ID: "client", Egress: any4}, {ID: "open", Ingress: openIngress, Egress: any4}, {ID: "locked", Egress: any4}}
+		var pf []PortFilter
+		for _, p := range ports {
+			g := map[string]string{"a1": "client", "b1": "client", "a2": "open", "b2": "locked"}[p.vm]
+			pf = append(pf, PortFilter{PortID: p.id, Network: p.n.ID, MAC: p.mac, Addrs: []string{p.ip}, Groups: []string{g}})
+		}
+		if err := h.SetFilters(pf, groups, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same ICMP identifier from both networks: the same 5-tuple.
+	ping := func(from string, id string) bool {
+		return l.try(from, "ping", "-e", id, "-c", "1", "-W", "1", "10.5.0.12") == nil
+	}
+	filter(icmp)
+	if !ping("a1", "4242") {
+		t.Fatal("network A's rule does not admit its ping")
+	}
+	if ping("b1", "4242") {
+		t.Fatal("network B's ping rode network A's flow: networks share conntrack state")
+	}
+	// Revocation: the flow a1 -> a2 stops with the rule that allowed it.
+	if !ping("a1", "4343") {
+		t.Fatal("a1 cannot reach a2")
+	}
+	filter(nil)
+	if ping("a1", "4343") {
+		t.Fatal("an established flow outlived the rule that allowed it")
+	}
+	filter(icmp)
+	if !ping("a1", "4343") {
+		t.Fatal("the flow does not start again once its rule is back")
+	}
+}

@@ -70,7 +70,7 @@ func Derive(st *hostapi.Span) ([]dataplane.PortFilter, []dataplane.SecurityGroup
 		if p["port_security_enabled"] != true || strings.HasPrefix(attr.Str(p, "device_owner"), "network:") {
 			continue
 		}
-		f := dataplane.PortFilter{PortID: attr.Str(p, "id"), MAC: attr.Str(p, "mac_address")}
+		f := dataplane.PortFilter{PortID: attr.Str(p, "id"), Network: attr.Str(p, "network_id"), MAC: attr.Str(p, "mac_address")}
 		for _, ip := range attr.Objects(p, "fixed_ips") {
 			f.Addrs = append(f.Addrs, attr.Str(ip, "ip_address"))
 		}
