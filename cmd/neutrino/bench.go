@@ -16,6 +16,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"neutrino/internal/api"
@@ -34,6 +35,7 @@ func bench(args []string) error {
 	nNet := fs.Int("networks", 200, "POST /v2.0/networks count")
 	nPort := fs.Int("ports", 200, "POST /v2.0/ports count")
 	nGet := fs.Int("gets", 1000, "GET /v2.0/ports?limit=50 count")
+	conc := fs.Int("concurrency", 1, "clients running the creates and deletes at once, each on its own connection")
 	stopProfile, err := parseProfiled(fs, args, "write a CPU profile of the run (client and embedded server) to this file")
 	if err != nil {
 		return err
@@ -89,13 +91,17 @@ func bench(args []string) error {
 		return fmt.Errorf("bench talks to loopback servers only, not %q", base)
 	}
 	c := newBenchClient(base, *token)
+	clients := []*benchClient{c}
+	for len(clients) < *conc {
+		clients = append(clients, newBenchClient(base, *token))
+	}
 
 	results := map[string]benchStat{}
-	var nets, ports []string
-	results["a_post_networks"] = timed(*nNet, func(i int) error {
+	nets, ports := make([]string, *nNet), make([]string, *nPort)
+	results["a_post_networks"] = timedBy(clients, *nNet, func(c *benchClient, i int) error {
 		var out struct{ Network struct{ ID string } }
 		err := c.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": fmt.Sprintf("bench-net-%d", i)}}, &out)
-		nets = append(nets, out.Network.ID)
+		nets[i] = out.Network.ID
 		return err
 	})
 	var pn struct{ Network struct{ ID string } }
@@ -105,10 +111,10 @@ func bench(args []string) error {
 	if err := c.do("POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": pn.Network.ID, "ip_version": 4, "cidr": "10.201.0.0/16"}}, nil); err != nil {
 		return err
 	}
-	results["b_post_ports"] = timed(*nPort, func(i int) error {
+	results["b_post_ports"] = timedBy(clients, *nPort, func(c *benchClient, i int) error {
 		var out struct{ Port struct{ ID string } }
 		err := c.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": pn.Network.ID, "name": fmt.Sprintf("bench-port-%d", i)}}, &out)
-		ports = append(ports, out.Port.ID)
+		ports[i] = out.Port.ID
 		return err
 	})
 	want := min(50, len(ports)+1)
@@ -124,8 +130,8 @@ func bench(args []string) error {
 		}
 		return nil
 	})
-	results["d_delete_ports"] = timed(len(ports), func(i int) error { return c.do("DELETE", "/v2.0/ports/"+ports[i], nil, nil) })
-	results["e_delete_networks"] = timed(len(nets), func(i int) error { return c.do("DELETE", "/v2.0/networks/"+nets[i], nil, nil) })
+	results["d_delete_ports"] = timedBy(clients, len(ports), func(c *benchClient, i int) error { return c.do("DELETE", "/v2.0/ports/"+ports[i], nil, nil) })
+	results["e_delete_networks"] = timedBy(clients, len(nets), func(c *benchClient, i int) error { return c.do("DELETE", "/v2.0/networks/"+nets[i], nil, nil) })
 	c.do("DELETE", "/v2.0/networks/"+pn.Network.ID, nil, nil)
 
 	keys := slices.Sorted(maps.Keys(results))
@@ -165,6 +171,45 @@ func timed(n int, fn func(i int) error) benchStat {
 		lat = append(lat, float64(time.Since(t).Microseconds())/1000)
 	}
 	wall := time.Since(start).Seconds()
+	if n == 0 {
+		return benchStat{}
+	}
+	sort.Float64s(lat)
+	return benchStat{n: n, rps: float64(n) / wall, p50: lat[n/2], p99: lat[min(n-1, n*99/100)]}
+}
+
+// timedBy runs fn for 0..n-1 spread over the clients, each client its
+// calls in turn on its own goroutine (with one client: on this one, as
+// timed does), and times the whole.
+func timedBy(clients []*benchClient, n int, fn func(c *benchClient, i int) error) benchStat {
+	if len(clients) == 1 {
+		return timed(n, func(i int) error { return fn(clients[0], i) })
+	}
+	lat := make([]float64, n)
+	errs := make([]error, len(clients))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for k, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := k; i < n; i += len(clients) {
+				t := time.Now()
+				if err := fn(c, i); err != nil {
+					errs[k] = err
+					return
+				}
+				lat[i] = float64(time.Since(t).Microseconds()) / 1000
+			}
+		}()
+	}
+	wg.Wait()
+	wall := time.Since(start).Seconds()
+	for _, err := range errs {
+		if err != nil {
+			return benchStat{err: err}
+		}
+	}
 	if n == 0 {
 		return benchStat{}
 	}
