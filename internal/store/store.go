@@ -66,6 +66,10 @@ type DB struct {
 
 	wc *wconn // SQLite writer connection (guarded by wmu)
 
+	qmu     sync.Mutex  // guards queue and leading (group commit, SQLite)
+	queue   []*writeReq // writes waiting for a batch
+	leading bool        // a writer is running batches
+
 	dsn string    // PostgreSQL: for the writer connection
 	pgw *pgx.Conn // PostgreSQL writer connection (guarded by wmu)
 
@@ -211,10 +215,13 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 // cancellable context.
 func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (int64, error) {
 	ctx = context.WithoutCancel(ctx)
+	if db.Dialect == SQLite && useView {
+		return db.writeGrouped(ctx, fn) // it takes the lock for each batch
+	}
 	db.wmu.Lock()
 	defer db.wmu.Unlock()
 	if db.Dialect == SQLite {
-		return db.writeSQLite(ctx, fn, useView)
+		return db.writeSQLite(ctx, fn)
 	}
 	if useView {
 		return db.writePG(ctx, fn)

@@ -1,0 +1,190 @@
+package store
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// TestGroupCommit: concurrent writes share transactions, yet each stands
+// alone: the ones that succeed are all there with revisions one apart in
+// commit order, each seeing the writes before it (no claim granted twice);
+// one that fails or panics leaves nothing behind and takes no other write
+// with it.
+func TestGroupCommit(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "g.db"))
+	defer db.Close()
+	ctx := context.Background()
+	boom := errors.New("boom")
+	const writers = 60
+	type result struct {
+		rev   int64
+		err   error
+		panic any
+	}
+	results := make([]result, writers)
+	var wg sync.WaitGroup
+	for i := 0; i < writers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { results[i].panic = recover() }()
+			rev, err := db.Write(ctx, func(tx *Tx) error {
+				if err := tx.Put("thing", "", Object{"id": fmt.Sprint("t", i), "project_id": "p"}); err != nil {
+					return err
+				}
+				// Ten keys for sixty writers: each granted to one write.
+				ok, err := tx.ClaimIP("s", fmt.Sprint("10.0.0.", i%10), fmt.Sprint("t", i), "n")
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return boom
+				}
+				switch i % 7 {
+				case 3:
+					return boom
+				case 5:
+					panic("write panicked")
+				}
+				return nil
+			})
+			results[i].rev, results[i].err = rev, err
+		}()
+	}
+	wg.Wait()
+	var revs []int64
+	stored := map[string]bool{}
+	if err := db.Read(ctx, func(tx *Tx) error {
+		all, err := tx.List("thing", Filter{})
+		for _, o := range all {
+			stored[o["id"].(string)] = true
+		}
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	granted := 0
+	for i, r := range results {
+		id := fmt.Sprint("t", i)
+		switch {
+		case r.panic != nil:
+			if i%7 != 5 || stored[id] {
+				t.Errorf("%s: panic %v, stored %v", id, r.panic, stored[id])
+			}
+		case r.err != nil:
+			if !errors.Is(r.err, boom) || stored[id] {
+				t.Errorf("%s: error %v, stored %v", id, r.err, stored[id])
+			}
+		default:
+			granted++
+			revs = append(revs, r.rev)
+			if !stored[id] {
+				t.Errorf("%s: acknowledged at revision %d but not stored", id, r.rev)
+			}
+		}
+	}
+	if granted == 0 || granted > 10 {
+		t.Fatalf("%d writes were granted a claim on ten keys", granted)
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i] < revs[j] })
+	for i := 1; i < len(revs); i++ {
+		if revs[i] == revs[i-1] {
+			t.Fatalf("two writes took revision %d", revs[i])
+		}
+	}
+	ch, err := db.Changes(ctx, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch) != granted {
+		t.Fatalf("%d changes logged for %d writes", len(ch), granted)
+	}
+	for i, c := range ch {
+		if c.Rev != revs[i] {
+			t.Fatalf("change %d at revision %d, the writes took %v", i, c.Rev, revs)
+		}
+	}
+}
+
+// TestKilledWriterLosesNothing: a process writing from many goroutines is
+// killed (SIGKILL) mid-stream; every write it had acknowledged is there
+// when the store opens again.
+func TestKilledWriterLosesNothing(t *testing.T) {
+	if dir := os.Getenv("NEUTRINO_STORE_WRITER"); dir != "" {
+		writeUntilKilled(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriterLosesNothing$")
+	cmd.Env = append(os.Environ(), "NEUTRINO_STORE_WRITER="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[string]bool{}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && len(acked) < 400 {
+		if id, ok := strings.CutPrefix(sc.Text(), "ack "); ok {
+			acked[id] = true
+		}
+	}
+	cmd.Process.Kill() // SIGKILL: no deferred work, no clean close
+	cmd.Wait()
+	if len(acked) < 400 {
+		t.Fatalf("the writer acknowledged %d writes before it stopped", len(acked))
+	}
+	db := openTest(t, filepath.Join(dir, "k.db"))
+	defer db.Close()
+	if err := db.Read(context.Background(), func(tx *Tx) error {
+		for id := range acked {
+			if _, err := tx.Get("thing", id); err != nil {
+				return fmt.Errorf("acknowledged %s: %w", id, err)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeUntilKilled writes from 16 goroutines, printing each write it was
+// told committed, until it is killed.
+func writeUntilKilled(dir string) {
+	db, err := Open(filepath.Join(dir, "k.db"))
+	if err != nil {
+		panic(err)
+	}
+	if _, err := db.Migrate(context.Background()); err != nil {
+		panic(err)
+	}
+	var mu sync.Mutex
+	for g := 0; g < 16; g++ {
+		go func() {
+			for i := 0; ; i++ {
+				id := fmt.Sprint("w", g, "-", i)
+				if _, err := db.Write(context.Background(), func(tx *Tx) error {
+					return tx.Put("thing", "", Object{"id": id, "project_id": "p"})
+				}); err != nil {
+					panic(err)
+				}
+				mu.Lock()
+				fmt.Println("ack " + id)
+				mu.Unlock()
+			}
+		}()
+	}
+	time.Sleep(time.Minute)
+}
