@@ -650,7 +650,17 @@ type Filter struct {
 	Parent   string   // parent id (network of a subnet or port, group of a rule, ...)
 	Parents  []string // any of these parent ids
 	IDs      []string // any of these ids
+	// Attr and Values: objects whose attribute Attr (a string, or a list
+	// of strings) holds one of Values. An attribute indexed with
+	// IndexAttr is found without a scan.
+	Attr   string
+	Values []string
 }
+
+// IndexAttr indexes attribute attr of kind's objects in the view (a
+// string, or each string of a list), so that lists filtered by it cost what
+// they find, not the whole kind.
+func (db *DB) IndexAttr(kind, attr string) { db.view.index(kind, attr) }
 
 // List returns the resources of kind matching f, ordered by id. In a read
 // transaction the objects are shared: copy before modifying.
@@ -700,7 +710,9 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, obj)
+		if f.matchAttr(obj) {
+			out = append(out, obj)
+		}
 	}
 	return out, rows.Err()
 }
@@ -998,7 +1010,7 @@ func (tx *Tx) listOverlaid(kind string, f Filter) []Object {
 		if e.kind != kind {
 			continue
 		}
-		if e.obj == nil || !f.match(e.id, e.project, e.parent) {
+		if e.obj == nil || !f.match(e.id, e.project, e.parent) || !f.matchAttr(e.obj) {
 			delete(byID, e.id)
 			continue
 		}

@@ -300,3 +300,65 @@ func TestFailedWritesLeaveTheWriterUsable(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestIndexedAttributes: lists by an indexed attribute (a string, or each
+// string of a list) find exactly the objects that hold the value, as they
+// change and go, in reads and in a write's own view of itself; an
+// attribute indexed after objects exist finds those too.
+func TestIndexedAttributes(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t, filepath.Join(t.TempDir(), "s.db"))
+	defer db.Close()
+	put(t, db, Object{"id": "a", "project_id": "p", "host": "h1", "groups": []any{"g1", "g2"}},
+		Object{"id": "b", "project_id": "p", "host": "h2", "groups": []any{"g2"}})
+	db.IndexAttr("thing", "host")
+	db.IndexAttr("thing", "groups")
+	ids := func(tx *Tx, attr string, values ...string) string {
+		l, err := tx.List("thing", Filter{Attr: attr, Values: values})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, o := range l {
+			out = append(out, o["id"].(string))
+		}
+		return fmt.Sprint(out)
+	}
+	check := func(attr string, values []string, want string) {
+		t.Helper()
+		if err := db.Read(ctx, func(tx *Tx) error {
+			if got := ids(tx, attr, values...); got != want {
+				t.Errorf("%s in %v: %s, want %s", attr, values, got, want)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("host", []string{"h1"}, "[a]")
+	check("groups", []string{"g2"}, "[a b]")
+	check("groups", []string{"g1", "g9"}, "[a]")
+	put(t, db, Object{"id": "a", "project_id": "p", "host": "h2", "groups": []any{"g3"}}) // moved, regrouped
+	check("host", []string{"h1"}, "[]")
+	check("host", []string{"h2"}, "[a b]")
+	check("groups", []string{"g1"}, "[]")
+	check("groups", []string{"g3"}, "[a]")
+	if _, err := db.Write(ctx, func(tx *Tx) error {
+		if err := tx.Delete("thing", "b"); err != nil {
+			return err
+		}
+		if err := tx.Put("thing", "", Object{"id": "c", "project_id": "p", "host": "h2"}); err != nil {
+			return err
+		}
+		if got := ids(tx, "host", "h2"); got != "[a c]" {
+			t.Errorf("in the write: %s", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("host", []string{"h2"}, "[a c]")
+	check("groups", []string{"g2"}, "[]")
+	// Not indexed: found by a scan, the same.
+	check("project_id", []string{"p"}, "[a c]")
+}

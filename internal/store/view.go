@@ -20,6 +20,8 @@ type view struct {
 	loaded bool
 	rev    int64
 	kinds  map[string]*index
+	// indexed are the attributes indexed per kind (see DB.IndexAttr).
+	indexed map[string][]string
 }
 
 type index struct {
@@ -28,13 +30,54 @@ type index struct {
 	meta    map[string]rowMeta
 	parent  map[string]map[string]struct{}
 	project map[string]map[string]struct{}
+	// attrs: attribute -> value -> ids, for the attributes indexed.
+	attrs map[string]map[string]map[string]struct{}
 }
 
 type rowMeta struct{ project, parent string }
 
-func newIndex() *index {
-	return &index{objs: map[string]Object{}, memos: map[string]*Memo{}, meta: map[string]rowMeta{},
-		parent: map[string]map[string]struct{}{}, project: map[string]map[string]struct{}{}}
+func newIndex(attrs []string) *index {
+	ix := &index{objs: map[string]Object{}, memos: map[string]*Memo{}, meta: map[string]rowMeta{},
+		parent: map[string]map[string]struct{}{}, project: map[string]map[string]struct{}{},
+		attrs: map[string]map[string]map[string]struct{}{}}
+	for _, a := range attrs {
+		ix.attrs[a] = map[string]map[string]struct{}{}
+	}
+	return ix
+}
+
+// attrValues are what an attribute of o is indexed under: a string, or
+// each string of a list (a port's security groups).
+func attrValues(o Object, attr string) []string {
+	switch x := o[attr].(type) {
+	case string:
+		if x != "" {
+			return []string{x}
+		}
+	case []any:
+		var out []string
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
+
+// indexAttr indexes one more attribute of the objects already there.
+func (ix *index) indexAttr(attr string) {
+	if _, ok := ix.attrs[attr]; ok {
+		return
+	}
+	m := map[string]map[string]struct{}{}
+	for id, o := range ix.objs {
+		for _, v := range attrValues(o, attr) {
+			addTo(m, v, id)
+		}
+	}
+	ix.attrs[attr] = m
 }
 
 func addTo(m map[string]map[string]struct{}, k, id string) {
@@ -50,6 +93,14 @@ func (ix *index) remove(id string) {
 	m, ok := ix.meta[id]
 	if !ok {
 		return
+	}
+	for attr, byValue := range ix.attrs {
+		for _, v := range attrValues(ix.objs[id], attr) {
+			delete(byValue[v], id)
+			if len(byValue[v]) == 0 {
+				delete(byValue, v)
+			}
+		}
 	}
 	delete(ix.parent[m.parent], id)
 	if len(ix.parent[m.parent]) == 0 {
@@ -71,15 +122,39 @@ func (ix *index) put(id, project, parent string, o Object) {
 	ix.meta[id] = rowMeta{project, parent}
 	addTo(ix.parent, parent, id)
 	addTo(ix.project, project, id)
+	for attr, byValue := range ix.attrs {
+		for _, v := range attrValues(o, attr) {
+			addTo(byValue, v, id)
+		}
+	}
 }
 
 func (v *view) kind(k string) *index {
 	ix := v.kinds[k]
 	if ix == nil {
-		ix = newIndex()
+		ix = newIndex(v.indexed[k])
 		v.kinds[k] = ix
 	}
 	return ix
+}
+
+// index makes the view index attribute attr of kind (kept as objects
+// change, and built now for those already there).
+func (v *view) index(kind, attr string) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.indexed == nil {
+		v.indexed = map[string][]string{}
+	}
+	for _, a := range v.indexed[kind] {
+		if a == attr {
+			return
+		}
+	}
+	v.indexed[kind] = append(v.indexed[kind], attr)
+	if ix := v.kinds[kind]; ix != nil {
+		ix.indexAttr(attr)
+	}
 }
 
 // sync brings the view to at least revision rev (committed).
@@ -189,7 +264,7 @@ func (v *view) load(ctx context.Context, db *DB) error {
 		}
 		ix := kinds[kind]
 		if ix == nil {
-			ix = newIndex()
+			ix = newIndex(v.indexed[kind])
 			kinds[kind] = ix
 		}
 		ix.put(id, project, parent, o)
@@ -258,12 +333,17 @@ func (v *view) list(kind string, f Filter) []Object {
 	if f.Parent != "" {
 		parents = append([]string{f.Parent}, parents...)
 	}
+	byValue, attrIndexed := ix.attrs[f.Attr]
 	switch {
 	case len(f.IDs) > 0:
 		for _, id := range f.IDs {
 			if _, ok := ix.objs[id]; ok {
 				ids = append(ids, id)
 			}
+		}
+	case f.Attr != "" && attrIndexed:
+		for _, v := range f.Values {
+			collect(byValue[v])
 		}
 	case len(parents) > 0:
 		for _, p := range parents {
@@ -285,7 +365,7 @@ func (v *view) list(kind string, f Filter) []Object {
 			continue
 		}
 		m := ix.meta[id]
-		if !f.match(id, m.project, m.parent) {
+		if !f.match(id, m.project, m.parent) || !f.matchAttr(ix.objs[id]) {
 			continue
 		}
 		out = append(out, ix.objs[id])
@@ -302,6 +382,21 @@ func (v *view) meta(kind, id string) (rowMeta, bool) {
 	}
 	m, ok := ix.meta[id]
 	return m, ok
+}
+
+// matchAttr reports whether o passes the filter's attribute condition.
+func (f Filter) matchAttr(o Object) bool {
+	if f.Attr == "" {
+		return true
+	}
+	for _, v := range attrValues(o, f.Attr) {
+		for _, want := range f.Values {
+			if v == want {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // match reports whether a row with these keys passes the filter.

@@ -215,7 +215,7 @@ func associate(c *plugin.Ctx, fip plugin.Object, portID string, fixedIP any) err
 // routerFor finds a router with an interface on subnet and its gateway on
 // the external network.
 func routerFor(c *plugin.Ctx, subnetID, extNetID string) (string, error) {
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: []string{ownerRouterInterface, ownerRouterGateway}})
 	if err != nil {
 		return "", err
 	}

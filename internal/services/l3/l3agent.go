@@ -79,7 +79,7 @@ func (s *Service) autoSchedule(c *plugin.Ctx) error {
 	}
 	// Only routers with ports and no agent need work (this runs at every
 	// L3 agent heartbeat: one pass over the ports, not one per router).
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: []string{ownerRouterInterface, ownerRouterGateway}})
 	if err != nil {
 		return err
 	}

@@ -125,9 +125,14 @@ func (s *Service) deleteRouter(c *plugin.Ctx, cur plugin.Object) error {
 
 // routerPorts lists the ports a router owns.
 func routerPorts(c *plugin.Ctx, routerID string) ([]plugin.Object, error) {
-	return c.Tx.Select(schema.Port.Kind, func(p plugin.Object) bool {
-		return attr.Str(p, "device_id") == routerID && (attr.Str(p, "device_owner") == ownerRouterInterface || attr.Str(p, "device_owner") == ownerRouterGateway)
-	})
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_id", Values: []string{routerID}})
+	var out []plugin.Object
+	for _, p := range ports {
+		if o := attr.Str(p, "device_owner"); o == ownerRouterInterface || o == ownerRouterGateway {
+			out = append(out, p)
+		}
+	}
+	return out, err
 }
 
 // setGateway makes the router's gateway what gw asks (nil or empty: none)

@@ -2,7 +2,9 @@ package ml2
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 
 	"neutrino/internal/attr"
@@ -15,10 +17,15 @@ import (
 
 const ownerDHCP = hostapi.OwnerDHCP
 
+// OnHost selects the ports bound to host (an indexed attribute).
+func OnHost(host string) store.Filter {
+	return store.Filter{Attr: "binding:host_id", Values: []string{host}}
+}
+
 // hostPorts is ML2's part of a host's span: the ports bound there whose
 // binding did not fail.
 func hostPorts(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	ports, err := c.Tx.List(schema.Port.Kind, OnHost(host))
 	if err != nil {
 		return err
 	}
@@ -54,7 +61,10 @@ func hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanO
 			}
 		}
 	}
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	if len(nets) == 0 {
+		return nil
+	}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parents: slices.Sorted(maps.Keys(nets))})
 	if err != nil {
 		return err
 	}
@@ -138,14 +148,11 @@ func SetHostPorts(c *plugin.Ctx, host string, active []string) (changed int, err
 	for _, id := range active {
 		up[id] = true
 	}
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	ports, err := c.Tx.List(schema.Port.Kind, OnHost(host))
 	if err != nil {
 		return 0, err
 	}
 	for _, p := range ports {
-		if attr.Str(p, "binding:host_id") != host {
-			continue
-		}
 		want := "DOWN"
 		if up[attr.Str(p, "id")] && attr.Bool(p, "admin_state_up") {
 			want = "ACTIVE"
@@ -172,7 +179,7 @@ func (s *Service) agentReported(c *plugin.Ctx, p *plugin.Payload) error {
 		return nil
 	}
 	host := attr.Str(p.New, "host")
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{})
+	ports, err := c.Tx.List(schema.Port.Kind, OnHost(host))
 	if err != nil {
 		return err
 	}

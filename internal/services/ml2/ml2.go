@@ -144,6 +144,12 @@ func (s *Service) Register(r *plugin.Registry) error {
 		}
 	}
 	r.Subscribe("agent", plugin.Report, plugin.After, s.agentReported)
+	if r.DB != nil {
+		// What hot paths look ports up by: a host's span, a device's ports.
+		for _, a := range []string{"binding:host_id", "device_id", "device_owner"} {
+			r.DB.IndexAttr(schema.Port.Kind, a)
+		}
+	}
 	r.HostSpan(hostPorts)
 	r.HostSpanFinish(hostNetworks)
 	r.Route(&plugin.Route{Method: "PUT", Path: "hosts/{}/ports", Internal: true, Serve: s.serveHostPorts})

@@ -8,7 +8,6 @@ import (
 	"context"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -32,7 +31,9 @@ var protocolNumbers = map[string]int{
 const protocolList = "[None, 'ah', 'dccp', 'egp', 'esp', 'gre', 'hopopt', 'icmp', 'igmp', 'ip', 'ipip', 'ipv6-encap', 'ipv6-frag', 'ipv6-icmp', 'icmpv6', 'ipv6-nonxt', 'ipv6-opts', 'ipv6-route', 'ospf', 'pgm', 'rsvp', 'sctp', 'tcp', 'udp', 'udplite', 'vrrp']"
 
 // Service is the security-group extension.
-type Service struct{}
+type Service struct {
+	cache memberCache
+}
 
 // New returns the security-group extension.
 func New() *Service { return &Service{} }
@@ -41,7 +42,7 @@ func New() *Service { return &Service{} }
 func (*Service) Name() string { return "security-group" }
 
 // Register implements plugin.Service.
-func (*Service) Register(r *plugin.Registry) error {
+func (s *Service) Register(r *plugin.Registry) error {
 	r.Extension(
 		plugin.Extension{Alias: "security-group", Name: "security-group", Description: "The security groups extension.", Updated: "2012-10-05T10:00:00-00:00"},
 		plugin.Extension{Alias: "security-groups-normalized-cidr", Name: "Normalized CIDR field for security group rules", Description: "Add new field with normalized remote_ip_prefix cidr in SG rule", Updated: "2020-07-28T10:00:00-00:00"},
@@ -55,9 +56,12 @@ func (*Service) Register(r *plugin.Registry) error {
 		}}); err != nil {
 		return err
 	}
+	if r.DB != nil {
+		r.DB.IndexAttr(schema.Port.Kind, "security_groups") // a group's members
+	}
 	r.Subscribe(schema.Port.Kind, plugin.Create, plugin.Precommit, portCreated)
 	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.Precommit, portUpdated)
-	r.HostSpan(hostGroups)
+	r.HostSpan(s.hostGroups)
 	if err := r.Resource(&plugin.Handler{Res: schema.SecurityGroup, Create: createSecurityGroup, Update: updateSecurityGroup,
 		Delete: deleteSecurityGroup, Visible: securityGroupVisible, Present: rbac.Present, Prepare: ensureDefault, Quota: "security_group"}); err != nil {
 		return err
@@ -287,9 +291,7 @@ func groupPorts(c *plugin.Ctx, id string) (bool, error) {
 
 // groupMembers lists the ports in security group id.
 func groupMembers(c *plugin.Ctx, id string) ([]plugin.Object, error) {
-	return c.Tx.Select(schema.Port.Kind, func(p plugin.Object) bool {
-		return slices.Contains(attr.List(p, "security_groups"), any(id))
-	})
+	return c.Tx.List(schema.Port.Kind, store.Filter{Attr: "security_groups", Values: []string{id}})
 }
 
 func deleteSecurityGroup(c *plugin.Ctx, cur plugin.Object) error {
