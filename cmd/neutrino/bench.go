@@ -3,12 +3,9 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"net/http"
@@ -18,16 +15,15 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"neutrino/internal/api"
-	"neutrino/internal/identity"
-	"neutrino/internal/services"
 )
 
 // bench runs the same sequential workload as shared/peer/bench-api.sh:
 // N POST networks, N POST ports on one network, M GET ports?limit=50, then
 // the deletes, one client over keep-alive HTTP with a real token.
 func bench(args []string) error {
+	if len(args) > 0 && args[0] == "scale" {
+		return scale(args[1:])
+	}
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	url := fs.String("url", "", "server base URL (default: start an embedded server)")
 	token := fs.String("token", os.Getenv("OS_TOKEN"), "X-Auth-Token to use with --url (default: log in with OS_* variables)")
@@ -44,41 +40,12 @@ func bench(args []string) error {
 
 	base := strings.TrimSuffix(strings.TrimSuffix(*url, "/"), "/v2.0")
 	if base == "" {
-		dir, err := os.MkdirTemp("", "neutrino-bench-")
+		b, tok, stop, err := embeddedServer(*database)
 		if err != nil {
 			return err
 		}
-		defer os.RemoveAll(dir)
-		sf := storeFlags{dataDir: dir, database: *database}
-		ctx := context.Background()
-		db, err := sf.open(ctx)
-		if err != nil {
-			return err
-		}
-		defer db.Close()
-		reg, err := services.Build(db, services.Config{Quotas: map[string]int{"network": -1, "port": -1, "subnet": -1}})
-		if err != nil {
-			return err
-		}
-		ident := identity.NewBuiltin(db)
-		if _, err := ident.Bootstrap(ctx, "benchadmin", "benchdemo"); err != nil {
-			return err
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return err
-		}
-		base = "http://" + ln.Addr().String()
-		ident.PublicURL = func(*http.Request) string { return base }
-		srv := &http.Server{Handler: api.New(reg, ident, ident, slog.New(slog.NewTextHandler(io.Discard, nil)))}
-		go srv.Serve(ln)
-		defer srv.Close()
-		tok, err := ident.TokenFor(ctx, "admin", "admin")
-		if err != nil {
-			return err
-		}
-		*token = tok
-		fmt.Printf("embedded server at %s, store %s\n", base, db.Dialect)
+		defer stop()
+		base, *token = b, tok
 	} else if *token == "" {
 		t, err := loginFromEnv()
 		if err != nil {
