@@ -280,15 +280,18 @@ func (c *benchClient) do(method, path string, body, out any) error {
 }
 
 // loginFromEnv gets a token with the OS_* variables of an openrc.
-func loginFromEnv() (string, error) {
-	authURL := strings.TrimSuffix(os.Getenv("OS_AUTH_URL"), "/")
+func loginFromEnv() (string, error) { return login(os.Getenv) }
+
+// login gets a token with the OS_* variables getenv gives.
+func login(getenv func(string) string) (string, error) {
+	authURL := strings.TrimSuffix(getenv("OS_AUTH_URL"), "/")
 	if authURL == "" {
 		return "", fmt.Errorf("no --token and no OS_AUTH_URL")
 	}
 	body := map[string]any{"auth": map[string]any{
 		"identity": map[string]any{"methods": []string{"password"}, "password": map[string]any{"user": map[string]any{
-			"name": os.Getenv("OS_USERNAME"), "password": os.Getenv("OS_PASSWORD"), "domain": map[string]any{"name": "Default"}}}},
-		"scope": map[string]any{"project": map[string]any{"name": os.Getenv("OS_PROJECT_NAME"), "domain": map[string]any{"name": "Default"}}},
+			"name": getenv("OS_USERNAME"), "password": getenv("OS_PASSWORD"), "domain": map[string]any{"name": "Default"}}}},
+		"scope": map[string]any{"project": map[string]any{"name": getenv("OS_PROJECT_NAME"), "domain": map[string]any{"name": "Default"}}},
 	}}
 	b, _ := json.Marshal(body)
 	resp, err := http.Post(authURL+"/auth/tokens", "application/json", bytes.NewReader(b))

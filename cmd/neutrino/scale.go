@@ -10,7 +10,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -23,7 +27,8 @@ import (
 
 // scale simulates many host agents over the real agent API, as ovn-heater
 // does for OVN: each registers, heartbeats, lists its state and long-polls
-// its changes, lists again when told of one. Then ports are bound to the
+// its changes, applying the deltas that come with them (or, with
+// --deltas=false, listing its state again at each). Then ports are bound to the
 // hosts, and each host's first sight of each port that concerns it is
 // timed; the server's CPU is measured idle and per change.
 func scale(args []string) error {
@@ -33,10 +38,17 @@ func scale(args []string) error {
 	perNet := fs.Int("hosts-per-network", 10, "hosts sharing each network")
 	interval := fs.Duration("report-interval", 5*time.Second, "each agent's heartbeat interval")
 	idle := fs.Duration("idle", 30*time.Second, "how long to measure the idle cloud")
+	groups := fs.Bool("security-groups", true, "ports in the default security group (every host holding it needs each new member); false: port security off, a port concerns its network's hosts only")
+	deltas := fs.Bool("deltas", true, "take the deltas the server sends with changes (false: list the state again at each change, as agents did before)")
+	serverProfile := fs.String("server-cpuprofile", "", "write a CPU profile of the server to this file")
 	database := fs.String("database", "", "database DSN (default: SQLite in a temporary directory)")
-	fs.Parse(args)
+	stopProfile, err := parseProfiled(fs, args, "write a CPU profile of the simulated agents to this file")
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 
-	base, token, stop, err := embeddedServer(*database)
+	base, token, serverCPU, stop, err := scaleServer(*database, *serverProfile)
 	if err != nil {
 		return err
 	}
@@ -81,43 +93,56 @@ func scale(args []string) error {
 			defer wg.Done()
 			c := newBenchClient(base, token)
 			time.Sleep(100 * time.Millisecond) // registered first
-			list := func() int64 {
-				var st struct {
-					Revision int64
-					Ports    []struct{ ID string }
-					Peers    []struct {
-						PortID string `json:"port_id"`
-					}
-				}
-				var raw []byte
-				if err := c.do("GET", "/neutrino/v1/hosts/"+h.name+"/state?kinds="+kinds, nil, &raw); err != nil {
-					return -1
-				}
-				pmu.Lock()
-				bytes += int64(len(raw))
-				pmu.Unlock()
+			var st *hostapi.Span
+			reported := ""
+			// seen notes the ports the host now has: its own, or peers on
+			// its networks.
+			seen := func(ports []hostapi.Object, peers []hostapi.Peer) {
 				now := time.Now()
-				json.Unmarshal(raw, &st)
-				// A port the host needs is in its state: its own, or a peer
-				// on one of its networks.
 				h.mu.Lock()
-				for _, p := range st.Ports {
-					if _, ok := h.seen[p.ID]; !ok {
-						h.seen[p.ID] = now
+				for _, p := range ports {
+					if id, _ := p["id"].(string); h.seen[id].IsZero() {
+						h.seen[id] = now
 					}
 				}
-				for _, p := range st.Peers {
-					if _, ok := h.seen[p.PortID]; !ok {
+				for _, p := range peers {
+					if h.seen[p.PortID].IsZero() {
 						h.seen[p.PortID] = now
 					}
 				}
 				h.mu.Unlock()
-				// As an agent does once it has wired them: its ports are up.
+			}
+			// up reports the host's ports wired when they changed, as an
+			// agent does.
+			up := func() error {
 				active := []string{}
 				for _, p := range st.Ports {
-					active = append(active, p.ID)
+					id, _ := p["id"].(string)
+					active = append(active, id)
 				}
-				if err := c.do("PUT", "/neutrino/v1/hosts/"+h.name+"/ports", map[string]any{"active": active}, nil); err != nil {
+				if key := strings.Join(active, ","); key != reported {
+					if err := c.do("PUT", "/neutrino/v1/hosts/"+h.name+"/ports", map[string]any{"active": active}, nil); err != nil {
+						return err
+					}
+					reported = key
+				}
+				return nil
+			}
+			count := func(raw []byte) {
+				pmu.Lock()
+				bytes += int64(len(raw))
+				pmu.Unlock()
+			}
+			list := func() int64 {
+				var raw []byte
+				if err := c.do("GET", "/neutrino/v1/hosts/"+h.name+"/state?kinds="+kinds, nil, &raw); err != nil {
+					return -1
+				}
+				count(raw)
+				st = &hostapi.Span{}
+				json.Unmarshal(raw, st)
+				seen(st.Ports, st.Peers)
+				if up() != nil {
 					return -1
 				}
 				return st.Revision
@@ -128,6 +153,9 @@ func scale(args []string) error {
 			for ctx.Err() == nil {
 				var raw []byte
 				path := fmt.Sprintf("/neutrino/v1/hosts/%s/changes?after=%d&span=%d&kinds=%s&wait=20", h.name, after, span, kinds)
+				if *deltas {
+					path += "&delta=1"
+				}
 				if err := c.do("GET", path, nil, &raw); err != nil {
 					time.Sleep(100 * time.Millisecond)
 					continue
@@ -135,14 +163,22 @@ func scale(args []string) error {
 				var ans struct {
 					Changes  []struct{}
 					Revision int64
+					Delta    *hostapi.Delta
 				}
 				json.Unmarshal(raw, &ans)
 				pmu.Lock()
 				polls++
-				bytes += int64(len(raw))
 				pmu.Unlock()
+				count(raw)
 				after = max(after, ans.Revision)
-				if len(ans.Changes) == 0 {
+				if d := ans.Delta; d != nil && st != nil && d.From == span {
+					st.Apply(d)
+					span = d.Revision
+					seen(d.Put["ports"], d.Peers)
+					if up() == nil {
+						continue
+					}
+				} else if len(ans.Changes) == 0 {
 					continue
 				}
 				if r := list(); r >= 0 {
@@ -155,24 +191,24 @@ func scale(args []string) error {
 		<-ready
 	}
 	fmt.Printf("%d simulated hosts registered and watching\n", *nHosts)
-	cpu := func() time.Duration {
+	agentCPU := func() time.Duration {
 		var ru syscall.Rusage
 		syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
-	// Idle: heartbeats only. (The simulated agents run in this process
-	// too: what is measured is the whole, server and agents.)
+	// Idle: heartbeats only.
 	pmu.Lock()
 	polls0 := polls
 	pmu.Unlock()
-	c0, t0 := cpu(), time.Now()
+	s0, a0, t0 := serverCPU(), agentCPU(), time.Now()
 	time.Sleep(*idle)
-	idleCPU, idleWall := cpu()-c0, time.Since(t0)
+	idleServer, idleAgents, idleWall := serverCPU()-s0, agentCPU()-a0, time.Since(t0)
 	pmu.Lock()
 	idlePolls := polls - polls0
 	pmu.Unlock()
-	fmt.Printf("idle %v: %.2f%% of a core (server and %d agents), %.1f poll answers/s\n",
-		idleWall.Round(time.Second), 100*idleCPU.Seconds()/idleWall.Seconds(), *nHosts, float64(idlePolls)/idleWall.Seconds())
+	fmt.Printf("idle %v: server %.2f%% of a core, the %d simulated agents %.2f%%; %.1f poll answers/s\n",
+		idleWall.Round(time.Second), 100*idleServer.Seconds()/idleWall.Seconds(), *nHosts,
+		100*idleAgents.Seconds()/idleWall.Seconds(), float64(idlePolls)/idleWall.Seconds())
 
 	// Ports: one network per group of hosts, each port bound to its host.
 	c := newBenchClient(base, token)
@@ -194,12 +230,15 @@ func scale(args []string) error {
 		at   time.Time
 	}
 	var ports []created
-	c0, t0 = cpu(), time.Now()
+	s0, a0, t0 = serverCPU(), agentCPU(), time.Now()
 	for k := 0; k < *perHost; k++ {
 		for i := range hosts {
 			var out struct{ Port struct{ ID string } }
-			if err := c.do("POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": nets[i/(*perNet)],
-				"binding:host_id": hosts[i].name}}, &out); err != nil {
+			port := map[string]any{"network_id": nets[i/(*perNet)], "binding:host_id": hosts[i].name}
+			if !*groups {
+				port["port_security_enabled"], port["security_groups"] = false, []any{}
+			}
+			if err := c.do("POST", "/v2.0/ports", map[string]any{"port": port}, &out); err != nil {
 				return err
 			}
 			ports = append(ports, created{out.Port.ID, i, time.Now()})
@@ -229,7 +268,7 @@ func scale(args []string) error {
 			break
 		}
 	}
-	busyCPU, busyWall := cpu()-c0, time.Since(t0)
+	busyServer, busyAgents, busyWall := serverCPU()-s0, agentCPU()-a0, time.Since(t0)
 	sort.Float64s(lat)
 	pct := func(q float64) float64 {
 		if len(lat) == 0 {
@@ -239,8 +278,8 @@ func scale(args []string) error {
 	}
 	fmt.Printf("%d ports bound (%d hosts x %d), %.0f/s: a port reached the hosts that need it in p50 %.1f ms, p99 %.1f ms, max %.1f ms; %d deliveries missed\n",
 		len(ports), *nHosts, *perHost, float64(len(ports))/busyWall.Seconds(), pct(0.5), pct(0.99), pct(1), missed)
-	fmt.Printf("CPU per port change: %.2f ms (server and agents); %.1f MB sent to agents in all\n",
-		busyCPU.Seconds()*1000/float64(len(ports)), float64(bytes)/1e6)
+	fmt.Printf("CPU per port: server %.2f ms, simulated agents %.2f ms; %.1f MB sent to agents in all\n",
+		busyServer.Seconds()*1000/float64(len(ports)), busyAgents.Seconds()*1000/float64(len(ports)), float64(bytes)/1e6)
 	cancel()
 	stop() // closes the agents' connections: their long polls end
 	wg.Wait()
@@ -248,6 +287,90 @@ func scale(args []string) error {
 		return fmt.Errorf("%d port deliveries missed", missed)
 	}
 	return nil
+}
+
+// scaleServer runs a server as a process of its own, so that its CPU is
+// measured apart from the simulated agents': SQLite in a temporary
+// directory (or database), unlimited quotas, an admin token.
+func scaleServer(database, profile string) (base, token string, cpu func() time.Duration, stop func(), err error) {
+	dir, err := os.MkdirTemp("", "neutrino-scale-")
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	args := []string{"serve", "--listen", addr, "--data-dir", dir, "--log-level", "warn", "--default-quotas", "network=-1,subnet=-1,port=-1",
+		"--max-connections-per-client", "100000"}
+	if database != "" {
+		args = append(args, "--database", database)
+	}
+	if profile != "" {
+		args = append(args, "--cpuprofile", profile)
+	}
+	logf, err := os.Create(filepath.Join(dir, "server.log"))
+	if err != nil {
+		return "", "", nil, nil, err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		return "", "", nil, nil, err
+	}
+	stop = func() {
+		if cmd.ProcessState == nil {
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+		}
+		logf.Close()
+		os.RemoveAll(dir)
+	}
+	base = "http://" + addr
+	if err := waitHTTP(base+"/", 20*time.Second); err != nil {
+		log, _ := os.ReadFile(logf.Name())
+		stop()
+		return "", "", nil, nil, fmt.Errorf("%w: %s", err, log)
+	}
+	env := map[string]string{}
+	for _, kv := range openrcEnv(filepath.Join(dir, "openrc-admin")) {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = strings.Trim(v, `"'`)
+	}
+	if token, err = login(func(k string) string { return env[k] }); err != nil {
+		stop()
+		return "", "", nil, nil, err
+	}
+	pid := cmd.Process.Pid
+	cpu = func() time.Duration {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		f := strings.Fields(string(b[bytesIndexClose(b)+1:]))
+		if len(f) < 13 {
+			return 0
+		}
+		// utime and stime, fields 14 and 15, in clock ticks (100 a second).
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		k, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(u+k) * 10 * time.Millisecond
+	}
+	fmt.Printf("server at %s (pid %d), store %s\n", base, pid, map[bool]string{true: "sqlite", false: "database"}[database == ""])
+	return base, token, cpu, stop, nil
+}
+
+// bytesIndexClose finds the end of /proc/PID/stat's command field.
+func bytesIndexClose(b []byte) int {
+	for i := len(b) - 1; i >= 0; i-- {
+		if b[i] == ')' {
+			return i
+		}
+	}
+	return -1
 }
 
 // embeddedServer starts a server in this process (SQLite in a temporary

@@ -1,8 +1,9 @@
 // Package agent is the host agent: it registers with the server, lists its
-// host's desired state at a revision, watches the change log after that
-// revision, makes the kernel match (idempotently, never flushing what is
-// already right) and reports which ports it has wired, so port status is
-// reconciled rather than event-driven.
+// host's desired state at a revision, watches the changes after that
+// revision that concern it and applies the deltas the server sends with
+// them to its copy of the state, makes the kernel match (idempotently,
+// never flushing what is already right) and reports which ports it has
+// wired, so port status is reconciled rather than event-driven.
 package agent
 
 import (
@@ -59,9 +60,13 @@ type Agent struct {
 	reconcilers []concern.Reconciler
 	status      map[string]string // each reconciler's last error ("" when it succeeded)
 
-	span     int64 // the revision of the state last listed
-	lastSync time.Time
-	lastFull time.Time // the last pass that applied everything
+	state      *hostapi.Span // the host's desired state, listed then kept current by deltas
+	span       int64         // its revision
+	lastList   time.Time
+	lastSync   time.Time // the last pass
+	lastFull   time.Time // the last pass that applied everything
+	reported   string    // the ports last reported wired
+	lastReport time.Time
 
 	mu    sync.Mutex // token and status are shared by the heartbeat and the sync loop
 	token string
@@ -150,14 +155,18 @@ func (a *Agent) Run(ctx context.Context) error {
 			case <-wctx.Done():
 			}
 		}()
-		changes, next, err := a.watch(wctx, rev, a.span)
+		changes, next, delta, err := a.watch(wctx, rev, a.span)
 		kicked := wctx.Err() != nil && ctx.Err() == nil
 		cancel()
 		if kicked || err == nil && len(changes) == 0 && time.Since(a.lastSync) > reconcileEvery {
-			// A new device, or a quiet period: reconcile the host against
-			// the current state.
-			if r, err := a.sync(ctx); err == nil {
-				rev = r
+			// A new device, or a quiet period: make the host match its
+			// state again (and, once in a long while, list that state
+			// again: a safety net, not a need).
+			if time.Since(a.lastList) > relistEvery {
+				rev = -1
+			} else if err := a.pass(ctx); err != nil {
+				a.cfg.Log.Warn("pass failed", "err", err)
+				rev = -1
 			}
 			continue
 		}
@@ -173,19 +182,29 @@ func (a *Agent) Run(ctx context.Context) error {
 			continue
 		}
 		rev = next
-		if len(changes) > 0 {
-			// The host's state is listed again at the new revision (one
-			// host-scoped read per batch of changes).
-			if r, err := a.sync(ctx); err != nil {
-				a.cfg.Log.Warn("sync failed", "err", err)
+		switch {
+		case delta != nil && a.state != nil && delta.From == a.span:
+			// What changed in the host's state: applied to the copy
+			// held here, no list needed.
+			a.state.Apply(delta)
+			a.span = delta.Revision
+			if err := a.pass(ctx); err != nil {
+				a.cfg.Log.Warn("pass failed", "err", err)
 				rev = -1
-			} else {
-				rev = r
 			}
+		case len(changes) > 0:
+			// A server that does not know this host's state (another
+			// one, or restarted): the state is listed again at the new
+			// revision (one host-scoped read per batch of changes).
+			rev = -1
 		}
 	}
 	return nil
 }
+
+// relistEvery is how long a host goes at most without listing its whole
+// state again, though deltas keep it current.
+const relistEvery = 10 * time.Minute
 
 func sleep(ctx context.Context, d time.Duration) {
 	select {
@@ -272,15 +291,17 @@ const reconcileEvery = 30 * time.Second
 
 // watch long-polls the server for the changes after revision after that
 // concern the state this host was given at revision span (the server
-// judges), and returns them with the revision to resume after.
-func (a *Agent) watch(ctx context.Context, after, span int64) ([]hostapi.Change, int64, error) {
+// judges), and returns them with the revision to resume after and, when
+// the server knows that state, the delta that brings it there.
+func (a *Agent) watch(ctx context.Context, after, span int64) ([]hostapi.Change, int64, *hostapi.Delta, error) {
 	var out struct {
 		Changes  []hostapi.Change `json:"changes"`
 		Revision int64            `json:"revision"`
+		Delta    *hostapi.Delta   `json:"delta"`
 	}
-	path := fmt.Sprintf("/neutrino/v1/hosts/%s/changes?after=%d&span=%d&kinds=%s&wait=25", a.cfg.Host, after, span, a.kinds())
+	path := fmt.Sprintf("/neutrino/v1/hosts/%s/changes?after=%d&span=%d&kinds=%s&wait=25&delta=1", a.cfg.Host, after, span, a.kinds())
 	err := a.call(ctx, http.MethodGet, path, nil, &out)
-	return out.Changes, max(after, out.Revision), err
+	return out.Changes, max(after, out.Revision), out.Delta, err
 }
 
 // kinds are the kinds of change the enabled concerns depend on.
@@ -309,18 +330,35 @@ func (a *Agent) sync(ctx context.Context) (int64, error) {
 	if err := a.call(ctx, http.MethodGet, path, nil, &st); err != nil {
 		return 0, err
 	}
-	active, err := a.apply(ctx, &st)
-	if err != nil {
-		a.cfg.Log.Warn("apply incomplete", "err", err)
-	}
-	a.span, a.lastSync = st.Revision, time.Now()
-	if a.cfg.Synced != nil {
-		a.cfg.Synced(st.Revision, len(active))
-	}
-	if err := a.call(ctx, http.MethodPut, "/neutrino/v1/hosts/"+a.cfg.Host+"/ports", map[string]any{"active": active}, nil); err != nil {
+	a.state, a.span, a.lastList = &st, st.Revision, time.Now()
+	a.reported = "" // a new list: report the ports again
+	if err := a.pass(ctx); err != nil {
 		return 0, err
 	}
 	return st.Revision, nil
+}
+
+// pass makes the kernel match the state held and reports the ports wired
+// when they are not what was last reported (or a while ago: a report lost
+// cannot leave a port's status wrong for long).
+func (a *Agent) pass(ctx context.Context) error {
+	active, err := a.apply(ctx, a.state)
+	if err != nil {
+		a.cfg.Log.Warn("apply incomplete", "err", err)
+	}
+	a.lastSync = time.Now()
+	if a.cfg.Synced != nil {
+		a.cfg.Synced(a.span, len(active))
+	}
+	sort.Strings(active)
+	if key := strings.Join(active, ","); key != a.reported || time.Since(a.lastReport) > reconcileEvery {
+		if err := a.call(ctx, http.MethodPut, "/neutrino/v1/hosts/"+a.cfg.Host+"/ports", map[string]any{"active": active}, nil); err != nil {
+			a.reported = ""
+			return err
+		}
+		a.reported, a.lastReport = key, time.Now()
+	}
+	return nil
 }
 
 // apply runs every reconciler on the span and returns the ports now wired.

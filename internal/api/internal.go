@@ -18,8 +18,9 @@ import (
 // API (admin or service callers only): the generic part here,
 //
 //	GET  /neutrino/v1/hosts/{host}/state?kinds=K,...      desired state of a host at a revision
-//	GET  /neutrino/v1/hosts/{host}/changes?after=R&span=S&kinds=K,...&wait=W
-//	                                         the changes after R that concern that state (long poll)
+//	GET  /neutrino/v1/hosts/{host}/changes?after=R&span=S&kinds=K,...&wait=W[&delta=1]
+//	                                         the changes after R that concern that state (long poll),
+//	                                         and what they change in it
 //	GET  /neutrino/v1/changes?after=R&wait=S every change after R (long poll); 410 when compacted
 //
 // and what services registered (agent reports, port status, metering).
@@ -50,34 +51,50 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, c *policy.Call
 }
 
 func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) error {
-	var st *hostapi.Span
-	err := s.Reg.Read(r.Context(), func(c *plugin.Ctx) error {
-		var err error
-		st, err = s.Reg.Span(c, host, plugin.SpanOptions{DHCP: r.URL.Query().Get("dhcp") == "1"})
-		return err
-	})
+	opts := plugin.SpanOptions{DHCP: r.URL.Query().Get("dhcp") == "1"}
+	st, err := s.span(r, host, opts)
 	if err != nil {
 		return err
 	}
 	// What this state depends on, for the host's watch (see hostChanges).
 	kinds := r.URL.Query().Get("kinds")
-	s.interests.Store(host, &hostInterest{span: st.Revision, kinds: kinds,
-		in: hostapi.NewInterest(host, strings.Split(kinds, ","), st)})
+	s.interests.Store(host, newHostInterest(host, kinds, opts, st))
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }
 
-// hostInterest is what the state a host was last given depends on.
+func (s *Server) span(r *http.Request, host string, opts plugin.SpanOptions) (*hostapi.Span, error) {
+	var st *hostapi.Span
+	err := s.Reg.Read(r.Context(), func(c *plugin.Ctx) error {
+		var err error
+		st, err = s.Reg.Span(c, host, opts)
+		return err
+	})
+	return st, err
+}
+
+// hostInterest is the state a host was last given (the host says which
+// by its revision), and what that state depends on.
 type hostInterest struct {
 	span  int64  // the state's revision
 	kinds string // the concerns' kinds the host asked with
+	opts  plugin.SpanOptions
+	state *hostapi.Span
 	in    *hostapi.Interest
+}
+
+func newHostInterest(host, kinds string, opts plugin.SpanOptions, st *hostapi.Span) *hostInterest {
+	return &hostInterest{span: st.Revision, kinds: kinds, opts: opts, state: st,
+		in: hostapi.NewInterest(host, strings.Split(kinds, ","), st)}
 }
 
 // hostChanges answers a host's watch with only the changes after R that
 // may alter the state it was given at revision S (span=S), so a change
 // elsewhere in the cloud costs that host nothing: no answer, no wake-up.
-// The answer's "revision" is where the host resumes. A server that did not
+// The answer's "revision" is where the host resumes. With delta=1, the
+// answer carries a "delta" that turns the host's state at S into its state
+// at that revision (hostapi.Delta): the host applies it and need not list
+// its state again; changes that leave the state as it was are not sent. A server that did not
 // serve that state (another server, or after a restart) cannot judge: it
 // sends every change of the host's kinds, and the host lists its state
 // again, here.
@@ -94,14 +111,16 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 		return err
 	}
 	var in *hostapi.Interest
+	var known *hostInterest // the state the host holds, when this server gave it
 	if v, ok := s.interests.Load(host); ok {
 		if hi := v.(*hostInterest); hi.span == span && hi.kinds == kinds {
-			in = hi.in
+			in, known = hi.in, hi
 		}
 	}
 	if in == nil {
 		in = hostapi.EveryChange(strings.Split(kinds, ","))
 	}
+	deltas := q.Get("delta") == "1" && known != nil
 	deadline := time.Now().Add(wait)
 	for {
 		changed := s.DB.Changed()
@@ -119,6 +138,23 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 			if in.Relevant(hc) {
 				out = append(out, map[string]any{"revision": c.Rev, "kind": c.Kind, "id": c.ID, "op": c.Op})
 			}
+		}
+		if len(out) > 0 && deltas {
+			// The host's state now, and what it needs of it: nothing, if
+			// these changes leave it as it was (the host goes on waiting).
+			st, err := s.span(r, host, known.opts)
+			if err != nil {
+				return err
+			}
+			d := hostapi.Diff(known.state, st)
+			if d.Empty() {
+				out = out[:0]
+			} else if next := newHostInterest(host, kinds, known.opts, st); s.interests.CompareAndSwap(host, known, next) {
+				writeJSON(w, http.StatusOK, map[string]any{"changes": out, "revision": st.Revision, "delta": d})
+				return nil
+			}
+			// else the host listed its state meanwhile: it is told of
+			// the changes and lists again.
 		}
 		left := time.Until(deadline)
 		if len(out) > 0 || left <= 0 {

@@ -1,6 +1,10 @@
 package hostapi
 
-import "neutrino/internal/attr"
+import (
+	"slices"
+
+	"neutrino/internal/attr"
+)
 
 // Change is one entry of the change log as agents see it.
 type Change struct {
@@ -18,7 +22,8 @@ type Change struct {
 type Interest struct {
 	host     string
 	kinds    map[string]bool // what the host's concerns depend on
-	ports    map[string]bool // bound here, or members of groups used here
+	ports    map[string]bool // bound here
+	members  []string        // members of the groups used here, sorted (shared with the span)
 	networks map[string]bool
 	groups   map[string]bool // used here, or remote groups of rules used here
 	vteps    map[string]string
@@ -44,9 +49,7 @@ func NewInterest(host string, kinds []string, st *Span) *Interest {
 	for _, p := range st.Ports {
 		in.ports[attr.Str(p, "id")] = true
 	}
-	for _, id := range st.MemberPorts {
-		in.ports[id] = true
-	}
+	in.members = sorted(st.MemberPorts)
 	for _, n := range st.Networks {
 		in.networks[attr.Str(n, "id")] = true
 	}
@@ -77,7 +80,7 @@ func (in *Interest) Relevant(c Change) bool {
 	o := c.Object
 	switch c.Kind {
 	case "port":
-		if in.ports[c.ID] || in.networks[c.Parent] || attr.Str(o, "binding:host_id") == in.host {
+		if _, member := slices.BinarySearch(in.members, c.ID); member || in.ports[c.ID] || in.networks[c.Parent] || attr.Str(o, "binding:host_id") == in.host {
 			return true
 		}
 		groups, _ := o["security_groups"].([]any)

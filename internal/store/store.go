@@ -912,6 +912,24 @@ type Change struct {
 // revision it saw misses nothing. ErrCompacted means changes after `after`
 // are no longer all kept.
 func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, error) {
+	// The view holds the latest changes: once it is current, watchers
+	// near the head read them there (shared: the bodies must not be
+	// modified), not from the database.
+	rev, err := db.currentRevision(context.WithoutCancel(ctx))
+	if err != nil {
+		return nil, fmt.Errorf("store: revision: %w", err)
+	}
+	if err := db.view.sync(context.WithoutCancel(ctx), db, rev, false); err != nil {
+		return nil, fmt.Errorf("store: sync: %w", err)
+	}
+	if out, ok := db.view.changesAfter(after, limit); ok {
+		return out, nil
+	}
+	return db.changesFromLog(ctx, after, limit)
+}
+
+// changesFromLog reads the changes after revision after from the log.
+func (db *DB) changesFromLog(ctx context.Context, after int64, limit int) ([]Change, error) {
 	var out []Change
 	err := db.Read(ctx, func(tx *Tx) error {
 		var compacted int64
@@ -960,6 +978,9 @@ func (db *DB) Compact(ctx context.Context, rev int64) error {
 		_, err := tx.Exec("UPDATE revision SET compacted = ? WHERE id = 1 AND compacted < ?", rev, rev)
 		return err
 	})
+	if err == nil {
+		db.view.forget(rev)
+	}
 	return err
 }
 

@@ -362,3 +362,65 @@ func TestIndexedAttributes(t *testing.T) {
 	// Not indexed: found by a scan, the same.
 	check("project_id", []string{"p"}, "[a c]")
 }
+
+// TestRecentChangesAsLogged: watchers read the latest changes from the
+// view; they are what the log holds, for writes of this process (grouped
+// or not), for writes of another handle the view replayed, and at every
+// starting revision and limit.
+func TestRecentChangesAsLogged(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	db, other := openTest(t, path), openTest(t, path)
+	defer db.Close()
+	defer other.Close()
+	var wg sync.WaitGroup
+	for i := 0; i < 30; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			w := db
+			if i%3 == 0 {
+				w = other
+			}
+			put(t, w, Object{"id": fmt.Sprint("o", i%7), "project_id": "p", "n": float64(i)}, Object{"id": fmt.Sprint("x", i), "project_id": "p"})
+			if i%5 == 0 {
+				if _, err := w.Write(ctx, func(tx *Tx) error { return tx.Delete("thing", fmt.Sprint("x", i)) }); err != nil {
+					t.Error(err)
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	key := func(ch []Change) string {
+		var out []string
+		for _, c := range ch {
+			out = append(out, fmt.Sprintf("%d:%d:%s:%s:%s:%v", c.Rev, c.Seq, c.Op, c.Kind, c.ID, c.Body))
+		}
+		return fmt.Sprint(out)
+	}
+	for _, h := range []*DB{db, other} {
+		head, err := h.currentRevision(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for after := int64(0); after <= head; after++ {
+			for _, limit := range []int{1, 3, 1000} {
+				fromView, err := h.Changes(ctx, after, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if _, ok := h.view.changesAfter(after, limit); !ok && after >= head-5 {
+					// (Those before the view was loaded are not.)
+					t.Fatalf("changes after %d of %d not in the view", after, head)
+				}
+				fromLog, err := h.changesFromLog(ctx, after, limit)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a, b := key(fromView), key(fromLog); a != b {
+					t.Fatalf("after %d limit %d: the view has\n%s\nthe log\n%s", after, limit, a, b)
+				}
+			}
+		}
+	}
+}

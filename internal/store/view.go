@@ -22,6 +22,58 @@ type view struct {
 	kinds  map[string]*index
 	// indexed are the attributes indexed per kind (see DB.IndexAttr).
 	indexed map[string][]string
+	// recent are the latest changes the view applied, in order: every
+	// change after revision recentFrom up to rev. Watchers read them
+	// here rather than from the database (see DB.Changes).
+	recent     []Change
+	recentFrom int64
+}
+
+// keepRecent is about how many changes the view keeps for watchers.
+const keepRecent = 8192
+
+// remember adds changes just applied to the recent ones, dropping the
+// oldest revisions beyond keepRecent.
+func (v *view) remember(changes []Change) {
+	v.recent = append(v.recent, changes...)
+	if len(v.recent) <= 2*keepRecent {
+		return
+	}
+	i := len(v.recent) - keepRecent
+	for i < len(v.recent) && v.recent[i].Rev == v.recent[i-1].Rev {
+		i++
+	}
+	v.recentFrom = v.recent[i-1].Rev
+	v.recent = append([]Change(nil), v.recent[i:]...)
+}
+
+// forget drops the recent changes at or below rev (compacted away).
+func (v *view) forget(rev int64) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if rev <= v.recentFrom {
+		return
+	}
+	i := sort.Search(len(v.recent), func(i int) bool { return v.recent[i].Rev > rev })
+	v.recent = append([]Change(nil), v.recent[i:]...)
+	v.recentFrom = rev
+}
+
+// changesAfter returns about limit of the recent changes after revision
+// after, ending at a revision boundary; ok is false when the view does not
+// hold them all.
+func (v *view) changesAfter(after int64, limit int) (out []Change, ok bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if !v.loaded || after < v.recentFrom {
+		return nil, false
+	}
+	i := sort.Search(len(v.recent), func(i int) bool { return v.recent[i].Rev > after })
+	j := min(len(v.recent), i+limit)
+	for j < len(v.recent) && j > i && v.recent[j].Rev == v.recent[j-1].Rev {
+		j++
+	}
+	return append([]Change(nil), v.recent[i:j]...), true
 }
 
 type index struct {
@@ -186,28 +238,23 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 		return v.load(ctx, db)
 	}
 	from := v.rev
-	rows, err := db.r.QueryContext(ctx, db.rebind("SELECT rev, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq"), from, rev)
+	rows, err := db.r.QueryContext(ctx, db.rebind("SELECT rev, seq, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq"), from, rev)
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
 	// Decode everything first: a replay that stops half way (a cancelled
 	// request, a bad row) must not leave a half-applied revision behind.
-	type change struct {
-		kind, id, project, parent string
-		obj                       Object // nil for deletes
-	}
-	var batch []change
+	var batch []Change
 	for rows.Next() {
-		var r int64
-		var op, body string
-		var c change
-		if err := rows.Scan(&r, &c.kind, &c.id, &op, &c.project, &c.parent, &body); err != nil {
+		var c Change
+		var body string
+		if err := rows.Scan(&c.Rev, &c.Seq, &c.Kind, &c.ID, &c.Op, &c.Project, &c.Parent, &body); err != nil {
 			return err
 		}
-		if op != "delete" {
-			if err := json.Unmarshal([]byte(body), &c.obj); err != nil {
-				return fmt.Errorf("store: change %d %s/%s: %w", r, c.kind, c.id, err)
+		if c.Op != "delete" {
+			if err := json.Unmarshal([]byte(body), &c.Body); err != nil {
+				return fmt.Errorf("store: change %d %s/%s: %w", c.Rev, c.Kind, c.ID, err)
 			}
 		}
 		batch = append(batch, c)
@@ -225,12 +272,13 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 		return v.load(ctx, db)
 	}
 	for _, c := range batch {
-		if c.obj == nil {
-			v.kind(c.kind).remove(c.id)
+		if c.Op == "delete" {
+			v.kind(c.Kind).remove(c.ID)
 		} else {
-			v.kind(c.kind).put(c.id, c.project, c.parent, c.obj)
+			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body)
 		}
 	}
+	v.remember(batch)
 	v.rev = rev
 	return nil
 }
@@ -273,6 +321,7 @@ func (v *view) load(ctx context.Context, db *DB) error {
 		return err
 	}
 	v.kinds, v.rev, v.loaded = kinds, rev, true
+	v.recent, v.recentFrom = nil, rev
 	return nil
 }
 
@@ -292,13 +341,16 @@ func (v *view) applyCommitted(rev int64, changes []Change) {
 	if !v.loaded || v.rev != rev-1 {
 		return
 	}
-	for _, c := range changes {
+	for i := range changes {
+		c := &changes[i]
+		c.Seq = i + 1 // as logged
 		if c.Op == "delete" {
 			v.kind(c.Kind).remove(c.ID)
 		} else {
 			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body)
 		}
 	}
+	v.remember(changes)
 	v.rev = rev
 }
 

@@ -86,6 +86,9 @@ func (s *Service) Name() string { return "agents" }
 // Register implements plugin.Service.
 func (s *Service) Register(r *plugin.Registry) error {
 	s.db = r.DB
+	if r.DB != nil {
+		r.DB.IndexAttr("agent", "host") // the tunnel endpoints of a network's peers
+	}
 	r.Extension(plugin.Extension{Alias: "agent", Name: "agent", Description: "The agent management extension.", Updated: "2013-02-03T10:00:00-00:00"})
 	r.Route(&plugin.Route{Method: http.MethodPost, Path: "agents/report", Internal: true, Serve: s.serveReport})
 	r.Subscribe(Agent.Kind, plugin.Delete, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
@@ -200,9 +203,20 @@ func (s *Service) Live(o plugin.Object) bool {
 
 // OfType lists the agents of a type (on host, when host is not "").
 func OfType(c *plugin.Ctx, agentType, host string) ([]plugin.Object, error) {
-	return c.Tx.Select(Agent.Kind, func(a plugin.Object) bool {
-		return attr.Str(a, "agent_type") == agentType && (host == "" || attr.Str(a, "host") == host)
-	})
+	if host == "" {
+		return c.Tx.Select(Agent.Kind, func(a plugin.Object) bool { return attr.Str(a, "agent_type") == agentType })
+	}
+	onHost, err := c.Tx.List(Agent.Kind, store.Filter{Attr: "host", Values: []string{host}}) // indexed
+	if err != nil {
+		return nil, err
+	}
+	var out []plugin.Object
+	for _, a := range onHost {
+		if attr.Str(a, "agent_type") == agentType {
+			out = append(out, a)
+		}
+	}
+	return out, nil
 }
 
 func (s *Service) serveReport(req *plugin.Request) (int, any, error) {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"sync"
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
@@ -41,7 +42,7 @@ func hostPorts(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOpti
 // its ports and of the networks the host serves DHCP on, their subnets,
 // and the peers (same-network ports on other hosts, with their host's
 // tunnel endpoint).
-func hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+func (s *Service) hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	nets := map[string]bool{}
 	for _, p := range span.Ports {
 		nets[attr.Str(p, "network_id")] = true
@@ -49,50 +50,16 @@ func hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanO
 	for _, id := range span.DHCPNetworks {
 		nets[id] = true
 	}
-	agents, err := c.Tx.List("agent", store.Filter{})
-	if err != nil {
-		return err
-	}
-	vteps := map[string]string{}
-	for _, a := range agents {
-		if cfg, _ := a["configurations"].(map[string]any); cfg != nil {
-			if ip := attr.Str(cfg, "tunneling_ip"); ip != "" {
-				vteps[attr.Str(a, "host")] = ip
+	for _, id := range slices.Sorted(maps.Keys(nets)) {
+		peers, err := s.peers.of(c, id)
+		if err != nil {
+			return err
+		}
+		for _, p := range peers {
+			if p.Host != host {
+				span.Peers = append(span.Peers, p)
 			}
 		}
-	}
-	if len(nets) == 0 {
-		return nil
-	}
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parents: slices.Sorted(maps.Keys(nets))})
-	if err != nil {
-		return err
-	}
-	for _, p := range ports {
-		h := attr.Str(p, "binding:host_id")
-		if h == "" || h == host || !nets[attr.Str(p, "network_id")] || attr.Str(p, "binding:vif_type") == "binding_failed" {
-			continue
-		}
-		peer := hostapi.Peer{NetworkID: attr.Str(p, "network_id"), PortID: attr.Str(p, "id"), MACAddress: attr.Str(p, "mac_address"), Host: h,
-			VTEP: vteps[h], IPs: []string{}}
-		for _, e := range attr.List(p, "fixed_ips") {
-			if m, _ := e.(map[string]any); m != nil {
-				peer.IPs = append(peer.IPs, attr.Str(m, "ip_address"))
-			}
-		}
-		var pairs []hostapi.Peer
-		for _, e := range attr.List(p, "allowed_address_pairs") {
-			m, _ := e.(map[string]any)
-			if mac := attr.Str(m, "mac_address"); mac != "" && mac != peer.MACAddress {
-				pairs = append(pairs, hostapi.Peer{NetworkID: peer.NetworkID, PortID: peer.PortID, MACAddress: mac, Host: h,
-					VTEP: peer.VTEP, IPs: []string{attr.Str(m, "ip_address")}})
-			} else {
-				peer.IPs = append(peer.IPs, attr.Str(m, "ip_address"))
-			}
-		}
-		span.Peers = append(append(span.Peers, peer), pairs...)
-	}
-	for id := range nets {
 		n, err := c.Tx.Get(schema.Network.Kind, id)
 		if err != nil {
 			continue
@@ -104,12 +71,90 @@ func hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanO
 		}
 		span.Subnets = append(span.Subnets, subnets...)
 	}
-	byID := func(l []plugin.Object) {
-		sort.Slice(l, func(i, j int) bool { return attr.Str(l[i], "id") < attr.Str(l[j], "id") })
-	}
-	byID(span.Networks)
-	byID(span.Subnets)
+	sort.Slice(span.Subnets, func(i, j int) bool { return attr.Str(span.Subnets[i], "id") < attr.Str(span.Subnets[j], "id") })
 	return nil
+}
+
+// peerCache holds the networks' peers at one revision: when a change
+// makes the hosts of a network compute their state at the same revision,
+// its peers are gathered once, not once per host.
+type peerCache struct {
+	mu    sync.Mutex
+	rev   int64
+	byNet map[string][]hostapi.Peer
+}
+
+// of returns the bound ports of network id as peers (every host's: each
+// host leaves out its own), with their hosts' tunnel endpoints.
+func (pc *peerCache) of(c *plugin.Ctx, id string) ([]hostapi.Peer, error) {
+	rev, err := c.Tx.ViewRevision()
+	if err != nil {
+		return nil, err
+	}
+	pc.mu.Lock()
+	if pc.rev != rev || pc.byNet == nil {
+		pc.rev, pc.byNet = rev, map[string][]hostapi.Peer{}
+	}
+	peers, ok := pc.byNet[id]
+	pc.mu.Unlock()
+	if ok {
+		return peers, nil
+	}
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: id})
+	if err != nil {
+		return nil, err
+	}
+	hosts := map[string]bool{}
+	for _, p := range ports {
+		if h := attr.Str(p, "binding:host_id"); h != "" {
+			hosts[h] = true
+		}
+	}
+	vteps := map[string]string{}
+	if len(hosts) > 0 {
+		agents, err := c.Tx.List("agent", store.Filter{Attr: "host", Values: slices.Sorted(maps.Keys(hosts))})
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range agents {
+			if cfg, _ := a["configurations"].(map[string]any); cfg != nil {
+				if ip := attr.Str(cfg, "tunneling_ip"); ip != "" {
+					vteps[attr.Str(a, "host")] = ip
+				}
+			}
+		}
+	}
+	peers = []hostapi.Peer{}
+	for _, p := range ports {
+		h := attr.Str(p, "binding:host_id")
+		if h == "" || attr.Str(p, "binding:vif_type") == "binding_failed" {
+			continue
+		}
+		peer := hostapi.Peer{NetworkID: id, PortID: attr.Str(p, "id"), MACAddress: attr.Str(p, "mac_address"), Host: h,
+			VTEP: vteps[h], IPs: []string{}}
+		for _, e := range attr.List(p, "fixed_ips") {
+			if m, _ := e.(map[string]any); m != nil {
+				peer.IPs = append(peer.IPs, attr.Str(m, "ip_address"))
+			}
+		}
+		var pairs []hostapi.Peer
+		for _, e := range attr.List(p, "allowed_address_pairs") {
+			m, _ := e.(map[string]any)
+			if mac := attr.Str(m, "mac_address"); mac != "" && mac != peer.MACAddress {
+				pairs = append(pairs, hostapi.Peer{NetworkID: id, PortID: peer.PortID, MACAddress: mac, Host: h,
+					VTEP: peer.VTEP, IPs: []string{attr.Str(m, "ip_address")}})
+			} else {
+				peer.IPs = append(peer.IPs, attr.Str(m, "ip_address"))
+			}
+		}
+		peers = append(append(peers, peer), pairs...)
+	}
+	pc.mu.Lock()
+	if pc.rev == rev {
+		pc.byNet[id] = peers
+	}
+	pc.mu.Unlock()
+	return peers, nil
 }
 
 // serveHostPorts takes an agent's report of the ports it wired:

@@ -94,6 +94,7 @@ func parseRange(s string) (lo, hi int64, err error) {
 
 // Service is the ML2 core plugin.
 type Service struct {
+	peers peerCache
 	cfg   Config
 	types map[string]TypeDriver
 	mechs []MechanismDriver
@@ -151,7 +152,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 		}
 	}
 	r.HostSpan(hostPorts)
-	r.HostSpanFinish(hostNetworks)
+	r.HostSpanFinish(s.hostNetworks)
 	r.Route(&plugin.Route{Method: "PUT", Path: "hosts/{}/ports", Internal: true, Serve: s.serveHostPorts})
 	return nil
 }
