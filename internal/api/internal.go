@@ -52,7 +52,7 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, c *policy.Call
 
 func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) error {
 	opts := plugin.SpanOptions{DHCP: r.URL.Query().Get("dhcp") == "1"}
-	st, err := s.span(r, host, opts)
+	st, err := s.span(r, host, opts, 0)
 	if err != nil {
 		return err
 	}
@@ -63,9 +63,11 @@ func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) 
 	return nil
 }
 
-func (s *Server) span(r *http.Request, host string, opts plugin.SpanOptions) (*hostapi.Span, error) {
+// span computes host's state, at the latest revision (rev 0) or at least
+// at revision rev.
+func (s *Server) span(r *http.Request, host string, opts plugin.SpanOptions, rev int64) (*hostapi.Span, error) {
 	var st *hostapi.Span
-	err := s.Reg.Read(r.Context(), func(c *plugin.Ctx) error {
+	err := s.Reg.ReadAtLeast(r.Context(), rev, func(c *plugin.Ctx) error {
 		var err error
 		st, err = s.Reg.Span(c, host, opts)
 		return err
@@ -122,14 +124,24 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 	}
 	deltas := q.Get("delta") == "1" && known != nil
 	deadline := time.Now().Add(wait)
+	local := false // woken by a commit of this server
 	for {
 		changed := s.DB.Changed()
-		ch, err := s.DB.Changes(r.Context(), after, 1000)
-		if errors.Is(err, store.ErrCompacted) {
-			return fault.New(http.StatusGone, "RevisionCompacted", "Changes after revision %d are no longer kept: list the state again", after)
+		ch, ok := []store.Change(nil), false
+		if local {
+			// What was committed here is in memory: a host woken by a
+			// change elsewhere in the cloud costs no database read.
+			ch, ok = s.DB.RecentChanges(after, 1000)
 		}
-		if err != nil {
-			return err
+		if !ok {
+			var err error
+			ch, err = s.DB.Changes(r.Context(), after, 1000)
+			if errors.Is(err, store.ErrCompacted) {
+				return fault.New(http.StatusGone, "RevisionCompacted", "Changes after revision %d are no longer kept: list the state again", after)
+			}
+			if err != nil {
+				return err
+			}
 		}
 		out := []any{}
 		for _, c := range ch {
@@ -142,7 +154,7 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 		if len(out) > 0 && deltas {
 			// The host's state now, and what it needs of it: nothing, if
 			// these changes leave it as it was (the host goes on waiting).
-			st, err := s.span(r, host, known.opts)
+			st, err := s.span(r, host, known.opts, after)
 			if err != nil {
 				return err
 			}
@@ -162,13 +174,16 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 			return nil
 		}
 		if len(ch) > 0 {
+			local = true
 			continue // more may be there already
 		}
 		select {
 		case <-r.Context().Done():
 			return nil
 		case <-changed:
+			local = true
 		case <-time.After(min(left, s.repoll())):
+			local = false
 		}
 	}
 }

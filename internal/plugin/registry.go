@@ -337,6 +337,12 @@ func (r *Registry) Read(ctx context.Context, fn func(c *Ctx) error) error {
 	return r.DB.Read(ctx, func(tx *store.Tx) error { return fn(r.NewCtx(ctx, tx)) })
 }
 
+// ReadAtLeast is Read for a reader that needs revision rev and this
+// server's commits, not the very latest (see store.DB.ReadAtLeast).
+func (r *Registry) ReadAtLeast(ctx context.Context, rev int64, fn func(c *Ctx) error) error {
+	return r.DB.ReadAtLeast(ctx, rev, func(tx *store.Tx) error { return fn(r.NewCtx(ctx, tx)) })
+}
+
 // Write runs fn in a write transaction with a request context (fn may run
 // more than once: see the package comment).
 func (r *Registry) Write(ctx context.Context, fn func(c *Ctx) error) (int64, error) {

@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -75,6 +76,8 @@ type DB struct {
 
 	nmu    sync.Mutex
 	notify chan struct{} // closed and replaced at every commit
+	// committedRev is the latest revision this process committed.
+	committedRev atomic.Int64
 
 	revMu   sync.Mutex
 	revStmt *sql.Stmt // revisionQuery on the read pool, prepared once
@@ -181,6 +184,7 @@ type Tx struct {
 	seq     int
 	changes []Change // this write's changes, applied to the view on commit
 	synced  bool     // read: the view has caught up
+	floor   int64    // read: the revision it must see at least (see ReadAtLeast)
 	ctx     context.Context
 	err     error // a read snapshot that could not be opened
 
@@ -344,6 +348,11 @@ func (db *DB) writeSpec(ctx context.Context, fn func(tx *Tx) error, rev int64) (
 func (db *DB) committed(tx *Tx) int64 {
 	if tx.rev != 0 {
 		db.view.applyCommitted(tx.rev, tx.changes)
+		for {
+			if c := db.committedRev.Load(); c >= tx.rev || db.committedRev.CompareAndSwap(c, tx.rev) {
+				break
+			}
+		}
 		db.nmu.Lock()
 		close(db.notify)
 		db.notify = make(chan struct{})
@@ -360,7 +369,15 @@ func (db *DB) committed(tx *Tx) int64 {
 // Get and List read the in-memory view (brought up to the newest committed
 // revision first); a SQL snapshot is opened only if fn runs SQL itself.
 func (db *DB) Read(ctx context.Context, fn func(tx *Tx) error) error {
-	tx := &Tx{db: db, ctx: ctx}
+	return db.ReadAtLeast(ctx, 0, fn)
+}
+
+// ReadAtLeast is Read for a reader that needs to see revision rev and
+// every commit of this process, not necessarily every commit of other
+// servers sharing the database: when the view has those, it is read as
+// it is, without asking the database for the latest revision.
+func (db *DB) ReadAtLeast(ctx context.Context, rev int64, fn func(tx *Tx) error) error {
+	tx := &Tx{db: db, ctx: ctx, floor: rev}
 	defer func() {
 		if tx.tx != nil {
 			tx.tx.Rollback()
@@ -619,6 +636,12 @@ func (tx *Tx) Get(kind, id string) (Object, error) {
 func (tx *Tx) syncView() error {
 	if tx.synced {
 		return nil
+	}
+	if tx.floor > 0 {
+		if r, ok := tx.db.view.revision(); ok && r >= tx.floor && r >= tx.db.committedRev.Load() {
+			tx.synced = true
+			return nil
+		}
 	}
 	// Outside any snapshot: revisions commit in order and changes up to a
 	// committed revision never change, so replaying up to rev is consistent.
@@ -926,6 +949,17 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 		return out, nil
 	}
 	return db.changesFromLog(ctx, after, limit)
+}
+
+// RecentChanges returns the changes after revision after as Changes
+// does, without asking the database, when the view holds them and every
+// commit of this process: what a watcher woken by a commit here reads
+// (commits of other servers sharing the database are found by Changes).
+func (db *DB) RecentChanges(after int64, limit int) ([]Change, bool) {
+	if rev, ok := db.view.revision(); !ok || rev < db.committedRev.Load() {
+		return nil, false
+	}
+	return db.view.changesAfter(after, limit)
 }
 
 // changesFromLog reads the changes after revision after from the log.
