@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"neutrino/internal/hostapi"
 	"neutrino/internal/services"
 )
 
@@ -875,6 +877,135 @@ func TestHostWatchIsScoped(t *testing.T) {
 			t.Fatalf("an unknown state was judged: %v", got)
 		}
 	})
+}
+
+// TestHostWatchSendsDeltas: a host's watch with delta=1 gets what changed
+// in its state, not the state: a new member of the group its ports use is
+// one address and one member port; applied to the state the host holds, the
+// delta gives the state a fresh list gives; a change that leaves the state
+// as it was is not sent; a state the server did not give gets no delta.
+func TestHostWatchSendsDeltas(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		const kinds = "agent,network,port,security_group,subnet"
+		for _, h := range []string{"compute-1", "compute-2"} {
+			e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{"agent_type": "Neutrino host agent",
+				"binary": "neutrino-agent", "host": h, "configurations": map[string]any{"tunnel_types": []any{"vxlan"}, "tunneling_ip": "10.0.0." + h[8:]}}}), "agent")
+		}
+		n1 := e.network(admin, nil)["id"].(string)
+		n2 := e.network(admin, nil)["id"].(string)
+		e.subnet(admin, map[string]any{"network_id": n1, "ip_version": 4, "cidr": "10.10.0.0/24"})
+		e.subnet(admin, map[string]any{"network_id": n2, "ip_version": 4, "cidr": "10.20.0.0/24"})
+		port := func(net, host string) map[string]any { // in the default group
+			return e.must(201, e.do(admin, "POST", "/v2.0/ports", map[string]any{"port": map[string]any{"network_id": net,
+				"binding:host_id": host}}), "port")
+		}
+		port(n1, "compute-1")
+		port(n2, "compute-2")
+		state := func() (*hostapi.Span, []byte) {
+			r := e.do(admin, "GET", "/neutrino/v1/hosts/compute-2/state?kinds="+kinds, nil)
+			var st hostapi.Span
+			if r.Status != 200 || json.Unmarshal(r.Raw, &st) != nil {
+				t.Fatalf("state: %d %s", r.Status, r.Raw)
+			}
+			return &st, r.Raw
+		}
+		type answer struct {
+			Changes  []any          `json:"changes"`
+			Revision int64          `json:"revision"`
+			Delta    *hostapi.Delta `json:"delta"`
+		}
+		watch := func(after, span int64, wait string) chan answer {
+			out := make(chan answer, 1)
+			go func() {
+				r := e.do(admin, "GET", fmt.Sprintf("/neutrino/v1/hosts/compute-2/changes?after=%d&span=%d&kinds=%s&wait=%s&delta=1", after, span, kinds, wait), nil)
+				var a answer
+				json.Unmarshal(r.Raw, &a)
+				out <- a
+			}()
+			return out
+		}
+		held, full := state()
+		// Another host's new port in the default group: compute-2 needs
+		// its address (the group admits its own members), nothing else.
+		w := watch(held.Revision, held.Revision, "30")
+		p := port(n1, "compute-1")
+		got := <-w
+		d := got.Delta
+		if d == nil || d.From != held.Revision || d.Revision != got.Revision {
+			t.Fatalf("no delta from %d: %+v", held.Revision, got)
+		}
+		addr := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+		if len(d.Put) != 0 || len(d.Remove) != 0 || len(d.Peers) != 0 || len(d.Members) != 1 || d.MemberPorts == nil ||
+			fmt.Sprint(d.MemberPorts.Add) != fmt.Sprint([]string{p["id"].(string)}) {
+			t.Fatalf("the delta for a new member: %s", mustJSON(d))
+		}
+		for _, ld := range d.Members {
+			if fmt.Sprint(ld.Add) != fmt.Sprint([]string{addr}) || len(ld.Remove) != 0 {
+				t.Fatalf("the delta for a new member: %s", mustJSON(d))
+			}
+		}
+		raw, _ := json.Marshal(got)
+		if len(raw) > len(full)/2 {
+			t.Fatalf("the delta (%d bytes) is not small beside the state (%d bytes)", len(raw), len(full))
+		}
+		held.Apply(d)
+		fresh, _ := state()
+		if a, b := canonicalSpan(t, held), canonicalSpan(t, fresh); a != b {
+			t.Fatalf("state with the delta applied\n%s\nfresh\n%s", a, b)
+		}
+		// A new port on compute-2's own network, bound elsewhere: a peer.
+		w = watch(fresh.Revision, fresh.Revision, "30")
+		p = port(n2, "compute-1")
+		got = <-w
+		if got.Delta == nil || len(got.Delta.Peers) != 1 || got.Delta.Peers[0].PortID != p["id"] || got.Delta.Peers[0].VTEP != "10.0.0.1" {
+			t.Fatalf("the delta for a peer: %+v", got)
+		}
+		fresh.Apply(got.Delta)
+		again, _ := state()
+		if a, b := canonicalSpan(t, fresh), canonicalSpan(t, again); a != b {
+			t.Fatalf("state with the delta applied\n%s\nfresh\n%s", a, b)
+		}
+		// Renaming a member port elsewhere changes nothing compute-2
+		// holds: it is not told, and resumes after the rename.
+		w = watch(again.Revision, again.Revision, "1")
+		e.must(200, e.do(admin, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"name": "renamed"}}), "port")
+		if got := <-w; got.Delta != nil || len(got.Changes) != 0 || got.Revision != e.db.Revision(t) {
+			t.Fatalf("told of a change that leaves its state as it was: %+v", got)
+		}
+		// A state this server did not give: changes, no delta.
+		w = watch(again.Revision, again.Revision-1, "30")
+		port(n1, "compute-1")
+		if got := <-w; got.Delta != nil || len(got.Changes) == 0 {
+			t.Fatalf("an unknown state got a delta: %+v", got)
+		}
+	})
+}
+
+// canonicalSpan is a span's JSON with lists in one order and empty lists
+// left out.
+func canonicalSpan(t *testing.T, st *hostapi.Span) string {
+	t.Helper()
+	var m map[string]any
+	b, _ := json.Marshal(st)
+	json.Unmarshal(b, &m)
+	for k, v := range m {
+		if l, ok := v.([]any); ok {
+			if len(l) == 0 {
+				delete(m, k)
+				continue
+			}
+			sort.Slice(l, func(i, j int) bool { return fmt.Sprint(l[i]) < fmt.Sprint(l[j]) })
+		} else if v == nil {
+			delete(m, k)
+		}
+	}
+	out, _ := json.Marshal(m)
+	return string(out)
+}
+
+func mustJSON(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func TestDHCPAgentScheduler(t *testing.T) {

@@ -123,14 +123,20 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 		in = hostapi.EveryChange(strings.Split(kinds, ","))
 	}
 	deltas := q.Get("delta") == "1" && known != nil
-	deadline := time.Now().Add(wait)
-	local := false // woken by a commit of this server
+	// Registered before the first read: a change committed after it
+	// wakes this watch if it may concern the host (see hostHub).
+	waiter, err := s.wait(in)
+	if err != nil {
+		return err
+	}
+	defer s.done(waiter)
+	timeout := time.NewTimer(wait)
+	defer timeout.Stop()
+	local := false // woken for a commit: its changes are in memory
+	timedOut := false
 	for {
-		changed := s.DB.Changed()
 		ch, ok := []store.Change(nil), false
 		if local {
-			// What was committed here is in memory: a host woken by a
-			// change elsewhere in the cloud costs no database read.
 			ch, ok = s.DB.RecentChanges(after, 1000)
 		}
 		if !ok {
@@ -168,22 +174,22 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 			// else the host listed its state meanwhile: it is told of
 			// the changes and lists again.
 		}
-		left := time.Until(deadline)
-		if len(out) > 0 || left <= 0 {
+		if len(out) > 0 || wait == 0 || timedOut {
 			writeJSON(w, http.StatusOK, map[string]any{"changes": out, "revision": after})
 			return nil
 		}
-		if len(ch) > 0 {
-			local = true
+		if len(ch) >= 1000 {
 			continue // more may be there already
 		}
 		select {
 		case <-r.Context().Done():
 			return nil
-		case <-changed:
+		case <-waiter.wake:
 			local = true
-		case <-time.After(min(left, s.repoll())):
-			local = false
+		case <-timeout.C:
+			// Once more: the host resumes after what it was not woken
+			// for (irrelevant here), not before it.
+			timedOut, local = true, true
 		}
 	}
 }

@@ -55,6 +55,7 @@ type Server struct {
 	// interests holds, by host, what the state it was last given depends
 	// on (*hostInterest).
 	interests sync.Map
+	hub       hostHub
 	metrics   http.Handler
 }
 

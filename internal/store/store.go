@@ -569,6 +569,9 @@ func (tx *Tx) Revision() (int64, error) {
 	return rev, nil
 }
 
+// Revision is the latest committed revision.
+func (db *DB) Revision(ctx context.Context) (int64, error) { return db.currentRevision(ctx) }
+
 // currentRevision reads the current revision, which every read does: with
 // a statement prepared once (on SQLite, parsing it each time cost more
 // than the rest of a small read).
