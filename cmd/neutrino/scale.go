@@ -39,6 +39,7 @@ func scale(args []string) error {
 	interval := fs.Duration("report-interval", 5*time.Second, "each agent's heartbeat interval")
 	idle := fs.Duration("idle", 30*time.Second, "how long to measure the idle cloud")
 	groups := fs.Bool("security-groups", true, "ports in the default security group (every host holding it needs each new member); false: port security off, a port concerns its network's hosts only")
+	rate := fs.Float64("rate", 0, "ports created a second (0: one after the other, as fast as the server takes them)")
 	deltas := fs.Bool("deltas", true, "take the deltas the server sends with changes (false: list the state again at each change, as agents did before)")
 	serverProfile := fs.String("server-cpuprofile", "", "write a CPU profile of the server to this file")
 	database := fs.String("database", "", "database DSN (default: SQLite in a temporary directory)")
@@ -231,8 +232,16 @@ func scale(args []string) error {
 	}
 	var ports []created
 	s0, a0, t0 = serverCPU(), agentCPU(), time.Now()
+	var tick *time.Ticker
+	if *rate > 0 {
+		tick = time.NewTicker(time.Duration(float64(time.Second) / *rate))
+		defer tick.Stop()
+	}
 	for k := 0; k < *perHost; k++ {
 		for i := range hosts {
+			if tick != nil {
+				<-tick.C
+			}
 			var out struct{ Port struct{ ID string } }
 			port := map[string]any{"network_id": nets[i/(*perNet)], "binding:host_id": hosts[i].name}
 			if !*groups {

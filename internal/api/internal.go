@@ -132,7 +132,9 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 	defer s.done(waiter)
 	timeout := time.NewTimer(wait)
 	defer timeout.Stop()
-	local := false // woken for a commit: its changes are in memory
+	// The changes are read from memory (those of other servers sharing
+	// the database reach it within a second: hostHub).
+	local := true
 	timedOut := false
 	for {
 		ch, ok := []store.Change(nil), false

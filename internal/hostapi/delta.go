@@ -22,12 +22,11 @@ type Delta struct {
 	Put    map[string][]Object `json:"put,omitempty"`
 	Remove map[string][]string `json:"remove,omitempty"`
 	// Peers added or changed, and those gone (port and MAC only).
-	Peers       []Peer                `json:"peers,omitempty"`
-	PeersGone   []Peer                `json:"peers_gone,omitempty"`
-	Members     map[string]*ListDelta `json:"security_group_members,omitempty"`
-	GroupsGone  []string              `json:"security_group_members_gone,omitempty"`
-	MemberPorts *ListDelta            `json:"security_group_member_ports,omitempty"`
-	DHCP        *ListDelta            `json:"dhcp_networks,omitempty"`
+	Peers      []Peer                `json:"peers,omitempty"`
+	PeersGone  []Peer                `json:"peers_gone,omitempty"`
+	Members    map[string]*ListDelta `json:"security_group_members,omitempty"`
+	GroupsGone []string              `json:"security_group_members_gone,omitempty"`
+	DHCP       *ListDelta            `json:"dhcp_networks,omitempty"`
 }
 
 // ListDelta is the change of a sorted list of strings (a multiset): what
@@ -55,7 +54,7 @@ var collections = []struct {
 // Empty reports whether the delta changes nothing but the revision.
 func (d *Delta) Empty() bool {
 	return len(d.Put) == 0 && len(d.Remove) == 0 && len(d.Peers) == 0 && len(d.PeersGone) == 0 &&
-		len(d.Members) == 0 && len(d.GroupsGone) == 0 && d.MemberPorts == nil && d.DHCP == nil
+		len(d.Members) == 0 && len(d.GroupsGone) == 0 && d.DHCP == nil
 }
 
 // Diff is the delta from span old to span new.
@@ -112,7 +111,6 @@ func Diff(old, new *Span) *Delta {
 		}
 	}
 	sort.Strings(d.GroupsGone)
-	d.MemberPorts = diffList(old.MemberPorts, new.MemberPorts)
 	d.DHCP = diffList(old.DHCPNetworks, new.DHCPNetworks)
 	return d
 }
@@ -169,9 +167,6 @@ func (st *Span) Apply(d *Delta) {
 	}
 	for gid, ld := range d.Members {
 		st.GroupMembers[gid] = ld.apply(st.GroupMembers[gid])
-	}
-	if d.MemberPorts != nil {
-		st.MemberPorts = d.MemberPorts.apply(st.MemberPorts)
 	}
 	if d.DHCP != nil {
 		st.DHCPNetworks = d.DHCP.apply(st.DHCPNetworks)

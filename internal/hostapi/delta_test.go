@@ -41,9 +41,6 @@ func randomSpan(r *rand.Rand, rev int64) *Span {
 		st.GroupMembers[fmt.Sprint("sg-", g)] = addrs
 	}
 	for i := 0; i < 10; i++ {
-		if r.Intn(2) == 0 {
-			st.MemberPorts = append(st.MemberPorts, fmt.Sprintf("port-%02d", i))
-		}
 		if i < 4 && r.Intn(2) == 0 {
 			st.DHCPNetworks = append(st.DHCPNetworks, fmt.Sprintf("net-%02d", i))
 		}
@@ -128,22 +125,21 @@ func TestDeltaTurnsOneSpanIntoTheNext(t *testing.T) {
 func TestDeltaCarriesOnlyWhatChanged(t *testing.T) {
 	ports := []Object{{"id": "p1", "name": "a"}, {"id": "p2", "name": "b"}}
 	members := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}
-	old := &Span{Revision: 5, Ports: ports, GroupMembers: map[string][]string{"g": members}, MemberPorts: []string{"p1", "p2"}}
+	old := &Span{Revision: 5, Ports: ports, GroupMembers: map[string][]string{"g": members}}
 	// One new member of group g, elsewhere: the shared port objects are
-	// unchanged, one address and one member port are added.
+	// unchanged, one address is added.
 	new := &Span{Revision: 9, Ports: []Object{ports[0], ports[1]},
-		GroupMembers: map[string][]string{"g": {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}}, MemberPorts: []string{"p1", "p2", "p3"}}
+		GroupMembers: map[string][]string{"g": {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}}}
 	d := Diff(old, new)
-	want := &Delta{From: 5, Revision: 9, Members: map[string]*ListDelta{"g": {Add: []string{"10.0.0.4"}}},
-		MemberPorts: &ListDelta{Add: []string{"p3"}}}
+	want := &Delta{From: 5, Revision: 9, Members: map[string]*ListDelta{"g": {Add: []string{"10.0.0.4"}}}}
 	if !reflect.DeepEqual(d, want) {
 		t.Fatalf("delta %s, want %s", mustJSON(d), mustJSON(want))
 	}
 	// A port renamed: only that port; a group gone: named.
-	new2 := &Span{Revision: 10, Ports: []Object{ports[0], {"id": "p2", "name": "c"}}, MemberPorts: []string{"p1", "p2", "p3"}}
+	new2 := &Span{Revision: 10, Ports: []Object{ports[0], {"id": "p2", "name": "c"}}}
 	d = Diff(new, new2)
 	if len(d.Put["ports"]) != 1 || d.Put["ports"][0]["name"] != "c" || !reflect.DeepEqual(d.GroupsGone, []string{"g"}) ||
-		d.Members != nil || d.MemberPorts != nil {
+		d.Members != nil {
 		t.Fatalf("delta %s", mustJSON(d))
 	}
 	if d := Diff(new2, new2); !d.Empty() {

@@ -4,6 +4,13 @@
 // packages, so it does not link the SQL store.
 package hostapi
 
+import (
+	"sort"
+	"strings"
+
+	"neutrino/internal/attr"
+)
+
 // The agent types (Neutron's agent_type values, as `openstack network
 // agent list` shows them).
 const (
@@ -41,8 +48,10 @@ type Span struct {
 	Subnets        []Object            `json:"subnets"`
 	SecurityGroups []Object            `json:"security_groups"`
 	GroupMembers   map[string][]string `json:"security_group_members"`
-	// MemberPorts are the ports whose addresses GroupMembers holds.
-	MemberPorts []string `json:"security_group_member_ports"`
+	// Members are, for the server's judging of changes (not sent), the
+	// member ports of the groups in GroupMembers, each with its MemberKey:
+	// one map per group, shared by every host using the group.
+	Members []map[string]string `json:"-"`
 	// Peers are the ports of the same networks bound to other hosts, with
 	// the tunnel endpoint those hosts' agents report.
 	Peers []Peer `json:"peers"`
@@ -89,3 +98,26 @@ const (
 	OwnerRouterGateway   = "network:router_gateway"
 	OwnerFloatingIP      = "network:floatingip"
 )
+
+// MemberKey is what a host's span depends on of a port that is only a
+// member of a group there: its addresses and its groups.
+func MemberKey(port Object) string {
+	var addrs, groups []string
+	for _, key := range []string{"fixed_ips", "allowed_address_pairs"} {
+		l, _ := port[key].([]any)
+		for _, e := range l {
+			if m, _ := e.(map[string]any); m != nil {
+				addrs = append(addrs, attr.Str(m, "ip_address"))
+			}
+		}
+	}
+	l, _ := port["security_groups"].([]any)
+	for _, g := range l {
+		if s, ok := g.(string); ok {
+			groups = append(groups, s)
+		}
+	}
+	sort.Strings(addrs)
+	sort.Strings(groups)
+	return strings.Join(addrs, ",") + "|" + strings.Join(groups, ",")
+}

@@ -1,10 +1,6 @@
 package hostapi
 
-import (
-	"slices"
-
-	"neutrino/internal/attr"
-)
+import "neutrino/internal/attr"
 
 // Change is one entry of the change log as agents see it.
 type Change struct {
@@ -21,9 +17,10 @@ type Change struct {
 // changes its interest finds relevant.
 type Interest struct {
 	host     string
-	kinds    map[string]bool // what the host's concerns depend on
-	ports    map[string]bool // bound here
-	members  []string        // members of the groups used here, sorted (shared with the span)
+	kinds    map[string]bool     // what the host's concerns depend on
+	ports    map[string]bool     // bound here
+	members  []map[string]string // members of the remote groups here, with their MemberKey
+	remote   map[string]bool     // the groups whose members the span holds
 	networks map[string]bool
 	groups   map[string]bool // used here, or remote groups of rules used here
 	vteps    map[string]string
@@ -49,7 +46,7 @@ func NewInterest(host string, kinds []string, st *Span) *Interest {
 	for _, p := range st.Ports {
 		in.ports[attr.Str(p, "id")] = true
 	}
-	in.members = sorted(st.MemberPorts)
+	in.members, in.remote = st.Members, map[string]bool{}
 	for _, n := range st.Networks {
 		in.networks[attr.Str(n, "id")] = true
 	}
@@ -58,6 +55,7 @@ func NewInterest(host string, kinds []string, st *Span) *Interest {
 	}
 	for g := range st.GroupMembers {
 		in.groups[g] = true
+		in.remote[g] = true
 	}
 	for _, p := range st.Peers {
 		in.vteps[p.Host] = p.VTEP
@@ -80,13 +78,20 @@ func (in *Interest) Relevant(c Change) bool {
 	o := c.Object
 	switch c.Kind {
 	case "port":
-		if _, member := slices.BinarySearch(in.members, c.ID); member || in.ports[c.ID] || in.networks[c.Parent] || attr.Str(o, "binding:host_id") == in.host {
+		if in.ports[c.ID] || in.networks[c.Parent] || attr.Str(o, "binding:host_id") == in.host {
 			return true
+		}
+		// A member of a group here elsewhere: only its addresses and
+		// groups matter (not its status, its name...).
+		for _, m := range in.members {
+			if key, ok := m[c.ID]; ok {
+				return o == nil || MemberKey(o) != key
+			}
 		}
 		groups, _ := o["security_groups"].([]any)
 		for _, g := range groups {
-			if s, _ := g.(string); in.groups[s] {
-				return true
+			if s, _ := g.(string); in.remote[s] {
+				return true // a new member
 			}
 		}
 		return false

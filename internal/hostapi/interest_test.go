@@ -14,8 +14,9 @@ func TestInterest(t *testing.T) {
 		Networks:       []Object{{"id": "n1"}},
 		SecurityGroups: []Object{{"id": "g1"}},
 		GroupMembers:   map[string][]string{"g2": {"10.0.0.5"}},
-		MemberPorts:    []string{"p9"},
-		Peers:          []Peer{{NetworkID: "n1", PortID: "p2", Host: "compute-2", VTEP: "10.250.0.2"}},
+		Members: []map[string]string{{"p9": MemberKey(Object{"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.5"}},
+			"security_groups": []any{"g2"}})}},
+		Peers: []Peer{{NetworkID: "n1", PortID: "p2", Host: "compute-2", VTEP: "10.250.0.2"}},
 	}
 	core := []string{"port", "network", "subnet", "security_group", "agent"}
 	in := NewInterest("compute-1", core, st)
@@ -27,7 +28,17 @@ func TestInterest(t *testing.T) {
 		{Change{Kind: "port", ID: "p3", Parent: "n1", Object: map[string]any{"binding:host_id": "compute-3"}}, true},
 		{Change{Kind: "port", ID: "p4", Parent: "n9", Object: map[string]any{"binding:host_id": "compute-1"}}, true},
 		{Change{Kind: "port", ID: "p5", Parent: "n9", Object: map[string]any{"security_groups": []any{"g2"}}}, true},
-		{Change{Kind: "port", ID: "p9", Parent: "n9"}, true}, // a member left, or went
+		{Change{Kind: "port", ID: "p9", Parent: "n9"}, true}, // a member went
+		// A member elsewhere changing what the span holds of it (its
+		// addresses or groups), or not (its status).
+		{Change{Kind: "port", ID: "p9", Parent: "n9", Object: map[string]any{"security_groups": []any{"g7"},
+			"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.5"}}}}, true},
+		{Change{Kind: "port", ID: "p9", Parent: "n9", Object: map[string]any{"security_groups": []any{"g2"},
+			"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.6"}}}}, true},
+		{Change{Kind: "port", ID: "p9", Parent: "n9", Object: map[string]any{"security_groups": []any{"g2"}, "status": "ACTIVE",
+			"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.5"}}}}, false},
+		// A port joining a group used here that no rule here admits.
+		{Change{Kind: "port", ID: "p8", Parent: "n9", Object: map[string]any{"security_groups": []any{"g1"}}}, false},
 		{Change{Kind: "port", ID: "p6", Parent: "n9", Object: map[string]any{"security_groups": []any{"g7"}}}, false},
 		{Change{Kind: "port", ID: "p7", Parent: "n9"}, false},
 		{Change{Kind: "network", ID: "n1"}, true},

@@ -231,7 +231,7 @@ func (r *Registry) Span(c *Ctx, host string, opts SpanOptions) (*hostapi.Span, e
 	if err != nil {
 		return nil, err
 	}
-	span := &hostapi.Span{Revision: rev, GroupMembers: map[string][]string{}, Peers: []hostapi.Peer{}, MemberPorts: []string{},
+	span := &hostapi.Span{Revision: rev, GroupMembers: map[string][]string{}, Peers: []hostapi.Peer{},
 		Ports: []Object{}, Networks: []Object{}, Subnets: []Object{}, SecurityGroups: []Object{}}
 	for _, fn := range append(append([]SpanFunc(nil), r.spans...), r.finish...) {
 		if err := fn(c, host, span, opts); err != nil {

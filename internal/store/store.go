@@ -377,7 +377,10 @@ func (db *DB) Read(ctx context.Context, fn func(tx *Tx) error) error {
 // servers sharing the database: when the view has those, it is read as
 // it is, without asking the database for the latest revision.
 func (db *DB) ReadAtLeast(ctx context.Context, rev int64, fn func(tx *Tx) error) error {
-	tx := &Tx{db: db, ctx: ctx, floor: rev}
+	return db.read(&Tx{db: db, ctx: ctx, floor: rev}, fn)
+}
+
+func (db *DB) read(tx *Tx, fn func(tx *Tx) error) error {
 	defer func() {
 		if tx.tx != nil {
 			tx.tx.Rollback()
@@ -650,15 +653,22 @@ func (tx *Tx) syncView() error {
 	// committed revision never change, so replaying up to rev is consistent.
 	// Both are short; a cancellable context would cost a watcher goroutine
 	// per query (see write).
-	ctx := context.WithoutCancel(tx.ctx)
-	rev, err := tx.db.currentRevision(ctx)
+	if err := tx.db.syncToHead(context.WithoutCancel(tx.ctx)); err != nil {
+		return err
+	}
+	tx.synced = true
+	return nil
+}
+
+// syncToHead brings the view up to the latest committed revision.
+func (db *DB) syncToHead(ctx context.Context) error {
+	rev, err := db.currentRevision(ctx)
 	if err != nil {
 		return fmt.Errorf("store: revision: %w", err)
 	}
-	if err := tx.db.view.sync(ctx, tx.db, rev, false); err != nil {
+	if err := db.view.sync(ctx, db, rev, false); err != nil {
 		return fmt.Errorf("store: sync: %w", err)
 	}
-	tx.synced = true
 	return nil
 }
 
@@ -773,6 +783,28 @@ func (tx *Tx) DeleteChildren(kind, parent string) ([]Object, error) {
 		}
 	}
 	return children, nil
+}
+
+// Version is the revision at which the objects of kind that f selects
+// last changed (one was put or deleted): by f.Parent alone, by f.Attr with
+// one value (an indexed attribute), or the whole kind for an empty filter;
+// 0 when none is there. What a cache of such a list can be keyed by: the
+// same version, the same list. ok is false in a write transaction and for
+// other filters.
+func (tx *Tx) Version(kind string, f Filter) (v int64, ok bool) {
+	if tx.write {
+		return 0, false
+	}
+	if err := tx.syncView(); err != nil {
+		return 0, false
+	}
+	tx.db.view.mu.RLock()
+	defer tx.db.view.mu.RUnlock()
+	ix := tx.db.view.kinds[kind]
+	if ix == nil {
+		return 0, f.Attr == "" || slices.Contains(tx.db.view.indexed[kind], f.Attr)
+	}
+	return ix.version(f)
 }
 
 // Memo returns the memo of o if o is the current version of its object in
@@ -941,12 +973,8 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 	// The view holds the latest changes: once it is current, watchers
 	// near the head read them there (shared: the bodies must not be
 	// modified), not from the database.
-	rev, err := db.currentRevision(context.WithoutCancel(ctx))
-	if err != nil {
-		return nil, fmt.Errorf("store: revision: %w", err)
-	}
-	if err := db.view.sync(context.WithoutCancel(ctx), db, rev, false); err != nil {
-		return nil, fmt.Errorf("store: sync: %w", err)
+	if err := db.syncToHead(context.WithoutCancel(ctx)); err != nil {
+		return nil, err
 	}
 	if out, ok := db.view.changesAfter(after, limit); ok {
 		return out, nil

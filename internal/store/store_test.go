@@ -424,3 +424,82 @@ func TestRecentChangesAsLogged(t *testing.T) {
 		}
 	}
 }
+
+// TestVersions: the version of a list moves when an object it selects is
+// put or deleted (or moves in or out), and only then.
+func TestVersions(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "s.db")
+	db := openTest(t, path)
+	defer db.Close()
+	db.IndexAttr("thing", "tags")
+	write := func(fn func(tx *Tx) error) int64 {
+		t.Helper()
+		rev, err := db.Write(ctx, fn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rev
+	}
+	versions := func() (parentA, parentB, tagX, tagY, all int64) {
+		t.Helper()
+		db.Read(ctx, func(tx *Tx) error {
+			var ok [5]bool
+			parentA, ok[0] = tx.Version("thing", Filter{Parent: "A"})
+			parentB, ok[1] = tx.Version("thing", Filter{Parent: "B"})
+			tagX, ok[2] = tx.Version("thing", Filter{Attr: "tags", Values: []string{"x"}})
+			tagY, ok[3] = tx.Version("thing", Filter{Attr: "tags", Values: []string{"y"}})
+			all, ok[4] = tx.Version("thing", Filter{})
+			if ok != [5]bool{true, true, true, true, true} {
+				t.Fatalf("versions not known: %v", ok)
+			}
+			if _, ok := tx.Version("thing", Filter{Attr: "name", Values: []string{"n"}}); ok {
+				t.Fatal("a version for an attribute not indexed")
+			}
+			return nil
+		})
+		return
+	}
+	check := func(what string, got, want [5]int64) {
+		t.Helper()
+		if got != want {
+			t.Fatalf("%s: versions (parent A, parent B, tag x, tag y, all) %v, want %v", what, got, want)
+		}
+	}
+	v := func() [5]int64 { a, b, x, y, all := versions(); return [5]int64{a, b, x, y, all} }
+	check("empty", v(), [5]int64{})
+	r1 := write(func(tx *Tx) error { return tx.Put("thing", "A", Object{"id": "1", "tags": []any{"x"}}) })
+	check("one in A tagged x", v(), [5]int64{r1, 0, r1, 0, r1})
+	r2 := write(func(tx *Tx) error { return tx.Put("thing", "B", Object{"id": "2", "tags": []any{"y"}}) })
+	check("one in B tagged y", v(), [5]int64{r1, r2, r1, r2, r2})
+	r3 := write(func(tx *Tx) error { return tx.Put("thing", "A", Object{"id": "1", "tags": []any{"x"}, "status": "up"}) })
+	check("A's changed", v(), [5]int64{r3, r2, r3, r2, r3})
+	r4 := write(func(tx *Tx) error { return tx.Put("thing", "B", Object{"id": "2", "tags": []any{"x"}}) })
+	check("2 tagged x, not y", v(), [5]int64{r3, r4, r4, 0, r4})
+	r5 := write(func(tx *Tx) error { return tx.Delete("thing", "1") })
+	check("1 gone", v(), [5]int64{0, r4, r5, 0, r5})
+	// Another handle replays the log: the same versions.
+	other := openTest(t, path)
+	defer other.Close()
+	other.Read(ctx, func(tx *Tx) error { _, err := tx.Get("thing", "2"); return err })
+	r6 := write(func(tx *Tx) error { return tx.Put("thing", "A", Object{"id": "3", "tags": []any{"y"}}) })
+	check("3 in A tagged y", v(), [5]int64{r6, r4, r5, r6, r6})
+	var got [5]int64
+	other.IndexAttr("thing", "tags")
+	other.Read(ctx, func(tx *Tx) error {
+		got[0], _ = tx.Version("thing", Filter{Parent: "A"})
+		got[3], _ = tx.Version("thing", Filter{Attr: "tags", Values: []string{"y"}})
+		return nil
+	})
+	if got[0] != r6 || got[3] != r6 {
+		t.Fatalf("replayed versions: %v, want A and y at %d", got, r6)
+	}
+	if _, err := db.Write(ctx, func(tx *Tx) error {
+		if _, ok := tx.Version("thing", Filter{}); ok {
+			t.Error("a version in a write transaction")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

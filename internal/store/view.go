@@ -84,6 +84,11 @@ type index struct {
 	project map[string]map[string]struct{}
 	// attrs: attribute -> value -> ids, for the attributes indexed.
 	attrs map[string]map[string]map[string]struct{}
+	// The revisions at which objects of the kind last changed: any, by
+	// parent, by indexed attribute value (see Tx.Version).
+	changed       int64
+	parentChanged map[string]int64
+	attrChanged   map[string]map[string]int64
 }
 
 type rowMeta struct{ project, parent string }
@@ -91,9 +96,10 @@ type rowMeta struct{ project, parent string }
 func newIndex(attrs []string) *index {
 	ix := &index{objs: map[string]Object{}, memos: map[string]*Memo{}, meta: map[string]rowMeta{},
 		parent: map[string]map[string]struct{}{}, project: map[string]map[string]struct{}{},
-		attrs: map[string]map[string]map[string]struct{}{}}
+		attrs: map[string]map[string]map[string]struct{}{}, parentChanged: map[string]int64{}, attrChanged: map[string]map[string]int64{}}
 	for _, a := range attrs {
 		ix.attrs[a] = map[string]map[string]struct{}{}
+		ix.attrChanged[a] = map[string]int64{}
 	}
 	return ix
 }
@@ -130,6 +136,7 @@ func (ix *index) indexAttr(attr string) {
 		}
 	}
 	ix.attrs[attr] = m
+	ix.attrChanged[attr] = map[string]int64{}
 }
 
 func addTo(m map[string]map[string]struct{}, k, id string) {
@@ -141,22 +148,28 @@ func addTo(m map[string]map[string]struct{}, k, id string) {
 	s[id] = struct{}{}
 }
 
-func (ix *index) remove(id string) {
+// remove takes object id out (a change at revision rev).
+func (ix *index) remove(id string, rev int64) {
 	m, ok := ix.meta[id]
 	if !ok {
 		return
 	}
+	ix.touch(rev, m.parent)
 	for attr, byValue := range ix.attrs {
 		for _, v := range attrValues(ix.objs[id], attr) {
+			ix.attrChanged[attr][v] = max(ix.attrChanged[attr][v], rev)
 			delete(byValue[v], id)
 			if len(byValue[v]) == 0 {
+				// None left: version 0, as for values never seen.
 				delete(byValue, v)
+				delete(ix.attrChanged[attr], v)
 			}
 		}
 	}
 	delete(ix.parent[m.parent], id)
 	if len(ix.parent[m.parent]) == 0 {
 		delete(ix.parent, m.parent)
+		delete(ix.parentChanged, m.parent)
 	}
 	delete(ix.project[m.project], id)
 	if len(ix.project[m.project]) == 0 {
@@ -167,8 +180,16 @@ func (ix *index) remove(id string) {
 	delete(ix.memos, id)
 }
 
-func (ix *index) put(id, project, parent string, o Object) {
-	ix.remove(id)
+// touch notes a change at revision rev among the objects of parent.
+func (ix *index) touch(rev int64, parent string) {
+	ix.changed = max(ix.changed, rev)
+	ix.parentChanged[parent] = max(ix.parentChanged[parent], rev)
+}
+
+// put stores object o (a change at revision rev).
+func (ix *index) put(id, project, parent string, o Object, rev int64) {
+	ix.remove(id, rev)
+	ix.touch(rev, parent)
 	ix.objs[id] = o
 	ix.memos[id] = &Memo{}
 	ix.meta[id] = rowMeta{project, parent}
@@ -177,8 +198,28 @@ func (ix *index) put(id, project, parent string, o Object) {
 	for attr, byValue := range ix.attrs {
 		for _, v := range attrValues(o, attr) {
 			addTo(byValue, v, id)
+			ix.attrChanged[attr][v] = max(ix.attrChanged[attr][v], rev)
 		}
 	}
+}
+
+// version is the revision at which the objects f selects last changed,
+// for a filter on one parent or one value of an indexed attribute, or
+// none (the whole kind); ok is false for other filters.
+func (ix *index) version(f Filter) (int64, bool) {
+	switch {
+	case f.Parent != "" && len(f.Parents) == 0 && len(f.Projects) == 0 && len(f.IDs) == 0 && f.Attr == "":
+		return ix.parentChanged[f.Parent], true
+	case f.Attr != "" && len(f.Values) == 1 && f.Parent == "" && len(f.Parents) == 0 && len(f.Projects) == 0 && len(f.IDs) == 0:
+		byValue, indexed := ix.attrChanged[f.Attr]
+		if !indexed {
+			return 0, false
+		}
+		return byValue[f.Values[0]], true
+	case f.Parent == "" && len(f.Parents) == 0 && len(f.Projects) == 0 && len(f.IDs) == 0 && f.Attr == "":
+		return ix.changed, true
+	}
+	return 0, false
 }
 
 func (v *view) kind(k string) *index {
@@ -273,9 +314,9 @@ func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
 	}
 	for _, c := range batch {
 		if c.Op == "delete" {
-			v.kind(c.Kind).remove(c.ID)
+			v.kind(c.Kind).remove(c.ID, c.Rev)
 		} else {
-			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body)
+			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body, c.Rev)
 		}
 	}
 	v.remember(batch)
@@ -315,7 +356,7 @@ func (v *view) load(ctx context.Context, db *DB) error {
 			ix = newIndex(v.indexed[kind])
 			kinds[kind] = ix
 		}
-		ix.put(id, project, parent, o)
+		ix.put(id, project, parent, o, rev)
 	}
 	if err := rows.Err(); err != nil {
 		return err
@@ -345,9 +386,9 @@ func (v *view) applyCommitted(rev int64, changes []Change) {
 		c := &changes[i]
 		c.Seq = i + 1 // as logged
 		if c.Op == "delete" {
-			v.kind(c.Kind).remove(c.ID)
+			v.kind(c.Kind).remove(c.ID, rev)
 		} else {
-			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body)
+			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body, rev)
 		}
 	}
 	v.remember(changes)

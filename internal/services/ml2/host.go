@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"sync"
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
@@ -75,31 +74,21 @@ func (s *Service) hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _
 	return nil
 }
 
-// peerCache holds the networks' peers at one revision: when a change
-// makes the hosts of a network compute their state at the same revision,
-// its peers are gathered once, not once per host.
-type peerCache struct {
-	mu    sync.Mutex
-	rev   int64
-	byNet map[string][]hostapi.Peer
-}
+// peerCache holds each network's peers as of the last change of its
+// ports or of any agent: when a change makes the hosts of a network
+// compute their state, its peers are gathered once, not once per host,
+// and a change elsewhere does not gather them again.
+type peerCache struct{ plugin.Cache[[]hostapi.Peer] }
 
 // of returns the bound ports of network id as peers (every host's: each
 // host leaves out its own), with their hosts' tunnel endpoints.
 func (pc *peerCache) of(c *plugin.Ctx, id string) ([]hostapi.Peer, error) {
-	rev, err := c.Tx.ViewRevision()
-	if err != nil {
-		return nil, err
-	}
-	pc.mu.Lock()
-	if pc.rev != rev || pc.byNet == nil {
-		pc.rev, pc.byNet = rev, map[string][]hostapi.Peer{}
-	}
-	peers, ok := pc.byNet[id]
-	pc.mu.Unlock()
-	if ok {
-		return peers, nil
-	}
+	pv, ok1 := c.Tx.Version(schema.Port.Kind, store.Filter{Parent: id})
+	av, ok2 := c.Tx.Version("agent", store.Filter{})
+	return pc.Get(id, [2]int64{pv, av}, ok1 && ok2, func() ([]hostapi.Peer, error) { return gatherPeers(c, id) })
+}
+
+func gatherPeers(c *plugin.Ctx, id string) ([]hostapi.Peer, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Parent: id})
 	if err != nil {
 		return nil, err
@@ -124,7 +113,7 @@ func (pc *peerCache) of(c *plugin.Ctx, id string) ([]hostapi.Peer, error) {
 			}
 		}
 	}
-	peers = []hostapi.Peer{}
+	list := []hostapi.Peer{}
 	for _, p := range ports {
 		h := attr.Str(p, "binding:host_id")
 		if h == "" || attr.Str(p, "binding:vif_type") == "binding_failed" {
@@ -147,14 +136,9 @@ func (pc *peerCache) of(c *plugin.Ctx, id string) ([]hostapi.Peer, error) {
 				peer.IPs = append(peer.IPs, attr.Str(m, "ip_address"))
 			}
 		}
-		peers = append(append(peers, peer), pairs...)
+		list = append(append(list, peer), pairs...)
 	}
-	pc.mu.Lock()
-	if pc.rev == rev {
-		pc.byNet[id] = peers
-	}
-	pc.mu.Unlock()
-	return peers, nil
+	return list, nil
 }
 
 // serveHostPorts takes an agent's report of the ports it wired:

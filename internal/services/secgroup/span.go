@@ -4,7 +4,6 @@ import (
 	"maps"
 	"slices"
 	"sort"
-	"sync"
 
 	"neutrino/internal/attr"
 	"neutrino/internal/hostapi"
@@ -13,48 +12,37 @@ import (
 	"neutrino/internal/store"
 )
 
-// members are a group's member ports and their addresses, sorted.
-type members struct{ ports, addrs []string }
-
-// memberCache holds the groups' members at one revision: when a change
-// makes many hosts list their state again at the same revision, a group
-// used on all of them is gathered once, not once per host.
-type memberCache struct {
-	mu      sync.Mutex
-	rev     int64
-	byGroup map[string]members
+// members are a group's members' addresses, sorted, and its member ports
+// with their hostapi.MemberKey.
+type members struct {
+	addrs []string
+	keys  map[string]string
 }
 
-// members returns group gid's members at the transaction's revision.
+// memberCache holds each group's members as of the last change among
+// them: when a change makes many hosts compute their state, a group used
+// on all of them is gathered once, not once per host, and a change
+// elsewhere does not gather it again.
+type memberCache struct{ plugin.Cache[members] }
+
+// members returns group gid's members.
 func (mc *memberCache) members(c *plugin.Ctx, gid string) (members, error) {
-	rev, err := c.Tx.ViewRevision()
+	f := store.Filter{Attr: "security_groups", Values: []string{gid}}
+	v, ok := c.Tx.Version(schema.Port.Kind, f)
+	return mc.Get(gid, [2]int64{v}, ok, func() (members, error) { return gatherMembers(c, f) })
+}
+
+func gatherMembers(c *plugin.Ctx, f store.Filter) (members, error) {
+	ports, err := c.Tx.List(schema.Port.Kind, f)
 	if err != nil {
 		return members{}, err
 	}
-	mc.mu.Lock()
-	if mc.rev != rev || mc.byGroup == nil {
-		mc.rev, mc.byGroup = rev, map[string]members{}
-	}
-	m, ok := mc.byGroup[gid]
-	mc.mu.Unlock()
-	if ok {
-		return m, nil
-	}
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "security_groups", Values: []string{gid}})
-	if err != nil {
-		return members{}, err
-	}
-	m = members{ports: []string{}, addrs: []string{}}
+	m := members{addrs: []string{}, keys: make(map[string]string, len(ports))}
 	for _, p := range ports {
-		m.ports = append(m.ports, attr.Str(p, "id"))
+		m.keys[attr.Str(p, "id")] = hostapi.MemberKey(p)
 		m.addrs = append(m.addrs, portAddresses(p)...)
 	}
 	sort.Strings(m.addrs)
-	mc.mu.Lock()
-	if mc.rev == rev {
-		mc.byGroup[gid] = m
-	}
-	mc.mu.Unlock()
 	return m, nil
 }
 
@@ -81,27 +69,13 @@ func (s *Service) hostGroups(c *plugin.Ctx, host string, span *hostapi.Span, _ p
 			}
 		}
 	}
-	var memberPorts [][]string
 	for _, gid := range slices.Sorted(maps.Keys(remote)) {
 		m, err := s.cache.members(c, gid)
 		if err != nil {
 			return err
 		}
 		span.GroupMembers[gid] = m.addrs
-		memberPorts = append(memberPorts, m.ports)
-	}
-	switch len(memberPorts) {
-	case 0:
-	case 1: // the common case: shared as it is, sorted already
-		span.MemberPorts = memberPorts[0]
-	default:
-		all := map[string]bool{}
-		for _, ports := range memberPorts {
-			for _, id := range ports {
-				all[id] = true
-			}
-		}
-		span.MemberPorts = slices.Sorted(maps.Keys(all))
+		span.Members = append(span.Members, m.keys)
 	}
 	sort.Slice(span.SecurityGroups, func(i, j int) bool {
 		return attr.Str(span.SecurityGroups[i], "id") < attr.Str(span.SecurityGroups[j], "id")
