@@ -39,6 +39,7 @@ func scale(args []string) error {
 	interval := fs.Duration("report-interval", 5*time.Second, "each agent's heartbeat interval")
 	idle := fs.Duration("idle", 30*time.Second, "how long to measure the idle cloud")
 	groups := fs.Bool("security-groups", true, "ports in the default security group (every host holding it needs each new member); false: port security off, a port concerns its network's hosts only")
+	groupPerNet := fs.Bool("group-per-network", false, "each network and its ports in a project of its own, with its own default group (a new member concerns that network's hosts only); default: one project, one group for all")
 	rate := fs.Float64("rate", 0, "ports created a second (0: one after the other, as fast as the server takes them)")
 	deltas := fs.Bool("deltas", true, "take the deltas the server sends with changes (false: list the state again at each change, as agents did before)")
 	serverProfile := fs.String("server-cpuprofile", "", "write a CPU profile of the server to this file")
@@ -58,7 +59,7 @@ func scale(args []string) error {
 	type host struct {
 		name string
 		mu   sync.Mutex
-		seen map[string]time.Time // port id -> when the host first heard of it
+		seen map[string]time.Time // port id or "addr:" member address -> when the host first heard of it
 	}
 	hosts := make([]*host, *nHosts)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -98,9 +99,16 @@ func scale(args []string) error {
 			reported := ""
 			// seen notes the ports the host now has: its own, or peers on
 			// its networks.
-			seen := func(ports []hostapi.Object, peers []hostapi.Peer) {
+			seen := func(ports []hostapi.Object, peers []hostapi.Peer, members map[string][]string) {
 				now := time.Now()
 				h.mu.Lock()
+				for _, addrs := range members {
+					for _, a := range addrs {
+						if h.seen["addr:"+a].IsZero() {
+							h.seen["addr:"+a] = now
+						}
+					}
+				}
 				for _, p := range ports {
 					if id, _ := p["id"].(string); h.seen[id].IsZero() {
 						h.seen[id] = now
@@ -142,7 +150,7 @@ func scale(args []string) error {
 				count(raw)
 				st = &hostapi.Span{}
 				json.Unmarshal(raw, st)
-				seen(st.Ports, st.Peers)
+				seen(st.Ports, st.Peers, st.GroupMembers)
 				if up() != nil {
 					return -1
 				}
@@ -175,7 +183,11 @@ func scale(args []string) error {
 				if d := ans.Delta; d != nil && st != nil && d.From == span {
 					st.Apply(d)
 					span = d.Revision
-					seen(d.Put["ports"], d.Peers)
+					added := map[string][]string{}
+					for g, ld := range d.Members {
+						added[g] = ld.Add
+					}
+					seen(d.Put["ports"], d.Peers, added)
 					if up() == nil {
 						continue
 					}
@@ -214,9 +226,14 @@ func scale(args []string) error {
 	// Ports: one network per group of hosts, each port bound to its host.
 	c := newBenchClient(base, token)
 	nets := map[int]string{}
+	project := func(g int) string { return fmt.Sprintf("5ca1e%027x", g) }
 	for g := 0; g*(*perNet) < *nHosts; g++ {
 		var out struct{ Network struct{ ID string } }
-		if err := c.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": fmt.Sprint("scale-", g)}}, &out); err != nil {
+		network := map[string]any{"name": fmt.Sprint("scale-", g)}
+		if *groupPerNet {
+			network["project_id"] = project(g)
+		}
+		if err := c.do("POST", "/v2.0/networks", map[string]any{"network": network}, &out); err != nil {
 			return err
 		}
 		if err := c.do("POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": out.Network.ID, "ip_version": 4,
@@ -226,9 +243,9 @@ func scale(args []string) error {
 		nets[g] = out.Network.ID
 	}
 	type created struct {
-		id   string
-		host int
-		at   time.Time
+		id, addr string
+		host     int
+		at       time.Time
 	}
 	var ports []created
 	s0, a0, t0 = serverCPU(), agentCPU(), time.Now()
@@ -242,37 +259,86 @@ func scale(args []string) error {
 			if tick != nil {
 				<-tick.C
 			}
-			var out struct{ Port struct{ ID string } }
+			var out struct {
+				Port struct {
+					ID       string
+					FixedIPs []struct {
+						IPAddress string `json:"ip_address"`
+					} `json:"fixed_ips"`
+				}
+			}
 			port := map[string]any{"network_id": nets[i/(*perNet)], "binding:host_id": hosts[i].name}
+			if *groupPerNet {
+				port["project_id"] = project(i / (*perNet))
+			}
 			if !*groups {
 				port["port_security_enabled"], port["security_groups"] = false, []any{}
 			}
 			if err := c.do("POST", "/v2.0/ports", map[string]any{"port": port}, &out); err != nil {
 				return err
 			}
-			ports = append(ports, created{out.Port.ID, i, time.Now()})
+			if len(out.Port.FixedIPs) == 0 {
+				return fmt.Errorf("port %s has no address", out.Port.ID)
+			}
+			ports = append(ports, created{out.Port.ID, out.Port.FixedIPs[0].IPAddress, i, time.Now()})
 		}
 	}
-	// Who needs each port: the hosts of its network. When did they have it?
+	// Who needs each port: the hosts of its network (a peer), and with
+	// security groups every host with a port in its group (a member
+	// address), from when the port is bound or from when they have a port
+	// of their own there, whichever comes later (a host with no port on a
+	// network or in a group needs nothing of it). When did they have all
+	// they need of it?
+	first := map[int]time.Time{} // host: its first port bound
+	for _, p := range ports {
+		if _, ok := first[p.host]; !ok {
+			first[p.host] = p.at
+		}
+	}
 	var lat []float64
 	missed := 0
 	deliveries := func() {
 		lat, missed = lat[:0], 0
 		for _, p := range ports {
 			g := p.host / (*perNet)
-			for i := g * (*perNet); i < min((g+1)*(*perNet), *nHosts); i++ {
+			from, to := g*(*perNet), min((g+1)*(*perNet), *nHosts)
+			if *groups && !*groupPerNet {
+				from, to = 0, *nHosts // one group for all
+			}
+			for i := from; i < to; i++ {
+				since, ok := first[i]
+				if !ok {
+					continue // no port there: it needs none
+				}
+				var need []string
+				if i/(*perNet) == g {
+					need = append(need, p.id)
+				}
+				if *groups {
+					need = append(need, "addr:"+p.addr)
+				}
+				var at time.Time
 				hosts[i].mu.Lock()
-				at, ok := hosts[i].seen[p.id]
+				for _, k := range need {
+					t, seen := hosts[i].seen[k]
+					ok = ok && seen
+					if t.After(at) {
+						at = t
+					}
+				}
 				hosts[i].mu.Unlock()
 				if !ok {
 					missed++
 					continue
 				}
-				lat = append(lat, float64(at.Sub(p.at).Microseconds())/1000)
+				if since.Before(p.at) {
+					since = p.at
+				}
+				lat = append(lat, float64(at.Sub(since).Microseconds())/1000)
 			}
 		}
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
 		if deliveries(); missed == 0 || time.Now().After(deadline) {
 			break
 		}

@@ -75,22 +75,9 @@ func Diff(old, new *Span) *Delta {
 			d.Remove[c.key] = gone
 		}
 	}
-	oldPeers := make(map[peerKey]*Peer, len(old.Peers))
-	for i := range old.Peers {
-		oldPeers[keyOf(&old.Peers[i])] = &old.Peers[i]
+	if !samePeerSources(old, new) {
+		diffPeers(d, old, new)
 	}
-	for i := range new.Peers {
-		p := &new.Peers[i]
-		k := keyOf(p)
-		if o, ok := oldPeers[k]; !ok || !samePeer(o, p) {
-			d.Peers = append(d.Peers, *p)
-		}
-		delete(oldPeers, k)
-	}
-	for k := range oldPeers {
-		d.PeersGone = append(d.PeersGone, Peer{PortID: k.port, MACAddress: k.mac})
-	}
-	sort.Slice(d.PeersGone, func(i, j int) bool { return keyOf(&d.PeersGone[i]).less(keyOf(&d.PeersGone[j])) })
 	for gid, addrs := range new.GroupMembers {
 		if ld := diffList(old.GroupMembers[gid], addrs); ld != nil {
 			if d.Members == nil {
@@ -113,6 +100,41 @@ func Diff(old, new *Span) *Delta {
 	sort.Strings(d.GroupsGone)
 	d.DHCP = diffList(old.DHCPNetworks, new.DHCPNetworks)
 	return d
+}
+
+// diffPeers puts in d the peers added, changed and gone from old to new.
+func diffPeers(d *Delta, old, new *Span) {
+	oldPeers := make(map[peerKey]*Peer, len(old.Peers))
+	for i := range old.Peers {
+		oldPeers[keyOf(&old.Peers[i])] = &old.Peers[i]
+	}
+	for i := range new.Peers {
+		p := &new.Peers[i]
+		k := keyOf(p)
+		if o, ok := oldPeers[k]; !ok || !samePeer(o, p) {
+			d.Peers = append(d.Peers, *p)
+		}
+		delete(oldPeers, k)
+	}
+	for k := range oldPeers {
+		d.PeersGone = append(d.PeersGone, Peer{PortID: k.port, MACAddress: k.mac})
+	}
+	sort.Slice(d.PeersGone, func(i, j int) bool { return keyOf(&d.PeersGone[i]).less(keyOf(&d.PeersGone[j])) })
+}
+
+// samePeerSources reports whether both spans drew their peers from the
+// very same lists (shared, never modified): then their peers are the same.
+func samePeerSources(old, new *Span) bool {
+	if old.PeerSources == nil || new.PeerSources == nil || len(old.PeerSources) != len(new.PeerSources) {
+		return false
+	}
+	for i, o := range old.PeerSources {
+		n := new.PeerSources[i]
+		if len(o) != len(n) || len(o) > 0 && &o[0] != &n[0] {
+			return false
+		}
+	}
+	return true
 }
 
 // Apply makes span st the span the delta leads to. st must be the span

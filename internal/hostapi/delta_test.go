@@ -151,3 +151,28 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// Spans drawn from the very same peer lists have the same peers: Diff
+// does not compare them; from other lists (even equal ones), it does.
+func TestDiffSkipsPeersFromTheSameLists(t *testing.T) {
+	netA := []Peer{{NetworkID: "a", PortID: "p1", MACAddress: "m1", Host: "h2"}}
+	netB := []Peer{{NetworkID: "b", PortID: "p2", MACAddress: "m2", Host: "h3"}}
+	old := &Span{Revision: 1, Peers: append(append([]Peer{}, netA...), netB...), PeerSources: [][]Peer{netA, netB}}
+	same := &Span{Revision: 2, Peers: append(append([]Peer{}, netA...), netB...), PeerSources: [][]Peer{netA, netB}}
+	if d := Diff(old, same); !d.Empty() {
+		t.Fatalf("the same lists: %+v", d)
+	}
+	moved := append([]Peer{}, netB...)
+	moved[0].VTEP = "10.0.0.9"
+	next := &Span{Revision: 3, Peers: append(append([]Peer{}, netA...), moved...), PeerSources: [][]Peer{netA, moved}}
+	if d := Diff(old, next); len(d.Peers) != 1 || d.Peers[0].VTEP != "10.0.0.9" {
+		t.Fatalf("a new list for network b: %+v", d)
+	}
+	listed := &Span{Revision: 4, Peers: next.Peers} // the host's own copy: no sources
+	if d := Diff(listed, next); !d.Empty() {
+		t.Fatalf("equal peers: %+v", d)
+	}
+	if d := Diff(listed, old); len(d.Peers) != 1 {
+		t.Fatalf("without sources the peers are compared: %+v", d)
+	}
+}

@@ -55,6 +55,10 @@ type Span struct {
 	// Peers are the ports of the same networks bound to other hosts, with
 	// the tunnel endpoint those hosts' agents report.
 	Peers []Peer `json:"peers"`
+	// PeerSources are, for the server's Diff (not sent), the lists of
+	// peers Peers were drawn from, one per network, shared by every host
+	// of the network: the same lists, the same peers.
+	PeerSources [][]Peer `json:"-"`
 	// For a host serving DHCP: the networks it serves (those with a
 	// DHCP-enabled subnet) and every port on them.
 	DHCPNetworks []string `json:"dhcp_networks,omitempty"`

@@ -28,24 +28,45 @@ const maxCacheEntries = 100000
 // Get returns the value of key at version, computing it if needed. A
 // caller that cannot know the version (ok false) computes its own.
 func (c *Cache[V]) Get(key string, version [2]int64, ok bool, compute func() (V, error)) (V, error) {
+	return c.Next(key, version, ok, func(*V, [2]int64) (V, error) { return compute() })
+}
+
+// Next is Get for values that can be worked out from the one before:
+// compute is given the value cached at an earlier version (and that
+// version) when there is one, else nil.
+func (c *Cache[V]) Next(key string, version [2]int64, ok bool, compute func(prev *V, at [2]int64) (V, error)) (V, error) {
 	if !ok {
-		return compute()
+		return compute(nil, [2]int64{})
 	}
 	c.mu.Lock()
 	e := c.entries[key]
 	if e == nil || e.version != version {
+		var prev *V
+		var at [2]int64
+		if e != nil && isDone(e.done) && e.err == nil {
+			prev, at = &e.value, e.version
+		}
 		if c.entries == nil || len(c.entries) >= maxCacheEntries {
 			c.entries = map[string]*cacheEntry[V]{}
 		}
 		e = &cacheEntry[V]{version: version, done: make(chan struct{})}
 		c.entries[key] = e
 		c.mu.Unlock()
-		c.fill(key, e, compute)
+		c.fill(key, e, func() (V, error) { return compute(prev, at) })
 		return e.value, e.err
 	}
 	c.mu.Unlock()
 	<-e.done
 	return e.value, e.err
+}
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 // fill computes e; an error or a panic leaves no entry behind, and callers

@@ -807,6 +807,22 @@ func (tx *Tx) Version(kind string, f Filter) (v int64, ok bool) {
 	return ix.version(f)
 }
 
+// ChangedSince returns the ids of the objects of kind changed (put or
+// deleted) after revision after, as far as the view has applied changes,
+// and at most limit of them; ok is false when the view's recent changes do
+// not reach back to after, when there are more than limit, and in a write
+// transaction. What a cache worked out at revision after needs to look at
+// again.
+func (tx *Tx) ChangedSince(kind string, after int64, limit int) (ids []string, ok bool) {
+	if tx.write {
+		return nil, false
+	}
+	if err := tx.syncView(); err != nil {
+		return nil, false
+	}
+	return tx.db.view.changedSince(kind, after, limit)
+}
+
 // Memo returns the memo of o if o is the current version of its object in
 // the view (read transactions only), else nil.
 func (tx *Tx) Memo(kind string, o Object) *Memo {

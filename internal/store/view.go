@@ -76,6 +76,29 @@ func (v *view) changesAfter(after int64, limit int) (out []Change, ok bool) {
 	return append([]Change(nil), v.recent[i:j]...), true
 }
 
+// changedSince returns the ids of kind among the recent changes after
+// revision after (each once), if the view holds them all and there are at
+// most limit.
+func (v *view) changedSince(kind string, after int64, limit int) ([]string, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	if !v.loaded || after < v.recentFrom {
+		return nil, false
+	}
+	seen := map[string]bool{}
+	ids := []string{}
+	for i := sort.Search(len(v.recent), func(i int) bool { return v.recent[i].Rev > after }); i < len(v.recent); i++ {
+		if c := &v.recent[i]; c.Kind == kind && !seen[c.ID] {
+			if len(ids) == limit {
+				return nil, false
+			}
+			seen[c.ID] = true
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids, true
+}
+
 type index struct {
 	objs    map[string]Object
 	memos   map[string]*Memo
@@ -451,6 +474,8 @@ func (v *view) list(kind string, f Filter) []Object {
 			ids = append(ids, id)
 		}
 	}
+	// Ids found by the attribute's index have its value.
+	byAttr := len(f.IDs) == 0 && f.Attr != "" && attrIndexed
 	sort.Strings(ids)
 	out := make([]Object, 0, len(ids))
 	for i, id := range ids {
@@ -458,7 +483,7 @@ func (v *view) list(kind string, f Filter) []Object {
 			continue
 		}
 		m := ix.meta[id]
-		if !f.match(id, m.project, m.parent) || !f.matchAttr(ix.objs[id]) {
+		if !f.match(id, m.project, m.parent) || !byAttr && !f.matchAttr(ix.objs[id]) {
 			continue
 		}
 		out = append(out, ix.objs[id])

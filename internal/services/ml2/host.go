@@ -24,17 +24,23 @@ func OnHost(host string) store.Filter {
 
 // hostPorts is ML2's part of a host's span: the ports bound there whose
 // binding did not fail.
-func hostPorts(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
-	ports, err := c.Tx.List(schema.Port.Kind, OnHost(host))
-	if err != nil {
-		return err
-	}
-	for _, p := range ports {
-		if attr.Str(p, "binding:host_id") == host && attr.Str(p, "binding:vif_type") != "binding_failed" {
-			span.Ports = append(span.Ports, p)
+func (s *Service) hostPorts(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
+	v, ok := c.Tx.Version(schema.Port.Kind, OnHost(host))
+	ports, err := s.bound.Get(host, [2]int64{v}, ok, func() ([]plugin.Object, error) {
+		ports, err := c.Tx.List(schema.Port.Kind, OnHost(host))
+		if err != nil {
+			return nil, err
 		}
-	}
-	return nil
+		out := make([]plugin.Object, 0, len(ports))
+		for _, p := range ports {
+			if attr.Str(p, "binding:host_id") == host && attr.Str(p, "binding:vif_type") != "binding_failed" {
+				out = append(out, p)
+			}
+		}
+		return out, nil
+	})
+	span.Ports = append(span.Ports, ports...)
+	return err
 }
 
 // hostNetworks completes a span once every part is in: the networks of
@@ -49,12 +55,22 @@ func (s *Service) hostNetworks(c *plugin.Ctx, host string, span *hostapi.Span, _
 	for _, id := range span.DHCPNetworks {
 		nets[id] = true
 	}
-	for _, id := range slices.Sorted(maps.Keys(nets)) {
+	span.PeerSources = make([][]hostapi.Peer, 0, len(nets))
+	ids := slices.Sorted(maps.Keys(nets))
+	for _, id := range ids {
 		peers, err := s.peers.of(c, id)
 		if err != nil {
 			return err
 		}
-		for _, p := range peers {
+		span.PeerSources = append(span.PeerSources, peers)
+	}
+	n := 0
+	for _, peers := range span.PeerSources {
+		n += len(peers)
+	}
+	span.Peers = slices.Grow(span.Peers, n)
+	for i, id := range ids {
+		for _, p := range span.PeerSources[i] {
 			if p.Host != host {
 				span.Peers = append(span.Peers, p)
 			}

@@ -95,6 +95,8 @@ func parseRange(s string) (lo, hi int64, err error) {
 // Service is the ML2 core plugin.
 type Service struct {
 	peers peerCache
+	// bound are each host's bound ports as of their last change.
+	bound plugin.Cache[[]plugin.Object]
 	cfg   Config
 	types map[string]TypeDriver
 	mechs []MechanismDriver
@@ -151,7 +153,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 			r.DB.IndexAttr(schema.Port.Kind, a)
 		}
 	}
-	r.HostSpan(hostPorts)
+	r.HostSpan(s.hostPorts)
 	r.HostSpanFinish(s.hostNetworks)
 	r.Route(&plugin.Route{Method: "PUT", Path: "hosts/{}/ports", Internal: true, Serve: s.serveHostPorts})
 	return nil
