@@ -356,6 +356,16 @@ func scale(args []string) error {
 	fmt.Printf("CPU per port: server %.2f ms, simulated agents %.2f ms; %.1f MB sent to agents in all\n",
 		busyServer.Seconds()*1000/float64(len(ports)), busyAgents.Seconds()*1000/float64(len(ports)), float64(bytes)/1e6)
 	cancel()
+	// What the hosts hold now, against what they were sent to get there.
+	var spans int64
+	for _, h := range hosts {
+		var raw []byte
+		if err := c.do("GET", "/neutrino/v1/hosts/"+h.name+"/state?kinds="+kinds, nil, &raw); err != nil {
+			return err
+		}
+		spans += int64(len(raw))
+	}
+	fmt.Printf("the hosts' states now: %.1f MB in all; sent to them %.1f times that\n", float64(spans)/1e6, float64(bytes)/float64(spans))
 	stop() // closes the agents' connections: their long polls end
 	wg.Wait()
 	if missed > 0 {

@@ -929,6 +929,7 @@ func TestHostWatchSendsDeltas(t *testing.T) {
 		// its address (the group admits its own members), nothing else.
 		w := watch(held.Revision, held.Revision, "30")
 		p := port(n1, "compute-1")
+		member := p
 		got := <-w
 		d := got.Delta
 		if d == nil || d.From != held.Revision || d.Revision != got.Revision {
@@ -969,8 +970,33 @@ func TestHostWatchSendsDeltas(t *testing.T) {
 		w = watch(again.Revision, again.Revision, "1")
 		e.must(200, e.do(admin, "PUT", "/v2.0/ports/"+p["id"].(string), map[string]any{"port": map[string]any{"name": "renamed"}}), "port")
 		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/compute-1/ports", map[string]any{"active": []string{p["id"].(string)}}), "")
-		if got := <-w; got.Delta != nil || len(got.Changes) != 0 || got.Revision != e.db.Revision(t) {
+		got = <-w
+		if got.Delta != nil || len(got.Changes) != 0 || got.Revision != e.db.Revision(t) {
 			t.Fatalf("told of a change that leaves its state as it was: %+v", got)
+		}
+		// The first member elsewhere goes: its address goes, nothing else;
+		// then a port on compute-2's network is still a peer.
+		w = watch(got.Revision, again.Revision, "30")
+		e.must(204, e.do(admin, "DELETE", "/v2.0/ports/"+member["id"].(string), nil), "")
+		got = <-w
+		if d := got.Delta; d == nil || len(d.Put) != 0 || len(d.Peers) != 0 || len(d.Members) != 1 {
+			t.Fatalf("the delta for a member gone: %+v", got)
+		}
+		for _, ld := range got.Delta.Members {
+			if fmt.Sprint(ld.Remove) != fmt.Sprint([]string{addr}) || len(ld.Add) != 0 {
+				t.Fatalf("the delta for a member gone: %s", mustJSON(got.Delta))
+			}
+		}
+		again.Apply(got.Delta)
+		w = watch(got.Revision, got.Revision, "30")
+		p = port(n2, "compute-1")
+		got = <-w
+		if got.Delta == nil || len(got.Delta.Peers) != 1 || got.Delta.Peers[0].PortID != p["id"] {
+			t.Fatalf("the delta for a peer after members changed: %+v", got)
+		}
+		again.Apply(got.Delta)
+		if now, _ := state(); canonicalSpan(t, again) != canonicalSpan(t, now) {
+			t.Fatalf("state with the deltas applied\n%s\nfresh\n%s", canonicalSpan(t, again), canonicalSpan(t, now))
 		}
 		// A state this server did not give: changes, no delta.
 		w = watch(again.Revision, again.Revision-1, "30")

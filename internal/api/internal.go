@@ -75,6 +75,19 @@ func (s *Server) span(r *http.Request, host string, opts plugin.SpanOptions, rev
 	return st, err
 }
 
+// spanMembers is the host's state known with its remote groups' members
+// as they are now, at revision rev or later (nil if no service fills
+// members).
+func (s *Server) spanMembers(r *http.Request, host string, known *hostInterest, rev int64) (*hostapi.Span, error) {
+	var st *hostapi.Span
+	err := s.Reg.ReadAtLeast(r.Context(), rev, func(c *plugin.Ctx) error {
+		var err error
+		st, _, err = s.Reg.SpanMembers(c, host, known.state, known.opts)
+		return err
+	})
+	return st, err
+}
+
 // hostInterest is the state a host was last given (the host says which
 // by its revision), and what that state depends on.
 type hostInterest struct {
@@ -152,24 +165,41 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 			}
 		}
 		out := []any{}
+		membersOnly := true // every relevant change can alter only remote groups' members
 		for _, c := range ch {
 			after = max(after, c.Rev)
 			hc := hostapi.Change{Revision: c.Rev, Kind: c.Kind, ID: c.ID, Op: c.Op, Parent: c.Parent, Object: c.Body}
 			if in.Relevant(hc) {
 				out = append(out, map[string]any{"revision": c.Rev, "kind": c.Kind, "id": c.ID, "op": c.Op})
+				membersOnly = membersOnly && in.MembersOnly(hc)
 			}
 		}
 		if len(out) > 0 && deltas {
 			// The host's state now, and what it needs of it: nothing, if
 			// these changes leave it as it was (the host goes on waiting).
-			st, err := s.span(r, host, known.opts, after)
+			// Changes among remote groups' members elsewhere (a new VM in
+			// the default group) renew those members only.
+			var st *hostapi.Span
+			var next *hostInterest
+			if membersOnly {
+				st, err = s.spanMembers(r, host, known, after)
+				if st != nil {
+					next = &hostInterest{span: st.Revision, kinds: kinds, opts: known.opts, state: st, in: known.in.WithMembers(st.Members)}
+				}
+			}
+			if st == nil && err == nil {
+				st, err = s.span(r, host, known.opts, after)
+			}
 			if err != nil {
 				return err
 			}
 			d := hostapi.Diff(known.state, st)
+			if next == nil {
+				next = newHostInterest(host, kinds, known.opts, st)
+			}
 			if d.Empty() {
 				out = out[:0]
-			} else if next := newHostInterest(host, kinds, known.opts, st); s.interests.CompareAndSwap(host, known, next) {
+			} else if s.interests.CompareAndSwap(host, known, next) {
 				writeJSON(w, http.StatusOK, map[string]any{"changes": out, "revision": st.Revision, "delta": d})
 				return nil
 			}

@@ -198,8 +198,8 @@ func (st *Span) Apply(d *Delta) {
 // diffObjects compares two lists of objects by id: an object the same in
 // both (the same shared object, or equal) is neither put nor removed.
 func diffObjects(old, new []Object) (put []Object, gone []string) {
-	if len(old) == 0 && len(new) == 0 {
-		return nil, nil
+	if len(old) == len(new) && (len(old) == 0 || &old[0] == &new[0]) {
+		return nil, nil // the same list, shared
 	}
 	byID := make(map[string]Object, len(old))
 	for _, o := range old {

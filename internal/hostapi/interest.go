@@ -63,6 +63,24 @@ func NewInterest(host string, kinds []string, st *Span) *Interest {
 	return in
 }
 
+// WithMembers is the interest of the same span with its remote groups'
+// members now m (see plugin.Registry.SpanMembers).
+func (in *Interest) WithMembers(m []map[string]string) *Interest {
+	out := *in
+	out.members = m
+	return &out
+}
+
+// MembersOnly reports whether a relevant change can alter only the
+// members of the span's remote groups: a port neither bound here nor on a
+// network here, that is or was a member of one.
+func (in *Interest) MembersOnly(c Change) bool {
+	if in == nil || in.all || c.Kind != "port" {
+		return false
+	}
+	return !in.ports[c.ID] && !in.networks[c.Parent] && attr.Str(c.Object, "binding:host_id") != in.host
+}
+
 // Relevant reports whether a change may alter the span. A nil Interest
 // (the span is not known) finds every change relevant.
 func (in *Interest) Relevant(c Change) bool {

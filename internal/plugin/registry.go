@@ -60,6 +60,7 @@ type Registry struct {
 	subs     map[eventKey][]Callback
 	spans    []SpanFunc
 	finish   []SpanFunc
+	members  SpanFunc
 	routes   []*Route
 	metrics  []prometheus.Collector
 	current  string              // the service registering
@@ -224,6 +225,35 @@ type SpanOptions struct {
 // networks, subnets and peers of what the parts put in the span).
 func (r *Registry) HostSpan(fn SpanFunc)       { r.spans = append(r.spans, fn) }
 func (r *Registry) HostSpanFinish(fn SpanFunc) { r.finish = append(r.finish, fn) }
+
+// HostSpanMembers registers what fills a span's remote groups' members
+// (span.GroupMembers and span.Members) anew, for the groups already there:
+// the security-group service's.
+func (r *Registry) HostSpanMembers(fn SpanFunc) { r.members = fn }
+
+// SpanMembers is a host's span old with the members of its remote groups
+// as they are now, at the transaction's revision: the span after changes
+// that can alter those members only (hostapi.Interest.MembersOnly). The
+// rest of the span is old's, shared. ok is false when no service fills
+// members.
+func (r *Registry) SpanMembers(c *Ctx, host string, old *hostapi.Span, opts SpanOptions) (span *hostapi.Span, ok bool, err error) {
+	if r.members == nil {
+		return nil, false, nil
+	}
+	rev, err := c.Tx.ViewRevision()
+	if err != nil {
+		return nil, false, err
+	}
+	st := *old
+	st.Revision, st.GroupMembers, st.Members = rev, make(map[string][]string, len(old.GroupMembers)), nil
+	for gid := range old.GroupMembers {
+		st.GroupMembers[gid] = nil
+	}
+	if err := r.members(c, host, &st, opts); err != nil {
+		return nil, false, err
+	}
+	return &st, true, nil
+}
 
 // Span computes a host's desired state at the transaction's revision.
 func (r *Registry) Span(c *Ctx, host string, opts SpanOptions) (*hostapi.Span, error) {

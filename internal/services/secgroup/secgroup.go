@@ -62,6 +62,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 	r.Subscribe(schema.Port.Kind, plugin.Create, plugin.Precommit, portCreated)
 	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.Precommit, portUpdated)
 	r.HostSpan(s.hostGroups)
+	r.HostSpanMembers(s.fillMembers)
 	if err := r.Resource(&plugin.Handler{Res: schema.SecurityGroup, Create: createSecurityGroup, Update: updateSecurityGroup,
 		Delete: deleteSecurityGroup, Visible: securityGroupVisible, Present: rbac.Present, Prepare: ensureDefault, Quota: "security_group"}); err != nil {
 		return err

@@ -174,7 +174,21 @@ func (s *Service) hostGroups(c *plugin.Ctx, host string, span *hostapi.Span, _ p
 			}
 		}
 	}
-	for _, gid := range slices.Sorted(maps.Keys(remote)) {
+	for gid := range remote {
+		span.GroupMembers[gid] = nil
+	}
+	if err := s.fillMembers(c, host, span, plugin.SpanOptions{}); err != nil {
+		return err
+	}
+	sort.Slice(span.SecurityGroups, func(i, j int) bool {
+		return attr.Str(span.SecurityGroups[i], "id") < attr.Str(span.SecurityGroups[j], "id")
+	})
+	return nil
+}
+
+// fillMembers fills in the members of the groups in span.GroupMembers.
+func (s *Service) fillMembers(c *plugin.Ctx, _ string, span *hostapi.Span, _ plugin.SpanOptions) error {
+	for _, gid := range slices.Sorted(maps.Keys(span.GroupMembers)) {
 		m, err := s.cache.members(c, gid)
 		if err != nil {
 			return err
@@ -182,9 +196,6 @@ func (s *Service) hostGroups(c *plugin.Ctx, host string, span *hostapi.Span, _ p
 		span.GroupMembers[gid] = m.addrs
 		span.Members = append(span.Members, m.keys)
 	}
-	sort.Slice(span.SecurityGroups, func(i, j int) bool {
-		return attr.Str(span.SecurityGroups[i], "id") < attr.Str(span.SecurityGroups[j], "id")
-	})
 	return nil
 }
 
