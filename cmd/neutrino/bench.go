@@ -31,6 +31,7 @@ func bench(args []string) error {
 	nNet := fs.Int("networks", 200, "POST /v2.0/networks count")
 	nPort := fs.Int("ports", 200, "POST /v2.0/ports count")
 	nGet := fs.Int("gets", 1000, "GET /v2.0/ports?limit=50 count")
+	nList := fs.Int("lists", 0, "GET /v2.0/ports count (every port, unpaged)")
 	conc := fs.Int("concurrency", 1, "clients running the creates and deletes at once, each on its own connection")
 	stopProfile, err := parseProfiled(fs, args, "write a CPU profile of the run (client and embedded server) to this file")
 	if err != nil {
@@ -75,7 +76,11 @@ func bench(args []string) error {
 	if err := c.do("POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": "bench-port-net"}}, &pn); err != nil {
 		return err
 	}
-	if err := c.do("POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": pn.Network.ID, "ip_version": 4, "cidr": "10.201.0.0/16"}}, nil); err != nil {
+	cidr := "10.201.0.0/16"
+	if *nPort > 60000 {
+		cidr = "10.208.0.0/12"
+	}
+	if err := c.do("POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{"network_id": pn.Network.ID, "ip_version": 4, "cidr": cidr}}, nil); err != nil {
 		return err
 	}
 	results["b_post_ports"] = timedBy(clients, *nPort, func(c *benchClient, i int) error {
@@ -97,6 +102,18 @@ func bench(args []string) error {
 		}
 		return nil
 	})
+	if *nList > 0 {
+		results["c_get_ports_all"] = timed(*nList, func(i int) error {
+			var raw []byte
+			if err := c.do("GET", "/v2.0/ports", nil, &raw); err != nil {
+				return err
+			}
+			if n := bytes.Count(raw, []byte(`"mac_address":`)); n != len(ports) {
+				return fmt.Errorf("GET ports returned %d ports, not %d", n, len(ports))
+			}
+			return nil
+		})
+	}
 	results["d_delete_ports"] = timedBy(clients, len(ports), func(c *benchClient, i int) error { return c.do("DELETE", "/v2.0/ports/"+ports[i], nil, nil) })
 	results["e_delete_networks"] = timedBy(clients, len(nets), func(c *benchClient, i int) error { return c.do("DELETE", "/v2.0/networks/"+nets[i], nil, nil) })
 	c.do("DELETE", "/v2.0/networks/"+pn.Network.ID, nil, nil)

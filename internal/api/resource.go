@@ -141,7 +141,13 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *schema.Resour
 	if len(links) > 0 {
 		body[res.Collection+"_links"] = links
 	}
-	writeJSON(w, http.StatusOK, body)
+	size := 0
+	for _, o := range out {
+		if raw, ok := o.(jsonx.Raw); ok {
+			size += len(raw) + 1
+		}
+	}
+	writeJSONSized(w, http.StatusOK, body, size+4096)
 	return nil
 }
 

@@ -122,7 +122,20 @@ func (s *Server) repoll() time.Duration {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	writeJSONSized(w, status, v, 0)
+}
+
+// writeJSONSized is writeJSON for a body of about size bytes: a large one
+// is encoded into a buffer of that size from the start, not one grown
+// doubling after doubling (the copies were most of what listing 10,000
+// ports cost).
+func writeJSONSized(w http.ResponseWriter, status int, v any, size int) {
 	bp := bodies.Get().(*[]byte)
+	if size > cap(*bp) {
+		bodies.Put(bp)
+		big := make([]byte, 0, size+size/8)
+		bp = &big
+	}
 	b, err := jsonx.Append((*bp)[:0], v)
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"NeutronError": {"type": "HTTPInternalServerError", "message": "encoding failed", "detail": ""}}`)
