@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"reflect"
 	"sync"
 	"time"
 
@@ -17,12 +18,22 @@ type hostHub struct {
 	running bool
 	rev     int64 // changes up to this revision are dispatched
 	waiters map[*hostWaiter]struct{}
+	// byKey finds the watches a change may concern by the change's keys
+	// (hostapi.ChangeKeys), so that a change costs what the hosts it
+	// concerns cost, not one look per waiting host.
+	byKey map[string]map[*hostWaiter]struct{}
+	// members are the member maps of the remote groups the watches hold
+	// (each map as many times as watches hold it): a member port's change
+	// concerns the watches of the groups whose maps hold the port.
+	members map[string]map[*map[string]string]int
 }
 
 // hostWaiter is one waiting watch.
 type hostWaiter struct {
-	in   *hostapi.Interest
-	wake chan struct{} // signalled (buffered, one deep) when a change may concern it
+	in      *hostapi.Interest
+	keys    []string
+	members map[string]*map[string]string
+	wake    chan struct{} // signalled (buffered, one deep) when a change may concern it
 }
 
 // wait registers a watch that finds changes relevant by in. Once wait
@@ -30,7 +41,10 @@ type hostWaiter struct {
 // relevant: changes up to that revision the watch reads itself.
 func (s *Server) wait(in *hostapi.Interest) (*hostWaiter, error) {
 	h := &s.hub
-	w := &hostWaiter{in: in, wake: make(chan struct{}, 1)}
+	w := &hostWaiter{in: in, keys: in.Keys(), members: map[string]*map[string]string{}, wake: make(chan struct{}, 1)}
+	for g, m := range in.MemberMaps() {
+		w.members[g] = &m
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.running {
@@ -39,17 +53,105 @@ func (s *Server) wait(in *hostapi.Interest) (*hostWaiter, error) {
 			return nil, err
 		}
 		h.running, h.rev, h.waiters = true, rev, map[*hostWaiter]struct{}{}
+		h.byKey, h.members = map[string]map[*hostWaiter]struct{}{}, map[string]map[*map[string]string]int{}
 		go s.dispatch()
 	}
 	h.waiters[w] = struct{}{}
+	for _, k := range w.keys {
+		set := h.byKey[k]
+		if set == nil {
+			set = map[*hostWaiter]struct{}{}
+			h.byKey[k] = set
+		}
+		set[w] = struct{}{}
+	}
+	for g, m := range w.members {
+		maps := h.members[g]
+		if maps == nil {
+			maps = map[*map[string]string]int{}
+			h.members[g] = maps
+		}
+		maps[h.canonical(g, m)]++
+	}
 	return w, nil
+}
+
+// canonical is the pointer the hub counts member map *m of group g by:
+// watches holding the same map (shared by the member cache) share one.
+func (h *hostHub) canonical(g string, m *map[string]string) *map[string]string {
+	for p := range h.members[g] {
+		if sameMap(*p, *m) {
+			return p
+		}
+	}
+	return m
+}
+
+func sameMap(a, b map[string]string) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // done unregisters a watch.
 func (s *Server) done(w *hostWaiter) {
-	s.hub.mu.Lock()
-	delete(s.hub.waiters, w)
-	s.hub.mu.Unlock()
+	h := &s.hub
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.waiters, w)
+	for _, k := range w.keys {
+		if set := h.byKey[k]; set != nil {
+			delete(set, w)
+			if len(set) == 0 {
+				delete(h.byKey, k)
+			}
+		}
+	}
+	for g, m := range w.members {
+		maps := h.members[g]
+		p := h.canonical(g, m)
+		if maps[p]--; maps[p] <= 0 {
+			delete(maps, p)
+		}
+		if len(maps) == 0 {
+			delete(h.members, g)
+		}
+	}
+}
+
+// concerned calls fn for each watch change c may be relevant to (fn judges
+// by the watch's interest), each at most once per call. The caller holds
+// h.mu.
+func (h *hostHub) concerned(c hostapi.Change, seen map[*hostWaiter]bool, fn func(w *hostWaiter)) {
+	visit := func(set map[*hostWaiter]struct{}) {
+		for w := range set {
+			if !seen[w] {
+				seen[w] = true
+				fn(w)
+			}
+		}
+	}
+	keys := hostapi.ChangeKeys(c)
+	if keys == nil {
+		for w := range h.waiters {
+			if !seen[w] {
+				seen[w] = true
+				fn(w)
+			}
+		}
+		return
+	}
+	for _, k := range keys {
+		visit(h.byKey[k])
+	}
+	if c.Kind == "port" {
+		for g, maps := range h.members {
+			for m := range maps {
+				if _, ok := (*m)[c.ID]; ok {
+					visit(h.byKey["remote:"+g])
+					break
+				}
+			}
+		}
+	}
 }
 
 // dispatch reads the changes as they commit and wakes the watches they
@@ -92,13 +194,15 @@ func (s *Server) dispatch() {
 				hcs[i] = hostapi.Change{Revision: c.Rev, Kind: c.Kind, ID: c.ID, Op: c.Op, Parent: c.Parent, Object: c.Body}
 			}
 			h.mu.Lock()
-			for w := range h.waiters {
-				for _, c := range hcs {
-					if w.in.Relevant(c) {
+			woken := map[*hostWaiter]bool{}
+			for _, c := range hcs {
+				judged := map[*hostWaiter]bool{}
+				h.concerned(c, judged, func(w *hostWaiter) {
+					if !woken[w] && w.in.Relevant(c) {
+						woken[w] = true
 						signal(w)
-						break
 					}
-				}
+				})
 			}
 			h.rev = max(h.rev, ch[len(ch)-1].Rev)
 			h.mu.Unlock()

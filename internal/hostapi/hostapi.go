@@ -50,8 +50,8 @@ type Span struct {
 	GroupMembers   map[string][]string `json:"security_group_members"`
 	// Members are, for the server's judging of changes (not sent), the
 	// member ports of the groups in GroupMembers, each with its MemberKey:
-	// one map per group, shared by every host using the group.
-	Members []map[string]string `json:"-"`
+	// one map per group (by group id), shared by every host using it.
+	Members map[string]map[string]string `json:"-"`
 	// Peers are the ports of the same networks bound to other hosts, with
 	// the tunnel endpoint those hosts' agents report.
 	Peers []Peer `json:"peers"`

@@ -17,10 +17,10 @@ type Change struct {
 // changes its interest finds relevant.
 type Interest struct {
 	host     string
-	kinds    map[string]bool     // what the host's concerns depend on
-	ports    map[string]bool     // bound here
-	members  []map[string]string // members of the remote groups here, with their MemberKey
-	remote   map[string]bool     // the groups whose members the span holds
+	kinds    map[string]bool              // what the host's concerns depend on
+	ports    map[string]bool              // bound here
+	members  map[string]map[string]string // members of the remote groups here (by group), with their MemberKey
+	remote   map[string]bool              // the groups whose members the span holds
 	networks map[string]bool
 	groups   map[string]bool // used here, or remote groups of rules used here
 	vteps    map[string]string
@@ -65,10 +65,87 @@ func NewInterest(host string, kinds []string, st *Span) *Interest {
 
 // WithMembers is the interest of the same span with its remote groups'
 // members now m (see plugin.Registry.SpanMembers).
-func (in *Interest) WithMembers(m []map[string]string) *Interest {
+func (in *Interest) WithMembers(m map[string]map[string]string) *Interest {
 	out := *in
 	out.members = m
 	return &out
+}
+
+// Keys are what the changes relevant to the interest are found by (see
+// ChangeKeys): a change that has none of them is not relevant. Member
+// ports are not among them: they are found by their groups (MemberKeys).
+func (in *Interest) Keys() []string {
+	if in.all {
+		return []string{"*"}
+	}
+	keys := []string{"host:" + in.host}
+	for k := range in.kinds {
+		if !narrowed[k] {
+			keys = append(keys, "kind:"+k) // every change of such a kind
+		}
+	}
+	for id := range in.ports {
+		keys = append(keys, "port:"+id)
+	}
+	for id := range in.networks {
+		keys = append(keys, "net:"+id)
+	}
+	for id := range in.groups {
+		keys = append(keys, "group:"+id)
+	}
+	for id := range in.remote {
+		keys = append(keys, "remote:"+id)
+	}
+	for h := range in.vteps {
+		keys = append(keys, "agent:"+h)
+	}
+	return keys
+}
+
+// MemberMaps are the member ports of the interest's remote groups, by
+// group: a change of a port in one of them concerns the interests with
+// the key "remote:" and the group.
+func (in *Interest) MemberMaps() map[string]map[string]string { return in.members }
+
+// narrowed are the kinds Relevant judges by more than their kind.
+var narrowed = map[string]bool{"port": true, "network": true, "subnet": true, "security_group": true, "agent": true}
+
+// ChangeKeys are the keys of the interests a change may be relevant to
+// (with "*", every interest that knows no span): a port by its id, network,
+// host and the groups it joins; a network by its id; a subnet by its
+// network; a group by its id; an agent by its host (nil, meaning every
+// interest, when it goes); any other kind by kind. A member port leaving or changing is found
+// by its groups' member maps (Interest.MemberMaps), not here.
+func ChangeKeys(c Change) []string {
+	keys := []string{"*"}
+	o := c.Object
+	switch c.Kind {
+	case "port":
+		keys = append(keys, "port:"+c.ID, "net:"+c.Parent)
+		if h := attr.Str(o, "binding:host_id"); h != "" {
+			keys = append(keys, "host:"+h)
+		}
+		groups, _ := o["security_groups"].([]any)
+		for _, g := range groups {
+			if s, _ := g.(string); s != "" {
+				keys = append(keys, "remote:"+s)
+			}
+		}
+	case "network":
+		keys = append(keys, "net:"+c.ID)
+	case "subnet":
+		keys = append(keys, "net:"+c.Parent)
+	case "security_group":
+		keys = append(keys, "group:"+c.ID)
+	case "agent":
+		if o == nil {
+			return nil // every interest
+		}
+		keys = append(keys, "agent:"+attr.Str(o, "host"))
+	default:
+		keys = append(keys, "kind:"+c.Kind)
+	}
+	return keys
 }
 
 // MembersOnly reports whether a relevant change can alter only the

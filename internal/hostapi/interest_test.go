@@ -14,7 +14,7 @@ func TestInterest(t *testing.T) {
 		Networks:       []Object{{"id": "n1"}},
 		SecurityGroups: []Object{{"id": "g1"}},
 		GroupMembers:   map[string][]string{"g2": {"10.0.0.5"}},
-		Members: []map[string]string{{"p9": MemberKey(Object{"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.5"}},
+		Members: map[string]map[string]string{"g2": {"p9": MemberKey(Object{"fixed_ips": []any{map[string]any{"ip_address": "10.0.0.5"}},
 			"security_groups": []any{"g2"}})}},
 		Peers: []Peer{{NetworkID: "n1", PortID: "p2", Host: "compute-2", VTEP: "10.250.0.2"}},
 	}
@@ -61,6 +61,15 @@ func TestInterest(t *testing.T) {
 		if got := in.Relevant(c.c); got != c.want {
 			t.Errorf("%+v: relevant=%v, want %v", c.c, got, c.want)
 		}
+		// The dispatcher finds every watch a change is relevant to by
+		// the change's keys, or its groups' member maps.
+		if c.want && !foundByKeys(in, c.c) {
+			t.Errorf("%+v: relevant, but not found by its keys %v among %v", c.c, ChangeKeys(c.c), in.Keys())
+		}
+	}
+	dhcp := NewInterest("network-1", append(core, "dhcp_binding"), st)
+	if !foundByKeys(dhcp, Change{Kind: "dhcp_binding", ID: "b1"}) || !foundByKeys(EveryChange(core), Change{Kind: "port", ID: "p7"}) {
+		t.Error("a kind judged whole, or an unknown span, is not found by the keys")
 	}
 	if !(*Interest)(nil).Relevant(Change{Kind: "quota"}) {
 		t.Error("before any listing every change must count")
@@ -68,4 +77,27 @@ func TestInterest(t *testing.T) {
 	if !NewInterest("network-1", append(core, "dhcp_binding"), st).Relevant(Change{Kind: "dhcp_binding"}) {
 		t.Error("a DHCP host ignores scheduling changes")
 	}
+}
+
+// foundByKeys is how the hub finds the watches a change may concern.
+func foundByKeys(in *Interest, c Change) bool {
+	keys := ChangeKeys(c)
+	if keys == nil {
+		return true // every watch
+	}
+	has := map[string]bool{}
+	for _, k := range in.Keys() {
+		has[k] = true
+	}
+	for _, k := range keys {
+		if has[k] {
+			return true
+		}
+	}
+	for g, m := range in.MemberMaps() {
+		if _, ok := m[c.ID]; ok && c.Kind == "port" && has["remote:"+g] {
+			return true
+		}
+	}
+	return false
 }

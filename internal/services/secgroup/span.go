@@ -194,7 +194,10 @@ func (s *Service) fillMembers(c *plugin.Ctx, _ string, span *hostapi.Span, _ plu
 			return err
 		}
 		span.GroupMembers[gid] = m.addrs
-		span.Members = append(span.Members, m.keys)
+		if span.Members == nil {
+			span.Members = map[string]map[string]string{}
+		}
+		span.Members[gid] = m.keys
 	}
 	return nil
 }
