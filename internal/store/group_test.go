@@ -23,6 +23,19 @@ import (
 func TestGroupCommit(t *testing.T) {
 	db := openTest(t, filepath.Join(t.TempDir(), "g.db"))
 	defer db.Close()
+	testGroupCommit(t, db)
+}
+
+// TestGroupCommitPostgres is TestGroupCommit on PostgreSQL, the writers
+// spread over two servers sharing the database (each batching its own,
+// each batch's guard failing when the other wrote first).
+func TestGroupCommitPostgres(t *testing.T) {
+	a, b := pgPair(t)
+	testGroupCommit(t, a, b)
+}
+
+func testGroupCommit(t *testing.T, dbs ...*DB) {
+	db := dbs[0]
 	ctx := context.Background()
 	boom := errors.New("boom")
 	const writers = 60
@@ -38,7 +51,7 @@ func TestGroupCommit(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			defer func() { results[i].panic = recover() }()
-			rev, err := db.Write(ctx, func(tx *Tx) error {
+			rev, err := dbs[i%len(dbs)].Write(ctx, func(tx *Tx) error {
 				if err := tx.Put("thing", "", Object{"id": fmt.Sprint("t", i), "project_id": "p"}); err != nil {
 					return err
 				}

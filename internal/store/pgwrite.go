@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -258,4 +259,113 @@ func (db *DB) rollbackPG(w *pgWriter) {
 	if _, err := w.conn.Exec(context.Background(), "ROLLBACK"); err != nil {
 		db.dropPG(w.conn)
 	}
+}
+
+// Group commit on PostgreSQL. The writes queued while one commits (see
+// writeGrouped) are run optimistically as one transaction: the guard takes
+// the view's revision plus one, and each write runs against the view and
+// what the writes before it in the batch changed and claimed, taking the
+// next revision if it changes anything; the revision row is set to the
+// last at the end, and everything goes in one round trip with COMMIT (one
+// fsync for the batch). A write that fails is taken out of the batch (its
+// statements were only queued) and runs again on its own after it, where
+// its failure is judged as any write's is. When the batch cannot commit (a
+// claim found taken, another server wrote first, a statement failed) or a
+// write had to read through SQL before failing, nothing of it was
+// committed, and every write of it runs again on its own: the way a single
+// write retries. Nothing is acknowledged before its commit; revisions
+// commit in order; a claim stays the database's to grant.
+
+// runBatchPG runs a batch of writes on PostgreSQL and answers each. The
+// caller holds db.wmu.
+func (db *DB) runBatchPG(batch []*writeReq) {
+	rev, ok := db.view.revision()
+	if len(batch) == 1 || !ok {
+		for _, req := range batch {
+			db.writeAlonePG(req)
+		}
+		return
+	}
+	ctx := context.Background()
+	w, err := db.beginSpec(ctx, rev+1)
+	if err != nil {
+		for _, req := range batch {
+			req.res <- writeRes{err: err}
+		}
+		return
+	}
+	overlay := map[string]*ovEntry{}
+	var claimed map[string]bool
+	held := map[string]bool{} // every key claimed in the batch
+	cur := rev                // the last revision taken
+	var done []ran
+	var alone []*writeReq // to run on their own, after the batch
+	for i, req := range batch {
+		mark, sent := len(w.pending), w.sent
+		tx := &Tx{db: db, write: true, ctx: req.ctx, pg: w, rev: cur + 1, overlay: maps.Clone(overlay), claimed: maps.Clone(claimed), held: maps.Clone(held)}
+		err, panicked := call(req.fn, tx)
+		if err != nil || panicked != nil || w.failed != nil {
+			if w.sent != sent || w.failed != nil {
+				// What it sent cannot be taken back: the batch is over.
+				db.rollbackPG(w)
+				w.sent = false // ended
+				alone = append(append(reqsOf(done), alone...), batch[i:]...)
+				done = nil
+				break
+			}
+			w.pending = w.pending[:mark]
+			alone = append(alone, req)
+			continue
+		}
+		if tx.seq == 0 {
+			if len(w.pending) == mark {
+				req.res <- writeRes{} // it wrote nothing
+				continue
+			}
+			tx.rev = 0 // rows but no change: no revision
+		} else {
+			cur = tx.rev
+		}
+		overlay, claimed, held = tx.overlay, tx.claimed, tx.held
+		done = append(done, ran{req, tx})
+	}
+	if len(done) > 0 {
+		w.queue("UPDATE revision SET rev = $1 WHERE id = 1", cur)
+		aborted, err := w.commit()
+		switch {
+		case err == nil:
+			for _, d := range done {
+				d.req.res <- writeRes{rev: db.committed(d.tx)}
+			}
+		case aborted:
+			if w.begun {
+				db.rollbackPG(w)
+			}
+			alone = append(reqsOf(done), alone...)
+		default:
+			db.dropPG(w.conn) // the outcome is unknown: start afresh
+			for _, d := range done {
+				d.req.res <- writeRes{err: fmt.Errorf("store: commit: %w", err)}
+			}
+		}
+	} else if w.sent {
+		db.rollbackPG(w)
+	}
+	for _, req := range alone {
+		db.writeAlonePG(req)
+	}
+}
+
+// writeAlonePG runs one write as a transaction of its own and answers it.
+func (db *DB) writeAlonePG(req *writeReq) {
+	var res writeRes
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				res = writeRes{panicked: p}
+			}
+		}()
+		res.rev, res.err = db.writePG(req.ctx, req.fn)
+	}()
+	req.res <- res
 }

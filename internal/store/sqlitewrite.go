@@ -205,7 +205,11 @@ func (db *DB) lead() {
 	db.queue = db.queue[n:]
 	db.qmu.Unlock()
 	db.wmu.Lock()
-	db.runBatch(batch)
+	if db.Dialect == SQLite {
+		db.runBatch(batch)
+	} else {
+		db.runBatchPG(batch)
+	}
 	db.wmu.Unlock()
 	db.qmu.Lock()
 	if len(db.queue) > 0 {

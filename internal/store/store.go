@@ -67,7 +67,7 @@ type DB struct {
 
 	wc *wconn // SQLite writer connection (guarded by wmu)
 
-	qmu     sync.Mutex  // guards queue and leading (group commit, SQLite)
+	qmu     sync.Mutex  // guards queue and leading (group commit)
 	queue   []*writeReq // writes waiting for a batch
 	leading bool        // a writer is running batches
 
@@ -192,6 +192,7 @@ type Tx struct {
 	overlay map[string]*ovEntry // write: this transaction's puts and deletes
 	pg      *pgWriter           // PostgreSQL write on the pipelined connection
 	claimed map[string]bool     // optimistic PostgreSQL write: claims made
+	held    map[string]bool     // and those of its batch's writes before it and its own, never forgotten (see runBatchPG)
 }
 
 type ovEntry struct {
@@ -219,7 +220,7 @@ func (db *DB) Write(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
 // cancellable context.
 func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (int64, error) {
 	ctx = context.WithoutCancel(ctx)
-	if db.Dialect == SQLite && useView {
+	if useView {
 		return db.writeGrouped(ctx, fn) // it takes the lock for each batch
 	}
 	db.wmu.Lock()
@@ -476,13 +477,16 @@ func (tx *Tx) Claim(q string, keyCols int, args ...any) (bool, error) {
 	if tx.pg != nil && tx.pg.spec {
 		// Keys claimed earlier in this transaction are known to be taken.
 		key := fmt.Sprint(q, args[:keyCols])
-		if tx.claimed[key] {
-			return false, nil
+		if tx.claimed[key] || tx.held[key] {
+			return false, nil // (a key freed since in the batch is only skipped)
 		}
 		if tx.claimed == nil {
 			tx.claimed = map[string]bool{}
 		}
 		tx.claimed[key] = true
+		if tx.held != nil {
+			tx.held[key] = true
+		}
 		tx.pg.queue(tx.db.rebind(q), args...)
 		return true, nil
 	}
