@@ -651,6 +651,17 @@ func TestRoutersThroughAPI(t *testing.T) {
 		}
 		vms = append(vms, v)
 	}
+	// Before any traffic, the router knows its networks' VMs' MACs: its
+	// first packet to a VM need not wait on ARP.
+	testutil.Eventually(t, 10*time.Second, "the router holds its VMs' MACs", func() (bool, string) {
+		out, _ := exec.Command("ip", "netns", "exec", lab.Name("network-1")+"-r"+rid[:8], "ip", "neigh", "show").CombinedOutput()
+		for _, v := range vms {
+			if !strings.Contains(string(out), v.ip+" dev qr-") {
+				return false, string(out)
+			}
+		}
+		return true, ""
+	})
 	// East-west through the router, across hosts.
 	pingUntil(t, lab, "vm1", vms[1].ip, 20*time.Second)
 	// North-south by SNAT: the upstream host sees the gateway address.

@@ -53,6 +53,57 @@ type RouterSpec struct {
 	SNATAddress string
 }
 
+// Neighbor is an address on a router port's network and the MAC behind it.
+type Neighbor struct {
+	IP  net.IP
+	MAC net.HardwareAddr
+}
+
+// SeedNeighbors gives the router the MACs of the addresses on its ports'
+// networks (by device) before it needs them: an entry it lacks, or failed
+// to resolve, is set STALE (used at once, confirmed by the kernel's own
+// unicast probe, replaced by any newer ARP or ND, as a learned entry is);
+// an entry it holds is left as it is. The first packets to a VM then do
+// not wait on address resolution, whose retry is a second away when its
+// first request is lost (the VM's host still learning the router's port).
+func (r *Router) SeedNeighbors(byDev map[string][]Neighbor) error {
+	h, done, err := handleIn(r.NS)
+	if err != nil {
+		return err
+	}
+	defer done()
+	for _, dev := range sortedKeys(byDev) {
+		l, err := h.LinkByName(dev)
+		if err != nil {
+			continue // not made yet: the next pass seeds it
+		}
+		have := map[string]int{}
+		for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
+			ns, err := h.NeighList(l.Attrs().Index, fam)
+			if err != nil {
+				return err
+			}
+			for _, n := range ns {
+				have[n.IP.String()] = n.State
+			}
+		}
+		for _, n := range byDev[dev] {
+			if st, ok := have[n.IP.String()]; ok && st != netlink.NUD_NONE && st&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 {
+				continue
+			}
+			fam := netlink.FAMILY_V4
+			if n.IP.To4() == nil {
+				fam = netlink.FAMILY_V6
+			}
+			if err := h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: fam, State: netlink.NUD_STALE,
+				IP: n.IP, HardwareAddr: n.MAC}); err != nil {
+				return fmt.Errorf("neighbor %s on %s: %w", n.IP, dev, err)
+			}
+		}
+	}
+	return nil
+}
+
 // Route is an extra route.
 type Route struct{ Destination, NextHop string }
 

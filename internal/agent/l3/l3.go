@@ -96,6 +96,15 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 		})
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("router %s: %v", attr.Str(rt, "id"), err))
+			continue
+		}
+		// The peers on its networks, whose MACs it is given (see
+		// dataplane.Router.SeedNeighbors): again when they change.
+		neigh := neighbors(span, ports, subnets)
+		if err := r.applied.Once("neighbors "+ns, fmt.Sprint(neigh), func() error {
+			return r.routers[ns].SeedNeighbors(neigh)
+		}); err != nil {
+			errs = append(errs, fmt.Sprintf("router %s: %v", attr.Str(rt, "id"), err))
 		}
 	}
 	// Routers no longer hosted here (deleted, moved, disabled) go, and
@@ -105,6 +114,7 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 			rt.Close()
 		}
 		delete(r.applied, "router "+ns)
+		delete(r.applied, "neighbors "+ns)
 		delete(r.routers, ns)
 	})
 	if len(errs) > 0 {
@@ -181,6 +191,46 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 		spec.SNAT = internal
 	}
 	return router.Apply(ctx, spec)
+}
+
+// neighbors are the peers' addresses on a router's internal ports'
+// subnets, by the port's device.
+func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]map[string]any) map[string][]dataplane.Neighbor {
+	out := map[string][]dataplane.Neighbor{}
+	for _, p := range ports {
+		dev := Dev(p)
+		if !strings.HasPrefix(dev, "qr-") {
+			continue
+		}
+		var prefixes []netip.Prefix
+		for _, f := range attr.Objects(p, "fixed_ips") {
+			if pf, err := netip.ParsePrefix(attr.Str(subnets[attr.Str(f, "subnet_id")], "cidr")); err == nil {
+				prefixes = append(prefixes, pf)
+			}
+		}
+		for _, peer := range span.Peers {
+			if peer.NetworkID != attr.Str(p, "network_id") {
+				continue
+			}
+			mac, err := net.ParseMAC(peer.MACAddress)
+			if err != nil {
+				continue
+			}
+			for _, ip := range peer.IPs {
+				a, err := netip.ParseAddr(ip)
+				if err != nil {
+					continue
+				}
+				for _, pf := range prefixes {
+					if pf.Contains(a) {
+						out[dev] = append(out[dev], dataplane.Neighbor{IP: net.IP(a.AsSlice()), MAC: mac})
+						break
+					}
+				}
+			}
+		}
+	}
+	return out
 }
 
 // raFor derives an interface's advertisement from its port's subnets, per
