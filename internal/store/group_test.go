@@ -133,13 +133,27 @@ func testGroupCommit(t *testing.T, dbs ...*DB) {
 // killed (SIGKILL) mid-stream; every write it had acknowledged is there
 // when the store opens again.
 func TestKilledWriterLosesNothing(t *testing.T) {
-	if dir := os.Getenv("NEUTRINO_STORE_WRITER"); dir != "" {
-		writeUntilKilled(dir)
+	if dsn := os.Getenv("NEUTRINO_STORE_WRITER"); dsn != "" {
+		writeUntilKilled(dsn)
 		return
 	}
-	dir := t.TempDir()
+	killWriter(t, filepath.Join(t.TempDir(), "k.db"))
+}
+
+// TestKilledWriterLosesNothingPostgres is the same on PostgreSQL, where
+// writes commit in batches too.
+func TestKilledWriterLosesNothingPostgres(t *testing.T) {
+	if os.Getenv("NEUTRINO_STORE_WRITER") != "" {
+		return // the writer runs in TestKilledWriterLosesNothing
+	}
+	killWriter(t, freshPG(t))
+}
+
+// killWriter runs writeUntilKilled on dsn in a process of its own, kills
+// it, and checks every write it acknowledged.
+func killWriter(t *testing.T, dsn string) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKilledWriterLosesNothing$")
-	cmd.Env = append(os.Environ(), "NEUTRINO_STORE_WRITER="+dir)
+	cmd.Env = append(os.Environ(), "NEUTRINO_STORE_WRITER="+dsn)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -159,7 +173,7 @@ func TestKilledWriterLosesNothing(t *testing.T) {
 	if len(acked) < 400 {
 		t.Fatalf("the writer acknowledged %d writes before it stopped", len(acked))
 	}
-	db := openTest(t, filepath.Join(dir, "k.db"))
+	db := openTest(t, dsn)
 	defer db.Close()
 	if err := db.Read(context.Background(), func(tx *Tx) error {
 		for id := range acked {
@@ -175,8 +189,8 @@ func TestKilledWriterLosesNothing(t *testing.T) {
 
 // writeUntilKilled writes from 16 goroutines, printing each write it was
 // told committed, until it is killed.
-func writeUntilKilled(dir string) {
-	db, err := Open(filepath.Join(dir, "k.db"))
+func writeUntilKilled(dsn string) {
+	db, err := Open(dsn)
 	if err != nil {
 		panic(err)
 	}

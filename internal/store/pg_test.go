@@ -16,6 +16,22 @@ import (
 // servers sharing it would, or skips without NEUTRINO_TEST_POSTGRES.
 func pgPair(t *testing.T) (*DB, *DB) {
 	t.Helper()
+	dsn := freshPG(t)
+	a, b := openTest(t, dsn), openTest(t, dsn)
+	t.Cleanup(func() { a.Close(); b.Close() })
+	// Load both views, so that both write optimistically from now on.
+	for _, db := range []*DB{a, b} {
+		if err := db.Read(context.Background(), func(tx *Tx) error { _, err := tx.List("thing", Filter{}); return err }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return a, b
+}
+
+// freshPG returns the DSN of an empty database on NEUTRINO_TEST_POSTGRES,
+// or skips without it.
+func freshPG(t *testing.T) string {
+	t.Helper()
 	base := os.Getenv("NEUTRINO_TEST_POSTGRES")
 	if base == "" {
 		t.Skip("NEUTRINO_TEST_POSTGRES is not set")
@@ -41,15 +57,7 @@ func pgPair(t *testing.T) (*DB, *DB) {
 		t.Fatal(err)
 	}
 	c.Close()
-	a, b := openTest(t, dsn), openTest(t, dsn)
-	t.Cleanup(func() { a.Close(); b.Close() })
-	// Load both views, so that both write optimistically from now on.
-	for _, db := range []*DB{a, b} {
-		if err := db.Read(context.Background(), func(tx *Tx) error { _, err := tx.List("thing", Filter{}); return err }); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return a, b
+	return dsn
 }
 
 // Each server's optimistic writes assume its view is current; a write by
