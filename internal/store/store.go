@@ -702,6 +702,30 @@ type Filter struct {
 // they find, not the whole kind.
 func (db *DB) IndexAttr(kind, attr string) { db.view.index(kind, attr) }
 
+// IndexDerived indexes kind by a derived attribute: name's values are what
+// fn makes of an object (strings), for Filter.Attr as a stored attribute's.
+// Names are one namespace across kinds and stores.
+func (db *DB) IndexDerived(kind, name string, fn func(Object) []string) {
+	for {
+		old := derived.Load()
+		m := map[string]func(Object) []string{name: fn}
+		if old != nil {
+			for k, v := range *old {
+				if k != name {
+					m[k] = v
+				}
+			}
+		}
+		if derived.CompareAndSwap(old, &m) {
+			break
+		}
+	}
+	db.view.index(kind, name)
+}
+
+// derived are the derived attributes (IndexDerived), by name.
+var derived atomic.Pointer[map[string]func(Object) []string]
+
 // List returns the resources of kind matching f, ordered by id. In a read
 // transaction the objects are shared: copy before modifying.
 func (tx *Tx) List(kind string, f Filter) ([]Object, error) {

@@ -361,6 +361,29 @@ func TestIndexedAttributes(t *testing.T) {
 	check("groups", []string{"g2"}, "[]")
 	// Not indexed: found by a scan, the same.
 	check("project_id", []string{"p"}, "[a c]")
+	// Derived: a host and group pair per group, found as stored ones are,
+	// also in a write's own view.
+	db.IndexDerived("thing", "test:host_group", func(o Object) []string {
+		var out []string
+		gs, _ := o["groups"].([]any)
+		for _, g := range gs {
+			out = append(out, o["host"].(string)+"/"+g.(string))
+		}
+		return out
+	})
+	check("test:host_group", []string{"h2/g3"}, "[a]")
+	if _, err := db.Write(ctx, func(tx *Tx) error {
+		if err := tx.Put("thing", "", Object{"id": "d", "project_id": "p", "host": "h2", "groups": []any{"g3"}}); err != nil {
+			return err
+		}
+		if got := ids(tx, "test:host_group", "h2/g3"); got != "[a d]" {
+			t.Errorf("derived, in the write: %s", got)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	check("test:host_group", []string{"h2/g3", "h1/g3"}, "[a d]")
 }
 
 // TestRecentChangesAsLogged: watchers read the latest changes from the

@@ -130,6 +130,11 @@ func newIndex(attrs []string) *index {
 // attrValues are what an attribute of o is indexed under: a string, or
 // each string of a list (a port's security groups).
 func attrValues(o Object, attr string) []string {
+	if d := derived.Load(); d != nil {
+		if fn := (*d)[attr]; fn != nil {
+			return fn(o)
+		}
+	}
 	switch x := o[attr].(type) {
 	case string:
 		if x != "" {

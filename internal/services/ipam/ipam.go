@@ -14,6 +14,8 @@ import (
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
+	"neutrino/internal/schema"
+	"neutrino/internal/store"
 )
 
 // Pool is an inclusive address range of a subnet.
@@ -188,6 +190,19 @@ func allocated(c *plugin.Ctx, subnetID string) (map[netip.Addr]bool, error) {
 	return used, nil
 }
 
+// heldAddress is the ports' derived attribute "subnet address", one value
+// per fixed IP.
+const heldAddress = "ipam:subnet_address"
+
+// held reports whether a port is known to hold address a of subnet sid.
+// A probe skips such an address: its claim would fail, and in an
+// optimistic PostgreSQL write it would be found only at commit, costing
+// the write (and the batch it is in) a second run.
+func held(c *plugin.Ctx, sid string, a netip.Addr) bool {
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: heldAddress, Values: []string{sid + " " + a.String()}})
+	return err == nil && len(ports) > 0
+}
+
 // allocateNext claims a free address of the subnet for port: a few random
 // probes, each one insert that yields on conflict (Neutron allocates at
 // random too, and an address just released is not handed out again at
@@ -209,7 +224,7 @@ func AllocateNext(c *plugin.Ctx, sn plugin.Object, portID string) (netip.Addr, b
 				break
 			}
 			a := intToAddr(off.Add(off, addrToInt(pl.Start)), pl.Start.Is6())
-			if a == gw {
+			if a == gw || held(c, sid, a) {
 				continue
 			}
 			if ok, err := claim(a); ok || err != nil {

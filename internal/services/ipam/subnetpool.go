@@ -25,6 +25,16 @@ func (*Service) Name() string { return "ipam" }
 
 // Register implements plugin.Service.
 func (*Service) Register(r *plugin.Registry) error {
+	if r.DB != nil {
+		// The addresses ports hold, for allocateNext's probes.
+		r.DB.IndexDerived(schema.Port.Kind, heldAddress, func(p plugin.Object) []string {
+			var out []string
+			for _, f := range attr.Objects(p, "fixed_ips") {
+				out = append(out, attr.Str(f, "subnet_id")+" "+attr.Str(f, "ip_address"))
+			}
+			return out
+		})
+	}
 	r.Extension(
 		plugin.Extension{Alias: "subnet_allocation", Name: "Subnet Allocation", Description: "Enables allocation of subnets from a subnet pool", Updated: "2015-03-30T10:00:00-00:00"},
 		plugin.Extension{Alias: "default-subnetpools", Name: "Default Subnetpools", Description: "Provides ability to mark and use a subnetpool as the default.", Updated: "2016-02-18T18:00:00-00:00"},
