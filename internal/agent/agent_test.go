@@ -305,7 +305,7 @@ func dhclient(t *testing.T, url string, lab *netlab.Lab, vm, networkID string, a
 }
 
 // pingUntil pings from vm until to answers or the time is up.
-func pingUntil(t *testing.T, lab *netlab.Lab, vm, to string, within time.Duration) {
+func pingUntil(t testing.TB, lab *netlab.Lab, vm, to string, within time.Duration) {
 	t.Helper()
 	testutil.Eventually(t, within, vm+" reaches "+to, func() (bool, string) {
 		if err := lab.Run(vm, "ping", "-c", "1", "-W", "1", to); err != nil {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -467,5 +468,85 @@ func BenchmarkFloatingIPToReply(b *testing.B) {
 			}
 		}
 		percentiles(b, took)
+	}
+}
+
+// BenchmarkVMToVMThroughput: iperf3 from a VM on compute-1 to a VM on
+// compute-2, one stream and four, through what Neutrino wires (bridge,
+// VXLAN, the default group's rules: the VMs are members, so admitted)
+// against the same bridges and VXLAN devices made by hand on two more
+// hosts of the same underlay, with no filtering: the data plane's cost
+// (issue 11, point 5). Reports Gbit/s and the ratio; root and iperf3.
+func BenchmarkVMToVMThroughput(b *testing.B) {
+	url, lab := testCloud(b, "iperf3", "nft")
+	startAgents(b, url, lab, []string{"compute-1", "compute-2"}, "")
+	n := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+	post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+		"cidr": "10.70.0.0/24", "enable_dhcp": false}})
+	mtu := int(n["mtu"].(float64))
+	for i, h := range []string{"compute-1", "compute-2"} {
+		ip := fmt.Sprint("10.70.0.", 11+i)
+		p := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": h,
+			"fixed_ips": []any{map[string]any{"ip_address": ip}}}})["port"].(map[string]any)
+		if err := lab.VM(fmt.Sprint("vm", i+1), h, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), mtu, ip+"/24"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// The same by hand: a bridge and a VXLAN device per host, no rules.
+	for i, h := range []string{"bare-1", "bare-2"} {
+		vtep, peer := fmt.Sprint("10.250.0.", 11+i), fmt.Sprint("10.250.0.", 12-i)
+		if err := lab.Host(h, vtep); err != nil {
+			b.Fatal(err)
+		}
+		for _, c := range [][]string{
+			{"ip", "link", "add", "br0", "mtu", fmt.Sprint(mtu), "type", "bridge"},
+			{"ip", "link", "add", "vx0", "mtu", fmt.Sprint(mtu), "type", "vxlan", "id", "4242", "local", vtep, "dstport", fmt.Sprint(dataplane.VXLANPort), "nolearning"},
+			{"bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx0", "dst", peer},
+			{"ip", "link", "set", "vx0", "master", "br0", "up"},
+			{"ip", "link", "set", "br0", "up"},
+		} {
+			if err := lab.Run(h, c...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		vm := fmt.Sprint("bvm", i+1)
+		if err := lab.VM(vm, h, "tap0", fmt.Sprintf("fa:16:3e:00:00:%02x", i+1), mtu, fmt.Sprint("10.71.0.", 11+i, "/24")); err != nil {
+			b.Fatal(err)
+		}
+		if err := lab.Run(h, "ip", "link", "set", "tap0", "master", "br0", "up"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pingUntil(b, lab, "vm1", "10.70.0.12", 20*time.Second)
+	pingUntil(b, lab, "bvm1", "10.71.0.12", 20*time.Second)
+	gbps := func(client, server string, streams int) float64 {
+		if err := lab.Run(server, "iperf3", "-s", "-D", "-1"); err != nil { // a server for one test
+			b.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		out, err := lab.Output(client, "iperf3", "-c", map[string]string{"vm2": "10.70.0.12", "bvm2": "10.71.0.12"}[server],
+			"-t", "5", "-P", fmt.Sprint(streams), "-J")
+		if err != nil {
+			b.Fatal(err)
+		}
+		var res struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			b.Fatalf("iperf3: %v\n%s", err, out)
+		}
+		return res.End.SumReceived.BitsPerSecond / 1e9
+	}
+	for i := 0; i < b.N; i++ {
+		for _, streams := range []int{1, 4} {
+			ours, bare := gbps("vm1", "vm2", streams), gbps("bvm1", "bvm2", streams)
+			b.ReportMetric(ours, fmt.Sprintf("neutrino-%dstream-Gbit/s", streams))
+			b.ReportMetric(bare, fmt.Sprintf("bare-%dstream-Gbit/s", streams))
+			b.ReportMetric(ours/bare, fmt.Sprintf("ratio-%dstream", streams))
+		}
 	}
 }
