@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"sort"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -549,4 +550,94 @@ func BenchmarkVMToVMThroughput(b *testing.B) {
 			b.ReportMetric(ours/bare, fmt.Sprintf("ratio-%dstream", streams))
 		}
 	}
+}
+
+// BenchmarkBootAtScale: hosts × ports VMs booted one after another (the
+// issue 11 judging run, at a size this machine holds): one network per 10
+// hosts, every port in the default group (whose rules admit the group, so
+// each new VM is a new member on every host); for each VM, the time from
+// POST /v2.0/ports until it gets an echo reply from the first VM of its
+// network on another host (that host's agent must have wired the peer and
+// added the address to its remote-group set). NEUTRINO_BENCH_HOSTS and
+// NEUTRINO_BENCH_PORTS set the size (default 20 × 5). Root.
+func BenchmarkBootAtScale(b *testing.B) {
+	nHosts, perHost := envInt("NEUTRINO_BENCH_HOSTS", 20), envInt("NEUTRINO_BENCH_PORTS", 5)
+	url, lab := testCloud(b, "ping", "nft")
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(cancel)
+	quiet := slog.New(slog.NewTextHandler(agentLog(), nil))
+	hosts := make([]string, nHosts)
+	handles := make([]*netlink.Handle, nHosts)
+	for i := range hosts {
+		hosts[i] = fmt.Sprintf("h%03d", i)
+		vtep := fmt.Sprint("10.250.", i/200, ".", 1+i%200)
+		if err := lab.Host(hosts[i], vtep); err != nil {
+			b.Fatal(err)
+		}
+		if i >= 200 {
+			lab.Run(hosts[i], "ip", "addr", "add", vtep+"/16", "dev", "eth0")
+		}
+		a, err := New(Config{Host: hosts[i], Server: url, NetNS: lab.Name(hosts[i]), VTEP: net.ParseIP(vtep), Interval: 5 * time.Second, Log: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { a.Run(ctx); close(done) }()
+		b.Cleanup(func() { cancel(); <-done; a.Close() })
+		handles[i] = hostHandle(b, lab, hosts[i])
+	}
+	for i := 0; i < b.N; i++ {
+		// A target VM per network, on its first host.
+		var nets []string
+		var targets []net.IP
+		for g := 0; g*10 < nHosts; g++ {
+			n := post(b, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+			nets = append(nets, n["id"].(string))
+			post(b, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+				"cidr": fmt.Sprintf("10.%d.%d.0/22", 100+i, g*4), "enable_dhcp": false}})
+			ip := fmt.Sprintf("10.%d.%d.10", 100+i, g*4)
+			tp := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": hosts[g*10],
+				"fixed_ips": []any{map[string]any{"ip_address": ip}}}})["port"].(map[string]any)
+			vm := fmt.Sprintf("t%d-%d", i, g)
+			if err := lab.VM(vm, hosts[g*10], dataplane.TapName(tp["id"].(string)), tp["mac_address"].(string), 1450, ip+"/22"); err != nil {
+				b.Fatal(err)
+			}
+			fastARP(b, lab, vm)
+			targets = append(targets, net.ParseIP(ip))
+		}
+		var took []time.Duration
+		for k := 0; k < perHost; k++ {
+			for h := range hosts {
+				g := h / 10
+				if h == g*10 && k == 0 {
+					continue // the target's host: its first VM is the target
+				}
+				vm, tmp := fmt.Sprintf("v%d-%d-%d", i, h, k), fmt.Sprintf("tmp%d", k)
+				ip := fmt.Sprintf("10.%d.%d.%d", 100+i, g*4+1+k/200, 10+(h%10)*20+k%20)
+				mac := fmt.Sprintf("fa:16:3e:%02x:%02x:%02x", i, h, k)
+				plugged(b, lab, vm, hosts[h], tmp, mac, ip+"/22", 1450)
+				p, err := openPinger(lab.Name(vm), 1000+h*perHost+k)
+				if err != nil {
+					b.Fatal(err)
+				}
+				t0 := time.Now()
+				port := post(b, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": nets[g], "binding:host_id": hosts[h],
+					"mac_address": mac, "fixed_ips": []any{map[string]any{"ip_address": ip}}}})["port"].(map[string]any)
+				plug(b, handles[h], tmp, port["id"].(string))
+				if !p.until(targets[g], t0.Add(20*time.Second)) {
+					b.Fatalf("VM %s (%s) never reached its network's target", vm, ip)
+				}
+				took = append(took, time.Since(t0))
+				p.Close()
+			}
+		}
+		percentiles(b, took)
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
 }
