@@ -55,6 +55,12 @@ func testGroupCommit(t *testing.T, dbs ...*DB) {
 				if err := tx.Put("thing", "", Object{"id": fmt.Sprint("t", i), "project_id": "p"}); err != nil {
 					return err
 				}
+				if i%4 == 1 { // a read through SQL: on PostgreSQL, the batch so far goes to the server
+					var one int
+					if err := tx.QueryRow("SELECT 1").Scan(&one); err != nil {
+						return err
+					}
+				}
 				// Ten keys for sixty writers: each granted to one write.
 				ok, err := tx.ClaimIP("s", fmt.Sprint("10.0.0.", i%10), fmt.Sprint("t", i), "n")
 				if err != nil {
@@ -214,4 +220,79 @@ func writeUntilKilled(dsn string) {
 		}()
 	}
 	time.Sleep(time.Minute)
+}
+
+// TestPostgresBatchWithReads: one batch (run directly, so that it is one)
+// whose writes read through SQL, which sends the batch so far to the
+// server, and one of which fails after its read: what it sent cannot be
+// taken back, so every write of the batch runs again on its own; the
+// failed one leaves nothing, the others are all there, revisions in order.
+func TestPostgresBatchWithReads(t *testing.T) {
+	db, _ := pgPair(t)
+	boom := errors.New("boom")
+	write := func(id string, read, fail bool) *writeReq {
+		return &writeReq{ctx: context.Background(), res: make(chan writeRes, 1), fn: func(tx *Tx) error {
+			if err := tx.Put("thing", "", Object{"id": id, "project_id": "p"}); err != nil {
+				return err
+			}
+			if read {
+				var one int
+				if err := tx.QueryRow("SELECT 1").Scan(&one); err != nil {
+					return err
+				}
+				if fail {
+					return boom // right after its read: nothing of it queued since
+				}
+			}
+			if _, err := tx.ClaimIP("s", "10.0.0."+id[1:], id, "n"); err != nil {
+				return err
+			}
+			if fail {
+				return boom
+			}
+			return nil
+		}}
+	}
+	for round, reads := range [][3]bool{{true, true, false}, {false, true, true}, {true, false, false}} {
+		base := fmt.Sprint(round * 3)
+		ids := []string{"a" + base + "1", "b" + base + "2", "c" + base + "3"}
+		batch := []*writeReq{write(ids[0], reads[0], false), write(ids[1], reads[1], true), write(ids[2], reads[2], false)}
+		db.wmu.Lock()
+		db.runBatchPG(batch)
+		db.wmu.Unlock()
+		var revs []int64
+		for i, req := range batch {
+			r := <-req.res
+			if i == 1 {
+				if !errors.Is(r.err, boom) || r.rev != 0 {
+					t.Fatalf("round %d: the failing write: %+v", round, r)
+				}
+				continue
+			}
+			if r.err != nil || r.panicked != nil {
+				t.Fatalf("round %d, write %d: %+v", round, i, r)
+			}
+			revs = append(revs, r.rev)
+		}
+		if revs[1] != revs[0]+1 {
+			t.Fatalf("round %d: revisions %v", round, revs)
+		}
+		if err := db.Read(context.Background(), func(tx *Tx) error {
+			if _, err := tx.Get("thing", ids[1]); !errors.Is(err, ErrNotFound) {
+				t.Errorf("round %d: the failed write is there (%v)", round, err)
+			}
+			for _, k := range []int{0, 2} {
+				if _, err := tx.Get("thing", ids[k]); err != nil {
+					t.Errorf("round %d: write %d: %v", round, k, err)
+				}
+			}
+			ips, err := tx.SubnetIPs("s")
+			if err == nil && len(ips) != 2*(round+1) {
+				t.Errorf("round %d: %d addresses claimed, want %d: %v", round, len(ips), 2*(round+1), ips)
+			}
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -75,6 +75,7 @@ type pgWriter struct {
 	pending []queued
 	spec    bool  // optimistic: claims are assumed to succeed
 	sent    bool  // statements of this transaction reached the server
+	sends   int   // round trips made before commit (a batch's writes are told apart by it)
 	begun   bool  // an explicit transaction (BEGIN) is open
 	failed  error // a statement failed: the transaction is aborted
 }
@@ -180,6 +181,7 @@ func (w *pgWriter) exec(q string, args ...any) (Result, error) {
 	if err := w.flush(); err != nil {
 		return nil, err
 	}
+	w.sends++
 	tag, err := w.conn.Exec(w.ctx, q, args...)
 	return pgResult{tag}, w.note(err)
 }
@@ -188,6 +190,7 @@ func (w *pgWriter) query(q string, args ...any) (Rows, error) {
 	if err := w.flush(); err != nil {
 		return nil, err
 	}
+	w.sends++
 	rows, err := w.conn.Query(w.ctx, q, args...)
 	if err != nil {
 		return nil, w.note(err)
@@ -199,6 +202,7 @@ func (w *pgWriter) queryRow(q string, args ...any) Row {
 	if err := w.flush(); err != nil {
 		return errRow{err}
 	}
+	w.sends++
 	return pgRow{w.conn.QueryRow(w.ctx, q, args...), w}
 }
 
@@ -301,11 +305,11 @@ func (db *DB) runBatchPG(batch []*writeReq) {
 	var done []ran
 	var alone []*writeReq // to run on their own, after the batch
 	for i, req := range batch {
-		mark, sent := len(w.pending), w.sent
+		mark, sends := len(w.pending), w.sends
 		tx := &Tx{db: db, write: true, ctx: req.ctx, pg: w, rev: cur + 1, overlay: maps.Clone(overlay), claimed: maps.Clone(claimed), held: maps.Clone(held)}
 		err, panicked := call(req.fn, tx)
 		if err != nil || panicked != nil || w.failed != nil {
-			if w.sent != sent || w.failed != nil {
+			if w.sends != sends || w.failed != nil {
 				// What it sent cannot be taken back: the batch is over.
 				db.rollbackPG(w)
 				w.sent = false // ended
@@ -318,11 +322,11 @@ func (db *DB) runBatchPG(batch []*writeReq) {
 			continue
 		}
 		if tx.seq == 0 {
-			if len(w.pending) == mark {
+			if w.sends == sends && len(w.pending) == mark {
 				req.res <- writeRes{} // it wrote nothing
 				continue
 			}
-			tx.rev = 0 // rows but no change: no revision
+			tx.rev = 0 // rows (or reads) but no change: no revision
 		} else {
 			cur = tx.rev
 		}
