@@ -296,3 +296,36 @@ func TestPostgresBatchWithReads(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchFailureLeavesNoWriterWaiting: should a batch itself fail (not a
+// write of it), its writes are answered with an error and the writes after
+// it go on.
+func TestBatchFailureLeavesNoWriterWaiting(t *testing.T) {
+	db := openTest(t, filepath.Join(t.TempDir(), "b.db"))
+	defer db.Close()
+	ctx := context.Background()
+	db.wmu.Lock()
+	db.beforeBatch = func() { panic("batch machinery") }
+	db.wmu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, 8)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = db.Write(ctx, func(tx *Tx) error { return tx.Put("thing", "", Object{"id": fmt.Sprint("x", i), "project_id": "p"}) })
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err == nil || !strings.Contains(err.Error(), "outcome unknown") {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	db.wmu.Lock()
+	db.beforeBatch = nil
+	db.wmu.Unlock()
+	if _, err := db.Write(ctx, func(tx *Tx) error { return tx.Put("thing", "", Object{"id": "after", "project_id": "p"}) }); err != nil {
+		t.Fatalf("a write after the failed batch: %v", err)
+	}
+}

@@ -205,11 +205,7 @@ func (db *DB) lead() {
 	db.queue = db.queue[n:]
 	db.qmu.Unlock()
 	db.wmu.Lock()
-	if db.Dialect == SQLite {
-		db.runBatch(batch)
-	} else {
-		db.runBatchPG(batch)
-	}
+	db.runBatchSafely(batch)
 	db.wmu.Unlock()
 	db.qmu.Lock()
 	if len(db.queue) > 0 {
@@ -220,6 +216,38 @@ func (db *DB) lead() {
 	}
 	db.leading = false
 	db.qmu.Unlock()
+}
+
+// runBatchSafely runs a batch; should the batch's own machinery panic (the
+// writes' panics are caught and answered), every write not answered yet
+// is answered with an error of unknown outcome, and the lead goes on: a
+// leader left dead would leave every later writer waiting.
+func (db *DB) runBatchSafely(batch []*writeReq) {
+	defer func() {
+		if p := recover(); p != nil {
+			err := fmt.Errorf("store: write batch failed, outcome unknown: %v", p)
+			for _, req := range batch {
+				select {
+				case req.res <- writeRes{err: err}:
+				default: // answered already
+				}
+			}
+			if db.Dialect == SQLite && db.wc != nil {
+				db.wc.discard() // its transaction may be open: a new connection
+				db.wc = nil
+			} else if db.pgw != nil {
+				db.dropPG(db.pgw)
+			}
+		}
+	}()
+	if db.beforeBatch != nil {
+		db.beforeBatch()
+	}
+	if db.Dialect == SQLite {
+		db.runBatch(batch)
+	} else {
+		db.runBatchPG(batch)
+	}
 }
 
 // runBatch runs a batch of writes in one transaction and answers each.

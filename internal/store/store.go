@@ -66,6 +66,8 @@ type DB struct {
 	view view // every resource, current to the newest revision read
 
 	wc *wconn // SQLite writer connection (guarded by wmu)
+	// beforeBatch, when set (tests), runs before each batch of writes.
+	beforeBatch func()
 
 	qmu     sync.Mutex  // guards queue and leading (group commit)
 	queue   []*writeReq // writes waiting for a batch
