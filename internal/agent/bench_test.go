@@ -559,7 +559,8 @@ func BenchmarkVMToVMThroughput(b *testing.B) {
 // POST /v2.0/ports until it gets an echo reply from the first VM of its
 // network on another host (that host's agent must have wired the peer and
 // added the address to its remote-group set). NEUTRINO_BENCH_HOSTS and
-// NEUTRINO_BENCH_PORTS set the size (default 20 × 5). Root.
+// NEUTRINO_BENCH_PORTS set the size (default 20 × 5); BOOTDEBUG=1 names
+// the VMs that took over 300 ms. Root.
 func BenchmarkBootAtScale(b *testing.B) {
 	nHosts, perHost := envInt("NEUTRINO_BENCH_HOSTS", 20), envInt("NEUTRINO_BENCH_PORTS", 5)
 	url, lab := testCloud(b, "ping", "nft")
@@ -628,6 +629,9 @@ func BenchmarkBootAtScale(b *testing.B) {
 					b.Fatalf("VM %s (%s) never reached its network's target", vm, ip)
 				}
 				took = append(took, time.Since(t0))
+				if os.Getenv("BOOTDEBUG") != "" && time.Since(t0) > 300*time.Millisecond {
+					fmt.Fprintf(os.Stderr, "slow: VM %s on %s (network %d, target on %s) took %v, at %s\n", vm, hosts[h], g, hosts[g*10], time.Since(t0), t0.Format("15:04:05.000"))
+				}
 				p.Close()
 			}
 		}

@@ -134,10 +134,10 @@ func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members ma
 				return fmt.Errorf("dataplane: nftables: %w", err)
 			}
 		}
-		if h.nftBridge, err = writeTable(h.nftb, h.nftBridge, bridge, bridgeBase); err != nil {
+		if h.nftBridge, err = writeTable(h.nftb, "", h.nftBridge, bridge, bridgeBase); err != nil {
 			return fmt.Errorf("dataplane: bridge rules: %w", err)
 		}
-		if h.nftInet, err = writeTable(h.nfti, h.nftInet, inet, inetBase); err != nil {
+		if h.nftInet, err = writeTable(h.nfti, filterTable, h.nftInet, inet, inetBase); err != nil {
 			return fmt.Errorf("dataplane: inet rules: %w", err)
 		}
 		return nil
@@ -337,9 +337,15 @@ func (h *Host) portMarks(ports []PortFilter) map[string]uint32 {
 // writeTable makes table match want: whole when nothing is known of it
 // (or the incremental change fails, as when someone else changed it),
 // otherwise by the differences from have.
-func writeTable(nft knftables.Interface, have, want *nftState, base func(*knftables.Transaction)) (*nftState, error) {
+//
+// nlTable, when set, names the inet table whose remote groups' address
+// sets may be changed through netlink (see writeGroupElems).
+func writeTable(nft knftables.Interface, nlTable string, have, want *nftState, base func(*knftables.Transaction)) (*nftState, error) {
 	ctx := context.Background()
 	if have != nil {
+		if changes, ok := groupElemsOnly(have, want); ok && (len(changes) == 0 || nlTable != "" && writeGroupElems(nlTable, changes) == nil) {
+			return want, nil
+		}
 		tx := nft.NewTransaction()
 		diffTable(tx, have, want)
 		if tx.NumOperations() == 0 {

@@ -207,8 +207,51 @@ func TestSecurityGroups(t *testing.T) {
 			t.Fatalf("a non-member reached vm2 at %s through a remote-group rule", dst)
 		}
 	}
+	// vm3 joins the group, with a prefix besides (membership alone
+	// changes: written through netlink), then leaves it.
+	members := func(extra ...string) {
+		t.Helper()
+		var pf []PortFilter
+		for i, p := range ports {
+			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip, ip6(p.ip)}, Groups: []string{"open"}}
+			if i == 1 {
+				f.Groups = []string{"locked"}
+			}
+			pf = append(pf, f)
+		}
+		locked := SecurityGroup{ID: "locked", Ingress: []FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1, RemoteGroup: "web"},
+			{EtherType: "IPv6", Protocol: "ipv6-icmp", PortMin: 128, PortMax: -1, RemoteGroup: "web"}}, Egress: anyIP}
+		before := nlGroupWrites.Load()
+		if err := h.SetFilters(pf, []SecurityGroup{open, locked}, map[string][]string{"web": append([]string{ports[0].ip, ip6(ports[0].ip)}, extra...)}); err != nil {
+			t.Fatal(err)
+		}
+		if nlGroupWrites.Load() != before+1 {
+			t.Fatal("a change of members only was not written through netlink")
+		}
+	}
+	members(ports[2].ip, ip6(ports[2].ip), "10.7.0.0/24", "2001:db8:7::/64")
+	for _, dst := range []string{ports[1].ip, ip6(ports[1].ip)} {
+		if !ping("vm3", dst) {
+			out, _ := l.Output("h1", "nft", "list", "table", "inet", "neutrino")
+			t.Fatalf("vm3 joined the remote group but cannot reach vm2 at %s; rules:\n%s", dst, out)
+		}
+	}
+	members()
+	for _, dst := range []string{ports[1].ip, ip6(ports[1].ip)} {
+		if ping("vm3", dst) {
+			t.Fatalf("vm3 left the remote group but still reaches vm2 at %s", dst)
+		}
+		if !ping("vm1", dst) {
+			t.Fatalf("vm1, still a member, cannot reach vm2 at %s", dst)
+		}
+	}
+	// What netlink put in, nft takes out when rules change with it.
+	members("10.7.0.0/24", "2001:db8:7::/64")
 	// Replies come back (stateful) though vm1 has no rule for vm2.
 	filter([]FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: 8, PortMax: 0, RemoteCIDR: "10.1.0.0/24"}})
+	if out, _ := l.Output("h1", "nft", "list", "table", "inet", "neutrino"); strings.Contains(out, "10.7.0.0/24") || strings.Contains(out, "2001:db8:7::/64") {
+		t.Fatalf("members written through netlink were left behind when nft changed the table:\n%s", out)
+	}
 	if !ping("vm3", ports[1].ip) {
 		t.Fatal("icmp echo from the allowed prefix is dropped")
 	}
