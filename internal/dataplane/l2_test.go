@@ -229,12 +229,16 @@ func TestSecurityGroups(t *testing.T) {
 			t.Fatal("a change of members only was not written through netlink")
 		}
 	}
-	members(ports[2].ip, ip6(ports[2].ip), "10.7.0.0/24", "2001:db8:7::/64")
+	members(ports[2].ip, ip6(ports[2].ip), "10.7.0.0/24", "2001:db8:7::/64", "10.1.0.12", "10.1.0.14", "10.7.1.0/24")
 	for _, dst := range []string{ports[1].ip, ip6(ports[1].ip)} {
 		if !ping("vm3", dst) {
 			out, _ := l.Output("h1", "nft", "list", "table", "inet", "neutrino")
 			t.Fatalf("vm3 joined the remote group but cannot reach vm2 at %s; rules:\n%s", dst, out)
 		}
+	}
+	members("10.1.0.12", "10.1.0.14", "10.7.1.0/24") // vm3's address goes from between its neighbours
+	if ping("vm3", ports[1].ip) || !ping("vm1", ports[1].ip) {
+		t.Fatal("with vm3's address taken out from between adjacent members, vm3 still reaches vm2, or vm1 does not")
 	}
 	members()
 	for _, dst := range []string{ports[1].ip, ip6(ports[1].ip)} {
