@@ -131,12 +131,7 @@ func (h *hostHub) concerned(c hostapi.Change, seen map[*hostWaiter]bool, fn func
 	}
 	keys := hostapi.ChangeKeys(c)
 	if keys == nil {
-		for w := range h.waiters {
-			if !seen[w] {
-				seen[w] = true
-				fn(w)
-			}
-		}
+		visit(h.waiters)
 		return
 	}
 	for _, k := range keys {

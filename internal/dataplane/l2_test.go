@@ -176,7 +176,9 @@ func TestSecurityGroups(t *testing.T) {
 	any4 := []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}
 	anyIP := append([]FilterRule{{EtherType: "IPv6", PortMin: -1, PortMax: -1}}, any4...)
 	open := SecurityGroup{ID: "open", Ingress: anyIP, Egress: anyIP}
-	filter := func(vm2Rules []FilterRule) {
+	// filterWith filters vm2 by vm2Rules, with the remote group "web"
+	// holding vm1 and extra.
+	filterWith := func(vm2Rules []FilterRule, extra ...string) {
 		t.Helper()
 		var pf []PortFilter
 		for i, p := range ports {
@@ -188,17 +190,19 @@ func TestSecurityGroups(t *testing.T) {
 		}
 		// vm1 is in group "web"; vm3 is not.
 		locked := SecurityGroup{ID: "locked", Ingress: vm2Rules, Egress: anyIP}
-		if err := h.SetFilters(pf, []SecurityGroup{open, locked}, map[string][]string{"web": {ports[0].ip, ip6(ports[0].ip)}}); err != nil {
+		if err := h.SetFilters(pf, []SecurityGroup{open, locked}, map[string][]string{"web": append([]string{ports[0].ip, ip6(ports[0].ip)}, extra...)}); err != nil {
 			t.Fatal(err)
 		}
 	}
+	filter := func(vm2Rules []FilterRule) { t.Helper(); filterWith(vm2Rules) }
 	ping := func(from, to string) bool { return l.try(from, "ping", "-c", "1", "-W", "1", to) == nil }
 	filter(nil)
 	if ping("vm1", ports[1].ip) {
 		t.Fatal("vm2 reachable with no ingress rule")
 	}
-	filter([]FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1, RemoteGroup: "web"},
-		{EtherType: "IPv6", Protocol: "ipv6-icmp", PortMin: 128, PortMax: -1, RemoteGroup: "web"}})
+	fromWeb := []FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1, RemoteGroup: "web"},
+		{EtherType: "IPv6", Protocol: "ipv6-icmp", PortMin: 128, PortMax: -1, RemoteGroup: "web"}}
+	filter(fromWeb)
 	for _, dst := range []string{ports[1].ip, ip6(ports[1].ip)} {
 		if !ping("vm1", dst) {
 			t.Fatalf("a member of the remote group cannot reach vm2 at %s", dst)
@@ -211,20 +215,8 @@ func TestSecurityGroups(t *testing.T) {
 	// changes: written through netlink), then leaves it.
 	members := func(extra ...string) {
 		t.Helper()
-		var pf []PortFilter
-		for i, p := range ports {
-			f := PortFilter{PortID: p.id, MAC: p.mac, Addrs: []string{p.ip, ip6(p.ip)}, Groups: []string{"open"}}
-			if i == 1 {
-				f.Groups = []string{"locked"}
-			}
-			pf = append(pf, f)
-		}
-		locked := SecurityGroup{ID: "locked", Ingress: []FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1, RemoteGroup: "web"},
-			{EtherType: "IPv6", Protocol: "ipv6-icmp", PortMin: 128, PortMax: -1, RemoteGroup: "web"}}, Egress: anyIP}
 		before := nlGroupWrites.Load()
-		if err := h.SetFilters(pf, []SecurityGroup{open, locked}, map[string][]string{"web": append([]string{ports[0].ip, ip6(ports[0].ip)}, extra...)}); err != nil {
-			t.Fatal(err)
-		}
+		filterWith(fromWeb, extra...)
 		if nlGroupWrites.Load() != before+1 {
 			t.Fatal("a change of members only was not written through netlink")
 		}
