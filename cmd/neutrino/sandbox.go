@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"neutrino/internal/dataplane"
+	"neutrino/internal/dataplane/router"
 	"neutrino/internal/netlab"
 )
 
@@ -606,7 +607,7 @@ func sandboxAdvertise(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return dataplane.Advertise(ctx, *ns, *dev, p, *mtu)
+	return router.Advertise(ctx, *ns, *dev, p, *mtu)
 }
 
 // publicNetwork registers the upstream network as the shared external

@@ -22,6 +22,7 @@ import (
 
 	"neutrino/internal/api"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/dataplane/router"
 	"neutrino/internal/identity"
 	"neutrino/internal/netlab"
 	"neutrino/internal/services"
@@ -784,7 +785,7 @@ func TestRouterIPv6(t *testing.T) {
 		"cidr": "2001:db8:100::/64", "gateway_ip": nil, "enable_dhcp": false}})
 	raCtx, stopRA := context.WithCancel(context.Background())
 	defer stopRA()
-	go dataplane.Advertise(raCtx, lab.Name("upstream"), "eth0", netip.MustParsePrefix("2001:db8:100::/64"), 1500)
+	go router.Advertise(raCtx, lab.Name("upstream"), "eth0", netip.MustParsePrefix("2001:db8:100::/64"), 1500)
 	router := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{
 		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
 	rid := router["id"].(string)

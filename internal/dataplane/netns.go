@@ -14,7 +14,8 @@ import (
 // beside the host's, holding the router end of veth pairs whose host end is
 // a port's tap, wired into its network's bridge like any port.
 
-func run(args ...string) error {
+// Run runs a command, its output in the error when it fails.
+func Run(args ...string) error {
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		return fmt.Errorf("%s: %v %s", strings.Join(args, " "), err, out)
 	}
@@ -44,11 +45,11 @@ func NamespaceID(ns string) string {
 
 // AddNamespace makes a namespace with the given sysctls set (k=v).
 func AddNamespace(ns string, sysctls ...string) error {
-	if err := run("ip", "netns", "add", ns); err != nil {
+	if err := Run("ip", "netns", "add", ns); err != nil {
 		return err
 	}
 	for _, k := range sysctls {
-		if err := run("ip", "netns", "exec", ns, "sysctl", "-qw", k); err != nil {
+		if err := Run("ip", "netns", "exec", ns, "sysctl", "-qw", k); err != nil {
 			return err
 		}
 	}
@@ -57,7 +58,7 @@ func AddNamespace(ns string, sysctls ...string) error {
 
 // DeleteNamespace removes a namespace (and the devices in it, and so the
 // host ends of their veth pairs).
-func DeleteNamespace(ns string) { run("ip", "netns", "del", ns) }
+func DeleteNamespace(ns string) { Run("ip", "netns", "del", ns) }
 
 // SweepNamespaces deletes the namespaces named with prefix that are not
 // in keep, calling gone first for each.
@@ -95,8 +96,8 @@ func Open[T any](ns string, open func() (T, error)) (T, error) {
 	return out, err
 }
 
-// handleIn opens a netlink handle inside namespace ns.
-func handleIn(ns string) (*netlink.Handle, func(), error) {
+// HandleIn opens a netlink handle inside namespace ns; done closes it.
+func HandleIn(ns string) (*netlink.Handle, func(), error) {
 	nh, err := netns.GetFromName(ns)
 	if err != nil {
 		return nil, nil, err
@@ -121,7 +122,7 @@ type PortVeth struct {
 // Ensure makes the veth pair (if missing) with its MAC and MTU, both ends
 // up.
 func (v PortVeth) Ensure(ns, hostNS string) error {
-	h, done, err := handleIn(ns)
+	h, done, err := HandleIn(ns)
 	if err != nil {
 		return err
 	}
@@ -133,7 +134,7 @@ func (v PortVeth) Ensure(ns, hostNS string) error {
 			args = append(args, "netns", hostNS)
 		}
 		args = append(args, "type", "veth", "peer", "name", v.Dev, "netns", ns)
-		if err := run(args...); err != nil {
+		if err := Run(args...); err != nil {
 			return err
 		}
 		if l, err = h.LinkByName(v.Dev); err != nil {
@@ -177,7 +178,7 @@ func ServiceNamespace(ns, hostNS, tap, mac string, mtu int, addrs []string) erro
 		return err
 	}
 	for _, cidr := range addrs {
-		if err := run("ip", "-n", ns, "addr", "add", cidr, "dev", "eth0", "nodad"); err != nil {
+		if err := Run("ip", "-n", ns, "addr", "add", cidr, "dev", "eth0", "nodad"); err != nil {
 			return err
 		}
 	}

@@ -1,5 +1,5 @@
 // Package l3 is the host agent's L3 concern: a namespace per router
-// hosted here (dataplane.Router), made from the router, its ports (bound
+// hosted here (router.Router), made from the router, its ports (bound
 // to this host), their subnets and its floating IPs.
 package l3
 
@@ -15,17 +15,18 @@ import (
 	"neutrino/internal/agent/concern"
 	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/dataplane/router"
 	"neutrino/internal/hostapi"
 )
 
 // Routers is the L3 reconciler.
 type Routers struct {
-	routers map[string]*dataplane.Router // by namespace
+	routers map[string]*router.Router // by namespace
 	applied concern.Memo
 }
 
 // New returns the L3 reconciler.
-func New() *Routers { return &Routers{routers: map[string]*dataplane.Router{}} }
+func New() *Routers { return &Routers{routers: map[string]*router.Router{}} }
 
 func (*Routers) Name() string { return "l3" }
 func (*Routers) Kinds() []string {
@@ -99,7 +100,7 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 			continue
 		}
 		// The peers on its networks, whose MACs it is given (see
-		// dataplane.Router.SeedNeighbors): again when they change.
+		// router.Router.SeedNeighbors): again when they change.
 		neigh := neighbors(span, ports, subnets)
 		if err := r.applied.Once("neighbors "+ns, fmt.Sprint(neigh), func() error {
 			return r.routers[ns].SeedNeighbors(neigh)
@@ -124,18 +125,18 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 }
 
 func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any) error {
-	router := r.routers[ns]
-	if router == nil || !dataplane.NamespaceExists(ns) {
-		if router != nil {
-			router.Close() // its sockets belong to the namespace that vanished
+	rtr := r.routers[ns]
+	if rtr == nil || !dataplane.NamespaceExists(ns) {
+		if rtr != nil {
+			rtr.Close() // its sockets belong to the namespace that vanished
 		}
 		var err error
-		if router, _, err = dataplane.OpenRouter(ns, env.NetNS); err != nil {
+		if rtr, _, err = router.Open(ns, env.NetNS); err != nil {
 			return err
 		}
-		r.routers[ns] = router
+		r.routers[ns] = rtr
 	}
-	spec := dataplane.RouterSpec{}
+	spec := router.Spec{}
 	var gwIPs []netip.Addr
 	var internal []string
 	for _, p := range ports {
@@ -144,7 +145,7 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 			continue // its network is not wired here yet
 		}
 		dev := Dev(p)
-		rp := dataplane.RouterPort{PortVeth: dataplane.PortVeth{Tap: dataplane.TapName(attr.Str(p, "id")), Dev: dev,
+		rp := router.Port{PortVeth: dataplane.PortVeth{Tap: dataplane.TapName(attr.Str(p, "id")), Dev: dev,
 			MAC: attr.Str(p, "mac_address"), MTU: n.MTU}, Addrs: []string{}}
 		if c, ok := raFor(p, subnets, n.MTU); ok && strings.HasPrefix(dev, "qr-") {
 			rp.RA = &c
@@ -175,10 +176,10 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 		spec.Ports = append(spec.Ports, rp)
 	}
 	for _, e := range attr.Objects(rt, "routes") {
-		spec.Routes = append(spec.Routes, dataplane.Route{Destination: attr.Str(e, "destination"), NextHop: attr.Str(e, "nexthop")})
+		spec.Routes = append(spec.Routes, router.Route{Destination: attr.Str(e, "destination"), NextHop: attr.Str(e, "nexthop")})
 	}
 	for _, f := range fips {
-		spec.FloatingIPs = append(spec.FloatingIPs, dataplane.FloatingIP{Address: attr.Str(f, "floating_ip_address"), Fixed: attr.Str(f, "fixed_ip_address")})
+		spec.FloatingIPs = append(spec.FloatingIPs, router.FloatingIP{Address: attr.Str(f, "floating_ip_address"), Fixed: attr.Str(f, "fixed_ip_address")})
 	}
 	info, _ := rt["external_gateway_info"].(map[string]any)
 	if info != nil && info["enable_snat"] != false {
@@ -190,13 +191,13 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 		}
 		spec.SNAT = internal
 	}
-	return router.Apply(ctx, spec)
+	return rtr.Apply(ctx, spec)
 }
 
 // neighbors are the peers' addresses on a router's internal ports'
 // subnets, by the port's device.
-func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]map[string]any) map[string][]dataplane.Neighbor {
-	out := map[string][]dataplane.Neighbor{}
+func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]map[string]any) map[string][]router.Neighbor {
+	out := map[string][]router.Neighbor{}
 	for _, p := range ports {
 		dev := Dev(p)
 		if !strings.HasPrefix(dev, "qr-") {
@@ -223,7 +224,7 @@ func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]ma
 				}
 				for _, pf := range prefixes {
 					if pf.Contains(a) {
-						out[dev] = append(out[dev], dataplane.Neighbor{IP: net.IP(a.AsSlice()), MAC: mac})
+						out[dev] = append(out[dev], router.Neighbor{IP: net.IP(a.AsSlice()), MAC: mac})
 						break
 					}
 				}
@@ -241,8 +242,8 @@ func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]ma
 //	dhcpv6-stateful   prefix on-link only, M and O flags (addresses by DHCPv6)
 //
 // ok is false when no subnet asks for advertisements.
-func raFor(p map[string]any, subnets map[string]map[string]any, mtu int) (dataplane.RA, bool) {
-	cfg := dataplane.RA{MTU: mtu}
+func raFor(p map[string]any, subnets map[string]map[string]any, mtu int) (router.RA, bool) {
+	cfg := router.RA{MTU: mtu}
 	cfg.MAC, _ = net.ParseMAC(attr.Str(p, "mac_address"))
 	for _, f := range attr.Objects(p, "fixed_ips") {
 		sn := subnets[attr.Str(f, "subnet_id")]
@@ -254,7 +255,7 @@ func raFor(p map[string]any, subnets map[string]map[string]any, mtu int) (datapl
 		if err != nil || !prefix.Addr().Is6() {
 			continue
 		}
-		cfg.Prefixes = append(cfg.Prefixes, dataplane.RAPrefix{Prefix: prefix, Autonomous: mode != "dhcpv6-stateful"})
+		cfg.Prefixes = append(cfg.Prefixes, router.RAPrefix{Prefix: prefix, Autonomous: mode != "dhcpv6-stateful"})
 		switch mode {
 		case "dhcpv6-stateful":
 			cfg.Managed, cfg.Other = true, true

@@ -1,6 +1,6 @@
 // Package metering is the host agent's metering concern: in each router
 // namespace hosted here, a table counting the traffic of the metering
-// labels that apply to the router (dataplane.Meter), and the report of
+// labels that apply to the router (router.Meter), and the report of
 // the counts to the server at each heartbeat.
 package metering
 
@@ -15,13 +15,14 @@ import (
 	"neutrino/internal/agent/l3"
 	"neutrino/internal/attr"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/dataplane/router"
 	"neutrino/internal/hostapi"
 )
 
 type meter struct {
 	routerID string
 	nsID     string // the namespace the table is in (a new one starts afresh)
-	m        *dataplane.Meter
+	m        *router.Meter
 }
 
 // Meters is the metering reconciler.
@@ -64,7 +65,7 @@ func (r *Meters) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span
 		}
 		m := r.meters[ns]
 		if m == nil || m.nsID != id {
-			m = &meter{routerID: attr.Str(rt, "id"), nsID: id, m: dataplane.NewMeter(ns)}
+			m = &meter{routerID: attr.Str(rt, "id"), nsID: id, m: router.NewMeter(ns)}
 			r.meters[ns] = m
 		}
 		if err := m.m.Set(gw, labelsFor(rt, span.MeteringLabels)); err != nil {
@@ -84,15 +85,15 @@ func (r *Meters) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span
 
 // labelsFor returns the labels that apply to router rt (shared ones and
 // those of its project), as the data plane counts them.
-func labelsFor(rt map[string]any, labels []map[string]any) []dataplane.MeterLabel {
-	var out []dataplane.MeterLabel
+func labelsFor(rt map[string]any, labels []map[string]any) []router.MeterLabel {
+	var out []router.MeterLabel
 	for _, l := range labels {
 		if l["shared"] != true && attr.Str(l, "project_id") != attr.Str(rt, "project_id") {
 			continue
 		}
-		ml := dataplane.MeterLabel{ID: attr.Str(l, "id")}
+		ml := router.MeterLabel{ID: attr.Str(l, "id")}
 		for _, rule := range attr.Objects(l, "rules") {
-			ml.Rules = append(ml.Rules, dataplane.MeterRule{Direction: attr.Str(rule, "direction"), Excluded: rule["excluded"] == true,
+			ml.Rules = append(ml.Rules, router.MeterRule{Direction: attr.Str(rule, "direction"), Excluded: rule["excluded"] == true,
 				Remote: attr.Str(rule, "remote_ip_prefix"), Source: attr.Str(rule, "source_ip_prefix"), Destination: attr.Str(rule, "destination_ip_prefix")})
 		}
 		out = append(out, ml)

@@ -1,21 +1,28 @@
-package dataplane
+// Package router is the kernel side of routers: a namespace per router with
+// its ports, routes, NAT (nftables), router advertisements and metering
+// counters. It builds on dataplane's namespaces and ports.
+package router
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"sigs.k8s.io/knftables"
+
+	"neutrino/internal/dataplane"
 )
 
 // A router is a namespace of its own. Each of its ports is a veth pair
-// (PortVeth): the host end is the port's tap, the router end (qr-… for
+// (dataplane.PortVeth): the host end is the port's tap, the router end (qr-… for
 // interfaces, qg-… for the gateway) carries the port's MAC and addresses.
 // The namespace forwards between its interfaces, routes the extra routes,
 // defaults to the external subnets' gateways, and NATs with nftables: each
@@ -23,21 +30,21 @@ import (
 // address when SNAT is on. It advertises IPv6 prefixes on its interfaces
 // (RA).
 
-// RouterSysctls are set in every new router namespace.
-var RouterSysctls = []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0",
+// Sysctls are set in every new router namespace.
+var Sysctls = []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1", "net.ipv6.conf.default.accept_dad=0",
 	"net.ipv6.conf.all.accept_dad=0"}
 
-// RouterPort is one port of a router.
-type RouterPort struct {
-	PortVeth
+// Port is one port of a router.
+type Port struct {
+	dataplane.PortVeth
 	Addrs []string // CIDRs: address/prefix length
 	// RA is what the interface advertises (nil: nothing).
 	RA *RA
 }
 
-// RouterSpec is what a router namespace is made to match.
-type RouterSpec struct {
-	Ports []RouterPort
+// Spec is what a router namespace is made to match.
+type Spec struct {
+	Ports []Port
 	// Gateway is the gateway port's device ("" without one).
 	Gateway string
 	// DefaultGateways are next hops of the default routes (one per family).
@@ -67,12 +74,12 @@ type Neighbor struct {
 // not wait on address resolution, whose retry is a second away when its
 // first request is lost (the VM's host still learning the router's port).
 func (r *Router) SeedNeighbors(byDev map[string][]Neighbor) error {
-	h, done, err := handleIn(r.NS)
+	h, done, err := dataplane.HandleIn(r.NS)
 	if err != nil {
 		return err
 	}
 	defer done()
-	for _, dev := range sortedKeys(byDev) {
+	for _, dev := range slices.Sorted(maps.Keys(byDev)) {
 		l, err := h.LinkByName(dev)
 		if err != nil {
 			continue // not made yet: the next pass seeds it
@@ -121,12 +128,12 @@ type Router struct {
 	ra        map[string]*raSender
 }
 
-// OpenRouter returns the router of namespace ns (its ports' host ends live
+// Open returns the router of namespace ns (its ports' host ends live
 // in hostNS), making the namespace when missing; fresh reports whether it
 // was made now.
-func OpenRouter(ns, hostNS string) (r *Router, fresh bool, err error) {
-	if !NamespaceExists(ns) {
-		if err := AddNamespace(ns, RouterSysctls...); err != nil {
+func Open(ns, hostNS string) (r *Router, fresh bool, err error) {
+	if !dataplane.NamespaceExists(ns) {
+		if err := dataplane.AddNamespace(ns, Sysctls...); err != nil {
 			return nil, false, err
 		}
 		fresh = true
@@ -143,8 +150,8 @@ func (r *Router) Close() {
 }
 
 // Apply makes the router's namespace match spec.
-func (r *Router) Apply(ctx context.Context, spec RouterSpec) error {
-	h, done, err := handleIn(r.NS)
+func (r *Router) Apply(ctx context.Context, spec Spec) error {
+	h, done, err := dataplane.HandleIn(r.NS)
 	if err != nil {
 		return err
 	}
@@ -182,7 +189,7 @@ func (r *Router) Apply(ctx context.Context, spec RouterSpec) error {
 	if err := r.setNAT(spec); err != nil {
 		return err
 	}
-	devs := sortedKeys(addrs)
+	devs := slices.Sorted(maps.Keys(addrs))
 	for _, dev := range devs {
 		if err := setAddrs(h, dev, addrs[dev]); err != nil {
 			return err
@@ -199,7 +206,7 @@ func (r *Router) Apply(ctx context.Context, spec RouterSpec) error {
 			accept = "2"
 		}
 		for _, k := range []string{"net.ipv6.conf." + spec.Gateway + ".accept_ra=" + accept, "net.ipv6.conf." + spec.Gateway + ".autoconf=0"} {
-			if err := run("ip", "netns", "exec", r.NS, "sysctl", "-qw", k); err != nil {
+			if err := dataplane.Run("ip", "netns", "exec", r.NS, "sysctl", "-qw", k); err != nil {
 				return err
 			}
 		}
@@ -269,7 +276,7 @@ const routeProto = 4
 
 // setRoutes makes the router's managed routes exactly: a default route per
 // family via the external subnets' gateways, and the extra routes.
-func setRoutes(h *netlink.Handle, spec RouterSpec) error {
+func setRoutes(h *netlink.Handle, spec Spec) error {
 	var want []netlink.Route
 	if spec.Gateway != "" {
 		if l, err := h.LinkByName(spec.Gateway); err == nil {
@@ -326,7 +333,7 @@ func setRoutes(h *netlink.Handle, spec RouterSpec) error {
 		rt := rt
 		h.RouteDel(&rt)
 	}
-	keys := sortedKeys(wanted)
+	keys := slices.Sorted(maps.Keys(wanted))
 	for _, k := range keys {
 		rt := wanted[k]
 		if err := h.RouteReplace(&rt); err != nil {
@@ -353,8 +360,8 @@ func openNFT(nft *knftables.Interface, family knftables.Family, table string) er
 
 // setNAT writes the router's NAT table whole (it is small): floating IPs
 // first, then SNAT of the internal subnets behind the gateway address.
-func (r *Router) setNAT(spec RouterSpec) error {
-	return InNamespaceNamed(r.NS, func() error {
+func (r *Router) setNAT(spec Spec) error {
+	return dataplane.InNamespaceNamed(r.NS, func() error {
 		if err := openNFT(&r.nft, knftables.IPv4Family, "neutrino-nat"); err != nil {
 			return err
 		}
@@ -390,3 +397,6 @@ func (r *Router) setNAT(spec RouterSpec) error {
 		return r.nft.Run(context.Background(), tx)
 	})
 }
+
+// quote makes a device name an nft string.
+func quote(s string) string { return `"` + s + `"` }

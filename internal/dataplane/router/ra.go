@@ -1,4 +1,4 @@
-package dataplane
+package router
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv6"
+
+	"neutrino/internal/dataplane"
 )
 
 // Router advertisements (RFC 4861) on a router's internal interfaces, as
@@ -130,7 +132,7 @@ func raSocket(ns, dev string) (*icmp.PacketConn, int, error) {
 		conn *icmp.PacketConn
 		idx  int
 	}
-	o, err := Open(ns, func() (opened, error) {
+	o, err := dataplane.Open(ns, func() (opened, error) {
 		ifi, err := net.InterfaceByName(dev)
 		if err != nil {
 			return opened{}, err
@@ -179,7 +181,7 @@ func Advertise(ctx context.Context, ns, dev string, prefix netip.Prefix, mtu int
 	if err != nil {
 		return err
 	}
-	mac, _ := Open(ns, func() (net.HardwareAddr, error) {
+	mac, _ := dataplane.Open(ns, func() (net.HardwareAddr, error) {
 		ifi, err := net.InterfaceByName(dev)
 		if err != nil {
 			return nil, err

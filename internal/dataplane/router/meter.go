@@ -1,4 +1,4 @@
-package dataplane
+package router
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"sigs.k8s.io/knftables"
+
+	"neutrino/internal/dataplane"
 )
 
 // Metering: in a router namespace a table counts, per metering label and
@@ -99,7 +101,7 @@ func (m *Meter) Set(gwDev string, labels []MeterLabel) error {
 	if m.conf == conf {
 		return nil
 	}
-	return InNamespaceNamed(m.ns, func() error {
+	return dataplane.InNamespaceNamed(m.ns, func() error {
 		if err := openNFT(&m.nft, knftables.InetFamily, "neutrino-metering"); err != nil {
 			return err
 		}
@@ -181,7 +183,7 @@ func (m *Meter) Counts() []MeterCount {
 		totals[name] = b
 	}
 	if m.nft != nil {
-		InNamespaceNamed(m.ns, func() error {
+		dataplane.InNamespaceNamed(m.ns, func() error {
 			cur, err := m.nft.ListCounters(context.Background())
 			if err != nil {
 				return err
