@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"neutrino/internal/hostapi"
+	"neutrino/internal/store"
 )
 
 // hostHub wakes the hosts' watches. One goroutine reads each commit's
@@ -164,29 +165,26 @@ func (s *Server) dispatch() {
 		}
 		after := h.rev
 		h.mu.Unlock()
-		ch, ok := s.DB.RecentChanges(after, 1000)
-		if !ok || !local {
-			var err error
-			if ch, err = s.DB.Changes(context.Background(), after, 1000); err != nil {
-				// Compacted past (or the database failing): every
-				// watch looks for itself.
-				rev, rerr := s.DB.Revision(context.Background())
-				h.mu.Lock()
-				for w := range h.waiters {
-					signal(w)
-				}
-				if rerr == nil {
-					h.rev = max(h.rev, rev)
-				}
-				h.mu.Unlock()
-				time.Sleep(100 * time.Millisecond)
-				continue
+		ch, err := s.changesAfter(context.Background(), after, local)
+		if err != nil {
+			// Compacted past (or the database failing): every watch
+			// looks for itself.
+			rev, rerr := s.DB.Revision(context.Background())
+			h.mu.Lock()
+			for w := range h.waiters {
+				signal(w)
 			}
+			if rerr == nil {
+				h.rev = max(h.rev, rev)
+			}
+			h.mu.Unlock()
+			time.Sleep(100 * time.Millisecond)
+			continue
 		}
 		if len(ch) > 0 {
 			hcs := make([]hostapi.Change, len(ch))
 			for i, c := range ch {
-				hcs[i] = hostapi.Change{Revision: c.Rev, Kind: c.Kind, ID: c.ID, Op: c.Op, Parent: c.Parent, Object: c.Body}
+				hcs[i] = hostChange(c)
 			}
 			h.mu.Lock()
 			woken := map[*hostWaiter]bool{}
@@ -211,6 +209,23 @@ func (s *Server) dispatch() {
 			local = false // commits by other servers sharing the database
 		}
 	}
+}
+
+// changesAfter reads the changes after revision after: from memory when
+// local (woken by a commit of this server, whose changes the view holds),
+// else from the store, which first catches up with other servers'.
+func (s *Server) changesAfter(ctx context.Context, after int64, local bool) ([]store.Change, error) {
+	if local {
+		if ch, ok := s.DB.RecentChanges(after, 1000); ok {
+			return ch, nil
+		}
+	}
+	return s.DB.Changes(ctx, after, 1000)
+}
+
+// hostChange is a change as hosts' interests judge it.
+func hostChange(c store.Change) hostapi.Change {
+	return hostapi.Change{Revision: c.Rev, Kind: c.Kind, ID: c.ID, Op: c.Op, Parent: c.Parent, Object: c.Body}
 }
 
 func signal(w *hostWaiter) {

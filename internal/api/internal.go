@@ -66,23 +66,25 @@ func (s *Server) hostState(w http.ResponseWriter, r *http.Request, host string) 
 // span computes host's state, at the latest revision (rev 0) or at least
 // at revision rev.
 func (s *Server) span(r *http.Request, host string, opts plugin.SpanOptions, rev int64) (*hostapi.Span, error) {
-	var st *hostapi.Span
-	err := s.Reg.ReadAtLeast(r.Context(), rev, func(c *plugin.Ctx) error {
-		var err error
-		st, err = s.Reg.Span(c, host, opts)
-		return err
-	})
-	return st, err
+	return s.readSpan(r, rev, func(c *plugin.Ctx) (*hostapi.Span, error) { return s.Reg.Span(c, host, opts) })
 }
 
 // spanMembers is the host's state known with its remote groups' members
 // as they are now, at revision rev or later (nil if no service fills
 // members).
 func (s *Server) spanMembers(r *http.Request, host string, known *hostInterest, rev int64) (*hostapi.Span, error) {
+	return s.readSpan(r, rev, func(c *plugin.Ctx) (*hostapi.Span, error) {
+		st, _, err := s.Reg.SpanMembers(c, host, known.state, known.opts)
+		return st, err
+	})
+}
+
+// readSpan runs build in a read at revision rev or later.
+func (s *Server) readSpan(r *http.Request, rev int64, build func(c *plugin.Ctx) (*hostapi.Span, error)) (*hostapi.Span, error) {
 	var st *hostapi.Span
 	err := s.Reg.ReadAtLeast(r.Context(), rev, func(c *plugin.Ctx) error {
 		var err error
-		st, _, err = s.Reg.SpanMembers(c, host, known.state, known.opts)
+		st, err = build(c)
 		return err
 	})
 	return st, err
@@ -150,25 +152,18 @@ func (s *Server) hostChanges(w http.ResponseWriter, r *http.Request, host string
 	local := true
 	timedOut := false
 	for {
-		ch, ok := []store.Change(nil), false
-		if local {
-			ch, ok = s.DB.RecentChanges(after, 1000)
+		ch, err := s.changesAfter(r.Context(), after, local)
+		if errors.Is(err, store.ErrCompacted) {
+			return fault.New(http.StatusGone, "RevisionCompacted", "Changes after revision %d are no longer kept: list the state again", after)
 		}
-		if !ok {
-			var err error
-			ch, err = s.DB.Changes(r.Context(), after, 1000)
-			if errors.Is(err, store.ErrCompacted) {
-				return fault.New(http.StatusGone, "RevisionCompacted", "Changes after revision %d are no longer kept: list the state again", after)
-			}
-			if err != nil {
-				return err
-			}
+		if err != nil {
+			return err
 		}
 		out := []any{}
 		membersOnly := true // every relevant change can alter only remote groups' members
 		for _, c := range ch {
 			after = max(after, c.Rev)
-			hc := hostapi.Change{Revision: c.Rev, Kind: c.Kind, ID: c.ID, Op: c.Op, Parent: c.Parent, Object: c.Body}
+			hc := hostChange(c)
 			if in.Relevant(hc) {
 				out = append(out, map[string]any{"revision": c.Rev, "kind": c.Kind, "id": c.ID, "op": c.Op})
 				membersOnly = membersOnly && in.MembersOnly(hc)
