@@ -14,7 +14,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -144,6 +143,12 @@ func sandboxUp(args []string) error {
 		}
 		st.Hosts = append(st.Hosts, h)
 	}
+	// The hosts share one kernel and its limited table of dynamic
+	// neighbour entries: the underlay is resolved statically, leaving the
+	// table to the VMs.
+	if err := lab.StaticUnderlay(); err != nil {
+		return fail(err)
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fail(err)
@@ -190,29 +195,7 @@ func sandboxUp(args []string) error {
 	}
 	fmt.Printf("sandbox up in %s: server %s, hosts %s\n  . <(neutrino sandbox openrc --dir %s)   # then: openstack network list\n",
 		abs, base, strings.Join(names, " "), *dir)
-	if warn := arpTableWarning(len(names)); warn != "" {
-		fmt.Fprintln(os.Stderr, warn)
-	}
 	return nil
-}
-
-// arpTableWarning says when hosts on this one kernel may outgrow its ARP
-// table: every host's agent keeps an entry for each peer on its networks,
-// and the table's limit (gc_thresh3) counts the entries of every
-// namespace; past it, new entries (the underlay's too) wait for garbage
-// collection and traffic stalls for seconds.
-func arpTableWarning(hosts int) string {
-	raw, err := os.ReadFile("/proc/sys/net/ipv4/neigh/default/gc_thresh3")
-	if err != nil {
-		return ""
-	}
-	limit, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil || hosts*20 <= limit {
-		return ""
-	}
-	return fmt.Sprintf("note: the %d hosts share this kernel's ARP table, limited to %d entries (net.ipv4.neigh.default.gc_thresh3); "+
-		"each host keeps one per peer VM on its networks, so with about %d VMs per network or more, raise it (and gc_thresh1/2) "+
-		"or traffic will stall while entries wait for garbage collection", hosts, limit, limit/hosts)
 }
 
 // givenServerOpenrc keeps the caller's admin credentials for a server the

@@ -587,6 +587,9 @@ func BenchmarkBootAtScale(b *testing.B) {
 		b.Cleanup(func() { cancel(); <-done; a.Close() })
 		handles[i] = hostHandle(b, lab, hosts[i])
 	}
+	if err := lab.StaticUnderlay(); err != nil {
+		b.Fatal(err)
+	}
 	for i := 0; i < b.N; i++ {
 		// A target VM per network, on its first host.
 		var nets []string

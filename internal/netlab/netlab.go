@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os/exec"
 	"strings"
 )
@@ -16,7 +17,11 @@ import (
 type Lab struct {
 	Prefix string
 	spaces []string
+	hosts  []underlayHost
 }
+
+// underlayHost is a host's namespace and address on the underlay switch.
+type underlayHost struct{ name, ip, mac string }
 
 // New makes a lab with a random prefix (or the given one) and its underlay
 // switch.
@@ -79,10 +84,49 @@ func (l *Lab) Host(n, ip string) error {
 		"peer", "name", "eth0", "netns", l.Name(n)).CombinedOutput(); err != nil {
 		return fmt.Errorf("netlab: veth to %s: %v %s", n, err, out)
 	}
+	mac := underlayMAC(ip)
 	for _, c := range [][]string{{"ul", "ip", "link", "set", "u-" + n, "master", "ul", "up"},
+		{n, "ip", "link", "set", "eth0", "address", mac},
 		{n, "ip", "addr", "add", ip + "/24", "dev", "eth0"}, {n, "ip", "link", "set", "eth0", "up"}} {
 		if err := l.Run(c[0], c[1:]...); err != nil {
 			return err
+		}
+	}
+	l.hosts = append(l.hosts, underlayHost{name: n, ip: ip, mac: mac})
+	return nil
+}
+
+// underlayMAC is a host's underlay MAC, derived from its address so that
+// it is known before the host answers ARP.
+func underlayMAC(ip string) string {
+	v4 := net.ParseIP(ip).To4()
+	if v4 == nil {
+		return ""
+	}
+	return fmt.Sprintf("02:4e:%02x:%02x:%02x:%02x", v4[0], v4[1], v4[2], v4[3])
+}
+
+// StaticUnderlay gives every host a permanent neighbour entry for every
+// other host's underlay address, as a fabric with static ARP would. All the
+// lab's namespaces share one kernel, whose table of dynamic neighbour
+// entries is limited for the whole machine (net.ipv4.neigh.default
+// .gc_thresh3, 1,024 by default); past it new entries wait for garbage
+// collection and traffic stalls for seconds. Real hosts each resolve their
+// own peers, so with many hosts the lab resolves the underlay statically
+// (permanent entries are exempt from the limit) and keeps the table for
+// what the VMs resolve. Hosts added afterwards are not included.
+func (l *Lab) StaticUnderlay() error {
+	for _, h := range l.hosts {
+		var b strings.Builder
+		for _, o := range l.hosts {
+			if o.name != h.name {
+				fmt.Fprintf(&b, "neigh replace %s lladdr %s nud permanent dev eth0\n", o.ip, o.mac)
+			}
+		}
+		cmd := exec.Command("ip", "-n", l.Name(h.name), "-batch", "-")
+		cmd.Stdin = strings.NewReader(b.String())
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("netlab: static underlay on %s: %v %s", h.name, err, out)
 		}
 	}
 	return nil
