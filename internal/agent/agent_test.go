@@ -166,6 +166,24 @@ func TestAgentsWireVXLAN(t *testing.T) {
 		p := post(t, url+"/v2.0/ports/"+vms[0].id, "GET", nil)["port"].(map[string]any)
 		return p["status"] == "ACTIVE", fmt.Sprint(p["status"])
 	})
+	// The VM is unplugged and plugged in again (a new device under the
+	// same name): the agent wires the new device, though the port it
+	// wired before is unchanged.
+	tap := dataplane.TapName(vms[0].id)
+	if err := lab.Run("compute-1", "ip", "link", "del", tap); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("ip", "link", "add", tap, "netns", lab.Name("compute-1"), "type", "veth",
+		"peer", "name", "eth0", "netns", lab.Name("vm1")).CombinedOutput(); err != nil {
+		t.Fatalf("plugging vm1 again: %v %s", err, out)
+	}
+	for _, c := range [][]string{{"ip", "link", "set", "eth0", "address", vms[0].mac, "mtu", fmt.Sprint(n["mtu"]), "up"},
+		{"ip", "addr", "add", vms[0].ip + "/24", "dev", "eth0"}} {
+		if err := lab.Run("vm1", c...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pingUntil(t, lab, "vm1", vms[1].ip, 10*time.Second)
 
 	// Restart compute-1's agent while vm1 pings vm2 continuously: the kernel
 	// keeps forwarding (nothing is flushed), and a network deleted while the

@@ -121,6 +121,10 @@ func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members ma
 	}
 	marks := h.portMarks(ports)
 	zones := h.networkZones(ports)
+	if done, err := h.setMembersOnly(ports, groups, members, marks, zones); done {
+		return err
+	}
+	h.filterIn = nil
 	bridge, inet := bridgeState(ports, marks), inetState(ports, groups, members, marks, zones)
 	grants := portGrants(ports, groups, members)
 	err := h.inNamespace(func() error {
@@ -134,10 +138,10 @@ func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members ma
 				return fmt.Errorf("dataplane: nftables: %w", err)
 			}
 		}
-		if h.nftBridge, err = writeTable(h.nftb, "", h.nftBridge, bridge, bridgeBase); err != nil {
+		if h.nftBridge, err = writeTable(h.nftb, nil, h.nftBridge, bridge, bridgeBase); err != nil {
 			return fmt.Errorf("dataplane: bridge rules: %w", err)
 		}
-		if h.nftInet, err = writeTable(h.nfti, filterTable, h.nftInet, inet, inetBase); err != nil {
+		if h.nftInet, err = writeTable(h.nfti, h.writeGroupElems, h.nftInet, inet, inetBase); err != nil {
 			return fmt.Errorf("dataplane: inet rules: %w", err)
 		}
 		return nil
@@ -151,6 +155,7 @@ func (h *Host) SetFilters(ports []PortFilter, groups []SecurityGroup, members ma
 	if err := h.revoke(ports, grants, zones); err != nil {
 		return fmt.Errorf("dataplane: conntrack: %w", err)
 	}
+	h.filterIn = newFilterInput(ports, groups, members, marks, zones)
 	return nil
 }
 
@@ -338,12 +343,12 @@ func (h *Host) portMarks(ports []PortFilter) map[string]uint32 {
 // (or the incremental change fails, as when someone else changed it),
 // otherwise by the differences from have.
 //
-// nlTable, when set, names the inet table whose remote groups' address
-// sets may be changed through netlink (see writeGroupElems).
-func writeTable(nft knftables.Interface, nlTable string, have, want *nftState, base func(*knftables.Transaction)) (*nftState, error) {
+// sets, when given, writes a change of remote groups' address sets alone
+// through netlink (see Host.writeGroupElems).
+func writeTable(nft knftables.Interface, sets func(map[string]elemChange) error, have, want *nftState, base func(*knftables.Transaction)) (*nftState, error) {
 	ctx := context.Background()
 	if have != nil {
-		if changes, ok := groupElemsOnly(have, want); ok && (len(changes) == 0 || nlTable != "" && writeGroupElems(nlTable, changes) == nil) {
+		if changes, ok := groupElemsOnly(have, want); ok && (len(changes) == 0 || sets != nil && sets(changes) == nil) {
 			return want, nil
 		}
 		tx := nft.NewTransaction()

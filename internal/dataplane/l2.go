@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
+	"github.com/google/nftables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"sigs.k8s.io/knftables"
@@ -35,6 +37,7 @@ type Host struct {
 	nftBridge, nftInet *nftState
 	marks              map[string]uint32
 	nftb, nfti         knftables.Interface
+	nft                *nftables.Conn // netlink, for remote groups' sets
 	closed             bool
 
 	// wired are the networks wired here (their conntrack zones), zones
@@ -43,6 +46,11 @@ type Host struct {
 	wired  map[string]bool
 	zones  map[string]uint16
 	grants map[string]grant
+	// filterIn is what the filters were last built from (nil: rebuild).
+	filterIn *filterInput
+	// tapEvents counts tap device events while tapWatch (see TapEpoch).
+	tapEvents atomic.Uint64
+	tapWatch  atomic.Bool
 }
 
 // OpenHost opens the host whose kernel is the named network namespace
@@ -71,6 +79,9 @@ func OpenHost(nsName string, vtep net.IP) (*Host, error) {
 // machine's, for a test), not the host's.
 func (h *Host) Close() {
 	h.closed = true
+	if h.nft != nil {
+		h.nft.CloseLasting()
+	}
 	h.nl.Close()
 	h.ns.Close()
 }
@@ -412,10 +423,24 @@ func (h *Host) WatchTaps(done <-chan struct{}, fn func(name string)) error {
 	}
 	go func() {
 		for u := range ch {
-			if name := u.Attrs().Name; strings.HasPrefix(name, "tap") && u.Header.Type == syscall.RTM_NEWLINK {
+			name := u.Attrs().Name
+			if !strings.HasPrefix(name, "tap") {
+				continue
+			}
+			h.tapEvents.Add(1)
+			if u.Header.Type == syscall.RTM_NEWLINK {
 				fn(name)
 			}
 		}
+		h.tapWatch.Store(false)
 	}()
+	h.tapWatch.Store(true)
 	return nil
+}
+
+// TapEpoch counts the events of the host's tap devices (plugged, changed,
+// removed) while WatchTaps runs; ok is false when nothing watches them, so
+// a wired port may have changed unseen.
+func (h *Host) TapEpoch() (epoch uint64, ok bool) {
+	return h.tapEvents.Load(), h.tapWatch.Load()
 }

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net"
 	"os/exec"
+	"reflect"
 	"runtime"
 	"strings"
 	"testing"
@@ -215,10 +216,23 @@ func TestSecurityGroups(t *testing.T) {
 	// changes: written through netlink), then leaves it.
 	members := func(extra ...string) {
 		t.Helper()
-		before := nlGroupWrites.Load()
+		before, tables := nlGroupWrites.Load(), h.nftInet
 		filterWith(fromWeb, extra...)
 		if nlGroupWrites.Load() != before+1 {
 			t.Fatal("a change of members only was not written through netlink")
+		}
+		// Applied without a rebuild, it left the tables and grants as a
+		// rebuild from the same input makes them.
+		in := h.filterIn
+		if in == nil || h.nftInet != tables {
+			t.Fatal("a change of members only rebuilt the filters")
+		}
+		fresh := inetState(in.ports, in.groups, in.members, in.marks, in.zones)
+		if ch, ok := groupElemsOnly(h.nftInet, fresh); !ok || len(ch) > 0 {
+			t.Fatalf("the members applied alone differ from a rebuild: %v (comparable %v)", ch, ok)
+		}
+		if !reflect.DeepEqual(h.grants, portGrants(in.ports, in.groups, in.members)) {
+			t.Fatal("the ports' grants after a change of members alone differ from a rebuild's")
 		}
 	}
 	members(ports[2].ip, ip6(ports[2].ip), "10.7.0.0/24", "2001:db8:7::/64", "10.1.0.12", "10.1.0.14", "10.7.1.0/24")
@@ -549,7 +563,7 @@ func TestConntrackZonesAndRevocation(t *testing.T) {
 	}
 	any4 := []FilterRule{{EtherType: "IPv4", PortMin: -1, PortMax: -1}}
 	icmp := []FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1}}
-	filter := func(openIngress []FilterRule) {
+	filterWith := func(openIngress []FilterRule, members map[string][]string) {
 		t.Helper()
 		groups := []SecurityGroup{{ID: "client", Egress: any4}, {ID: "open", Ingress: openIngress, Egress: any4}, {ID: "locked", Egress: any4}}
 		var pf []PortFilter
@@ -557,10 +571,11 @@ func TestConntrackZonesAndRevocation(t *testing.T) {
 			g := map[string]string{"a1": "client", "b1": "client", "a2": "open", "b2": "locked"}[p.vm]
 			pf = append(pf, PortFilter{PortID: p.id, Network: p.n.ID, MAC: p.mac, Addrs: []string{p.ip}, Groups: []string{g}})
 		}
-		if err := h.SetFilters(pf, groups, nil); err != nil {
+		if err := h.SetFilters(pf, groups, members); err != nil {
 			t.Fatal(err)
 		}
 	}
+	filter := func(openIngress []FilterRule) { t.Helper(); filterWith(openIngress, nil) }
 	// The same ICMP identifier from both networks: the same 5-tuple.
 	ping := func(from string, id string) bool {
 		return l.try(from, "ping", "-e", id, "-c", "1", "-W", "1", "10.5.0.12") == nil
@@ -583,5 +598,25 @@ func TestConntrackZonesAndRevocation(t *testing.T) {
 	filter(icmp)
 	if !ping("a1", "4343") {
 		t.Fatal("the flow does not start again once its rule is back")
+	}
+	// A remote group's member: a1 joins (members alone change: applied
+	// without a rebuild), its flow is established, and stops when a1
+	// leaves the group.
+	fromGroup := []FilterRule{{EtherType: "IPv4", Protocol: "icmp", PortMin: -1, PortMax: -1, RemoteGroup: "friends"}}
+	filterWith(fromGroup, map[string][]string{"friends": {}})
+	if ping("a1", "4444") {
+		t.Fatal("a1 reached a2 before joining the remote group")
+	}
+	tables := h.nftInet
+	filterWith(fromGroup, map[string][]string{"friends": {"10.5.0.11"}})
+	if !ping("a1", "4444") {
+		t.Fatal("a1 joined the remote group but cannot reach a2")
+	}
+	filterWith(fromGroup, map[string][]string{"friends": {"10.5.0.99"}})
+	if ping("a1", "4444") {
+		t.Fatal("an established flow outlived its source's membership of the remote group")
+	}
+	if h.nftInet != tables {
+		t.Fatal("members joining and leaving rebuilt the filters")
 	}
 }

@@ -73,12 +73,28 @@ func groupElemsOnly(have, want *nftState) (map[string]elemChange, bool) {
 }
 
 // writeGroupElems applies the changes to the inet table's sets through
-// netlink, in one batch, from the calling thread's network namespace.
-func writeGroupElems(table string, changes map[string]elemChange) error {
-	c, err := nftables.New()
-	if err != nil {
+// netlink, in one batch, on a connection kept open in the host's namespace.
+// (One opened per batch from a thread switched into the namespace cost ten
+// times the change: the Go runtime hands such a locked thread over at
+// every wait on the socket.)
+func (h *Host) writeGroupElems(changes map[string]elemChange) error {
+	if h.nft == nil {
+		c, err := nftables.New(nftables.WithNetNSFd(int(h.ns)), nftables.AsLasting())
+		if err != nil {
+			return err
+		}
+		h.nft = c
+	}
+	if err := writeGroupElems(h.nft, filterTable, changes); err != nil {
+		h.nft.CloseLasting()
+		h.nft = nil // a new connection next time
 		return err
 	}
+	return nil
+}
+
+// writeGroupElems writes the changes to table's sets on c, in one batch.
+func writeGroupElems(c *nftables.Conn, table string, changes map[string]elemChange) error {
 	t := &nftables.Table{Name: table, Family: nftables.TableFamilyINet}
 	for _, name := range slices.Sorted(maps.Keys(changes)) {
 		ch := changes[name]

@@ -9,7 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
 
@@ -76,30 +78,46 @@ func (r *Networks) Apply(ctx context.Context, env *concern.Env, span *hostapi.Sp
 
 // Ports wires the span's ports (those whose filters are in place) and
 // removes the networks no port needs any more, including those deleted
-// while the agent was not running.
-type Ports struct{}
+// while the agent was not running. A port wired stays so until a tap
+// device changes (the host's tap epoch) or the next full pass.
+type Ports struct {
+	applied concern.Memo
+	epoch   uint64
+}
 
 func (*Ports) Name() string    { return "ports" }
 func (*Ports) Kinds() []string { return []string{"port"} }
 func (*Ports) Close()          {}
 
 // Apply implements concern.Reconciler.
-func (*Ports) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span) error {
+func (r *Ports) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span) error {
+	r.applied.Reset(env)
+	if epoch, ok := env.Host.TapEpoch(); !ok || epoch != r.epoch {
+		r.applied, r.epoch = concern.Memo{}, epoch
+	}
 	env.Active = []string{}
+	seen := map[string]bool{"prune": true}
 	for _, p := range span.Ports {
+		id := attr.Str(p, "id")
 		n, ok := env.Nets[attr.Str(p, "network_id")]
-		if !ok || env.Unsafe[attr.Str(p, "id")] {
+		if !ok || env.Unsafe[id] {
 			continue
 		}
-		if err := env.Host.EnsurePort(attr.Str(p, "id"), n); err != nil {
+		seen["port "+id] = true
+		if err := r.applied.Once("port "+id, fmt.Sprint(n), func() error { return env.Host.EnsurePort(id, n) }); err != nil {
 			continue // no device yet: the VM is not plugged in
 		}
-		env.Active = append(env.Active, attr.Str(p, "id"))
+		env.Active = append(env.Active, id)
+	}
+	for key := range r.applied {
+		if !seen[key] {
+			delete(r.applied, key)
+		}
 	}
 	sort.Strings(env.Active)
 	keep := make([]dataplane.Network, 0, len(env.Nets))
-	for _, n := range env.Nets {
-		keep = append(keep, n)
+	for _, id := range slices.Sorted(maps.Keys(env.Nets)) {
+		keep = append(keep, env.Nets[id])
 	}
-	return env.Host.Prune(keep)
+	return r.applied.Once("prune", fmt.Sprint(keep), func() error { return env.Host.Prune(keep) })
 }
