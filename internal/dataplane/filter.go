@@ -530,48 +530,73 @@ func quote(s string) string { return `"` + s + `"` }
 
 func markHex(n uint32) string { return fmt.Sprintf("0x%08x", n) }
 
-// bridgeState: the anti-spoofing sets and the output marks.
+// bridgeState: each filtered port's chain, which its tap jumps to from the
+// ports map (one lookup per packet; other devices' packets pass), checking
+// its MAC and source addresses with plain comparisons and anonymous sets,
+// then marking the packet with the port's number for the inet table; and
+// the map from taps to their numbers as an output port.
 func bridgeState(ports []PortFilter, marks map[string]uint32) *nftState {
 	s := newState()
-	s.set("filtered", "ifname", false)
-	s.set("macs", "ifname . ether_addr", false)
-	s.set("src4", "ifname . ipv4_addr", false, knftables.IntervalFlag)
-	s.set("src6", "ifname . ipv6_addr", false, knftables.IntervalFlag)
-	// Neighbour advertisements may only speak for the port's own addresses
-	// (the target sits 8 bytes into the ICMPv6 message; nft has no name
-	// for it, so the set holds it as a 128-bit number).
-	s.set("nd6", "iifname . @th,64,128", false, knftables.IntervalFlag)
-	s.sets["nd6"] = nftSet{typ: s.sets["nd6"].typ, typeOf: true, flags: s.sets["nd6"].flags}
-	s.set("inmark", "ifname : mark", true)
+	s.set("ports", "ifname : verdict", true)
 	s.set("outmark", "ifname : mark", true)
 	for _, p := range ports {
 		tap := quote(TapName(p.PortID))
-		s.elem("filtered", []string{tap})
-		for _, m := range append([]string{p.MAC}, p.PairMACs...) {
-			if hw, err := net.ParseMAC(m); err == nil {
-				s.elem("macs", []string{tap, hw.String()})
-			}
-		}
-		v4, v6 := split(p.Addrs)
-		// 0.0.0.0: DHCP discovery and ARP probes; ::, link-local: DAD and
-		// neighbour discovery.
-		for _, a := range append(v4, "0.0.0.0") {
-			s.elem("src4", []string{tap, a})
-		}
-		v6 = append(v6, "::")
-		if ll := linkLocal(p.MAC); ll != "" {
-			v6 = append(v6, ll)
-		}
-		for _, a := range v6 {
-			s.elem("src6", []string{tap, a})
-			if a != "::" {
-				s.elem("nd6", []string{tap, v6Number(a)})
-			}
-		}
-		s.elem("inmark", []string{tap}, markHex(marks[p.PortID]<<16))
+		chain := "port-" + shortID(p.PortID, 20)
+		s.chains[chain] = portRules(p, marks[p.PortID])
+		s.elem("ports", []string{tap}, "goto "+chain)
 		s.elem("outmark", []string{tap}, markHex(marks[p.PortID]))
 	}
 	return s
+}
+
+// portRules is a filtered port's anti-spoofing: only its MACs, its
+// addresses (0.0.0.0: DHCP discovery and ARP probes; ::, link-local: DAD
+// and neighbour discovery), neighbour advertisements for its own addresses
+// (the target sits 8 bytes into the ICMPv6 message; nft has no name for
+// it, so it is matched as a 128-bit number), and no DHCP answers or router
+// advertisements: a VM may not act as a DHCP server or a router.
+func portRules(p PortFilter, mark uint32) []string {
+	var macs []string
+	for _, m := range append([]string{p.MAC}, p.PairMACs...) {
+		if hw, err := net.ParseMAC(m); err == nil && !slices.Contains(macs, hw.String()) {
+			macs = append(macs, hw.String())
+		}
+	}
+	v4, v6 := split(p.Addrs)
+	v4 = append(v4, "0.0.0.0")
+	var nd6 []string
+	for _, a := range v6 {
+		nd6 = append(nd6, v6Number(a))
+	}
+	if ll := linkLocal(p.MAC); ll != "" {
+		v6 = append(v6, ll)
+		nd6 = append(nd6, v6Number(ll))
+	}
+	v6 = append(v6, "::")
+	if len(macs) == 0 {
+		return []string{"drop"} // no MAC it may send from
+	}
+	rules := []string{"ether saddr != " + anonSet(macs) + " drop",
+		"ether type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
+		"udp sport { 67, 547 } drop",
+		"icmpv6 type nd-router-advert drop",
+		"ether type arp arp saddr ip != " + anonSet(v4) + " drop",
+		"ether type ip ip saddr != " + anonSet(v4) + " drop",
+		"ether type ip6 ip6 saddr != " + anonSet(v6) + " drop"}
+	if len(nd6) > 0 {
+		rules = append(rules, "icmpv6 type nd-neighbor-advert @th,64,128 != "+anonSet(nd6)+" drop")
+	} else {
+		rules = append(rules, "icmpv6 type nd-neighbor-advert drop")
+	}
+	return append(rules, "meta mark set "+markHex(mark<<16))
+}
+
+// anonSet writes values as one value or an anonymous set.
+func anonSet(values []string) string {
+	if len(values) == 1 {
+		return values[0]
+	}
+	return "{ " + strings.Join(values, ", ") + " }"
 }
 
 // v6Number writes an IPv6 address, or a prefix as a range, as nft numbers.
@@ -590,22 +615,7 @@ func v6Number(a string) string {
 func bridgeBase(tx *knftables.Transaction) {
 	tx.Add(&knftables.Chain{Name: "ports-in", Type: knftables.PtrTo(knftables.FilterType),
 		Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(knftables.BaseChainPriority("-300"))})
-	for _, r := range []string{
-		"iifname != @filtered accept",
-		"iifname . ether saddr != @macs drop",
-		// DHCP: a client without an address may ask; no VM may answer.
-		"ether type ip ip saddr 0.0.0.0 udp sport 68 udp dport 67 accept",
-		"udp sport 67 drop",
-		"udp sport 547 drop",
-		"icmpv6 type nd-router-advert drop",
-		"ether type arp iifname . arp saddr ip != @src4 drop",
-		"ether type ip iifname . ip saddr != @src4 drop",
-		"ether type ip6 iifname . ip6 saddr != @src6 drop",
-		"icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @nd6 drop",
-		"meta mark set iifname map @inmark",
-	} {
-		tx.Add(&knftables.Rule{Chain: "ports-in", Rule: r})
-	}
+	tx.Add(&knftables.Rule{Chain: "ports-in", Rule: "iifname vmap @ports"})
 	// Before br_netfilter's forward hook (priority -1): mark the output port.
 	tx.Add(&knftables.Chain{Name: "ports-out", Type: knftables.PtrTo(knftables.FilterType),
 		Hook: knftables.PtrTo(knftables.ForwardHook), Priority: knftables.PtrTo(knftables.BaseChainPriority("-200"))})
