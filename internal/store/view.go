@@ -100,13 +100,14 @@ func (v *view) changedSince(kind string, after int64, limit int) ([]string, bool
 }
 
 type index struct {
-	objs    map[string]Object
+	objs map[string]Object
+	// memos are made on first use (see view.memo).
 	memos   map[string]*Memo
 	meta    map[string]rowMeta
-	parent  map[string]map[string]struct{}
-	project map[string]map[string]struct{}
+	parent  map[string]ids
+	project map[string]ids
 	// attrs: attribute -> value -> ids, for the attributes indexed.
-	attrs map[string]map[string]map[string]struct{}
+	attrs map[string]map[string]ids
 	// The revisions at which objects of the kind last changed: any, by
 	// parent, by indexed attribute value (see Tx.Version).
 	changed       int64
@@ -118,10 +119,10 @@ type rowMeta struct{ project, parent string }
 
 func newIndex(attrs []string) *index {
 	ix := &index{objs: map[string]Object{}, memos: map[string]*Memo{}, meta: map[string]rowMeta{},
-		parent: map[string]map[string]struct{}{}, project: map[string]map[string]struct{}{},
-		attrs: map[string]map[string]map[string]struct{}{}, parentChanged: map[string]int64{}, attrChanged: map[string]map[string]int64{}}
+		parent: map[string]ids{}, project: map[string]ids{},
+		attrs: map[string]map[string]ids{}, parentChanged: map[string]int64{}, attrChanged: map[string]map[string]int64{}}
 	for _, a := range attrs {
-		ix.attrs[a] = map[string]map[string]struct{}{}
+		ix.attrs[a] = map[string]ids{}
 		ix.attrChanged[a] = map[string]int64{}
 	}
 	return ix
@@ -157,7 +158,7 @@ func (ix *index) indexAttr(attr string) {
 	if _, ok := ix.attrs[attr]; ok {
 		return
 	}
-	m := map[string]map[string]struct{}{}
+	m := map[string]ids{}
 	for id, o := range ix.objs {
 		for _, v := range attrValues(o, attr) {
 			addTo(m, v, id)
@@ -167,13 +168,66 @@ func (ix *index) indexAttr(attr string) {
 	ix.attrChanged[attr] = map[string]int64{}
 }
 
-func addTo(m map[string]map[string]struct{}, k, id string) {
-	s := m[k]
-	if s == nil {
-		s = map[string]struct{}{}
-		m[k] = s
+// ids is a set of object ids: one held inline (most values of some
+// indexes name a single object, as a port's device does), more in a map.
+type ids struct {
+	one  string
+	many map[string]struct{}
+}
+
+func (s ids) len() int {
+	if s.many != nil {
+		return len(s.many)
 	}
-	s[id] = struct{}{}
+	if s.one != "" {
+		return 1
+	}
+	return 0
+}
+
+func (s ids) each(fn func(id string)) {
+	if s.many == nil {
+		if s.one != "" {
+			fn(s.one)
+		}
+		return
+	}
+	for id := range s.many {
+		fn(id)
+	}
+}
+
+func addTo(m map[string]ids, k, id string) {
+	s := m[k]
+	switch {
+	case s.many != nil:
+		s.many[id] = struct{}{}
+		return
+	case s.one == "" || s.one == id:
+		s.one = id
+	default:
+		s = ids{many: map[string]struct{}{s.one: {}, id: {}}}
+	}
+	m[k] = s
+}
+
+// removeFrom takes id out of m[k], and k out of m when nothing is left
+// under it; it reports whether k went.
+func removeFrom(m map[string]ids, k, id string) bool {
+	s, ok := m[k]
+	if !ok {
+		return false
+	}
+	if s.many != nil {
+		delete(s.many, id)
+	} else if s.one == id {
+		s.one = ""
+	}
+	if s.len() == 0 {
+		delete(m, k)
+		return true
+	}
+	return false
 }
 
 // remove takes object id out (a change at revision rev).
@@ -186,23 +240,16 @@ func (ix *index) remove(id string, rev int64) {
 	for attr, byValue := range ix.attrs {
 		for _, v := range attrValues(ix.objs[id], attr) {
 			ix.attrChanged[attr][v] = max(ix.attrChanged[attr][v], rev)
-			delete(byValue[v], id)
-			if len(byValue[v]) == 0 {
+			if removeFrom(byValue, v, id) {
 				// None left: version 0, as for values never seen.
-				delete(byValue, v)
 				delete(ix.attrChanged[attr], v)
 			}
 		}
 	}
-	delete(ix.parent[m.parent], id)
-	if len(ix.parent[m.parent]) == 0 {
-		delete(ix.parent, m.parent)
+	if removeFrom(ix.parent, m.parent, id) {
 		delete(ix.parentChanged, m.parent)
 	}
-	delete(ix.project[m.project], id)
-	if len(ix.project[m.project]) == 0 {
-		delete(ix.project, m.project)
-	}
+	removeFrom(ix.project, m.project, id)
 	delete(ix.meta, id)
 	delete(ix.objs, id)
 	delete(ix.memos, id)
@@ -219,7 +266,6 @@ func (ix *index) put(id, project, parent string, o Object, rev int64) {
 	ix.remove(id, rev)
 	ix.touch(rev, parent)
 	ix.objs[id] = o
-	ix.memos[id] = &Memo{}
 	ix.meta[id] = rowMeta{project, parent}
 	addTo(ix.parent, parent, id)
 	addTo(ix.project, project, id)
@@ -442,14 +488,8 @@ func (v *view) list(kind string, f Filter) []Object {
 		return nil
 	}
 	// Start from the narrowest index, then check the other conditions.
-	var ids []string
-	collect := func(sets ...map[string]struct{}) {
-		for _, s := range sets {
-			for id := range s {
-				ids = append(ids, id)
-			}
-		}
-	}
+	var found []string
+	collect := func(s ids) { s.each(func(id string) { found = append(found, id) }) }
 	parents := f.Parents
 	if f.Parent != "" {
 		parents = append([]string{f.Parent}, parents...)
@@ -459,7 +499,7 @@ func (v *view) list(kind string, f Filter) []Object {
 	case len(f.IDs) > 0:
 		for _, id := range f.IDs {
 			if _, ok := ix.objs[id]; ok {
-				ids = append(ids, id)
+				found = append(found, id)
 			}
 		}
 	case f.Attr != "" && attrIndexed:
@@ -476,15 +516,15 @@ func (v *view) list(kind string, f Filter) []Object {
 		}
 	default:
 		for id := range ix.objs {
-			ids = append(ids, id)
+			found = append(found, id)
 		}
 	}
 	// Ids found by the attribute's index have its value.
 	byAttr := len(f.IDs) == 0 && f.Attr != "" && attrIndexed
-	sort.Strings(ids)
-	out := make([]Object, 0, len(ids))
-	for i, id := range ids {
-		if i > 0 && ids[i-1] == id {
+	sort.Strings(found)
+	out := make([]Object, 0, len(found))
+	for i, id := range found {
+		if i > 0 && found[i-1] == id {
 			continue
 		}
 		m := ix.meta[id]
@@ -545,7 +585,7 @@ func (v *view) count(kind, project string) int {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if ix := v.kinds[kind]; ix != nil {
-		return len(ix.project[project])
+		return ix.project[project].len()
 	}
 	return 0
 }
@@ -568,15 +608,34 @@ func (m *Memo) Store(key string, v []byte) { m.m.Store(key, v) }
 
 func (v *view) memo(kind string, o Object) *Memo {
 	id, _ := o["id"].(string)
+	current := func() (*index, bool) {
+		ix := v.kinds[kind]
+		if ix == nil {
+			return nil, false
+		}
+		cur, ok := ix.objs[id]
+		return ix, ok && reflect.ValueOf(cur).UnsafePointer() == reflect.ValueOf(o).UnsafePointer()
+	}
 	v.mu.RLock()
-	defer v.mu.RUnlock()
-	ix := v.kinds[kind]
-	if ix == nil {
+	ix, ok := current()
+	var m *Memo
+	if ok {
+		m = ix.memos[id]
+	}
+	v.mu.RUnlock()
+	if !ok || m != nil {
+		return m
+	}
+	// The first use of this version of the object: most are never
+	// rendered whole, and keep no memo.
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if ix, ok = current(); !ok {
 		return nil
 	}
-	cur, ok := ix.objs[id]
-	if !ok || reflect.ValueOf(cur).UnsafePointer() != reflect.ValueOf(o).UnsafePointer() {
-		return nil
+	if m = ix.memos[id]; m == nil {
+		m = &Memo{}
+		ix.memos[id] = m
 	}
-	return ix.memos[id]
+	return m
 }
