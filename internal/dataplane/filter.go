@@ -516,8 +516,9 @@ func split(addrs []string) (v4, v6 []string) {
 	return
 }
 
-// linkLocal is the IPv6 link-local address a MAC gives (EUI-64).
-func linkLocal(mac string) string {
+// LinkLocal is the IPv6 link-local address a MAC gives (EUI-64; "" for
+// no MAC).
+func LinkLocal(mac string) string {
 	hw, err := net.ParseMAC(mac)
 	if err != nil || len(hw) != 6 {
 		return ""
@@ -568,7 +569,7 @@ func portRules(p PortFilter, mark uint32) []string {
 	for _, a := range v6 {
 		nd6 = append(nd6, v6Number(a))
 	}
-	if ll := linkLocal(p.MAC); ll != "" {
+	if ll := LinkLocal(p.MAC); ll != "" {
 		v6 = append(v6, ll)
 		nd6 = append(nd6, v6Number(ll))
 	}

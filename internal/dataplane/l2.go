@@ -341,7 +341,7 @@ func (h *Host) setProxyNeighbours(vx netlink.Link, peers []Peer) error {
 		for _, ip := range p.IPs {
 			add(ip, p.MAC)
 		}
-		if ll := linkLocal(p.MAC.String()); ll != "" {
+		if ll := LinkLocal(p.MAC.String()); ll != "" {
 			add(net.ParseIP(ll), p.MAC)
 		}
 	}

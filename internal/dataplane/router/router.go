@@ -58,6 +58,9 @@ type Spec struct {
 	// SNAT hides these IPv4 prefixes behind SNATAddress at the gateway.
 	SNAT        []string
 	SNATAddress string
+	// HA, when set, makes the router one instance of a highly available
+	// router: its addresses and routes are keepalived's (see HA).
+	HA *HA
 }
 
 // Neighbor is an address on a router port's network and the MAC behind it.
@@ -126,6 +129,8 @@ type Router struct {
 	// announced are the floating IPs a gratuitous ARP was sent for.
 	announced map[string]bool
 	ra        map[string]*raSender
+	haState
+	noAutoLL bool // HA: devices get no link-local address of their own
 }
 
 // Open returns the router of namespace ns (its ports' host ends live
@@ -158,6 +163,16 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 	defer done()
 	addrs := map[string][]string{}
 	ra := map[string]RA{}
+	if spec.HA != nil && !r.noAutoLL {
+		// A standby must never speak from the router's MACs (learning
+		// switches would send the router's traffic to it): no link-local
+		// address of the kernel's own on its devices, keepalived adds them
+		// on the active instance.
+		if err := dataplane.Run("ip", "netns", "exec", r.NS, "sysctl", "-qw", "net.ipv6.conf.default.addr_gen_mode=1"); err != nil {
+			return err
+		}
+		r.noAutoLL = true
+	}
 	for _, p := range spec.Ports {
 		if err := p.Ensure(r.NS, r.hostNS); err != nil {
 			return err
@@ -188,6 +203,11 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 	// itself for lack of its DNAT rule.
 	if err := r.setNAT(spec); err != nil {
 		return err
+	}
+	if spec.HA != nil {
+		// Addresses and routes are keepalived's, on the active instance
+		// only. (Advertisements are not sent by HA routers yet.)
+		return r.applyHA(h, spec, addrs)
 	}
 	devs := slices.Sorted(maps.Keys(addrs))
 	for _, dev := range devs {
