@@ -274,6 +274,8 @@ func serve(args []string) error {
 	quotaSpec := fs.String("default-quotas", "", "default quotas, e.g. network=100,port=500 (-1 unlimited)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	dhcpPerNet := fs.Int("dhcp-agents-per-network", 1, "DHCP agents scheduled per network")
+	l3HA := fs.Bool("l3-ha", false, "new routers are highly available (VRRP across L3 agents) unless created with ha false")
+	maxL3 := fs.Int("max-l3-agents-per-router", 3, "L3 agents an HA router is scheduled to (at least 2)")
 	downTime := fs.Duration("agent-down-time", 75*time.Second, "how long after its last report an agent counts as dead (its DHCP networks then move to live agents)")
 	servicePlugins := fs.String("service-plugins", "all", "optional services to run, comma-separated ("+strings.Join(services.Optional(), ", ")+"), or all")
 	mechDrivers := fs.String("mechanism-drivers", "linux", "ML2 mechanism drivers, in order")
@@ -303,7 +305,11 @@ func serve(args []string) error {
 	cfg := services.Config{ML2: ml2.Config{TenantNetworkTypes: splitList(*tenantTypes), NetworkVLANRanges: splitList(*vlanRanges),
 		FlatNetworks: splitList(*flatNets), VNIRanges: splitList(*vniRanges), GlobalPhysnetMTU: *physMTU,
 		MechanismDrivers: splitList(*mechDrivers)},
-		Quotas: map[string]int{}, DHCPAgentsPerNetwork: *dhcpPerNet, AgentDownTime: *downTime}
+		Quotas: map[string]int{}, DHCPAgentsPerNetwork: *dhcpPerNet, AgentDownTime: *downTime,
+		L3HA: *l3HA, MaxL3AgentsPerRouter: *maxL3}
+	if *maxL3 < 2 {
+		return fmt.Errorf("--max-l3-agents-per-router: %d (at least 2)", *maxL3)
+	}
 	if *servicePlugins != "all" {
 		cfg.ServicePlugins = splitList(*servicePlugins)
 		if cfg.ServicePlugins == nil {

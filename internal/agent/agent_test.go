@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -70,11 +71,11 @@ func testCloud(t testing.TB, tools ...string) (string, *netlab.Lab) {
 // ends; dhcpHost also serves DHCP.
 func startAgents(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcpHost string) {
 	t.Helper()
-	startAgentsL3(t, url, lab, hosts, dhcpHost, "")
+	startAgentsL3(t, url, lab, hosts, dhcpHost)
 }
 
-// startAgentsL3 is startAgents with l3Host also hosting routers.
-func startAgentsL3(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcpHost, l3Host string) {
+// startAgentsL3 is startAgents with l3Hosts also hosting routers.
+func startAgentsL3(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcpHost string, l3Hosts ...string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -88,7 +89,7 @@ func startAgentsL3(t testing.TB, url string, lab *netlab.Lab, hosts []string, dh
 			t.Fatal(err)
 		}
 		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
-			Log: quiet, DHCP: h == dhcpHost, L3: h == l3Host, Physnets: map[string]string{"physnet1": "phy1"}})
+			Log: quiet, DHCP: h == dhcpHost, L3: slices.Contains(l3Hosts, h), Physnets: map[string]string{"physnet1": "phy1"}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -347,3 +347,103 @@ func TestAccessAsExternal(t *testing.T) {
 		}
 	})
 }
+
+// TestHARouters: an HA router with an interface goes to every L3 agent
+// (up to the maximum), each instance with an HA port on the project's HA
+// network; l3-agents shows each instance's state as agents report it, the
+// router's ports follow the active instance, and the HA network goes with
+// the project's last HA router.
+func TestHARouters(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		report := func(typ, host string) string {
+			return e.must(200, e.do(admin, "POST", "/neutrino/v1/agents/report", map[string]any{"agent": map[string]any{
+				"agent_type": typ, "binary": "neutrino-agent", "host": host, "start_flag": true,
+				"configurations": map[string]any{"tunnel_types": []any{"vxlan"}, "agent_mode": "legacy"}}}), "agent")["id"].(string)
+		}
+		for _, h := range []string{"network-1", "network-2"} {
+			report("Neutrino host agent", h)
+			report("L3 agent", h)
+		}
+		n := e.network(userA, nil)["id"].(string)
+		sn := e.subnet(userA, map[string]any{"network_id": n, "ip_version": 4, "cidr": "10.42.0.0/24"})
+		e.fault(e.do(userA, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"ha": true}}), 403, "PolicyNotAuthorized")
+		r := e.must(201, e.do(admin, "POST", "/v2.0/routers", map[string]any{"router": map[string]any{"ha": true,
+			"tenant_id": projA}}), "router")
+		if r["ha"] != true {
+			t.Fatalf("router: %v", r)
+		}
+		id := r["id"].(string)
+		ri := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+id+"/add_router_interface", map[string]any{"subnet_id": sn["id"]}), "")
+		agents := e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents")
+		if len(agents) != 2 {
+			t.Fatalf("an HA router went to %d agents, not both: %v", len(agents), agents)
+		}
+		for _, a := range agents {
+			if s := a.(map[string]any)["ha_state"]; s != "standby" {
+				t.Fatalf("ha_state before any report: %v", s)
+			}
+		}
+		nets := e.list(admin, "/v2.0/networks?name=HA+network+tenant+"+projA, "networks")
+		if len(nets) != 1 || nets[0].(map[string]any)["project_id"] != "" {
+			t.Fatalf("HA network: %v", nets)
+		}
+		haNet := nets[0].(map[string]any)["id"].(string)
+		hosts := map[any]bool{}
+		for _, p := range e.list(admin, "/v2.0/ports?device_owner=network:router_ha_interface&device_id="+id, "ports") {
+			p := p.(map[string]any)
+			if p["network_id"] != haNet || p["name"] != "HA port tenant "+projA || p["project_id"] != "" {
+				t.Fatalf("HA port: %v", p)
+			}
+			hosts[p["binding:host_id"]] = true
+		}
+		if !hosts["network-1"] || !hosts["network-2"] {
+			t.Fatalf("HA ports are not one per instance's host: %v", hosts)
+		}
+		// Each instance's host state holds the router and its interface.
+		for _, h := range []string{"network-1", "network-2"} {
+			st := e.must(200, e.do(admin, "GET", "/neutrino/v1/hosts/"+h+"/state", nil), "")
+			found := false
+			for _, p := range st["ports"].([]any) {
+				found = found || p.(map[string]any)["id"] == ri["port_id"]
+			}
+			if len(st["routers"].([]any)) != 1 || !found {
+				t.Fatalf("%s's state lacks the HA router or its interface", h)
+			}
+		}
+		// network-2 reports its instance active: the interface follows.
+		e.fault(e.do(userA, "PUT", "/neutrino/v1/hosts/network-2/ha-routers", map[string]any{"states": map[string]any{id: "active"}}), 403, "PolicyNotAuthorized")
+		e.fault(e.do(admin, "PUT", "/neutrino/v1/hosts/network-2/ha-routers", map[string]any{"states": map[string]any{id: "leading"}}), 400, "HTTPBadRequest")
+		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/network-2/ha-routers", map[string]any{"states": map[string]any{id: "active"}}), "")
+		for _, a := range e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents") {
+			a := a.(map[string]any)
+			if want := map[any]string{"network-1": "standby", "network-2": "active"}[a["host"]]; a["ha_state"] != want {
+				t.Fatalf("%s: ha_state %v, want %s", a["host"], a["ha_state"], want)
+			}
+		}
+		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-2" {
+			t.Fatalf("the interface did not follow the active instance: %v", p["binding:host_id"])
+		}
+		// ha cannot change while the router is up; down, it can.
+		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": false}}), 400, "HTTPBadRequest")
+		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"admin_state_up": false}}), "router")
+		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": false}}), "router")
+		if l := e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents"); len(l) != 1 || l[0].(map[string]any)["ha_state"] != nil {
+			t.Fatalf("a router made legacy keeps %d agents: %v", len(l), l)
+		}
+		if l := e.list(admin, "/v2.0/networks?name=HA+network+tenant+"+projA, "networks"); len(l) != 0 {
+			t.Fatalf("the HA network outlived the project's last HA router: %v", l)
+		}
+		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": true}}), "router")
+		if l := e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents"); len(l) != 2 {
+			t.Fatalf("a router made HA again has %d agents", len(l))
+		}
+		e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+id+"/remove_router_interface", map[string]any{"subnet_id": sn["id"]}), "")
+		e.must(204, e.do(admin, "DELETE", "/v2.0/routers/"+id, nil), "")
+		if l := e.list(admin, "/v2.0/networks?name=HA+network+tenant+"+projA, "networks"); len(l) != 0 {
+			t.Fatalf("the HA network outlived the project's last HA router: %v", l)
+		}
+		if l := e.list(admin, "/v2.0/ports?device_owner=network:router_ha_interface", "ports"); len(l) != 0 {
+			t.Fatalf("HA ports outlived their router: %v", l)
+		}
+	})
+}

@@ -100,6 +100,8 @@ const (
 	OwnerDHCP            = "network:dhcp"
 	OwnerRouterInterface = "network:router_interface"
 	OwnerRouterGateway   = "network:router_gateway"
+	// OwnerRouterHA owns an HA router instance's port on its HA network.
+	OwnerRouterHA = "network:router_ha_interface"
 	OwnerFloatingIP      = "network:floatingip"
 )
 

@@ -32,6 +32,10 @@ type Config struct {
 	// Quotas are the default limits by quota name (-1: unlimited).
 	Quotas               map[string]int
 	DHCPAgentsPerNetwork int
+	// L3HA makes new routers highly available by default; HA routers go
+	// to MaxL3AgentsPerRouter L3 agents (0: 3).
+	L3HA                 bool
+	MaxL3AgentsPerRouter int
 	// AgentDownTime is how long an agent may go without reporting before
 	// it counts as dead.
 	AgentDownTime time.Duration
@@ -60,7 +64,7 @@ var list = []entry{
 	{"dhcp", false, func(c Config) (plugin.Service, error) {
 		return dhcp.New(dhcp.Config{AgentsPerNetwork: c.DHCPAgentsPerNetwork}), nil
 	}},
-	{"router", true, func(Config) (plugin.Service, error) { return l3.New(), nil }},
+	{"router", true, func(c Config) (plugin.Service, error) { return l3.New(l3.Config{HA: c.L3HA, MaxAgents: c.MaxL3AgentsPerRouter}), nil }},
 	{"metering", true, func(Config) (plugin.Service, error) { return metering.New(), nil }},
 	{"quotas", false, func(c Config) (plugin.Service, error) { return quota.New(c.Quotas), nil }},
 }

@@ -7,10 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"time"
 
 	"neutrino/internal/agent/concern"
 	"neutrino/internal/attr"
@@ -23,21 +27,41 @@ import (
 type Routers struct {
 	routers map[string]*router.Router // by namespace
 	applied concern.Memo
+
+	// HA router instances: the states last reported, and the watch that
+	// reports a change at once.
+	haMu       sync.Mutex
+	ha         map[string]*router.Router // HA routers here, by router id
+	haReported map[string]string         // router id -> state
+	haWatching bool
 }
 
+// HAStateRoot keeps each HA router instance's keepalived files, under the
+// router namespace's name.
+var HAStateRoot = "/run/neutrino/keepalived"
+
+// haAdvert is the VRRP advertisement interval of HA routers: a standby
+// takes over from a master that died about three intervals after its last
+// advertisement (Neutron's default, 2 s, would make that 6 s or more).
+const haAdvert = 200 * time.Millisecond
+
 // New returns the L3 reconciler.
-func New() *Routers { return &Routers{routers: map[string]*router.Router{}} }
+func New() *Routers { return &Routers{routers: map[string]*router.Router{}, ha: map[string]*router.Router{}} }
 
 func (*Routers) Name() string { return "l3" }
 func (*Routers) Kinds() []string {
 	return []string{"router", "floatingip", "l3_binding", "port", "subnet", "network"}
 }
 
-// Close stops the routers' advertisements (the namespaces stay).
+// Close stops the routers' advertisements and the HA watch (the
+// namespaces, and HA routers' keepalived, stay).
 func (r *Routers) Close() {
 	for _, rt := range r.routers {
 		rt.Close()
 	}
+	r.haMu.Lock()
+	r.ha = nil
+	r.haMu.Unlock()
 }
 
 // Dev names the router end of a router port's veth pair.
@@ -54,7 +78,8 @@ func Dev(port map[string]any) string {
 func Ports(span *hostapi.Span, routerID string) []map[string]any {
 	var out []map[string]any
 	for _, p := range span.Ports {
-		if attr.Str(p, "device_id") == routerID && strings.HasPrefix(attr.Str(p, "device_owner"), "network:router_") {
+		if attr.Str(p, "device_id") == routerID && strings.HasPrefix(attr.Str(p, "device_owner"), "network:router_") &&
+			attr.Str(p, "device_owner") != hostapi.OwnerRouterHA {
 			out = append(out, p)
 		}
 	}
@@ -91,13 +116,26 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 				used = append(used, subnets[attr.Str(f, "subnet_id")])
 			}
 		}
-		_, exists := r.routers[ns]
+		var ha *router.HA
+		if rt["ha"] == true {
+			if ha = haOf(env, span, rt, subnets, ns); ha == nil {
+				continue // its HA port here is not there yet: no instance
+			}
+			used = append(used, *ha)
+		}
+		existing, exists := r.routers[ns]
+		if exists && ha != nil && existing.HAState() == router.HAFault {
+			delete(r.applied, "router "+ns) // keepalived died: fenced, start it again
+		}
 		err := r.applied.Once("router "+ns, fmt.Sprint(rt, ports, fips, used, exists && dataplane.NamespaceExists(ns)), func() error {
-			return r.ensure(ctx, env, ns, rt, ports, fips, subnets)
+			return r.ensure(ctx, env, ns, rt, ports, fips, subnets, ha)
 		})
 		if err != nil {
 			errs = append(errs, fmt.Sprintf("router %s: %v", attr.Str(rt, "id"), err))
 			continue
+		}
+		if ha != nil {
+			r.watchHA(env, attr.Str(rt, "id"), r.routers[ns])
 		}
 		// The peers on its networks, whose MACs it is given (see
 		// router.Router.SeedNeighbors): again when they change.
@@ -112,7 +150,17 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 	// their ports' devices with their namespaces.
 	dataplane.SweepNamespaces(env.NSPrefix(concern.RouterNS), want, func(ns string) {
 		if rt := r.routers[ns]; rt != nil {
+			r.haMu.Lock()
+			for id, h := range r.ha {
+				if h == rt {
+					delete(r.ha, id)
+				}
+			}
+			r.haMu.Unlock()
+			rt.StopHA()
 			rt.Close()
+		} else {
+			router.KillHA(filepath.Join(HAStateRoot, ns)) // left by an earlier agent
 		}
 		delete(r.applied, "router "+ns)
 		delete(r.applied, "neighbors "+ns)
@@ -124,7 +172,7 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 	return nil
 }
 
-func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any) error {
+func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any, ha *router.HA) error {
 	rtr := r.routers[ns]
 	if rtr == nil || !dataplane.NamespaceExists(ns) {
 		if rtr != nil {
@@ -136,7 +184,7 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 		}
 		r.routers[ns] = rtr
 	}
-	spec := router.Spec{}
+	spec := router.Spec{HA: ha}
 	var gwIPs []netip.Addr
 	var internal []string
 	for _, p := range ports {
@@ -271,4 +319,92 @@ func raFor(p map[string]any, subnets map[string]map[string]any, mtu int) (router
 	}
 	sort.Slice(cfg.Prefixes, func(i, j int) bool { return cfg.Prefixes[i].Prefix.String() < cfg.Prefixes[j].Prefix.String() })
 	return cfg, len(cfg.Prefixes) > 0
+}
+
+// haOf is the HA part of an HA router's instance here: its HA port (bound
+// to this host), its address on the HA network and the router's virtual
+// router id; nil while the port or its network is not in the span.
+func haOf(env *concern.Env, span *hostapi.Span, rt map[string]any, subnets map[string]map[string]any, ns string) *router.HA {
+	vrid, _ := rt["ha_vr_id"].(float64)
+	for _, p := range span.Ports {
+		if attr.Str(p, "device_id") != attr.Str(rt, "id") || attr.Str(p, "device_owner") != hostapi.OwnerRouterHA ||
+			attr.Str(p, "binding:host_id") != env.HostName {
+			continue
+		}
+		n, ok := env.Nets[attr.Str(p, "network_id")]
+		ips := attr.Objects(p, "fixed_ips")
+		if !ok || len(ips) == 0 || vrid < 1 {
+			return nil
+		}
+		sn := subnets[attr.Str(ips[0], "subnet_id")]
+		cidr := attr.Str(sn, "cidr")
+		if sn == nil || !strings.Contains(cidr, "/") {
+			return nil
+		}
+		id := attr.Str(p, "id")
+		return &router.HA{Port: dataplane.PortVeth{Tap: dataplane.TapName(id), Dev: "ha-" + id[:min(11, len(id))],
+			MAC: attr.Str(p, "mac_address"), MTU: n.MTU}, Addr: attr.Str(ips[0], "ip_address") + cidr[strings.LastIndex(cidr, "/"):],
+			VRID: int(vrid), Advert: haAdvert, Dir: filepath.Join(HAStateRoot, ns)}
+	}
+	return nil
+}
+
+// haStates are the states of the HA router instances here, by router
+// (the caller holds haMu).
+func (r *Routers) haStates() map[string]string {
+	out := map[string]string{}
+	for id, rt := range r.ha {
+		out[id] = rt.HAState()
+	}
+	return out
+}
+
+// watchHA keeps rt (router id's instance here) among the HA instances
+// reported, and starts the watch that reports any change of their states
+// at once (polled every 50 ms; a fault is told at once by the router).
+func (r *Routers) watchHA(env *concern.Env, id string, rt *router.Router) {
+	r.haMu.Lock()
+	defer r.haMu.Unlock()
+	r.ha[id] = rt
+	if r.haWatching {
+		return
+	}
+	r.haWatching = true
+	api, host := env.API, env.HostName
+	go func() {
+		ctx := context.Background()
+		for {
+			time.Sleep(50 * time.Millisecond)
+			r.haMu.Lock()
+			if r.ha == nil {
+				r.haMu.Unlock()
+				return // closed
+			}
+			if states := r.haStates(); !maps.Equal(states, r.haReported) {
+				r.reportHA(ctx, &concern.Env{API: api, HostName: host})
+			}
+			r.haMu.Unlock()
+		}
+	}()
+}
+
+// Report implements concern.Reporter: every HA instance's state, at each
+// heartbeat (a change is also reported at once, see watchHA).
+func (r *Routers) Report(ctx context.Context, env *concern.Env) error {
+	r.haMu.Lock()
+	defer r.haMu.Unlock()
+	return r.reportHA(ctx, env)
+}
+
+// reportHA sends the instances' states (the caller holds haMu).
+func (r *Routers) reportHA(ctx context.Context, env *concern.Env) error {
+	states := r.haStates()
+	if len(states) == 0 && len(r.haReported) == 0 {
+		return nil
+	}
+	if err := env.API.Call(ctx, "PUT", "/neutrino/v1/hosts/"+env.HostName+"/ha-routers", map[string]any{"states": states}, nil); err != nil {
+		return err
+	}
+	r.haReported = states
+	return nil
 }

@@ -103,8 +103,12 @@ func (r *Router) applyHA(h *netlink.Handle, spec Spec, addrs map[string][]string
 	}
 	r.haMu.Lock()
 	defer r.haMu.Unlock()
+	r.haSpec = spec
 	if r.ka == nil {
 		r.ka = adopt(ha.Dir)
+		if r.ka != nil {
+			go r.watchKeepalived(r.ka)
+		}
 	}
 	if r.ka != nil && !r.ka.alive() {
 		r.ka = nil
@@ -132,7 +136,6 @@ func (r *Router) applyHA(h *netlink.Handle, spec Spec, addrs map[string][]string
 	}
 	ka.conf = conf
 	r.ka = ka
-	r.haSpec = spec
 	go r.watchKeepalived(ka)
 	return nil
 }
@@ -459,4 +462,31 @@ type haState struct {
 	// OnHAChange, when set, is told of a fault as soon as keepalived is
 	// found dead (the instance fenced).
 	OnHAChange func(state string)
+}
+
+// IsHA reports whether the router was last applied as an HA instance.
+func (r *Router) IsHA() bool {
+	r.haMu.Lock()
+	defer r.haMu.Unlock()
+	return r.haSpec.HA != nil
+}
+
+// KillHA stops the keepalived of the HA instance whose files are in dir,
+// when no Router of this agent runs it (left by an earlier agent, its
+// router gone meanwhile): in order, then by force after a few seconds.
+func KillHA(dir string) {
+	pid := readPID(filepath.Join(dir, kaPID))
+	if pid == 0 || !isKeepalived(pid, dir) {
+		return
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	for i := 0; i < 100 && isKeepalived(pid, dir); i++ {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if isKeepalived(pid, dir) {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if vrrp := readPID(filepath.Join(dir, kaVRRP)); vrrp != 0 && isKeepalived(vrrp, dir) {
+		syscall.Kill(vrrp, syscall.SIGKILL)
+	}
 }

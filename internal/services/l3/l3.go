@@ -52,11 +52,12 @@ func init() {
 
 // Service is the router service plugin.
 type Service struct {
+	cfg   Config
 	sched *agents.Scheduler
 }
 
 // New returns the router service plugin.
-func New() *Service { return &Service{} }
+func New(cfg Config) *Service { return &Service{cfg: cfg} }
 
 // Name implements plugin.Service: "router", as in Neutron's service_plugins.
 func (s *Service) Name() string { return "router" }
@@ -68,7 +69,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 		return fault.New(http.StatusInternalServerError, "", "the router service needs the agents service before it")
 	}
 	s.sched = ag.Scheduler("l3_binding", hostapi.L3AgentType, "router_id")
-	s.sched.Moved = func(c *plugin.Ctx, routerID string, _, _ plugin.Object) error { return s.bindRouterPorts(c, routerID) }
+	s.sched.Moved = s.routerMoved
 	r.Extension(extensions...)
 	if err := r.Resource(&plugin.Handler{Res: Router, Create: s.createRouter, Update: s.updateRouter, Delete: s.deleteRouter,
 		Quota: "router", Actions: map[string]plugin.Action{
@@ -84,7 +85,9 @@ func (s *Service) Register(r *plugin.Registry) error {
 		return err
 	}
 	r.Nest(agents.Agent, "l3-routers", s.l3RoutersNest())
-	r.Nest(Router, "l3-agents", s.sched.HostingAgents(Router, "get_l3-agents"))
+	r.Nest(Router, "l3-agents", s.hostingAgents())
+	r.ExtendResource(agents.Agent, schema.RO("ha_state"))
+	r.Route(&plugin.Route{Method: "PUT", Path: "hosts/{}/ha-routers", Internal: true, Serve: s.serveHAStates})
 	r.Subscribe(schema.Port.Kind, plugin.Create, plugin.Before, func(c *plugin.Ctx, p *plugin.Payload) error {
 		return checkDeviceOwned(c, p.Request)
 	})
@@ -240,9 +243,30 @@ func (s *Service) hostPart(c *plugin.Ctx, host string, span *hostapi.Span, _ plu
 	if err != nil || len(mine) == 0 {
 		return err
 	}
+	have := map[string]bool{}
+	for _, p := range span.Ports {
+		have[attr.Str(p, "id")] = true
+	}
 	for id := range mine {
-		if r, err := c.Tx.Get(Router.Kind, id); err == nil {
-			span.Routers = append(span.Routers, r)
+		r, err := c.Tx.Get(Router.Kind, id)
+		if err != nil {
+			continue
+		}
+		span.Routers = append(span.Routers, r)
+		if !isHA(r) {
+			continue
+		}
+		// Every instance of an HA router has its ports (bound to the
+		// active instance's host) wired, to take over at once.
+		ports, err := routerPorts(c, id)
+		if err != nil {
+			return err
+		}
+		for _, p := range ports {
+			if !have[attr.Str(p, "id")] {
+				span.Ports = append(span.Ports, p)
+				have[attr.Str(p, "id")] = true
+			}
 		}
 	}
 	sort.Slice(span.Routers, func(i, j int) bool { return attr.Str(span.Routers[i], "id") < attr.Str(span.Routers[j], "id") })

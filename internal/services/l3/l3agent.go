@@ -17,24 +17,94 @@ import (
 // live L3 agent (one agent: routers are legacy ones); its ports are bound
 // to that agent's host, and move with the router when the agent dies.
 
-// routerHost is the host of the router's L3 agent ("" if unscheduled).
+// routerHost is the host the router's ports are bound to ("" if
+// unscheduled): its L3 agent's, or for an HA router its active instance's
+// (until one reports active: the host they are bound to if it still hosts
+// the router, else its first agent's).
 func (s *Service) routerHost(c *plugin.Ctx, routerID string) (string, error) {
 	hosts, err := s.sched.Hosts(c, routerID)
 	if err != nil || len(hosts) == 0 {
 		return "", err
 	}
+	if len(hosts) == 1 {
+		return hosts[0], nil
+	}
+	if h, err := s.activeHost(c, routerID); err != nil || h != "" {
+		return h, err
+	}
+	ports, err := routerPorts(c, routerID)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range ports {
+		if h := attr.Str(p, "binding:host_id"); slices.Contains(hosts, h) {
+			return h, nil
+		}
+	}
 	return hosts[0], nil
 }
 
-// scheduleRouter hosts a router that has ports on an L3 agent, and binds
-// its ports to that agent's host.
+// scheduleRouter hosts a router that has ports on its L3 agents (one, or
+// for an HA router several, each with its HA port), and binds its ports
+// to the host of the one that serves it.
 func (s *Service) scheduleRouter(c *plugin.Ctx, routerID string) error {
-	ports, err := routerPorts(c, routerID)
+	r, err := c.Tx.Get(Router.Kind, routerID)
 	if err != nil {
 		return err
 	}
+	return s.scheduleRouterObj(c, r)
+}
+
+// scheduleRouterObj is scheduleRouter for the router as r has it (an
+// update not stored yet).
+func (s *Service) scheduleRouterObj(c *plugin.Ctx, r plugin.Object) error {
+	id := attr.Str(r, "id")
+	ports, err := routerPorts(c, id)
+	if err != nil {
+		return err
+	}
+	want := s.agentsFor(r)
 	if len(ports) > 0 {
-		if _, err := s.sched.Schedule(c, routerID, 1); err != nil {
+		if _, err := s.sched.Schedule(c, id, want); err != nil {
+			return err
+		}
+	}
+	// A router no longer HA keeps one agent.
+	bound, err := s.sched.Bindings(c, id)
+	if err != nil {
+		return err
+	}
+	for _, b := range bound[min(len(bound), want):] {
+		if err := s.sched.Unbind(c, b); err != nil {
+			return err
+		}
+	}
+	if err := s.syncHA(c, r); err != nil {
+		return err
+	}
+	return s.bindRouterPorts(c, id)
+}
+
+// routerMoved follows a router whose agent died to its new one: an HA
+// instance starts as a standby there, with an HA port of its own.
+func (s *Service) routerMoved(c *plugin.Ctx, routerID string, _, to plugin.Object) error {
+	r, err := c.Tx.Get(Router.Kind, routerID)
+	if err != nil {
+		return err
+	}
+	if isHA(r) && to != nil {
+		b, err := s.sched.Binding(c, routerID, attr.Str(to, "id"))
+		if err != nil {
+			return err
+		}
+		if b != nil && attr.Str(b, "ha_state") != haStandby {
+			nb := schema.CloneObject(b)
+			nb["ha_state"] = haStandby
+			if err := c.Tx.Put(s.sched.Kind, routerID, nb); err != nil {
+				return err
+			}
+		}
+		if err := s.syncHA(c, r); err != nil {
 			return err
 		}
 	}
@@ -74,8 +144,20 @@ func (s *Service) autoSchedule(c *plugin.Ctx) error {
 		return err
 	}
 	hosted := map[string]bool{}
+	count := map[string]int{}
 	for _, b := range bound {
 		hosted[attr.Str(b, "router_id")] = true
+		count[attr.Str(b, "router_id")]++
+	}
+	// HA routers short of instances (fewer agents were alive when they
+	// were scheduled) get more as agents come.
+	for id, n := range count {
+		if n >= s.agentsFor(plugin.Object{"ha": true}) {
+			continue
+		}
+		if r, err := c.Tx.Get(Router.Kind, id); err == nil && isHA(r) {
+			hosted[id] = false
+		}
 	}
 	// Only routers with ports and no agent need work (this runs at every
 	// L3 agent heartbeat: one pass over the ports, not one per router).

@@ -40,10 +40,15 @@ func routerInUse(id, reason string) error {
 func (s *Service) createRouter(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	o := plugin.Object{"id": in["id"], "project_id": in["project_id"], "name": in["name"], "description": in["description"],
 		"admin_state_up": in["admin_state_up"], "status": "ACTIVE", "external_gateway_info": nil, "routes": []any{},
-		"distributed": false, "ha": false}
+		"distributed": false, "ha": s.cfg.HA}
 	for _, k := range []string{"distributed", "ha"} {
 		if b, ok := in[k].(bool); ok {
 			o[k] = b
+		}
+	}
+	if isHA(o) {
+		if err := allocateVRID(c, o); err != nil {
+			return nil, err
 		}
 	}
 	c.Stamp(o)
@@ -92,10 +97,18 @@ func (s *Service) updateRouter(c *plugin.Ctx, cur, in plugin.Object) (plugin.Obj
 		}
 		in["routes"] = routes
 	}
-	if err := s.scheduleRouter(c, attr.Str(cur, "id")); err != nil {
+	merged := attr.Merge(cur, in)
+	if isHA(merged) {
+		if err := allocateVRID(c, merged); err != nil {
+			return nil, err
+		}
+	} else {
+		delete(merged, "ha_vr_id")
+	}
+	if err := s.scheduleRouterObj(c, merged); err != nil {
 		return nil, err
 	}
-	return attr.Merge(cur, in), nil
+	return merged, nil
 }
 
 func infoOf(r plugin.Object) map[string]any {
@@ -115,6 +128,11 @@ func (s *Service) deleteRouter(c *plugin.Ctx, cur plugin.Object) error {
 		}
 	}
 	if _, err := setGateway(c, cur, infoOf(cur), nil); err != nil {
+		return err
+	}
+	gone := schema.CloneObject(cur)
+	gone["ha"] = false
+	if err := s.syncHA(c, gone); err != nil { // its HA ports, and the HA network with the last
 		return err
 	}
 	if err := s.sched.UnbindAll(c, id); err != nil {
