@@ -101,8 +101,8 @@ const (
 	OwnerRouterInterface = "network:router_interface"
 	OwnerRouterGateway   = "network:router_gateway"
 	// OwnerRouterHA owns an HA router instance's port on its HA network.
-	OwnerRouterHA = "network:router_ha_interface"
-	OwnerFloatingIP      = "network:floatingip"
+	OwnerRouterHA   = "network:router_ha_interface"
+	OwnerFloatingIP = "network:floatingip"
 )
 
 // MemberKey is what a host's span depends on of a port that is only a

@@ -64,7 +64,9 @@ var list = []entry{
 	{"dhcp", false, func(c Config) (plugin.Service, error) {
 		return dhcp.New(dhcp.Config{AgentsPerNetwork: c.DHCPAgentsPerNetwork}), nil
 	}},
-	{"router", true, func(c Config) (plugin.Service, error) { return l3.New(l3.Config{HA: c.L3HA, MaxAgents: c.MaxL3AgentsPerRouter}), nil }},
+	{"router", true, func(c Config) (plugin.Service, error) {
+		return l3.New(l3.Config{HA: c.L3HA, MaxAgents: c.MaxL3AgentsPerRouter}), nil
+	}},
 	{"metering", true, func(Config) (plugin.Service, error) { return metering.New(), nil }},
 	{"quotas", false, func(c Config) (plugin.Service, error) { return quota.New(c.Quotas), nil }},
 }

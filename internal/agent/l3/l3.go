@@ -46,7 +46,9 @@ var HAStateRoot = "/run/neutrino/keepalived"
 const haAdvert = 200 * time.Millisecond
 
 // New returns the L3 reconciler.
-func New() *Routers { return &Routers{routers: map[string]*router.Router{}, ha: map[string]*router.Router{}} }
+func New() *Routers {
+	return &Routers{routers: map[string]*router.Router{}, ha: map[string]*router.Router{}}
+}
 
 func (*Routers) Name() string { return "l3" }
 func (*Routers) Kinds() []string {
