@@ -653,7 +653,10 @@ func TestRoutersThroughAPI(t *testing.T) {
 	}
 	post(t, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
 		"security_group_id": def, "direction": "ingress", "protocol": "icmp"}})
-	type vm struct{ name, host, ip, port string }
+	type vm struct {
+		name, host, ip, port, net, gw string
+		mtu                           int
+	}
 	var vms []vm
 	for i, cidr := range []string{"10.61.0.0/24", "10.62.0.0/24"} {
 		n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
@@ -662,7 +665,8 @@ func TestRoutersThroughAPI(t *testing.T) {
 		post(t, url+"/v2.0/routers/"+rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn["id"]})
 		host := []string{"compute-1", "compute-2"}[i]
 		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": host}})["port"].(map[string]any)
-		v := vm{"vm" + string(rune('1'+i)), host, p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string), p["id"].(string)}
+		v := vm{"vm" + string(rune('1'+i)), host, p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string), p["id"].(string),
+			n["id"].(string), sn["gateway_ip"].(string), int(n["mtu"].(float64))}
 		if err := lab.VM(v.name, host, dataplane.TapName(v.port), p["mac_address"].(string), int(n["mtu"].(float64)), v.ip+"/24"); err != nil {
 			t.Fatal(err)
 		}
@@ -749,6 +753,21 @@ func TestRoutersThroughAPI(t *testing.T) {
 		addrs, _ := exec.Command("ip", "-n", rns, "addr").CombinedOutput()
 		t.Fatalf("vm2 did not get the pings sent to its floating IP:\n%s\nrouter:\n%s\n%s", out, rules, addrs)
 	}
+	// Hairpin: a neighbour on vm2's own subnet reaches vm2 by its floating
+	// IP, and the replies come back from the floating IP (through the
+	// router, not straight over the subnet).
+	p3 := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": vms[1].net, "binding:host_id": "compute-1"}})["port"].(map[string]any)
+	ip3 := p3["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+	if err := lab.VM("vm3", "compute-1", dataplane.TapName(p3["id"].(string)), p3["mac_address"].(string), vms[1].mtu, ip3+"/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Run("vm3", "ip", "route", "add", "default", "via", vms[1].gw); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "vm3 reaches its neighbour vm2 by vm2's floating IP", func() (bool, string) {
+		out, _ := lab.Output("vm3", "ping", "-c", "1", "-W", "1", "203.0.113.50")
+		return strings.Contains(out, "bytes from 203.0.113.50"), out
+	})
 	post(t, url+"/v2.0/floatingips/"+fip["id"].(string), "PUT", map[string]any{"floatingip": map[string]any{"port_id": nil}})
 	testutil.Eventually(t, 10*time.Second, "the floating IP silent once disassociated", func() (bool, string) {
 		return lab.Run("upstream", "ping", "-c", "1", "-W", "1", "203.0.113.50") != nil, ""

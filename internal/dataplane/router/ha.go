@@ -97,6 +97,24 @@ func (r *Router) applyHA(h *netlink.Handle, spec Spec, addrs map[string][]string
 	if err := setAddrsExcept(h, ha.Port.Dev, []string{ha.Addr}, ha.VIP()); err != nil {
 		return err
 	}
+	if !r.quietMLD {
+		// Taking an address away makes the kernel leave its multicast
+		// groups with MLD reports, sent from the device's MAC up to a
+		// second later: a standby (or an instance just stopped) would
+		// then draw the router's traffic to itself on learning switches.
+		// The router's ports send no MLD (no querier runs on tenant
+		// networks; unregistered multicast is flooded).
+		rules := "table ip6 neutrino-ha {}\nflush table ip6 neutrino-ha\ntable ip6 neutrino-ha {\n" +
+			"  chain out {\n    type filter hook output priority 0;\n" +
+			"    oifname \"qr-*\" icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } drop\n" +
+			"    oifname \"qg-*\" icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } drop\n  }\n}\n"
+		cmd := exec.Command("ip", "netns", "exec", r.NS, "nft", "-f", "-")
+		cmd.Stdin = strings.NewReader(rules)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("ha: nft: %v %s", err, out)
+		}
+		r.quietMLD = true
+	}
 	conf := keepalivedConfig(r.NS, *ha, spec, addrs)
 	if err := os.MkdirAll(ha.Dir, 0o700); err != nil {
 		return err
@@ -462,6 +480,7 @@ type haState struct {
 	// OnHAChange, when set, is told of a fault as soon as keepalived is
 	// found dead (the instance fenced).
 	OnHAChange func(state string)
+	quietMLD   bool // the router's ports send no MLD
 }
 
 // IsHA reports whether the router was last applied as an HA instance.

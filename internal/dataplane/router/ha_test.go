@@ -120,6 +120,17 @@ func (l *haLab) addresses(i int) string {
 	return string(out)
 }
 
+// routerMACPort is the tenant switch's port towards the router's MAC.
+func (l *haLab) routerMACPort() string {
+	fdb, _ := l.lab.Output("ul", "bridge", "fdb", "show", "br", "tenant")
+	for _, line := range strings.Split(fdb, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "fa:16:3e:00:00:01" {
+			return f[2]
+		}
+	}
+	return ""
+}
+
 // pingLoss pings the router every 10 ms from the VM while fail runs, and
 // returns how long replies were missing (lost × interval).
 func (l *haLab) pingLoss(fail func()) time.Duration {
@@ -160,7 +171,15 @@ func TestHARouterFailover(t *testing.T) {
 		t.Fatalf("the active instance lacks the router's IPv6 address: %s", l.addresses(a))
 	}
 
-	// In order: keepalived stopped on the active instance.
+	// In order: keepalived stopped on the active instance, while its host
+	// counts the MLD reports coming from the router's MAC.
+	host := fmt.Sprint("h", a+1)
+	for _, c := range []string{"add table bridge watch", "add chain bridge watch in { type filter hook prerouting priority 0; }",
+		"add rule bridge watch in iifname tapr ether saddr fa:16:3e:00:00:01 icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } counter"} {
+		if err := l.lab.Run(host, "nft", c); err != nil {
+			t.Fatal(err)
+		}
+	}
 	lost := l.pingLoss(func() { l.rs[a].StopHA() })
 	if l.active(5*time.Second) != b {
 		t.Fatal("the standby did not take over")
@@ -169,6 +188,15 @@ func TestHARouterFailover(t *testing.T) {
 		t.Fatalf("the stopped instance kept the router's address: %s", addrs)
 	}
 	t.Logf("orderly stop: %v without replies", lost)
+	// The router's MAC stays with the active instance: the stopped one
+	// sent no MLD report from it for the addresses it left (those would
+	// draw the router's traffic back to it, up to a second later).
+	if out, _ := l.lab.Output(host, "nft", "list", "chain", "bridge", "watch", "in"); !strings.Contains(out, "packets 0 ") {
+		t.Fatalf("the stopped instance sent MLD reports from the router's MAC:\n%s", out)
+	}
+	if port := l.routerMACPort(); port != "te-h"+fmt.Sprint(b+1) {
+		t.Fatalf("the tenant switch sends the router's MAC to %q after the failover to h%d", port, b+1)
+	}
 
 	// It comes back: as a standby (no preemption).
 	l.apply(a)

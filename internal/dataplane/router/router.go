@@ -413,6 +413,14 @@ func (r *Router) setNAT(spec Spec) error {
 			if spec.SNATAddress != "" && len(v4) > 0 {
 				tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat("oifname", quote(gw), "ip saddr {", strings.Join(v4, ", "), "} snat to", spec.SNATAddress)})
 			}
+			// Hairpin: a VM reaching a neighbour by its floating IP is sent
+			// back into an internal network; from the gateway address, so
+			// that the reply comes back through the router to be undone
+			// (not straight over the subnet, which the VM would not take
+			// for the reply), as Neutron's l3 agent does.
+			if addr := gatewayV4(spec); addr != "" && len(spec.FloatingIPs) > 0 {
+				tx.Add(&knftables.Rule{Chain: "postrouting", Rule: knftables.Concat("iifname !=", quote(gw), "oifname !=", quote(gw), "ct status dnat snat to", addr)})
+			}
 		}
 		return r.nft.Run(context.Background(), tx)
 	})
@@ -420,3 +428,19 @@ func (r *Router) setNAT(spec Spec) error {
 
 // quote makes a device name an nft string.
 func quote(s string) string { return `"` + s + `"` }
+
+// gatewayV4 is the router's first IPv4 address on its gateway port ("" if
+// none).
+func gatewayV4(spec Spec) string {
+	for _, p := range spec.Ports {
+		if p.Dev != spec.Gateway {
+			continue
+		}
+		for _, a := range p.Addrs {
+			if pf, err := netip.ParsePrefix(a); err == nil && pf.Addr().Is4() {
+				return pf.Addr().String()
+			}
+		}
+	}
+	return ""
+}
