@@ -2,8 +2,8 @@
 # The openstack CLI against a running Neutrino with built-in identity, as the
 # demo project and as admin: create, list, show, update and delete networks,
 # subnets (IPv4 and IPv6 SLAAC), ports with fixed IPs, security groups and
-# rules, routers and floating IPs; the demo project sees its own and shared
-# resources only.
+# rules, routers (HA ones with their agents' states) and floating IPs; the
+# demo project sees its own and shared resources only.
 #   test/cli/walkthrough.sh DATA_DIR   (the server's --data-dir, with openrc-*)
 set -euo pipefail
 DATA="${1:?data dir}"
@@ -85,6 +85,32 @@ as_admin network meter delete "meter$S"
 as_demo router unset --external-gateway "r$S"
 as_demo router delete "r$S"
 as_admin network delete "ext$S"
+
+# HA routers: two L3 agents (registered through the agent API, no data
+# plane here); an HA router goes to both, and the CLI shows which instance
+# its agents report active.
+tok=$(as_admin token issue -f value -c id)
+base=$(. "$DATA/openrc-admin"; echo "${OS_AUTH_URL%/v3}")
+api() { curl -sf -X "$1" -H "X-Auth-Token: $tok" -H 'Content-Type: application/json' "$base$2" -d "$3" >/dev/null; }
+for h in "cli-l3-a$S" "cli-l3-b$S"; do
+  for t in "Neutrino host agent" "L3 agent"; do
+    api POST /neutrino/v1/agents/report "{\"agent\": {\"agent_type\": \"$t\", \"binary\": \"cli\", \"host\": \"$h\", \"start_flag\": true, \"configurations\": {}}}"
+  done
+done
+as_admin network create "hanet$S" -f value -c id >/dev/null
+as_admin subnet create --network "hanet$S" --subnet-range 10.78.0.0/24 "hasub$S" -f value -c id >/dev/null
+rid=$(as_admin router create --ha "ha$S" -f value -c id)
+[ "$(as_admin router show "ha$S" -f value -c ha)" = True ] || fail "router not HA"
+as_admin router add subnet "ha$S" "hasub$S"
+api PUT "/neutrino/v1/hosts/cli-l3-b$S/ha-routers" "{\"states\": {\"$rid\": \"active\"}}"
+states=$(as_admin network agent list --router "ha$S" --long -f value -c Host -c "HA State")
+[[ "$states" == *"cli-l3-a$S standby"* && "$states" == *"cli-l3-b$S active"* ]] || fail "HA states: $states"
+as_admin router remove subnet "ha$S" "hasub$S"
+as_admin router delete "ha$S"
+as_admin network delete "hanet$S"
+for id in $(as_admin network agent list --host "cli-l3-a$S" -f value -c ID) $(as_admin network agent list --host "cli-l3-b$S" -f value -c ID); do
+  as_admin network agent delete "$id"
+done
 
 as_demo port delete "port$S-renamed"
 as_demo security group delete "sg$S"
