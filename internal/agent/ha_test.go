@@ -75,6 +75,27 @@ func TestHARouterThroughAPI(t *testing.T) {
 	}
 	first := active()
 	pingUntil(t, lab, "vm1", "203.0.113.1", 20*time.Second)
+	// IPv6: the active instance advertises the SLAAC subnet, the VM takes
+	// its address from it and reaches the router.
+	sn6 := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 6,
+		"cidr": "2001:db8:63::/64", "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}})["subnet"].(map[string]any)
+	post(t, url+"/v2.0/routers/"+rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn6["id"]})
+	testutil.Eventually(t, 20*time.Second, "vm1 has a SLAAC address from the HA router", func() (bool, string) {
+		out, _ := lab.Output("vm1", "ip", "-6", "addr", "show", "dev", "eth0", "scope", "global")
+		return strings.Contains(out, "2001:db8:63:"), out
+	})
+	gw6 := sn6["gateway_ip"].(string)
+	if err := lab.Run("vm1", "ping", "-c", "3", "-W", "1", gw6); err != nil {
+		for _, h := range []string{"network-1", "network-2"} {
+			out, _ := lab.Output(h, "ip", "netns", "exec", lab.Name(h)+"-r"+rid[:8], "ip", "-6", "addr")
+			conf, _ := os.ReadFile(filepath.Join(l3.HAStateRoot, lab.Name(h)+"-r"+rid[:8], "keepalived.conf"))
+			klog, _ := os.ReadFile(filepath.Join(l3.HAStateRoot, lab.Name(h)+"-r"+rid[:8], "keepalived.log"))
+			t.Logf("%s:\n%s\n%s\n%s", h, out, conf, klog[max(0, len(klog)-1500):])
+		}
+		out, _ := lab.Output("vm1", "ip", "-6", "neigh")
+		o2, _ := lab.Output("vm1", "ip", "-6", "route")
+		t.Fatalf("vm1 cannot reach the router's IPv6 address; its neighbours:\n%s\nroutes:\n%s", out, o2)
+	}
 	ns := func(host string) string { return lab.Name(host) + "-r" + rid[:8] }
 	holdsGateway := func(host string) bool {
 		out, _ := lab.Output(host, "ip", "netns", "exec", ns(host), "ip", "-br", "addr")
@@ -124,4 +145,5 @@ func TestHARouterThroughAPI(t *testing.T) {
 	if holdsGateway(first) {
 		t.Fatal("the killed instance holds the gateway address again")
 	}
+	pingUntil(t, lab, "vm1", gw6, 5*time.Second)
 }

@@ -118,7 +118,11 @@ func (rs *Router) ensureRA(ctx context.Context, want map[string]RA) error {
 		}
 		sctx, cancel := context.WithCancel(ctx)
 		rs.ra[dev] = &raSender{key: c.key(), cancel: cancel}
-		go sendRA(sctx, conn, ifIndex, c)
+		var active func() bool
+		if rs.IsHA() {
+			active = func() bool { return rs.HAState() == HAActive }
+		}
+		go sendRA(sctx, conn, ifIndex, c, active)
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("router advertisements: %s", strings.Join(errs, "; "))
@@ -150,8 +154,9 @@ func raSocket(ns, dev string) (*icmp.PacketConn, int, error) {
 }
 
 // sendRA advertises c on the interface every raInterval (three times a
-// second apart first) until ctx ends.
-func sendRA(ctx context.Context, conn *icmp.PacketConn, ifIndex int, c RA) {
+// second apart first) until ctx ends; with active set (an HA router's
+// instance), only while active says so, starting over when it becomes so.
+func sendRA(ctx context.Context, conn *icmp.PacketConn, ifIndex int, c RA, active func() bool) {
 	defer conn.Close()
 	msg, err := (&icmp.Message{Type: ipv6.ICMPTypeRouterAdvertisement, Body: &icmp.RawBody{Data: c.Marshal()}}).Marshal(nil)
 	if err != nil {
@@ -160,10 +165,14 @@ func sendRA(ctx context.Context, conn *icmp.PacketConn, ifIndex int, c RA) {
 	dst := &net.IPAddr{IP: net.ParseIP("ff02::1")}
 	cm := &ipv6.ControlMessage{HopLimit: 255, IfIndex: ifIndex}
 	for i := 0; ; i++ {
-		conn.IPv6PacketConn().WriteTo(msg, cm, dst)
 		wait := raInterval
 		if i < 3 {
 			wait = time.Second
+		}
+		if active != nil && !active() {
+			i, wait = -1, 200*time.Millisecond // a standby: wait to be active
+		} else {
+			conn.IPv6PacketConn().WriteTo(msg, cm, dst)
 		}
 		select {
 		case <-ctx.Done():
@@ -188,6 +197,6 @@ func Advertise(ctx context.Context, ns, dev string, prefix netip.Prefix, mtu int
 		}
 		return ifi.HardwareAddr, nil
 	})
-	sendRA(ctx, conn, idx, RA{Prefixes: []RAPrefix{{Prefix: prefix, Autonomous: true}}, MTU: mtu, MAC: mac})
+	sendRA(ctx, conn, idx, RA{Prefixes: []RAPrefix{{Prefix: prefix, Autonomous: true}}, MTU: mtu, MAC: mac}, nil)
 	return nil
 }

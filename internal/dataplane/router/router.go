@@ -206,8 +206,11 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 	}
 	if spec.HA != nil {
 		// Addresses and routes are keepalived's, on the active instance
-		// only. (Advertisements are not sent by HA routers yet.)
-		return r.applyHA(h, spec, addrs)
+		// only, and so are advertisements.
+		if err := r.applyHA(h, spec, addrs); err != nil {
+			return err
+		}
+		return r.ensureRA(ctx, ra)
 	}
 	devs := slices.Sorted(maps.Keys(addrs))
 	for _, dev := range devs {
