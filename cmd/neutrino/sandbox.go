@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"neutrino/internal/agent/l3"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/dataplane/router"
 	"neutrino/internal/netlab"
@@ -41,7 +42,13 @@ type sandboxState struct {
 type sandboxHost struct {
 	Name string `json:"name"`
 	VTEP string `json:"vtep"`
+	// Down: taken off the wire (sandbox host down).
+	Down bool `json:"down,omitempty"`
 }
+
+// network reports whether h is a network host (DHCP, L3, the external
+// network).
+func (h sandboxHost) network() bool { return strings.HasPrefix(h.Name, "network-") }
 
 type sandVM struct {
 	Host   string `json:"host"`
@@ -49,8 +56,8 @@ type sandVM struct {
 }
 
 func sandbox(args []string) error {
-	return runSub(args, "usage: neutrino sandbox up|down|openrc|vm|upstream ... [--dir DIR]", "command", map[string]func([]string) error{
-		"up": sandboxUp, "down": sandboxDown, "openrc": sandboxOpenrc, "vm": sandboxVM,
+	return runSub(args, "usage: neutrino sandbox up|down|openrc|vm|host|upstream ... [--dir DIR]", "command", map[string]func([]string) error{
+		"up": sandboxUp, "down": sandboxDown, "openrc": sandboxOpenrc, "vm": sandboxVM, "host": sandboxHostCmd,
 		"upstream": sandboxUpstream, "advertise": sandboxAdvertise,
 	})
 }
@@ -93,6 +100,7 @@ func (st *sandboxState) lab() *netlab.Lab { return &netlab.Lab{Prefix: st.Prefix
 func sandboxUp(args []string) error {
 	fs, dir := sandboxFlags("up", args)
 	hosts := fs.Int("hosts", 2, "number of compute hosts")
+	networkHosts := fs.Int("network-hosts", 1, "number of network hosts (DHCP and L3 agents, the external network): 2 or more for HA routers")
 	listen := fs.String("listen", "127.0.0.1:19696", "address of the sandbox's server")
 	server := fs.String("server", "", "use this running Neutrino (admin credentials from OS_* in the environment) instead of starting one")
 	fs.Parse(args)
@@ -120,7 +128,13 @@ func sandboxUp(args []string) error {
 		lab.Close()
 		return err
 	}
-	names := []string{"network-1"}
+	if *networkHosts < 1 {
+		return errors.New("sandbox: --network-hosts must be at least 1")
+	}
+	var names []string
+	for i := 1; i <= *networkHosts; i++ {
+		names = append(names, fmt.Sprintf("network-%d", i))
+	}
 	for i := 1; i <= *hosts; i++ {
 		names = append(names, fmt.Sprintf("compute-%d", i))
 	}
@@ -130,13 +144,13 @@ func sandboxUp(args []string) error {
 			return fail(err)
 		}
 		// physnet1: a second switch every host reaches on its phy1
-		// interface, for flat and VLAN provider networks; the network host
-		// also reaches the external network (physical network "external",
+		// interface, for flat and VLAN provider networks; the network hosts
+		// also reach the external network (physical network "external",
 		// where the upstream host is) on phy2.
 		if err := lab.Physical(n, "phy1"); err != nil {
 			return fail(err)
 		}
-		if n == "network-1" {
+		if h.network() {
 			if err := lab.Attach(n, "phy2", "ext"); err != nil {
 				return fail(err)
 			}
@@ -169,16 +183,7 @@ func sandboxUp(args []string) error {
 	}
 	env := openrcEnv(filepath.Join(data, "openrc-admin"))
 	for _, h := range st.Hosts {
-		mappings := "physnet1=phy1"
-		if h.Name == "network-1" {
-			mappings += ",external=phy2"
-		}
-		args := []string{"agent", "--host", h.Name, "--server", base, "--netns", lab.Name(h.Name), "--vtep", h.VTEP,
-			"--report-interval", "5s", "--physical-interfaces", mappings}
-		if h.Name == "network-1" {
-			args = append(args, "--dhcp", "--l3")
-		}
-		pid, err := spawn(abs, "agent-"+h.Name, self, args, env)
+		pid, err := spawn(abs, "agent-"+h.Name, self, st.agentArgs(h, base), env)
 		if err != nil {
 			return fail(err)
 		}
@@ -195,6 +200,93 @@ func sandboxUp(args []string) error {
 	}
 	fmt.Printf("sandbox up in %s: server %s, hosts %s\n  . <(neutrino sandbox openrc --dir %s)   # then: openstack network list\n",
 		abs, base, strings.Join(names, " "), *dir)
+	return nil
+}
+
+// agentArgs are the arguments of host h's agent, base the server's URL.
+func (st *sandboxState) agentArgs(h sandboxHost, base string) []string {
+	mappings := "physnet1=phy1"
+	if h.network() {
+		mappings += ",external=phy2"
+	}
+	args := []string{"agent", "--host", h.Name, "--server", base, "--netns", st.lab().Name(h.Name), "--vtep", h.VTEP,
+		"--report-interval", "5s", "--physical-interfaces", mappings}
+	if h.network() {
+		args = append(args, "--dhcp", "--l3")
+	}
+	return args
+}
+
+// sandboxHostCmd takes a host off the wire and brings it back: host down
+// HOST (its links down, its agent and HA routers' keepalived killed as a
+// crash would: what they made in the kernel stays, cut off) and host up
+// HOST (links up, its agent started again, which fences and restarts its
+// HA router instances as standbys).
+func sandboxHostCmd(args []string) error {
+	usage := "usage: neutrino sandbox host down|up HOST [--dir DIR]"
+	if len(args) < 2 || args[0] != "down" && args[0] != "up" {
+		return errors.New(usage)
+	}
+	down, name := args[0] == "down", args[1]
+	fs, dir := sandboxFlags("host "+args[0], args[2:])
+	fs.Parse(args[2:])
+	st, err := loadSandbox(*dir)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(st.Hosts, func(h sandboxHost) bool { return h.Name == name })
+	if i < 0 {
+		return fmt.Errorf("sandbox: no host %q", name)
+	}
+	h, lab := &st.Hosts[i], st.lab()
+	if h.Down == down {
+		return fmt.Errorf("sandbox: %s is already %s", name, args[0])
+	}
+	links := []string{"eth0", "phy1"}
+	if h.network() {
+		links = append(links, "phy2")
+	}
+	state := "up"
+	if down {
+		// As a crash: the agent and the HA routers' keepalived it started
+		// die at once (what they put in the kernel stays, cut off).
+		state = "down"
+		if pid, ok := st.PIDs["agent-"+name]; ok {
+			syscall.Kill(pid, syscall.SIGKILL)
+			delete(st.PIDs, "agent-"+name)
+		}
+		dirs, _ := filepath.Glob(filepath.Join(l3.HAStateRoot, lab.Name(name)+"-*"))
+		for _, d := range dirs {
+			for _, pid := range router.HAPIDs(d) {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
+	for _, l := range links {
+		if err := lab.Run(name, "ip", "link", "set", l, state); err != nil {
+			return err
+		}
+	}
+	if !down {
+		abs, err := filepath.Abs(*dir)
+		if err != nil {
+			return err
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		pid, err := spawn(abs, "agent-"+name, self, st.agentArgs(*h, st.base()), openrcEnv(filepath.Join(abs, "data", "openrc-admin")))
+		if err != nil {
+			return err
+		}
+		st.PIDs["agent-"+name] = pid
+	}
+	h.Down = down
+	if err := st.save(*dir); err != nil {
+		return err
+	}
+	fmt.Printf("sandbox host %s is %s\n", name, args[0])
 	return nil
 }
 
@@ -280,6 +372,13 @@ func sandboxDown(args []string) error {
 		return err
 	}
 	stopPIDs(st)
+	// HA routers' keepalived outlive their agents by design: they go
+	// before their namespaces.
+	dirs, _ := filepath.Glob(filepath.Join(l3.HAStateRoot, st.Prefix+"-*"))
+	for _, d := range dirs {
+		router.KillHA(d)
+		os.RemoveAll(d)
+	}
 	st.lab().Close() // every namespace under the sandbox's prefix
 	fmt.Printf("sandbox in %s is down\n", *dir)
 	return os.RemoveAll(*dir)

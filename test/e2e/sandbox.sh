@@ -19,7 +19,7 @@ ping_until() {
 }
 before=$(ip netns list | wc -l)
 port=19700; while (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
-"$BIN" sandbox up --dir "$DIR" --listen 127.0.0.1:$port || fail "up"
+"$BIN" sandbox up --dir "$DIR" --listen 127.0.0.1:$port --network-hosts 2 || fail "up"
 (
   . <("$BIN" sandbox openrc --dir "$DIR")
   openstack network create e2e-net -f value -c id >/dev/null
@@ -57,9 +57,10 @@ provider_ping flat "the flat network" e2e-flat 10.43.0.0/24 vm3 vm4 \
 # A VLAN provider network on the same physnet1 (tagged by tc programs).
 provider_ping vlan "VLAN 100" e2e-vlan 10.44.0.0/24 vm5 vm6 \
   --provider-network-type vlan --provider-physical-network physnet1 --provider-segment 100
-# Every agent (a host agent per host, the DHCP and L3 agents on network-1) alive.
+# Every agent (a host agent per host, DHCP and L3 agents on both network
+# hosts) alive.
 alive=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack network agent list -c Alive -f value)
-[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 5 ] || fail "agents not all alive: $alive"
+[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 8 ] || fail "agents not all alive: $alive"
 # A router to the sandbox's external network "public": vm2 reaches the
 # upstream host (HTTP through SNAT; busybox 1.35 wget -T crashes, hence
 # timeout), and the upstream host reaches vm2 on a
@@ -85,8 +86,44 @@ for _ in $(seq 20); do
   sleep 0.5
 done
 [ -n "$ok" ] || fail "the upstream host cannot reach vm2 on its floating IP"
+# An HA router on both network hosts: vm7 reaches the upstream host
+# through its active instance; that host taken off the wire (a crash), the
+# other takes over while vm7 pings; back, the first host is a standby.
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack network create e2e-ha-net -f value -c id >/dev/null
+  openstack subnet create --network e2e-ha-net --subnet-range 10.45.0.0/24 e2e-ha-sub -f value -c id >/dev/null
+  openstack router create --ha e2e-ha -f value -c id >/dev/null
+  openstack router set --external-gateway public e2e-ha
+  openstack router add subnet e2e-ha e2e-ha-sub
+) || fail "HA router"
+"$BIN" sandbox vm create vm7 --network e2e-ha-net --host compute-1 --dir "$DIR" >/dev/null || fail "vm7"
+# ha_host STATE: the hosts whose instances are in STATE, one a line (a
+# host taken down still shows its last state until its agent counts as dead).
+ha_host() { (. <("$BIN" sandbox openrc --dir "$DIR"); openstack network agent list --router e2e-ha --long -f value -c Host -c "HA State") | awk -v s="$1" '$2 == s {print $1}'; }
+# wait_ha STATE HOST: until HOST's instance is in STATE.
+wait_ha() { for _ in $(seq 40); do ha_host "$1" | grep -qx "$2" && return 0; sleep 0.5; done; return 1; }
+active=""
+for _ in $(seq 40); do active=$(ha_host active | head -1); [ -n "$active" ] && break; sleep 0.5; done
+[ -n "$active" ] || fail "no active instance of the HA router"
+other=network-1; [ "$active" = network-1 ] && other=network-2
+ping_until vm7 203.0.113.1 || fail "vm7 cannot reach the upstream host through the HA router"
+"$BIN" sandbox vm exec vm7 --dir "$DIR" -- ping -c 500 -i 0.01 -W 1 203.0.113.1 > "$WORK/ha-ping.txt" 2>&1 &
+ping_pid=$!
+sleep 1
+"$BIN" sandbox host down "$active" --dir "$DIR" >/dev/null || fail "host down"
+wait_ha active "$other" || fail "$other did not take over from $active"
+wait $ping_pid || true
+lost=$(grep -o '[0-9]* received' "$WORK/ha-ping.txt" | cut -d' ' -f1)
+[ -n "$lost" ] && [ "$lost" -gt 0 ] || fail "vm7's pings did not resume: $(tail -3 "$WORK/ha-ping.txt")"
+echo "sandbox: HA failover of $active: $((500 - lost)) of 500 pings (10 ms apart) lost"
+ping_until vm7 203.0.113.1 || fail "vm7 cannot reach the upstream host after the failover"
+"$BIN" sandbox host up "$active" --dir "$DIR" >/dev/null || fail "host up"
+wait_ha standby "$active" || fail "$active did not come back as a standby: $(ha_host active | xargs) active"
+[ "$(ha_host active | xargs)" = "$other" ] || fail "the active instance moved back: $(ha_host active | xargs) active"
+ping_until vm7 203.0.113.1 || fail "vm7 cannot reach the upstream host once $active is back"
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
 [ "$before" = "$after" ] || fail "namespaces left behind: $(ip netns list)"
-echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, router with SNAT and a floating IP to the upstream host, clean teardown)"
+echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, router with SNAT and a floating IP to the upstream host, an HA router failing over with a network host down and back, clean teardown)"

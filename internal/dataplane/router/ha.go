@@ -509,3 +509,15 @@ func KillHA(dir string) {
 		syscall.Kill(vrrp, syscall.SIGKILL)
 	}
 }
+
+// HAPIDs are the live keepalived processes of the HA instance whose files
+// are in dir (the daemon and its VRRP process).
+func HAPIDs(dir string) []int {
+	var out []int
+	for _, f := range []string{kaPID, kaVRRP} {
+		if pid := readPID(filepath.Join(dir, f)); pid != 0 && isKeepalived(pid, dir) {
+			out = append(out, pid)
+		}
+	}
+	return out
+}

@@ -10,6 +10,7 @@ import (
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/agents"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
@@ -236,7 +237,8 @@ func (s *Service) activeHost(c *plugin.Ctx, routerID string) (string, error) {
 		if attr.Str(b, "ha_state") != haActive {
 			continue
 		}
-		if a, err := c.Tx.Get("agent", attr.Str(b, "agent_id")); err == nil {
+		// A dead agent's last word is not taken.
+		if a, err := c.Tx.Get("agent", attr.Str(b, "agent_id")); err == nil && agents.From(c).Alive(a) {
 			return attr.Str(a, "host"), nil
 		}
 	}
@@ -301,13 +303,13 @@ func (s *Service) serveHAStates(req *plugin.Request) (int, any, error) {
 func (s *Service) hostingAgents() *plugin.Nested {
 	base := s.sched.HostingAgents(Router, "get_l3-agents")
 	return &plugin.Nested{List: func(c *plugin.Ctx, id string) (*schema.Resource, []plugin.Object, error) {
-		res, agents, err := base.List(c, id)
+		res, list, err := base.List(c, id)
 		if err != nil {
 			return nil, nil, err
 		}
 		r, err := c.Tx.Get(Router.Kind, id)
 		if err != nil || !isHA(r) {
-			return res, agents, err
+			return res, list, err
 		}
 		bound, err := s.sched.Bindings(c, id)
 		if err != nil {
@@ -321,12 +323,16 @@ func (s *Service) hostingAgents() *plugin.Nested {
 		if v, _ := c.Reg.ByPath([]string{res.URLPath()}); v != nil {
 			res = v
 		}
-		out := make([]plugin.Object, 0, len(agents))
-		for _, a := range agents {
+		out := make([]plugin.Object, 0, len(list))
+		for _, a := range list {
 			cp := schema.CloneObject(a)
-			cp["ha_state"] = state[attr.Str(a, "id")]
-			if cp["ha_state"] == "" {
+			switch st := state[attr.Str(a, "id")]; {
+			case !agents.From(c).Alive(a):
+				cp["ha_state"] = "unknown" // its agent is dead: what it last said may not hold
+			case st == "":
 				cp["ha_state"] = haStandby
+			default:
+				cp["ha_state"] = st
 			}
 			out = append(out, cp)
 		}
