@@ -175,10 +175,14 @@ func TestRouters(t *testing.T) {
 		if ar["ha"] != true || ar["distributed"] != false {
 			t.Fatalf("admin router: %v", ar)
 		}
-		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": true}}), 400, "HTTPBadRequest")
+		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": true}}), 400, "BadRequest")
 		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"admin_state_up": false}}), "router")
 		if up := e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": true}}), "router"); up["distributed"] != true {
 			t.Fatalf("migration to distributed: %v", up)
+		}
+		// And back to centralized (Neutron Zed allows it, down).
+		if up := e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": false}}), "router"); up["distributed"] != false {
+			t.Fatalf("migration back to centralized: %v", up)
 		}
 	})
 }
@@ -373,6 +377,11 @@ func TestHARouters(t *testing.T) {
 			t.Fatalf("router: %v", r)
 		}
 		id := r["id"].(string)
+		// The project's HA network is there from its first HA router on,
+		// before any agent hosts it (as Neutron).
+		if l := e.list(admin, "/v2.0/networks?name=HA+network+tenant+"+projA, "networks"); len(l) != 1 {
+			t.Fatalf("no HA network with the project's first HA router: %v", l)
+		}
 		ri := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+id+"/add_router_interface", map[string]any{"subnet_id": sn["id"]}), "")
 		agents := e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents")
 		if len(agents) != 2 {
@@ -424,7 +433,7 @@ func TestHARouters(t *testing.T) {
 			t.Fatalf("the interface did not follow the active instance: %v", p["binding:host_id"])
 		}
 		// ha cannot change while the router is up; down, it can.
-		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": false}}), 400, "HTTPBadRequest")
+		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": false}}), 400, "BadRequest")
 		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"admin_state_up": false}}), "router")
 		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": false}}), "router")
 		if l := e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents"); len(l) != 1 || l[0].(map[string]any)["ha_state"] != nil {

@@ -50,6 +50,11 @@ func (s *Service) createRouter(c *plugin.Ctx, in plugin.Object) (plugin.Object, 
 		if err := allocateVRID(c, o); err != nil {
 			return nil, err
 		}
+		// As Neutron, the project's HA network is there from its first
+		// HA router on, agents or not.
+		if _, _, err := haNetwork(c, attr.Str(o, "project_id")); err != nil {
+			return nil, err
+		}
 	}
 	c.Stamp(o)
 	if gw, ok := in["external_gateway_info"].(map[string]any); ok && len(gw) > 0 {
@@ -76,10 +81,12 @@ func (s *Service) updateRouter(c *plugin.Ctx, cur, in plugin.Object) (plugin.Obj
 			continue
 		}
 		if v != cur[k] && attr.Bool(cur, "admin_state_up") && (in["admin_state_up"] == nil || in["admin_state_up"] == true) {
-			return nil, fault.BadRequest("Cannot change the %s attribute of router %s while it is up: set admin_state_up to False first", k, attr.Str(cur, "id"))
-		}
-		if k == "distributed" && v == false && cur[k] == true {
-			return nil, fault.BadRequest("Migrating router %s from distributed to centralized is not supported", attr.Str(cur, "id"))
+			// Neutron's words (a BadRequest of its router's).
+			msg := "Bad router request: Cannot change HA attribute of active routers. Please set router admin_state_up to False prior to upgrade."
+			if k == "distributed" {
+				msg = "Bad router request: Cannot change the 'distributed' attribute of active routers. Please set router admin_state_up to False prior to upgrade."
+			}
+			return nil, fault.New(http.StatusBadRequest, "BadRequest", "%s", msg)
 		}
 	}
 	if v, ok := in["external_gateway_info"]; ok {
