@@ -432,6 +432,12 @@ func TestHARouters(t *testing.T) {
 		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-2" {
 			t.Fatalf("the interface did not follow the active instance: %v", p["binding:host_id"])
 		}
+		// network-1 reports active too (network-2 cut off, its agent not yet
+		// counted dead): the instance active last has the ports.
+		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/network-1/ha-routers", map[string]any{"states": map[string]any{id: "active"}}), "")
+		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-1" {
+			t.Fatalf("the interface did not follow the instance active last: %v", p["binding:host_id"])
+		}
 		// ha cannot change while the router is up; down, it can.
 		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": false}}), 400, "BadRequest")
 		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"admin_state_up": false}}), "router")

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"time"
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
@@ -233,16 +234,19 @@ func (s *Service) activeHost(c *plugin.Ctx, routerID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// The instance that became active last, of those whose agents are
+	// alive (a dead agent's last word is not taken): a host cut off keeps
+	// its "active" until its agent counts as dead.
+	host, since := "", ""
 	for _, b := range bound {
-		if attr.Str(b, "ha_state") != haActive {
+		if attr.Str(b, "ha_state") != haActive || attr.Str(b, "ha_active_at") < since {
 			continue
 		}
-		// A dead agent's last word is not taken.
 		if a, err := c.Tx.Get("agent", attr.Str(b, "agent_id")); err == nil && agents.From(c).Alive(a) {
-			return attr.Str(a, "host"), nil
+			host, since = attr.Str(a, "host"), attr.Str(b, "ha_active_at")
 		}
 	}
-	return "", nil
+	return host, nil
 }
 
 // serveHAStates takes an L3 agent's report of its HA router instances'
@@ -280,6 +284,10 @@ func (s *Service) serveHAStates(req *plugin.Request) (int, any, error) {
 				}
 				nb := schema.CloneObject(b)
 				nb["ha_state"] = state
+				if state == haActive {
+					// When it became active (see activeHost).
+					nb["ha_active_at"] = time.Now().UTC().Format("2006-01-02T15:04:05.000000000")
+				}
 				if err := c.Tx.Put(s.sched.Kind, id, nb); err != nil {
 					return err
 				}
