@@ -2,6 +2,7 @@ package api
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -437,6 +438,34 @@ func TestHARouters(t *testing.T) {
 		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/network-1/ha-routers", map[string]any{"states": map[string]any{id: "active"}}), "")
 		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-1" {
 			t.Fatalf("the interface did not follow the instance active last: %v", p["binding:host_id"])
+		}
+		// An instance removed from its agent takes its HA port with it; added
+		// back, it has one again.
+		var l3n1 string
+		for _, a := range e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents") {
+			if a := a.(map[string]any); a["host"] == "network-1" {
+				l3n1 = a["id"].(string)
+			}
+		}
+		haPortHosts := func() string {
+			var hs []string
+			for _, p := range e.list(admin, "/v2.0/ports?device_owner=network:router_ha_interface&device_id="+id, "ports") {
+				hs = append(hs, p.(map[string]any)["binding:host_id"].(string))
+			}
+			sort.Strings(hs)
+			return strings.Join(hs, ",")
+		}
+		e.must(204, e.do(admin, "DELETE", "/v2.0/agents/"+l3n1+"/l3-routers/"+id, nil), "")
+		if h := haPortHosts(); h != "network-2" {
+			t.Fatalf("HA ports after removing the instance on network-1: %s", h)
+		}
+		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-2" {
+			t.Fatalf("the interface did not go to the remaining instance: %v", p["binding:host_id"])
+		}
+		e.must(201, e.do(admin, "POST", "/v2.0/agents/"+l3n1+"/l3-routers", map[string]any{"router_id": id}), "")
+		e.fault(e.do(admin, "POST", "/v2.0/agents/"+l3n1+"/l3-routers", map[string]any{"router_id": id}), 409, "RouterHostedByL3Agent")
+		if h := haPortHosts(); h != "network-1,network-2" {
+			t.Fatalf("HA ports after adding the instance on network-1 back: %s", h)
 		}
 		// ha cannot change while the router is up; down, it can.
 		e.fault(e.do(admin, "PUT", "/v2.0/routers/"+id, map[string]any{"router": map[string]any{"ha": false}}), 400, "BadRequest")

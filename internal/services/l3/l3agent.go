@@ -192,7 +192,8 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			if attr.Str(a, "agent_type") != hostapi.L3AgentType || a["admin_state_up"] != true {
 				return fault.Conflict("InvalidL3Agent", "Agent %s is not a L3 Agent or has been disabled", agentID)
 			}
-			if _, err := c.Get(Router, routerID); err != nil {
+			r, err := c.Get(Router, routerID)
+			if err != nil {
 				return err
 			}
 			bound, err := s.sched.Bindings(c, routerID)
@@ -203,9 +204,14 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 				if attr.Str(b, "agent_id") == agentID {
 					return fault.Conflict("RouterHostedByL3Agent", "The router %s has been already hosted by the L3 Agent %s.", routerID, agentID)
 				}
-				return fault.Conflict("RouterReschedulingFailed", "Failed rescheduling router %s: it is hosted by L3 agent %s; remove it there first.", routerID, attr.Str(b, "agent_id"))
+				if !isHA(r) { // an HA router takes one more instance
+					return fault.Conflict("RouterReschedulingFailed", "Failed rescheduling router %s: it is hosted by L3 agent %s; remove it there first.", routerID, attr.Str(b, "agent_id"))
+				}
 			}
 			if err := s.sched.Bind(c, routerID, agentID); err != nil {
+				return err
+			}
+			if err := s.syncHA(c, r); err != nil {
 				return err
 			}
 			return s.bindRouterPorts(c, routerID)
@@ -214,6 +220,11 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			if _, err := s.sched.Unhost(c, agentID, routerID, "delete_l3-router",
 				fault.Conflict("RouterNotHostedByL3Agent", "The router %s is not hosted by L3 agent %s.", routerID, agentID)); err != nil {
 				return err
+			}
+			if r, err := c.Tx.Get(Router.Kind, routerID); err == nil {
+				if err := s.syncHA(c, r); err != nil { // its HA port there goes
+					return err
+				}
 			}
 			return s.bindRouterPorts(c, routerID)
 		},
