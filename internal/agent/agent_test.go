@@ -337,7 +337,7 @@ func pingUntil(t testing.TB, lab *netlab.Lab, vm, to string, within time.Duratio
 
 // upstream makes the upstream host, a namespace on the physical network
 // (its eth0), and runs setup there.
-func upstream(t *testing.T, lab *netlab.Lab, setup ...[]string) {
+func upstream(t testing.TB, lab *netlab.Lab, setup ...[]string) {
 	t.Helper()
 	if _, err := lab.NS("upstream"); err != nil {
 		t.Fatal(err)
