@@ -35,8 +35,9 @@ type haCloud struct {
 func newHACloud(tb testing.TB) *haCloud {
 	h := &haCloud{}
 	url, lab := testCloud(tb, "ping", "nft", "busybox", "keepalived")
-	startAgentsL3(tb, url, lab, []string{"network-1", "network-2", "compute-1"}, "", "network-1", "network-2")
-	// keepalived outlives agents by design: the test ends its own.
+	// keepalived outlives agents by design: the test ends its own, once the
+	// agents are stopped (cleanups run last first), or they would start it
+	// again.
 	tb.Cleanup(func() {
 		dirs, _ := filepath.Glob(filepath.Join(l3.HAStateRoot, lab.Prefix+"-*"))
 		for _, d := range dirs {
@@ -44,6 +45,7 @@ func newHACloud(tb testing.TB) *haCloud {
 			os.RemoveAll(d)
 		}
 	})
+	startAgentsL3(tb, url, lab, []string{"network-1", "network-2", "compute-1"}, "", "network-1", "network-2")
 	upstream(tb, lab, []string{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, []string{"ip", "link", "set", "eth0", "up"})
 	pub := post(tb, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "public", "router:external": true,
 		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)

@@ -283,7 +283,7 @@ func (db *DB) rollbackPG(w *pgWriter) {
 // runBatchPG runs a batch of writes on PostgreSQL and answers each. The
 // caller holds db.wmu.
 func (db *DB) runBatchPG(batch []*writeReq) {
-	rev, ok := db.view.revision()
+	rev, ok := db.view.Revision()
 	if len(batch) == 1 || !ok {
 		for _, req := range batch {
 			db.writeAlonePG(req)

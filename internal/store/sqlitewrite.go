@@ -280,7 +280,7 @@ func (db *DB) runBatch(batch []*writeReq) {
 		failAll(batch, fmt.Errorf("store: revision: %w", err))
 		return
 	}
-	if err := db.view.sync(ctx, db, base, true); err != nil {
+	if err := db.syncView(ctx, base, true); err != nil {
 		rollback()
 		failAll(batch, fmt.Errorf("store: sync: %w", err))
 		return

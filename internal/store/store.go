@@ -34,12 +34,13 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL driver
 
 	"neutrino/internal/jsonx"
+	"neutrino/internal/store/view"
 
 	_ "modernc.org/sqlite" // SQLite driver
 )
 
 // Object is one resource as the API shows it: a JSON object.
-type Object = map[string]any
+type Object = view.Object
 
 // ErrNotFound is returned by Get when no such resource exists.
 var ErrNotFound = errors.New("store: not found")
@@ -63,7 +64,7 @@ type DB struct {
 	r       *sql.DB // reads
 	wmu     sync.Mutex
 
-	view view // every resource, current to the newest revision read
+	view view.View // every resource, current to the newest revision read
 
 	wc *wconn // SQLite writer connection (guarded by wmu)
 	// beforeBatch, when set (tests), runs before each batch of writes.
@@ -265,7 +266,7 @@ func (db *DB) write(ctx context.Context, fn func(tx *Tx) error, useView bool) (i
 // the view is loaded (see pgwrite.go), else, or when that fails, with the
 // revision row taken first, which orders every writer across servers.
 func (db *DB) writePG(ctx context.Context, fn func(tx *Tx) error) (int64, error) {
-	if rev, ok := db.view.revision(); ok {
+	if rev, ok := db.view.Revision(); ok {
 		n, err, retry := db.writeSpec(ctx, fn, rev+1)
 		if !retry {
 			return n, err
@@ -282,7 +283,7 @@ func (db *DB) writePG(ctx context.Context, fn func(tx *Tx) error) (int64, error)
 			db.rollbackPG(w)
 		}
 	}()
-	if err := db.view.sync(ctx, db, rev-1, true); err != nil {
+	if err := db.syncView(ctx, rev-1, true); err != nil {
 		return 0, fmt.Errorf("store: sync: %w", err)
 	}
 	if err := fn(tx); err != nil {
@@ -350,7 +351,7 @@ func (db *DB) writeSpec(ctx context.Context, fn func(tx *Tx) error, rev int64) (
 // committed publishes a committed write to the view and to watchers.
 func (db *DB) committed(tx *Tx) int64 {
 	if tx.rev != 0 {
-		db.view.applyCommitted(tx.rev, tx.changes)
+		db.view.ApplyCommitted(tx.rev, tx.changes)
 		for {
 			if c := db.committedRev.Load(); c >= tx.rev || db.committedRev.CompareAndSwap(c, tx.rev) {
 				break
@@ -616,7 +617,7 @@ func (tx *Tx) Get(kind, id string) (Object, error) {
 		if err := tx.syncView(); err != nil {
 			return nil, err
 		}
-		if o, ok := tx.db.view.get(kind, id); ok {
+		if o, ok := tx.db.view.Get(kind, id); ok {
 			return o, nil
 		}
 		return nil, ErrNotFound
@@ -628,7 +629,7 @@ func (tx *Tx) Get(kind, id string) (Object, error) {
 			}
 			return copyObject(e.obj), nil
 		}
-		if o, ok := tx.db.view.get(kind, id); ok {
+		if o, ok := tx.db.view.Get(kind, id); ok {
 			return copyObject(o), nil
 		}
 		return nil, ErrNotFound
@@ -650,7 +651,7 @@ func (tx *Tx) syncView() error {
 		return nil
 	}
 	if tx.floor > 0 {
-		if r, ok := tx.db.view.revision(); ok && r >= tx.floor && r >= tx.db.committedRev.Load() {
+		if r, ok := tx.db.view.Revision(); ok && r >= tx.floor && r >= tx.db.committedRev.Load() {
 			tx.synced = true
 			return nil
 		}
@@ -672,7 +673,7 @@ func (db *DB) syncToHead(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: revision: %w", err)
 	}
-	if err := db.view.sync(ctx, db, rev, false); err != nil {
+	if err := db.syncView(ctx, rev, false); err != nil {
 		return fmt.Errorf("store: sync: %w", err)
 	}
 	return nil
@@ -686,47 +687,22 @@ func decode(kind, id, body string) (Object, error) {
 	return obj, nil
 }
 
-// Filter narrows a List by indexed columns; empty fields do not filter.
-type Filter struct {
-	Projects []string // any of these project ids
-	Parent   string   // parent id (network of a subnet or port, group of a rule, ...)
-	Parents  []string // any of these parent ids
-	IDs      []string // any of these ids
-	// Attr and Values: objects whose attribute Attr (a string, or a list
-	// of strings) holds one of Values. An attribute indexed with
-	// IndexAttr is found without a scan.
-	Attr   string
-	Values []string
-}
+// Filter narrows a List by indexed columns; empty fields do not filter
+// (see view.Filter).
+type Filter = view.Filter
 
 // IndexAttr indexes attribute attr of kind's objects in the view (a
 // string, or each string of a list), so that lists filtered by it cost what
 // they find, not the whole kind.
-func (db *DB) IndexAttr(kind, attr string) { db.view.index(kind, attr) }
+func (db *DB) IndexAttr(kind, attr string) { db.view.Index(kind, attr) }
 
 // IndexDerived indexes kind by a derived attribute: name's values are what
 // fn makes of an object (strings), for Filter.Attr as a stored attribute's.
 // Names are one namespace across kinds and stores.
 func (db *DB) IndexDerived(kind, name string, fn func(Object) []string) {
-	for {
-		old := derived.Load()
-		m := map[string]func(Object) []string{name: fn}
-		if old != nil {
-			for k, v := range *old {
-				if k != name {
-					m[k] = v
-				}
-			}
-		}
-		if derived.CompareAndSwap(old, &m) {
-			break
-		}
-	}
-	db.view.index(kind, name)
+	view.Derive(name, fn)
+	db.view.Index(kind, name)
 }
-
-// derived are the derived attributes (IndexDerived), by name.
-var derived atomic.Pointer[map[string]func(Object) []string]
 
 // List returns the resources of kind matching f, ordered by id. In a read
 // transaction the objects are shared: copy before modifying.
@@ -735,7 +711,7 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 		if err := tx.syncView(); err != nil {
 			return nil, err
 		}
-		return tx.db.view.list(kind, f), nil
+		return tx.db.view.List(kind, f), nil
 	}
 	if tx.overlay != nil {
 		return tx.listOverlaid(kind, f), nil
@@ -776,7 +752,7 @@ func (tx *Tx) List(kind string, f Filter) ([]Object, error) {
 		if err != nil {
 			return nil, err
 		}
-		if f.matchAttr(obj) {
+		if f.MatchAttr(obj) {
 			out = append(out, obj)
 		}
 	}
@@ -828,13 +804,7 @@ func (tx *Tx) Version(kind string, f Filter) (v int64, ok bool) {
 	if err := tx.syncView(); err != nil {
 		return 0, false
 	}
-	tx.db.view.mu.RLock()
-	defer tx.db.view.mu.RUnlock()
-	ix := tx.db.view.kinds[kind]
-	if ix == nil {
-		return 0, f.Attr == "" || slices.Contains(tx.db.view.indexed[kind], f.Attr)
-	}
-	return ix.version(f)
+	return tx.db.view.Version(kind, f)
 }
 
 // ChangedSince returns the ids of the objects of kind changed (put or
@@ -850,7 +820,7 @@ func (tx *Tx) ChangedSince(kind string, after int64, limit int) (ids []string, o
 	if err := tx.syncView(); err != nil {
 		return nil, false
 	}
-	return tx.db.view.changedSince(kind, after, limit)
+	return tx.db.view.ChangedSince(kind, after, limit)
 }
 
 // Memo returns the memo of o if o is the current version of its object in
@@ -859,7 +829,7 @@ func (tx *Tx) Memo(kind string, o Object) *Memo {
 	if tx.write {
 		return nil
 	}
-	return tx.db.view.memo(kind, o)
+	return tx.db.view.Memo(kind, o)
 }
 
 // Count counts the resources of kind in a project.
@@ -870,13 +840,13 @@ func (tx *Tx) Count(kind, project string) (int, error) {
 				return 0, err
 			}
 		}
-		n := tx.db.view.count(kind, project)
+		n := tx.db.view.Count(kind, project)
 		for _, e := range tx.overlay {
 			if e.kind != kind {
 				continue
 			}
-			m, had := tx.db.view.meta(kind, e.id)
-			was := had && m.project == project
+			before, _, had := tx.db.view.Meta(kind, e.id)
+			was := had && before == project
 			now := e.obj != nil && e.project == project
 			switch {
 			case was && !now:
@@ -999,16 +969,11 @@ func (tx *Tx) logChange(rev int64, kind, id, op, project, parent, body string) e
 }
 
 // Change is one entry of the change log.
-type Change struct {
-	Rev     int64
-	Seq     int
-	Kind    string
-	ID      string
-	Op      string // "put" or "delete"
-	Project string
-	Parent  string
-	Body    Object // nil for deletes
-}
+type Change = view.Change
+
+// Memo holds values derived from one version of one object (such as its
+// encoded response), dropped with that version.
+type Memo = view.Memo
 
 // Changes returns about limit changes with revision > after, oldest first.
 // A batch always ends at a revision boundary (the last revision's changes
@@ -1022,7 +987,7 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 	if err := db.syncToHead(context.WithoutCancel(ctx)); err != nil {
 		return nil, err
 	}
-	if out, ok := db.view.changesAfter(after, limit); ok {
+	if out, ok := db.view.ChangesAfter(after, limit); ok {
 		return out, nil
 	}
 	return db.changesFromLog(ctx, after, limit)
@@ -1033,10 +998,10 @@ func (db *DB) Changes(ctx context.Context, after int64, limit int) ([]Change, er
 // commit of this process: what a watcher woken by a commit here reads
 // (commits of other servers sharing the database are found by Changes).
 func (db *DB) RecentChanges(after int64, limit int) ([]Change, bool) {
-	if rev, ok := db.view.revision(); !ok || rev < db.committedRev.Load() {
+	if rev, ok := db.view.Revision(); !ok || rev < db.committedRev.Load() {
 		return nil, false
 	}
-	return db.view.changesAfter(after, limit)
+	return db.view.ChangesAfter(after, limit)
 }
 
 // changesFromLog reads the changes after revision after from the log.
@@ -1090,7 +1055,7 @@ func (db *DB) Compact(ctx context.Context, rev int64) error {
 		return err
 	})
 	if err == nil {
-		db.view.forget(rev)
+		db.view.Forget(rev)
 	}
 	return err
 }
@@ -1122,17 +1087,21 @@ func IsUniqueViolation(err error) bool {
 }
 
 // meta returns a resource's project and parent as this write sees them.
+// rowMeta is an object's project and parent.
+type rowMeta struct{ project, parent string }
+
 func (tx *Tx) meta(kind, id string) (rowMeta, bool) {
 	if e, ok := tx.overlay[ovKey(kind, id)]; ok {
 		return rowMeta{e.project, e.parent}, e.obj != nil
 	}
-	return tx.db.view.meta(kind, id)
+	project, parent, ok := tx.db.view.Meta(kind, id)
+	return rowMeta{project, parent}, ok
 }
 
 // listOverlaid is List for a write: the view's rows with this transaction's
 // changes applied, each a copy the caller owns.
 func (tx *Tx) listOverlaid(kind string, f Filter) []Object {
-	base := tx.db.view.list(kind, f)
+	base := tx.db.view.List(kind, f)
 	byID := make(map[string]Object, len(base))
 	for _, o := range base {
 		id, _ := o["id"].(string)
@@ -1142,7 +1111,7 @@ func (tx *Tx) listOverlaid(kind string, f Filter) []Object {
 		if e.kind != kind {
 			continue
 		}
-		if e.obj == nil || !f.match(e.id, e.project, e.parent) || !f.matchAttr(e.obj) {
+		if e.obj == nil || !f.Match(e.id, e.project, e.parent) || !f.MatchAttr(e.obj) {
 			delete(byID, e.id)
 			continue
 		}
@@ -1219,7 +1188,6 @@ func (tx *Tx) ViewRevision() (int64, error) {
 	if err := tx.syncView(); err != nil {
 		return 0, err
 	}
-	tx.db.view.mu.RLock()
-	defer tx.db.view.mu.RUnlock()
-	return tx.db.view.rev, nil
+	rev, _ := tx.db.view.Revision()
+	return rev, nil
 }

@@ -432,7 +432,7 @@ func TestRecentChangesAsLogged(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if _, ok := h.view.changesAfter(after, limit); !ok && after >= head-5 {
+				if _, ok := h.view.ChangesAfter(after, limit); !ok && after >= head-5 {
 					// (Those before the view was loaded are not.)
 					t.Fatalf("changes after %d of %d not in the view", after, head)
 				}

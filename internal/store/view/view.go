@@ -1,21 +1,75 @@
-package store
+// Package view is the store's in-memory copy of every resource: objects by
+// kind with their indexes (by project, parent, indexed and derived
+// attributes), the revisions at which they last changed, and the latest
+// changes for watchers. The store keeps it current by replaying its change
+// log (a read first learns the committed revision in its snapshot and
+// applies the changes up to it, so reads see every write committed before
+// them, by this server or any other sharing the database, without scanning
+// or decoding rows). Objects in the view are immutable: writers store new
+// ones. It holds no SQL: the store reads, the view indexes.
+package view
 
 import (
-	"context"
-	"encoding/json"
-	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 )
 
-// view is an in-memory copy of every resource, kept current by replaying
-// the change log: a read first learns the committed revision in its snapshot
-// and applies the changes up to it, so reads see every write committed
-// before them, by this server or any other sharing the database, without
-// scanning or decoding rows. Objects in the view are immutable: writers
-// store new ones.
-type view struct {
+// Object is a resource as JSON decodes it.
+type Object = map[string]any
+
+// Filter narrows a List by indexed columns; empty fields do not filter.
+type Filter struct {
+	Projects []string // any of these project ids
+	Parent   string   // parent id (network of a subnet or port, group of a rule, ...)
+	Parents  []string // any of these parent ids
+	IDs      []string // any of these ids
+	// Attr and Values: objects whose attribute Attr (a string, or a list
+	// of strings) holds one of Values. An attribute indexed with
+	// Index is found without a scan.
+	Attr   string
+	Values []string
+}
+
+// Change is one entry of the change log.
+type Change struct {
+	Rev     int64
+	Seq     int
+	Kind    string
+	ID      string
+	Op      string // "put" or "delete"
+	Project string
+	Parent  string
+	Body    Object // nil for deletes
+}
+
+// derived are the derived attributes (Derive), by name.
+var derived atomic.Pointer[map[string]func(Object) []string]
+
+// Derive names a derived attribute: its values are what fn makes of an
+// object (strings), for Filter.Attr as a stored attribute's. Names are one
+// namespace across kinds and views.
+func Derive(name string, fn func(Object) []string) {
+	for {
+		old := derived.Load()
+		m := map[string]func(Object) []string{name: fn}
+		if old != nil {
+			for k, v := range *old {
+				if k != name {
+					m[k] = v
+				}
+			}
+		}
+		if derived.CompareAndSwap(old, &m) {
+			return
+		}
+	}
+}
+
+// View is the in-memory copy. The zero View is empty and not loaded.
+type View struct {
 	mu     sync.RWMutex
 	loaded bool
 	rev    int64
@@ -34,7 +88,7 @@ const keepRecent = 8192
 
 // remember adds changes just applied to the recent ones, dropping the
 // oldest revisions beyond keepRecent.
-func (v *view) remember(changes []Change) {
+func (v *View) remember(changes []Change) {
 	v.recent = append(v.recent, changes...)
 	if len(v.recent) <= 2*keepRecent {
 		return
@@ -47,8 +101,8 @@ func (v *view) remember(changes []Change) {
 	v.recent = append([]Change(nil), v.recent[i:]...)
 }
 
-// forget drops the recent changes at or below rev (compacted away).
-func (v *view) forget(rev int64) {
+// Forget drops the recent changes at or below rev (compacted away).
+func (v *View) Forget(rev int64) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if rev <= v.recentFrom {
@@ -59,10 +113,10 @@ func (v *view) forget(rev int64) {
 	v.recentFrom = rev
 }
 
-// changesAfter returns about limit of the recent changes after revision
+// ChangesAfter returns about limit of the recent changes after revision
 // after, ending at a revision boundary; ok is false when the view does not
 // hold them all.
-func (v *view) changesAfter(after int64, limit int) (out []Change, ok bool) {
+func (v *View) ChangesAfter(after int64, limit int) (out []Change, ok bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if !v.loaded || after < v.recentFrom {
@@ -76,10 +130,10 @@ func (v *view) changesAfter(after int64, limit int) (out []Change, ok bool) {
 	return append([]Change(nil), v.recent[i:j]...), true
 }
 
-// changedSince returns the ids of kind among the recent changes after
+// ChangedSince returns the ids of kind among the recent changes after
 // revision after (each once), if the view holds them all and there are at
 // most limit.
-func (v *view) changedSince(kind string, after int64, limit int) ([]string, bool) {
+func (v *View) ChangedSince(kind string, after int64, limit int) ([]string, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if !v.loaded || after < v.recentFrom {
@@ -296,7 +350,7 @@ func (ix *index) version(f Filter) (int64, bool) {
 	return 0, false
 }
 
-func (v *view) kind(k string) *index {
+func (v *View) kind(k string) *index {
 	ix := v.kinds[k]
 	if ix == nil {
 		ix = newIndex(v.indexed[k])
@@ -305,9 +359,9 @@ func (v *view) kind(k string) *index {
 	return ix
 }
 
-// index makes the view index attribute attr of kind (kept as objects
+// Index makes the view index attribute attr of kind (kept as objects
 // change, and built now for those already there).
-func (v *view) index(kind, attr string) {
+func (v *View) Index(kind, attr string) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if v.indexed == nil {
@@ -324,133 +378,17 @@ func (v *view) index(kind, attr string) {
 	}
 }
 
-// sync brings the view to at least revision rev (committed).
-// With exact (a writer holding the lock, so nothing newer can exist), a view
-// ahead of rev means the database was replaced under this server (restored
-// or recreated), and the view is reloaded; a reader may find the view ahead
-// of the revision it read, because a write committed in between.
-func (v *view) sync(ctx context.Context, db *DB, rev int64, exact bool) error {
-	current := func() bool { return v.loaded && (v.rev == rev || !exact && v.rev > rev) }
-	v.mu.RLock()
-	ok := current()
-	v.mu.RUnlock()
-	if ok {
-		return nil
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if current() {
-		return nil
-	}
-	if v.loaded && v.rev > rev {
-		return v.load(ctx, db)
-	}
-	var compacted int64
-	if err := db.r.QueryRowContext(ctx, "SELECT compacted FROM revision WHERE id = 1").Scan(&compacted); err != nil {
-		return err
-	}
-	if !v.loaded || v.rev < compacted {
-		return v.load(ctx, db)
-	}
-	from := v.rev
-	rows, err := db.r.QueryContext(ctx, db.rebind("SELECT rev, seq, kind, id, op, project_id, parent_id, body FROM changes WHERE rev > ? AND rev <= ? ORDER BY rev, seq"), from, rev)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	// Decode everything first: a replay that stops half way (a cancelled
-	// request, a bad row) must not leave a half-applied revision behind.
-	var batch []Change
-	for rows.Next() {
-		var c Change
-		var body string
-		if err := rows.Scan(&c.Rev, &c.Seq, &c.Kind, &c.ID, &c.Op, &c.Project, &c.Parent, &body); err != nil {
-			return err
-		}
-		if c.Op != "delete" {
-			if err := json.Unmarshal([]byte(body), &c.Body); err != nil {
-				return fmt.Errorf("store: change %d %s/%s: %w", c.Rev, c.Kind, c.ID, err)
-			}
-		}
-		batch = append(batch, c)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	// A compaction between reading `compacted` and the changes may have
-	// removed some of them: then the replay is incomplete, load instead.
-	var after int64
-	if err := db.r.QueryRowContext(ctx, "SELECT compacted FROM revision WHERE id = 1").Scan(&after); err != nil {
-		return err
-	}
-	if after > from {
-		return v.load(ctx, db)
-	}
-	for _, c := range batch {
-		if c.Op == "delete" {
-			v.kind(c.Kind).remove(c.ID, c.Rev)
-		} else {
-			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body, c.Rev)
-		}
-	}
-	v.remember(batch)
-	v.rev = rev
-	return nil
-}
-
-// load reads every resource, with the revision they are current at, from
-// one snapshot.
-func (v *view) load(ctx context.Context, db *DB) error {
-	kinds := map[string]*index{}
-	tx, err := db.r.BeginTx(ctx, db.snapshot())
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback()
-	var rev int64
-	if err := tx.QueryRow(db.revisionQuery()).Scan(&rev); err != nil {
-		return err
-	}
-	rows, err := tx.Query("SELECT kind, id, project_id, parent_id, body FROM resources")
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var kind, id, project, parent, body string
-		if err := rows.Scan(&kind, &id, &project, &parent, &body); err != nil {
-			return err
-		}
-		var o Object
-		if err := json.Unmarshal([]byte(body), &o); err != nil {
-			return fmt.Errorf("store: load %s/%s: %w", kind, id, err)
-		}
-		ix := kinds[kind]
-		if ix == nil {
-			ix = newIndex(v.indexed[kind])
-			kinds[kind] = ix
-		}
-		ix.put(id, project, parent, o, rev)
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	v.kinds, v.rev, v.loaded = kinds, rev, true
-	v.recent, v.recentFrom = nil, rev
-	return nil
-}
-
-// revision returns the revision the view is at, if it is loaded.
-func (v *view) revision() (int64, bool) {
+// Revision returns the revision the view is at, if it is loaded.
+func (v *View) Revision() (int64, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	return v.rev, v.loaded
 }
 
-// applyCommitted applies a write this process just committed at rev, when
+// ApplyCommitted applies a write this process just committed at rev, when
 // the view is exactly one revision behind (otherwise the next read syncs
 // from the log).
-func (v *view) applyCommitted(rev int64, changes []Change) {
+func (v *View) ApplyCommitted(rev int64, changes []Change) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if !v.loaded || v.rev != rev-1 {
@@ -469,7 +407,8 @@ func (v *view) applyCommitted(rev int64, changes []Change) {
 	v.rev = rev
 }
 
-func (v *view) get(kind, id string) (Object, bool) {
+// Get is object id of kind.
+func (v *View) Get(kind, id string) (Object, bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	ix := v.kinds[kind]
@@ -480,7 +419,9 @@ func (v *view) get(kind, id string) (Object, bool) {
 	return o, ok
 }
 
-func (v *view) list(kind string, f Filter) []Object {
+// List is the objects of kind f selects, ordered by id (shared: not to be
+// changed).
+func (v *View) List(kind string, f Filter) []Object {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	ix := v.kinds[kind]
@@ -528,7 +469,7 @@ func (v *view) list(kind string, f Filter) []Object {
 			continue
 		}
 		m := ix.meta[id]
-		if !f.match(id, m.project, m.parent) || !byAttr && !f.matchAttr(ix.objs[id]) {
+		if !f.Match(id, m.project, m.parent) || !byAttr && !f.MatchAttr(ix.objs[id]) {
 			continue
 		}
 		out = append(out, ix.objs[id])
@@ -536,19 +477,20 @@ func (v *view) list(kind string, f Filter) []Object {
 	return out
 }
 
-func (v *view) meta(kind, id string) (rowMeta, bool) {
+// Meta is the project and parent of object id of kind.
+func (v *View) Meta(kind, id string) (project, parent string, ok bool) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	ix := v.kinds[kind]
 	if ix == nil {
-		return rowMeta{}, false
+		return "", "", false
 	}
 	m, ok := ix.meta[id]
-	return m, ok
+	return m.project, m.parent, ok
 }
 
-// matchAttr reports whether o passes the filter's attribute condition.
-func (f Filter) matchAttr(o Object) bool {
+// MatchAttr reports whether o passes the filter's attribute condition.
+func (f Filter) MatchAttr(o Object) bool {
 	if f.Attr == "" {
 		return true
 	}
@@ -562,8 +504,8 @@ func (f Filter) matchAttr(o Object) bool {
 	return false
 }
 
-// match reports whether a row with these keys passes the filter.
-func (f Filter) match(id, project, parent string) bool {
+// Match reports whether a row with these keys passes the filter.
+func (f Filter) Match(id, project, parent string) bool {
 	in := func(v string, set []string) bool {
 		if len(set) == 0 {
 			return true
@@ -581,7 +523,8 @@ func (f Filter) match(id, project, parent string) bool {
 	return in(project, f.Projects) && in(parent, f.Parents) && in(id, f.IDs)
 }
 
-func (v *view) count(kind, project string) int {
+// Count counts the objects of kind in a project.
+func (v *View) Count(kind, project string) int {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	if ix := v.kinds[kind]; ix != nil {
@@ -606,7 +549,9 @@ func (m *Memo) Load(key string) ([]byte, bool) {
 // Store keeps v under key.
 func (m *Memo) Store(key string, v []byte) { m.m.Store(key, v) }
 
-func (v *view) memo(kind string, o Object) *Memo {
+// Memo is the memo of o if o is the current version of its object, else
+// nil.
+func (v *View) Memo(kind string, o Object) *Memo {
 	id, _ := o["id"].(string)
 	current := func() (*index, bool) {
 		ix := v.kinds[kind]
@@ -638,4 +583,85 @@ func (v *view) memo(kind string, o Object) *Memo {
 		ix.memos[id] = m
 	}
 	return m
+}
+
+// Version is the revision at which the objects f selects last changed,
+// for a filter on one parent or one value of an indexed attribute, or the
+// whole kind for an empty filter (0 when none is there); ok is false for
+// other filters.
+func (v *View) Version(kind string, f Filter) (int64, bool) {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	ix := v.kinds[kind]
+	if ix == nil {
+		return 0, f.Attr == "" || slices.Contains(v.indexed[kind], f.Attr)
+	}
+	return ix.version(f)
+}
+
+// current reports whether the view is loaded at revision rev (exact), or
+// at rev or later. The caller holds the lock.
+func (v *View) current(rev int64, exact bool) bool {
+	return v.loaded && (v.rev == rev || !exact && v.rev > rev)
+}
+
+// Current is current under the read lock.
+func (v *View) Current(rev int64, exact bool) bool {
+	v.mu.RLock()
+	defer v.mu.RUnlock()
+	return v.current(rev, exact)
+}
+
+// Update runs fn with the view's write lock held: what brings the view up
+// to date (replaying the log, or loading everything again) happens once,
+// whoever else waits for it.
+func (v *View) Update(fn func(u Updater) error) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return fn(Updater{v})
+}
+
+// Updater changes the view under its write lock (see Update).
+type Updater struct{ v *View }
+
+// Current reports whether the view is loaded at rev (exact) or later.
+func (u Updater) Current(rev int64, exact bool) bool { return u.v.current(rev, exact) }
+
+// State is the revision the view is at and whether it is loaded.
+func (u Updater) State() (rev int64, loaded bool) { return u.v.rev, u.v.loaded }
+
+// Replay applies the changes logged after the view's revision up to rev,
+// in order.
+func (u Updater) Replay(batch []Change, rev int64) {
+	v := u.v
+	for _, c := range batch {
+		if c.Op == "delete" {
+			v.kind(c.Kind).remove(c.ID, c.Rev)
+		} else {
+			v.kind(c.Kind).put(c.ID, c.Project, c.Parent, c.Body, c.Rev)
+		}
+	}
+	v.remember(batch)
+	v.rev = rev
+}
+
+// Load replaces the view with the objects rows gives (through put), all
+// current at revision rev; on an error nothing changes.
+func (u Updater) Load(rev int64, rows func(put func(kind, id, project, parent string, o Object)) error) error {
+	v := u.v
+	kinds := map[string]*index{}
+	put := func(kind, id, project, parent string, o Object) {
+		ix := kinds[kind]
+		if ix == nil {
+			ix = newIndex(v.indexed[kind])
+			kinds[kind] = ix
+		}
+		ix.put(id, project, parent, o, rev)
+	}
+	if err := rows(put); err != nil {
+		return err
+	}
+	v.kinds, v.rev, v.loaded = kinds, rev, true
+	v.recent, v.recentFrom = nil, rev
+	return nil
 }
