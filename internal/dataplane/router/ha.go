@@ -94,7 +94,7 @@ func (r *Router) applyHA(h *netlink.Handle, spec Spec, addrs map[string][]string
 		return err
 	}
 	// The HA device keeps its own address; the VIP is keepalived's.
-	if err := setAddrsExcept(h, ha.Port.Dev, []string{ha.Addr}, ha.VIP()); err != nil {
+	if err := setAddrs(h, ha.Port.Dev, []string{ha.Addr}, ha.VIP()); err != nil {
 		return err
 	}
 	if !r.quietMLD {
@@ -294,9 +294,8 @@ func (ka *keepalived) alive() bool {
 }
 
 // watchKeepalived fences the instance as soon as its keepalived exits
-// without being stopped (killed, crashed), and tells whoever listens
-// (OnHAChange) that the instance is in fault; the next Apply starts it
-// again.
+// without being stopped (killed, crashed): the instance is then in fault
+// (HAState) until the next Apply starts keepalived again.
 func (r *Router) watchKeepalived(ka *keepalived) {
 	<-ka.done
 	r.haMu.Lock()
@@ -317,9 +316,6 @@ func (r *Router) watchKeepalived(ka *keepalived) {
 	if h, done, err := dataplane.HandleIn(r.NS); err == nil {
 		r.fence(h, spec, spec.HA)
 		done()
-	}
-	if fn := r.OnHAChange; fn != nil {
-		fn(HAFault)
 	}
 }
 
@@ -374,47 +370,6 @@ func mustPrefix(cidr string) string {
 	}
 	ip, _, _ := net.ParseCIDR(cidr)
 	return (&net.IPNet{IP: ip, Mask: n.Mask}).String()
-}
-
-// setAddrsExcept makes dev's addresses exactly cidrs, leaving except (an
-// address someone else manages) as it is.
-func setAddrsExcept(h *netlink.Handle, dev string, cidrs []string, except string) error {
-	l, err := h.LinkByName(dev)
-	if err != nil {
-		return err
-	}
-	want := map[string]*netlink.Addr{}
-	for _, c := range cidrs {
-		a, err := netlink.ParseAddr(c)
-		if err != nil {
-			return err
-		}
-		want[a.IPNet.String()] = a
-	}
-	have, err := h.AddrList(l, netlink.FAMILY_V4)
-	if err != nil {
-		return err
-	}
-	for _, a := range have {
-		key := a.IPNet.String()
-		if _, ok := want[key]; ok {
-			delete(want, key)
-			continue
-		}
-		if key == mustPrefix(except) {
-			continue
-		}
-		a := a
-		if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-			return err
-		}
-	}
-	for _, a := range want {
-		if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return fmt.Errorf("address %s on %s: %w", a.IPNet, dev, err)
-		}
-	}
-	return nil
 }
 
 // HAState is the instance's state: active while the VIP is on its HA
@@ -474,13 +429,10 @@ func (r *Router) StopHA() {
 
 // haState is the HA part of a Router.
 type haState struct {
-	haMu   sync.Mutex
-	ka     *keepalived
-	haSpec Spec
-	// OnHAChange, when set, is told of a fault as soon as keepalived is
-	// found dead (the instance fenced).
-	OnHAChange func(state string)
-	quietMLD   bool // the router's ports send no MLD
+	haMu     sync.Mutex
+	ka       *keepalived
+	haSpec   Spec
+	quietMLD bool // the router's ports send no MLD
 }
 
 // IsHA reports whether the router was last applied as an HA instance.

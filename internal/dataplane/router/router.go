@@ -214,7 +214,7 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 	}
 	devs := slices.Sorted(maps.Keys(addrs))
 	for _, dev := range devs {
-		if err := setAddrs(h, dev, addrs[dev]); err != nil {
+		if err := setAddrs(h, dev, addrs[dev], ""); err != nil {
 			return err
 		}
 	}
@@ -252,8 +252,9 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 	return nil
 }
 
-// setAddrs makes dev's global addresses exactly cidrs.
-func setAddrs(h *netlink.Handle, dev string, cidrs []string) error {
+// setAddrs makes dev's global addresses exactly cidrs, leaving alone those
+// others manage (except: an address as CIDR, or "").
+func setAddrs(h *netlink.Handle, dev string, cidrs []string, except string) error {
 	l, err := h.LinkByName(dev)
 	if err != nil {
 		return err
@@ -274,7 +275,7 @@ func setAddrs(h *netlink.Handle, dev string, cidrs []string) error {
 		return err
 	}
 	for _, a := range have {
-		if a.IP.IsLinkLocalUnicast() {
+		if a.IP.IsLinkLocalUnicast() || except != "" && a.IPNet.String() == mustPrefix(except) {
 			continue
 		}
 		if _, ok := want[a.IPNet.String()]; ok {
