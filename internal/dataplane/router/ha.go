@@ -224,6 +224,12 @@ func startKeepalived(ns, dir string) (*keepalived, error) {
 		return nil, err
 	}
 	defer logf.Close()
+	// The caller found none running here: pid files left by one killed
+	// would stop this one ("daemon is already running") while its VRRP
+	// process waits to be reaped by whoever inherited it.
+	for _, f := range []string{kaPID, kaVRRP} {
+		os.Remove(filepath.Join(dir, f))
+	}
 	// ip netns exec becomes keepalived (it execs): the pid is the daemon's.
 	cmd := exec.Command("ip", "netns", "exec", ns, "keepalived", "--dont-fork", "--log-console", "--log-detail", "--vrrp",
 		"--use-file", filepath.Join(dir, kaConf), "--pid", filepath.Join(dir, kaPID), "--vrrp_pid", filepath.Join(dir, kaVRRP))
