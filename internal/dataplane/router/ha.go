@@ -185,15 +185,9 @@ func keepalivedConfig(ns string, ha HA, spec Spec, addrs map[string][]string) st
 	b.WriteString("    }\n")
 	var routes []string
 	if spec.Gateway != "" {
-		seen := map[bool]bool{}
-		for _, gw := range spec.DefaultGateways {
-			v4 := gw.To4() != nil
-			if seen[v4] {
-				continue
-			}
-			seen[v4] = true
+		for _, gw := range defaultGateways(spec) {
 			dst := "0.0.0.0/0"
-			if !v4 {
+			if gw.To4() == nil {
 				dst = "::/0"
 			}
 			routes = append(routes, fmt.Sprintf("%s via %s dev %s", dst, gw, spec.Gateway))

@@ -298,21 +298,29 @@ func setAddrs(h *netlink.Handle, dev string, cidrs []string, except string) erro
 // routeProto marks the routes a router's reconciler manages (RTPROT_STATIC).
 const routeProto = 4
 
+// defaultGateways are the next hops of the router's default routes: the
+// first of each family among the external subnets' gateways.
+func defaultGateways(spec Spec) []net.IP {
+	var out []net.IP
+	seen := map[bool]bool{}
+	for _, gw := range spec.DefaultGateways {
+		if v4 := gw.To4() != nil; !seen[v4] {
+			seen[v4] = true
+			out = append(out, gw)
+		}
+	}
+	return out
+}
+
 // setRoutes makes the router's managed routes exactly: a default route per
 // family via the external subnets' gateways, and the extra routes.
 func setRoutes(h *netlink.Handle, spec Spec) error {
 	var want []netlink.Route
 	if spec.Gateway != "" {
 		if l, err := h.LinkByName(spec.Gateway); err == nil {
-			seen := map[bool]bool{}
-			for _, gw := range spec.DefaultGateways {
-				v4 := gw.To4() != nil
-				if seen[v4] {
-					continue
-				}
-				seen[v4] = true
+			for _, gw := range defaultGateways(spec) {
 				dst := &net.IPNet{IP: net.IPv4zero, Mask: net.CIDRMask(0, 32)}
-				if !v4 {
+				if gw.To4() == nil {
 					dst = &net.IPNet{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)}
 				}
 				want = append(want, netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Gw: gw, Protocol: routeProto})

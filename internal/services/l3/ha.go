@@ -77,14 +77,8 @@ func haNetwork(c *plugin.Ctx, project string) (netID, subnetID string, err error
 			break
 		}
 	}
-	ac := c.AsAdmin()
 	if netID == "" {
-		in, err := schema.Network.ParseCreate(ac.Caller, map[string]any{"name": "HA network tenant " + project})
-		if err != nil {
-			return "", "", err
-		}
-		in["project_id"] = ""
-		n, err := ac.Create(schema.Network, in)
+		n, err := createUnowned(c, schema.Network, map[string]any{"name": "HA network tenant " + project})
 		if err != nil {
 			return "", "", err
 		}
@@ -97,17 +91,24 @@ func haNetwork(c *plugin.Ctx, project string) (netID, subnetID string, err error
 	if len(subnets) > 0 {
 		return netID, attr.Str(subnets[0], "id"), nil
 	}
-	in, err := schema.Subnet.ParseCreate(ac.Caller, map[string]any{"name": "HA subnet tenant " + project, "network_id": netID,
+	sn, err := createUnowned(c, schema.Subnet, map[string]any{"name": "HA subnet tenant " + project, "network_id": netID,
 		"ip_version": float64(4), "cidr": haCIDR, "enable_dhcp": false, "gateway_ip": nil})
 	if err != nil {
 		return "", "", err
 	}
-	in["project_id"] = ""
-	sn, err := ac.Create(schema.Subnet, in)
-	if err != nil {
-		return "", "", err
-	}
 	return netID, attr.Str(sn, "id"), nil
+}
+
+// createUnowned creates a resource of res owned by no project, as the
+// service itself (HA networks and their subnets).
+func createUnowned(c *plugin.Ctx, res *schema.Resource, body map[string]any) (plugin.Object, error) {
+	ac := c.AsAdmin()
+	in, err := res.ParseCreate(ac.Caller, body)
+	if err != nil {
+		return nil, err
+	}
+	in["project_id"] = ""
+	return ac.Create(res, in)
 }
 
 // allocateVRID gives an HA router the lowest virtual router id no other HA
