@@ -4,9 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -113,21 +110,7 @@ func (h *haCloud) crash(tb testing.TB, host string) {
 // (a second in), and returns how long replies were missing and whether
 // any came.
 func (h *haCloud) pingLoss(tb testing.TB, fail func()) (time.Duration, bool) {
-	out := make(chan string, 1)
-	go func() {
-		o, _ := h.lab.Output("vm1", "ping", "-c", "500", "-i", "0.01", "-W", "1", "203.0.113.1")
-		out <- o
-	}()
-	time.Sleep(time.Second)
-	fail()
-	o := <-out
-	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindStringSubmatch(o)
-	if m == nil {
-		tb.Fatalf("ping said:\n%s", o)
-	}
-	sent, _ := strconv.Atoi(m[1])
-	got, _ := strconv.Atoi(m[2])
-	return time.Duration(sent-got) * 10 * time.Millisecond, got > 0 && strings.Contains(o[strings.LastIndex(o, "icmp_seq="):], "ttl=")
+	return testutil.PingLoss(tb, func(args ...string) string { o, _ := h.lab.Output("vm1", args...); return o }, "203.0.113.1", fail)
 }
 
 // TestHARouterThroughAPI: an HA router made through the API runs on both
@@ -239,13 +222,7 @@ func BenchmarkHAFailoverThroughAPI(b *testing.B) {
 			crash = append(crash, lost)
 		}
 		b.Logf("orderly: %v; crash: %v", orderly, crash)
-		for _, m := range []struct {
-			name string
-			d    []time.Duration
-		}{{"orderly", orderly}, {"crash", crash}} {
-			slices.Sort(m.d)
-			b.ReportMetric(float64(m.d[len(m.d)/2].Milliseconds()), m.name+"-p50-ms")
-			b.ReportMetric(float64(m.d[len(m.d)-1].Milliseconds()), m.name+"-max-ms")
-		}
+		testutil.ReportP50Max(b, "orderly", orderly)
+		testutil.ReportP50Max(b, "crash", crash)
 	}
 }

@@ -6,6 +6,10 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,4 +61,34 @@ func Eventually(t testing.TB, within time.Duration, what string, cond func() (bo
 		time.Sleep(wait)
 		wait = min(2*wait, 100*time.Millisecond)
 	}
+}
+
+// PingLoss runs ping (its argv after "-c 500 -i 0.01 -W 1": the target,
+// through run, which returns ping's output) while fail runs a second in,
+// and returns how long replies were missing (lost echoes × 10 ms) and
+// whether the last echo was answered.
+func PingLoss(t testing.TB, run func(args ...string) string, target string, fail func()) (time.Duration, bool) {
+	t.Helper()
+	out := make(chan string, 1)
+	go func() { out <- run("ping", "-c", "500", "-i", "0.01", "-W", "1", target) }()
+	time.Sleep(time.Second)
+	fail()
+	o := <-out
+	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindStringSubmatch(o)
+	if m == nil {
+		t.Fatalf("ping said:\n%s", o)
+	}
+	sent, _ := strconv.Atoi(m[1])
+	got, _ := strconv.Atoi(m[2])
+	last := o[strings.LastIndex(o, "icmp_seq=")+1:]
+	return time.Duration(sent-got) * 10 * time.Millisecond, got > 0 && strings.Contains(last, "ttl=")
+}
+
+// ReportP50Max reports the median and the maximum of durations as the
+// benchmark's metrics name-p50-ms and name-max-ms.
+func ReportP50Max(b *testing.B, name string, d []time.Duration) {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	b.ReportMetric(float64(d[len(d)/2].Milliseconds()), name+"-p50-ms")
+	b.ReportMetric(float64(d[len(d)-1].Milliseconds()), name+"-max-ms")
 }

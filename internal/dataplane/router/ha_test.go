@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -135,22 +132,8 @@ func (l *haLab) routerMACPort() string {
 // returns how long replies were missing (lost × interval).
 func (l *haLab) pingLoss(fail func()) time.Duration {
 	l.t.Helper()
-	const n, every = 500, 10 * time.Millisecond
-	out := make(chan string, 1)
-	go func() {
-		o, _ := l.lab.Output("vm", "ping", "-c", fmt.Sprint(n), "-i", "0.01", "-W", "1", "10.9.0.1")
-		out <- o
-	}()
-	time.Sleep(time.Second)
-	fail()
-	o := <-out
-	m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindStringSubmatch(o)
-	if m == nil {
-		l.t.Fatalf("ping said:\n%s", o)
-	}
-	sent, _ := strconv.Atoi(m[1])
-	got, _ := strconv.Atoi(m[2])
-	return time.Duration(sent-got) * every
+	lost, _ := testutil.PingLoss(l.t, func(args ...string) string { o, _ := l.lab.Output("vm", args...); return o }, "10.9.0.1", fail)
+	return lost
 }
 
 // An HA router: one instance answers; stopped in order, the other takes
@@ -264,13 +247,7 @@ func BenchmarkHAFailover(b *testing.B) {
 			l.apply(a)
 		}
 		b.Logf("orderly stops: %v; crashes: %v", orderly, crash)
-		for _, m := range []struct {
-			name string
-			d    []time.Duration
-		}{{"orderly", orderly}, {"crash", crash}} {
-			slices.Sort(m.d)
-			b.ReportMetric(float64(m.d[len(m.d)/2].Milliseconds()), m.name+"-p50-ms")
-			b.ReportMetric(float64(m.d[len(m.d)-1].Milliseconds()), m.name+"-max-ms")
-		}
+		testutil.ReportP50Max(b, "orderly", orderly)
+		testutil.ReportP50Max(b, "crash", crash)
 	}
 }
