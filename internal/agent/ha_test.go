@@ -24,6 +24,7 @@ import (
 // behind it.
 type haCloud struct {
 	url, rid, gwIP string
+	pub, port      string // the external network, vm1's port
 	lab            *netlab.Lab
 	n, sn          map[string]any
 	// active is the host of the instance l3-agents reports active, once
@@ -84,6 +85,7 @@ func newHACloud(tb testing.TB) *haCloud {
 		return host
 	}
 	h.url, h.lab, h.rid, h.gwIP, h.n, h.sn = url, lab, rid, gwIP, n, sn
+	h.pub, h.port = pub["id"].(string), p["id"].(string)
 	return h
 }
 
@@ -167,16 +169,25 @@ func TestHARouterThroughAPI(t *testing.T) {
 		t.Fatalf("the standby on %s holds the gateway address too", other)
 	}
 
-	// A TCP connection from the VM to the upstream host through SNAT,
-	// open across the failover: it goes on (no state is synced between
-	// instances; the new one takes the flow up mid-stream, and its SNAT
-	// keeps the source port).
+	// A TCP connection from a VM (vm2: no floating IP) to the upstream host
+	// through SNAT, open across the failover: it goes on (no state is
+	// synced between instances; the new one takes the flow up mid-stream,
+	// and its SNAT keeps the source port).
+	p2 := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": "compute-1"}})["port"].(map[string]any)
+	ip2 := p2["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+	if err := lab.VM("vm2", "compute-1", dataplane.TapName(p2["id"].(string)), p2["mac_address"].(string), int(n["mtu"].(float64)), ip2+"/24"); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.Run("vm2", "ip", "route", "add", "default", "via", h.sn["gateway_ip"].(string)); err != nil {
+		t.Fatal(err)
+	}
+	pingUntil(t, lab, "vm2", "203.0.113.1", 10*time.Second)
 	ln, err := dataplane.Open(lab.Name("upstream"), func() (net.Listener, error) { return net.Listen("tcp4", "203.0.113.1:5000") })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	conn, err := dataplane.Open(lab.Name("vm1"), func() (net.Conn, error) { return net.DialTimeout("tcp4", "203.0.113.1:5000", 5*time.Second) })
+	conn, err := dataplane.Open(lab.Name("vm2"), func() (net.Conn, error) { return net.DialTimeout("tcp4", "203.0.113.1:5000", 5*time.Second) })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +215,44 @@ func TestHARouterThroughAPI(t *testing.T) {
 	if err := echo("before"); err != nil {
 		t.Fatal(err)
 	}
+	// And one from the upstream host to vm1's floating IP (1:1 NAT).
+	var def string
+	for _, g := range post(t, url+"/v2.0/security-groups?name=default", "GET", nil)["security_groups"].([]any) {
+		def = g.(map[string]any)["id"].(string)
+	}
+	post(t, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
+		"security_group_id": def, "direction": "ingress", "protocol": "tcp", "port_range_min": 5001, "port_range_max": 5001}})
+	post(t, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": h.pub,
+		"floating_ip_address": "203.0.113.60", "port_id": h.port}})
+	inLn, err := dataplane.Open(lab.Name("vm1"), func() (net.Listener, error) { return net.Listen("tcp4", ":5001") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inLn.Close()
+	var in net.Conn
+	testutil.Eventually(t, 10*time.Second, "the upstream host connects to vm1's floating IP", func() (bool, string) {
+		in, err = dataplane.Open(lab.Name("upstream"), func() (net.Conn, error) { return net.DialTimeout("tcp4", "203.0.113.60:5001", time.Second) })
+		return err == nil, fmt.Sprint(err)
+	})
+	defer in.Close()
+	vmSide, err := inLn.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vmSide.Close()
+	go io.Copy(vmSide, vmSide)
+	echoIn := func(msg string) error {
+		in.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := in.Write([]byte(msg)); err != nil {
+			return err
+		}
+		buf := make([]byte, len(msg))
+		_, err := io.ReadFull(in, buf)
+		return err
+	}
+	if err := echoIn("before"); err != nil {
+		t.Fatal(err)
+	}
 
 	// Crash: the active keepalived is killed outright while the VM pings
 	// the upstream host every 10 ms.
@@ -213,6 +262,9 @@ func TestHARouterThroughAPI(t *testing.T) {
 	})
 	if err := echo("after the failover"); err != nil {
 		t.Fatalf("the TCP connection through SNAT did not survive the failover: %v", err)
+	}
+	if err := echoIn("after the failover"); err != nil {
+		t.Fatalf("the TCP connection to the floating IP did not survive the failover: %v", err)
 	}
 	t.Logf("crash of the active instance: %v without replies", lost)
 	if now := active(); now != other {
