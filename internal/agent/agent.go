@@ -46,6 +46,9 @@ type Config struct {
 	DHCP bool
 	// L3 makes this host an L3 agent: it hosts routers scheduled to it.
 	L3 bool
+	// HAAdvert is HA routers' VRRP advertisement interval (0: the
+	// default, l3.DefaultHAAdvert).
+	HAAdvert time.Duration
 	// Synced, if set, is called after each sync has made the kernel match
 	// the state at a revision, with the ports wired (benchmarks use it).
 	Synced func(revision int64, active int)
@@ -94,7 +97,7 @@ func New(cfg Config) (*Agent, error) {
 		a.reconcilers = append(a.reconcilers, dhcp.New())
 	}
 	if cfg.L3 {
-		a.reconcilers = append(a.reconcilers, l3.New(), metering.New())
+		a.reconcilers = append(a.reconcilers, l3.New(a.cfg.HAAdvert), metering.New())
 	}
 	a.reconcilers = append(a.reconcilers, &l2.Ports{})
 	return a, nil

@@ -30,6 +30,7 @@ type Routers struct {
 
 	// HA router instances: the states last reported, and the watch that
 	// reports a change at once.
+	haAdvert   time.Duration
 	haMu       sync.Mutex
 	ha         map[string]*router.Router // HA routers here, by router id
 	haReported map[string]string         // router id -> state
@@ -40,14 +41,19 @@ type Routers struct {
 // router namespace's name.
 var HAStateRoot = "/run/neutrino/keepalived"
 
-// haAdvert is the VRRP advertisement interval of HA routers: a standby
-// takes over from a master that died about three intervals after its last
-// advertisement (Neutron's default, 2 s, would make that 6 s or more).
-const haAdvert = 200 * time.Millisecond
+// DefaultHAAdvert is the VRRP advertisement interval of HA routers unless
+// told otherwise: a standby takes over from a master that died about three
+// intervals after its last advertisement (Neutron's default, 2 s, makes
+// that 6 s or more).
+const DefaultHAAdvert = 200 * time.Millisecond
 
-// New returns the L3 reconciler.
-func New() *Routers {
-	return &Routers{routers: map[string]*router.Router{}, ha: map[string]*router.Router{}}
+// New returns the L3 reconciler; haAdvert is HA routers' VRRP
+// advertisement interval (0: DefaultHAAdvert).
+func New(haAdvert time.Duration) *Routers {
+	if haAdvert <= 0 {
+		haAdvert = DefaultHAAdvert
+	}
+	return &Routers{routers: map[string]*router.Router{}, ha: map[string]*router.Router{}, haAdvert: haAdvert}
 }
 
 func (*Routers) Name() string { return "l3" }
@@ -120,7 +126,7 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 		}
 		var ha *router.HA
 		if rt["ha"] == true {
-			if ha = haOf(env, span, rt, subnets, ns); ha == nil {
+			if ha = haOf(env, span, rt, subnets, ns, r.haAdvert); ha == nil {
 				continue // its HA port here is not there yet: no instance
 			}
 			used = append(used, *ha)
@@ -326,7 +332,7 @@ func raFor(p map[string]any, subnets map[string]map[string]any, mtu int) (router
 // haOf is the HA part of an HA router's instance here: its HA port (bound
 // to this host), its address on the HA network and the router's virtual
 // router id; nil while the port or its network is not in the span.
-func haOf(env *concern.Env, span *hostapi.Span, rt map[string]any, subnets map[string]map[string]any, ns string) *router.HA {
+func haOf(env *concern.Env, span *hostapi.Span, rt map[string]any, subnets map[string]map[string]any, ns string, advert time.Duration) *router.HA {
 	vrid, _ := rt["ha_vr_id"].(float64)
 	for _, p := range span.Ports {
 		if attr.Str(p, "device_id") != attr.Str(rt, "id") || attr.Str(p, "device_owner") != hostapi.OwnerRouterHA ||
@@ -346,7 +352,7 @@ func haOf(env *concern.Env, span *hostapi.Span, rt map[string]any, subnets map[s
 		id := attr.Str(p, "id")
 		return &router.HA{Port: dataplane.PortVeth{Tap: dataplane.TapName(id), Dev: "ha-" + id[:min(11, len(id))],
 			MAC: attr.Str(p, "mac_address"), MTU: n.MTU}, Addr: attr.Str(ips[0], "ip_address") + cidr[strings.LastIndex(cidr, "/"):],
-			VRID: int(vrid), Advert: haAdvert, Dir: filepath.Join(HAStateRoot, ns)}
+			VRID: int(vrid), Advert: advert, Dir: filepath.Join(HAStateRoot, ns)}
 	}
 	return nil
 }
