@@ -31,6 +31,7 @@ type Routers struct {
 	// HA router instances: the states last reported, and the watch that
 	// reports a change at once.
 	haAdvert   time.Duration
+	reportMu   sync.Mutex // one report at a time
 	haMu       sync.Mutex
 	ha         map[string]*router.Router // HA routers here, by router id
 	haReported map[string]string         // router id -> state
@@ -369,7 +370,7 @@ func (r *Routers) haStates() map[string]string {
 
 // watchHA keeps rt (router id's instance here) among the HA instances
 // reported, and starts the watch that reports any change of their states
-// at once (polled every 50 ms; a fault is told at once by the router).
+// at once (polled every 50 ms).
 func (r *Routers) watchHA(env *concern.Env, id string, rt *router.Router) {
 	r.haMu.Lock()
 	defer r.haMu.Unlock()
@@ -380,18 +381,18 @@ func (r *Routers) watchHA(env *concern.Env, id string, rt *router.Router) {
 	r.haWatching = true
 	api, host := env.API, env.HostName
 	go func() {
-		ctx := context.Background()
 		for {
 			time.Sleep(50 * time.Millisecond)
 			r.haMu.Lock()
-			if r.ha == nil {
-				r.haMu.Unlock()
-				return // closed
-			}
-			if states := r.haStates(); !maps.Equal(states, r.haReported) {
-				r.reportHA(ctx, &concern.Env{API: api, HostName: host})
-			}
+			closed := r.ha == nil
+			changed := !closed && !maps.Equal(r.haStates(), r.haReported)
 			r.haMu.Unlock()
+			if closed {
+				return
+			}
+			if changed {
+				r.reportHA(context.Background(), api, host)
+			}
 		}
 	}()
 }
@@ -399,20 +400,25 @@ func (r *Routers) watchHA(env *concern.Env, id string, rt *router.Router) {
 // Report implements concern.Reporter: every HA instance's state, at each
 // heartbeat (a change is also reported at once, see watchHA).
 func (r *Routers) Report(ctx context.Context, env *concern.Env) error {
-	r.haMu.Lock()
-	defer r.haMu.Unlock()
-	return r.reportHA(ctx, env)
+	return r.reportHA(ctx, env.API, env.HostName)
 }
 
-// reportHA sends the instances' states (the caller holds haMu).
-func (r *Routers) reportHA(ctx context.Context, env *concern.Env) error {
-	states := r.haStates()
-	if len(states) == 0 && len(r.haReported) == 0 {
+// reportHA sends the instances' states, one report at a time; no lock is
+// held while the server answers (a pass must not wait on it).
+func (r *Routers) reportHA(ctx context.Context, api concern.API, host string) error {
+	r.reportMu.Lock()
+	defer r.reportMu.Unlock()
+	r.haMu.Lock()
+	states, before := r.haStates(), r.haReported
+	r.haMu.Unlock()
+	if len(states) == 0 && len(before) == 0 {
 		return nil
 	}
-	if err := env.API.Call(ctx, "PUT", "/neutrino/v1/hosts/"+env.HostName+"/ha-routers", map[string]any{"states": states}, nil); err != nil {
+	if err := api.Call(ctx, "PUT", "/neutrino/v1/hosts/"+host+"/ha-routers", map[string]any{"states": states}, nil); err != nil {
 		return err
 	}
+	r.haMu.Lock()
 	r.haReported = states
+	r.haMu.Unlock()
 	return nil
 }
