@@ -119,6 +119,16 @@ func (r *Router) applyHA(h *netlink.Handle, spec Spec, addrs map[string][]string
 	if err := os.MkdirAll(ha.Dir, 0o700); err != nil {
 		return err
 	}
+	// An instance whose keepalived just died starts again only once a
+	// standby has had the time to take over (three advertisements and
+	// the skew), so that it comes back as a standby rather than racing
+	// the others for master.
+	r.haMu.Lock()
+	wait := time.Until(r.faultAt.Add(4*max(ha.Advert, 10*time.Millisecond) + 100*time.Millisecond))
+	r.haMu.Unlock()
+	if wait > 0 {
+		time.Sleep(wait)
+	}
 	r.haMu.Lock()
 	defer r.haMu.Unlock()
 	r.haSpec = spec
@@ -302,7 +312,7 @@ func (r *Router) watchKeepalived(ka *keepalived) {
 	stopped := r.ka != ka
 	var spec Spec
 	if !stopped {
-		r.ka = nil
+		r.ka, r.faultAt = nil, time.Now()
 		spec = r.haSpec
 	}
 	r.haMu.Unlock()
@@ -432,7 +442,8 @@ type haState struct {
 	haMu     sync.Mutex
 	ka       *keepalived
 	haSpec   Spec
-	quietMLD bool // the router's ports send no MLD
+	quietMLD bool      // the router's ports send no MLD
+	faultAt  time.Time // when keepalived was last found dead
 }
 
 // IsHA reports whether the router was last applied as an HA instance.
