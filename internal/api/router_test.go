@@ -181,6 +181,9 @@ func TestRouters(t *testing.T) {
 		if up := e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": true}}), "router"); up["distributed"] != true {
 			t.Fatalf("migration to distributed: %v", up)
 		}
+		// ha and distributed are no filters, for anyone (as Neutron).
+		e.fault(e.do(admin, "GET", "/v2.0/routers?ha=true", nil), 400, "HTTPBadRequest")
+		e.fault(e.do(userA, "GET", "/v2.0/routers?distributed=false", nil), 400, "HTTPBadRequest")
 		// And back to centralized (Neutron Zed allows it, down).
 		if up := e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+ar["id"].(string), map[string]any{"router": map[string]any{"distributed": false}}), "router"); up["distributed"] != false {
 			t.Fatalf("migration back to centralized: %v", up)

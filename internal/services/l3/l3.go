@@ -25,8 +25,9 @@ var (
 		schema.Sorted(schema.RO("status")),
 		schema.NoFilter(schema.RW("external_gateway_info", schema.DictOrNull, nil)),
 		schema.NoFilter(&schema.Attr{Name: "routes", Put: true, Convert: schema.NullAsEmpty(schema.ListOf(schema.Dict))}),
-		schema.Sorted(schema.AdminOnly(schema.Computed("distributed", true, schema.Bool))),
-		schema.Sorted(schema.AdminOnly(schema.Computed("ha", true, schema.Bool))),
+		// Not filters (Neutron: "['ha'] is invalid attribute for filtering").
+		schema.NoFilter(schema.Sorted(schema.AdminOnly(schema.Computed("distributed", true, schema.Bool)))),
+		schema.NoFilter(schema.Sorted(schema.AdminOnly(schema.Computed("ha", true, schema.Bool)))),
 	)
 
 	FloatingIP = schema.DefineUnnamed("floatingip", "floatingips", "floating_network_id",
