@@ -59,6 +59,11 @@ func (s *Service) agentsFor(r plugin.Object) int {
 	if !isHA(r) {
 		return 1
 	}
+	return s.maxAgents()
+}
+
+// maxAgents is how many L3 agents an HA router goes to.
+func (s *Service) maxAgents() int {
 	if s.cfg.MaxAgents > 0 {
 		return s.cfg.MaxAgents
 	}
@@ -243,7 +248,7 @@ func (s *Service) activeHost(c *plugin.Ctx, routerID string) (string, error) {
 		if attr.Str(b, "ha_state") != haActive || attr.Str(b, "ha_active_at") < since {
 			continue
 		}
-		if a, err := c.Tx.Get("agent", attr.Str(b, "agent_id")); err == nil && agents.From(c).Alive(a) {
+		if a, err := c.Tx.Get(agents.Agent.Kind, attr.Str(b, "agent_id")); err == nil && agents.From(c).Alive(a) {
 			host, since = attr.Str(a, "host"), attr.Str(b, "ha_active_at")
 		}
 	}
@@ -279,7 +284,7 @@ func (s *Service) serveHAStates(req *plugin.Request) (int, any, error) {
 				return err
 			}
 			for _, b := range bound {
-				a, err := c.Tx.Get("agent", attr.Str(b, "agent_id"))
+				a, err := c.Tx.Get(agents.Agent.Kind, attr.Str(b, "agent_id"))
 				if err != nil || attr.Str(a, "host") != host || attr.Str(b, "ha_state") == state {
 					continue
 				}

@@ -152,7 +152,7 @@ func (s *Service) autoSchedule(c *plugin.Ctx) error {
 	// HA routers short of instances (fewer agents were alive when they
 	// were scheduled) get more as agents come.
 	for id, n := range count {
-		if n >= s.agentsFor(plugin.Object{"ha": true}) {
+		if n >= s.maxAgents() {
 			continue
 		}
 		if r, err := c.Tx.Get(Router.Kind, id); err == nil && isHA(r) {
