@@ -138,9 +138,14 @@ func TestRouters(t *testing.T) {
 		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid+"/remove_router_interface", map[string]any{"port_id": ri["port_id"]}), 409, "RouterInterfaceInUseByFloatingIP")
 		e.fault(e.do(userA, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"external_gateway_info": map[string]any{}}}), 409, "RouterExternalGatewayInUseByFloatingIp")
 		e.fault(e.do(admin, "DELETE", "/v2.0/networks/"+pubID, nil), 409, "NetworkInUse")
-		// A fixed IP the port gives up takes its floating IP mapping along.
+		// A fixed IP the port gives up takes its floating IP mapping along
+		// (the new address differs from the random one it had).
+		moveTo := "10.10.0.77"
+		if vm["fixed_ips"].([]any)[0].(map[string]any)["ip_address"] == moveTo {
+			moveTo = "10.10.0.78"
+		}
 		vm = e.must(200, e.do(userA, "PUT", "/v2.0/ports/"+vm["id"].(string), map[string]any{"port": map[string]any{
-			"fixed_ips": []any{map[string]any{"subnet_id": s1["id"], "ip_address": "10.10.0.77"}}}}), "port")
+			"fixed_ips": []any{map[string]any{"subnet_id": s1["id"], "ip_address": moveTo}}}}), "port")
 		if got := e.must(200, e.do(userA, "GET", "/v2.0/floatingips/"+fip["id"].(string), nil), "floatingip"); got["port_id"] != nil {
 			t.Fatalf("floating IP still mapped to a released address: %v", got)
 		}
