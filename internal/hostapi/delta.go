@@ -49,6 +49,7 @@ var collections = []struct {
 	{"routers", func(s *Span) *[]Object { return &s.Routers }},
 	{"floatingips", func(s *Span) *[]Object { return &s.FloatingIPs }},
 	{"metering_labels", func(s *Span) *[]Object { return &s.MeteringLabels }},
+	{"dvr_macs", func(s *Span) *[]Object { return &s.DVRMACs }},
 }
 
 // Empty reports whether the delta changes nothing but the revision.

@@ -70,6 +70,9 @@ type Span struct {
 	// MeteringLabels are the labels that apply to those routers (shared,
 	// or of a router's project), each with its "rules".
 	MeteringLabels []Object `json:"metering_labels,omitempty"`
+	// DVRMACs holds, for a host running distributed routers, its own DVR
+	// MAC ({"host", "mac_address"}): routed frames leave the host from it.
+	DVRMACs []Object `json:"dvr_macs,omitempty"`
 }
 
 // Peer is a port of one of the host's networks on another host: a MAC
@@ -103,6 +106,12 @@ const (
 	// OwnerRouterHA owns an HA router instance's port on its HA network.
 	OwnerRouterHA   = "network:router_ha_interface"
 	OwnerFloatingIP = "network:floatingip"
+	// OwnerRouterSNAT owns a distributed router's port on one of its
+	// networks in its centralized SNAT part.
+	OwnerRouterSNAT = "network:router_centralized_snat"
+	// OwnerFIPGateway owns a dvr host's port on an external network,
+	// through which the floating IPs of its VMs go.
+	OwnerFIPGateway = "network:floatingip_agent_gateway"
 )
 
 // MemberKey is what a host's span depends on of a port that is only a

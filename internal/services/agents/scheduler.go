@@ -24,6 +24,9 @@ type Scheduler struct {
 	// another (to is nil when no live agent could take it and the
 	// binding went): the service moves what goes with it (ports).
 	Moved func(c *plugin.Ctx, objectID string, from, to plugin.Object) error
+	// Accepts, when set, says whether an agent may take an object (an L3
+	// agent in dvr mode takes no centralized router); nil: any may.
+	Accepts func(c *plugin.Ctx, objectID string, agent plugin.Object) bool
 
 	svc *Service
 }
@@ -127,7 +130,7 @@ func (sc *Scheduler) dropAgent(c *plugin.Ctx, agentID string) error {
 
 // candidates are the live agents of the type not in exclude, the least
 // loaded first (ties by id, so the choice is stable).
-func (sc *Scheduler) candidates(c *plugin.Ctx, exclude map[string]bool) ([]plugin.Object, error) {
+func (sc *Scheduler) candidates(c *plugin.Ctx, objectID string, exclude map[string]bool) ([]plugin.Object, error) {
 	agents, err := OfType(c, sc.AgentType, "")
 	if err != nil {
 		return nil, err
@@ -142,7 +145,7 @@ func (sc *Scheduler) candidates(c *plugin.Ctx, exclude map[string]bool) ([]plugi
 	}
 	var out []plugin.Object
 	for _, a := range agents {
-		if sc.svc.Live(a) && !exclude[attr.Str(a, "id")] {
+		if sc.svc.Live(a) && !exclude[attr.Str(a, "id")] && (sc.Accepts == nil || sc.Accepts(c, objectID, a)) {
 			out = append(out, a)
 		}
 	}
@@ -164,7 +167,7 @@ func (sc *Scheduler) Schedule(c *plugin.Ctx, objectID string, want int) (bool, e
 	for _, b := range bound {
 		has[attr.Str(b, "agent_id")] = true
 	}
-	cands, err := sc.candidates(c, has)
+	cands, err := sc.candidates(c, objectID, has)
 	if err != nil {
 		return false, err
 	}
@@ -215,7 +218,7 @@ func (sc *Scheduler) Failover(c *plugin.Ctx) error {
 		for _, o := range siblings {
 			has[attr.Str(o, "agent_id")] = true
 		}
-		cands, err := sc.candidates(c, has)
+		cands, err := sc.candidates(c, objectID, has)
 		if err != nil {
 			return err
 		}

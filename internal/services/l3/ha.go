@@ -56,6 +56,9 @@ func isHA(r plugin.Object) bool { return r["ha"] == true }
 
 // agentsFor is how many L3 agents the router is scheduled to.
 func (s *Service) agentsFor(r plugin.Object) int {
+	if isDVR(r) && !hasGateway(r) {
+		return 0 // only distributed parts
+	}
 	if !isHA(r) {
 		return 1
 	}

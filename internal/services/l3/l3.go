@@ -6,7 +6,9 @@
 package l3
 
 import (
+	"maps"
 	"net/http"
+	"slices"
 	"sort"
 
 	"neutrino/internal/attr"
@@ -71,6 +73,10 @@ func (s *Service) Register(r *plugin.Registry) error {
 	}
 	s.sched = ag.Scheduler("l3_binding", hostapi.L3AgentType, "router_id")
 	s.sched.Moved = s.routerMoved
+	s.sched.Accepts = accepts
+	if r.DB != nil {
+		r.DB.IndexAttr(FloatingIP.Kind, "port_id") // a port's floating IPs
+	}
 	r.Extension(extensions...)
 	if err := r.Resource(&plugin.Handler{Res: Router, Create: s.createRouter, Update: s.updateRouter, Delete: s.deleteRouter,
 		Quota: "router", Actions: map[string]plugin.Action{
@@ -81,8 +87,8 @@ func (s *Service) Register(r *plugin.Registry) error {
 		}}); err != nil {
 		return err
 	}
-	if err := r.Resource(&plugin.Handler{Res: FloatingIP, Create: createFloatingIP, Update: updateFloatingIP, Delete: deleteFloatingIP,
-		Quota: "floatingip", Present: presentFIP}); err != nil {
+	if err := r.Resource(&plugin.Handler{Res: FloatingIP, Create: createFloatingIP, Update: updateFloatingIP,
+		Delete: deleteFloatingIP, Quota: "floatingip", Present: presentFIP}); err != nil {
 		return err
 	}
 	r.Nest(agents.Agent, "l3-routers", s.l3RoutersNest())
@@ -100,11 +106,32 @@ func (s *Service) Register(r *plugin.Registry) error {
 		return checkDeviceOwned(c, merged)
 	})
 	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.After, portAddressesChanged)
+	r.Subscribe(schema.Port.Kind, plugin.Update, plugin.After, func(c *plugin.Ctx, p *plugin.Payload) error {
+		if attr.Str(p.Old, "binding:host_id") == attr.Str(p.New, "binding:host_id") || !servedByDVR(p.New) {
+			return nil
+		}
+		return fipGatewaysOfPort(c, attr.Str(p.New, "id")) // a VM moved: its floating IPs' host with it
+	})
 	r.Subscribe(schema.Port.Kind, plugin.Delete, plugin.Before, portDeleted)
 	r.Subscribe(schema.Network.Kind, plugin.Delete, plugin.Before, networkDeleted)
+	// A floating IP's dvr host has its port on the external network.
+	for _, ev := range []plugin.Op{plugin.Create, plugin.Update, plugin.Delete} {
+		r.Subscribe(FloatingIP.Kind, ev, plugin.After, func(c *plugin.Ctx, p *plugin.Payload) error {
+			o := p.New
+			if o == nil {
+				o = p.Old
+			}
+			return syncFIPGateways(c, attr.Str(o, "floating_network_id"))
+		})
+	}
 	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, func(c *plugin.Ctx, p *plugin.Payload) error {
 		if attr.Str(p.New, "agent_type") != hostapi.L3AgentType {
 			return nil
+		}
+		if distributedMode(agentMode(p.New)) {
+			if err := ensureDVRMAC(c, attr.Str(p.New, "host")); err != nil {
+				return err
+			}
 		}
 		return s.autoSchedule(c)
 	})
@@ -184,7 +211,7 @@ func checkDeviceOwned(c *plugin.Ctx, p plugin.Object) error {
 // port, and unmaps the floating IPs of any other port that goes.
 func portDeleted(c *plugin.Ctx, p *plugin.Payload) error {
 	switch owner := attr.Str(p.Old, "device_owner"); owner {
-	case ownerRouterInterface, ownerRouterGateway, ownerFloatingIP:
+	case ownerRouterInterface, ownerRouterGateway, ownerFloatingIP, ownerCSNAT:
 		return fault.New(http.StatusConflict, "L3PortInUse",
 			"Port %s has owner %s and therefore cannot be deleted directly via the port API.", attr.Str(p.Old, "id"), owner)
 	}
@@ -223,7 +250,7 @@ func networkDeleted(c *plugin.Ctx, p *plugin.Payload) error {
 			return err
 		}
 	}
-	return nil
+	return syncFIPGateways(c, id) // the dvr hosts' ports there go with them
 }
 
 // presentFIP adds fip-port-details' view of the mapped port.
@@ -237,29 +264,30 @@ func presentFIP(c *plugin.Ctx, o plugin.Object) plugin.Object {
 }
 
 // hostPart is the L3 part of a span: the routers scheduled to the host's
-// L3 agent (their ports are among the span's, bound here) and their
-// floating IPs.
+// L3 agent (their ports are among the span's, bound here), the
+// distributed routers of its VMs' networks, and their floating IPs.
 func (s *Service) hostPart(c *plugin.Ctx, host string, span *hostapi.Span, _ plugin.SpanOptions) error {
 	mine, err := s.sched.HostObjects(c, host)
-	if err != nil || len(mine) == 0 {
+	if err != nil {
 		return err
 	}
 	have := map[string]bool{}
 	for _, p := range span.Ports {
 		have[attr.Str(p, "id")] = true
 	}
+	routers := map[string]plugin.Object{}
 	for id := range mine {
 		r, err := c.Tx.Get(Router.Kind, id)
 		if err != nil {
 			continue
 		}
-		span.Routers = append(span.Routers, r)
+		routers[id] = r
 		if !isHA(r) {
 			continue
 		}
 		// Every instance of an HA router has its ports (bound to the
 		// active instance's host) wired, to take over at once.
-		ports, err := routerPorts(c, id)
+		ports, err := centralPorts(c, r)
 		if err != nil {
 			return err
 		}
@@ -270,15 +298,35 @@ func (s *Service) hostPart(c *plugin.Ctx, host string, span *hostapi.Span, _ plu
 			}
 		}
 	}
-	sort.Slice(span.Routers, func(i, j int) bool { return attr.Str(span.Routers[i], "id") < attr.Str(span.Routers[j], "id") })
-	fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
-	if err != nil {
-		return err
-	}
-	for _, f := range fips {
-		if mine[attr.Str(f, "router_id")] {
+	if len(mine) > 0 {
+		// The floating IPs of the routers hosted here, but those a dvr
+		// host serves.
+		fips, err := c.Tx.List(FloatingIP.Kind, store.Filter{})
+		if err != nil {
+			return err
+		}
+		modes := map[string]string{}
+		for _, f := range fips {
+			if !mine[attr.Str(f, "router_id")] {
+				continue
+			}
+			if h, err := fipHost(c, f, modes); err != nil || h != "" {
+				if err != nil {
+					return err
+				}
+				continue
+			}
 			span.FloatingIPs = append(span.FloatingIPs, f)
 		}
 	}
+	if err := s.dvrHostPart(c, host, span, have, routers); err != nil {
+		return err
+	}
+	for _, id := range slices.Sorted(maps.Keys(routers)) {
+		span.Routers = append(span.Routers, routers[id])
+	}
+	sort.Slice(span.FloatingIPs, func(i, j int) bool {
+		return attr.Str(span.FloatingIPs[i], "id") < attr.Str(span.FloatingIPs[j], "id")
+	})
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/agents"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
@@ -32,7 +33,11 @@ func (s *Service) routerHost(c *plugin.Ctx, routerID string) (string, error) {
 	if h, err := s.activeHost(c, routerID); err != nil || h != "" {
 		return h, err
 	}
-	ports, err := routerPorts(c, routerID)
+	r, err := c.Tx.Get(Router.Kind, routerID)
+	if err != nil {
+		return "", err
+	}
+	ports, err := centralPorts(c, r)
 	if err != nil {
 		return "", err
 	}
@@ -64,13 +69,25 @@ func (s *Service) scheduleRouterObj(c *plugin.Ctx, r plugin.Object) error {
 		return err
 	}
 	want := s.agentsFor(r)
-	if len(ports) > 0 {
+	bound, err := s.sched.Bindings(c, id)
+	if err != nil {
+		return err
+	}
+	for _, b := range bound { // agents of a mode that may no longer host it (migrated)
+		if a, err := c.Tx.Get(agents.Agent.Kind, attr.Str(b, "agent_id")); err == nil && !acceptsRouter(r, a) {
+			if err := s.sched.Unbind(c, b); err != nil {
+				return err
+			}
+		}
+	}
+	if len(ports) > 0 && want > 0 {
 		if _, err := s.sched.Schedule(c, id, want); err != nil {
 			return err
 		}
 	}
-	// A router no longer HA keeps one agent.
-	bound, err := s.sched.Bindings(c, id)
+	// A router no longer HA keeps one agent (a distributed one without a
+	// gateway none).
+	bound, err = s.sched.Bindings(c, id)
 	if err != nil {
 		return err
 	}
@@ -80,6 +97,9 @@ func (s *Service) scheduleRouterObj(c *plugin.Ctx, r plugin.Object) error {
 		}
 	}
 	if err := s.syncHA(c, r); err != nil {
+		return err
+	}
+	if err := syncCSNAT(c, r); err != nil {
 		return err
 	}
 	return s.bindRouterPorts(c, id)
@@ -118,9 +138,26 @@ func (s *Service) bindRouterPorts(c *plugin.Ctx, routerID string) error {
 	if err != nil {
 		return err
 	}
-	ports, err := routerPorts(c, routerID)
+	r, err := c.Tx.Get(Router.Kind, routerID)
 	if err != nil {
 		return err
+	}
+	ports, err := centralPorts(c, r)
+	if err != nil {
+		return err
+	}
+	if isDVR(r) {
+		ifaces, err := routerPorts(c, routerID)
+		if err != nil {
+			return err
+		}
+		for _, p := range ifaces {
+			if attr.Str(p, "device_owner") == ownerRouterInterface {
+				if err := bindDistributed(c, p); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	for _, p := range ports {
 		if attr.Str(p, "binding:host_id") == host {
@@ -173,6 +210,9 @@ func (s *Service) autoSchedule(c *plugin.Ctx) error {
 	}
 	ids := slices.Sorted(maps.Keys(pending))
 	for _, id := range ids {
+		if r, err := c.Tx.Get(Router.Kind, id); err == nil && s.agentsFor(r) == 0 {
+			continue // a distributed router without a gateway: nothing central
+		}
 		if err := s.scheduleRouter(c, id); err != nil {
 			return err
 		}
@@ -195,6 +235,13 @@ func (s *Service) l3RoutersNest() *plugin.Nested {
 			r, err := c.Get(Router, routerID)
 			if err != nil {
 				return err
+			}
+			// Neutron's words.
+			if agentMode(a) == modeDVR {
+				return fault.Conflict("DVRL3CannotAssignToDvrAgent", "Not allowed to manually assign a router to an agent in 'dvr' mode.")
+			}
+			if !acceptsRouter(r, a) {
+				return fault.Conflict("RouterL3AgentMismatch", "Cannot host distributed router %s on legacy L3 agent %s.", routerID, agentID)
 			}
 			bound, err := s.sched.Bindings(c, routerID)
 			if err != nil {

@@ -112,6 +112,10 @@ func (s *Service) updateRouter(c *plugin.Ctx, cur, in plugin.Object) (plugin.Obj
 	} else {
 		delete(merged, "ha_vr_id")
 	}
+	// Stored now (again by the update after): scheduling reads it.
+	if err := c.Put(Router, merged); err != nil {
+		return nil, err
+	}
 	if err := s.scheduleRouterObj(c, merged); err != nil {
 		return nil, err
 	}
@@ -138,7 +142,10 @@ func (s *Service) deleteRouter(c *plugin.Ctx, cur plugin.Object) error {
 		return err
 	}
 	gone := schema.CloneObject(cur)
-	gone["ha"] = false
+	gone["ha"], gone["external_gateway_info"] = false, nil
+	if err := syncCSNAT(c, gone); err != nil {
+		return err
+	}
 	if err := s.syncHA(c, gone); err != nil { // its HA ports, and the HA network with the last
 		return err
 	}
@@ -552,6 +559,9 @@ func (s *Service) removeRouterInterface(c *plugin.Ctx, routerID string, body map
 			return nil, err
 		}
 	} else if err := ml2.RemovePort(c, port); err != nil {
+		return nil, err
+	}
+	if err := syncCSNAT(c, router); err != nil {
 		return nil, err
 	}
 	if err := c.Touch(Router, router); err != nil {
