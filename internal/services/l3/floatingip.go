@@ -272,4 +272,3 @@ func fipPortDetails(c *plugin.Ctx, o plugin.Object) any {
 	return map[string]any{"name": p["name"], "network_id": p["network_id"], "mac_address": p["mac_address"],
 		"admin_state_up": p["admin_state_up"], "status": p["status"], "device_id": p["device_id"], "device_owner": p["device_owner"]}
 }
-
