@@ -49,6 +49,9 @@ type Config struct {
 	// HAAdvert is HA routers' VRRP advertisement interval (0: the
 	// default, l3.DefaultHAAdvert).
 	HAAdvert time.Duration
+	// L3Mode is the L3 agent's mode: l3.ModeLegacy (""), l3.ModeDVR or
+	// l3.ModeDVRSNAT.
+	L3Mode string
 	// Synced, if set, is called after each sync has made the kernel match
 	// the state at a revision, with the ports wired (benchmarks use it).
 	Synced func(revision int64, active int)
@@ -75,6 +78,14 @@ type Agent struct {
 	token string
 }
 
+// l3Mode is the L3 agent's mode as reported.
+func (a *Agent) l3Mode() string {
+	if a.cfg.L3Mode == "" {
+		return l3.ModeLegacy
+	}
+	return a.cfg.L3Mode
+}
+
 // New opens the host's kernel.
 func New(cfg Config) (*Agent, error) {
 	if cfg.Interval == 0 {
@@ -82,6 +93,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
+	}
+	switch cfg.L3Mode {
+	case "", l3.ModeLegacy, l3.ModeDVR, l3.ModeDVRSNAT:
+	default:
+		return nil, fmt.Errorf("agent: L3 mode %q: want legacy, dvr or dvr_snat", cfg.L3Mode)
 	}
 	h, err := dataplane.OpenHost(cfg.NetNS, cfg.VTEP)
 	if err != nil {
@@ -97,7 +113,7 @@ func New(cfg Config) (*Agent, error) {
 		a.reconcilers = append(a.reconcilers, dhcp.New())
 	}
 	if cfg.L3 {
-		a.reconcilers = append(a.reconcilers, l3.New(a.cfg.HAAdvert), metering.New())
+		a.reconcilers = append(a.reconcilers, l3.New(a.cfg.HAAdvert, a.cfg.L3Mode), metering.New())
 	}
 	a.reconcilers = append(a.reconcilers, &l2.Ports{})
 	return a, nil
@@ -228,7 +244,7 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	}
 	if a.cfg.L3 {
 		reports = append(reports, map[string]any{"agent_type": hostapi.L3AgentType, "binary": "neutrino-l3-agent",
-			"host": a.cfg.Host, "topic": "l3_agent", "start_flag": true, "configurations": map[string]any{"agent_mode": "legacy"}})
+			"host": a.cfg.Host, "topic": "l3_agent", "start_flag": true, "configurations": map[string]any{"agent_mode": a.l3Mode()}})
 	}
 	for {
 		for _, report := range reports {

@@ -36,7 +36,7 @@ type Host struct {
 	// and the filtered ports' mark numbers.
 	nftBridge, nftInet *nftState
 	marks              map[string]uint32
-	nftb, nfti         knftables.Interface
+	nftb, nfti, nftd   knftables.Interface
 	nft                *nftables.Conn // netlink, for remote groups' sets
 	closed             bool
 

@@ -62,9 +62,13 @@ type Env struct {
 const (
 	DHCPNS   = "d"
 	RouterNS = "r"
+	// SNATNS holds a distributed router's centralized SNAT part, FIPNS a
+	// host's floating IP namespace for an external network.
+	SNATNS = "s"
+	FIPNS  = "f"
 )
 
-var longPrefix = map[string]string{DHCPNS: "qdhcp-", RouterNS: "qrouter-"}
+var longPrefix = map[string]string{DHCPNS: "qdhcp-", RouterNS: "qrouter-", SNATNS: "snat-", FIPNS: "fip-"}
 
 // NSPrefix starts the names of this host's namespaces of a kind.
 func (e *Env) NSPrefix(kind string) string {

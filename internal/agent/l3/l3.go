@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,11 @@ type Routers struct {
 	ha         map[string]*router.Router // HA routers here, by router id
 	haReported map[string]string         // router id -> state
 	haWatching bool
+
+	// mode is the agent's mode (legacy, dvr, dvr_snat); fips are the
+	// floating IP namespaces here, by name.
+	mode string
+	fips map[string]*router.FIPNamespace
 }
 
 // HAStateRoot keeps each HA router instance's keepalived files, under the
@@ -49,17 +55,22 @@ var HAStateRoot = "/run/neutrino/keepalived"
 const DefaultHAAdvert = 200 * time.Millisecond
 
 // New returns the L3 reconciler; haAdvert is HA routers' VRRP
-// advertisement interval (0: DefaultHAAdvert).
-func New(haAdvert time.Duration) *Routers {
+// advertisement interval (0: DefaultHAAdvert), mode the agent's mode
+// (ModeLegacy, ModeDVR or ModeDVRSNAT; "": legacy).
+func New(haAdvert time.Duration, mode string) *Routers {
 	if haAdvert <= 0 {
 		haAdvert = DefaultHAAdvert
 	}
-	return &Routers{routers: map[string]*router.Router{}, ha: map[string]*router.Router{}, haAdvert: haAdvert}
+	if mode == "" {
+		mode = ModeLegacy
+	}
+	return &Routers{routers: map[string]*router.Router{}, ha: map[string]*router.Router{}, haAdvert: haAdvert,
+		mode: mode, fips: map[string]*router.FIPNamespace{}}
 }
 
 func (*Routers) Name() string { return "l3" }
 func (*Routers) Kinds() []string {
-	return []string{"router", "floatingip", "l3_binding", "port", "subnet", "network"}
+	return []string{"router", "floatingip", "l3_binding", "port", "subnet", "network", "dvr_host_mac"}
 }
 
 // Close stops the routers' advertisements and the HA watch (the
@@ -76,8 +87,11 @@ func (r *Routers) Close() {
 // Dev names the router end of a router port's veth pair.
 func Dev(port map[string]any) string {
 	prefix := "qr-"
-	if attr.Str(port, "device_owner") == hostapi.OwnerRouterGateway {
+	switch attr.Str(port, "device_owner") {
+	case hostapi.OwnerRouterGateway:
 		prefix = "qg-"
+	case hostapi.OwnerRouterSNAT:
+		prefix = "sg-"
 	}
 	id := attr.Str(port, "id")
 	return prefix + id[:min(11, len(id))]
@@ -104,84 +118,142 @@ func (r *Routers) Apply(ctx context.Context, env *concern.Env, span *hostapi.Spa
 		subnets[attr.Str(sn, "id")] = sn
 	}
 	want := map[string]bool{}
+	fipNS, err := r.applyFIPNamespaces(env, span, subnets, want)
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
+	var routerMACs []string
 	for _, rt := range span.Routers {
 		if rt["admin_state_up"] != true {
 			continue
 		}
-		ns := env.NSName(concern.RouterNS, attr.Str(rt, "id"))
-		want[ns] = true
-		ports := Ports(span, attr.Str(rt, "id"))
+		id := attr.Str(rt, "id")
+		all := Ports(span, id)
 		var fips []map[string]any
 		for _, f := range span.FloatingIPs {
-			if attr.Str(f, "router_id") == attr.Str(rt, "id") {
+			if attr.Str(f, "router_id") == id {
 				fips = append(fips, f)
 			}
 		}
-		// Everything the router's namespace is made from.
-		var used []any
-		for _, p := range ports {
-			used = append(used, env.Nets[attr.Str(p, "network_id")])
-			for _, f := range attr.Objects(p, "fixed_ips") {
-				used = append(used, subnets[attr.Str(f, "subnet_id")])
+		if rt["distributed"] != true {
+			if err := r.applyRouter(ctx, env, span, rt, env.NSName(concern.RouterNS, id), all, fips, subnets, nil, want); err != nil {
+				errs = append(errs, fmt.Sprintf("router %s: %v", id, err))
 			}
-		}
-		var ha *router.HA
-		if rt["ha"] == true {
-			if ha = haOf(env, span, rt, subnets, ns, r.haAdvert); ha == nil {
-				continue // its HA port here is not there yet: no instance
-			}
-			used = append(used, *ha)
-		}
-		existing, exists := r.routers[ns]
-		if exists && ha != nil && existing.HAState() == router.HAFault {
-			delete(r.applied, "router "+ns) // keepalived died: fenced, start it again
-		}
-		err := r.applied.Once("router "+ns, fmt.Sprint(rt, ports, fips, used, exists && dataplane.NamespaceExists(ns)), func() error {
-			return r.ensure(ctx, env, ns, rt, ports, fips, subnets, ha)
-		})
-		if err != nil {
-			errs = append(errs, fmt.Sprintf("router %s: %v", attr.Str(rt, "id"), err))
 			continue
 		}
-		if ha != nil {
-			r.watchHA(env, attr.Str(rt, "id"), r.routers[ns])
+		// A distributed router: its centralized part here if this host
+		// runs it (its gateway is bound here, or it has an HA instance
+		// here), its distributed part if VMs here are on its networks.
+		dvr, central := r.split(env, span, all, fips)
+		if hostsCentral(env, span, rt) {
+			if err := r.applyRouter(ctx, env, span, rt, env.NSName(concern.SNATNS, id), central.ports, central.fips, subnets, nil, want); err != nil {
+				errs = append(errs, fmt.Sprintf("router %s (snat): %v", id, err))
+			}
 		}
-		// The peers on its networks, whose MACs it is given (see
-		// router.Router.SeedNeighbors): again when they change.
-		neigh := neighbors(span, ports, subnets)
-		if err := r.applied.Once("neighbors "+ns, fmt.Sprint(neigh), func() error {
-			return r.routers[ns].SeedNeighbors(neigh)
-		}); err != nil {
-			errs = append(errs, fmt.Sprintf("router %s: %v", attr.Str(rt, "id"), err))
+		if !distributed(r.mode) || !servesVMs(env, span, dvr.ports) {
+			continue
 		}
+		d := dvrOf(span, rt, dvr.ports, subnets, fipNS)
+		if err := r.applyRouter(ctx, env, span, rt, env.NSName(concern.RouterNS, id), dvr.ports, dvr.fips, subnets, d, want); err != nil {
+			errs = append(errs, fmt.Sprintf("router %s: %v", id, err))
+		}
+		for _, p := range dvr.ports {
+			routerMACs = append(routerMACs, attr.Str(p, "mac_address"))
+		}
+	}
+	// The host's bridges keep the distributed routers' frames here.
+	var hostMAC string
+	for _, m := range span.DVRMACs {
+		if attr.Str(m, "host") == env.HostName {
+			hostMAC = attr.Str(m, "mac_address")
+		}
+	}
+	sort.Strings(routerMACs)
+	if err := r.applied.Once("dvr", fmt.Sprint(hostMAC, routerMACs), func() error { return env.Host.SetDVR(hostMAC, routerMACs) }); err != nil {
+		errs = append(errs, "dvr rules: "+err.Error())
 	}
 	// Routers no longer hosted here (deleted, moved, disabled) go, and
 	// their ports' devices with their namespaces.
-	dataplane.SweepNamespaces(env.NSPrefix(concern.RouterNS), want, func(ns string) {
-		if rt := r.routers[ns]; rt != nil {
-			r.haMu.Lock()
-			for id, h := range r.ha {
-				if h == rt {
-					delete(r.ha, id)
-				}
-			}
-			r.haMu.Unlock()
-			rt.StopHA()
-			rt.Close()
-		} else {
-			router.KillHA(filepath.Join(HAStateRoot, ns)) // left by an earlier agent
-		}
-		delete(r.applied, "router "+ns)
-		delete(r.applied, "neighbors "+ns)
-		delete(r.routers, ns)
-	})
+	for _, kind := range []string{concern.RouterNS, concern.SNATNS, concern.FIPNS} {
+		dataplane.SweepNamespaces(env.NSPrefix(kind), want, r.forget)
+	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
 }
 
-func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt map[string]any, ports, fips []map[string]any, subnets map[string]map[string]any, ha *router.HA) error {
+// forget stops what a namespace that goes runs (its HA instance).
+func (r *Routers) forget(ns string) {
+	if rt := r.routers[ns]; rt != nil {
+		r.haMu.Lock()
+		for id, h := range r.ha {
+			if h == rt {
+				delete(r.ha, id)
+			}
+		}
+		r.haMu.Unlock()
+		rt.StopHA()
+		rt.Close()
+	} else {
+		router.KillHA(filepath.Join(HAStateRoot, ns)) // left by an earlier agent
+	}
+	delete(r.fips, ns)
+	delete(r.applied, "router "+ns)
+	delete(r.applied, "neighbors "+ns)
+	delete(r.applied, "fip "+ns)
+	delete(r.routers, ns)
+}
+
+// applyRouter makes namespace ns the router (or, with d, its distributed
+// part) from its ports and floating IPs here.
+func (r *Routers) applyRouter(ctx context.Context, env *concern.Env, span *hostapi.Span, rt map[string]any, ns string,
+	ports, fips []map[string]any, subnets map[string]map[string]any, d *router.DVR, want map[string]bool) error {
+	want[ns] = true
+	// Everything the router's namespace is made from.
+	var used []any
+	for _, p := range ports {
+		used = append(used, env.Nets[attr.Str(p, "network_id")])
+		for _, f := range attr.Objects(p, "fixed_ips") {
+			used = append(used, subnets[attr.Str(f, "subnet_id")])
+		}
+	}
+	var ha *router.HA
+	if rt["ha"] == true && d == nil {
+		if ha = haOf(env, span, rt, subnets, ns, r.haAdvert); ha == nil {
+			return nil // its HA port here is not there yet: no instance
+		}
+		used = append(used, *ha)
+	}
+	if d != nil {
+		used = append(used, *d)
+	}
+	existing, exists := r.routers[ns]
+	if exists && ha != nil && existing.HAState() == router.HAFault {
+		delete(r.applied, "router "+ns) // keepalived died: fenced, start it again
+	}
+	err := r.applied.Once("router "+ns, fmt.Sprint(rt, ports, fips, used, exists && dataplane.NamespaceExists(ns)), func() error {
+		return r.ensure(ctx, env, ns, rt, ports, fips, subnets, ha, d)
+	})
+	if err != nil {
+		return err
+	}
+	if ha != nil {
+		r.watchHA(env, attr.Str(rt, "id"), r.routers[ns])
+	}
+	if d != nil {
+		return nil // its neighbours are permanent (DVR.Neighbors)
+	}
+	// The peers on its networks, whose MACs it is given (see
+	// router.Router.SeedNeighbors): again when they change.
+	neigh := neighbors(span, ports, subnets, false)
+	return r.applied.Once("neighbors "+ns, fmt.Sprint(neigh), func() error {
+		return r.routers[ns].SeedNeighbors(neigh)
+	})
+}
+
+func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt map[string]any, ports, fips []map[string]any,
+	subnets map[string]map[string]any, ha *router.HA, d *router.DVR) error {
 	rtr := r.routers[ns]
 	if rtr == nil || !dataplane.NamespaceExists(ns) {
 		if rtr != nil {
@@ -193,7 +265,7 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 		}
 		r.routers[ns] = rtr
 	}
-	spec := router.Spec{HA: ha}
+	spec := router.Spec{HA: ha, DVR: d}
 	var gwIPs []netip.Addr
 	var internal []string
 	for _, p := range ports {
@@ -239,7 +311,7 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 		spec.FloatingIPs = append(spec.FloatingIPs, router.FloatingIP{Address: attr.Str(f, "floating_ip_address"), Fixed: attr.Str(f, "fixed_ip_address")})
 	}
 	info, _ := rt["external_gateway_info"].(map[string]any)
-	if info != nil && info["enable_snat"] != false {
+	if info != nil && info["enable_snat"] != false && d == nil {
 		for _, ip := range gwIPs {
 			if ip.Is4() {
 				spec.SNATAddress = ip.String()
@@ -253,7 +325,7 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 
 // neighbors are the peers' addresses on a router's internal ports'
 // subnets, by the port's device.
-func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]map[string]any) map[string][]router.Neighbor {
+func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]map[string]any, withLocal bool) map[string][]router.Neighbor {
 	out := map[string][]router.Neighbor{}
 	for _, p := range ports {
 		dev := Dev(p)
@@ -266,7 +338,7 @@ func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]ma
 				prefixes = append(prefixes, pf)
 			}
 		}
-		for _, peer := range span.Peers {
+		for _, peer := range peersOf(span, withLocal) {
 			if peer.NetworkID != attr.Str(p, "network_id") {
 				continue
 			}
@@ -287,6 +359,31 @@ func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]ma
 				}
 			}
 		}
+	}
+	return out
+}
+
+// peersOf are the span's peers, and with local the ports bound here too
+// (but routers' interfaces: a distributed router's are its own).
+func peersOf(span *hostapi.Span, local bool) []hostapi.Peer {
+	if !local {
+		return span.Peers
+	}
+	out := slices.Clip(span.Peers)
+	for _, p := range span.Ports {
+		if attr.Str(p, "device_owner") == hostapi.OwnerRouterInterface || attr.Str(p, "binding:host_id") == "" {
+			continue
+		}
+		peer := hostapi.Peer{NetworkID: attr.Str(p, "network_id"), PortID: attr.Str(p, "id"), MACAddress: attr.Str(p, "mac_address")}
+		for _, f := range attr.Objects(p, "fixed_ips") {
+			peer.IPs = append(peer.IPs, attr.Str(f, "ip_address"))
+		}
+		for _, f := range attr.Objects(p, "allowed_address_pairs") {
+			if m := attr.Str(f, "mac_address"); m == "" || m == peer.MACAddress {
+				peer.IPs = append(peer.IPs, attr.Str(f, "ip_address"))
+			}
+		}
+		out = append(out, peer)
 	}
 	return out
 }

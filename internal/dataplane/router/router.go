@@ -61,6 +61,9 @@ type Spec struct {
 	// HA, when set, makes the router one instance of a highly available
 	// router: its addresses and routes are keepalived's (see HA).
 	HA *HA
+	// DVR, when set, makes the router the distributed part of a
+	// distributed router on this host (see DVR): no gateway of its own.
+	DVR *DVR
 }
 
 // Neighbor is an address on a router port's network and the MAC behind it.
@@ -220,6 +223,11 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 	}
 	if err := setRoutes(h, spec); err != nil {
 		return err
+	}
+	if spec.DVR != nil {
+		if err := r.applyDVR(h, spec); err != nil {
+			return err
+		}
 	}
 	if spec.Gateway != "" {
 		// A forwarding router takes advertisements only with accept_ra=2;
@@ -407,7 +415,11 @@ func (r *Router) setNAT(spec Spec) error {
 			Hook: knftables.PtrTo(knftables.OutputHook), Priority: knftables.PtrTo(knftables.DNATPriority)})
 		tx.Add(&knftables.Chain{Name: "postrouting", Type: knftables.PtrTo(knftables.NATType),
 			Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)})
-		if gw := spec.Gateway; gw != "" {
+		gw := spec.Gateway
+		if spec.DVR != nil && spec.DVR.FIPNS != "" {
+			gw = RFP(spec.DVR.Link) // floating IPs leave by the link to the floating IP namespace
+		}
+		if gw != "" {
 			for _, f := range spec.FloatingIPs {
 				if f.Address == "" || f.Fixed == "" {
 					continue
