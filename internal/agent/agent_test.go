@@ -77,6 +77,15 @@ func startAgents(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcp
 // startAgentsL3 is startAgents with l3Hosts also hosting routers.
 func startAgentsL3(t testing.TB, url string, lab *netlab.Lab, hosts []string, dhcpHost string, l3Hosts ...string) {
 	t.Helper()
+	startAgentsWith(t, url, lab, hosts, func(c *Config) {
+		c.DHCP, c.L3 = c.Host == dhcpHost, slices.Contains(l3Hosts, c.Host)
+	})
+}
+
+// startAgentsWith is startAgents with each host's configuration as set
+// sets it.
+func startAgentsWith(t testing.TB, url string, lab *netlab.Lab, hosts []string, set func(c *Config)) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	quiet := slog.New(slog.NewTextHandler(agentLog(), nil))
@@ -88,8 +97,10 @@ func startAgentsL3(t testing.TB, url string, lab *netlab.Lab, hosts []string, dh
 		if err := lab.Physical(h, "phy1"); err != nil {
 			t.Fatal(err)
 		}
-		a, err := New(Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
-			Log: quiet, DHCP: h == dhcpHost, L3: slices.Contains(l3Hosts, h), Physnets: map[string]string{"physnet1": "phy1"}})
+		cfg := Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
+			Log: quiet, Physnets: map[string]string{"physnet1": "phy1"}}
+		set(&cfg)
+		a, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,0 +1,215 @@
+package agent
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"neutrino/internal/dataplane"
+	"neutrino/internal/netlab"
+	"neutrino/internal/testutil"
+)
+
+// dvrCloud is a cloud of a network host (network-1, L3 agent in dvr_snat
+// mode) and two compute hosts (dvr mode), all on the external flat
+// network (the upstream host at 203.0.113.1), with a distributed router
+// between it and two tenant networks: vm1 on compute-1 on the first
+// (10.71.0.0/24), vm2 on compute-2 on the second (10.72.0.0/24).
+type dvrCloud struct {
+	url, rid, gwIP string
+	lab            *netlab.Lab
+	ports, ips     [2]string
+	nets           [2]map[string]any
+	pub            string
+}
+
+func newDVRCloud(t *testing.T, typ string) *dvrCloud {
+	d := &dvrCloud{}
+	url, lab := testCloud(t, "ping", "nft", "busybox", "bridge")
+	startAgentsWith(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, func(c *Config) {
+		c.L3, c.L3Mode = true, "dvr"
+		if c.Host == "network-1" {
+			c.L3Mode = "dvr_snat"
+		}
+	})
+	upstream(t, lab, []string{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, []string{"ip", "link", "set", "eth0", "up"})
+	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "public", "router:external": true,
+		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
+		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false,
+		"allocation_pools": []any{map[string]any{"start": "203.0.113.100", "end": "203.0.113.250"}}}})
+	rt := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{"name": "dvr", "distributed": true,
+		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
+	if rt["distributed"] != true {
+		t.Fatalf("router: %v", rt)
+	}
+	d.rid = rt["id"].(string)
+	d.gwIP = rt["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+	// ICMP from anywhere into the default group, so the upstream host may
+	// ping in.
+	for _, g := range post(t, url+"/v2.0/security-groups?name=default", "GET", nil)["security_groups"].([]any) {
+		post(t, url+"/v2.0/security-group-rules", "POST", map[string]any{"security_group_rule": map[string]any{
+			"security_group_id": g.(map[string]any)["id"], "direction": "ingress", "protocol": "icmp"}})
+	}
+	for i, cidr := range []string{"10.71.0.0/24", "10.72.0.0/24"} {
+		body := map[string]any{}
+		if typ == "vlan" {
+			body = map[string]any{"provider:network_type": "vlan", "provider:physical_network": "physnet1", "provider:segmentation_id": 171 + i}
+		}
+		n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": body})["network"].(map[string]any)
+		sn := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+			"cidr": cidr, "enable_dhcp": false}})["subnet"].(map[string]any)
+		post(t, url+"/v2.0/routers/"+d.rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn["id"]})
+		host, vm := fmt.Sprintf("compute-%d", i+1), fmt.Sprintf("vm%d", i+1)
+		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": host,
+			"device_owner": "compute:nova"}})["port"].(map[string]any)
+		d.ports[i], d.nets[i] = p["id"].(string), n
+		d.ips[i] = p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+		if err := lab.VM(vm, host, dataplane.TapName(d.ports[i]), p["mac_address"].(string), int(n["mtu"].(float64)), d.ips[i]+"/24"); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.Run(vm, "ip", "route", "add", "default", "via", sn["gateway_ip"].(string)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.url, d.lab, d.pub = url, lab, pub["id"].(string)
+	return d
+}
+
+// ports lists the router's ports of a device owner.
+func (d *dvrCloud) routerPorts(t *testing.T, owner string) []map[string]any {
+	var out []map[string]any
+	for _, p := range post(t, d.url+"/v2.0/ports?device_id="+d.rid, "GET", nil)["ports"].([]any) {
+		if p := p.(map[string]any); p["device_owner"] == owner {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// probe counts the IPv4 packets from src to dst that host sees, in its
+// bridges (family bridge, whatever the port) or as a host (family ip): it
+// returns a function reading the count.
+func probe(t *testing.T, lab *netlab.Lab, host, family, name, src, dst string) func() int {
+	t.Helper()
+	for _, c := range [][]string{{"add", "table", family, name}, {"add", "chain", family, name, "pre", "{ type filter hook prerouting priority -300; }"},
+		{"add", "rule", family, name, "pre", "ip", "saddr", src, "ip", "daddr", dst, "counter"}} {
+		if err := lab.Run(host, append([]string{"nft"}, c...)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func() int {
+		out, _ := lab.Output(host, "nft", "list", "chain", family, name, "pre")
+		return nftPackets(out)
+	}
+}
+
+// TestDVRThroughAPI: a distributed router made through the API, on VXLAN
+// and on VLAN tenant networks. Its centralized part is scheduled to the
+// dvr_snat agent only (with one SNAT port per interface there), its
+// interfaces are distributed ports. VMs on two subnets on two compute hosts
+// reach each other routed on their own hosts: a counter on the network
+// host sees none of it (and does see the SNAT traffic, so it counts), and
+// on the wire the router's frames carry the sending host's DVR MAC, never
+// the router's. A floating IP is served on its VM's compute host: the
+// upstream host reaches it, and the VM reaches upstream from it, while the
+// network host is off the wire (and SNAT with it).
+func TestDVRThroughAPI(t *testing.T) {
+	for _, typ := range []string{"vxlan", "vlan"} {
+		t.Run(typ, func(t *testing.T) { testDVR(t, typ) })
+	}
+}
+
+func testDVR(t *testing.T, typ string) {
+	d := newDVRCloud(t, typ)
+	url, lab := d.url, d.lab
+	// The agents' modes, and where the router went.
+	modes := map[string]string{}
+	for _, a := range post(t, url+"/v2.0/agents?agent_type=L3+agent", "GET", nil)["agents"].([]any) {
+		a := a.(map[string]any)
+		modes[a["host"].(string)] = fmt.Sprint(a["configurations"].(map[string]any)["agent_mode"])
+	}
+	if modes["network-1"] != "dvr_snat" || modes["compute-1"] != "dvr" || modes["compute-2"] != "dvr" {
+		t.Fatalf("agent modes: %v", modes)
+	}
+	testutil.Eventually(t, 10*time.Second, "the router's centralized part on network-1 only", func() (bool, string) {
+		agents := post(t, url+"/v2.0/routers/"+d.rid+"/l3-agents", "GET", nil)["agents"].([]any)
+		return len(agents) == 1 && agents[0].(map[string]any)["host"] == "network-1", fmt.Sprint(agents)
+	})
+	for _, p := range d.routerPorts(t, "network:router_interface") {
+		if p["binding:vif_type"] != "distributed" || p["binding:host_id"] != "" {
+			t.Fatalf("interface port: %v", p)
+		}
+	}
+	if snat := d.routerPorts(t, "network:router_centralized_snat"); len(snat) != 2 || snat[0]["binding:host_id"] != "network-1" {
+		t.Fatalf("SNAT ports: %v", snat)
+	}
+	// East-west, routed on the sending host.
+	pingUntil(t, lab, "vm1", d.ips[1], 20*time.Second)
+	pingUntil(t, lab, "vm2", d.ips[0], 20*time.Second)
+	there := probe(t, lab, "network-1", "bridge", "probe", d.ips[0], d.ips[1])
+	back := probe(t, lab, "network-1", "bridge", "probe2", d.ips[1], d.ips[0])
+	out := probe(t, lab, "network-1", "bridge", "probe3", d.ips[1], "203.0.113.1")
+	if err := lab.Run("vm1", "ping", "-c", "20", "-i", "0.01", "-W", "1", d.ips[1]); err != nil {
+		t.Fatalf("vm1 to vm2: %v", err)
+	}
+	pingUntil(t, lab, "vm2", "203.0.113.1", 20*time.Second) // through SNAT on network-1
+	if n, m, o := there(), back(), out(); n != 0 || m != 0 || o < 1 {
+		t.Fatalf("network-1 saw %d packets from vm1 to vm2, %d back, and %d to upstream by SNAT (want 0, 0, some)", n, m, o)
+	}
+	// The router's frames leave compute-1 with its DVR MAC: no bridge
+	// along the way (compute-2's, or the physical network's) learned a
+	// router MAC anywhere but on its own host's router port.
+	macs := []string{}
+	for _, p := range d.routerPorts(t, "network:router_interface") {
+		macs = append(macs, p["mac_address"].(string))
+	}
+	fdbs, _ := lab.Output("compute-2", "bridge", "fdb", "show")
+	phys, _ := lab.Output("ul", "bridge", "fdb", "show", "br", "phys")
+	for _, mac := range macs {
+		for _, line := range strings.Split(fdbs, "\n") {
+			if strings.HasPrefix(line, mac) && !strings.Contains(line, "dev tap") {
+				t.Fatalf("compute-2 learned router MAC %s off its router's port: %s", mac, line)
+			}
+		}
+		if strings.Contains(phys, mac) {
+			t.Fatalf("the physical network learned router MAC %s:\n%s", mac, phys)
+		}
+	}
+	rewrites, _ := lab.Output("compute-1", "nft", "list", "chain", "bridge", "neutrino-dvr", "out")
+	if !strings.Contains(rewrites, "ether saddr set fa:16:3f") {
+		t.Fatalf("compute-1's DVR rules:\n%s", rewrites)
+	}
+	// A floating IP for vm1, served on compute-1 through its own port on
+	// the external network.
+	fip := post(t, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": d.pub,
+		"port_id": d.ports[0]}})["floatingip"].(map[string]any)
+	addr := fip["floating_ip_address"].(string)
+	testutil.Eventually(t, 10*time.Second, "compute-1's floating IP agent gateway port", func() (bool, string) {
+		ps := post(t, url+"/v2.0/ports?device_owner=network:floatingip_agent_gateway", "GET", nil)["ports"].([]any)
+		return len(ps) == 1 && ps[0].(map[string]any)["binding:host_id"] == "compute-1", fmt.Sprint(ps)
+	})
+	pingUntil(t, lab, "upstream", addr, 20*time.Second)
+	from := probe(t, lab, "upstream", "ip", "fromfip", addr, "203.0.113.1")
+	pingUntil(t, lab, "vm1", "203.0.113.1", 20*time.Second)
+	if from() < 1 {
+		t.Fatalf("vm1's pings did not reach upstream from its floating IP %s", addr)
+	}
+	// The network host off the wire: the floating IP and east-west go on,
+	// SNAT does not.
+	for _, dev := range []string{"eth0", "phy1"} {
+		if err := lab.Run("network-1", "ip", "link", "set", dev, "down"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := lab.Run("upstream", "ping", "-c", "5", "-i", "0.1", "-W", "1", addr); err != nil {
+		t.Fatalf("floating IP %s with the network host down: %v", addr, err)
+	}
+	if err := lab.Run("vm1", "ping", "-c", "5", "-i", "0.1", "-W", "1", d.ips[1]); err != nil {
+		t.Fatalf("east-west with the network host down: %v", err)
+	}
+	if err := lab.Run("vm2", "ping", "-c", "2", "-W", "1", "203.0.113.1"); err == nil {
+		t.Fatal("vm2 reached upstream by SNAT with the network host down")
+	}
+}
