@@ -2,11 +2,16 @@ package agent
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"neutrino/internal/agent/l3"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/dataplane/router"
 	"neutrino/internal/netlab"
 	"neutrino/internal/testutil"
 )
@@ -24,12 +29,28 @@ type dvrCloud struct {
 	pub            string
 }
 
-func newDVRCloud(t *testing.T, typ string) *dvrCloud {
+func newDVRCloud(t *testing.T, typ string, ha bool) *dvrCloud {
 	d := &dvrCloud{}
-	url, lab := testCloud(t, "ping", "nft", "busybox", "bridge")
-	startAgentsWith(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, func(c *Config) {
+	tools := []string{"ping", "nft", "busybox", "bridge"}
+	hosts := []string{"network-1", "compute-1", "compute-2"}
+	if ha {
+		tools, hosts = append(tools, "keepalived"), append(hosts, "network-2")
+	}
+	url, lab := testCloud(t, tools...)
+	if ha {
+		// keepalived outlives agents by design: the test ends its own once
+		// the agents are stopped (cleanups run last first).
+		t.Cleanup(func() {
+			dirs, _ := filepath.Glob(filepath.Join(l3.HAStateRoot, lab.Prefix+"-*"))
+			for _, d := range dirs {
+				router.KillHA(d)
+				os.RemoveAll(d)
+			}
+		})
+	}
+	startAgentsWith(t, url, lab, hosts, func(c *Config) {
 		c.L3, c.L3Mode = true, "dvr"
-		if c.Host == "network-1" {
+		if strings.HasPrefix(c.Host, "network-") {
 			c.L3Mode = "dvr_snat"
 		}
 	})
@@ -39,9 +60,9 @@ func newDVRCloud(t *testing.T, typ string) *dvrCloud {
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
 		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false,
 		"allocation_pools": []any{map[string]any{"start": "203.0.113.100", "end": "203.0.113.250"}}}})
-	rt := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{"name": "dvr", "distributed": true,
+	rt := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{"name": "dvr", "distributed": true, "ha": ha,
 		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
-	if rt["distributed"] != true {
+	if rt["distributed"] != true || rt["ha"] != ha {
 		t.Fatalf("router: %v", rt)
 	}
 	d.rid = rt["id"].(string)
@@ -122,7 +143,7 @@ func TestDVRThroughAPI(t *testing.T) {
 }
 
 func testDVR(t *testing.T, typ string) {
-	d := newDVRCloud(t, typ)
+	d := newDVRCloud(t, typ, false)
 	url, lab := d.url, d.lab
 	// The agents' modes, and where the router went.
 	modes := map[string]string{}
@@ -212,4 +233,61 @@ func testDVR(t *testing.T, typ string) {
 	if err := lab.Run("vm2", "ping", "-c", "2", "-W", "1", "203.0.113.1"); err == nil {
 		t.Fatal("vm2 reached upstream by SNAT with the network host down")
 	}
+}
+
+// TestDVRHASNAT: a distributed router with HA SNAT: its centralized part
+// runs on both dvr_snat hosts, one active. When the active instance's
+// keepalived is killed outright, SNAT moves to the other (vm2, which has
+// no floating IP, pings on through it) while vm1's floating IP, served on
+// its compute host, loses not one ping.
+func TestDVRHASNAT(t *testing.T) {
+	d := newDVRCloud(t, "vxlan", true)
+	url, lab := d.url, d.lab
+	states := func() map[string]string {
+		out := map[string]string{}
+		for _, a := range post(t, url+"/v2.0/routers/"+d.rid+"/l3-agents", "GET", nil)["agents"].([]any) {
+			a := a.(map[string]any)
+			out[fmt.Sprint(a["ha_state"])] = a["host"].(string)
+		}
+		return out
+	}
+	var active string
+	testutil.Eventually(t, 20*time.Second, "one active SNAT instance, one standby", func() (bool, string) {
+		st := states()
+		active = st["active"]
+		return len(st) == 2 && active != "" && st["standby"] != "", fmt.Sprint(st)
+	})
+	fip := post(t, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": d.pub,
+		"port_id": d.ports[0]}})["floatingip"].(map[string]any)
+	addr := fip["floating_ip_address"].(string)
+	pingUntil(t, lab, "upstream", addr, 20*time.Second)
+	pingUntil(t, lab, "vm2", "203.0.113.1", 20*time.Second)
+	pingUntil(t, lab, "vm1", d.ips[1], 20*time.Second)
+	fipPings := make(chan string, 1)
+	go func() {
+		out, _ := lab.Output("upstream", "ping", "-c", "300", "-i", "0.01", "-W", "1", addr)
+		fipPings <- out
+	}()
+	lost, resumed := testutil.PingLoss(t, func(args ...string) string { o, _ := lab.Output("vm2", args...); return o }, "203.0.113.1", func() {
+		pids := router.HAPIDs(filepath.Join(l3.HAStateRoot, lab.Name(active)+"-s"+d.rid[:8]))
+		if len(pids) != 2 {
+			t.Fatalf("keepalived of the SNAT instance on %s: processes %v", active, pids)
+		}
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	out := <-fipPings
+	if !strings.Contains(out, "300 packets transmitted, 300 received") {
+		t.Fatalf("vm1's floating IP was interrupted by the SNAT failover:\n%s", out)
+	}
+	if !resumed {
+		t.Fatal("vm2's pings through SNAT did not resume after the failover")
+	}
+	t.Logf("SNAT failover (crash of the active instance): %v without replies; the floating IP lost none", lost)
+	testutil.Eventually(t, 10*time.Second, "the other instance active", func() (bool, string) {
+		st := states()
+		return st["active"] != "" && st["active"] != active, fmt.Sprint(st)
+	})
+	pingUntil(t, lab, "vm2", "203.0.113.1", 5*time.Second)
 }
