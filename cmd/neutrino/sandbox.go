@@ -144,16 +144,16 @@ func sandboxUp(args []string) error {
 			return fail(err)
 		}
 		// physnet1: a second switch every host reaches on its phy1
-		// interface, for flat and VLAN provider networks; the network hosts
-		// also reach the external network (physical network "external",
-		// where the upstream host is) on phy2.
+		// interface, for flat and VLAN provider networks; every host also
+		// reaches the external network (physical network "external",
+		// where the upstream host is) on phy2: network hosts for routers
+		// and SNAT, compute hosts for the floating IPs of distributed
+		// routers.
 		if err := lab.Physical(n, "phy1"); err != nil {
 			return fail(err)
 		}
-		if h.network() {
-			if err := lab.Attach(n, "phy2", "ext"); err != nil {
-				return fail(err)
-			}
+		if err := lab.Attach(n, "phy2", "ext"); err != nil {
+			return fail(err)
 		}
 		st.Hosts = append(st.Hosts, h)
 	}
@@ -205,16 +205,14 @@ func sandboxUp(args []string) error {
 
 // agentArgs are the arguments of host h's agent, base the server's URL.
 func (st *sandboxState) agentArgs(h sandboxHost, base string) []string {
-	mappings := "physnet1=phy1"
-	if h.network() {
-		mappings += ",external=phy2"
-	}
 	args := []string{"agent", "--host", h.Name, "--server", base, "--netns", st.lab().Name(h.Name), "--vtep", h.VTEP,
-		"--report-interval", "5s", "--physical-interfaces", mappings}
+		"--report-interval", "5s", "--physical-interfaces", "physnet1=phy1,external=phy2"}
+	// Network hosts run DHCP and routers (and distributed routers' SNAT),
+	// compute hosts the distributed routers of their VMs.
 	if h.network() {
-		args = append(args, "--dhcp", "--l3")
+		return append(args, "--dhcp", "--l3", "--l3-mode", "dvr_snat")
 	}
-	return args
+	return append(args, "--l3", "--l3-mode", "dvr")
 }
 
 // sandboxHostCmd takes a host off the wire and brings it back: host down
@@ -242,10 +240,7 @@ func sandboxHostCmd(args []string) error {
 	if h.Down == down {
 		return fmt.Errorf("sandbox: %s is already %s", name, args[0])
 	}
-	links := []string{"eth0", "phy1"}
-	if h.network() {
-		links = append(links, "phy2")
-	}
+	links := []string{"eth0", "phy1", "phy2"}
 	state := "up"
 	if down {
 		// As a crash: the agent and the HA routers' keepalived it started
@@ -627,7 +622,7 @@ func vmDelete(args []string) error {
 }
 
 // The upstream host: outside the cloud, on the physical network
-// "external" (reached by network-1 only) at 203.0.113.1 and
+// "external" (reached by every host) at 203.0.113.1 and
 // 2001:db8:100::1 (the gateway of the external network "public"),
 // answering ping and HTTP and advertising 2001:db8:100::/64.
 const (

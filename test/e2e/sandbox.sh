@@ -57,10 +57,14 @@ provider_ping flat "the flat network" e2e-flat 10.43.0.0/24 vm3 vm4 \
 # A VLAN provider network on the same physnet1 (tagged by tc programs).
 provider_ping vlan "VLAN 100" e2e-vlan 10.44.0.0/24 vm5 vm6 \
   --provider-network-type vlan --provider-physical-network physnet1 --provider-segment 100
-# Every agent (a host agent per host, DHCP and L3 agents on both network
-# hosts) alive.
+# Every agent (a host agent and an L3 agent per host, DHCP agents on both
+# network hosts) alive; the L3 agents in dvr_snat mode on network hosts,
+# dvr on compute hosts.
 alive=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack network agent list -c Alive -f value)
-[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 8 ] || fail "agents not all alive: $alive"
+[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 10 ] || fail "agents not all alive: $alive"
+modes=$(. <("$BIN" sandbox openrc --dir "$DIR"); for h in network-1 compute-1; do
+  openstack network agent list --agent-type l3 --host "$h" -f value -c ID | xargs -I{} openstack network agent show {} -f json -c configuration; done)
+echo "$modes" | grep -q '"agent_mode": "dvr_snat"' && echo "$modes" | grep -q '"agent_mode": "dvr"' || fail "L3 agent modes: $modes"
 # A router to the sandbox's external network "public": vm2 reaches the
 # upstream host (HTTP through SNAT; busybox 1.35 wget -T crashes, hence
 # timeout), and the upstream host reaches vm2 on a
@@ -122,8 +126,43 @@ ping_until vm7 203.0.113.1 || fail "vm7 cannot reach the upstream host after the
 wait_ha standby "$active" || fail "$active did not come back as a standby: $(ha_host active | xargs) active"
 [ "$(ha_host active | xargs)" = "$other" ] || fail "the active instance moved back: $(ha_host active | xargs) active"
 ping_until vm7 203.0.113.1 || fail "vm7 cannot reach the upstream host once $active is back"
+# A distributed router: vm8 (compute-1) and vm9 (compute-2) on two of its
+# subnets reach each other routed on their own hosts, and the upstream
+# host reaches vm8's floating IP, served on compute-1, with both network
+# hosts off the wire.
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack router create --distributed e2e-dvr -f value -c id >/dev/null
+  openstack router set --external-gateway public e2e-dvr
+  for x in a b; do
+    openstack network create "e2e-dvr-$x" -f value -c id >/dev/null
+    openstack subnet create --network "e2e-dvr-$x" --subnet-range "10.4$([ $x = a ] && echo 6 || echo 7).0.0/24" "e2e-dvr-$x-sub" -f value -c id >/dev/null
+    openstack router add subnet e2e-dvr "e2e-dvr-$x-sub"
+  done
+  [ "$(openstack router show e2e-dvr -f value -c distributed)" = True ] || exit 1
+) || fail "distributed router"
+"$BIN" sandbox vm create vm8 --network e2e-dvr-a --host compute-1 --dir "$DIR" >/dev/null || fail "vm8"
+"$BIN" sandbox vm create vm9 --network e2e-dvr-b --host compute-2 --dir "$DIR" >/dev/null || fail "vm9"
+ip9=$("$BIN" sandbox vm exec vm9 --dir "$DIR" -- ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+ping_until vm8 "$ip9" || fail "vm8 cannot reach vm9 ($ip9) through the distributed router"
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack floating ip create --floating-ip-address 203.0.113.78 --port "$(openstack port list --device-id vm8 -f value -c ID)" public -f value -c id >/dev/null
+) || fail "floating IP of vm8"
+upstream_ping() {
+  for _ in $(seq 20); do
+    "$BIN" sandbox upstream exec --dir "$DIR" -- ping -c 1 -W 1 "$1" >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  return 1
+}
+upstream_ping 203.0.113.78 || fail "the upstream host cannot reach vm8's floating IP"
+for h in network-1 network-2; do "$BIN" sandbox host down "$h" --dir "$DIR" >/dev/null || fail "host down $h"; done
+"$BIN" sandbox upstream exec --dir "$DIR" -- ping -c 5 -i 0.2 -W 1 203.0.113.78 >/dev/null || fail "vm8's floating IP with every network host down"
+"$BIN" sandbox vm exec vm8 --dir "$DIR" -- ping -c 3 -W 1 "$ip9" >/dev/null || fail "vm8 to vm9 with every network host down"
+for h in network-1 network-2; do "$BIN" sandbox host up "$h" --dir "$DIR" >/dev/null || fail "host up $h"; done
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
 [ "$before" = "$after" ] || fail "namespaces left behind: $(ip netns list)"
-echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, router with SNAT and a floating IP to the upstream host, an HA router failing over with a network host down and back, clean teardown)"
+echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, router with SNAT and a floating IP to the upstream host, an HA router failing over with a network host down and back, a distributed router routing east-west and serving a floating IP with every network host down, clean teardown)"
