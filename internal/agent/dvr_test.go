@@ -25,6 +25,7 @@ type dvrCloud struct {
 	url, rid, gwIP string
 	lab            *netlab.Lab
 	ports, ips     [2]string
+	ips6           [2]string // SLAAC addresses
 	nets           [2]map[string]any
 	pub            string
 }
@@ -54,12 +55,15 @@ func newDVRCloud(t *testing.T, typ string, ha bool) *dvrCloud {
 			c.L3Mode = "dvr_snat"
 		}
 	})
-	upstream(t, lab, []string{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, []string{"ip", "link", "set", "eth0", "up"})
+	upstream(t, lab, []string{"ip", "addr", "add", "203.0.113.1/24", "dev", "eth0"}, []string{"ip", "link", "set", "eth0", "up"},
+		[]string{"ip", "-6", "addr", "add", "2001:db8:100::1/64", "dev", "eth0", "nodad"})
 	pub := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{"name": "public", "router:external": true,
 		"provider:network_type": "flat", "provider:physical_network": "physnet1"}})["network"].(map[string]any)
 	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 4,
 		"cidr": "203.0.113.0/24", "gateway_ip": "203.0.113.1", "enable_dhcp": false,
 		"allocation_pools": []any{map[string]any{"start": "203.0.113.100", "end": "203.0.113.250"}}}})
+	post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": pub["id"], "ip_version": 6,
+		"cidr": "2001:db8:100::/64", "gateway_ip": "2001:db8:100::1", "enable_dhcp": false}})
 	rt := post(t, url+"/v2.0/routers", "POST", map[string]any{"router": map[string]any{"name": "dvr", "distributed": true, "ha": ha,
 		"external_gateway_info": map[string]any{"network_id": pub["id"]}}})["router"].(map[string]any)
 	if rt["distributed"] != true || rt["ha"] != ha {
@@ -82,11 +86,25 @@ func newDVRCloud(t *testing.T, typ string, ha bool) *dvrCloud {
 		sn := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
 			"cidr": cidr, "enable_dhcp": false}})["subnet"].(map[string]any)
 		post(t, url+"/v2.0/routers/"+d.rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn["id"]})
+		sn6 := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 6,
+			"cidr": fmt.Sprintf("2001:db8:7%d::/64", i+1), "ipv6_ra_mode": "slaac", "ipv6_address_mode": "slaac"}})["subnet"].(map[string]any)
+		post(t, url+"/v2.0/routers/"+d.rid+"/add_router_interface", "PUT", map[string]any{"subnet_id": sn6["id"]})
+		// The upstream host routes the tenant prefix to the router's
+		// gateway (no NAT for IPv6).
+		if err := lab.Run("upstream", "ip", "-6", "route", "add", fmt.Sprintf("2001:db8:7%d::/64", i+1), "via", d.gwIP6(t, url)); err != nil {
+			t.Fatal(err)
+		}
 		host, vm := fmt.Sprintf("compute-%d", i+1), fmt.Sprintf("vm%d", i+1)
 		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": host,
 			"device_owner": "compute:nova"}})["port"].(map[string]any)
 		d.ports[i], d.nets[i] = p["id"].(string), n
-		d.ips[i] = p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+		for _, f := range p["fixed_ips"].([]any) {
+			if a := f.(map[string]any)["ip_address"].(string); strings.Contains(a, ":") {
+				d.ips6[i] = a
+			} else {
+				d.ips[i] = a
+			}
+		}
 		if err := lab.VM(vm, host, dataplane.TapName(d.ports[i]), p["mac_address"].(string), int(n["mtu"].(float64)), d.ips[i]+"/24"); err != nil {
 			t.Fatal(err)
 		}
@@ -96,6 +114,18 @@ func newDVRCloud(t *testing.T, typ string, ha bool) *dvrCloud {
 	}
 	d.url, d.lab, d.pub = url, lab, pub["id"].(string)
 	return d
+}
+
+// gwIP6 is the router's IPv6 gateway address.
+func (d *dvrCloud) gwIP6(t *testing.T, url string) string {
+	rt := post(t, url+"/v2.0/routers/"+d.rid, "GET", nil)["router"].(map[string]any)
+	for _, f := range rt["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any) {
+		if a := f.(map[string]any)["ip_address"].(string); strings.Contains(a, ":") {
+			return a
+		}
+	}
+	t.Fatalf("the router has no IPv6 gateway address: %v", rt)
+	return ""
 }
 
 // ports lists the router's ports of a device owner.
@@ -179,6 +209,13 @@ func testDVR(t *testing.T, typ string) {
 	if n, m, o := there(), back(), out(); n != 0 || m != 0 || o < 1 {
 		t.Fatalf("network-1 saw %d packets from vm1 to vm2, %d back, and %d to upstream by SNAT (want 0, 0, some)", n, m, o)
 	}
+	// IPv6: east-west on the hosts as well (each host advertising the
+	// prefixes to its own VMs), and out through the SNAT part, unNATed.
+	testutil.Eventually(t, 20*time.Second, "vm1 reaches vm2 over IPv6", func() (bool, string) {
+		out, err := lab.Output("vm1", "ping", "-c", "1", "-W", "1", d.ips6[1])
+		return err == nil, out
+	})
+	pingUntil(t, lab, "vm2", "2001:db8:100::1", 20*time.Second)
 	// The router's frames leave compute-1 with its DVR MAC: no bridge
 	// along the way (compute-2's, or the physical network's) learned a
 	// router MAC anywhere but on its own host's router port.
