@@ -1,9 +1,12 @@
 package agent
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -30,9 +33,9 @@ type dvrCloud struct {
 	pub            string
 }
 
-func newDVRCloud(t *testing.T, typ string, ha bool) *dvrCloud {
+func newDVRCloud(t testing.TB, typ string, ha bool, more ...string) *dvrCloud {
 	d := &dvrCloud{}
-	tools := []string{"ping", "nft", "busybox", "bridge"}
+	tools := append([]string{"ping", "nft", "busybox", "bridge"}, more...)
 	hosts := []string{"network-1", "compute-1", "compute-2"}
 	if ha {
 		tools, hosts = append(tools, "keepalived"), append(hosts, "network-2")
@@ -117,7 +120,7 @@ func newDVRCloud(t *testing.T, typ string, ha bool) *dvrCloud {
 }
 
 // gwIP6 is the router's IPv6 gateway address.
-func (d *dvrCloud) gwIP6(t *testing.T, url string) string {
+func (d *dvrCloud) gwIP6(t testing.TB, url string) string {
 	rt := post(t, url+"/v2.0/routers/"+d.rid, "GET", nil)["router"].(map[string]any)
 	for _, f := range rt["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any) {
 		if a := f.(map[string]any)["ip_address"].(string); strings.Contains(a, ":") {
@@ -327,4 +330,77 @@ func TestDVRHASNAT(t *testing.T) {
 		return st["active"] != "" && st["active"] != active, fmt.Sprint(st)
 	})
 	pingUntil(t, lab, "vm2", "203.0.113.1", 5*time.Second)
+}
+
+// BenchmarkDVR: east-west between vm1 (compute-1) and vm2 (compute-2) on
+// two subnets of one router, distributed (routed on the sending host,
+// straight to the other) against centralized on the network host (the
+// same router migrated, on the same hosts): round trip (100 pings 10 ms
+// apart, mean) and throughput (iperf3, one stream, 5 s). And, on the
+// distributed router, the time from the POST of a floating IP for vm1 to
+// the upstream host's first echo reply from it (10 runs, pings 10 ms
+// apart). Root, iperf3.
+func BenchmarkDVR(b *testing.B) {
+	d := newDVRCloud(b, "vxlan", false, "iperf3")
+	url, lab := d.url, d.lab
+	pingUntil(b, lab, "vm1", d.ips[1], 20*time.Second)
+	rtt := func() float64 {
+		out, err := lab.Output("vm1", "ping", "-q", "-c", "100", "-i", "0.01", "-W", "1", d.ips[1])
+		m := regexp.MustCompile(`= [\d.]+/([\d.]+)/`).FindStringSubmatch(out)
+		if err != nil || m == nil {
+			b.Fatalf("ping: %v\n%s", err, out)
+		}
+		v, _ := strconv.ParseFloat(m[1], 64)
+		return v
+	}
+	gbps := func() float64 {
+		if err := lab.Run("vm2", "iperf3", "-s", "-D", "-1"); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+		out, err := lab.Output("vm1", "iperf3", "-c", d.ips[1], "-t", "5", "-J")
+		var res struct {
+			End struct {
+				SumReceived struct {
+					BitsPerSecond float64 `json:"bits_per_second"`
+				} `json:"sum_received"`
+			} `json:"end"`
+		}
+		if err != nil || json.Unmarshal([]byte(out), &res) != nil {
+			b.Fatalf("iperf3: %v\n%s", err, out)
+		}
+		return res.End.SumReceived.BitsPerSecond / 1e9
+	}
+	set := func(body map[string]any) {
+		post(b, url+"/v2.0/routers/"+d.rid, "PUT", map[string]any{"router": body})
+	}
+	for i := 0; i < b.N; i++ {
+		b.ReportMetric(rtt()*1000, "dvr-rtt-µs")
+		b.ReportMetric(gbps(), "dvr-Gbit/s")
+		var took []time.Duration
+		for k := 0; k < 10; k++ {
+			start := time.Now()
+			fip := post(b, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": d.pub,
+				"port_id": d.ports[0]}})["floatingip"].(map[string]any)
+			out, _ := lab.Output("upstream", "ping", "-c", "1", "-i", "0.01", "-w", "10", fip["floating_ip_address"].(string))
+			if !regexp.MustCompile(`[1-9]\d* received`).MatchString(out) {
+				b.Fatalf("no reply from the floating IP:\n%s", out)
+			}
+			took = append(took, time.Since(start))
+			post(b, url+"/v2.0/floatingips/"+fip["id"].(string), "DELETE", nil)
+		}
+		b.Logf("floating IP to first reply: %v", took)
+		testutil.ReportP50Max(b, "fip-reply", took)
+		// The same router, centralized on network-1.
+		set(map[string]any{"admin_state_up": false})
+		set(map[string]any{"distributed": false})
+		set(map[string]any{"admin_state_up": true})
+		pingUntil(b, lab, "vm1", d.ips[1], 20*time.Second)
+		b.ReportMetric(rtt()*1000, "central-rtt-µs")
+		b.ReportMetric(gbps(), "central-Gbit/s")
+		set(map[string]any{"admin_state_up": false})
+		set(map[string]any{"distributed": true})
+		set(map[string]any{"admin_state_up": true})
+		pingUntil(b, lab, "vm1", d.ips[1], 20*time.Second)
+	}
 }

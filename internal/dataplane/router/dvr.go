@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -329,9 +330,11 @@ func (f *FIPNamespace) Apply(spec FIPSpec) error {
 	if err := setAddrs(h, spec.Port.Dev, spec.Port.Addrs, ""); err != nil {
 		return err
 	}
-	// Announcing a floating IP that is not its own needs nonlocal_bind.
-	for _, k := range []string{"net.ipv4.conf." + spec.Port.Dev + ".proxy_arp=1", "net.ipv6.conf." + spec.Port.Dev + ".accept_ra=0",
-		"net.ipv4.ip_nonlocal_bind=1"} {
+	// Proxy ARP answers at once (the kernel's default delays answers to
+	// broadcast requests by up to 0.8 s); announcing a floating IP that
+	// is not its own needs nonlocal_bind.
+	for _, k := range []string{"net.ipv4.conf." + spec.Port.Dev + ".proxy_arp=1", "net.ipv4.neigh." + spec.Port.Dev + ".proxy_delay=0",
+		"net.ipv6.conf." + spec.Port.Dev + ".accept_ra=0", "net.ipv4.ip_nonlocal_bind=1"} {
 		if err := dataplane.Run("ip", "netns", "exec", f.NS, "sysctl", "-qw", k); err != nil {
 			return err
 		}
@@ -340,15 +343,43 @@ func (f *FIPNamespace) Apply(spec FIPSpec) error {
 		return err
 	}
 	now := map[string]bool{}
+	var fresh []string
 	for _, a := range spec.FloatingIPs {
 		now[a] = true
 		if !f.announced[a] {
-			cmd := exec.Command("ip", "netns", "exec", f.NS, "busybox", "arping", "-U", "-c", "1", "-s", a, "-I", spec.Port.Dev, a)
-			if cmd.Start() == nil {
-				go cmd.Wait()
-			}
+			fresh = append(fresh, a)
 		}
 	}
 	f.announced = now
+	if len(fresh) > 0 {
+		go f.announce(spec.Port, fresh)
+	}
 	return nil
+}
+
+// announce sends a gratuitous ARP for each address from the port, once
+// its tap is on a bridge (a port made this pass is wired after the
+// routers; waiting at most 2 s), so that the external network's neighbour
+// caches point at this host at once.
+func (f *FIPNamespace) announce(p Port, addrs []string) {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var l netlink.Link
+		var err error
+		if f.hostNS == "" {
+			l, err = netlink.LinkByName(p.Tap)
+		} else {
+			h, done, herr := dataplane.HandleIn(f.hostNS)
+			if herr != nil {
+				break
+			}
+			l, err = h.LinkByName(p.Tap)
+			done()
+		}
+		if err == nil && l.Attrs().MasterIndex != 0 && l.Attrs().Flags&net.FlagUp != 0 {
+			break
+		}
+	}
+	for _, a := range addrs {
+		exec.Command("ip", "netns", "exec", f.NS, "busybox", "arping", "-U", "-c", "1", "-s", a, "-I", p.Dev, a).Run()
+	}
 }
