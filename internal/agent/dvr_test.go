@@ -404,3 +404,82 @@ func BenchmarkDVR(b *testing.B) {
 		pingUntil(b, lab, "vm1", d.ips[1], 20*time.Second)
 	}
 }
+
+// BenchmarkDVRHASNATFailover: a distributed router with HA SNAT on two
+// dvr_snat hosts; vm2 (no floating IP) pings the upstream host through
+// SNAT every 10 ms while the active SNAT instance stops in order (the
+// router removed from its L3 agent) or crashes (its keepalived and VRRP
+// process SIGKILLed); ten of each, the instance back as a standby in
+// between. Meanwhile the upstream host pings vm1's floating IP (on its
+// compute host) every 10 ms: its losses are reported too (the issue wants
+// none).
+func BenchmarkDVRHASNATFailover(b *testing.B) {
+	d := newDVRCloud(b, "vxlan", true)
+	url, lab := d.url, d.lab
+	fip := post(b, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": d.pub,
+		"port_id": d.ports[0]}})["floatingip"].(map[string]any)
+	addr := fip["floating_ip_address"].(string)
+	pingUntil(b, lab, "upstream", addr, 20*time.Second)
+	pingUntil(b, lab, "vm2", "203.0.113.1", 20*time.Second)
+	// active waits for one active instance and one standby.
+	active := func() string {
+		var host string
+		testutil.Eventually(b, 20*time.Second, "one active SNAT instance, one standby", func() (bool, string) {
+			st := map[string]string{}
+			for _, a := range post(b, url+"/v2.0/routers/"+d.rid+"/l3-agents", "GET", nil)["agents"].([]any) {
+				a := a.(map[string]any)
+				st[fmt.Sprint(a["ha_state"])] = a["host"].(string)
+			}
+			host = st["active"]
+			return len(st) == 2 && host != "" && st["standby"] != "", fmt.Sprint(st)
+		})
+		return host
+	}
+	agentOf := func(host string) string {
+		for _, a := range post(b, url+"/v2.0/agents?agent_type=L3+agent&host="+host, "GET", nil)["agents"].([]any) {
+			return a.(map[string]any)["id"].(string)
+		}
+		b.Fatalf("no L3 agent on %s", host)
+		return ""
+	}
+	fipLost := 0
+	failover := func(fail func()) time.Duration {
+		fipPings := make(chan string, 1)
+		go func() {
+			out, _ := lab.Output("upstream", "ping", "-c", "300", "-i", "0.01", "-W", "1", addr)
+			fipPings <- out
+		}()
+		lost, ok := testutil.PingLoss(b, func(args ...string) string { o, _ := lab.Output("vm2", args...); return o }, "203.0.113.1", fail)
+		if !ok {
+			b.Fatal("vm2's pings through SNAT did not resume after the failover")
+		}
+		m := regexp.MustCompile(`(\d+) packets transmitted, (\d+) received`).FindStringSubmatch(<-fipPings)
+		if m == nil {
+			b.Fatal("no ping statistics for the floating IP")
+		}
+		sent, _ := strconv.Atoi(m[1])
+		got, _ := strconv.Atoi(m[2])
+		fipLost = max(fipLost, sent-got)
+		return lost
+	}
+	for n := 0; n < b.N; n++ {
+		var orderly, crash []time.Duration
+		for i := 0; i < 10; i++ {
+			a := active()
+			orderly = append(orderly, failover(func() {
+				post(b, url+"/v2.0/agents/"+agentOf(a)+"/l3-routers/"+d.rid, "DELETE", nil)
+			}))
+			post(b, url+"/v2.0/agents/"+agentOf(a)+"/l3-routers", "POST", map[string]any{"router_id": d.rid})
+			a = active()
+			crash = append(crash, failover(func() {
+				for _, pid := range router.HAPIDs(filepath.Join(l3.HAStateRoot, lab.Name(a)+"-s"+d.rid[:8])) {
+					syscall.Kill(pid, syscall.SIGKILL)
+				}
+			}))
+		}
+		b.Logf("orderly: %v; crash: %v", orderly, crash)
+		testutil.ReportP50Max(b, "orderly", orderly)
+		testutil.ReportP50Max(b, "crash", crash)
+		b.ReportMetric(float64(fipLost), "fip-lost-max")
+	}
+}
