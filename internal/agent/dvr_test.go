@@ -3,6 +3,8 @@ package agent
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -30,7 +32,7 @@ type dvrCloud struct {
 	ports, ips     [2]string
 	ips6           [2]string // SLAAC addresses
 	nets           [2]map[string]any
-	pub            string
+	pub, project   string
 }
 
 func newDVRCloud(t testing.TB, typ string, ha bool, more ...string) *dvrCloud {
@@ -72,7 +74,7 @@ func newDVRCloud(t testing.TB, typ string, ha bool, more ...string) *dvrCloud {
 	if rt["distributed"] != true || rt["ha"] != ha {
 		t.Fatalf("router: %v", rt)
 	}
-	d.rid = rt["id"].(string)
+	d.rid, d.project = rt["id"].(string), rt["project_id"].(string)
 	d.gwIP = rt["external_gateway_info"].(map[string]any)["external_fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
 	// ICMP from anywhere into the default group, so the upstream host may
 	// ping in.
@@ -117,6 +119,29 @@ func newDVRCloud(t testing.TB, typ string, ha bool, more ...string) *dvrCloud {
 	}
 	d.url, d.lab, d.pub = url, lab, pub["id"].(string)
 	return d
+}
+
+// metered reads the server's metering metrics: a label's packets through
+// a router in one direction, by reporting host.
+func metered(t testing.TB, url, rid, label, dir string) map[string]float64 {
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	host := regexp.MustCompile(`host="([^"]*)"`)
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "neutrino_metering_label_packets_total{") && strings.Contains(line, `label_id="`+label+`"`) &&
+			strings.Contains(line, `direction="`+dir+`"`) && strings.Contains(line, `router_id="`+rid+`"`) {
+			if m := host.FindStringSubmatch(line); m != nil {
+				v, _ := strconv.ParseFloat(line[strings.LastIndex(line, " ")+1:], 64)
+				out[m[1]] += v
+			}
+		}
+	}
+	return out
 }
 
 // gwIP6 is the router's IPv6 gateway address.
@@ -242,6 +267,13 @@ func testDVR(t *testing.T, typ string) {
 	if !strings.Contains(rewrites, "ether saddr set fa:16:3f") {
 		t.Fatalf("compute-1's DVR rules:\n%s", rewrites)
 	}
+	// Metering: a label of the router's project counts the traffic with
+	// the upstream host where it leaves, on each host: the SNAT part's
+	// gateway (network-1) and the floating IPs' link (compute-1).
+	label := post(t, url+"/v2.0/metering/metering-labels", "POST", map[string]any{"metering_label": map[string]any{"name": "up",
+		"tenant_id": d.project}})["metering_label"].(map[string]any)["id"].(string)
+	post(t, url+"/v2.0/metering/metering-label-rules", "POST", map[string]any{"metering_label_rule": map[string]any{
+		"metering_label_id": label, "direction": "egress", "remote_ip_prefix": "203.0.113.0/24"}})
 	// A floating IP for vm1, served on compute-1 through its own port on
 	// the external network.
 	fip := post(t, url+"/v2.0/floatingips", "POST", map[string]any{"floatingip": map[string]any{"floating_network_id": d.pub,
@@ -257,6 +289,12 @@ func testDVR(t *testing.T, typ string) {
 	if from() < 1 {
 		t.Fatalf("vm1's pings did not reach upstream from its floating IP %s", addr)
 	}
+	testutil.Eventually(t, 15*time.Second, "both hosts count the label's egress", func() (bool, string) {
+		lab.Run("vm1", "ping", "-c", "1", "-W", "1", "203.0.113.1")
+		lab.Run("vm2", "ping", "-c", "1", "-W", "1", "203.0.113.1")
+		byHost := metered(t, url, d.rid, label, "egress")
+		return byHost["network-1"] >= 1 && byHost["compute-1"] >= 1, fmt.Sprint(byHost)
+	})
 	// The network host off the wire: the floating IP and east-west go on,
 	// SNAT does not.
 	for _, dev := range []string{"eth0", "phy1"} {

@@ -51,25 +51,35 @@ func (r *Meters) Apply(ctx context.Context, env *concern.Env, span *hostapi.Span
 		if rt["admin_state_up"] != true {
 			continue
 		}
-		ns := env.NSName(concern.RouterNS, attr.Str(rt, "id"))
-		id := dataplane.NamespaceID(ns)
-		if id == "" {
-			continue // the router's namespace is not there (yet)
-		}
-		want[ns] = true
+		rid := attr.Str(rt, "id")
 		gw := ""
-		for _, p := range l3.Ports(span, attr.Str(rt, "id")) {
+		for _, p := range l3.Ports(span, rid) {
 			if _, wired := env.Nets[attr.Str(p, "network_id")]; wired && attr.Str(p, "device_owner") == hostapi.OwnerRouterGateway {
 				gw = l3.Dev(p)
 			}
 		}
-		m := r.meters[ns]
-		if m == nil || m.nsID != id {
-			m = &meter{routerID: attr.Str(rt, "id"), nsID: id, m: router.NewMeter(ns)}
-			r.meters[ns] = m
+		// Where the router's traffic leaves: its gateway; for a
+		// distributed router, the gateway of its SNAT part and, in its
+		// distributed part, the link its floating IPs leave by.
+		type place struct{ ns, dev string }
+		places := []place{{env.NSName(concern.RouterNS, rid), gw}}
+		if rt["distributed"] == true {
+			places = []place{{env.NSName(concern.SNATNS, rid), gw}, {env.NSName(concern.RouterNS, rid), router.RFP(rid[:min(11, len(rid))])}}
 		}
-		if err := m.m.Set(gw, labelsFor(rt, span.MeteringLabels)); err != nil {
-			errs = append(errs, fmt.Errorf("router %s: %w", attr.Str(rt, "id"), err))
+		for _, pl := range places {
+			id := dataplane.NamespaceID(pl.ns)
+			if id == "" {
+				continue // the router's namespace is not there (yet)
+			}
+			want[pl.ns] = true
+			m := r.meters[pl.ns]
+			if m == nil || m.nsID != id {
+				m = &meter{routerID: rid, nsID: id, m: router.NewMeter(pl.ns)}
+				r.meters[pl.ns] = m
+			}
+			if err := m.m.Set(pl.dev, labelsFor(rt, span.MeteringLabels)); err != nil {
+				errs = append(errs, fmt.Errorf("router %s: %w", rid, err))
+			}
 		}
 	}
 	for ns := range r.meters {
