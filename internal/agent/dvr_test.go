@@ -216,7 +216,7 @@ func testDVR(t *testing.T, typ string) {
 		agents := post(t, url+"/v2.0/routers/"+d.rid+"/l3-agents", "GET", nil)["agents"].([]any)
 		return len(agents) == 1 && agents[0].(map[string]any)["host"] == "network-1", fmt.Sprint(agents)
 	})
-	for _, p := range d.routerPorts(t, "network:router_interface") {
+	for _, p := range d.routerPorts(t, "network:router_interface_distributed") {
 		if p["binding:vif_type"] != "distributed" || p["binding:host_id"] != "" {
 			t.Fatalf("interface port: %v", p)
 		}
@@ -227,6 +227,15 @@ func testDVR(t *testing.T, typ string) {
 	// East-west, routed on the sending host.
 	pingUntil(t, lab, "vm1", d.ips[1], 20*time.Second)
 	pingUntil(t, lab, "vm2", d.ips[0], 20*time.Second)
+	testutil.Eventually(t, 10*time.Second, "the distributed interfaces ACTIVE once wired", func() (bool, string) {
+		ps := d.routerPorts(t, "network:router_interface_distributed")
+		for _, p := range ps {
+			if p["status"] != "ACTIVE" {
+				return false, fmt.Sprint(ps)
+			}
+		}
+		return len(ps) == 4, fmt.Sprint(ps) // an IPv4 and an IPv6 interface on each network
+	})
 	there := probe(t, lab, "network-1", "bridge", "probe", d.ips[0], d.ips[1])
 	back := probe(t, lab, "network-1", "bridge", "probe2", d.ips[1], d.ips[0])
 	out := probe(t, lab, "network-1", "bridge", "probe3", d.ips[1], "203.0.113.1")
@@ -248,7 +257,7 @@ func testDVR(t *testing.T, typ string) {
 	// along the way (compute-2's, or the physical network's) learned a
 	// router MAC anywhere but on its own host's router port.
 	macs := []string{}
-	for _, p := range d.routerPorts(t, "network:router_interface") {
+	for _, p := range d.routerPorts(t, "network:router_interface_distributed") {
 		macs = append(macs, p["mac_address"].(string))
 	}
 	fdbs, _ := lab.Output("compute-2", "bridge", "fdb", "show")

@@ -75,8 +75,12 @@ func TestDVRRouters(t *testing.T) {
 		if h := hosts(rid); len(h) != 0 {
 			t.Fatalf("a distributed router without a gateway is hosted by %v", h)
 		}
-		for _, p := range ports(rid, "network:router_interface") {
-			if p["binding:vif_type"] != "distributed" || p["binding:host_id"] != "" {
+		// Neutron's device owner for them, and no plain interfaces.
+		if l := ports(rid, "network:router_interface"); len(l) != 0 {
+			t.Fatalf("plain interfaces of a distributed router: %v", l)
+		}
+		for _, p := range ports(rid, "network:router_interface_distributed") {
+			if p["binding:vif_type"] != "distributed" || p["binding:host_id"] != "" || p["status"] != "DOWN" {
 				t.Fatalf("distributed interface: %v", p)
 			}
 		}
@@ -113,7 +117,7 @@ func TestDVRRouters(t *testing.T) {
 		}
 		var ifaces int
 		for _, p := range st["ports"].([]any) {
-			if p.(map[string]any)["device_owner"] == "network:router_interface" {
+			if p.(map[string]any)["device_owner"] == "network:router_interface_distributed" {
 				ifaces++
 			}
 		}
@@ -178,8 +182,16 @@ func TestDVRRouters(t *testing.T) {
 				t.Fatalf("interface of the centralized router: %v", p)
 			}
 		}
-		// And back, then deleted: nothing of it is left.
-		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"distributed": true}}), "router")
+		// HA (still down): its interfaces take the HA owner; then back to
+		// distributed, and deleted: nothing of it is left.
+		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"ha": true}}), "router")
+		if l := ports(rid, "network:ha_router_replicated_interface"); len(l) != 1 {
+			t.Fatalf("interfaces of the router made HA: %v", e.list(admin, "/v2.0/ports?device_id="+rid, "ports"))
+		}
+		e.must(200, e.do(admin, "PUT", "/v2.0/routers/"+rid, map[string]any{"router": map[string]any{"ha": false, "distributed": true}}), "router")
+		if l := ports(rid, "network:router_interface_distributed"); len(l) != 1 {
+			t.Fatalf("interfaces of the router distributed again: %v", e.list(admin, "/v2.0/ports?device_id="+rid, "ports"))
+		}
 		if h := hosts(rid); len(h) != 1 || h[0] != "network-1" {
 			t.Fatalf("distributed again, the router's SNAT part went to %v", h)
 		}

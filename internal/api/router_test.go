@@ -392,6 +392,10 @@ func TestHARouters(t *testing.T) {
 			t.Fatalf("no HA network with the project's first HA router: %v", l)
 		}
 		ri := e.must(200, e.do(userA, "PUT", "/v2.0/routers/"+id+"/add_router_interface", map[string]any{"subnet_id": sn["id"]}), "")
+		// Neutron's device owner for an HA router's interfaces.
+		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["device_owner"] != "network:ha_router_replicated_interface" {
+			t.Fatalf("HA router interface: %v", p["device_owner"])
+		}
 		agents := e.list(admin, "/v2.0/routers/"+id+"/l3-agents", "agents")
 		if len(agents) != 2 {
 			t.Fatalf("an HA router went to %d agents, not both: %v", len(agents), agents)

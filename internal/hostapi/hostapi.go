@@ -102,6 +102,10 @@ type MeterCount struct {
 const (
 	OwnerDHCP            = "network:dhcp"
 	OwnerRouterInterface = "network:router_interface"
+	// A distributed router's interfaces, and an HA router's, are owned
+	// by these instead (Neutron's).
+	OwnerRouterInterfaceDistributed = "network:router_interface_distributed"
+	OwnerRouterInterfaceHA          = "network:ha_router_replicated_interface"
 	OwnerRouterGateway   = "network:router_gateway"
 	// OwnerRouterHA owns an HA router instance's port on its HA network.
 	OwnerRouterHA   = "network:router_ha_interface"
@@ -113,6 +117,18 @@ const (
 	// through which the floating IPs of its VMs go.
 	OwnerFIPGateway = "network:floatingip_agent_gateway"
 )
+
+// IsRouterInterface reports whether a device owner is a router
+// interface's (of any kind of router).
+func IsRouterInterface(owner string) bool {
+	return owner == OwnerRouterInterface || owner == OwnerRouterInterfaceDistributed || owner == OwnerRouterInterfaceHA
+}
+
+// IsRouterPort reports whether a device owner is one of a router's ports
+// (interfaces, gateway, HA and SNAT ports).
+func IsRouterPort(owner string) bool {
+	return strings.HasPrefix(owner, "network:router_") || owner == OwnerRouterInterfaceHA
+}
 
 // MemberKey is what a host's span depends on of a port that is only a
 // member of a group there: its addresses and its groups.

@@ -48,7 +48,7 @@ type part struct{ ports, fips []map[string]any }
 func (r *Routers) split(env *concern.Env, span *hostapi.Span, ports, fips []map[string]any) (dvr, central part) {
 	vms, _ := vmPorts(env, span)
 	for _, p := range ports {
-		if attr.Str(p, "device_owner") == hostapi.OwnerRouterInterface {
+		if hostapi.IsRouterInterface(attr.Str(p, "device_owner")) {
 			dvr.ports = append(dvr.ports, p)
 		} else {
 			central.ports = append(central.ports, p)

@@ -101,7 +101,7 @@ func Dev(port map[string]any) string {
 func Ports(span *hostapi.Span, routerID string) []map[string]any {
 	var out []map[string]any
 	for _, p := range span.Ports {
-		if attr.Str(p, "device_id") == routerID && strings.HasPrefix(attr.Str(p, "device_owner"), "network:router_") &&
+		if attr.Str(p, "device_id") == routerID && hostapi.IsRouterPort(attr.Str(p, "device_owner")) &&
 			attr.Str(p, "device_owner") != hostapi.OwnerRouterHA {
 			out = append(out, p)
 		}
@@ -371,7 +371,7 @@ func peersOf(span *hostapi.Span, local bool) []hostapi.Peer {
 	}
 	out := slices.Clip(span.Peers)
 	for _, p := range span.Ports {
-		if attr.Str(p, "device_owner") == hostapi.OwnerRouterInterface || attr.Str(p, "binding:host_id") == "" {
+		if hostapi.IsRouterInterface(attr.Str(p, "device_owner")) || attr.Str(p, "binding:host_id") == "" {
 			continue
 		}
 		peer := hostapi.Peer{NetworkID: attr.Str(p, "network_id"), PortID: attr.Str(p, "id"), MACAddress: attr.Str(p, "mac_address")}

@@ -116,8 +116,9 @@ func bindDistributed(c *plugin.Ctx, p plugin.Object) error {
 	if attr.Str(p, "binding:host_id") == "" && attr.Str(p, "binding:vif_type") == "distributed" {
 		return nil
 	}
+	// DOWN until a host wires it (ml2.SetHostPorts), as Neutron.
 	p["binding:host_id"], p["binding:vif_type"], p["binding:vif_details"] = "", "distributed", map[string]any{}
-	p["status"] = "ACTIVE"
+	p["status"] = "DOWN"
 	return c.Touch(schema.Port, p)
 }
 
@@ -134,7 +135,7 @@ func syncCSNAT(c *plugin.Ctx, r plugin.Object) error {
 	want := map[string][]string{} // network -> the interface's subnets
 	if isDVR(r) && hasGateway(r) {
 		for _, p := range ports {
-			if attr.Str(p, "device_owner") == ownerRouterInterface {
+			if isInterface(p) {
 				want[attr.Str(p, "network_id")] = append(want[attr.Str(p, "network_id")], portSubnets(p)...)
 			}
 		}
@@ -330,7 +331,7 @@ func (s *Service) dvrHostPart(c *plugin.Ctx, host string, span *hostapi.Span, ha
 	if len(nets) == 0 {
 		return nil
 	}
-	ifaces, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: []string{ownerRouterInterface}})
+	ifaces, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: []string{ownerDVRInterface}})
 	if err != nil {
 		return err
 	}
@@ -353,7 +354,7 @@ func (s *Service) dvrHostPart(c *plugin.Ctx, host string, span *hostapi.Span, ha
 		var hops []any
 		for _, p := range ports {
 			switch attr.Str(p, "device_owner") {
-			case ownerRouterInterface:
+			case ownerDVRInterface:
 				if !have[attr.Str(p, "id")] {
 					span.Ports = append(span.Ports, p)
 					have[attr.Str(p, "id")] = true

@@ -6,6 +6,7 @@ import (
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/ml2"
@@ -157,7 +158,7 @@ func associate(c *plugin.Ctx, fip plugin.Object, portID string, fixedIP any) err
 	if !c.Admin && attr.Str(port, "project_id") != attr.Str(fip, "project_id") {
 		return badFIP("Cannot create floating IP and bind it to Port %s, since that port is owned by a different tenant.", portID)
 	}
-	if attr.Str(port, "device_owner") == ownerRouterGateway || attr.Str(port, "device_owner") == ownerRouterInterface || attr.Str(port, "device_owner") == ownerFloatingIP {
+	if owner := attr.Str(port, "device_owner"); owner == ownerRouterGateway || hostapi.IsRouterInterface(owner) || owner == ownerFloatingIP {
 		return badFIP("Port %s has owner %s and cannot be associated with a floating IP.", portID, attr.Str(port, "device_owner"))
 	}
 	var v4 []map[string]any
@@ -215,13 +216,13 @@ func associate(c *plugin.Ctx, fip plugin.Object, portID string, fixedIP any) err
 // routerFor finds a router with an interface on subnet and its gateway on
 // the external network.
 func routerFor(c *plugin.Ctx, subnetID, extNetID string) (string, error) {
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: []string{ownerRouterInterface, ownerRouterGateway}})
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: append([]string{ownerRouterGateway}, interfaceOwners...)})
 	if err != nil {
 		return "", err
 	}
 	candidates := map[string]bool{}
 	for _, p := range ports {
-		if attr.Str(p, "device_owner") != ownerRouterInterface {
+		if !isInterface(p) {
 			continue
 		}
 		for _, sid := range portSubnets(p) {

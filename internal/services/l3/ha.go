@@ -9,6 +9,7 @@ import (
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/agents"
@@ -30,7 +31,7 @@ import (
 // other hosts send the router's traffic there, and follow it on failover.
 
 const (
-	ownerHAInterface = "network:router_ha_interface"
+	ownerHAPort      = hostapi.OwnerRouterHA
 	haCIDR           = "169.254.192.0/18"
 	// maxVRID: virtual router ids 1-254 per HA network, as Neutron.
 	maxVRID = 254
@@ -149,7 +150,7 @@ func haPorts(c *plugin.Ctx, routerID string) ([]plugin.Object, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_id", Values: []string{routerID}})
 	var out []plugin.Object
 	for _, p := range ports {
-		if attr.Str(p, "device_owner") == ownerHAInterface {
+		if attr.Str(p, "device_owner") == ownerHAPort {
 			out = append(out, p)
 		}
 	}
@@ -191,7 +192,7 @@ func (s *Service) syncHA(c *plugin.Ctx, r plugin.Object) error {
 			return err
 		}
 		for _, h := range slices.Sorted(maps.Keys(hosts)) {
-			p, err := ml2.ServicePort(c, netID, "", ownerHAInterface, id, nil)
+			p, err := ml2.ServicePort(c, netID, "", ownerHAPort, id, nil)
 			if err != nil {
 				return err
 			}

@@ -192,10 +192,10 @@ func checkDeviceOwned(c *plugin.Ctx, p plugin.Object) error {
 		return nil
 	}
 	var kind string
-	switch owner {
-	case ownerRouterInterface, ownerRouterGateway:
+	switch {
+	case hostapi.IsRouterInterface(owner) || owner == ownerRouterGateway:
 		kind = Router.Kind
-	case ownerFloatingIP:
+	case owner == ownerFloatingIP:
 		kind = FloatingIP.Kind
 	default:
 		return nil
@@ -210,8 +210,8 @@ func checkDeviceOwned(c *plugin.Ctx, p plugin.Object) error {
 // portDeleted refuses the direct delete of a router's or floating IP's
 // port, and unmaps the floating IPs of any other port that goes.
 func portDeleted(c *plugin.Ctx, p *plugin.Payload) error {
-	switch owner := attr.Str(p.Old, "device_owner"); owner {
-	case ownerRouterInterface, ownerRouterGateway, ownerFloatingIP, ownerCSNAT:
+	switch owner := attr.Str(p.Old, "device_owner"); {
+	case hostapi.IsRouterInterface(owner), owner == ownerRouterGateway, owner == ownerFloatingIP, owner == ownerCSNAT:
 		return fault.New(http.StatusConflict, "L3PortInUse",
 			"Port %s has owner %s and therefore cannot be deleted directly via the port API.", attr.Str(p.Old, "id"), owner)
 	}

@@ -102,6 +102,9 @@ func (s *Service) scheduleRouterObj(c *plugin.Ctx, r plugin.Object) error {
 	if err := syncCSNAT(c, r); err != nil {
 		return err
 	}
+	if err := syncInterfaceOwners(c, r); err != nil {
+		return err
+	}
 	return s.bindRouterPorts(c, id)
 }
 
@@ -152,7 +155,7 @@ func (s *Service) bindRouterPorts(c *plugin.Ctx, routerID string) error {
 			return err
 		}
 		for _, p := range ifaces {
-			if attr.Str(p, "device_owner") == ownerRouterInterface {
+			if isInterface(p) {
 				if err := bindDistributed(c, p); err != nil {
 					return err
 				}
@@ -198,13 +201,13 @@ func (s *Service) autoSchedule(c *plugin.Ctx) error {
 	}
 	// Only routers with ports and no agent need work (this runs at every
 	// L3 agent heartbeat: one pass over the ports, not one per router).
-	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: []string{ownerRouterInterface, ownerRouterGateway}})
+	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_owner", Values: append([]string{ownerRouterGateway}, interfaceOwners...)})
 	if err != nil {
 		return err
 	}
 	pending := map[string]bool{}
 	for _, p := range ports {
-		if owner := attr.Str(p, "device_owner"); (owner == ownerRouterInterface || owner == ownerRouterGateway) && !hosted[attr.Str(p, "device_id")] {
+		if (isInterface(p) || attr.Str(p, "device_owner") == ownerRouterGateway) && !hosted[attr.Str(p, "device_id")] {
 			pending[attr.Str(p, "device_id")] = true
 		}
 	}

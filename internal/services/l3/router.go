@@ -23,6 +23,8 @@ import (
 
 const (
 	ownerRouterInterface = hostapi.OwnerRouterInterface
+	ownerDVRInterface    = hostapi.OwnerRouterInterfaceDistributed
+	ownerHAInterface     = hostapi.OwnerRouterInterfaceHA
 	ownerRouterGateway   = hostapi.OwnerRouterGateway
 	ownerFloatingIP      = hostapi.OwnerFloatingIP
 	// maxRoutes is Neutron's max_routes default.
@@ -134,7 +136,7 @@ func (s *Service) deleteRouter(c *plugin.Ctx, cur plugin.Object) error {
 		return err
 	}
 	for _, p := range ports {
-		if attr.Str(p, "device_owner") == ownerRouterInterface {
+		if isInterface(p) {
 			return routerInUse(id, "still has ports")
 		}
 	}
@@ -155,12 +157,47 @@ func (s *Service) deleteRouter(c *plugin.Ctx, cur plugin.Object) error {
 	return c.Tx.Delete(Router.Kind, id)
 }
 
+// interfaceOwner is the device owner of a router's interfaces, by its
+// kind (Neutron's).
+func interfaceOwner(r plugin.Object) string {
+	switch {
+	case isDVR(r):
+		return ownerDVRInterface
+	case isHA(r):
+		return ownerHAInterface
+	}
+	return ownerRouterInterface
+}
+
+// interfaceOwners are the device owners of every kind of interface.
+var interfaceOwners = []string{ownerRouterInterface, ownerDVRInterface, ownerHAInterface}
+
+func isInterface(p plugin.Object) bool { return hostapi.IsRouterInterface(attr.Str(p, "device_owner")) }
+
+// syncInterfaceOwners gives a router's interfaces the device owner of its
+// kind (after a migration).
+func syncInterfaceOwners(c *plugin.Ctx, r plugin.Object) error {
+	ports, err := routerPorts(c, attr.Str(r, "id"))
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if isInterface(p) && attr.Str(p, "device_owner") != interfaceOwner(r) {
+			p["device_owner"] = interfaceOwner(r)
+			if err := c.Touch(schema.Port, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // routerPorts lists the ports a router owns.
 func routerPorts(c *plugin.Ctx, routerID string) ([]plugin.Object, error) {
 	ports, err := c.Tx.List(schema.Port.Kind, store.Filter{Attr: "device_id", Values: []string{routerID}})
 	var out []plugin.Object
 	for _, p := range ports {
-		if o := attr.Str(p, "device_owner"); o == ownerRouterInterface || o == ownerRouterGateway {
+		if isInterface(p) || attr.Str(p, "device_owner") == ownerRouterGateway {
 			out = append(out, p)
 		}
 	}
@@ -313,7 +350,7 @@ func routerPortSubnets(c *plugin.Ctx, routerID string, withGateway bool) (map[st
 	}
 	out := map[string]plugin.Object{}
 	for _, p := range ports {
-		if owner := attr.Str(p, "device_owner"); owner != ownerRouterInterface && !(withGateway && owner == ownerRouterGateway) {
+		if !isInterface(p) && !(withGateway && attr.Str(p, "device_owner") == ownerRouterGateway) {
 			continue
 		}
 		for _, sid := range portSubnets(p) {
@@ -408,7 +445,7 @@ func (s *Service) addRouterInterface(c *plugin.Ctx, routerID string, body map[st
 			return nil, badRouter("Cannot have multiple IPv4 subnets on router port")
 		}
 		p = schema.CloneObject(p)
-		p["device_id"], p["device_owner"] = routerID, ownerRouterInterface
+		p["device_id"], p["device_owner"] = routerID, interfaceOwner(router)
 		p["security_groups"] = []any{}
 		if err := c.Touch(schema.Port, p); err != nil {
 			return nil, err
@@ -454,7 +491,7 @@ func (s *Service) addRouterInterface(c *plugin.Ctx, routerID string, body map[st
 			}
 			port = p
 		} else {
-			p, err := ml2.ServicePort(c, attr.Str(sn, "network_id"), attr.Str(router, "project_id"), ownerRouterInterface, routerID, []any{fixed})
+			p, err := ml2.ServicePort(c, attr.Str(sn, "network_id"), attr.Str(router, "project_id"), interfaceOwner(router), routerID, []any{fixed})
 			if err != nil {
 				return nil, err
 			}

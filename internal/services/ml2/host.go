@@ -202,10 +202,25 @@ func SetHostPorts(c *plugin.Ctx, host string, active []string) (changed int, err
 		if up[attr.Str(p, "id")] && attr.Bool(p, "admin_state_up") {
 			want = "ACTIVE"
 		}
+		delete(up, attr.Str(p, "id"))
 		if attr.Str(p, "status") == want {
 			continue
 		}
 		p["status"] = want
+		if err := c.Touch(schema.Port, p); err != nil {
+			return changed, err
+		}
+		changed++
+	}
+	// A distributed port (a distributed router's interface, bound to no
+	// host) is ACTIVE once a host has wired it.
+	for _, id := range slices.Sorted(maps.Keys(up)) {
+		p, err := c.Tx.Get(schema.Port.Kind, id)
+		if err != nil || attr.Str(p, "binding:vif_type") != "distributed" || attr.Str(p, "status") == "ACTIVE" || !attr.Bool(p, "admin_state_up") {
+			continue
+		}
+		p = schema.CloneObject(p)
+		p["status"] = "ACTIVE"
 		if err := c.Touch(schema.Port, p); err != nil {
 			return changed, err
 		}

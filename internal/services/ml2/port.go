@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"neutrino/internal/attr"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -210,7 +211,7 @@ func allocatePortIPs(c *plugin.Ctx, net, port plugin.Object, req []any, given bo
 		byID[attr.Str(s, "id")] = s
 	}
 	portID, netID := attr.Str(port, "id"), attr.Str(net, "id")
-	router := strings.HasPrefix(attr.Str(port, "device_owner"), "network:router")
+	router := hostapi.IsRouterPort(attr.Str(port, "device_owner"))
 	var out []any
 	usedSubnet := map[string]bool{}
 	add := func(sn plugin.Object, ip netip.Addr) {

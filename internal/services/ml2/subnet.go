@@ -3,9 +3,9 @@ package ml2
 import (
 	"net/http"
 	"net/netip"
-	"strings"
 
 	"neutrino/internal/attr"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/fault"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
@@ -235,7 +235,7 @@ func addAutoAddresses(c *plugin.Ctx, sn plugin.Object) error {
 		return err
 	}
 	for _, p := range ports {
-		if strings.HasPrefix(attr.Str(p, "device_owner"), "network:router") {
+		if hostapi.IsRouterPort(attr.Str(p, "device_owner")) {
 			continue
 		}
 		ip, err := ipam.EUI64(prefix, attr.Str(p, "mac_address"))
@@ -323,7 +323,7 @@ func (s *Service) deleteSubnet(c *plugin.Ctx, cur plugin.Object) error {
 		}
 		owner := attr.Str(p, "device_owner")
 		// DHCP ports and addresses given automatically (SLAAC) go with the subnet.
-		if owner != ownerDHCP && !(ipam.IsAutoAddress(cur) && !strings.HasPrefix(owner, "network:router")) {
+		if owner != ownerDHCP && !(ipam.IsAutoAddress(cur) && !hostapi.IsRouterPort(owner)) {
 			return fault.New(http.StatusConflict, "SubnetInUse",
 				"Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
 		}
