@@ -106,7 +106,7 @@ const (
 	// by these instead (Neutron's).
 	OwnerRouterInterfaceDistributed = "network:router_interface_distributed"
 	OwnerRouterInterfaceHA          = "network:ha_router_replicated_interface"
-	OwnerRouterGateway   = "network:router_gateway"
+	OwnerRouterGateway              = "network:router_gateway"
 	// OwnerRouterHA owns an HA router instance's port on its HA network.
 	OwnerRouterHA   = "network:router_ha_interface"
 	OwnerFloatingIP = "network:floatingip"

@@ -31,8 +31,8 @@ import (
 // other hosts send the router's traffic there, and follow it on failover.
 
 const (
-	ownerHAPort      = hostapi.OwnerRouterHA
-	haCIDR           = "169.254.192.0/18"
+	ownerHAPort = hostapi.OwnerRouterHA
+	haCIDR      = "169.254.192.0/18"
 	// maxVRID: virtual router ids 1-254 per HA network, as Neutron.
 	maxVRID = 254
 )

@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"neutrino/internal/attr"
-	"neutrino/internal/hostapi"
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/ipam"

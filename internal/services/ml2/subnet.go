@@ -5,8 +5,8 @@ import (
 	"net/netip"
 
 	"neutrino/internal/attr"
-	"neutrino/internal/hostapi"
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
 	"neutrino/internal/services/ipam"
