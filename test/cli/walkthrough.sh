@@ -2,7 +2,8 @@
 # The openstack CLI against a running Neutrino with built-in identity, as the
 # demo project and as admin: create, list, show, update and delete networks,
 # subnets (IPv4 and IPv6 SLAAC), ports with fixed IPs, security groups and
-# rules, routers (HA ones with their agents' states) and floating IPs; the
+# rules, routers (HA ones with their agents' states, distributed ones) and
+# floating IPs; the
 # demo project sees its own and shared resources only.
 #   test/cli/walkthrough.sh DATA_DIR   (the server's --data-dir, with openrc-*)
 set -euo pipefail
@@ -107,6 +108,22 @@ states=$(as_admin network agent list --router "ha$S" --long -f value -c Host -c 
 [[ "$states" == *"cli-l3-a$S standby"* && "$states" == *"cli-l3-b$S active"* ]] || fail "HA states: $states"
 as_admin router remove subnet "ha$S" "hasub$S"
 as_admin router delete "ha$S"
+# A distributed router: the CLI shows it distributed, its interface (owned
+# by network:router_interface_distributed) among its interfaces_info, and
+# an L3 agent's mode.
+api POST /neutrino/v1/agents/report "{\"agent\": {\"agent_type\": \"L3 agent\", \"binary\": \"cli\", \"host\": \"cli-l3-a$S\", \"start_flag\": true, \"configurations\": {\"agent_mode\": \"dvr_snat\"}}}"
+aid=$(as_admin network agent list --host "cli-l3-a$S" --agent-type l3 -f value -c ID)
+mode=$(as_admin network agent show "$aid" -f json -c configuration)
+[[ "$mode" == *'"agent_mode": "dvr_snat"'* ]] || fail "L3 agent mode: $mode"
+as_admin router create --distributed "dvr$S" -f value -c id >/dev/null
+[ "$(as_admin router show "dvr$S" -f value -c distributed)" = True ] || fail "router not distributed"
+as_admin router add subnet "dvr$S" "hasub$S"
+ifs=$(as_admin router show "dvr$S" -f json -c interfaces_info)
+[[ "$ifs" == *10.78.0.1\"* ]] || fail "distributed router interface: $ifs"
+owners=$(as_admin port list --router "dvr$S" --long -f value -c "Device Owner")
+[ "$owners" = network:router_interface_distributed ] || fail "distributed interface's owner: $owners"
+as_admin router remove subnet "dvr$S" "hasub$S"
+as_admin router delete "dvr$S"
 as_admin network delete "hanet$S"
 for id in $(as_admin network agent list --host "cli-l3-a$S" -f value -c ID) $(as_admin network agent list --host "cli-l3-b$S" -f value -c ID); do
   as_admin network agent delete "$id"
