@@ -102,12 +102,14 @@ func (r *Router) applyHA(h *netlink.Handle, spec Spec, addrs map[string][]string
 		// groups with MLD reports, sent from the device's MAC up to a
 		// second later: a standby (or an instance just stopped) would
 		// then draw the router's traffic to itself on learning switches.
-		// The router's ports send no MLD (no querier runs on tenant
-		// networks; unregistered multicast is flooded).
+		// The router's ports (a distributed router's SNAT ports too) send
+		// no MLD (no querier runs on tenant networks; unregistered
+		// multicast is flooded).
 		rules := "table ip6 neutrino-ha {}\nflush table ip6 neutrino-ha\ntable ip6 neutrino-ha {\n" +
 			"  chain out {\n    type filter hook output priority 0;\n" +
 			"    oifname \"qr-*\" icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } drop\n" +
-			"    oifname \"qg-*\" icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } drop\n  }\n}\n"
+			"    oifname \"qg-*\" icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } drop\n" +
+			"    oifname \"sg-*\" icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } drop\n  }\n}\n"
 		cmd := exec.Command("ip", "netns", "exec", r.NS, "nft", "-f", "-")
 		cmd.Stdin = strings.NewReader(rules)
 		if out, err := cmd.CombinedOutput(); err != nil {

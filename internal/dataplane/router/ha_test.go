@@ -65,13 +65,17 @@ func newHALab(t testing.TB, advert time.Duration) *haLab {
 		}
 		l.rs[i] = r
 		l.spec[i] = Spec{
+			// An interface, and a distributed router's SNAT port.
 			Ports: []Port{{PortVeth: dataplane.PortVeth{Tap: "tapr", Dev: "qr-test", MAC: "fa:16:3e:00:00:01", MTU: 1500},
-				Addrs: []string{"10.9.0.1/24", "2001:db8:9::1/64"}}},
+				Addrs: []string{"10.9.0.1/24", "2001:db8:9::1/64"}},
+				{PortVeth: dataplane.PortVeth{Tap: "taps", Dev: "sg-test", MAC: "fa:16:3e:00:00:02", MTU: 1500},
+					Addrs: []string{"10.9.1.1/24", "2001:db8:9:1::1/64"}}},
 			HA: &HA{Port: dataplane.PortVeth{Tap: "taph", Dev: "ha-test", MAC: fmt.Sprintf("fa:16:3e:00:01:%02x", i+1), MTU: 1500},
 				Addr: fmt.Sprintf("169.254.192.%d/18", i+1), VRID: 7, Advert: advert, Dir: filepath.Join(dir, fmt.Sprint("r", i+1))},
 		}
 		l.apply(i)
 		run(h, "ip", "link", "set", "tapr", "master", "brt", "up")
+		run(h, "ip", "link", "set", "taps", "master", "brt", "up")
 		run(h, "ip", "link", "set", "taph", "master", "brh", "up")
 	}
 	if _, err := lab.NS("vm"); err != nil {
@@ -158,7 +162,8 @@ func TestHARouterFailover(t *testing.T) {
 	// counts the MLD reports coming from the router's MAC.
 	host := fmt.Sprint("h", a+1)
 	for _, c := range []string{"add table bridge watch", "add chain bridge watch in { type filter hook prerouting priority 0; }",
-		"add rule bridge watch in iifname tapr ether saddr fa:16:3e:00:00:01 icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } counter"} {
+		"add rule bridge watch in iifname tapr ether saddr fa:16:3e:00:00:01 icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } counter",
+		"add rule bridge watch in iifname taps ether saddr fa:16:3e:00:00:02 icmpv6 type { mld-listener-report, mld-listener-done, mld2-listener-report } counter"} {
 		if err := l.lab.Run(host, "nft", c); err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +179,7 @@ func TestHARouterFailover(t *testing.T) {
 	// The router's MAC stays with the active instance: the stopped one
 	// sent no MLD report from it for the addresses it left (those would
 	// draw the router's traffic back to it, up to a second later).
-	if out, _ := l.lab.Output(host, "nft", "list", "chain", "bridge", "watch", "in"); !strings.Contains(out, "packets 0 ") {
+	if out, _ := l.lab.Output(host, "nft", "list", "chain", "bridge", "watch", "in"); strings.Count(out, "packets 0 ") != 2 {
 		t.Fatalf("the stopped instance sent MLD reports from the router's MAC:\n%s", out)
 	}
 	if port := l.routerMACPort(); port != "te-h"+fmt.Sprint(b+1) {
