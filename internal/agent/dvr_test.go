@@ -324,9 +324,11 @@ func testDVR(t *testing.T, typ string) {
 
 // TestDVRHASNAT: a distributed router with HA SNAT: its centralized part
 // runs on both dvr_snat hosts, one active. When the active instance's
-// keepalived is killed outright, SNAT moves to the other (vm2, which has
-// no floating IP, pings on through it) while vm1's floating IP, served on
-// its compute host, loses not one ping.
+// keepalived is killed outright, and then when the active host goes off
+// the wire, SNAT moves to the other (vm2, which has no floating IP, pings
+// on through it) while vm1's floating IP, served on its compute host,
+// loses not one ping; the host back on the wire leaves one instance with
+// the gateway address.
 func TestDVRHASNAT(t *testing.T) {
 	d := newDVRCloud(t, "vxlan", true)
 	url, lab := d.url, d.lab
@@ -372,11 +374,54 @@ func TestDVRHASNAT(t *testing.T) {
 		t.Fatal("vm2's pings through SNAT did not resume after the failover")
 	}
 	t.Logf("SNAT failover (crash of the active instance): %v without replies; the floating IP lost none", lost)
-	testutil.Eventually(t, 10*time.Second, "the other instance active", func() (bool, string) {
+	testutil.Eventually(t, 10*time.Second, "the other instance active, the killed one back as standby", func() (bool, string) {
 		st := states()
-		return st["active"] != "" && st["active"] != active, fmt.Sprint(st)
+		return st["active"] != "" && st["active"] != active && st["standby"] == active, fmt.Sprint(st)
 	})
 	pingUntil(t, lab, "vm2", "203.0.113.1", 5*time.Second)
+
+	// The active SNAT host off the wire (its links down): the other takes
+	// over again, the floating IP goes on untouched; back on the wire, one
+	// instance holds the gateway address, not two.
+	active = states()["active"]
+	go func() {
+		out, _ := lab.Output("upstream", "ping", "-c", "300", "-i", "0.01", "-W", "1", addr)
+		fipPings <- out
+	}()
+	lost, resumed = testutil.PingLoss(t, func(args ...string) string { o, _ := lab.Output("vm2", args...); return o }, "203.0.113.1", func() {
+		for _, dev := range []string{"eth0", "phy1"} {
+			if err := lab.Run(active, "ip", "link", "set", dev, "down"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if out := <-fipPings; !strings.Contains(out, "300 packets transmitted, 300 received") {
+		t.Fatalf("vm1's floating IP was interrupted by the loss of the SNAT host:\n%s", out)
+	}
+	if !resumed {
+		t.Fatal("vm2's pings through SNAT did not resume after the SNAT host went off the wire")
+	}
+	t.Logf("SNAT host off the wire: %v without replies", lost)
+	for _, dev := range []string{"eth0", "phy1"} {
+		if err := lab.Run(active, "ip", "link", "set", dev, "up"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	holders := func() []string {
+		var out []string
+		for _, h := range []string{"network-1", "network-2"} {
+			a, _ := lab.Output(h, "ip", "netns", "exec", lab.Name(h)+"-s"+d.rid[:8], "ip", "-4", "-br", "addr")
+			if strings.Contains(a, d.gwIP+"/") {
+				out = append(out, h)
+			}
+		}
+		return out
+	}
+	testutil.Eventually(t, 10*time.Second, "one SNAT instance holds the gateway address once the host is back", func() (bool, string) {
+		h := holders()
+		return len(h) == 1, fmt.Sprint(h)
+	})
+	pingUntil(t, lab, "vm2", "203.0.113.1", 10*time.Second)
 }
 
 // BenchmarkDVR: east-west between vm1 (compute-1) and vm2 (compute-2) on

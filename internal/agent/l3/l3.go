@@ -323,13 +323,14 @@ func (r *Routers) ensure(ctx context.Context, env *concern.Env, ns string, rt ma
 	return rtr.Apply(ctx, spec)
 }
 
-// neighbors are the peers' addresses on a router's internal ports'
-// subnets, by the port's device.
+// neighbors are the peers' addresses on the subnets of a router's
+// internal (and SNAT) ports, by the port's device; withLocal adds the
+// ports bound here.
 func neighbors(span *hostapi.Span, ports []map[string]any, subnets map[string]map[string]any, withLocal bool) map[string][]router.Neighbor {
 	out := map[string][]router.Neighbor{}
 	for _, p := range ports {
 		dev := Dev(p)
-		if !strings.HasPrefix(dev, "qr-") {
+		if !strings.HasPrefix(dev, "qr-") && !strings.HasPrefix(dev, "sg-") {
 			continue
 		}
 		var prefixes []netip.Prefix
