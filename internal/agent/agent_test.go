@@ -83,12 +83,11 @@ func startAgentsL3(t testing.TB, url string, lab *netlab.Lab, hosts []string, dh
 }
 
 // startAgentsWith is startAgents with each host's configuration as set
-// sets it.
-func startAgentsWith(t testing.TB, url string, lab *netlab.Lab, hosts []string, set func(c *Config)) {
+// sets it; it returns each host's agent, which the test may restart.
+func startAgentsWith(t testing.TB, url string, lab *netlab.Lab, hosts []string, set func(c *Config)) map[string]*runningAgent {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
 	quiet := slog.New(slog.NewTextHandler(agentLog(), nil))
+	out := map[string]*runningAgent{}
 	for i, h := range hosts {
 		vtep := "10.250.0." + string(rune('1'+i))
 		if err := lab.Host(h, vtep); err != nil {
@@ -100,14 +99,43 @@ func startAgentsWith(t testing.TB, url string, lab *netlab.Lab, hosts []string, 
 		cfg := Config{Host: h, Server: url, NetNS: lab.Name(h), VTEP: net.ParseIP(vtep), Interval: time.Second,
 			Log: quiet, Physnets: map[string]string{"physnet1": "phy1"}}
 		set(&cfg)
-		a, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() { a.Run(ctx); close(done) }()
-		t.Cleanup(func() { cancel(); <-done; a.Close() })
+		ra := &runningAgent{cfg: cfg}
+		ra.start(t)
+		t.Cleanup(ra.stop)
+		out[h] = ra
 	}
+	return out
+}
+
+// runningAgent is an agent a test runs, stops and starts again.
+type runningAgent struct {
+	cfg    Config
+	a      *Agent
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (r *runningAgent) start(t testing.TB) {
+	t.Helper()
+	a, err := New(r.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.a, r.cancel, r.done = a, cancel, make(chan struct{})
+	go func() { a.Run(ctx); close(r.done) }()
+}
+
+// stop ends the agent as its process ending would (what it made in the
+// kernel stays); stopping a stopped agent does nothing.
+func (r *runningAgent) stop() {
+	if r.a == nil {
+		return
+	}
+	r.cancel()
+	<-r.done
+	r.a.Close()
+	r.a = nil
 }
 
 // TestAgentsWireVXLAN: ports created and bound through the API become

@@ -33,6 +33,7 @@ type dvrCloud struct {
 	ips6           [2]string // SLAAC addresses
 	nets           [2]map[string]any
 	pub, project   string
+	agents         map[string]*runningAgent
 }
 
 func newDVRCloud(t testing.TB, typ string, ha bool, more ...string) *dvrCloud {
@@ -54,7 +55,7 @@ func newDVRCloud(t testing.TB, typ string, ha bool, more ...string) *dvrCloud {
 			}
 		})
 	}
-	startAgentsWith(t, url, lab, hosts, func(c *Config) {
+	d.agents = startAgentsWith(t, url, lab, hosts, func(c *Config) {
 		c.L3, c.L3Mode = true, "dvr"
 		if strings.HasPrefix(c.Host, "network-") {
 			c.L3Mode = "dvr_snat"
@@ -304,6 +305,20 @@ func testDVR(t *testing.T, typ string) {
 		byHost := metered(t, url, d.rid, label, "egress")
 		return byHost["network-1"] >= 1 && byHost["compute-1"] >= 1, fmt.Sprint(byHost)
 	})
+	// compute-1's agent restarted: it takes up the distributed router, its
+	// floating IP namespace and the DVR rules as it finds them, without a
+	// floating IP ping or an east-west ping lost.
+	fipPings, ewPings := make(chan string, 1), make(chan string, 1)
+	go func() { o, _ := lab.Output("upstream", "ping", "-c", "400", "-i", "0.01", "-W", "1", addr); fipPings <- o }()
+	go func() { o, _ := lab.Output("vm1", "ping", "-c", "400", "-i", "0.01", "-W", "1", d.ips[1]); ewPings <- o }()
+	time.Sleep(500 * time.Millisecond)
+	d.agents["compute-1"].stop()
+	d.agents["compute-1"].start(t)
+	for what, ch := range map[string]chan string{"the floating IP": fipPings, "vm1 to vm2": ewPings} {
+		if out := <-ch; !strings.Contains(out, "400 packets transmitted, 400 received") {
+			t.Fatalf("%s lost pings across compute-1's agent restart:\n%s", what, out[max(0, len(out)-300):])
+		}
+	}
 	// The network host off the wire: the floating IP and east-west go on,
 	// SNAT does not.
 	for _, dev := range []string{"eth0", "phy1"} {
