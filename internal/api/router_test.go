@@ -451,6 +451,13 @@ func TestHARouters(t *testing.T) {
 		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-1" {
 			t.Fatalf("the interface did not follow the instance active last: %v", p["binding:host_id"])
 		}
+		// The partition heals and VRRP keeps network-2 (which became active
+		// first): network-1 reports standby, and the ports go back.
+		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/network-1/ha-routers", map[string]any{"states": map[string]any{id: "standby"}}), "")
+		if p := e.must(200, e.do(admin, "GET", "/v2.0/ports/"+ri["port_id"].(string), nil), "port"); p["binding:host_id"] != "network-2" {
+			t.Fatalf("the interface stayed with an instance now standby: %v", p["binding:host_id"])
+		}
+		e.must(200, e.do(admin, "PUT", "/neutrino/v1/hosts/network-1/ha-routers", map[string]any{"states": map[string]any{id: "active"}}), "")
 		// An instance removed from its agent takes its HA port with it; added
 		// back, it has one again.
 		var l3n1 string

@@ -301,10 +301,11 @@ func (s *Service) serveHAStates(req *plugin.Request) (int, any, error) {
 				if err := c.Tx.Put(s.sched.Kind, id, nb); err != nil {
 					return err
 				}
-				if state == haActive {
-					if err := s.bindRouterPorts(c, id); err != nil {
-						return err
-					}
+				// The ports follow the active instance: to this one, or
+				// away from it (two masters after a partition healed: the
+				// one VRRP kept may be the one that became active first).
+				if err := s.bindRouterPorts(c, id); err != nil {
+					return err
 				}
 			}
 		}
