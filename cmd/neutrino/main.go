@@ -280,6 +280,8 @@ func serve(args []string) error {
 	servicePlugins := fs.String("service-plugins", "all", "optional services to run, comma-separated ("+strings.Join(services.Optional(), ", ")+"), or all")
 	mechDrivers := fs.String("mechanism-drivers", "linux", "ML2 mechanism drivers, in order")
 	newDefaults := fs.Bool("enforce-new-defaults", true, "Neutron's current default policy: reader may read, member write (false: any role on a project may write)")
+	lbListen := fs.String("lb-listen", envOr("NEUTRINO_LB_LISTEN", "127.0.0.1:9876"), "address to serve the load-balancer API (Octavia's v2) on, when the lbaas service runs (\"\": not served)")
+	lbPublicURL := fs.String("lb-public-url", "", "URL clients use to reach the load-balancer API (default: http://<lb-listen>)")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics without authentication on this address (on the API's own listener /metrics needs an admin token)")
 	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time a client has to send a request's body")
 	perClient := fs.Int("max-connections-per-client", 256, "connections one client address may hold open at once")
@@ -340,6 +342,13 @@ func serve(args []string) error {
 	case "builtin":
 		ident = identity.NewBuiltin(db)
 		ident.PublicURL = func(*http.Request) string { return base }
+		if reg.HasService("lbaas") && *lbListen != "" {
+			lbBase := *lbPublicURL
+			if lbBase == "" {
+				lbBase = "http://" + *lbListen
+			}
+			ident.LoadBalancerURL = strings.TrimSuffix(lbBase, "/")
+		}
 		ident.Log = log
 		a, d, err := passwords(sf.dataDir, *adminPw, *demoPw)
 		if err != nil {
@@ -382,6 +391,16 @@ func serve(args []string) error {
 		ms := &http.Server{Handler: srv.Metrics(), ReadHeaderTimeout: 10 * time.Second}
 		go ms.Serve(mln)
 		defer ms.Close()
+	}
+	if reg.HasService("lbaas") && *lbListen != "" {
+		lln, err := net.Listen("tcp", *lbListen)
+		if err != nil {
+			return fmt.Errorf("load-balancer endpoint: %w (--lb-listen \"\" serves none)", err)
+		}
+		ls := &http.Server{Handler: srv.LoadBalancer(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		go ls.Serve(api.LimitPerClient(lln, *perClient))
+		defer ls.Close()
+		log.Info("serving the load-balancer API", "listen", lln.Addr().String())
 	}
 	log.Info("serving", "listen", ln.Addr().String(), "auth", *authMode, "store", string(db.Dialect))
 	errc := make(chan error, 1)

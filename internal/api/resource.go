@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -44,14 +45,49 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 		err = s.tags(w, r, res, rest[0], rest[2:])
 	case s.Reg.NestedOf(res, rest[1]) != nil:
 		err = s.nested(w, r, s.Reg.NestedOf(res, rest[1]), rest[0], rest[2:])
+	case s.Reg.ChildOf(res, rest[1]) != nil:
+		err = s.child(w, r, res, s.Reg.ChildOf(res, rest[1]), rest[0], rest[2:])
 	case len(rest) == 2 && s.Reg.Handler(res).Actions[rest[1]] != nil:
 		err = s.action(w, r, res, s.Reg.Handler(res).Actions[rest[1]], rest[0])
+	case len(rest) == 2 && s.Reg.Handler(res).Views[rest[1]] != nil:
+		err = s.view(w, r, s.Reg.Handler(res).Views[rest[1]], rest[0])
 	default:
 		err = notFoundErr
 	}
 	if err != nil {
 		s.writeError(w, r, err)
 	}
+}
+
+// scopeKey carries, for a child collection's request, its parent's id.
+type scopeKey struct{}
+
+func scopeOf(r *http.Request) string { s, _ := r.Context().Value(scopeKey{}).(string); return s }
+
+// child serves a child collection, /<parent>/{pid}/<child>[/{id}...]:
+// the parent must be one the caller sees, a child named must be the
+// parent's, and what is listed or created is the parent's.
+func (s *Server) child(w http.ResponseWriter, r *http.Request, parent, child *schema.Resource, pid string, rest []string) error {
+	err := s.Reg.Read(r.Context(), func(cc *plugin.Ctx) error {
+		if _, err := cc.Get(parent, pid); err != nil {
+			return err
+		}
+		if len(rest) > 0 {
+			o, err := cc.Get(child, rest[0])
+			if err != nil {
+				return err
+			}
+			if p, _ := o[child.Parent].(string); p != pid {
+				return child.NotFoundError(rest[0])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	s.collection(w, r.WithContext(context.WithValue(r.Context(), scopeKey{}, pid)), child, rest)
+	return nil
 }
 
 // renderMemo renders o, reusing the encoding kept with this version of the
@@ -116,7 +152,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, res *schema.Resour
 			}
 			marker = m
 		}
-		objs, err := cc.List(res, lq.pushdown(res))
+		f := lq.pushdown(res)
+		if pid := scopeOf(r); pid != "" {
+			f.Parent, f.Parents = pid, nil
+		}
+		objs, err := cc.List(res, f)
 		if err != nil {
 			return err
 		}
@@ -197,6 +237,9 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request, res *schema.Reso
 		if err != nil {
 			return err
 		}
+		if pid := scopeOf(r); pid != "" {
+			p[res.Parent] = pid
+		}
 		parsed = append(parsed, p)
 	}
 	var out []any
@@ -263,7 +306,8 @@ func (s *Server) delete(w http.ResponseWriter, r *http.Request, res *schema.Reso
 	if err != nil {
 		return err
 	}
-	_, err = s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
+	ctx := plugin.WithQuery(r.Context(), r.URL.Query())
+	_, err = s.Reg.Write(ctx, func(cc *plugin.Ctx) error {
 		return cc.Delete(res, id, want)
 	})
 	if err != nil {
@@ -369,6 +413,24 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, res *schema.Reso
 	_, err = s.Reg.Write(r.Context(), func(cc *plugin.Ctx) error {
 		var err error
 		out, err = act(cc, id, jsonx.Copy(in).(map[string]any))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// view serves GET /<collection>/{id}/<name>.
+func (s *Server) view(w http.ResponseWriter, r *http.Request, v plugin.View, id string) error {
+	if r.Method != http.MethodGet {
+		return fault.MethodNotAllowed()
+	}
+	var out any
+	err := s.Reg.Read(r.Context(), func(cc *plugin.Ctx) error {
+		var err error
+		out, err = v(cc, id)
 		return err
 	})
 	if err != nil {

@@ -155,7 +155,12 @@ func writeJSONSized(w http.ResponseWriter, status int, v any, size int) {
 // made.
 var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// writeError renders err in Neutron's format; unknown errors are 500s.
+// dialectKey marks a request to the load-balancer endpoint, whose errors
+// are Octavia's.
+type dialectKey struct{}
+
+// writeError renders err in Neutron's format (Octavia's on the
+// load-balancer endpoint); unknown errors are 500s.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	fe, ok := fault.As(err)
 	if !ok {
@@ -168,6 +173,14 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	msg := fe.Message
 	if len(msg) > most {
 		msg = strings.ToValidUTF8(msg[:most], "") + "..."
+	}
+	if r.Context().Value(dialectKey{}) != nil {
+		code := "Client"
+		if fe.Status >= 500 {
+			code = "Server"
+		}
+		writeJSON(w, fe.Status, map[string]any{"faultcode": code, "faultstring": msg, "debuginfo": nil})
+		return
 	}
 	writeJSON(w, fe.Status, map[string]any{"NeutronError": map[string]any{"type": fe.Type, "message": msg, "detail": fe.Detail}})
 }

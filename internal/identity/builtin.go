@@ -30,6 +30,9 @@ type Builtin struct {
 	DB *store.DB
 	// PublicURL is the base URL clients reach Neutrino at (for the catalog).
 	PublicURL func(r *http.Request) string
+	// LoadBalancerURL, when set, is the load-balancer endpoint's (the
+	// catalog's load-balancer service).
+	LoadBalancerURL string
 	Region    string
 	TokenTTL  time.Duration
 

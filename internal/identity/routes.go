@@ -175,12 +175,17 @@ func (b *Builtin) catalog(r *http.Request) []any {
 	ep := func(id, url, iface string) map[string]any {
 		return map[string]any{"id": id, "url": url, "interface": iface, "region": b.Region, "region_id": b.Region}
 	}
-	return []any{
+	out := []any{
 		map[string]any{"id": "neutrino-network", "type": "network", "name": "neutron", "endpoints": []any{
 			ep("neutrino-network-public", base+"/", "public"), ep("neutrino-network-internal", base+"/", "internal"), ep("neutrino-network-admin", base+"/", "admin")}},
 		map[string]any{"id": "neutrino-identity", "type": "identity", "name": "keystone", "endpoints": []any{
 			ep("neutrino-identity-public", base+"/v3/", "public"), ep("neutrino-identity-internal", base+"/v3/", "internal"), ep("neutrino-identity-admin", base+"/v3/", "admin")}},
 	}
+	if lb := b.LoadBalancerURL; lb != "" {
+		out = append(out, map[string]any{"id": "neutrino-load-balancer", "type": "load-balancer", "name": "octavia", "endpoints": []any{
+			ep("neutrino-load-balancer-public", lb, "public"), ep("neutrino-load-balancer-internal", lb, "internal"), ep("neutrino-load-balancer-admin", lb, "admin")}})
+	}
+	return out
 }
 
 func (b *Builtin) catalogResources(w http.ResponseWriter, r *http.Request, kind string) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -385,4 +386,18 @@ func (c *Ctx) SetTags(r *schema.Resource, id string, op string, tags []any) (Obj
 		return nil, err
 	}
 	return cur, nil
+}
+
+type queryKey struct{}
+
+// WithQuery carries a request's query parameters (a delete's cascade=true)
+// to the handlers.
+func WithQuery(ctx context.Context, q url.Values) context.Context {
+	return context.WithValue(ctx, queryKey{}, q)
+}
+
+// Query is the request's query parameters (none outside a request).
+func (c *Ctx) Query() url.Values {
+	q, _ := c.Context.Value(queryKey{}).(url.Values)
+	return q
 }

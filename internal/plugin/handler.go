@@ -41,6 +41,9 @@ type Handler struct {
 	Prepare func(ctx context.Context, reg *Registry, caller *policy.Caller) error
 	// Actions are member actions: PUT /<collection>/{id}/<name>.
 	Actions map[string]Action
+	// Views are member documents: GET /<collection>/{id}/<name> (a load
+	// balancer's status tree), answered as View returns them.
+	Views map[string]View
 
 	// Quota names the quota counted on create ("" for none).
 	Quota string
@@ -51,3 +54,7 @@ type Handler struct {
 // Action is a member action, run in a write transaction; its answer is
 // the response body.
 type Action func(c *Ctx, id string, body map[string]any) (any, error)
+
+// View answers GET /<collection>/{id}/<name>: the body, in a read
+// transaction.
+type View func(c *Ctx, id string) (any, error)

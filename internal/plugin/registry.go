@@ -57,6 +57,7 @@ type Registry struct {
 	paths    map[string]*schema.Resource
 	extra    map[string][]*schema.Attr // attributes services add, by kind
 	nested   map[nestKey]*Nested
+	children map[nestKey]*schema.Resource
 	subs     map[eventKey][]Callback
 	spans    []SpanFunc
 	finish   []SpanFunc
@@ -70,7 +71,7 @@ type Registry struct {
 // NewRegistry registers services, in order, over db.
 func NewRegistry(db *store.DB, services ...Service) (*Registry, error) {
 	r := &Registry{DB: db, handlers: map[string]*Handler{}, paths: map[string]*schema.Resource{},
-		nested: map[nestKey]*Nested{}, subs: map[eventKey][]Callback{}, extra: map[string][]*schema.Attr{},
+		nested: map[nestKey]*Nested{}, children: map[nestKey]*schema.Resource{}, subs: map[eventKey][]Callback{}, extra: map[string][]*schema.Attr{},
 		steps: map[string][]string{}}
 	for _, s := range services {
 		r.services = append(r.services, s)
@@ -84,6 +85,16 @@ func NewRegistry(db *store.DB, services ...Service) (*Registry, error) {
 
 // Services lists the registered services, in order.
 func (r *Registry) Services() []Service { return r.services }
+
+// HasService reports whether a service of that name runs.
+func (r *Registry) HasService(name string) bool {
+	for _, s := range r.services {
+		if s.Name() == name {
+			return true
+		}
+	}
+	return false
+}
 
 // Find returns the registered service of type T (the zero T and false
 // when none is): how one service reaches the exported API of another it
@@ -159,7 +170,16 @@ func (r *Registry) view(kind string) {
 			r.order[i] = v
 		}
 	}
+	if v.ChildOf != "" {
+		r.children[nestKey{v.ChildOf, v.URLPath()}] = v
+		return
+	}
 	r.paths[v.URLPath()] = v
+}
+
+// ChildOf returns the child collection name under res (nil if none).
+func (r *Registry) ChildOf(res *schema.Resource, name string) *schema.Resource {
+	return r.children[nestKey{res.Kind, name}]
 }
 
 // Handler returns the handler of a registered resource (nil if none).

@@ -48,6 +48,10 @@ type Resource struct {
 	NotFound func(id string) error
 	// ExtraFilters are list filters that are not attributes.
 	ExtraFilters map[string]bool
+	// ChildOf, when set, makes the resource a child collection of that
+	// resource (its Kind): served only under /<parent>/{id}/<Path>, the
+	// parent's id in the Parent attribute (a pool's members).
+	ChildOf string
 }
 
 // Attr returns the named attribute or nil.

@@ -18,6 +18,7 @@ import (
 	"neutrino/internal/services/dhcp"
 	"neutrino/internal/services/ipam"
 	"neutrino/internal/services/l3"
+	"neutrino/internal/services/lbaas"
 	"neutrino/internal/services/metering"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/services/quota"
@@ -39,6 +40,7 @@ type Config struct {
 	// AgentDownTime is how long an agent may go without reporting before
 	// it counts as dead.
 	AgentDownTime time.Duration
+	LBaaS         lbaas.Config
 	// ServicePlugins names the optional services to run; nil runs them all.
 	ServicePlugins []string
 	// Extra services run after the listed ones, before quotas (tests,
@@ -68,6 +70,7 @@ var list = []entry{
 		return l3.New(l3.Config{HA: c.L3HA, MaxAgents: c.MaxL3AgentsPerRouter}), nil
 	}},
 	{"metering", true, func(Config) (plugin.Service, error) { return metering.New(), nil }},
+	{"lbaas", true, func(c Config) (plugin.Service, error) { return lbaas.New(c.LBaaS), nil }},
 	{"quotas", false, func(c Config) (plugin.Service, error) { return quota.New(c.Quotas), nil }},
 }
 

@@ -19,7 +19,8 @@ ping_until() {
 }
 before=$(ip netns list | wc -l)
 port=19700; while (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
-"$BIN" sandbox up --dir "$DIR" --listen 127.0.0.1:$port --network-hosts 2 || fail "up"
+lbport=19880; while (echo >/dev/tcp/127.0.0.1/$lbport) 2>/dev/null; do lbport=$((lbport + 1)); done
+"$BIN" sandbox up --dir "$DIR" --listen 127.0.0.1:$port --lb-listen 127.0.0.1:$lbport --network-hosts 2 || fail "up"
 (
   . <("$BIN" sandbox openrc --dir "$DIR")
   openstack network create e2e-net -f value -c id >/dev/null

@@ -1,0 +1,158 @@
+package api
+
+import (
+	"net/http/httptest"
+	"testing"
+)
+
+// TestLoadBalancerAPI: Octavia's v2 API on the load-balancer endpoint (and
+// under /v2.0/lbaas/ on the network endpoint): a load balancer with its
+// VIP port on a tenant subnet, a listener, a pool with a member and a
+// health monitor, each PENDING_* until the provider completes (the noop
+// driver at once), changes refused while the load balancer is pending
+// (ImmutableObject), the status tree, Octavia's errors, members only
+// under their pool, and delete with and without cascade.
+func TestLoadBalancerAPI(t *testing.T) {
+	forEachStore(t, func(t *testing.T, e *testEnv) {
+		lbSrv := httptest.NewServer(e.api.LoadBalancer())
+		defer lbSrv.Close()
+		net := e.network(userA, nil)["id"].(string)
+		sn := e.subnet(userA, map[string]any{"network_id": net, "ip_version": 4, "cidr": "10.90.0.0/24"})
+		// do on the load-balancer endpoint.
+		lb := func(who as, method, path string, body any) resp {
+			t.Helper()
+			saved := e.srv
+			e.srv = lbSrv
+			defer func() { e.srv = saved }()
+			return e.do(who, method, path, body)
+		}
+		octaviaFault := func(r resp, status int, contains string) {
+			t.Helper()
+			if r.Status != status || r.Body["faultcode"] == nil || r.Body["faultstring"] == nil {
+				t.Fatalf("status %d, want %d, in Octavia's error format: %s", r.Status, status, r.Raw)
+			}
+			if s, _ := r.Body["faultstring"].(string); contains != "" && !containsStr(s, contains) {
+				t.Fatalf("faultstring %q lacks %q", s, contains)
+			}
+		}
+		if v := lb(userA, "GET", "/", nil); v.Status != 200 || v.Body["versions"] == nil {
+			t.Fatalf("version document: %d %s", v.Status, v.Raw)
+		}
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{"name": "x"}}), 400, "VIP must contain one of")
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{"vip_subnet_id": sn["id"],
+			"provider": "nonesuch"}}), 400, "Provider 'nonesuch' is not enabled")
+		octaviaFault(lb(userA, "GET", "/v2/lbaas/loadbalancers/9d6ad31f-0000-4000-8000-000000000000", nil), 404, "Load Balancer 9d6ad31f-0000-4000-8000-000000000000 not found")
+		created := e.must(201, lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
+			"name": "lb1", "vip_subnet_id": sn["id"]}}), "loadbalancer")
+		id := created["id"].(string)
+		if created["provisioning_status"] != "PENDING_CREATE" || created["operating_status"] != "OFFLINE" || created["vip_address"] == nil ||
+			created["provider"] != "noop_driver" || created["vip_network_id"] != net {
+			t.Fatalf("created: %v", created)
+		}
+		// The VIP port, Octavia's.
+		vip := e.must(200, e.do(userA, "GET", "/v2.0/ports/"+created["vip_port_id"].(string), nil), "port")
+		if vip["device_owner"] != "Octavia" || vip["device_id"] != "lb-"+id || vip["name"] != "octavia-lb-"+id {
+			t.Fatalf("VIP port: %v", vip)
+		}
+		got := e.must(200, lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id, nil), "loadbalancer")
+		if got["provisioning_status"] != "ACTIVE" || got["operating_status"] != "ONLINE" {
+			t.Fatalf("after the noop driver: %v", got)
+		}
+		// The same on the network endpoint, in Neutron's error format.
+		if l := e.list(userA, "/v2.0/lbaas/loadbalancers", "loadbalancers"); len(l) != 1 {
+			t.Fatalf("/v2.0/lbaas/loadbalancers: %v", l)
+		}
+		e.fault(e.do(userA, "GET", "/v2.0/lbaas/loadbalancers/9d6ad31f-0000-4000-8000-000000000000", nil), 404, "NotFound")
+		// Another project sees none of it.
+		if l := lb(userB, "GET", "/v2/lbaas/loadbalancers", nil); len(l.Body["loadbalancers"].([]any)) != 0 {
+			t.Fatalf("another project lists %s", l.Raw)
+		}
+		octaviaFault(lb(userB, "GET", "/v2/lbaas/loadbalancers/"+id, nil), 404, "not found")
+
+		listener := e.must(201, lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
+			"loadbalancer_id": id, "protocol": "HTTP", "protocol_port": 80}}), "listener")
+		if listener["provisioning_status"] != "PENDING_CREATE" || listener["connection_limit"] != float64(-1) ||
+			listener["timeout_client_data"] != float64(50000) {
+			t.Fatalf("listener: %v", listener)
+		}
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
+			"loadbalancer_id": id, "protocol": "TCP", "protocol_port": 80}}), 409, "already using protocol_port 80")
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
+			"loadbalancer_id": id, "protocol": "GOPHER", "protocol_port": 81}}), 400, "")
+		pool := e.must(201, lb(userA, "POST", "/v2/lbaas/pools", map[string]any{"pool": map[string]any{
+			"listener_id": listener["id"], "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}}), "pool")
+		pid := pool["id"].(string)
+		member := e.must(201, lb(userA, "POST", "/v2/lbaas/pools/"+pid+"/members", map[string]any{"member": map[string]any{
+			"address": "10.90.0.10", "protocol_port": 8080, "subnet_id": sn["id"]}}), "member")
+		if member["weight"] != float64(1) || member["operating_status"] != "NO_MONITOR" || member["pool_id"] != nil {
+			t.Fatalf("member: %v", member)
+		}
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/pools/"+pid+"/members", map[string]any{"member": map[string]any{
+			"address": "10.90.0.10", "protocol_port": 8080}}), 409, "already using ip 10.90.0.10")
+		hm := e.must(201, lb(userA, "POST", "/v2/lbaas/healthmonitors", map[string]any{"healthmonitor": map[string]any{
+			"pool_id": pid, "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 2}}), "healthmonitor")
+		if hm["url_path"] != "/" || hm["http_method"] != "GET" || hm["expected_codes"] != "200" || hm["max_retries_down"] != float64(3) {
+			t.Fatalf("health monitor: %v", hm)
+		}
+		// The relations, as Octavia shows them.
+		got = e.must(200, lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id, nil), "loadbalancer")
+		if len(got["listeners"].([]any)) != 1 || len(got["pools"].([]any)) != 1 || got["provisioning_status"] != "ACTIVE" {
+			t.Fatalf("load balancer: %v", got)
+		}
+		p := e.must(200, lb(userA, "GET", "/v2/lbaas/pools/"+pid, nil), "pool")
+		if p["healthmonitor_id"] != hm["id"] || len(p["members"].([]any)) != 1 || len(p["listeners"].([]any)) != 1 {
+			t.Fatalf("pool: %v", p)
+		}
+		if l := e.must(200, lb(userA, "GET", "/v2/lbaas/listeners/"+listener["id"].(string), nil), "listener"); l["default_pool_id"] != pid {
+			t.Fatalf("listener's default pool: %v", l)
+		}
+		// Members live under their pool only.
+		octaviaFault(lb(userA, "GET", "/v2/lbaas/members", nil), 404, "")
+		other := e.must(201, lb(userA, "POST", "/v2/lbaas/pools", map[string]any{"pool": map[string]any{
+			"loadbalancer_id": id, "protocol": "TCP", "lb_algorithm": "SOURCE_IP"}}), "pool")
+		octaviaFault(lb(userA, "GET", "/v2/lbaas/pools/"+other["id"].(string)+"/members/"+member["id"].(string), nil), 404, "Member")
+		if l := lb(userA, "GET", "/v2/lbaas/pools/"+pid+"/members", nil); len(l.Body["members"].([]any)) != 1 {
+			t.Fatalf("members: %s", l.Raw)
+		}
+		// The status tree.
+		tree := e.must(200, lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id+"/status", nil), "statuses")
+		root := tree["loadbalancer"].(map[string]any)
+		pl := root["listeners"].([]any)[0].(map[string]any)["pools"].([]any)[0].(map[string]any)
+		if root["provisioning_status"] != "ACTIVE" || len(pl["members"].([]any)) != 1 || pl["health_monitor"] == nil {
+			t.Fatalf("status tree: %v", tree)
+		}
+		// A load balancer whose provider has not applied it yet (the
+		// haproxy provider, no agent here) takes no change.
+		pending := e.must(201, lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
+			"vip_network_id": net, "provider": "haproxy"}}), "loadbalancer")
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
+			"loadbalancer_id": pending["id"], "protocol": "HTTP", "protocol_port": 80}}), 409, "is immutable and cannot be updated")
+		octaviaFault(lb(userA, "PUT", "/v2/lbaas/loadbalancers/"+pending["id"].(string), map[string]any{"loadbalancer": map[string]any{"name": "n"}}), 409, "immutable")
+		octaviaFault(lb(userA, "DELETE", "/v2/lbaas/loadbalancers/"+pending["id"].(string), nil), 409, "immutable")
+		// Updates; delete with children refused without cascade.
+		if u := e.must(200, lb(userA, "PUT", "/v2/lbaas/loadbalancers/"+id, map[string]any{"loadbalancer": map[string]any{"name": "lb2"}}), "loadbalancer"); u["provisioning_status"] != "PENDING_UPDATE" || u["name"] != "lb2" {
+			t.Fatalf("updated: %v", u)
+		}
+		octaviaFault(lb(userA, "DELETE", "/v2/lbaas/loadbalancers/"+id, nil), 400, "it has children")
+		if r := lb(userA, "DELETE", "/v2/lbaas/pools/"+pid+"/members/"+member["id"].(string), nil); r.Status != 204 {
+			t.Fatalf("member delete: %d %s", r.Status, r.Raw)
+		}
+		if r := lb(userA, "DELETE", "/v2/lbaas/loadbalancers/"+id+"?cascade=true", nil); r.Status != 204 {
+			t.Fatalf("cascade delete: %d %s", r.Status, r.Raw)
+		}
+		octaviaFault(lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id, nil), 404, "not found")
+		e.fault(e.do(userA, "GET", "/v2.0/ports/"+created["vip_port_id"].(string), nil), 404, "PortNotFound")
+		if l := lb(userA, "GET", "/v2/lbaas/pools", nil); len(l.Body["pools"].([]any)) != 0 {
+			t.Fatalf("pools after cascade: %s", l.Raw)
+		}
+	})
+}
+
+func containsStr(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if s[i:i+len(sub)] == sub {
+			return true
+		}
+	}
+	return false
+}
