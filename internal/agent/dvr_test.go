@@ -309,8 +309,14 @@ func testDVR(t *testing.T, typ string) {
 	// floating IP namespace and the DVR rules as it finds them, without a
 	// floating IP ping or an east-west ping lost.
 	fipPings, ewPings := make(chan string, 1), make(chan string, 1)
-	go func() { o, _ := lab.Output("upstream", "ping", "-c", "400", "-i", "0.01", "-W", "1", addr); fipPings <- o }()
-	go func() { o, _ := lab.Output("vm1", "ping", "-c", "400", "-i", "0.01", "-W", "1", d.ips[1]); ewPings <- o }()
+	go func() {
+		o, _ := lab.Output("upstream", "ping", "-c", "400", "-i", "0.01", "-W", "1", addr)
+		fipPings <- o
+	}()
+	go func() {
+		o, _ := lab.Output("vm1", "ping", "-c", "400", "-i", "0.01", "-W", "1", d.ips[1])
+		ewPings <- o
+	}()
 	time.Sleep(500 * time.Millisecond)
 	d.agents["compute-1"].stop()
 	d.agents["compute-1"].start(t)

@@ -33,8 +33,8 @@ type Builtin struct {
 	// LoadBalancerURL, when set, is the load-balancer endpoint's (the
 	// catalog's load-balancer service).
 	LoadBalancerURL string
-	Region    string
-	TokenTTL  time.Duration
+	Region          string
+	TokenTTL        time.Duration
 
 	// Log receives the causes of failed requests (nil: slog's default).
 	Log *slog.Logger
