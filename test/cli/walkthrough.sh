@@ -2,8 +2,8 @@
 # The openstack CLI against a running Neutrino with built-in identity, as the
 # demo project and as admin: create, list, show, update and delete networks,
 # subnets (IPv4 and IPv6 SLAAC), ports with fixed IPs, security groups and
-# rules, routers (HA ones with their agents' states, distributed ones) and
-# floating IPs; the
+# rules, routers (HA ones with their agents' states, distributed ones),
+# floating IPs and load balancers; the
 # demo project sees its own and shared resources only.
 #   test/cli/walkthrough.sh DATA_DIR   (the server's --data-dir, with openrc-*)
 set -euo pipefail
@@ -85,6 +85,27 @@ as_admin network meter delete "meter$S"
 [ -z "$(as_admin network meter rule list -f value)" ] || fail "rules outlived their label"
 as_demo router unset --external-gateway "r$S"
 as_demo router delete "r$S"
+
+# Load balancers: Octavia's API on the load-balancer endpoint of the
+# catalog (the noop provider completes each change at once).
+as_demo loadbalancer create --name "lb$S" --vip-subnet-id "v4$S" -f value -c id >/dev/null
+lb_active() { for _ in $(seq 25); do [ "$(as_demo loadbalancer show "lb$S" -f value -c provisioning_status)" = ACTIVE ] && return 0; sleep 0.2; done; return 1; }
+lb_active || fail "load balancer not ACTIVE"
+vip=$(as_demo loadbalancer show "lb$S" -f value -c vip_address)
+[[ "$vip" == 10.77.0.* ]] || fail "VIP address: $vip"
+as_demo loadbalancer listener create --name "lis$S" --protocol HTTP --protocol-port 80 "lb$S" -f value -c id >/dev/null
+lb_active || fail "load balancer not ACTIVE after the listener"
+as_demo loadbalancer pool create --name "pool$S" --lb-algorithm ROUND_ROBIN --listener "lis$S" --protocol HTTP -f value -c id >/dev/null
+as_demo loadbalancer member create --address 10.77.0.20 --protocol-port 8080 --subnet-id "v4$S" "pool$S" -f value -c id >/dev/null
+as_demo loadbalancer healthmonitor create --delay 5 --timeout 3 --max-retries 2 --type HTTP "pool$S" -f value -c id >/dev/null
+tree=$(as_demo loadbalancer status show "lb$S")
+[[ "$tree" == *'"address": "10.77.0.20"'* && "$tree" == *'"type": "HTTP"'* ]] || fail "status tree: $tree"
+members=$(as_demo loadbalancer member list "pool$S" -f value -c address)
+[ "$members" = 10.77.0.20 ] || fail "members: $members"
+as_demo loadbalancer delete "lb$S" 2>/dev/null && fail "a load balancer with children deleted without --cascade"
+as_demo loadbalancer delete --cascade "lb$S"
+lbs=$(as_demo loadbalancer list -f value -c name)
+has "$lbs" "lb$S" && fail "load balancer still listed after a cascade delete"
 as_admin network delete "ext$S"
 
 # HA routers: two L3 agents (registered through the agent API, no data
