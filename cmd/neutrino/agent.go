@@ -30,6 +30,7 @@ func agent(args []string) error {
 	vtep := fs.String("vtep", "", "this host's tunnel endpoint address on the underlay (required)")
 	serveDHCP := fs.Bool("dhcp", false, "serve DHCP for networks with DHCP-enabled subnets")
 	l3 := fs.Bool("l3", false, "host routers (an L3 agent): router namespaces with routing, SNAT and floating IPs")
+	lbaasOn := fs.Bool("lbaas", false, "run the load balancers scheduled to this host (haproxy in namespaces)")
 	l3Mode := fs.String("l3-mode", agentl3.ModeLegacy, "L3 agent mode: legacy (whole routers), dvr (distributed routers' parts for this host's VMs: compute hosts), dvr_snat (both, and distributed routers' centralized SNAT: network hosts)")
 	haAdvert := fs.Duration("ha-vrrp-advert-int", agentl3.DefaultHAAdvert, "VRRP advertisement interval of HA routers (a crashed master is replaced about three intervals later; Neutron's default is 2s)")
 	mappings := fs.String("physical-interfaces", "", "physical networks and their interfaces, e.g. physnet1=eth1 (flat and VLAN networks)")
@@ -50,7 +51,7 @@ func agent(args []string) error {
 	fixed := *token
 	a, err := agentpkg.New(agentpkg.Config{
 		Host: *hostName, Server: strings.TrimSuffix(*server, "/"), NetNS: *netnsName, VTEP: ip,
-		Interval: *interval, Log: log, DHCP: *serveDHCP, L3: *l3, HAAdvert: *haAdvert, L3Mode: *l3Mode, Physnets: physnets,
+		Interval: *interval, Log: log, DHCP: *serveDHCP, L3: *l3, HAAdvert: *haAdvert, L3Mode: *l3Mode, LBaaS: *lbaasOn, Physnets: physnets,
 		Token: func(ctx context.Context, renew bool) (string, error) {
 			if fixed != "" && !renew {
 				return fixed, nil

@@ -25,6 +25,7 @@ import (
 	"neutrino/internal/agent/dhcp"
 	"neutrino/internal/agent/l2"
 	"neutrino/internal/agent/l3"
+	"neutrino/internal/agent/lbaas"
 	"neutrino/internal/agent/metering"
 	"neutrino/internal/agent/secgroup"
 	"neutrino/internal/dataplane"
@@ -52,6 +53,9 @@ type Config struct {
 	// L3Mode is the L3 agent's mode: l3.ModeLegacy (""), l3.ModeDVR or
 	// l3.ModeDVRSNAT.
 	L3Mode string
+	// LBaaS makes this host a load-balancer agent: it runs the load
+	// balancers scheduled to it (haproxy).
+	LBaaS bool
 	// Synced, if set, is called after each sync has made the kernel match
 	// the state at a revision, with the ports wired (benchmarks use it).
 	Synced func(revision int64, active int)
@@ -114,6 +118,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.L3 {
 		a.reconcilers = append(a.reconcilers, l3.New(a.cfg.HAAdvert, a.cfg.L3Mode), metering.New())
+	}
+	if cfg.LBaaS {
+		a.reconcilers = append(a.reconcilers, lbaas.New())
 	}
 	a.reconcilers = append(a.reconcilers, &l2.Ports{})
 	return a, nil
@@ -245,6 +252,10 @@ func (a *Agent) heartbeat(ctx context.Context) {
 	if a.cfg.L3 {
 		reports = append(reports, map[string]any{"agent_type": hostapi.L3AgentType, "binary": "neutrino-l3-agent",
 			"host": a.cfg.Host, "topic": "l3_agent", "start_flag": true, "configurations": map[string]any{"agent_mode": a.l3Mode()}})
+	}
+	if a.cfg.LBaaS {
+		reports = append(reports, map[string]any{"agent_type": hostapi.LBAgentType, "binary": "neutrino-lbaas-agent",
+			"host": a.cfg.Host, "topic": "n-lbaasv2-agent", "start_flag": true, "configurations": map[string]any{"device_drivers": []any{"haproxy_ns"}}})
 	}
 	for {
 		for _, report := range reports {

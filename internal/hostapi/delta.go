@@ -50,6 +50,7 @@ var collections = []struct {
 	{"floatingips", func(s *Span) *[]Object { return &s.FloatingIPs }},
 	{"metering_labels", func(s *Span) *[]Object { return &s.MeteringLabels }},
 	{"dvr_macs", func(s *Span) *[]Object { return &s.DVRMACs }},
+	{"loadbalancers", func(s *Span) *[]Object { return &s.LoadBalancers }},
 }
 
 // Empty reports whether the delta changes nothing but the revision.

@@ -20,6 +20,8 @@ const (
 	DHCPAgentType = "DHCP agent"
 	// L3AgentType hosts the routers scheduled to it.
 	L3AgentType = "L3 agent"
+	// LBAgentType runs the load balancers scheduled to it (haproxy).
+	LBAgentType = "Loadbalancerv2 agent"
 )
 
 // Object is one API resource as the server renders it to agents.
@@ -73,6 +75,11 @@ type Span struct {
 	// DVRMACs holds, for a host running distributed routers, its own DVR
 	// MAC ({"host", "mac_address"}): routed frames leave the host from it.
 	DVRMACs []Object `json:"dvr_macs,omitempty"`
+	// LoadBalancers are, for a host with a load-balancer agent, the load
+	// balancers scheduled to it, each with what is under it: "_listeners"
+	// and "_pools" (each with "_members" and "_healthmonitor"), those
+	// being deleted left out. Their VIP ports are among Ports.
+	LoadBalancers []Object `json:"loadbalancers,omitempty"`
 }
 
 // Peer is a port of one of the host's networks on another host: a MAC

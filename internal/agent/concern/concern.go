@@ -66,9 +66,11 @@ const (
 	// host's floating IP namespace for an external network.
 	SNATNS = "s"
 	FIPNS  = "f"
+	// LBNS holds a load balancer (haproxy and its VIP port).
+	LBNS = "l"
 )
 
-var longPrefix = map[string]string{DHCPNS: "qdhcp-", RouterNS: "qrouter-", SNATNS: "snat-", FIPNS: "fip-"}
+var longPrefix = map[string]string{DHCPNS: "qdhcp-", RouterNS: "qrouter-", SNATNS: "snat-", FIPNS: "fip-", LBNS: "qlbaas-"}
 
 // NSPrefix starts the names of this host's namespaces of a kind.
 func (e *Env) NSPrefix(kind string) string {

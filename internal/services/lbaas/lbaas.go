@@ -19,8 +19,10 @@ import (
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
+	"neutrino/internal/hostapi"
 	"neutrino/internal/plugin"
 	"neutrino/internal/schema"
+	"neutrino/internal/services/agents"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
@@ -50,7 +52,10 @@ type Config struct {
 }
 
 // Service is the load-balancer service plugin.
-type Service struct{ cfg Config }
+type Service struct {
+	cfg   Config
+	sched *agents.Scheduler
+}
 
 // New returns the load-balancer service.
 func New(cfg Config) *Service {
@@ -184,6 +189,15 @@ func init() {
 
 // Register implements plugin.Service.
 func (s *Service) Register(r *plugin.Registry) error {
+	ag, err := agentsOf(r)
+	if err != nil {
+		return err
+	}
+	s.sched = ag.Scheduler("lb_binding", hostapi.LBAgentType, "loadbalancer_id")
+	s.sched.Moved = func(c *plugin.Ctx, id string, _, _ plugin.Object) error { return s.bindVIP(c, id) }
+	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, s.agentReported)
+	r.HostSpan(s.hostPart)
+	r.Route(&plugin.Route{Method: "PUT", Path: "hosts/{}/loadbalancers", Internal: true, Serve: s.serveReport})
 	for _, h := range []*plugin.Handler{
 		{Res: LoadBalancer, Create: s.createLB, Update: updateObject(LoadBalancer), Delete: deleteLB, Present: presentLB,
 			Views: map[string]plugin.View{"status": statusTree}},

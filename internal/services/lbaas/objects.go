@@ -55,7 +55,7 @@ func (s *Service) createLB(c *plugin.Ctx, in plugin.Object) (plugin.Object, erro
 		return nil, err
 	}
 	provide(c, id)
-	return o, nil
+	return o, s.schedule(c, o)
 }
 
 // vipPort is the load balancer's VIP port: the one named, or a new one on

@@ -1,0 +1,128 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"neutrino/internal/agent/lbaas"
+	"neutrino/internal/dataplane"
+	"neutrino/internal/dataplane/lb"
+	"neutrino/internal/testutil"
+)
+
+// TestLoadBalancerThroughAPI: a load balancer made through the API with
+// the haproxy provider runs on the network host's load-balancer agent:
+// it turns ACTIVE once applied, round-robins HTTP from a client VM
+// between two member VMs on two compute hosts (busybox httpd), marks a
+// member whose server stops ERROR (its pool DEGRADED) and sends it nothing
+// more, and goes (namespace, haproxy, VIP port) with a cascade delete.
+func TestLoadBalancerThroughAPI(t *testing.T) {
+	url, lab := testCloud(t, "busybox", "haproxy")
+	t.Cleanup(func() { // haproxy outlives agents by design
+		dirs, _ := filepath.Glob(filepath.Join(lbaas.StateRoot, lab.Prefix+"-*"))
+		for _, d := range dirs {
+			lb.Kill(d)
+		}
+	})
+	startAgentsWith(t, url, lab, []string{"network-1", "compute-1", "compute-2"}, func(c *Config) { c.LBaaS = c.Host == "network-1" })
+	n := post(t, url+"/v2.0/networks", "POST", map[string]any{"network": map[string]any{}})["network"].(map[string]any)
+	sn := post(t, url+"/v2.0/subnets", "POST", map[string]any{"subnet": map[string]any{"network_id": n["id"], "ip_version": 4,
+		"cidr": "10.95.0.0/24", "enable_dhcp": false}})["subnet"].(map[string]any)
+	vms := map[string]string{} // name -> address
+	for _, v := range []struct{ name, host string }{{"vm1", "compute-1"}, {"vm2", "compute-2"}, {"client", "compute-1"}} {
+		p := post(t, url+"/v2.0/ports", "POST", map[string]any{"port": map[string]any{"network_id": n["id"], "binding:host_id": v.host,
+			"device_owner": "compute:nova"}})["port"].(map[string]any)
+		ip := p["fixed_ips"].([]any)[0].(map[string]any)["ip_address"].(string)
+		if err := lab.VM(v.name, v.host, dataplane.TapName(p["id"].(string)), p["mac_address"].(string), int(n["mtu"].(float64)), ip+"/24"); err != nil {
+			t.Fatal(err)
+		}
+		vms[v.name] = ip
+	}
+	// The members' web servers (ours, ended by PID).
+	servers := map[string]*exec.Cmd{}
+	for _, vm := range []string{"vm1", "vm2"} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "index.html"), []byte(vm+"\n"), 0o644)
+		cmd := exec.Command("ip", "netns", "exec", lab.Name(vm), "busybox", "httpd", "-f", "-p", "8080", "-h", dir)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		servers[vm] = cmd
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	}
+	lbObj := post(t, url+"/v2.0/lbaas/loadbalancers", "POST", map[string]any{"loadbalancer": map[string]any{
+		"name": "web", "vip_subnet_id": sn["id"], "provider": "haproxy"}})["loadbalancer"].(map[string]any)
+	id, vip := lbObj["id"].(string), lbObj["vip_address"].(string)
+	active := func(what string) {
+		testutil.Eventually(t, 20*time.Second, "the load balancer ACTIVE "+what, func() (bool, string) {
+			o := post(t, url+"/v2.0/lbaas/loadbalancers/"+id, "GET", nil)["loadbalancer"].(map[string]any)
+			return o["provisioning_status"] == "ACTIVE", fmt.Sprint(o["provisioning_status"])
+		})
+	}
+	active("once its agent applied it")
+	listener := post(t, url+"/v2.0/lbaas/listeners", "POST", map[string]any{"listener": map[string]any{
+		"loadbalancer_id": id, "protocol": "HTTP", "protocol_port": 80}})["listener"].(map[string]any)
+	active("with its listener")
+	pool := post(t, url+"/v2.0/lbaas/pools", "POST", map[string]any{"pool": map[string]any{
+		"listener_id": listener["id"], "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}})["pool"].(map[string]any)
+	pid := pool["id"].(string)
+	active("with its pool")
+	members := map[string]string{}
+	for _, vm := range []string{"vm1", "vm2"} {
+		m := post(t, url+"/v2.0/lbaas/pools/"+pid+"/members", "POST", map[string]any{"member": map[string]any{
+			"address": vms[vm], "protocol_port": 8080, "subnet_id": sn["id"]}})["member"].(map[string]any)
+		members[vm] = m["id"].(string)
+		active("with member " + vm)
+	}
+	post(t, url+"/v2.0/lbaas/healthmonitors", "POST", map[string]any{"healthmonitor": map[string]any{
+		"pool_id": pid, "type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 1, "max_retries_down": 2}})
+	active("with its health monitor")
+	memberStatus := func(vm string) string {
+		m := post(t, url+"/v2.0/lbaas/pools/"+pid+"/members/"+members[vm], "GET", nil)["member"].(map[string]any)
+		return fmt.Sprint(m["operating_status"])
+	}
+	testutil.Eventually(t, 15*time.Second, "both members ONLINE", func() (bool, string) {
+		return memberStatus("vm1") == "ONLINE" && memberStatus("vm2") == "ONLINE", memberStatus("vm1") + " " + memberStatus("vm2")
+	})
+	get := func() string {
+		out, _ := lab.Output("client", "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://"+vip+"/")
+		return strings.TrimSpace(out)
+	}
+	seen := map[string]int{}
+	for i := 0; i < 6; i++ {
+		seen[get()]++
+	}
+	if seen["vm1"] != 3 || seen["vm2"] != 3 {
+		t.Fatalf("round robin through %s: %v", vip, seen)
+	}
+	// vm2's server stops: the health monitor marks it ERROR, the pool
+	// DEGRADED, and it gets no more requests.
+	servers["vm2"].Process.Kill()
+	servers["vm2"].Wait()
+	testutil.Eventually(t, 10*time.Second, "vm2's member ERROR", func() (bool, string) {
+		return memberStatus("vm2") == "ERROR", memberStatus("vm2")
+	})
+	p := post(t, url+"/v2.0/lbaas/pools/"+pid, "GET", nil)["pool"].(map[string]any)
+	if p["operating_status"] != "DEGRADED" {
+		t.Fatalf("pool with a member down: %v", p["operating_status"])
+	}
+	for i := 0; i < 6; i++ {
+		if got := get(); got != "vm1" {
+			t.Fatalf("request %d with vm2 down answered %q", i, got)
+		}
+	}
+	// Cascade delete: the namespace, haproxy and the VIP port go.
+	post(t, url+"/v2.0/lbaas/loadbalancers/"+id+"?cascade=true", "DELETE", nil)
+	testutil.Eventually(t, 20*time.Second, "the load balancer gone", func() (bool, string) {
+		l := post(t, url+"/v2.0/lbaas/loadbalancers", "GET", nil)["loadbalancers"].([]any)
+		return len(l) == 0 && !dataplane.NamespaceExists(lab.Name("network-1")+"-l"+id[:8]), fmt.Sprint(l)
+	})
+	if l := post(t, url+"/v2.0/ports?device_owner=Octavia", "GET", nil)["ports"].([]any); len(l) != 0 {
+		t.Fatalf("VIP ports left: %v", l)
+	}
+}

@@ -1,0 +1,157 @@
+package lb
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// Config is haproxy's configuration for spec: a frontend per listener on
+// the VIP, a backend per pool with its members as servers, health checks
+// per the pool's monitor.
+func Config(spec Spec, sockFile string) string {
+	var b strings.Builder
+	// (haproxy is given its pid file on the command line; maxconn within
+	// what the agent's open file limit leaves it.)
+	fmt.Fprintf(&b, "global\n    daemon\n    stats socket %s mode 600 level admin\n    maxconn 8000\n\n", sockFile)
+	b.WriteString("defaults\n    timeout connect 5000\n    timeout client 50000\n    timeout server 50000\n\n")
+	vips := map[bool]string{}
+	for _, c := range spec.Addrs {
+		if p, err := netip.ParsePrefix(c); err == nil {
+			if _, ok := vips[p.Addr().Is4()]; !ok {
+				vips[p.Addr().Is4()] = p.Addr().String()
+			}
+		}
+	}
+	pools := map[string]*Pool{}
+	for _, l := range spec.Listeners {
+		mode := modeOf(l.Protocol)
+		fmt.Fprintf(&b, "frontend %s\n    mode %s\n", l.ID, mode)
+		for _, v4 := range []bool{true, false} {
+			if a, ok := vips[v4]; ok {
+				if !v4 {
+					a = "[" + a + "]"
+				}
+				fmt.Fprintf(&b, "    bind %s:%d\n", a, l.Port)
+			}
+		}
+		if l.ConnLimit > 0 {
+			fmt.Fprintf(&b, "    maxconn %d\n", l.ConnLimit)
+		}
+		if l.ClientData > 0 {
+			fmt.Fprintf(&b, "    timeout client %d\n", l.ClientData)
+		}
+		if mode == "http" {
+			b.WriteString("    option forwardfor\n")
+		}
+		if l.Pool != nil {
+			fmt.Fprintf(&b, "    default_backend %s\n", l.Pool.ID)
+			if pools[l.Pool.ID] == nil { // one backend per pool
+				pools[l.Pool.ID] = l.Pool
+				writeBackend(&b, l, l.Pool)
+			}
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// modeOf is haproxy's mode for a protocol: http for HTTP, tcp otherwise
+// (HTTPS is passed through).
+func modeOf(protocol string) string {
+	if protocol == "HTTP" {
+		return "http"
+	}
+	return "tcp"
+}
+
+func writeBackend(b *strings.Builder, l Listener, p *Pool) {
+	fmt.Fprintf(b, "\nbackend %s\n    mode %s\n", p.ID, modeOf(p.Protocol))
+	switch p.Algorithm {
+	case "LEAST_CONNECTIONS":
+		b.WriteString("    balance leastconn\n")
+	case "SOURCE_IP":
+		b.WriteString("    balance source\n")
+	case "SOURCE_IP_PORT":
+		b.WriteString("    balance source\n    hash-type consistent\n")
+	default:
+		b.WriteString("    balance roundrobin\n")
+	}
+	if l.MemberConnect > 0 {
+		fmt.Fprintf(b, "    timeout connect %d\n", l.MemberConnect)
+	}
+	if l.MemberData > 0 {
+		fmt.Fprintf(b, "    timeout server %d\n", l.MemberData)
+	}
+	switch p.Persistence {
+	case "SOURCE_IP":
+		b.WriteString("    stick-table type ip size 10k\n    stick on src\n")
+	case "HTTP_COOKIE":
+		b.WriteString("    cookie SRV insert indirect nocache\n")
+	case "APP_COOKIE":
+		if p.Cookie != "" {
+			fmt.Fprintf(b, "    stick-table type string len 64 size 10k\n    stick store-response res.cook(%s)\n    stick match req.cook(%s)\n", p.Cookie, p.Cookie)
+		}
+	}
+	check := ""
+	if m := p.Monitor; m != nil {
+		switch m.Type {
+		case "HTTP", "HTTPS":
+			fmt.Fprintf(b, "    option httpchk %s %s\n", orDefault(m.Method, "GET"), orDefault(m.Path, "/"))
+			fmt.Fprintf(b, "    http-check expect rstatus %s\n", codesRE(orDefault(m.Codes, "200")))
+		case "TLS-HELLO":
+			b.WriteString("    option ssl-hello-chk\n")
+		}
+		fmt.Fprintf(b, "    timeout check %ds\n", max(m.Timeout, 1))
+		check = fmt.Sprintf(" check inter %ds fall %d rise %d", max(m.Delay, 1), max(m.Fall, 1), max(m.Rise, 1))
+		if m.Type == "HTTPS" {
+			check += " check-ssl verify none"
+		}
+	}
+	for _, mb := range p.Members {
+		addr := mb.Address
+		if a, err := netip.ParseAddr(addr); err == nil && a.Is6() {
+			addr = "[" + addr + "]"
+		}
+		fmt.Fprintf(b, "    server %s %s:%d weight %d%s", mb.ID, addr, mb.Port, mb.Weight, check)
+		if p.Persistence == "HTTP_COOKIE" {
+			fmt.Fprintf(b, " cookie %s", mb.ID)
+		}
+		if mb.Backup {
+			b.WriteString(" backup")
+		}
+		if mb.Down {
+			b.WriteString(" disabled")
+		}
+		b.WriteString("\n")
+	}
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// codesRE turns Octavia's expected_codes ("200", "200,202", "200-204")
+// into a regular expression of status codes.
+func codesRE(codes string) string {
+	var alts []string
+	for _, part := range strings.Split(codes, ",") {
+		part = strings.TrimSpace(part)
+		if lo, hi, ok := strings.Cut(part, "-"); ok {
+			var l, h int
+			fmt.Sscan(lo, &l)
+			fmt.Sscan(hi, &h)
+			for c := l; c <= h && h-l < 1000; c++ {
+				alts = append(alts, fmt.Sprint(c))
+			}
+			continue
+		}
+		if part != "" {
+			alts = append(alts, part)
+		}
+	}
+	return "^(" + strings.Join(alts, "|") + ")$"
+}
