@@ -9,9 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"path/filepath"
-	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -31,7 +31,7 @@ var StateRoot = "/run/neutrino/haproxy"
 // Balancers is the load-balancer reconciler.
 type Balancers struct {
 	applied concern.Memo
-	mu      sync.Mutex // guards what the reports read
+	mu      sync.Mutex              // guards what the reports read
 	lbs     map[string]*lb.Balancer // by namespace
 	// revision applied and namespace, by load balancer id.
 	revision map[string]float64
