@@ -23,6 +23,7 @@ import (
 	"neutrino/internal/api"
 	"neutrino/internal/identity"
 	"neutrino/internal/services"
+	"neutrino/internal/services/lbaas"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
 )
@@ -281,6 +282,7 @@ func serve(args []string) error {
 	mechDrivers := fs.String("mechanism-drivers", "linux", "ML2 mechanism drivers, in order")
 	newDefaults := fs.Bool("enforce-new-defaults", true, "Neutron's current default policy: reader may read, member write (false: any role on a project may write)")
 	lbListen := fs.String("lb-listen", envOr("NEUTRINO_LB_LISTEN", "127.0.0.1:9876"), "address to serve the load-balancer API (Octavia's v2) on, when the lbaas service runs (\"\": not served)")
+	lbProvider := fs.String("lb-default-provider", "haproxy", "provider of load balancers created without one: haproxy (run by load-balancer agents) or noop_driver (the API alone)")
 	lbPublicURL := fs.String("lb-public-url", "", "URL clients use to reach the load-balancer API (default: http://<lb-listen>)")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics without authentication on this address (on the API's own listener /metrics needs an admin token)")
 	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time a client has to send a request's body")
@@ -308,7 +310,7 @@ func serve(args []string) error {
 		FlatNetworks: splitList(*flatNets), VNIRanges: splitList(*vniRanges), GlobalPhysnetMTU: *physMTU,
 		MechanismDrivers: splitList(*mechDrivers)},
 		Quotas: map[string]int{}, DHCPAgentsPerNetwork: *dhcpPerNet, AgentDownTime: *downTime,
-		L3HA: *l3HA, MaxL3AgentsPerRouter: *maxL3}
+		L3HA: *l3HA, MaxL3AgentsPerRouter: *maxL3, LBaaS: lbaas.Config{DefaultProvider: *lbProvider}}
 	if *maxL3 < 2 {
 		return fmt.Errorf("--max-l3-agents-per-router: %d (at least 2)", *maxL3)
 	}

@@ -19,7 +19,9 @@ import (
 	"time"
 
 	"neutrino/internal/agent/l3"
+	agentlbaas "neutrino/internal/agent/lbaas"
 	"neutrino/internal/dataplane"
+	"neutrino/internal/dataplane/lb"
 	"neutrino/internal/dataplane/router"
 	"neutrino/internal/netlab"
 )
@@ -208,10 +210,10 @@ func sandboxUp(args []string) error {
 func (st *sandboxState) agentArgs(h sandboxHost, base string) []string {
 	args := []string{"agent", "--host", h.Name, "--server", base, "--netns", st.lab().Name(h.Name), "--vtep", h.VTEP,
 		"--report-interval", "5s", "--physical-interfaces", "physnet1=phy1,external=phy2"}
-	// Network hosts run DHCP and routers (and distributed routers' SNAT),
-	// compute hosts the distributed routers of their VMs.
+	// Network hosts run DHCP, routers (and distributed routers' SNAT) and
+	// load balancers, compute hosts the distributed routers of their VMs.
 	if h.network() {
-		return append(args, "--dhcp", "--l3", "--l3-mode", "dvr_snat")
+		return append(args, "--dhcp", "--l3", "--l3-mode", "dvr_snat", "--lbaas")
 	}
 	return append(args, "--l3", "--l3-mode", "dvr")
 }
@@ -368,12 +370,16 @@ func sandboxDown(args []string) error {
 		return err
 	}
 	stopPIDs(st)
-	// HA routers' keepalived outlive their agents by design: they go
-	// before their namespaces.
+	// HA routers' keepalived and load balancers' haproxy outlive their
+	// agents by design: they go before their namespaces.
 	dirs, _ := filepath.Glob(filepath.Join(l3.HAStateRoot, st.Prefix+"-*"))
 	for _, d := range dirs {
 		router.KillHA(d)
 		os.RemoveAll(d)
+	}
+	dirs, _ = filepath.Glob(filepath.Join(agentlbaas.StateRoot, st.Prefix+"-*"))
+	for _, d := range dirs {
+		lb.Kill(d)
 	}
 	st.lab().Close() // every namespace under the sandbox's prefix
 	fmt.Printf("sandbox in %s is down\n", *dir)

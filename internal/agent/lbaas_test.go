@@ -56,7 +56,7 @@ func TestLoadBalancerThroughAPI(t *testing.T) {
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	}
 	lbObj := post(t, url+"/v2.0/lbaas/loadbalancers", "POST", map[string]any{"loadbalancer": map[string]any{
-		"name": "web", "vip_subnet_id": sn["id"], "provider": "haproxy"}})["loadbalancer"].(map[string]any)
+		"name": "web", "vip_subnet_id": sn["id"]}})["loadbalancer"].(map[string]any) // the default provider: haproxy
 	id, vip := lbObj["id"].(string), lbObj["vip_address"].(string)
 	active := func(what string) {
 		testutil.Eventually(t, 20*time.Second, "the load balancer ACTIVE "+what, func() (bool, string) {

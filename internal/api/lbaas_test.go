@@ -43,7 +43,7 @@ func TestLoadBalancerAPI(t *testing.T) {
 			"provider": "nonesuch"}}), 400, "Provider 'nonesuch' is not enabled")
 		octaviaFault(lb(userA, "GET", "/v2/lbaas/loadbalancers/9d6ad31f-0000-4000-8000-000000000000", nil), 404, "Load Balancer 9d6ad31f-0000-4000-8000-000000000000 not found")
 		created := e.must(201, lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
-			"name": "lb1", "vip_subnet_id": sn["id"]}}), "loadbalancer")
+			"name": "lb1", "vip_subnet_id": sn["id"], "provider": "noop_driver"}}), "loadbalancer")
 		id := created["id"].(string)
 		if created["provisioning_status"] != "PENDING_CREATE" || created["operating_status"] != "OFFLINE" || created["vip_address"] == nil ||
 			created["provider"] != "noop_driver" || created["vip_network_id"] != net {
@@ -124,7 +124,10 @@ func TestLoadBalancerAPI(t *testing.T) {
 		// A load balancer whose provider has not applied it yet (the
 		// haproxy provider, no agent here) takes no change.
 		pending := e.must(201, lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
-			"vip_network_id": net, "provider": "haproxy"}}), "loadbalancer")
+			"vip_network_id": net}}), "loadbalancer")
+		if pending["provider"] != "haproxy" {
+			t.Fatalf("default provider: %v", pending["provider"])
+		}
 		octaviaFault(lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
 			"loadbalancer_id": pending["id"], "protocol": "HTTP", "protocol_port": 80}}), 409, "is immutable and cannot be updated")
 		octaviaFault(lb(userA, "PUT", "/v2/lbaas/loadbalancers/"+pending["id"].(string), map[string]any{"loadbalancer": map[string]any{"name": "n"}}), 409, "immutable")

@@ -70,7 +70,12 @@ var list = []entry{
 		return l3.New(l3.Config{HA: c.L3HA, MaxAgents: c.MaxL3AgentsPerRouter}), nil
 	}},
 	{"metering", true, func(Config) (plugin.Service, error) { return metering.New(), nil }},
-	{"lbaas", true, func(c Config) (plugin.Service, error) { return lbaas.New(c.LBaaS), nil }},
+	{"lbaas", true, func(c Config) (plugin.Service, error) {
+		if p := c.LBaaS.DefaultProvider; p != "" && !lbaas.Known(p) {
+			return nil, fmt.Errorf("unknown load-balancer provider %q (haproxy, noop_driver)", p)
+		}
+		return lbaas.New(c.LBaaS), nil
+	}},
 	{"quotas", false, func(c Config) (plugin.Service, error) { return quota.New(c.Quotas), nil }},
 }
 

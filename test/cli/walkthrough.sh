@@ -88,7 +88,7 @@ as_demo router delete "r$S"
 
 # Load balancers: Octavia's API on the load-balancer endpoint of the
 # catalog (the noop provider completes each change at once).
-as_demo loadbalancer create --name "lb$S" --vip-subnet-id "v4$S" -f value -c id >/dev/null
+as_demo loadbalancer create --name "lb$S" --vip-subnet-id "v4$S" --provider noop_driver -f value -c id >/dev/null
 lb_active() { for _ in $(seq 25); do [ "$(as_demo loadbalancer show "lb$S" -f value -c provisioning_status)" = ACTIVE ] && return 0; sleep 0.2; done; return 1; }
 lb_active || fail "load balancer not ACTIVE"
 vip=$(as_demo loadbalancer show "lb$S" -f value -c vip_address)

@@ -58,11 +58,11 @@ provider_ping flat "the flat network" e2e-flat 10.43.0.0/24 vm3 vm4 \
 # A VLAN provider network on the same physnet1 (tagged by tc programs).
 provider_ping vlan "VLAN 100" e2e-vlan 10.44.0.0/24 vm5 vm6 \
   --provider-network-type vlan --provider-physical-network physnet1 --provider-segment 100
-# Every agent (a host agent and an L3 agent per host, DHCP agents on both
-# network hosts) alive; the L3 agents in dvr_snat mode on network hosts,
-# dvr on compute hosts.
+# Every agent (a host agent and an L3 agent per host, DHCP and
+# load-balancer agents on both network hosts) alive; the L3 agents in
+# dvr_snat mode on network hosts, dvr on compute hosts.
 alive=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack network agent list -c Alive -f value)
-[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 10 ] || fail "agents not all alive: $alive"
+[ "$(echo "$alive" | grep -Ec '^(True|:-\))$')" = 12 ] || fail "agents not all alive: $alive"
 modes=$(. <("$BIN" sandbox openrc --dir "$DIR"); for h in network-1 compute-1; do
   openstack network agent list --agent-type l3 --host "$h" -f value -c ID | xargs -I{} openstack network agent show {} -f json -c configuration; done)
 echo "$modes" | grep -q '"agent_mode": "dvr_snat"' && echo "$modes" | grep -q '"agent_mode": "dvr"' || fail "L3 agent modes: $modes"
@@ -162,8 +162,46 @@ for h in network-1 network-2; do "$BIN" sandbox host down "$h" --dir "$DIR" >/de
 "$BIN" sandbox upstream exec --dir "$DIR" -- ping -c 5 -i 0.2 -W 1 203.0.113.78 >/dev/null || fail "vm8's floating IP with every network host down"
 "$BIN" sandbox vm exec vm8 --dir "$DIR" -- ping -c 3 -W 1 "$ip9" >/dev/null || fail "vm8 to vm9 with every network host down"
 for h in network-1 network-2; do "$BIN" sandbox host up "$h" --dir "$DIR" >/dev/null || fail "host up $h"; done
+# A load balancer (haproxy on a network host's agent) on e2e-sub: vm1 and
+# vm2 serve HTTP on 8080 (busybox httpd, ending by itself), vm10 and the
+# upstream host (through a floating IP on the VIP) see both in turn.
+for vm in vm1 vm2; do
+  mkdir -p "$WORK/www-$vm" && echo "$vm" > "$WORK/www-$vm/index.html"
+  "$BIN" sandbox vm exec "$vm" --dir "$DIR" -- sh -c "echo \$\$ > $WORK/httpd-$vm.pid; exec timeout 120 busybox httpd -f -p 8080 -h $WORK/www-$vm" &
+done
+"$BIN" sandbox vm create vm10 --network e2e-net --host compute-2 --dir "$DIR" >/dev/null || fail "vm10"
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack security group rule create --protocol tcp --dst-port 80 default -f value -c id >/dev/null
+  openstack loadbalancer create --name e2e-lb --vip-subnet-id e2e-sub -f value -c id >/dev/null
+  lb_active() { for _ in $(seq 50); do [ "$(openstack loadbalancer show e2e-lb -f value -c provisioning_status)" = ACTIVE ] && return 0; sleep 0.2; done; return 1; }
+  lb_active || exit 1
+  openstack loadbalancer listener create --name e2e-http --protocol HTTP --protocol-port 80 e2e-lb -f value -c id >/dev/null; lb_active || exit 1
+  openstack loadbalancer pool create --name e2e-pool --lb-algorithm ROUND_ROBIN --listener e2e-http --protocol HTTP -f value -c id >/dev/null; lb_active || exit 1
+  for vm in vm1 vm2; do
+    ip=$(openstack port list --device-id "$vm" -f value -c "Fixed IP Addresses" | grep -o "10\.42\.0\.[0-9]*" | head -1)
+    openstack loadbalancer member create --address "$ip" --protocol-port 8080 e2e-pool -f value -c id >/dev/null; lb_active || exit 1
+  done
+  vip_port=$(openstack loadbalancer show e2e-lb -f value -c vip_port_id)
+  openstack floating ip create --floating-ip-address 203.0.113.79 --port "$vip_port" public -f value -c id >/dev/null
+) || fail "load balancer"
+vip=$(. <("$BIN" sandbox openrc --dir "$DIR"); openstack loadbalancer show e2e-lb -f value -c vip_address)
+# pages CMD... URL: the distinct pages of six requests made by CMD.
+pages() {
+  local url="${*: -1}"; set -- "${@:1:$(($# - 1))}"
+  for _ in 1 2 3 4 5 6; do "$@" -- timeout 3 busybox wget -q -O - "$url" 2>/dev/null; done | sort -u | xargs
+}
+got=""
+for _ in $(seq 20); do got=$(pages "$BIN" sandbox vm exec vm10 --dir "$DIR" "http://$vip/"); [ "$got" = "vm1 vm2" ] && break; sleep 0.5; done
+[ "$got" = "vm1 vm2" ] || fail "vm10 through the load balancer at $vip saw: $got"
+got=""
+for _ in $(seq 20); do got=$(pages "$BIN" sandbox upstream exec --dir "$DIR" "http://203.0.113.79/"); [ "$got" = "vm1 vm2" ] && break; sleep 0.5; done
+[ "$got" = "vm1 vm2" ] || fail "the upstream host through the load balancer's floating IP saw: $got"
+(. <("$BIN" sandbox openrc --dir "$DIR"); openstack floating ip delete 203.0.113.79 && openstack loadbalancer delete --cascade e2e-lb) || fail "load balancer delete"
+for vm in vm1 vm2; do kill "$(cat "$WORK/httpd-$vm.pid")" 2>/dev/null || true; done
+wait
 "$BIN" sandbox vm delete vm1 --dir "$DIR" >/dev/null || fail "vm delete"
 "$BIN" sandbox down --dir "$DIR" >/dev/null || fail "down"
 after=$(ip netns list | wc -l)
 [ "$before" = "$after" ] || fail "namespaces left behind: $(ip netns list)"
-echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, router with SNAT and a floating IP to the upstream host, an HA router failing over with a network host down and back, a distributed router routing east-west and serving a floating IP with every network host down, clean teardown)"
+echo "sandbox: e2e passed (DHCP leases with MTU 1450, VMs on two hosts ping over VXLAN, a flat and a VLAN network, ports ACTIVE, agents alive, router with SNAT and a floating IP to the upstream host, an HA router failing over with a network host down and back, a distributed router routing east-west and serving a floating IP with every network host down, a load balancer round-robining to two VMs from a VM and through a floating IP, clean teardown)"

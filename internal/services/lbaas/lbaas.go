@@ -60,7 +60,7 @@ type Service struct {
 // New returns the load-balancer service.
 func New(cfg Config) *Service {
 	if cfg.DefaultProvider == "" {
-		cfg.DefaultProvider = ProviderNoop
+		cfg.DefaultProvider = ProviderHAProxy
 	}
 	return &Service{cfg: cfg}
 }

@@ -21,6 +21,9 @@ func invalid(format string, args ...any) error {
 	return fault.New(http.StatusBadRequest, "ValidationException", "Validation failure: "+format, args...)
 }
 
+// Known reports whether a provider is one of the enabled ones.
+func Known(provider string) bool { _, ok := providers[provider]; return ok }
+
 // providers are the enabled providers. The haproxy provider's changes
 // complete when a load-balancer agent has applied them (until the agents
 // run it, they stay pending, as Octavia's with no controller).
@@ -33,7 +36,7 @@ func (s *Service) createLB(c *plugin.Ctx, in plugin.Object) (plugin.Object, erro
 	if provider == "" {
 		provider = s.cfg.DefaultProvider
 	}
-	if _, ok := providers[provider]; !ok {
+	if _, ok := providers[provider]; !ok || provider == "" {
 		return nil, fault.New(http.StatusBadRequest, "ProviderNotEnabled", "Provider '%s' is not enabled.", provider)
 	}
 	port, err := vipPort(c, in, id)
