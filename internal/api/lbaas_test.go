@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -46,7 +47,8 @@ func TestLoadBalancerAPI(t *testing.T) {
 			"name": "lb1", "vip_subnet_id": sn["id"], "provider": "noop_driver"}}), "loadbalancer")
 		id := created["id"].(string)
 		if created["provisioning_status"] != "PENDING_CREATE" || created["operating_status"] != "OFFLINE" || created["vip_address"] == nil ||
-			created["provider"] != "noop_driver" || created["vip_network_id"] != net {
+			created["provider"] != "noop_driver" || created["vip_network_id"] != net || created["tenant_id"] != created["project_id"] ||
+			strings.HasSuffix(created["created_at"].(string), "Z") || created["additional_vips"] == nil {
 			t.Fatalf("created: %v", created)
 		}
 		// The VIP port, Octavia's.
@@ -130,8 +132,9 @@ func TestLoadBalancerAPI(t *testing.T) {
 		}
 		octaviaFault(lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
 			"loadbalancer_id": pending["id"], "protocol": "HTTP", "protocol_port": 80}}), 409, "is immutable and cannot be updated")
-		octaviaFault(lb(userA, "PUT", "/v2/lbaas/loadbalancers/"+pending["id"].(string), map[string]any{"loadbalancer": map[string]any{"name": "n"}}), 409, "immutable")
-		octaviaFault(lb(userA, "DELETE", "/v2/lbaas/loadbalancers/"+pending["id"].(string), nil), 409, "immutable")
+		octaviaFault(lb(userA, "PUT", "/v2/lbaas/loadbalancers/"+pending["id"].(string), map[string]any{"loadbalancer": map[string]any{"name": "n"}}), 409,
+			"Invalid state PENDING_CREATE of loadbalancer resource "+pending["id"].(string))
+		octaviaFault(lb(userA, "DELETE", "/v2/lbaas/loadbalancers/"+pending["id"].(string), nil), 409, "Invalid state PENDING_CREATE")
 		// Updates; delete with children refused without cascade.
 		if u := e.must(200, lb(userA, "PUT", "/v2/lbaas/loadbalancers/"+id, map[string]any{"loadbalancer": map[string]any{"name": "lb2"}}), "loadbalancer"); u["provisioning_status"] != "PENDING_UPDATE" || u["name"] != "lb2" {
 			t.Fatalf("updated: %v", u)

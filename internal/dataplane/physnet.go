@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,10 +126,19 @@ func tagPrograms(n Network) (ingress, egress string) {
 // its patch, replacing whatever else is there.
 func (h *Host) ensureTags(ts netlink.Link, n Network) error {
 	idx := ts.Attrs().Index
-	q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Handle: netlink.MakeHandle(0xffff, 0),
-		Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
-	if err := h.nl.QdiscReplace(q); err != nil {
-		return fmt.Errorf("dataplane: clsact on %s: %w", ts.Attrs().Name, err)
+	// The clsact qdisc is added once: replacing it (at an agent's restart)
+	// would take the programs below away for a moment, and a frame with
+	// them.
+	qs, err := h.nl.QdiscList(ts)
+	if err != nil {
+		return fmt.Errorf("dataplane: qdiscs of %s: %w", ts.Attrs().Name, err)
+	}
+	if !slices.ContainsFunc(qs, func(q netlink.Qdisc) bool { return q.Type() == "clsact" }) {
+		q := &netlink.GenericQdisc{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Handle: netlink.MakeHandle(0xffff, 0),
+			Parent: netlink.HANDLE_CLSACT}, QdiscType: "clsact"}
+		if err := h.nl.QdiscAdd(q); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("dataplane: clsact on %s: %w", ts.Attrs().Name, err)
+		}
 	}
 	inName, outName := tagPrograms(n)
 	for _, f := range []struct {

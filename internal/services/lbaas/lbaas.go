@@ -107,6 +107,8 @@ var (
 		schema.Sorted(schema.Post("availability_zone", schema.StringOrNull(255), nil)),
 		schema.NoFilter(schema.RO("listeners")),
 		schema.NoFilter(schema.RO("pools")),
+		schema.NoFilter(schema.RO("additional_vips")),
+		schema.NoFilter(schema.RO("tenant_id")),
 	)
 	Listener = define("listener", "listeners", "lbaas/listeners", "loadbalancer_id", true,
 		schema.Sorted(schema.Req("protocol", schema.OneOf("HTTP", "HTTPS", "TCP", "TERMINATED_HTTPS", "UDP", "SCTP", "PROMETHEUS"))),
@@ -203,7 +205,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 			Views: map[string]plugin.View{"status": statusTree}},
 		{Res: Listener, Create: s.createListener, Update: updateObject(Listener), Delete: deleteObject(Listener), Present: presentListener},
 		{Res: Pool, Create: s.createPool, Update: updateObject(Pool), Delete: deleteObject(Pool), Present: presentPool},
-		{Res: Member, Create: s.createMember, Update: updateObject(Member), Delete: deleteObject(Member)},
+		{Res: Member, Create: s.createMember, Update: updateObject(Member), Delete: deleteObject(Member), Present: presentMember},
 		{Res: HealthMonitor, Create: s.createHM, Update: updateObject(HealthMonitor), Delete: deleteObject(HealthMonitor), Present: presentHM},
 	} {
 		if err := r.Resource(h); err != nil {

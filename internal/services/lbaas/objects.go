@@ -119,13 +119,20 @@ func vipPort(c *plugin.Ctx, in plugin.Object, lbID string) (plugin.Object, error
 	return p, c.Put(schema.Port, p)
 }
 
+// invalidState is Octavia's answer to a change of a load balancer that is
+// pending (ImmutableObject is for what is made under one).
+func invalidState(lb plugin.Object) error {
+	return fault.New(http.StatusConflict, "InvalidState", "Invalid state %s of loadbalancer resource %s",
+		attr.Str(lb, "provisioning_status"), attr.Str(lb, "id"))
+}
+
 // deleteLB starts a load balancer's delete (the provider completes it):
 // one with listeners or pools only with cascade=true, which takes them
 // along.
 func deleteLB(c *plugin.Ctx, cur plugin.Object) error {
 	id := attr.Str(cur, "id")
 	if st := attr.Str(cur, "provisioning_status"); st != active && st != "ERROR" {
-		return fault.New(http.StatusConflict, "ImmutableObject", "Load Balancer %s is immutable and cannot be updated.", id)
+		return invalidState(cur)
 	}
 	cascade, _ := strconv.ParseBool(c.Query().Get("cascade")) // the client sends True
 	for _, res := range under {
@@ -159,6 +166,9 @@ func updateObject(res *schema.Resource) func(c *plugin.Ctx, cur, in plugin.Objec
 		lb, err := lbOf(c, res, cur)
 		if err != nil {
 			return nil, err
+		}
+		if res == LoadBalancer && attr.Str(lb, "provisioning_status") != active {
+			return nil, invalidState(lb)
 		}
 		if err := lock(c, lb); err != nil {
 			return nil, err
@@ -443,20 +453,30 @@ func ids(objs []plugin.Object) []any {
 	return out
 }
 
+// clone copies o for its presentation, with Octavia's timestamps (no
+// zone designator: "2026-12-03T19:36:08").
 func clone(o plugin.Object, extra int) plugin.Object {
 	cp := make(plugin.Object, len(o)+extra)
 	for k, v := range o {
 		cp[k] = v
 	}
+	for _, k := range []string{"created_at", "updated_at"} {
+		if s, ok := cp[k].(string); ok {
+			cp[k] = strings.TrimSuffix(s, "Z")
+		}
+	}
 	return cp
 }
 
+func presentMember(c *plugin.Ctx, o plugin.Object) plugin.Object { return clone(o, 0) }
+
 // presentLB adds the load balancer's listeners and pools.
 func presentLB(c *plugin.Ctx, o plugin.Object) plugin.Object {
-	cp := clone(o, 2)
+	cp := clone(o, 4)
 	ls, _ := c.Tx.List(Listener.Kind, store.Filter{Parent: attr.Str(o, "id")})
 	ps, _ := c.Tx.List(Pool.Kind, store.Filter{Parent: attr.Str(o, "id")})
 	cp["listeners"], cp["pools"] = ids(ls), ids(ps)
+	cp["additional_vips"], cp["tenant_id"] = []any{}, o["project_id"]
 	return cp
 }
 
