@@ -1,27 +1,41 @@
 package agent
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"neutrino/internal/agent/lbaas"
 	"neutrino/internal/dataplane"
 	"neutrino/internal/dataplane/lb"
+	"neutrino/internal/netlab"
 	"neutrino/internal/testutil"
 )
 
-// TestLoadBalancerThroughAPI: a load balancer made through the API with
-// the haproxy provider runs on the network host's load-balancer agent:
-// it turns ACTIVE once applied, round-robins HTTP from a client VM
-// between two member VMs on two compute hosts (busybox httpd), marks a
-// member whose server stops ERROR (its pool DEGRADED) and sends it nothing
-// more, and goes (namespace, haproxy, VIP port) with a cascade delete.
-func TestLoadBalancerThroughAPI(t *testing.T) {
+// lbCloud is a network host running load balancers and two compute
+// hosts: member VMs vm1 (compute-1) and vm2 (compute-2) serving their
+// names over HTTP on 8080 (busybox httpd), and a client VM (compute-1),
+// all on one VXLAN network.
+type lbCloud struct {
+	url     string
+	lab     *netlab.Lab
+	sn      map[string]any
+	vms     map[string]string    // name -> address
+	servers map[string]*exec.Cmd // the members' web servers
+}
+
+func newLBCloud(t testing.TB) *lbCloud {
 	url, lab := testCloud(t, "busybox", "haproxy")
 	t.Cleanup(func() { // haproxy outlives agents by design
 		dirs, _ := filepath.Glob(filepath.Join(lbaas.StateRoot, lab.Prefix+"-*"))
@@ -55,6 +69,18 @@ func TestLoadBalancerThroughAPI(t *testing.T) {
 		servers[vm] = cmd
 		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	}
+	return &lbCloud{url: url, lab: lab, sn: sn, vms: vms, servers: servers}
+}
+
+// TestLoadBalancerThroughAPI: a load balancer made through the API with
+// the haproxy provider runs on the network host's load-balancer agent:
+// it turns ACTIVE once applied, round-robins HTTP from a client VM
+// between two member VMs on two compute hosts (busybox httpd), marks a
+// member whose server stops ERROR (its pool DEGRADED) and sends it nothing
+// more, and goes (namespace, haproxy, VIP port) with a cascade delete.
+func TestLoadBalancerThroughAPI(t *testing.T) {
+	c := newLBCloud(t)
+	url, lab, sn, vms, servers := c.url, c.lab, c.sn, c.vms, c.servers
 	lbObj := post(t, url+"/v2.0/lbaas/loadbalancers", "POST", map[string]any{"loadbalancer": map[string]any{
 		"name": "web", "vip_subnet_id": sn["id"]}})["loadbalancer"].(map[string]any) // the default provider: haproxy
 	id, vip := lbObj["id"].(string), lbObj["vip_address"].(string)
@@ -124,5 +150,115 @@ func TestLoadBalancerThroughAPI(t *testing.T) {
 	})
 	if l := post(t, url+"/v2.0/ports?device_owner=Octavia", "GET", nil)["ports"].([]any); len(l) != 0 {
 		t.Fatalf("VIP ports left: %v", l)
+	}
+}
+
+// BenchmarkLoadBalancer: with the haproxy provider on a network host's
+// agent, (1) a load balancer from its POST to ACTIVE (ten, one after
+// another); (2) a member from its POST to the first request it serves
+// (ten, no health monitor: haproxy sends it traffic at once); (3)
+// requests per second from the client VM (four workers, 3 s, a new
+// connection each: busybox httpd closes them) through the VIP against
+// straight to one member. Root, haproxy.
+func BenchmarkLoadBalancer(b *testing.B) {
+	c := newLBCloud(b)
+	url, lab := c.url, c.lab
+	status := func(id string) string {
+		o := post(b, url+"/v2.0/lbaas/loadbalancers/"+id, "GET", nil)["loadbalancer"].(map[string]any)
+		return fmt.Sprint(o["provisioning_status"])
+	}
+	waitActive := func(id string) time.Duration {
+		start := time.Now()
+		for status(id) != "ACTIVE" {
+			if time.Since(start) > 30*time.Second {
+				b.Fatalf("load balancer %s not ACTIVE", id)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	// get fetches a page from the client VM (a Go client dialing there).
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dataplane.Open(lab.Name("client"), func() (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) })
+		}}}
+	get := func(u string) string {
+		resp, err := client.Get(u)
+		if err != nil {
+			return ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(body))
+	}
+	for n := 0; n < b.N; n++ {
+		var create []time.Duration
+		for i := 0; i < 10; i++ {
+			start := time.Now()
+			o := post(b, url+"/v2.0/lbaas/loadbalancers", "POST", map[string]any{"loadbalancer": map[string]any{
+				"vip_subnet_id": c.sn["id"]}})["loadbalancer"].(map[string]any)
+			waitActive(o["id"].(string))
+			create = append(create, time.Since(start))
+			post(b, url+"/v2.0/lbaas/loadbalancers/"+o["id"].(string)+"?cascade=true", "DELETE", nil)
+		}
+		b.Logf("create to ACTIVE: %v", create)
+		testutil.ReportP50Max(b, "create-to-active", create)
+		slices.Sort(create)
+		b.ReportMetric(float64(create[len(create)*95/100].Milliseconds()), "create-to-active-p95-ms")
+
+		o := post(b, url+"/v2.0/lbaas/loadbalancers", "POST", map[string]any{"loadbalancer": map[string]any{
+			"vip_subnet_id": c.sn["id"]}})["loadbalancer"].(map[string]any)
+		id, vip := o["id"].(string), o["vip_address"].(string)
+		waitActive(id)
+		l := post(b, url+"/v2.0/lbaas/listeners", "POST", map[string]any{"listener": map[string]any{
+			"loadbalancer_id": id, "protocol": "HTTP", "protocol_port": 80}})["listener"].(map[string]any)
+		waitActive(id)
+		pool := post(b, url+"/v2.0/lbaas/pools", "POST", map[string]any{"pool": map[string]any{
+			"listener_id": l["id"], "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}})["pool"].(map[string]any)
+		pid := pool["id"].(string)
+		waitActive(id)
+		var firstRequest []time.Duration
+		for i := 0; i < 10; i++ {
+			start := time.Now()
+			m := post(b, url+"/v2.0/lbaas/pools/"+pid+"/members", "POST", map[string]any{"member": map[string]any{
+				"address": c.vms["vm1"], "protocol_port": 8080}})["member"].(map[string]any)
+			for get("http://"+vip+"/") != "vm1" {
+				if time.Since(start) > 30*time.Second {
+					b.Fatal("the new member never answered")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			firstRequest = append(firstRequest, time.Since(start))
+			waitActive(id)
+			if i < 9 {
+				post(b, url+"/v2.0/lbaas/pools/"+pid+"/members/"+m["id"].(string), "DELETE", nil)
+				waitActive(id)
+			}
+		}
+		b.Logf("member to first request: %v", firstRequest)
+		testutil.ReportP50Max(b, "member-to-first-request", firstRequest)
+
+		rps := func(u string) float64 {
+			var done atomic.Int64
+			stop := time.Now().Add(3 * time.Second)
+			var wg sync.WaitGroup
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for time.Now().Before(stop) {
+						if get(u) == "vm1" {
+							done.Add(1)
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			return float64(done.Load()) / 3
+		}
+		through, direct := rps("http://"+vip+"/"), rps("http://"+c.vms["vm1"]+":8080/")
+		b.ReportMetric(through, "vip-req/s")
+		b.ReportMetric(direct, "direct-req/s")
+		post(b, url+"/v2.0/lbaas/loadbalancers/"+id+"?cascade=true", "DELETE", nil)
 	}
 }
