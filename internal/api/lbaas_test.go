@@ -39,6 +39,9 @@ func TestLoadBalancerAPI(t *testing.T) {
 		if v := lb(userA, "GET", "/", nil); v.Status != 200 || v.Body["versions"] == nil {
 			t.Fatalf("version document: %d %s", v.Status, v.Raw)
 		}
+		if v := lb(userA, "GET", "/v2", nil); v.Status != 200 || string(v.Raw) != `"v2"` {
+			t.Fatalf("GET /v2: %d %s", v.Status, v.Raw)
+		}
 		octaviaFault(lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{"name": "x"}}), 400, "VIP must contain one of")
 		octaviaFault(lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{"vip_subnet_id": sn["id"],
 			"provider": "nonesuch"}}), 400, "Provider 'nonesuch' is not enabled")

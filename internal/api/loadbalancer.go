@@ -22,8 +22,8 @@ func (s *Server) LoadBalancer() http.Handler {
 			writeJSON(w, http.StatusOK, map[string]any{"versions": []any{lbVersion(base, "v2.0", "SUPPORTED"),
 				lbVersion(base, LBAPIVersion, "CURRENT")}})
 			return
-		case "/v2", "/v2.0":
-			writeJSON(w, http.StatusOK, map[string]any{"version": lbVersion(base, LBAPIVersion, "CURRENT")})
+		case "/v2", "/v2.0", "/v2/lbaas", "/v2.0/lbaas":
+			writeJSON(w, http.StatusOK, "v2") // Octavia's answer, a bare string
 			return
 		}
 		rest, ok := strings.CutPrefix(r.URL.Path, "/v2/lbaas/")
