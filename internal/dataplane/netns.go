@@ -1,10 +1,12 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
 	"strings"
+	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -180,6 +182,54 @@ func ServiceNamespace(ns, hostNS, tap, mac string, mtu int, addrs []string) erro
 	for _, cidr := range addrs {
 		if err := Run("ip", "-n", ns, "addr", "add", cidr, "dev", "eth0", "nodad"); err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+// SetAddrs makes dev's global addresses exactly cidrs (IPv6 ones without
+// duplicate address detection: the API owns them), leaving alone those
+// others manage (except: an address as CIDR, or "").
+func SetAddrs(h *netlink.Handle, dev string, cidrs []string, except string) error {
+	l, err := h.LinkByName(dev)
+	if err != nil {
+		return err
+	}
+	want := map[string]*netlink.Addr{}
+	for _, c := range cidrs {
+		a, err := netlink.ParseAddr(c)
+		if err != nil {
+			return err
+		}
+		if a.IP.To4() == nil {
+			a.Flags = syscall.IFA_F_NODAD
+		}
+		want[a.IPNet.String()] = a
+	}
+	exceptKey := ""
+	if a, err := netlink.ParseAddr(except); except != "" && err == nil {
+		exceptKey = a.IPNet.String()
+	}
+	have, err := h.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		return err
+	}
+	for _, a := range have {
+		if a.IP.IsLinkLocalUnicast() || except != "" && a.IPNet.String() == exceptKey {
+			continue
+		}
+		if _, ok := want[a.IPNet.String()]; ok {
+			delete(want, a.IPNet.String())
+			continue
+		}
+		a := a
+		if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return err
+		}
+	}
+	for _, a := range want {
+		if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("address %s on %s: %w", a.IPNet, dev, err)
 		}
 	}
 	return nil

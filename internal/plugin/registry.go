@@ -14,6 +14,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"neutrino/internal/fault"
 	"neutrino/internal/hostapi"
 	"neutrino/internal/policy"
 	"neutrino/internal/schema"
@@ -312,6 +314,18 @@ type Request struct {
 	Args []string
 	// Body reads the request body, bounded in size and time.
 	Body func() ([]byte, error)
+}
+
+// Decode reads the request's JSON body into v (a malformed one is a 400).
+func (r *Request) Decode(v any) error {
+	body, err := r.Body()
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fault.BadRequest("Malformed request body")
+	}
+	return nil
 }
 
 // Route registers an HTTP route.

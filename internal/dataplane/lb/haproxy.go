@@ -111,7 +111,7 @@ func (b *Balancer) Apply(spec Spec) error {
 		return err
 	}
 	defer done()
-	if err := setAddrs(h, spec.VIP.Dev, spec.Addrs); err != nil {
+	if err := dataplane.SetAddrs(h, spec.VIP.Dev, spec.Addrs, ""); err != nil {
 		return err
 	}
 	for _, gw := range spec.Gateways {
@@ -233,41 +233,4 @@ func parseStat(r io.Reader) (map[string]string, error) {
 		}
 		out[rec[sv]] = rec[st]
 	}
-}
-
-// setAddrs makes dev's global addresses exactly cidrs.
-func setAddrs(h *netlink.Handle, dev string, cidrs []string) error {
-	l, err := h.LinkByName(dev)
-	if err != nil {
-		return err
-	}
-	want := map[string]*netlink.Addr{}
-	for _, c := range cidrs {
-		a, err := netlink.ParseAddr(c)
-		if err != nil {
-			return err
-		}
-		want[a.IPNet.String()] = a
-	}
-	have, err := h.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return err
-	}
-	for _, a := range have {
-		if a.IP.IsLinkLocalUnicast() {
-			continue
-		}
-		if _, ok := want[a.IPNet.String()]; ok {
-			delete(want, a.IPNet.String())
-			continue
-		}
-		a := a
-		h.AddrDel(l, &a)
-	}
-	for _, a := range want {
-		if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return fmt.Errorf("lb: address %s: %w", a.IPNet, err)
-		}
-	}
-	return nil
 }

@@ -196,7 +196,7 @@ func (r *Router) ensureFIPLink(h *netlink.Handle, d *DVR, fips []FloatingIP) err
 	if err := v.Ensure(r.NS, d.FIPNS); err != nil {
 		return err
 	}
-	if err := setAddrs(h, RFP(d.Link), []string{rfpAddr + "/31"}, ""); err != nil {
+	if err := dataplane.SetAddrs(h, RFP(d.Link), []string{rfpAddr + "/31"}, ""); err != nil {
 		return err
 	}
 	fh, done, err := dataplane.HandleIn(d.FIPNS)
@@ -211,7 +211,7 @@ func (r *Router) ensureFIPLink(h *netlink.Handle, d *DVR, fips []FloatingIP) err
 	if err := fh.LinkSetUp(fpr); err != nil {
 		return err
 	}
-	if err := setAddrs(fh, FPR(d.Link), []string{fprAddr + "/31"}, ""); err != nil {
+	if err := dataplane.SetAddrs(fh, FPR(d.Link), []string{fprAddr + "/31"}, ""); err != nil {
 		return err
 	}
 	want := map[string]bool{}
@@ -276,12 +276,7 @@ func setPermanentNeighbors(h *netlink.Handle, byDev map[string][]Neighbor) error
 		}
 		for _, ip := range slices.Sorted(maps.Keys(want)) {
 			n := want[ip]
-			fam := netlink.FAMILY_V4
-			if n.IP.To4() == nil {
-				fam = netlink.FAMILY_V6
-			}
-			if err := h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: fam, State: netlink.NUD_PERMANENT,
-				IP: n.IP, HardwareAddr: n.MAC}); err != nil {
+			if err := h.NeighSet(neighbor(l.Attrs().Index, n, netlink.NUD_PERMANENT)); err != nil {
 				return fmt.Errorf("neighbor %s on %s: %w", n.IP, dev, err)
 			}
 		}
@@ -327,7 +322,7 @@ func (f *FIPNamespace) Apply(spec FIPSpec) error {
 		return err
 	}
 	defer done()
-	if err := setAddrs(h, spec.Port.Dev, spec.Port.Addrs, ""); err != nil {
+	if err := dataplane.SetAddrs(h, spec.Port.Dev, spec.Port.Addrs, ""); err != nil {
 		return err
 	}
 	// Proxy ARP answers at once (the kernel's default delays answers to

@@ -94,7 +94,7 @@ func (r *Router) applyHA(h *netlink.Handle, spec Spec, addrs map[string][]string
 		return err
 	}
 	// The HA device keeps its own address; the VIP is keepalived's.
-	if err := setAddrs(h, ha.Port.Dev, []string{ha.Addr}, ha.VIP()); err != nil {
+	if err := dataplane.SetAddrs(h, ha.Port.Dev, []string{ha.Addr}, ha.VIP()); err != nil {
 		return err
 	}
 	if !r.quietMLD {

@@ -5,7 +5,6 @@ package router
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"syscall"
 
 	"github.com/vishvananda/netlink"
 	"sigs.k8s.io/knftables"
@@ -104,17 +102,21 @@ func (r *Router) SeedNeighbors(byDev map[string][]Neighbor) error {
 			if st, ok := have[n.IP.String()]; ok && st != netlink.NUD_NONE && st&(netlink.NUD_INCOMPLETE|netlink.NUD_FAILED) == 0 {
 				continue
 			}
-			fam := netlink.FAMILY_V4
-			if n.IP.To4() == nil {
-				fam = netlink.FAMILY_V6
-			}
-			if err := h.NeighSet(&netlink.Neigh{LinkIndex: l.Attrs().Index, Family: fam, State: netlink.NUD_STALE,
-				IP: n.IP, HardwareAddr: n.MAC}); err != nil {
+			if err := h.NeighSet(neighbor(l.Attrs().Index, n, netlink.NUD_STALE)); err != nil {
 				return fmt.Errorf("neighbor %s on %s: %w", n.IP, dev, err)
 			}
 		}
 	}
 	return nil
+}
+
+// neighbor is n as an entry of the link, in state.
+func neighbor(link int, n Neighbor, state int) *netlink.Neigh {
+	fam := netlink.FAMILY_V4
+	if n.IP.To4() == nil {
+		fam = netlink.FAMILY_V6
+	}
+	return &netlink.Neigh{LinkIndex: link, Family: fam, State: state, IP: n.IP, HardwareAddr: n.MAC}
 }
 
 // Route is an extra route.
@@ -217,7 +219,7 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 	}
 	devs := slices.Sorted(maps.Keys(addrs))
 	for _, dev := range devs {
-		if err := setAddrs(h, dev, addrs[dev], ""); err != nil {
+		if err := dataplane.SetAddrs(h, dev, addrs[dev], ""); err != nil {
 			return err
 		}
 	}
@@ -257,49 +259,6 @@ func (r *Router) Apply(ctx context.Context, spec Spec) error {
 		}
 	}
 	r.announced = now
-	return nil
-}
-
-// setAddrs makes dev's global addresses exactly cidrs, leaving alone those
-// others manage (except: an address as CIDR, or "").
-func setAddrs(h *netlink.Handle, dev string, cidrs []string, except string) error {
-	l, err := h.LinkByName(dev)
-	if err != nil {
-		return err
-	}
-	want := map[string]*netlink.Addr{}
-	for _, c := range cidrs {
-		a, err := netlink.ParseAddr(c)
-		if err != nil {
-			return err
-		}
-		if a.IP.To4() == nil {
-			a.Flags = syscall.IFA_F_NODAD
-		}
-		want[a.IPNet.String()] = a
-	}
-	have, err := h.AddrList(l, netlink.FAMILY_ALL)
-	if err != nil {
-		return err
-	}
-	for _, a := range have {
-		if a.IP.IsLinkLocalUnicast() || except != "" && a.IPNet.String() == mustPrefix(except) {
-			continue
-		}
-		if _, ok := want[a.IPNet.String()]; ok {
-			delete(want, a.IPNet.String())
-			continue
-		}
-		a := a
-		if err := h.AddrDel(l, &a); err != nil && !errors.Is(err, syscall.EADDRNOTAVAIL) {
-			return err
-		}
-	}
-	for _, a := range want {
-		if err := h.AddrAdd(l, a); err != nil && !errors.Is(err, syscall.EEXIST) {
-			return fmt.Errorf("address %s on %s: %w", a.IPNet, dev, err)
-		}
-	}
 	return nil
 }
 

@@ -6,7 +6,6 @@ package agents
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -220,15 +219,11 @@ func OfType(c *plugin.Ctx, agentType, host string) ([]plugin.Object, error) {
 }
 
 func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
-	body, err := req.Body()
-	if err != nil {
-		return 0, nil, err
-	}
 	var doc struct {
 		Agent hostapi.AgentReport `json:"agent"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return 0, nil, fault.BadRequest("Malformed request body")
+	if err := req.Decode(&doc); err != nil {
+		return 0, nil, err
 	}
 	r := doc.Agent
 	if !req.Caller.Admin && !req.Caller.Service {
@@ -242,7 +237,7 @@ func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
 	}
 	// A heartbeat that changes nothing is only heard: no write, no change.
 	var known plugin.Object
-	err = req.Reg.Read(req.Context(), func(c *plugin.Ctx) error {
+	err := req.Reg.Read(req.Context(), func(c *plugin.Ctx) error {
 		agents, err := OfType(c, r.AgentType, r.Host)
 		if len(agents) > 0 {
 			known = agents[len(agents)-1]

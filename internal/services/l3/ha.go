@@ -1,7 +1,6 @@
 package l3
 
 import (
-	"encoding/json"
 	"maps"
 	"net/http"
 	"slices"
@@ -266,18 +265,14 @@ func (s *Service) serveHAStates(req *plugin.Request) (int, any, error) {
 	if !req.Caller.Admin && !req.Caller.Service {
 		return 0, nil, fault.Forbidden("rule:update_ha_states is disallowed by policy")
 	}
-	body, err := req.Body()
-	if err != nil {
-		return 0, nil, err
-	}
 	var doc struct {
 		States map[string]string `json:"states"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return 0, nil, fault.BadRequest("Malformed request body")
+	if err := req.Decode(&doc); err != nil {
+		return 0, nil, err
 	}
 	host := req.Args[0]
-	_, err = req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
+	_, err := req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
 		for _, id := range slices.Sorted(maps.Keys(doc.States)) {
 			state := doc.States[id]
 			if state != haActive && state != haStandby && state != "fault" {

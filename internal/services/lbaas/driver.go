@@ -1,7 +1,6 @@
 package lbaas
 
 import (
-	"encoding/json"
 	"maps"
 	"net/http"
 	"slices"
@@ -169,18 +168,14 @@ func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
 	if !req.Caller.Admin && !req.Caller.Service {
 		return 0, nil, fault.Forbidden("rule:update_loadbalancer_status is disallowed by policy")
 	}
-	body, err := req.Body()
-	if err != nil {
-		return 0, nil, err
-	}
 	var doc struct {
 		LoadBalancers map[string]LBReport `json:"loadbalancers"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return 0, nil, fault.BadRequest("Malformed request body")
+	if err := req.Decode(&doc); err != nil {
+		return 0, nil, err
 	}
 	host := req.Args[0]
-	_, err = req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
+	_, err := req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
 		mine, err := s.sched.HostObjects(c, host)
 		if err != nil {
 			return err

@@ -1,7 +1,6 @@
 package metering
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"sync"
@@ -135,15 +134,11 @@ func (s *Service) Collect(ch chan<- prometheus.Metric) {
 // serveReport takes an L3 agent's counts: PUT /neutrino/v1/hosts/{host}/metering
 // {"counters": [...]} replaces what that host reported before.
 func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
-	body, err := req.Body()
-	if err != nil {
-		return 0, nil, err
-	}
 	var doc struct {
 		Counters []hostapi.MeterCount `json:"counters"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return 0, nil, fault.BadRequest("Malformed request body")
+	if err := req.Decode(&doc); err != nil {
+		return 0, nil, err
 	}
 	host := req.Args[0]
 	s.mu.Lock()

@@ -1,7 +1,6 @@
 package ml2
 
 import (
-	"encoding/json"
 	"maps"
 	"net/http"
 	"slices"
@@ -160,18 +159,15 @@ func gatherPeers(c *plugin.Ctx, id string) ([]hostapi.Peer, error) {
 // serveHostPorts takes an agent's report of the ports it wired:
 // PUT /neutrino/v1/hosts/{host}/ports {"active": [ids]}.
 func (s *Service) serveHostPorts(req *plugin.Request) (int, any, error) {
-	body, err := req.Body()
-	if err != nil {
-		return 0, nil, err
-	}
 	var doc struct {
 		Active []string `json:"active"`
 	}
-	if err := json.Unmarshal(body, &doc); err != nil {
-		return 0, nil, fault.BadRequest("Malformed request body")
+	if err := req.Decode(&doc); err != nil {
+		return 0, nil, err
 	}
 	var changed int
-	_, err = req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
+	_, err := req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
+		var err error
 		changed, err = SetHostPorts(c, req.Args[0], doc.Active)
 		return err
 	})
