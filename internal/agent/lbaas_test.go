@@ -126,6 +126,20 @@ func TestLoadBalancerThroughAPI(t *testing.T) {
 	if seen["vm1"] != 3 || seen["vm2"] != 3 {
 		t.Fatalf("round robin through %s: %v", vip, seen)
 	}
+	// The statistics count those requests (haproxy's counters, reported
+	// by the agent).
+	testutil.Eventually(t, 10*time.Second, "the statistics count the requests", func() (bool, string) {
+		st := post(t, url+"/v2.0/lbaas/loadbalancers/"+id+"/stats", "GET", nil)["stats"].(map[string]any)
+		return st["total_connections"].(float64) >= 6 && st["bytes_out"].(float64) > 0, fmt.Sprint(st)
+	})
+	// Failover (admin) rebuilds it (on the same agent, the only one) and
+	// it serves again.
+	post(t, url+"/v2.0/lbaas/loadbalancers/"+id+"/failover", "PUT", nil)
+	active("after its failover")
+	testutil.Eventually(t, 10*time.Second, "served after the failover", func() (bool, string) {
+		got := get()
+		return got == "vm1" || got == "vm2", got
+	})
 	// vm2's server stops: the health monitor marks it ERROR, the pool
 	// DEGRADED, and it gets no more requests.
 	servers["vm2"].Process.Kill()

@@ -119,11 +119,39 @@ func TestLoadBalancerAPI(t *testing.T) {
 		if l := lb(userA, "GET", "/v2/lbaas/pools/"+pid+"/members", nil); len(l.Body["members"].([]any)) != 1 {
 			t.Fatalf("members: %s", l.Raw)
 		}
+		// Providers, statistics (nothing counted by the noop driver), the
+		// batch member update (one updated, one new, the others gone) and
+		// failover (admin only).
+		if pr := e.must(200, lb(userA, "GET", "/v2/lbaas/providers", nil), ""); len(pr["providers"].([]any)) != 2 {
+			t.Fatalf("providers: %v", pr)
+		}
+		if st := e.must(200, lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id+"/stats", nil), "stats"); st["total_connections"] != float64(0) {
+			t.Fatalf("stats: %v", st)
+		}
+		extra := e.must(201, lb(userA, "POST", "/v2/lbaas/pools/"+pid+"/members", map[string]any{"member": map[string]any{
+			"address": "10.90.0.12", "protocol_port": 8080}}), "member")
+		if r := lb(userA, "PUT", "/v2/lbaas/pools/"+pid+"/members", map[string]any{"members": []any{
+			map[string]any{"address": "10.90.0.10", "protocol_port": 8080, "weight": 5},
+			map[string]any{"address": "10.90.0.11", "protocol_port": 8080}}}); r.Status != 202 || len(r.Raw) != 0 {
+			t.Fatalf("batch member update: %d %s", r.Status, r.Raw)
+		}
+		ms := lb(userA, "GET", "/v2/lbaas/pools/"+pid+"/members", nil).Body["members"].([]any)
+		byAddr := map[any]map[string]any{}
+		for _, m := range ms {
+			byAddr[m.(map[string]any)["address"]] = m.(map[string]any)
+		}
+		if len(ms) != 2 || byAddr["10.90.0.10"]["weight"] != float64(5) || byAddr["10.90.0.11"] == nil || byAddr["10.90.0.10"]["id"] != member["id"] {
+			t.Fatalf("members after the batch update (%s gone): %v", extra["id"], ms)
+		}
+		octaviaFault(lb(userA, "PUT", "/v2/lbaas/loadbalancers/"+id+"/failover", nil), 403, "")
+		if r := lb(admin, "PUT", "/v2/lbaas/loadbalancers/"+id+"/failover", nil); r.Status != 202 {
+			t.Fatalf("failover: %d %s", r.Status, r.Raw)
+		}
 		// The status tree.
 		tree := e.must(200, lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id+"/status", nil), "statuses")
 		root := tree["loadbalancer"].(map[string]any)
 		pl := root["listeners"].([]any)[0].(map[string]any)["pools"].([]any)[0].(map[string]any)
-		if root["provisioning_status"] != "ACTIVE" || len(pl["members"].([]any)) != 1 || pl["health_monitor"] == nil {
+		if root["provisioning_status"] != "ACTIVE" || len(pl["members"].([]any)) != 2 || pl["health_monitor"] == nil {
 			t.Fatalf("status tree: %v", tree)
 		}
 		// A load balancer whose provider has not applied it yet (the

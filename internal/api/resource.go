@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strings"
 
 	"neutrino/internal/fault"
 	"neutrino/internal/jsonx"
@@ -25,7 +26,13 @@ func (s *Server) collection(w http.ResponseWriter, r *http.Request, res *schema.
 			err = s.list(w, r, res)
 		case http.MethodPost:
 			err = s.create(w, r, res)
-		case http.MethodPut, http.MethodDelete:
+		case http.MethodPut:
+			if h := s.Reg.Handler(res); h.Replace != nil {
+				err = s.replace(w, r, h.Replace)
+			} else {
+				err = res.NotFoundError("None")
+			}
+		case http.MethodDelete:
 			err = res.NotFoundError("None")
 		default:
 			err = fault.MethodNotAllowed()
@@ -406,7 +413,9 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, res *schema.Reso
 		return err
 	}
 	var in map[string]any
-	if json.Unmarshal(body, &in) != nil || in == nil {
+	if t := strings.TrimSpace(string(body)); t == "" || t == "null" {
+		in = map[string]any{} // (Octavia's failover has none)
+	} else if json.Unmarshal(body, &in) != nil || in == nil {
 		return fault.BadRequest("Malformed request body")
 	}
 	var out any
@@ -418,7 +427,40 @@ func (s *Server) action(w http.ResponseWriter, r *http.Request, res *schema.Reso
 	if err != nil {
 		return err
 	}
+	writeOut(w, out)
+	return nil
+}
+
+// writeOut answers 200 with out, or 202 with nothing for
+// plugin.Accepted.
+func writeOut(w http.ResponseWriter, out any) {
+	if _, ok := out.(plugin.Accepted); ok {
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// replace serves PUT on a collection (see plugin.Handler.Replace).
+func (s *Server) replace(w http.ResponseWriter, r *http.Request, fn func(c *plugin.Ctx, scope string, body map[string]any) (any, error)) error {
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	var in map[string]any
+	if json.Unmarshal(body, &in) != nil || in == nil {
+		return fault.BadRequest("Request is not in valid JSON format")
+	}
+	var out any
+	_, err = s.Reg.Write(plugin.WithQuery(r.Context(), r.URL.Query()), func(cc *plugin.Ctx) error {
+		var err error
+		out, err = fn(cc, scopeOf(r), jsonx.Copy(in).(map[string]any))
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeOut(w, out)
 	return nil
 }
 

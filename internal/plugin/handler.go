@@ -44,6 +44,9 @@ type Handler struct {
 	// Views are member documents: GET /<collection>/{id}/<name> (a load
 	// balancer's status tree), answered as View returns them.
 	Views map[string]View
+	// Replace answers PUT on the collection itself (a child collection's
+	// parent id in scope): Octavia's batch member update.
+	Replace func(c *Ctx, scope string, body map[string]any) (any, error)
 
 	// Quota names the quota counted on create ("" for none).
 	Quota string
@@ -54,6 +57,10 @@ type Handler struct {
 // Action is a member action, run in a write transaction; its answer is
 // the response body.
 type Action func(c *Ctx, id string, body map[string]any) (any, error)
+
+// Accepted is what an action or a collection update returns to answer
+// 202 with no body (Octavia's failover, its batch member update).
+type Accepted struct{}
 
 // View answers GET /<collection>/{id}/<name>: the body, in a read
 // transaction.

@@ -135,7 +135,7 @@ func (r *Balancers) watch(env *concern.Env) {
 		var h []string
 		for _, id := range slices.Sorted(maps.Keys(r.revision)) {
 			if b := r.lbs[r.nsOf[id]]; b != nil {
-				m, _ := b.Health()
+				m, _, _ := b.Health()
 				h = append(h, fmt.Sprint(id, m))
 			}
 		}
@@ -211,13 +211,13 @@ func (r *Balancers) Report(ctx context.Context, env *concern.Env) error {
 	r.mu.Lock()
 	out := map[string]any{}
 	for id, rev := range r.revision {
-		members := map[string]string{}
+		members, listeners := map[string]string{}, map[string]lb.Counters{}
 		if b := r.lbs[r.nsOf[id]]; b != nil {
-			if h, err := b.Health(); err == nil {
-				members = h
+			if m, l, err := b.Health(); err == nil {
+				members, listeners = m, l
 			}
 		}
-		out[id] = map[string]any{"revision": rev, "members": members}
+		out[id] = map[string]any{"revision": rev, "members": members, "listeners": listeners}
 	}
 	r.mu.Unlock()
 	if len(out) == 0 {

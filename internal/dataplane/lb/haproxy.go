@@ -190,47 +190,74 @@ func Kill(dir string) {
 	os.RemoveAll(dir)
 }
 
-// Health reads the members' states from haproxy's stats socket: member id
-// -> UP, DOWN, MAINT or "no check" (haproxy's words).
-func (b *Balancer) Health() (map[string]string, error) {
+// Counters are a listener's traffic as haproxy counts it (Octavia's
+// statistics).
+type Counters struct {
+	ActiveConnections float64 `json:"active_connections"`
+	TotalConnections  float64 `json:"total_connections"`
+	BytesIn           float64 `json:"bytes_in"`
+	BytesOut          float64 `json:"bytes_out"`
+	RequestErrors     float64 `json:"request_errors"`
+}
+
+// Health reads haproxy's stats socket: the members' states (member id ->
+// UP, DOWN, MAINT or "no check", haproxy's words) and each listener's
+// counters.
+func (b *Balancer) Health() (map[string]string, map[string]Counters, error) {
 	conn, err := net.DialTimeout("unix", b.sockFile(), time.Second)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Second))
 	if _, err := io.WriteString(conn, "show stat\n"); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	return parseStat(conn)
 }
 
-// parseStat reads "show stat" CSV: the status of each server.
-func parseStat(r io.Reader) (map[string]string, error) {
+// parseStat reads "show stat" CSV: each server's status, each frontend's
+// counters.
+func parseStat(r io.Reader) (map[string]string, map[string]Counters, error) {
 	br := bufio.NewReader(r)
 	head, err := br.ReadString('\n')
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	cols := strings.Split(strings.TrimPrefix(strings.TrimSpace(head), "# "), ",")
-	sv, st := slices.Index(cols, "svname"), slices.Index(cols, "status")
-	if sv < 0 || st < 0 {
-		return nil, errors.New("lb: no svname/status in haproxy's stats")
+	col := func(name string) int { return slices.Index(cols, name) }
+	px, sv, st := col("pxname"), col("svname"), col("status")
+	if px < 0 || sv < 0 || st < 0 {
+		return nil, nil, errors.New("lb: no pxname/svname/status in haproxy's stats")
 	}
 	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1
-	out := map[string]string{}
+	members, listeners := map[string]string{}, map[string]Counters{}
 	for {
 		rec, err := cr.Read()
 		if err == io.EOF {
-			return out, nil
+			return members, listeners, nil
 		}
 		if err != nil {
-			return out, err
+			return members, listeners, err
 		}
-		if len(rec) <= max(sv, st) || rec[sv] == "FRONTEND" || rec[sv] == "BACKEND" {
+		if len(rec) < len(cols) {
 			continue
 		}
-		out[rec[sv]] = rec[st]
+		num := func(name string) float64 {
+			if i := col(name); i >= 0 {
+				v, _ := strconv.ParseFloat(rec[i], 64)
+				return v
+			}
+			return 0
+		}
+		switch rec[sv] {
+		case "FRONTEND":
+			listeners[rec[px]] = Counters{ActiveConnections: num("scur"), TotalConnections: num("stot"), BytesIn: num("bin"),
+				BytesOut: num("bout"), RequestErrors: num("ereq")}
+		case "BACKEND":
+		default:
+			members[rec[sv]] = rec[st]
+		}
 	}
 }

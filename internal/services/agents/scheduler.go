@@ -2,6 +2,7 @@ package agents
 
 import (
 	"net/http"
+	"slices"
 	"sort"
 
 	"neutrino/internal/attr"
@@ -159,6 +160,12 @@ func (sc *Scheduler) candidates(c *plugin.Ctx, objectID string, exclude map[stri
 // Schedule binds an object to live agents until it has want bindings;
 // it reports whether it bound any.
 func (sc *Scheduler) Schedule(c *plugin.Ctx, objectID string, want int) (bool, error) {
+	return sc.ScheduleAvoiding(c, objectID, want, nil)
+}
+
+// ScheduleAvoiding is Schedule preferring agents on hosts other than
+// avoid (a rebuild elsewhere), taking those only when no other is live.
+func (sc *Scheduler) ScheduleAvoiding(c *plugin.Ctx, objectID string, want int, avoid []string) (bool, error) {
 	bound, err := sc.Bindings(c, objectID)
 	if err != nil || len(bound) >= want {
 		return false, err
@@ -170,6 +177,18 @@ func (sc *Scheduler) Schedule(c *plugin.Ctx, objectID string, want int) (bool, e
 	cands, err := sc.candidates(c, objectID, has)
 	if err != nil {
 		return false, err
+	}
+	if len(avoid) > 0 {
+		slices.SortStableFunc(cands, func(a, b plugin.Object) int {
+			ia, ib := slices.Contains(avoid, attr.Str(a, "host")), slices.Contains(avoid, attr.Str(b, "host"))
+			switch {
+			case ia == ib:
+				return 0
+			case ia:
+				return 1
+			}
+			return -1
+		})
 	}
 	n := 0
 	for _, a := range cands {

@@ -160,6 +160,8 @@ type LBReport struct {
 	// Members are haproxy's states of the members (UP, DOWN, MAINT, no
 	// check), by member id.
 	Members map[string]string `json:"members"`
+	// Listeners are the listeners' counters, by listener id.
+	Listeners map[string]any `json:"listeners"`
 }
 
 // serveReport takes an agent's report (PUT /neutrino/v1/hosts/{host}/
@@ -198,6 +200,9 @@ func (s *Service) serveReport(req *plugin.Request) (int, any, error) {
 				}
 			}
 			if err := setHealth(c, id, rep.Members); err != nil {
+				return err
+			}
+			if err := setStats(c, id, rep.Listeners); err != nil {
 				return err
 			}
 		}

@@ -200,12 +200,15 @@ func (s *Service) Register(r *plugin.Registry) error {
 	r.Subscribe(agents.Agent.Kind, plugin.Report, plugin.After, s.agentReported)
 	r.HostSpan(s.hostPart)
 	r.Route(&plugin.Route{Method: "PUT", Path: "hosts/{}/loadbalancers", Internal: true, Serve: s.serveReport})
+	r.Route(&plugin.Route{Method: "GET", Path: "lbaas/providers", Serve: serveProviders})
 	for _, h := range []*plugin.Handler{
 		{Res: LoadBalancer, Create: s.createLB, Update: updateObject(LoadBalancer), Delete: deleteLB, Present: presentLB,
-			Views: map[string]plugin.View{"status": statusTree}},
-		{Res: Listener, Create: s.createListener, Update: updateObject(Listener), Delete: deleteObject(Listener), Present: presentListener},
+			Views: map[string]plugin.View{"status": statusTree, "stats": lbStats}, Actions: map[string]plugin.Action{"failover": s.failover}},
+		{Res: Listener, Create: s.createListener, Update: updateObject(Listener), Delete: deleteObject(Listener), Present: presentListener,
+			Views: map[string]plugin.View{"stats": listenerStats}},
 		{Res: Pool, Create: s.createPool, Update: updateObject(Pool), Delete: deleteObject(Pool), Present: presentPool},
-		{Res: Member, Create: s.createMember, Update: updateObject(Member), Delete: deleteObject(Member), Present: presentMember},
+		{Res: Member, Create: s.createMember, Update: updateObject(Member), Delete: deleteObject(Member), Present: presentMember,
+			Replace: s.replaceMembers},
 		{Res: HealthMonitor, Create: s.createHM, Update: updateObject(HealthMonitor), Delete: deleteObject(HealthMonitor), Present: presentHM},
 	} {
 		if err := r.Resource(h); err != nil {
@@ -302,6 +305,11 @@ func Complete(c *plugin.Ctx, lbID string) error {
 	if attr.Str(lb, "provisioning_status") == pendingDelete {
 		if err := releaseVIP(c, lb); err != nil {
 			return err
+		}
+		if _, err := c.Tx.Get(statsKind, lbID); err == nil {
+			if err := c.Tx.Delete(statsKind, lbID); err != nil {
+				return err
+			}
 		}
 		return c.Tx.Delete(LoadBalancer.Kind, lbID)
 	}
