@@ -102,6 +102,13 @@ tree=$(as_demo loadbalancer status show "lb$S")
 [[ "$tree" == *'"address": "10.77.0.20"'* && "$tree" == *'"type": "HTTP"'* ]] || fail "status tree: $tree"
 members=$(as_demo loadbalancer member list "pool$S" -f value -c address)
 [ "$members" = 10.77.0.20 ] || fail "members: $members"
+providers=$(as_demo loadbalancer provider list -f value -c name | xargs)
+[ "$providers" = "haproxy noop_driver" ] || fail "providers: $providers"
+conns=$(as_demo loadbalancer stats show "lb$S" -f value -c total_connections)
+[ "$conns" = 0 ] || fail "stats: $conns"
+as_demo loadbalancer failover "lb$S" 2>/dev/null && fail "a member failed over a load balancer"
+as_admin loadbalancer failover "lb$S"
+lb_active || fail "load balancer not ACTIVE after its failover"
 as_demo loadbalancer delete "lb$S" 2>/dev/null && fail "a load balancer with children deleted without --cascade"
 as_demo loadbalancer delete --cascade "lb$S"
 lbs=$(as_demo loadbalancer list -f value -c name)
