@@ -62,6 +62,9 @@ func newLBCloud(t testing.TB) *lbCloud {
 	for _, vm := range []string{"vm1", "vm2"} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, "index.html"), []byte(vm+"\n"), 0o644)
+		if vm == "vm2" {
+			os.WriteFile(filepath.Join(dir, "two"), []byte("vm2-two\n"), 0o644) // only vm2 has /two
+		}
 		cmd := exec.Command("ip", "netns", "exec", lab.Name(vm), "busybox", "httpd", "-f", "-p", "8080", "-h", dir)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -132,6 +135,41 @@ func TestLoadBalancerThroughAPI(t *testing.T) {
 		st := post(t, url+"/v2.0/lbaas/loadbalancers/"+id+"/stats", "GET", nil)["stats"].(map[string]any)
 		return st["total_connections"].(float64) >= 6 && st["bytes_out"].(float64) > 0, fmt.Sprint(st)
 	})
+	// L7 policies, in order: /private rejected, /old redirected, /two
+	// sent to a pool of vm2 alone (vm1 has no /two: a request there would
+	// fail).
+	two := post(t, url+"/v2.0/lbaas/pools", "POST", map[string]any{"pool": map[string]any{
+		"loadbalancer_id": id, "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}})["pool"].(map[string]any)
+	active("with a second pool")
+	post(t, url+"/v2.0/lbaas/pools/"+two["id"].(string)+"/members", "POST", map[string]any{"member": map[string]any{
+		"address": vms["vm2"], "protocol_port": 8080}})
+	active("with the second pool's member")
+	for _, p := range []map[string]any{
+		{"action": "REJECT", "rule": "/private"},
+		{"action": "REDIRECT_TO_URL", "redirect_url": "http://example.com/new", "rule": "/old"},
+		{"action": "REDIRECT_TO_POOL", "redirect_pool_id": two["id"], "rule": "/two"},
+	} {
+		rule := p["rule"]
+		delete(p, "rule")
+		p["listener_id"] = listener["id"]
+		pol := post(t, url+"/v2.0/lbaas/l7policies", "POST", map[string]any{"l7policy": p})["l7policy"].(map[string]any)
+		active("with an L7 policy")
+		post(t, url+"/v2.0/lbaas/l7policies/"+pol["id"].(string)+"/rules", "POST", map[string]any{"rule": map[string]any{
+			"type": "PATH", "compare_type": "STARTS_WITH", "value": rule}})
+		active("with an L7 rule")
+	}
+	status, location, body := httpFrom(t, lab, "client", "http://"+vip+"/private")
+	if status != 403 {
+		t.Fatalf("/private: %d %s", status, body)
+	}
+	if status, location, _ = httpFrom(t, lab, "client", "http://"+vip+"/old"); status != 302 || location != "http://example.com/new" {
+		t.Fatalf("/old: %d %q", status, location)
+	}
+	for i := 0; i < 4; i++ {
+		if status, _, body = httpFrom(t, lab, "client", "http://"+vip+"/two"); status != 200 || body != "vm2-two" {
+			t.Fatalf("/two, request %d: %d %q", i, status, body)
+		}
+	}
 	// Failover (admin) rebuilds it (on the same agent, the only one) and
 	// it serves again.
 	post(t, url+"/v2.0/lbaas/loadbalancers/"+id+"/failover", "PUT", nil)
@@ -275,4 +313,21 @@ func BenchmarkLoadBalancer(b *testing.B) {
 		b.ReportMetric(direct, "direct-req/s")
 		post(b, url+"/v2.0/lbaas/loadbalancers/"+id+"?cascade=true", "DELETE", nil)
 	}
+}
+
+// httpFrom makes one GET from a VM (a Go client dialing in its namespace,
+// following no redirect): the status, the Location and the body.
+func httpFrom(t testing.TB, lab *netlab.Lab, vm, u string) (int, string, string) {
+	t.Helper()
+	client := &http.Client{Timeout: 3 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return dataplane.Open(lab.Name(vm), func() (net.Conn, error) { return (&net.Dialer{}).DialContext(ctx, network, addr) })
+		}}}
+	resp, err := client.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s from %s: %v", u, vm, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("Location"), strings.TrimSpace(string(body))
 }

@@ -147,6 +147,34 @@ func TestLoadBalancerAPI(t *testing.T) {
 		if r := lb(admin, "PUT", "/v2/lbaas/loadbalancers/"+id+"/failover", nil); r.Status != 202 {
 			t.Fatalf("failover: %d %s", r.Status, r.Raw)
 		}
+		// L7 policies on the HTTP listener, rules under their policy.
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/l7policies", map[string]any{"l7policy": map[string]any{
+			"listener_id": listener["id"], "action": "REDIRECT_TO_URL", "redirect_url": "not a url"}}), 400, "redirect_url")
+		pol1 := e.must(201, lb(userA, "POST", "/v2/lbaas/l7policies", map[string]any{"l7policy": map[string]any{
+			"listener_id": listener["id"], "action": "REJECT"}}), "l7policy")
+		pol2 := e.must(201, lb(userA, "POST", "/v2/lbaas/l7policies", map[string]any{"l7policy": map[string]any{
+			"listener_id": listener["id"], "action": "REDIRECT_TO_URL", "redirect_url": "http://example.com/", "position": 1}}), "l7policy")
+		if pol2["position"] != float64(1) || pol2["redirect_http_code"] != float64(302) {
+			t.Fatalf("policy: %v", pol2)
+		}
+		if p := e.must(200, lb(userA, "GET", "/v2/lbaas/l7policies/"+pol1["id"].(string), nil), "l7policy"); p["position"] != float64(2) {
+			t.Fatalf("the first policy after one inserted before it: %v", p["position"])
+		}
+		rule := e.must(201, lb(userA, "POST", "/v2/lbaas/l7policies/"+pol1["id"].(string)+"/rules", map[string]any{"rule": map[string]any{
+			"type": "PATH", "compare_type": "STARTS_WITH", "value": "/private"}}), "rule")
+		octaviaFault(lb(userA, "GET", "/v2/lbaas/l7policies/"+pol2["id"].(string)+"/rules/"+rule["id"].(string), nil), 404, "L7 Rule")
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/l7policies/"+pol1["id"].(string)+"/rules", map[string]any{"rule": map[string]any{
+			"type": "HEADER", "compare_type": "EQUAL_TO", "value": "x"}}), 400, "key is required")
+		if p := e.must(200, lb(userA, "GET", "/v2/lbaas/l7policies/"+pol1["id"].(string), nil), "l7policy"); len(p["rules"].([]any)) != 1 {
+			t.Fatalf("policy's rules: %v", p["rules"])
+		}
+		if l := e.must(200, lb(userA, "GET", "/v2/lbaas/listeners/"+listener["id"].(string), nil), "listener"); len(l["l7policies"].([]any)) != 2 {
+			t.Fatalf("listener's policies: %v", l["l7policies"])
+		}
+		tcp := e.must(201, lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
+			"loadbalancer_id": id, "protocol": "TCP", "protocol_port": 22}}), "listener")
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/l7policies", map[string]any{"l7policy": map[string]any{
+			"listener_id": tcp["id"], "action": "REJECT"}}), 400, "HTTP listener")
 		// The status tree.
 		tree := e.must(200, lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id+"/status", nil), "statuses")
 		root := tree["loadbalancer"].(map[string]any)
@@ -181,6 +209,9 @@ func TestLoadBalancerAPI(t *testing.T) {
 		e.fault(e.do(userA, "GET", "/v2.0/ports/"+created["vip_port_id"].(string), nil), 404, "PortNotFound")
 		if l := lb(userA, "GET", "/v2/lbaas/pools", nil); len(l.Body["pools"].([]any)) != 0 {
 			t.Fatalf("pools after cascade: %s", l.Raw)
+		}
+		if l := lb(userA, "GET", "/v2/lbaas/l7policies", nil); len(l.Body["l7policies"].([]any)) != 0 {
+			t.Fatalf("L7 policies after cascade: %s", l.Raw)
 		}
 	})
 }

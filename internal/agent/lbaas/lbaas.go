@@ -196,10 +196,29 @@ func specOf(env *concern.Env, o map[string]any, ports, subnets map[string]map[st
 		if l["admin_state_up"] != true {
 			continue
 		}
-		spec.Listeners = append(spec.Listeners, lb.Listener{ID: attr.Str(l, "id"), Protocol: attr.Str(l, "protocol"),
+		li := lb.Listener{ID: attr.Str(l, "id"), Protocol: attr.Str(l, "protocol"),
 			Port: int(attr.Num(l["protocol_port"], 0)), ConnLimit: int(attr.Num(l["connection_limit"], -1)),
 			ClientData: int(attr.Num(l["timeout_client_data"], 0)), MemberConnect: int(attr.Num(l["timeout_member_connect"], 0)),
-			MemberData: int(attr.Num(l["timeout_member_data"], 0)), Pool: pools[attr.Str(l, "default_pool_id")]})
+			MemberData: int(attr.Num(l["timeout_member_data"], 0)), Pool: pools[attr.Str(l, "default_pool_id")]}
+		policies := attr.Objects(l, "_l7policies")
+		slices.SortStableFunc(policies, func(a, b map[string]any) int {
+			return int(attr.Num(a["position"], 0) - attr.Num(b["position"], 0))
+		})
+		for _, p := range policies {
+			if p["admin_state_up"] != true {
+				continue
+			}
+			pol := lb.Policy{ID: attr.Str(p, "id"), Action: attr.Str(p, "action"), Pool: pools[attr.Str(p, "redirect_pool_id")],
+				URL: attr.Str(p, "redirect_url"), Prefix: attr.Str(p, "redirect_prefix"), Code: int(attr.Num(p["redirect_http_code"], 0))}
+			for _, r := range attr.Objects(p, "_rules") {
+				if r["admin_state_up"] == true {
+					pol.Rules = append(pol.Rules, lb.Rule{ID: attr.Str(r, "id"), Type: attr.Str(r, "type"), Compare: attr.Str(r, "compare_type"),
+						Key: attr.Str(r, "key"), Value: attr.Str(r, "value"), Invert: r["invert"] == true})
+				}
+			}
+			li.Policies = append(li.Policies, pol)
+		}
+		spec.Listeners = append(spec.Listeners, li)
 	}
 	return spec, true
 }

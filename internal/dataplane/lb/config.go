@@ -43,17 +43,77 @@ func Config(spec Spec, sockFile string) string {
 		}
 		if mode == "http" {
 			b.WriteString("    option forwardfor\n")
+			writePolicies(&b, l.Policies)
 		}
 		if l.Pool != nil {
 			fmt.Fprintf(&b, "    default_backend %s\n", l.Pool.ID)
-			if pools[l.Pool.ID] == nil { // one backend per pool
-				pools[l.Pool.ID] = l.Pool
-				writeBackend(&b, l, l.Pool)
+		}
+		// One backend per pool: the default one and those policies use.
+		used := []*Pool{l.Pool}
+		for _, p := range l.Policies {
+			used = append(used, p.Pool)
+		}
+		for _, p := range used {
+			if p != nil && pools[p.ID] == nil {
+				pools[p.ID] = p
+				writeBackend(&b, l, p)
 			}
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// writePolicies writes a listener's L7 policies in order: each rule an
+// acl, each policy an action under all its rules' acls.
+func writePolicies(b *strings.Builder, policies []Policy) {
+	for _, p := range policies {
+		var conds []string
+		for _, r := range p.Rules {
+			fetch := map[string]string{"HOST_NAME": "req.hdr(host)", "PATH": "path", "FILE_TYPE": "path",
+				"HEADER": "req.hdr(" + r.Key + ")", "COOKIE": "req.cook(" + r.Key + ")"}[r.Type]
+			match := map[string]string{"REGEX": "-m reg", "STARTS_WITH": "-m beg", "ENDS_WITH": "-m end",
+				"CONTAINS": "-m sub", "EQUAL_TO": "-m str"}[r.Compare]
+			if r.Type == "FILE_TYPE" && r.Compare == "EQUAL_TO" {
+				match = "-m end"
+			}
+			if fetch == "" || match == "" {
+				continue
+			}
+			fmt.Fprintf(b, "    acl %s %s %s %s\n", r.ID, fetch, match, quote(r.Value))
+			if r.Invert {
+				conds = append(conds, "!"+r.ID)
+			} else {
+				conds = append(conds, r.ID)
+			}
+		}
+		if len(conds) == 0 {
+			continue // a policy without rules matches nothing
+		}
+		cond := "if " + strings.Join(conds, " ")
+		code := p.Code
+		if code == 0 {
+			code = 302
+		}
+		switch p.Action {
+		case "REJECT":
+			fmt.Fprintf(b, "    http-request deny %s\n", cond)
+		case "REDIRECT_TO_URL":
+			fmt.Fprintf(b, "    http-request redirect location %s code %d %s\n", quote(p.URL), code, cond)
+		case "REDIRECT_PREFIX":
+			fmt.Fprintf(b, "    http-request redirect prefix %s code %d %s\n", quote(p.Prefix), code, cond)
+		case "REDIRECT_TO_POOL":
+			if p.Pool != nil {
+				fmt.Fprintf(b, "    use_backend %s %s\n", p.Pool.ID, cond)
+			}
+		}
+	}
+}
+
+// quote makes s one haproxy word (its quoting: double quotes, backslash
+// escapes).
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
 // modeOf is haproxy's mode for a protocol: http for HTTP, tcp otherwise

@@ -47,6 +47,27 @@ type Listener struct {
 	// Timeouts in milliseconds.
 	ClientData, MemberConnect, MemberData int
 	Pool                                  *Pool
+	// Policies are the listener's L7 policies, in order.
+	Policies []Policy
+}
+
+// Policy is an L7 policy: when all its rules match, the request is
+// rejected (REJECT), redirected (REDIRECT_TO_URL, REDIRECT_PREFIX, with
+// Code) or sent to Pool (REDIRECT_TO_POOL).
+type Policy struct {
+	ID, Action  string
+	Pool        *Pool
+	URL, Prefix string
+	Code        int
+	Rules       []Rule
+}
+
+// Rule is an L7 rule: Type (HOST_NAME, PATH, FILE_TYPE, HEADER, COOKIE)
+// compared (REGEX, STARTS_WITH, ENDS_WITH, CONTAINS, EQUAL_TO) to Value,
+// inverted if Invert; Key names the header or cookie.
+type Rule struct {
+	ID, Type, Compare, Key, Value string
+	Invert                        bool
 }
 
 // Pool is a backend.

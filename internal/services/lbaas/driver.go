@@ -126,7 +126,27 @@ func bundle(c *plugin.Ctx, lb plugin.Object) (plugin.Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	out["_listeners"] = live(ls)
+	var listeners []any
+	for _, l := range live(ls) {
+		l := schema.CloneObject(l.(plugin.Object))
+		ps, err := c.Tx.List(L7Policy.Kind, store.Filter{Parent: attr.Str(l, "id")})
+		if err != nil {
+			return nil, err
+		}
+		var policies []any
+		for _, p := range live(ps) {
+			p := schema.CloneObject(p.(plugin.Object))
+			rs, err := c.Tx.List(L7Rule.Kind, store.Filter{Parent: attr.Str(p, "id")})
+			if err != nil {
+				return nil, err
+			}
+			p["_rules"] = live(rs)
+			policies = append(policies, p)
+		}
+		l["_l7policies"] = attr.OrEmpty(policies)
+		listeners = append(listeners, l)
+	}
+	out["_listeners"] = attr.OrEmpty(listeners)
 	pools, err := c.Tx.List(Pool.Kind, store.Filter{Parent: id})
 	if err != nil {
 		return nil, err

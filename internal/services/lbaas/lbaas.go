@@ -210,6 +210,8 @@ func (s *Service) Register(r *plugin.Registry) error {
 		{Res: Member, Create: s.createMember, Update: updateObject(Member), Delete: deleteObject(Member), Present: presentMember,
 			Replace: s.replaceMembers},
 		{Res: HealthMonitor, Create: s.createHM, Update: updateObject(HealthMonitor), Delete: deleteObject(HealthMonitor), Present: presentHM},
+		{Res: L7Policy, Create: s.createL7Policy, Update: updateObject(L7Policy), Delete: deleteObject(L7Policy), Present: presentL7Policy},
+		{Res: L7Rule, Create: s.createL7Rule, Update: updateObject(L7Rule), Delete: deleteObject(L7Rule), Present: presentL7Rule},
 	} {
 		if err := r.Resource(h); err != nil {
 			return err
@@ -235,6 +237,18 @@ func lbOf(c *plugin.Ctx, res *schema.Resource, o plugin.Object) (plugin.Object, 
 			return nil, err
 		}
 		return c.Tx.Get(LoadBalancer.Kind, attr.Str(p, "loadbalancer_id"))
+	case L7Rule:
+		p, err := c.Tx.Get(L7Policy.Kind, attr.Str(o, "l7policy_id"))
+		if err != nil {
+			return nil, err
+		}
+		return lbOf(c, L7Policy, p)
+	case L7Policy:
+		l, err := c.Tx.Get(Listener.Kind, attr.Str(o, "listener_id"))
+		if err != nil {
+			return nil, err
+		}
+		return c.Tx.Get(LoadBalancer.Kind, attr.Str(l, "loadbalancer_id"))
 	}
 	return c.Tx.Get(LoadBalancer.Kind, attr.Str(o, "loadbalancer_id"))
 }
@@ -268,7 +282,7 @@ func provide(c *plugin.Ctx, lbID string) {
 }
 
 // kinds under a load balancer, children first.
-var under = []*schema.Resource{Member, HealthMonitor, Pool, Listener}
+var under = []*schema.Resource{L7Rule, L7Policy, Member, HealthMonitor, Pool, Listener}
 
 // Complete applies what a provider reports done for a load balancer:
 // every pending object under it becomes ACTIVE (operating as its
@@ -323,6 +337,8 @@ func objectsUnder(c *plugin.Ctx, res *schema.Resource, lbID string) ([]plugin.Ob
 	switch res {
 	case Listener, Pool:
 		return c.Tx.List(res.Kind, store.Filter{Parent: lbID})
+	case L7Policy, L7Rule:
+		return l7Under(c, res, lbID)
 	}
 	pools, err := c.Tx.List(Pool.Kind, store.Filter{Parent: lbID})
 	if err != nil {

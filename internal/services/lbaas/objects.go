@@ -196,20 +196,11 @@ func deleteObject(res *schema.Resource) func(c *plugin.Ctx, cur plugin.Object) e
 			return err
 		}
 		gone := []plugin.Object{cur}
+		// What is under it goes with it.
+		if err := deleteBelow(c, res, attr.Str(cur, "id")); err != nil {
+			return err
+		}
 		if res == Pool {
-			for _, child := range []*schema.Resource{Member, HealthMonitor} {
-				l, err := c.Tx.List(child.Kind, store.Filter{Parent: attr.Str(cur, "id")})
-				if err != nil {
-					return err
-				}
-				for _, o := range l {
-					o = schema.CloneObject(o)
-					o["provisioning_status"] = pendingDelete
-					if err := c.Put(child, o); err != nil {
-						return err
-					}
-				}
-			}
 			// Listeners using it as default pool no longer do.
 			ls, err := c.Tx.List(Listener.Kind, store.Filter{Parent: attr.Str(cur, "loadbalancer_id")})
 			if err != nil {
@@ -233,6 +224,36 @@ func deleteObject(res *schema.Resource) func(c *plugin.Ctx, cur plugin.Object) e
 		}
 		return nil
 	}
+}
+
+// below are the kinds under each kind, deleted with it.
+var below = map[*schema.Resource][]*schema.Resource{}
+
+func init() {
+	below[Pool] = []*schema.Resource{Member, HealthMonitor}
+	below[Listener] = []*schema.Resource{L7Policy}
+	below[L7Policy] = []*schema.Resource{L7Rule}
+}
+
+// deleteBelow marks everything under an object PENDING_DELETE.
+func deleteBelow(c *plugin.Ctx, res *schema.Resource, id string) error {
+	for _, kind := range below[res] {
+		l, err := c.Tx.List(kind.Kind, store.Filter{Parent: id})
+		if err != nil {
+			return err
+		}
+		for _, o := range l {
+			if err := deleteBelow(c, kind, attr.Str(o, "id")); err != nil {
+				return err
+			}
+			o = schema.CloneObject(o)
+			o["provisioning_status"] = pendingDelete
+			if err := c.Put(kind, o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // child stamps a new object under a load balancer (locked for it).
@@ -483,7 +504,8 @@ func presentLB(c *plugin.Ctx, o plugin.Object) plugin.Object {
 func presentListener(c *plugin.Ctx, o plugin.Object) plugin.Object {
 	cp := clone(o, 2)
 	cp["loadbalancers"] = []any{map[string]any{"id": o["loadbalancer_id"]}}
-	cp["l7policies"] = []any{}
+	ps, _ := c.Tx.List(L7Policy.Kind, store.Filter{Parent: attr.Str(o, "id")})
+	cp["l7policies"] = ids(ps)
 	return cp
 }
 
