@@ -102,6 +102,11 @@ tree=$(as_demo loadbalancer status show "lb$S")
 [[ "$tree" == *'"address": "10.77.0.20"'* && "$tree" == *'"type": "HTTP"'* ]] || fail "status tree: $tree"
 members=$(as_demo loadbalancer member list "pool$S" -f value -c address)
 [ "$members" = 10.77.0.20 ] || fail "members: $members"
+pol=$(as_demo loadbalancer l7policy create --action REJECT --name "pol$S" "lis$S" -f value -c id)
+lb_active || fail "load balancer not ACTIVE after the L7 policy"
+as_demo loadbalancer l7rule create --type PATH --compare-type STARTS_WITH --value /private "$pol" -f value -c id >/dev/null
+rules=$(as_demo loadbalancer l7rule list "$pol" -f value -c value)
+[ "$rules" = /private ] || fail "L7 rules: $rules"
 providers=$(as_demo loadbalancer provider list -f value -c name | xargs)
 [ "$providers" = "haproxy noop_driver" ] || fail "providers: $providers"
 conns=$(as_demo loadbalancer stats show "lb$S" -f value -c total_connections)
