@@ -1,16 +1,18 @@
 // Package lbaas is load balancing as a service, Octavia's v2 API (served
 // on the load-balancer endpoint, and under /v2.0/lbaas/ on the network
 // endpoint as neutron-lbaas did): load balancers with a VIP port on a
-// tenant subnet, their listeners, pools, members and health monitors.
+// tenant subnet, their listeners, pools, members, health monitors and L7
+// policies and rules.
 //
 // Every object has a provisioning_status with Octavia's life cycle: a
 // change puts the object (PENDING_CREATE, PENDING_UPDATE, PENDING_DELETE)
 // and its load balancer (PENDING_UPDATE) in a pending state until the
 // provider has applied it; while a load balancer is pending, no change to
-// it or to anything under it is taken (409, ImmutableObject). The
-// provider then completes: pending objects become ACTIVE, deleted ones go.
-// The noop_driver provider completes at once (as Octavia's, for the API
-// alone).
+// it or to anything under it is taken (409). The provider then completes:
+// pending objects become ACTIVE, deleted ones go. The haproxy provider
+// completes when a load-balancer agent reports the change applied
+// (driver.go); noop_driver at once, for the API alone (Octavia's own
+// leaves everything pending until something reports for it).
 package lbaas
 
 import (
@@ -285,9 +287,9 @@ func provide(c *plugin.Ctx, lbID string) {
 var under = []*schema.Resource{L7Rule, L7Policy, Member, HealthMonitor, Pool, Listener}
 
 // Complete applies what a provider reports done for a load balancer:
-// every pending object under it becomes ACTIVE (operating as its
-// provider sees it: ONLINE here, or NO_MONITOR... left to health checks),
-// those pending delete go, and the load balancer is ACTIVE again (or gone).
+// every pending object under it becomes ACTIVE (an OFFLINE one ONLINE,
+// until health checks say otherwise), those pending delete go, and the
+// load balancer is ACTIVE again (or gone, with its VIP port).
 func Complete(c *plugin.Ctx, lbID string) error {
 	lb, err := c.Tx.Get(LoadBalancer.Kind, lbID)
 	if err != nil {
