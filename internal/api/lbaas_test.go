@@ -178,8 +178,13 @@ func TestLoadBalancerAPI(t *testing.T) {
 		// The status tree.
 		tree := e.must(200, lb(userA, "GET", "/v2/lbaas/loadbalancers/"+id+"/status", nil), "statuses")
 		root := tree["loadbalancer"].(map[string]any)
-		pl := root["listeners"].([]any)[0].(map[string]any)["pools"].([]any)[0].(map[string]any)
-		if root["provisioning_status"] != "ACTIVE" || len(pl["members"].([]any)) != 2 || pl["health_monitor"] == nil {
+		var pl map[string]any
+		for _, l := range root["listeners"].([]any) { // the HTTP listener's pool
+			if l := l.(map[string]any); l["id"] == listener["id"] && len(l["pools"].([]any)) == 1 {
+				pl = l["pools"].([]any)[0].(map[string]any)
+			}
+		}
+		if root["provisioning_status"] != "ACTIVE" || pl == nil || len(pl["members"].([]any)) != 2 || pl["health_monitor"] == nil {
 			t.Fatalf("status tree: %v", tree)
 		}
 		// A load balancer whose provider has not applied it yet (the
