@@ -187,6 +187,32 @@ func TestLoadBalancerAPI(t *testing.T) {
 		if root["provisioning_status"] != "ACTIVE" || pl == nil || len(pl["members"].([]any)) != 2 || pl["health_monitor"] == nil {
 			t.Fatalf("status tree: %v", tree)
 		}
+		// Flavors: profiles are the admin's; a flavor's profile names the
+		// provider a load balancer of that flavor gets.
+		octaviaFault(lb(admin, "POST", "/v2/lbaas/flavorprofiles", map[string]any{"flavorprofile": map[string]any{
+			"name": "ha", "provider_name": "haproxy", "flavor_data": `{"loadbalancer_topology": "ACTIVE_STANDBY"}`}}), 400, "does not support")
+		e.fault(e.do(userA, "POST", "/v2.0/lbaas/flavorprofiles", map[string]any{"flavorprofile": map[string]any{
+			"name": "x", "provider_name": "noop_driver", "flavor_data": "{}"}}), 403, "PolicyNotAuthorized")
+		prof := e.must(201, lb(admin, "POST", "/v2/lbaas/flavorprofiles", map[string]any{"flavorprofile": map[string]any{
+			"name": "api", "provider_name": "noop_driver", "flavor_data": "{}"}}), "flavorprofile")
+		flavor := e.must(201, lb(admin, "POST", "/v2/lbaas/flavors", map[string]any{"flavor": map[string]any{
+			"name": "api-only", "flavor_profile_id": prof["id"]}}), "flavor")
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/flavors", map[string]any{"flavor": map[string]any{
+			"name": "mine", "flavor_profile_id": prof["id"]}}), 403, "")
+		if l := lb(userA, "GET", "/v2/lbaas/flavors", nil); len(l.Body["flavors"].([]any)) != 1 {
+			t.Fatalf("flavors a member sees: %s", l.Raw)
+		}
+		flavored := e.must(201, lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
+			"vip_network_id": net, "flavor_id": flavor["id"]}}), "loadbalancer")
+		if flavored["provider"] != "noop_driver" || flavored["flavor_id"] != flavor["id"] {
+			t.Fatalf("load balancer of a flavor: %v", flavored)
+		}
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
+			"vip_network_id": net, "flavor_id": flavor["id"], "provider": "haproxy"}}), 400, "not compatible with provider")
+		octaviaFault(lb(admin, "DELETE", "/v2/lbaas/flavors/"+flavor["id"].(string), nil), 409, "in use")
+		e.must(200, lb(admin, "PUT", "/v2/lbaas/flavors/"+flavor["id"].(string), map[string]any{"flavor": map[string]any{"enabled": false}}), "flavor")
+		octaviaFault(lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
+			"vip_network_id": net, "flavor_id": flavor["id"]}}), 400, "not allowed")
 		// A load balancer whose provider has not applied it yet (the
 		// haproxy provider, no agent here) takes no change.
 		pending := e.must(201, lb(userA, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{

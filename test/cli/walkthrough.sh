@@ -114,10 +114,21 @@ conns=$(as_demo loadbalancer stats show "lb$S" -f value -c total_connections)
 as_demo loadbalancer failover "lb$S" 2>/dev/null && fail "a member failed over a load balancer"
 as_admin loadbalancer failover "lb$S"
 lb_active || fail "load balancer not ACTIVE after its failover"
+# A flavor (the admin's profile names the provider).
+prof=$(as_admin loadbalancer flavorprofile create --name "prof$S" --provider noop_driver --flavor-data '{}' -f value -c id)
+as_admin loadbalancer flavor create --name "flv$S" --flavorprofile "$prof" --enable -f value -c id >/dev/null
+flavors=$(as_demo loadbalancer flavor list -f value -c name)
+has "$flavors" "flv$S" || fail "flavors a member sees: $flavors"
+as_demo loadbalancer create --name "lbf$S" --vip-subnet-id "v4$S" --flavor "flv$S" -f value -c id >/dev/null
+[ "$(as_demo loadbalancer show "lbf$S" -f value -c provider)" = noop_driver ] || fail "provider of a flavored load balancer"
+for _ in $(seq 25); do [ "$(as_demo loadbalancer show "lbf$S" -f value -c provisioning_status)" = ACTIVE ] && break; sleep 0.2; done
+as_demo loadbalancer delete "lbf$S"
 as_demo loadbalancer delete "lb$S" 2>/dev/null && fail "a load balancer with children deleted without --cascade"
 as_demo loadbalancer delete --cascade "lb$S"
 lbs=$(as_demo loadbalancer list -f value -c name)
 has "$lbs" "lb$S" && fail "load balancer still listed after a cascade delete"
+as_admin loadbalancer flavor delete "flv$S"
+as_admin loadbalancer flavorprofile delete "$prof"
 as_admin network delete "ext$S"
 
 # HA routers: two L3 agents (registered through the agent API, no data

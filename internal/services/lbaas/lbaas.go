@@ -219,6 +219,11 @@ func (s *Service) Register(r *plugin.Registry) error {
 			return err
 		}
 	}
+	for _, h := range flavorHandlers() {
+		if err := r.Resource(h); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

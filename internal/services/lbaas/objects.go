@@ -33,6 +33,11 @@ var providers = map[string]string{ProviderNoop: "The no-op driver (the API alone
 func (s *Service) createLB(c *plugin.Ctx, in plugin.Object) (plugin.Object, error) {
 	id := attr.Str(in, "id")
 	provider := attr.Str(in, "provider")
+	if fp, err := flavorProvider(c, in); err != nil {
+		return nil, err
+	} else if fp != "" {
+		provider = fp
+	}
 	if provider == "" {
 		provider = s.cfg.DefaultProvider
 	}
