@@ -72,7 +72,8 @@ func TestLoadBalancerAPI(t *testing.T) {
 		if l := lb(userB, "GET", "/v2/lbaas/loadbalancers", nil); len(l.Body["loadbalancers"].([]any)) != 0 {
 			t.Fatalf("another project lists %s", l.Raw)
 		}
-		octaviaFault(lb(userB, "GET", "/v2/lbaas/loadbalancers/"+id, nil), 404, "not found")
+		octaviaFault(lb(userB, "GET", "/v2/lbaas/loadbalancers/"+id, nil), 403, "Policy does not allow")
+		octaviaFault(lb(userB, "DELETE", "/v2/lbaas/loadbalancers/"+id, nil), 403, "Policy does not allow")
 
 		listener := e.must(201, lb(userA, "POST", "/v2/lbaas/listeners", map[string]any{"listener": map[string]any{
 			"loadbalancer_id": id, "protocol": "HTTP", "protocol_port": 80}}), "listener")

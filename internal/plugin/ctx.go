@@ -126,6 +126,9 @@ func (c *Ctx) Get(r *schema.Resource, id string) (Object, error) {
 		return nil, err
 	}
 	if !c.CanSee(r, o) {
+		if h := c.handler(r); h != nil && h.OthersForbidden {
+			return nil, fault.Forbidden("Policy does not allow this request to be performed.")
+		}
 		return nil, r.NotFoundError(id)
 	}
 	return o, nil

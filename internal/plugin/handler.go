@@ -52,6 +52,9 @@ type Handler struct {
 	Quota string
 	// AdminOnly: only admins see or change these (metering).
 	AdminOnly bool
+	// OthersForbidden answers another project's object with 403, not 404
+	// (Octavia's policy).
+	OthersForbidden bool
 }
 
 // Action is a member action, run in a write transaction; its answer is

@@ -215,6 +215,7 @@ func (s *Service) Register(r *plugin.Registry) error {
 		{Res: L7Policy, Create: s.createL7Policy, Update: updateObject(L7Policy), Delete: deleteObject(L7Policy), Present: presentL7Policy},
 		{Res: L7Rule, Create: s.createL7Rule, Update: updateObject(L7Rule), Delete: deleteObject(L7Rule), Present: presentL7Rule},
 	} {
+		h.OthersForbidden = true // another project's: 403, as Octavia
 		if err := r.Resource(h); err != nil {
 			return err
 		}
