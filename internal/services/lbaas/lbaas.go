@@ -233,13 +233,7 @@ func lbOf(c *plugin.Ctx, res *schema.Resource, o plugin.Object) (plugin.Object, 
 	switch res {
 	case LoadBalancer:
 		return o, nil
-	case Member:
-		p, err := c.Tx.Get(Pool.Kind, attr.Str(o, "pool_id"))
-		if err != nil {
-			return nil, err
-		}
-		return c.Tx.Get(LoadBalancer.Kind, attr.Str(p, "loadbalancer_id"))
-	case HealthMonitor:
+	case Member, HealthMonitor:
 		p, err := c.Tx.Get(Pool.Kind, attr.Str(o, "pool_id"))
 		if err != nil {
 			return nil, err

@@ -200,7 +200,6 @@ func deleteObject(res *schema.Resource) func(c *plugin.Ctx, cur plugin.Object) e
 		if err := lock(c, lb); err != nil {
 			return err
 		}
-		gone := []plugin.Object{cur}
 		// What is under it goes with it.
 		if err := deleteBelow(c, res, attr.Str(cur, "id")); err != nil {
 			return err
@@ -221,13 +220,8 @@ func deleteObject(res *schema.Resource) func(c *plugin.Ctx, cur plugin.Object) e
 				}
 			}
 		}
-		for _, o := range gone {
-			o["provisioning_status"] = pendingDelete
-			if err := c.Put(res, o); err != nil {
-				return err
-			}
-		}
-		return nil
+		cur["provisioning_status"] = pendingDelete
+		return c.Put(res, cur)
 	}
 }
 
