@@ -16,6 +16,7 @@ require (
 	golang.org/x/sys v0.49.0
 	modernc.org/sqlite v1.61.1
 	sigs.k8s.io/knftables v0.0.22
+	software.sslmate.com/src/go-pkcs12 v0.6.0
 )
 
 require (

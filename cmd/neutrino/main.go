@@ -23,6 +23,7 @@ import (
 	"neutrino/internal/api"
 	"neutrino/internal/identity"
 	"neutrino/internal/services"
+	"neutrino/internal/services/keymanager"
 	"neutrino/internal/services/lbaas"
 	"neutrino/internal/services/ml2"
 	"neutrino/internal/store"
@@ -284,6 +285,8 @@ func serve(args []string) error {
 	lbListen := fs.String("lb-listen", envOr("NEUTRINO_LB_LISTEN", "127.0.0.1:9876"), "address to serve the load-balancer API (Octavia's v2) on, when the lbaas service runs (\"\": not served)")
 	lbProvider := fs.String("lb-default-provider", "haproxy", "provider of load balancers created without one: haproxy (run by load-balancer agents) or noop_driver (the API alone)")
 	lbPublicURL := fs.String("lb-public-url", "", "URL clients use to reach the load-balancer API (default: http://<lb-listen>)")
+	kmListen := fs.String("km-listen", envOr("NEUTRINO_KM_LISTEN", "127.0.0.1:9311"), "address to serve the key-manager API (Barbican's v1 subset) on, when the key-manager service runs (\"\": not served)")
+	kmPublicURL := fs.String("km-public-url", "", "URL clients use to reach the key-manager API (default: http://<km-listen>)")
 	metricsListen := fs.String("metrics-listen", "", "serve /metrics without authentication on this address (on the API's own listener /metrics needs an admin token)")
 	bodyTimeout := fs.Duration("body-timeout", 30*time.Second, "time a client has to send a request's body")
 	perClient := fs.Int("max-connections-per-client", 256, "connections one client address may hold open at once")
@@ -310,7 +313,8 @@ func serve(args []string) error {
 		FlatNetworks: splitList(*flatNets), VNIRanges: splitList(*vniRanges), GlobalPhysnetMTU: *physMTU,
 		MechanismDrivers: splitList(*mechDrivers)},
 		Quotas: map[string]int{}, DHCPAgentsPerNetwork: *dhcpPerNet, AgentDownTime: *downTime,
-		L3HA: *l3HA, MaxL3AgentsPerRouter: *maxL3, LBaaS: lbaas.Config{DefaultProvider: *lbProvider}}
+		L3HA: *l3HA, MaxL3AgentsPerRouter: *maxL3, LBaaS: lbaas.Config{DefaultProvider: *lbProvider},
+		KeyManager: keymanager.Config{KeyFile: filepath.Join(sf.dataDir, "key-manager.key")}}
 	if *maxL3 < 2 {
 		return fmt.Errorf("--max-l3-agents-per-router: %d (at least 2)", *maxL3)
 	}
@@ -327,6 +331,9 @@ func serve(args []string) error {
 			return fmt.Errorf("--default-quotas: %q", kv)
 		}
 		cfg.Quotas[k] = n
+	}
+	if err := os.MkdirAll(sf.dataDir, 0o700); err != nil {
+		return err
 	}
 	reg, err := services.Build(db, cfg)
 	if err != nil {
@@ -350,6 +357,13 @@ func serve(args []string) error {
 				lbBase = "http://" + *lbListen
 			}
 			ident.LoadBalancerURL = strings.TrimSuffix(lbBase, "/")
+		}
+		if reg.HasService("key-manager") && *kmListen != "" {
+			kmBase := *kmPublicURL
+			if kmBase == "" {
+				kmBase = "http://" + *kmListen
+			}
+			ident.KeyManagerURL = strings.TrimSuffix(kmBase, "/")
 		}
 		ident.Log = log
 		a, d, err := passwords(sf.dataDir, *adminPw, *demoPw)
@@ -403,6 +417,16 @@ func serve(args []string) error {
 		go ls.Serve(api.LimitPerClient(lln, *perClient))
 		defer ls.Close()
 		log.Info("serving the load-balancer API", "listen", lln.Addr().String())
+	}
+	if reg.HasService("key-manager") && *kmListen != "" {
+		kln, err := net.Listen("tcp", *kmListen)
+		if err != nil {
+			return fmt.Errorf("key-manager endpoint: %w (--km-listen \"\" serves none)", err)
+		}
+		ks := &http.Server{Handler: srv.KeyManager(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+		go ks.Serve(api.LimitPerClient(kln, *perClient))
+		defer ks.Close()
+		log.Info("serving the key-manager API", "listen", kln.Addr().String())
 	}
 	log.Info("serving", "listen", ln.Addr().String(), "auth", *authMode, "store", string(db.Dialect))
 	errc := make(chan error, 1)

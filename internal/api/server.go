@@ -155,8 +155,9 @@ func writeJSONSized(w http.ResponseWriter, status int, v any, size int) {
 // made.
 var bodies = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// dialectKey marks a request to the load-balancer endpoint, whose errors
-// are Octavia's.
+// dialectKey marks a request to the load-balancer endpoint ("octavia"),
+// whose errors are Octavia's, or to the key-manager endpoint
+// (plugin.KeyManagerEndpoint), whose errors are Barbican's.
 type dialectKey struct{}
 
 // writeError renders err in Neutron's format (Octavia's on the
@@ -174,7 +175,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if len(msg) > most {
 		msg = strings.ToValidUTF8(msg[:most], "") + "..."
 	}
-	if r.Context().Value(dialectKey{}) != nil {
+	switch r.Context().Value(dialectKey{}) {
+	case plugin.KeyManagerEndpoint:
+		writeJSON(w, fe.Status, map[string]any{"code": fe.Status, "title": http.StatusText(fe.Status), "description": msg})
+		return
+	case "octavia":
 		code := "Client"
 		if fe.Status >= 500 {
 			code = "Server"
@@ -312,7 +317,11 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 // route serves a path a service registered (false if none matched).
 func (s *Server) route(w http.ResponseWriter, r *http.Request, caller *policy.Caller, internal bool, parts []string) {
-	rt, args, wrongMethod := s.Reg.Match(r.Method, internal, parts)
+	endpoint, _ := r.Context().Value(dialectKey{}).(string)
+	if endpoint == "octavia" {
+		endpoint = ""
+	}
+	rt, args, wrongMethod := s.Reg.Match(r.Method, endpoint, internal, parts)
 	if rt == nil {
 		if wrongMethod {
 			s.writeError(w, r, fault.MethodNotAllowed())
@@ -321,13 +330,23 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, caller *policy.Ca
 		}
 		return
 	}
+	reply := http.Header{}
 	status, body, err := rt.Serve(&plugin.Request{Request: r, Reg: s.Reg, Caller: caller, Args: args,
-		Body: func() ([]byte, error) { return readBody(r) }})
-	switch {
-	case err != nil:
+		Body: func() ([]byte, error) { return readBody(r) }, Reply: reply})
+	if err != nil {
 		s.writeError(w, r, err)
-	case body == nil:
+		return
+	}
+	for k, v := range reply {
+		w.Header()[k] = v
+	}
+	switch body := body.(type) {
+	case nil:
 		w.WriteHeader(status)
+	case plugin.Raw:
+		w.Header().Set("Content-Type", body.ContentType)
+		w.WriteHeader(status)
+		w.Write(body.Data)
 	default:
 		writeJSON(w, status, body)
 	}

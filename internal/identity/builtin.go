@@ -33,6 +33,9 @@ type Builtin struct {
 	// LoadBalancerURL, when set, is the load-balancer endpoint's (the
 	// catalog's load-balancer service).
 	LoadBalancerURL string
+	// KeyManagerURL, when set, is the key-manager endpoint's (the
+	// catalog's key-manager service).
+	KeyManagerURL string
 	Region          string
 	TokenTTL        time.Duration
 

@@ -185,6 +185,10 @@ func (b *Builtin) catalog(r *http.Request) []any {
 		out = append(out, map[string]any{"id": "neutrino-load-balancer", "type": "load-balancer", "name": "octavia", "endpoints": []any{
 			ep("neutrino-load-balancer-public", lb, "public"), ep("neutrino-load-balancer-internal", lb, "internal"), ep("neutrino-load-balancer-admin", lb, "admin")}})
 	}
+	if km := b.KeyManagerURL; km != "" {
+		out = append(out, map[string]any{"id": "neutrino-key-manager", "type": "key-manager", "name": "barbican", "endpoints": []any{
+			ep("neutrino-key-manager-public", km, "public"), ep("neutrino-key-manager-internal", km, "internal"), ep("neutrino-key-manager-admin", km, "admin")}})
+	}
 	return out
 }
 

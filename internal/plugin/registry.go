@@ -302,7 +302,20 @@ type Route struct {
 	// when Internal): "{}" matches any one segment, a final "..." any rest.
 	Path     string
 	Internal bool
+	// Endpoint names the endpoint serving the route: "" the network
+	// endpoint (or, when Internal, the agents' API), otherwise another the
+	// binary serves (KeyManagerEndpoint), matched after its version.
+	Endpoint string
 	Serve    func(req *Request) (status int, body any, err error)
+}
+
+// KeyManagerEndpoint is the key-manager endpoint (Barbican's v1 API).
+const KeyManagerEndpoint = "key-manager"
+
+// Raw is a route's answer that is not JSON: its bytes, as they are.
+type Raw struct {
+	ContentType string
+	Data        []byte
 }
 
 // Request is what a Route is given.
@@ -314,6 +327,8 @@ type Request struct {
 	Args []string
 	// Body reads the request body, bounded in size and time.
 	Body func() ([]byte, error)
+	// Reply holds headers to send with the answer (Location).
+	Reply http.Header
 }
 
 // Decode reads the request's JSON body into v (a malformed one is a 400).
@@ -331,11 +346,12 @@ func (r *Request) Decode(v any) error {
 // Route registers an HTTP route.
 func (r *Registry) Route(rt *Route) { r.routes = append(r.routes, rt) }
 
-// Match finds the route for a request (internal: under /neutrino/v1/);
-// methodMismatch is true when the path matched a route of another method.
-func (r *Registry) Match(method string, internal bool, parts []string) (rt *Route, args []string, methodMismatch bool) {
+// Match finds the route for a request to an endpoint (internal: under
+// /neutrino/v1/); methodMismatch is true when the path matched a route of
+// another method.
+func (r *Registry) Match(method, endpoint string, internal bool, parts []string) (rt *Route, args []string, methodMismatch bool) {
 	for _, cand := range r.routes {
-		if cand.Internal != internal {
+		if cand.Internal != internal || cand.Endpoint != endpoint {
 			continue
 		}
 		a, ok := matchPath(strings.Split(cand.Path, "/"), parts)

@@ -18,6 +18,7 @@ import (
 	"neutrino/internal/services/dhcp"
 	"neutrino/internal/services/ipam"
 	"neutrino/internal/services/l3"
+	"neutrino/internal/services/keymanager"
 	"neutrino/internal/services/lbaas"
 	"neutrino/internal/services/metering"
 	"neutrino/internal/services/ml2"
@@ -41,6 +42,7 @@ type Config struct {
 	// it counts as dead.
 	AgentDownTime time.Duration
 	LBaaS         lbaas.Config
+	KeyManager    keymanager.Config
 	// ServicePlugins names the optional services to run; nil runs them all.
 	ServicePlugins []string
 	// Extra services run after the listed ones, before quotas (tests,
@@ -70,6 +72,7 @@ var list = []entry{
 		return l3.New(l3.Config{HA: c.L3HA, MaxAgents: c.MaxL3AgentsPerRouter}), nil
 	}},
 	{"metering", true, func(Config) (plugin.Service, error) { return metering.New(), nil }},
+	{"key-manager", true, func(c Config) (plugin.Service, error) { return keymanager.New(c.KeyManager), nil }},
 	{"lbaas", true, func(c Config) (plugin.Service, error) {
 		if p := c.LBaaS.DefaultProvider; p != "" && !lbaas.Known(p) {
 			return nil, fmt.Errorf("unknown load-balancer provider %q (haproxy, noop_driver)", p)
