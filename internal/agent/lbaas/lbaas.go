@@ -188,18 +188,42 @@ func specOf(env *concern.Env, o map[string]any, ports, subnets map[string]map[st
 				Rise: int(attr.Num(hm["max_retries"], 3)), Fall: int(attr.Num(hm["max_retries_down"], 3)),
 				Method: attr.Str(hm, "http_method"), Path: attr.Str(hm, "url_path"), Codes: attr.Str(hm, "expected_codes")}
 		}
-		if p["admin_state_up"] == true {
+		if p["tls_enabled"] == true {
+			t, _ := p["_tls"].(map[string]any)
+			pool.TLS, pool.ClientCert, pool.CA, pool.CRL = true, pemOf(t, "cert"), pemOf(t, "ca"), pemOf(t, "crl")
+		}
+		if p["admin_state_up"] == true && p["_tls_error"] == nil {
 			pools[pool.ID] = pool
 		}
 	}
 	for _, l := range attr.Objects(o, "_listeners") {
-		if l["admin_state_up"] != true {
-			continue
+		if l["admin_state_up"] != true || l["_tls_error"] != nil {
+			continue // (a listener whose certificate cannot be read any more is left out)
 		}
 		li := lb.Listener{ID: attr.Str(l, "id"), Protocol: attr.Str(l, "protocol"),
 			Port: int(attr.Num(l["protocol_port"], 0)), ConnLimit: int(attr.Num(l["connection_limit"], -1)),
 			ClientData: int(attr.Num(l["timeout_client_data"], 0)), MemberConnect: int(attr.Num(l["timeout_member_connect"], 0)),
 			MemberData: int(attr.Num(l["timeout_member_data"], 0)), Pool: pools[attr.Str(l, "default_pool_id")]}
+		if t, _ := l["_tls"].(map[string]any); t != nil {
+			for _, c := range attr.List(t, "certs") {
+				if c, ok := c.(string); ok {
+					li.Certs = append(li.Certs, []byte(c))
+				}
+			}
+			li.ClientCA, li.ClientCRL, li.ClientAuth = pemOf(t, "client_ca"), pemOf(t, "client_crl"), attr.Str(l, "client_authentication")
+		}
+		if h, _ := l["insert_headers"].(map[string]any); h != nil {
+			for _, k := range slices.Sorted(maps.Keys(h)) {
+				if v := fmt.Sprint(h[k]); strings.EqualFold(v, "true") {
+					li.Headers = append(li.Headers, k)
+				}
+			}
+		}
+		for _, c := range attr.List(l, "allowed_cidrs") {
+			if c, ok := c.(string); ok {
+				li.Allowed = append(li.Allowed, c)
+			}
+		}
 		policies := attr.Objects(l, "_l7policies")
 		slices.SortStableFunc(policies, func(a, b map[string]any) int {
 			return int(attr.Num(a["position"], 0) - attr.Num(b["position"], 0))
@@ -221,6 +245,14 @@ func specOf(env *concern.Env, o map[string]any, ports, subnets map[string]map[st
 		spec.Listeners = append(spec.Listeners, li)
 	}
 	return spec, true
+}
+
+// pemOf reads a PEM document of a bundle's TLS part.
+func pemOf(t map[string]any, key string) []byte {
+	if s := attr.Str(t, key); s != "" {
+		return []byte(s)
+	}
+	return nil
 }
 
 // Report implements concern.Reporter: each load balancer's applied

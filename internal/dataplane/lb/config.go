@@ -1,19 +1,34 @@
 package lb
 
 import (
+	"crypto/sha256"
 	"fmt"
+	"maps"
 	"net/netip"
+	"path/filepath"
+	"slices"
 	"strings"
 )
 
-// Config is haproxy's configuration for spec: a frontend per listener on
-// the VIP, a backend per pool with its members as servers, health checks
-// per the pool's monitor.
-func Config(spec Spec, sockFile string) string {
+// Config is haproxy's configuration for spec, its files in dir: a
+// frontend per listener on the VIP, a backend per pool with its members
+// as servers, health checks per the pool's monitor.
+func Config(spec Spec, dir string) string {
 	var b strings.Builder
 	// (haproxy is given its pid file on the command line; maxconn within
 	// what the agent's open file limit leaves it.)
-	fmt.Fprintf(&b, "global\n    daemon\n    stats socket %s mode 600 level admin\n    maxconn 8000\n\n", sockFile)
+	fmt.Fprintf(&b, "global\n    daemon\n    stats socket %s mode 600 level admin\n    maxconn 8000\n", filepath.Join(dir, "haproxy.sock"))
+	if files := tlsFiles(spec, dir); len(files) > 0 {
+		// The certificates' digest: a new certificate is a new
+		// configuration, which reloads haproxy.
+		h := sha256.New()
+		for _, name := range slices.Sorted(maps.Keys(files)) {
+			h.Write([]byte(name))
+			h.Write(files[name])
+		}
+		fmt.Fprintf(&b, "    # tls %x\n", h.Sum(nil)[:12])
+	}
+	b.WriteString("\n")
 	b.WriteString("defaults\n    timeout connect 5000\n    timeout client 50000\n    timeout server 50000\n\n")
 	vips := map[bool]string{}
 	for _, c := range spec.Addrs {
@@ -32,8 +47,11 @@ func Config(spec Spec, sockFile string) string {
 				if !v4 {
 					a = "[" + a + "]"
 				}
-				fmt.Fprintf(&b, "    bind %s:%d\n", a, l.Port)
+				fmt.Fprintf(&b, "    bind %s:%d%s\n", a, l.Port, bindTLS(l, dir))
 			}
+		}
+		if len(l.Allowed) > 0 {
+			fmt.Fprintf(&b, "    tcp-request connection reject unless { src %s }\n", strings.Join(l.Allowed, " "))
 		}
 		if l.ConnLimit > 0 {
 			fmt.Fprintf(&b, "    maxconn %d\n", l.ConnLimit)
@@ -43,6 +61,7 @@ func Config(spec Spec, sockFile string) string {
 		}
 		if mode == "http" {
 			b.WriteString("    option forwardfor\n")
+			writeHeaders(&b, l)
 			writePolicies(&b, l.Policies)
 		}
 		if l.Pool != nil {
@@ -56,7 +75,7 @@ func Config(spec Spec, sockFile string) string {
 		for _, p := range used {
 			if p != nil && pools[p.ID] == nil {
 				pools[p.ID] = p
-				writeBackend(&b, l, p)
+				writeBackend(&b, l, p, dir)
 			}
 		}
 		b.WriteString("\n")
@@ -116,16 +135,16 @@ func quote(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
 }
 
-// modeOf is haproxy's mode for a protocol: http for HTTP, tcp otherwise
-// (HTTPS is passed through).
+// modeOf is haproxy's mode for a protocol: http for HTTP and
+// TERMINATED_HTTPS, tcp otherwise (HTTPS is passed through).
 func modeOf(protocol string) string {
-	if protocol == "HTTP" {
+	if protocol == "HTTP" || protocol == "TERMINATED_HTTPS" {
 		return "http"
 	}
 	return "tcp"
 }
 
-func writeBackend(b *strings.Builder, l Listener, p *Pool) {
+func writeBackend(b *strings.Builder, l Listener, p *Pool, dir string) {
 	fmt.Fprintf(b, "\nbackend %s\n    mode %s\n", p.ID, modeOf(p.Protocol))
 	switch p.Algorithm {
 	case "LEAST_CONNECTIONS":
@@ -173,7 +192,7 @@ func writeBackend(b *strings.Builder, l Listener, p *Pool) {
 		if a, err := netip.ParseAddr(addr); err == nil && a.Is6() {
 			addr = "[" + addr + "]"
 		}
-		fmt.Fprintf(b, "    server %s %s:%d weight %d%s", mb.ID, addr, mb.Port, mb.Weight, check)
+		fmt.Fprintf(b, "    server %s %s:%d weight %d%s%s", mb.ID, addr, mb.Port, mb.Weight, check, serverTLS(p, dir))
 		if p.Persistence == "HTTP_COOKIE" {
 			fmt.Fprintf(b, " cookie %s", mb.ID)
 		}

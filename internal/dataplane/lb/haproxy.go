@@ -49,6 +49,17 @@ type Listener struct {
 	Pool                                  *Pool
 	// Policies are the listener's L7 policies, in order.
 	Policies []Policy
+	// TERMINATED_HTTPS: the certificates (PEM, each with its key; the
+	// first is the default, SNI chooses among the others), the CA client
+	// certificates must chain to and its revocation list, and ClientAuth
+	// (NONE, OPTIONAL, MANDATORY).
+	Certs               [][]byte
+	ClientCA, ClientCRL []byte
+	ClientAuth          string
+	// Headers are the headers to insert (Octavia's insert_headers names).
+	Headers []string
+	// Allowed are the source CIDRs that may connect (none: any).
+	Allowed []string
 }
 
 // Policy is an L7 policy: when all its rules match, the request is
@@ -80,6 +91,10 @@ type Pool struct {
 	Persistence, Cookie string
 	Members             []Member
 	Monitor             *Monitor
+	// TLS re-encrypts to members: with ClientCert presented when set,
+	// checking their certificates against CA (and CRL) when set.
+	TLS                 bool
+	ClientCert, CA, CRL []byte
 }
 
 // Member is a server of a pool.
@@ -151,10 +166,13 @@ func (b *Balancer) Apply(spec Spec) error {
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		return err
 	}
-	conf := Config(spec, b.sockFile())
+	conf := Config(spec, b.dir)
 	running := b.running()
 	if conf == b.conf && len(running) > 0 {
 		return nil
+	}
+	if err := writeTLS(spec, b.dir); err != nil {
+		return err
 	}
 	if err := os.WriteFile(b.confFile()+".new", []byte(conf), 0o600); err != nil {
 		return err

@@ -144,6 +144,11 @@ func bundle(c *plugin.Ctx, lb plugin.Object) (plugin.Object, error) {
 			policies = append(policies, p)
 		}
 		l["_l7policies"] = attr.OrEmpty(policies)
+		if attr.Str(l, "protocol") == "TERMINATED_HTTPS" {
+			if l["_tls"], err = listenerTLS(c, l); err != nil {
+				l["_tls_error"] = err.Error() // the agent leaves it out
+			}
+		}
 		listeners = append(listeners, l)
 	}
 	out["_listeners"] = attr.OrEmpty(listeners)
@@ -162,6 +167,11 @@ func bundle(c *plugin.Ctx, lb plugin.Object) (plugin.Object, error) {
 		hms, err := c.Tx.List(HealthMonitor.Kind, store.Filter{Parent: attr.Str(p, "id")})
 		if err != nil {
 			return nil, err
+		}
+		if p["tls_enabled"] == true {
+			if p["_tls"], err = poolTLS(c, p); err != nil {
+				p["_tls_error"] = err.Error()
+			}
 		}
 		p["_healthmonitor"] = nil
 		if l := live(hms); len(l) > 0 {

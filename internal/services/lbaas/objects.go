@@ -184,6 +184,15 @@ func updateObject(res *schema.Resource) func(c *plugin.Ctx, cur, in plugin.Objec
 			}
 		}
 		merged := attr.Merge(cur, in)
+		switch res {
+		case Listener:
+			err = checkListenerTLS(c, merged)
+		case Pool:
+			err = checkPoolTLS(c, merged)
+		}
+		if err != nil {
+			return nil, err
+		}
 		merged["provisioning_status"] = pendingUpdate
 		return merged, nil
 	}
@@ -301,14 +310,14 @@ func (s *Service) createListener(c *plugin.Ctx, in plugin.Object) (plugin.Object
 	if err := checkDefaultPool(c, in, attr.Str(in, "default_pool_id")); err != nil {
 		return nil, err
 	}
-	if p := attr.Str(in, "protocol"); p == "TERMINATED_HTTPS" && attr.Str(in, "default_tls_container_ref") == "" {
-		return nil, invalid("An SNI or default certificate container reference must be provided for TERMINATED_HTTPS listeners.")
-	}
 	o := plugin.Object{}
 	for _, a := range Listener.Attrs {
 		if a.Post {
 			o[a.Name] = in[a.Name]
 		}
+	}
+	if err := checkListenerTLS(c, o); err != nil {
+		return nil, err
 	}
 	return child(c, Listener, lb, in, o)
 }
@@ -372,6 +381,9 @@ func (s *Service) createPool(c *plugin.Ctx, in plugin.Object) (plugin.Object, er
 		if a.Post && a.Name != "listener_id" && a.Name != "loadbalancer_id" {
 			o[a.Name] = in[a.Name]
 		}
+	}
+	if err := checkPoolTLS(c, o); err != nil {
+		return nil, err
 	}
 	o, err = child(c, Pool, lb, in, o)
 	if err != nil {
