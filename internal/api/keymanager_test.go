@@ -71,7 +71,7 @@ func TestKeyManagerAPI(t *testing.T) {
 		err := e.db.Read(context.Background(), func(tx *store.Tx) error {
 			for _, table := range []string{"resources", "changes"} {
 				var n int
-				if err := tx.QueryRow("SELECT COUNT(*) FROM "+table+" WHERE body LIKE '%the-secret-text%'").Scan(&n); err != nil {
+				if err := tx.QueryRow("SELECT COUNT(*) FROM " + table + " WHERE body LIKE '%the-secret-text%'").Scan(&n); err != nil {
 					return err
 				}
 				if n != 0 {
@@ -189,7 +189,7 @@ func TestKeyManagerAPI(t *testing.T) {
 			"vip_subnet_id": sn["id"], "provider": "noop_driver"}}), "loadbalancer")["id"]
 		lbB := e.must(201, lb(userB, "POST", "/v2/lbaas/loadbalancers", map[string]any{"loadbalancer": map[string]any{
 			"vip_subnet_id": e.subnet(userB, map[string]any{"network_id": e.network(userB, nil)["id"], "ip_version": 4, "cidr": "10.92.0.0/24"})["id"],
-			"provider": "noop_driver"}}), "loadbalancer")["id"]
+			"provider":      "noop_driver"}}), "loadbalancer")["id"]
 		listener := func(who as, lbID any, extra map[string]any) resp {
 			t.Helper()
 			body := map[string]any{"loadbalancer_id": lbID, "protocol": "TERMINATED_HTTPS", "protocol_port": 443}

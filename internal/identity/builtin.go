@@ -36,8 +36,8 @@ type Builtin struct {
 	// KeyManagerURL, when set, is the key-manager endpoint's (the
 	// catalog's key-manager service).
 	KeyManagerURL string
-	Region          string
-	TokenTTL        time.Duration
+	Region        string
+	TokenTTL      time.Duration
 
 	// Log receives the causes of failed requests (nil: slog's default).
 	Log *slog.Logger
