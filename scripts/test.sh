@@ -37,7 +37,7 @@ else
 fi
 
 step "install test dependencies"
-PKGS="tempest python3-tempest python3-openstackclient python3-subunit python3-stestr postgresql curl iproute2 iputils-ping busybox isc-dhcp-client nftables keepalived haproxy python3-octaviaclient"
+PKGS="tempest python3-tempest python3-openstackclient python3-subunit python3-stestr postgresql curl iproute2 iputils-ping busybox isc-dhcp-client nftables keepalived haproxy openssl python3-octaviaclient python3-barbicanclient"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

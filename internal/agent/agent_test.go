@@ -56,7 +56,13 @@ func testCloud(t testing.TB, tools ...string) (string, *netlab.Lab) {
 	t.Helper()
 	testutil.RequireDataplane(t, append([]string{"ip", "ping"}, tools...)...)
 	reg := servicetest.New(t, services.Config{Quotas: map[string]int{"port": -1}}).Reg
-	srv := httptest.NewServer(api.New(reg, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil))))
+	a := api.New(reg, identity.NoAuth{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	// The key-manager API on the same server: its paths (/v1/...) are
+	// none of the network API's.
+	mux := http.NewServeMux()
+	mux.Handle("/", a)
+	mux.Handle("/v1/", a.KeyManager())
+	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	lab, err := netlab.New("")
 	if err != nil {
