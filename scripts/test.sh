@@ -121,7 +121,7 @@ serve_and_tempest() {
   local label=$1; shift
   local data="$WORK/data-$label" port
   port=$(free_port 19696)
-  "$WORK/neutrino" serve --listen 127.0.0.1:$port --lb-listen 127.0.0.1:"$(free_port 19876)" --data-dir "$data" "$@" > "$WORK/serve-$label.log" 2>&1 &
+  "$WORK/neutrino" serve --listen 127.0.0.1:$port --lb-listen 127.0.0.1:"$(free_port 19876)" --km-listen 127.0.0.1:"$(free_port 19311)" --data-dir "$data" "$@" > "$WORK/serve-$label.log" 2>&1 &
   local pid=$!
   PIDS+=("$pid")
   for _ in $(seq 100); do curl -sf http://127.0.0.1:$port/ >/dev/null && break; sleep 0.1; done
@@ -165,7 +165,7 @@ if [ -x "$PEER/start.sh" ]; then
   kport=$(free_port 19696)
   if ! curl -sf http://127.0.0.1:5000/v3 >/dev/null; then PEER_STARTED=1; fi
   NETWORK_URL="http://127.0.0.1:$kport/" START_NEUTRON=0 "$PEER/start.sh" > "$WORK/peer-start.log" 2>&1 || { tail -20 "$WORK/peer-start.log"; exit 1; }
-  "$WORK/neutrino" serve --listen 127.0.0.1:$kport --lb-listen "" --data-dir "$WORK/data-keystone" --auth keystone \
+  "$WORK/neutrino" serve --listen 127.0.0.1:$kport --lb-listen "" --km-listen "" --data-dir "$WORK/data-keystone" --auth keystone \
     --keystone-url http://127.0.0.1:5000/v3 --keystone-user neutron --keystone-password neutron --keystone-project service \
     > "$WORK/serve-keystone.log" 2>&1 &
   kpid=$!

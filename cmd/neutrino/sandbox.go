@@ -105,6 +105,7 @@ func sandboxUp(args []string) error {
 	networkHosts := fs.Int("network-hosts", 1, "number of network hosts (DHCP and L3 agents, the external network): 2 or more for HA routers")
 	listen := fs.String("listen", "127.0.0.1:19696", "address of the sandbox's server")
 	lbListen := fs.String("lb-listen", "127.0.0.1:19876", "address of the sandbox's load-balancer API")
+	kmListen := fs.String("km-listen", "127.0.0.1:19311", "address of the sandbox's key-manager API")
 	server := fs.String("server", "", "use this running Neutrino (admin credentials from OS_* in the environment) instead of starting one")
 	fs.Parse(args)
 	if os.Geteuid() != 0 {
@@ -173,7 +174,7 @@ func sandboxUp(args []string) error {
 	data := filepath.Join(abs, "data")
 	base := st.base()
 	if st.Server == "" {
-		pid, err := spawn(abs, "server", self, []string{"serve", "--listen", *listen, "--lb-listen", *lbListen, "--data-dir", data}, nil)
+		pid, err := spawn(abs, "server", self, []string{"serve", "--listen", *listen, "--lb-listen", *lbListen, "--km-listen", *kmListen, "--data-dir", data}, nil)
 		if err != nil {
 			return fail(err)
 		}

@@ -392,7 +392,7 @@ func scaleServer(database, profile string) (base, token string, cpu func() time.
 	if err != nil {
 		return "", "", nil, nil, err
 	}
-	args := []string{"serve", "--listen", addr, "--lb-listen", "", "--data-dir", dir, "--log-level", "warn", "--default-quotas", "network=-1,subnet=-1,port=-1",
+	args := []string{"serve", "--listen", addr, "--lb-listen", "", "--km-listen", "", "--data-dir", dir, "--log-level", "warn", "--default-quotas", "network=-1,subnet=-1,port=-1",
 		"--max-connections-per-client", "100000"}
 	if database != "" {
 		args = append(args, "--database", database)

@@ -60,9 +60,14 @@ func TestKeyManagerAPI(t *testing.T) {
 			meta.Body["creator_id"] != "user-"+projA || meta.Body["secret_ref"] != ref || !strings.Contains(string(meta.Raw), `"default":"text/plain"`) {
 			t.Fatalf("metadata: %d %s", meta.Status, meta.Raw)
 		}
-		if p := km(userA, "GET", path+"/payload", nil); p.Status != 200 || string(p.Raw) != "the-secret-text" || p.Header.Get("Content-Type") != "text/plain" {
+		// The payload in the type asked for (bytes when none is).
+		if p := km(userA, "GET", path+"/payload", nil, "Accept", "text/plain"); p.Status != 200 || string(p.Raw) != "the-secret-text" || p.Header.Get("Content-Type") != "text/plain; charset=UTF-8" {
 			t.Fatalf("payload: %d %q %v", p.Status, p.Raw, p.Header)
 		}
+		if p := km(userA, "GET", path+"/payload", nil); string(p.Raw) != "the-secret-text" || p.Header.Get("Content-Type") != "application/octet-stream" {
+			t.Fatalf("payload without Accept: %d %q %v", p.Status, p.Raw, p.Header)
+		}
+		barbicanFault(km(userA, "GET", path+"/payload", nil, "Accept", "application/json"), 406, "Wrong payload content-type")
 		if p := km(userA, "GET", path, nil, "Accept", "text/plain"); string(p.Raw) != "the-secret-text" {
 			t.Fatalf("payload by Accept: %d %q", p.Status, p.Raw)
 		}
@@ -88,25 +93,28 @@ func TestKeyManagerAPI(t *testing.T) {
 		r = km(userA, "POST", "/v1/secrets", map[string]any{"name": "bin", "payload": base64.StdEncoding.EncodeToString(bin),
 			"payload_content_type": "application/octet-stream", "payload_content_encoding": "base64", "secret_type": "symmetric", "bit_length": 40})
 		binPath := strings.TrimPrefix(r.Body["secret_ref"].(string), kmSrv.URL)
-		if p := km(userA, "GET", binPath+"/payload", nil); string(p.Raw) != string(bin) || p.Header.Get("Content-Type") != "application/octet-stream" {
+		if p := km(userA, "GET", binPath+"/payload", nil, "Accept", "application/octet-stream"); string(p.Raw) != string(bin) || p.Header.Get("Content-Type") != "application/octet-stream" {
 			t.Fatalf("binary payload: %d %q", p.Status, p.Raw)
 		}
+		barbicanFault(km(userA, "GET", binPath+"/payload", nil, "Accept", "text/plain"), 406, "Wrong payload content-type") // not UTF-8
 		// Metadata first, the payload after (once).
 		r = km(userA, "POST", "/v1/secrets", map[string]any{"name": "later"})
 		laterPath := strings.TrimPrefix(r.Body["secret_ref"].(string), kmSrv.URL)
-		barbicanFault(km(userA, "GET", laterPath+"/payload", nil), 404, "")
+		barbicanFault(km(userA, "GET", laterPath+"/payload", nil), 404, "your secret has no payload")
 		if p := km(userA, "PUT", laterPath, "now", "Content-Type", "text/plain"); p.Status != 204 {
 			t.Fatalf("put payload: %d %s", p.Status, p.Raw)
 		}
 		barbicanFault(km(userA, "PUT", laterPath, "again", "Content-Type", "text/plain"), 409, "already has data")
 		// Errors, and nothing stored by them.
 		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"payload": "x"}), 400, "payload_content_type")
-		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"payload": "x", "payload_content_type": "image/png"}), 400, "image/png")
-		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"payload": "%%", "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64"}), 400, "base64")
+		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"payload": "x", "payload_content_type": "image/png"}), 400, "payload_content_type is not one of")
+		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"payload": "%%", "payload_content_type": "application/octet-stream", "payload_content_encoding": "base64"}), 400, "Invalid payload for payload_content_encoding")
 		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"name": "old", "expiration": "2001-01-01T00:00:00Z"}), 400, "expiration")
 		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"secret_type": "nonesuch"}), 400, "nonesuch")
-		barbicanFault(km(userA, "POST", "/v1/secrets", "{not json"), 400, "")
-		barbicanFault(km(userA, "GET", "/v1/secrets/9d6ad31f-0000-4000-8000-000000000000", nil), 404, "")
+		barbicanFault(km(userA, "POST", "/v1/secrets", "{not json"), 400, "Malformed JSON")
+		barbicanFault(km(userA, "POST", "/v1/secrets", map[string]any{"name": "x"}, "Content-Type", "text/plain"), 415, "application/json")
+		barbicanFault(km(userA, "GET", "/v1/secrets/not-a-uuid", nil), 404, "Provided secret id is invalid")
+		barbicanFault(km(userA, "GET", "/v1/secrets/9d6ad31f-0000-4000-8000-00000000000a", nil), 404, "Secret not found.")
 		// Paging: three secrets, two a page.
 		l := km(userA, "GET", "/v1/secrets?limit=2", nil)
 		if l.Body["total"] != float64(3) || len(l.Body["secrets"].([]any)) != 2 || l.Body["next"] == nil || l.Body["previous"] != nil {
@@ -119,32 +127,36 @@ func TestKeyManagerAPI(t *testing.T) {
 			t.Fatalf("by name: %s", l.Raw)
 		}
 		// Another project sees nothing of it until an ACL names its user.
-		barbicanFault(km(userB, "GET", path, nil), 404, "")
-		barbicanFault(km(userB, "GET", path+"/payload", nil), 404, "")
+		barbicanFault(km(userB, "GET", path, nil), 403, "Secret retrieval attempt not allowed")
+		barbicanFault(km(userB, "GET", path+"/payload", nil), 403, "Secret payload retrieval attempt not allowed")
 		if l = km(userB, "GET", "/v1/secrets", nil); l.Body["total"] != float64(0) {
 			t.Fatalf("B's list: %s", l.Raw)
 		}
 		if a := km(userA, "GET", path+"/acl", nil); a.Status != 200 || a.Body["read"].(map[string]any)["project-access"] != true {
 			t.Fatalf("default ACL: %d %s", a.Status, a.Raw)
 		}
-		barbicanFault(km(userB, "PUT", path+"/acl", map[string]any{"read": map[string]any{"users": []any{"user-" + projB}}}), 404, "")
+		barbicanFault(km(userB, "PUT", path+"/acl", map[string]any{"read": map[string]any{"users": []any{"user-" + projB}}}), 403, "")
 		if a := km(userA, "PUT", path+"/acl", map[string]any{"read": map[string]any{"users": []any{"user-" + projB}}}); a.Status != 200 || a.Body["acl_ref"] != ref+"/acl" {
 			t.Fatalf("set ACL: %d %s", a.Status, a.Raw)
 		}
 		if p := km(userB, "GET", path+"/payload", nil); string(p.Raw) != "the-secret-text" {
 			t.Fatalf("B reads through the ACL: %d %s", p.Status, p.Raw)
 		}
-		barbicanFault(km(userB, "DELETE", path, nil), 403, "")
+		barbicanFault(km(userB, "DELETE", path, nil), 403, "Secret deletion attempt not allowed")
+		barbicanFault(km(userB, "GET", path+"/acl", nil), 403, "SecretACL(s) retrieval attempt not allowed")
 		// Project access off: another user of A's project reads no more.
 		km(userA, "PATCH", path+"/acl", map[string]any{"read": map[string]any{"project-access": false}})
-		if p := on(kmSrv, userA, "GET", path+"/payload", nil, "X-User-Id", "other-user"); p.Status != 404 {
-			t.Fatalf("project access off: %d %s", p.Status, p.Raw)
+		barbicanFault(on(kmSrv, userA, "GET", path+"/payload", nil, "X-User-Id", "other-user"), 403, "")
+		if l := on(kmSrv, userA, "GET", "/v1/secrets?name=s1", nil, "X-User-Id", "other-user"); l.Body["total"] != float64(1) {
+			t.Fatalf("a project's secrets all listed to its members: %s", l.Raw)
 		}
 		if p := km(userA, "GET", path+"/payload", nil); p.Status != 200 {
 			t.Fatalf("its creator still reads: %d %s", p.Status, p.Raw)
 		}
-		km(userA, "DELETE", path+"/acl", nil)
-		barbicanFault(km(userB, "GET", path+"/payload", nil), 404, "")
+		if d := km(userA, "DELETE", path+"/acl", nil); d.Status != 200 || string(d.Raw) != "null" {
+			t.Fatalf("ACL delete: %d %s", d.Status, d.Raw)
+		}
+		barbicanFault(km(userB, "GET", path+"/payload", nil), 403, "")
 
 		// Certificates: a CA, a server certificate, stored as PKCS12 (a
 		// secret) and as a certificate container.
@@ -162,11 +174,13 @@ func TestKeyManagerAPI(t *testing.T) {
 		p12 := store(userA, srv.PKCS12(t))
 		certRef, keyRef, caRef := store(userA, srv.CertPEM), store(userA, srv.KeyPEM), store(userA, ca.PEM)
 		barbicanFault(km(userA, "POST", "/v1/containers", map[string]any{"type": "certificate", "secret_refs": []any{
-			map[string]any{"name": "private_key", "secret_ref": keyRef}}}), 400, "certificate")
+			map[string]any{"name": "private_key", "secret_ref": keyRef}}}), 400, "The minimum required reference name is 'certificate'")
 		barbicanFault(km(userA, "POST", "/v1/containers", map[string]any{"type": "certificate", "secret_refs": []any{
-			map[string]any{"name": "certificate", "secret_ref": certRef}, map[string]any{"name": "bogus", "secret_ref": keyRef}}}), 400, "bogus")
+			map[string]any{"name": "certificate", "secret_ref": certRef}, map[string]any{"name": "bogus", "secret_ref": keyRef}}}), 400, "reference names are allowed for Certificate type")
 		barbicanFault(km(userB, "POST", "/v1/containers", map[string]any{"type": "certificate", "secret_refs": []any{
-			map[string]any{"name": "certificate", "secret_ref": certRef}}}), 404, "")
+			map[string]any{"name": "certificate", "secret_ref": certRef}}}), 404, "Secret provided for 'certificate' doesn't exist.")
+		barbicanFault(km(userA, "POST", "/v1/containers", map[string]any{"type": "certificate", "secret_refs": []any{
+			map[string]any{"name": "certificate", "secret_ref": "http://elsewhere.example.com/v1/secrets/" + refID(certRef)}}}), 400, "not supported")
 		r = km(userA, "POST", "/v1/containers", map[string]any{"name": "web", "type": "certificate", "secret_refs": []any{
 			map[string]any{"name": "certificate", "secret_ref": certRef}, map[string]any{"name": "private_key", "secret_ref": keyRef}}})
 		container, _ := r.Body["container_ref"].(string)
@@ -231,5 +245,14 @@ func TestKeyManagerAPI(t *testing.T) {
 			"lb_algorithm": "ROUND_ROBIN", "tls_enabled": true, "crl_container_ref": caRef}}), "A CA certificate reference is required")
 		e.must(201, lb(userA, "POST", "/v2/lbaas/pools", map[string]any{"pool": map[string]any{"loadbalancer_id": lbID, "protocol": "HTTP",
 			"lb_algorithm": "ROUND_ROBIN", "tls_enabled": true, "ca_tls_container_ref": caRef, "tls_container_ref": p12}}), "pool")
+		// A secret a container names may go: it leaves the container.
+		if d := km(userA, "DELETE", strings.TrimPrefix(keyRef, kmSrv.URL), nil); d.Status != 204 {
+			t.Fatalf("delete a contained secret: %d %s", d.Status, d.Raw)
+		}
+		if c := km(userA, "GET", strings.TrimPrefix(container, kmSrv.URL), nil); len(c.Body["secret_refs"].([]any)) != 1 {
+			t.Fatalf("container after its secret's delete: %s", c.Raw)
+		}
 	})
 }
+
+func refID(ref string) string { return ref[strings.LastIndex(ref, "/")+1:] }

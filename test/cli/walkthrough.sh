@@ -114,6 +114,40 @@ conns=$(as_demo loadbalancer stats show "lb$S" -f value -c total_connections)
 as_demo loadbalancer failover "lb$S" 2>/dev/null && fail "a member failed over a load balancer"
 as_admin loadbalancer failover "lb$S"
 lb_active || fail "load balancer not ACTIVE after its failover"
+# The key manager (Barbican's API on the catalog's key-manager endpoint):
+# a secret, a certificate as a PKCS12 bundle (Octavia's way) for a
+# TERMINATED_HTTPS listener; another project reads neither until an ACL
+# names its user.
+tls=$(mktemp -d)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=cli.example.com" \
+  -keyout "$tls/key.pem" -out "$tls/cert.pem" 2>/dev/null || fail "openssl"
+openssl pkcs12 -export -inkey "$tls/key.pem" -in "$tls/cert.pem" -passout pass: -out "$tls/cert.p12"
+sref=$(as_demo secret store --name "sec$S" --payload "s3cret-$S" -f value -c "Secret href")
+[ "$(as_demo secret get "$sref" --payload -f value)" = "s3cret-$S" ] || fail "secret payload"
+listed=$(as_demo secret list -f value -c Name)
+has "$listed" "sec$S" || fail "secret list: $listed"
+as_admin secret get "$sref" --payload >/dev/null 2>&1 && fail "another project read a secret"
+admin_id=$(as_admin token issue -f value -c user_id)
+as_demo acl user add --user "$admin_id" "$sref" >/dev/null
+acl=$(as_demo acl get "$sref" -f value -c Users)
+[[ "$acl" == *"$admin_id"* ]] || fail "ACL: $acl"
+[ "$(as_admin secret get "$sref" --payload -f value)" = "s3cret-$S" ] || fail "the ACL's user reads the secret"
+p12=$(as_demo secret store --name "p12$S" -t application/octet-stream -e base64 --payload "$(base64 -w0 "$tls/cert.p12")" -f value -c "Secret href")
+crt=$(as_demo secret store --name "crt$S" --payload "$(cat "$tls/cert.pem")" -f value -c "Secret href")
+key=$(as_demo secret store --name "key$S" --payload "$(cat "$tls/key.pem")" -f value -c "Secret href")
+cont=$(as_demo secret container create --name "cont$S" --type certificate --secret certificate="$crt" --secret private_key="$key" -f value -c "Container href")
+[ "$(as_demo secret container get "$cont" -f value -c Type)" = certificate ] || fail "container"
+as_demo loadbalancer listener create "lb$S" --name "tls$S" --protocol TERMINATED_HTTPS --protocol-port 443 \
+  --default-tls-container-ref "$p12" -f value -c id --sni-container-refs "$cont" >/dev/null
+lb_active || fail "load balancer not ACTIVE after the TLS listener"
+[ "$(as_demo loadbalancer listener show "tls$S" -f value -c default_tls_container_ref)" = "$p12" ] || fail "TLS listener's certificate"
+as_demo loadbalancer listener create --name "bad$S" --protocol TERMINATED_HTTPS --protocol-port 8443 \
+  --default-tls-container-ref "$crt" "lb$S" >/dev/null 2>&1 && fail "a listener took a PEM certificate for a PKCS12 bundle"
+as_demo loadbalancer listener delete "tls$S"
+lb_active || fail "load balancer not ACTIVE after the TLS listener's delete"
+as_demo secret container delete "$cont"
+for r in "$sref" "$p12" "$crt" "$key"; do as_demo secret delete "$r"; done
+rm -rf "$tls"
 # A flavor (the admin's profile names the provider).
 prof=$(as_admin loadbalancer flavorprofile create --name "prof$S" --provider noop_driver --flavor-data '{}' -f value -c id)
 as_admin loadbalancer flavor create --name "flv$S" --flavorprofile "$prof" --enable -f value -c id >/dev/null

@@ -20,7 +20,8 @@ ping_until() {
 before=$(ip netns list | wc -l)
 port=19700; while (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; do port=$((port + 1)); done
 lbport=19880; while (echo >/dev/tcp/127.0.0.1/$lbport) 2>/dev/null; do lbport=$((lbport + 1)); done
-"$BIN" sandbox up --dir "$DIR" --listen 127.0.0.1:$port --lb-listen 127.0.0.1:$lbport --network-hosts 2 || fail "up"
+kmport=19320; while (echo >/dev/tcp/127.0.0.1/$kmport) 2>/dev/null; do kmport=$((kmport + 1)); done
+"$BIN" sandbox up --dir "$DIR" --listen 127.0.0.1:$port --lb-listen 127.0.0.1:$lbport --km-listen 127.0.0.1:$kmport --network-hosts 2 || fail "up"
 (
   . <("$BIN" sandbox openrc --dir "$DIR")
   openstack network create e2e-net -f value -c id >/dev/null
@@ -197,6 +198,67 @@ for _ in $(seq 20); do got=$(pages "$BIN" sandbox vm exec vm10 --dir "$DIR" "htt
 got=""
 for _ in $(seq 20); do got=$(pages "$BIN" sandbox upstream exec --dir "$DIR" "http://203.0.113.79/"); [ "$got" = "vm1 vm2" ] && break; sleep 0.5; done
 [ "$got" = "vm1 vm2" ] || fail "the upstream host through the load balancer's floating IP saw: $got"
+# TLS: a CA and two server certificates (openssl); www's stored as a
+# PKCS12 bundle in the key manager (Octavia's cookbook), api's as a
+# certificate container; a TERMINATED_HTTPS listener presents the one SNI
+# asks for, verified against the CA from vm10.
+tls="$WORK/tls"; mkdir -p "$tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj "/CN=E2E CA" -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null || fail "CA"
+for name in www api; do
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$name.example.com" -addext "subjectAltName=DNS:$name.example.com" \
+    -keyout "$tls/$name.key" -out "$tls/$name.csr" 2>/dev/null &&
+  openssl x509 -req -in "$tls/$name.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial -days 1 -copy_extensions copy -out "$tls/$name.crt" 2>/dev/null || fail "certificate $name"
+done
+openssl pkcs12 -export -inkey "$tls/www.key" -in "$tls/www.crt" -passout pass: -out "$tls/www.p12" || fail "PKCS12"
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  www=$(openstack secret store --name e2e-www -t application/octet-stream -e base64 --payload "$(base64 -w0 "$tls/www.p12")" -f value -c "Secret href")
+  crt=$(openstack secret store --name e2e-api-crt --payload "$(cat "$tls/api.crt")" -f value -c "Secret href")
+  key=$(openstack secret store --name e2e-api-key --payload "$(cat "$tls/api.key")" -f value -c "Secret href")
+  api=$(openstack secret container create --name e2e-api --type certificate --secret certificate="$crt" --secret private_key="$key" -f value -c "Container href")
+  openstack security group rule create --protocol tcp --dst-port 443 default -f value -c id >/dev/null
+  openstack loadbalancer listener create e2e-lb --name e2e-tls --protocol TERMINATED_HTTPS --protocol-port 443 --default-pool e2e-pool \
+    --default-tls-container-ref "$www" -f value -c id --sni-container-refs "$api" >/dev/null
+  for _ in $(seq 50); do [ "$(openstack loadbalancer show e2e-lb -f value -c provisioning_status)" = ACTIVE ] && exit 0; sleep 0.2; done; exit 1
+) || fail "TLS listener"
+subject() {  # subject SERVERNAME: the subject vm10 verified at the VIP
+  "$BIN" sandbox vm exec vm10 --dir "$DIR" -- timeout 5 openssl s_client -connect "$vip:443" -servername "$1" \
+    -verify_return_error -CAfile "$tls/ca.pem" </dev/null 2>/dev/null | sed -n 's/^subject=//p'
+}
+for name in www api; do
+  got=""; for _ in $(seq 20); do got=$(subject $name.example.com); [ "$got" = "CN = $name.example.com" ] && break; sleep 0.5; done
+  [ "$got" = "CN = $name.example.com" ] || fail "SNI $name.example.com: presented '$got'"
+done
+page=$("$BIN" sandbox vm exec vm10 --dir "$DIR" -- curl -s --cacert "$tls/ca.pem" --resolve "api.example.com:443:$vip" https://api.example.com/)
+[[ "$page" == vm1 || "$page" == vm2 ]] || fail "HTTPS through the TLS listener: '$page'"
+# An L7 policy redirects by path.
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  pol=$(openstack loadbalancer l7policy create --action REDIRECT_PREFIX --redirect-prefix https://www.example.com e2e-http -f value -c id)
+  for _ in $(seq 50); do [ "$(openstack loadbalancer show e2e-lb -f value -c provisioning_status)" = ACTIVE ] && break; sleep 0.2; done
+  openstack loadbalancer l7rule create --type PATH --compare-type STARTS_WITH --value /secure "$pol" -f value -c id >/dev/null
+  for _ in $(seq 50); do [ "$(openstack loadbalancer show e2e-lb -f value -c provisioning_status)" = ACTIVE ] && exit 0; sleep 0.2; done; exit 1
+) || fail "L7 policy"
+got=$("$BIN" sandbox vm exec vm10 --dir "$DIR" -- curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://$vip/secure/page")
+[ "$got" = "302 https://www.example.com/secure/page" ] || fail "L7 redirect by path: '$got'"
+# A health monitor: vm2's server stops; three seconds later it is ERROR
+# and gets no request.
+(
+  . <("$BIN" sandbox openrc --dir "$DIR")
+  openstack loadbalancer healthmonitor create --delay 1 --timeout 1 --max-retries 1 --max-retries-down 1 --type HTTP e2e-pool -f value -c id >/dev/null
+  for _ in $(seq 50); do
+    [ "$(openstack loadbalancer member list e2e-pool -f value -c operating_status | sort -u | xargs)" = ONLINE ] && exit 0; sleep 0.2
+  done; exit 1
+) || fail "health monitor: members not ONLINE"
+kill "$(cat "$WORK/httpd-vm2.pid")" || fail "stopping vm2's server"
+sleep 3
+got=$(pages "$BIN" sandbox vm exec vm10 --dir "$DIR" "http://$vip/")
+[ "$got" = vm1 ] || fail "3 s after vm2's server stopped, requests went to: $got"
+st=$(. <("$BIN" sandbox openrc --dir "$DIR"); for _ in $(seq 25); do
+  s=$(openstack loadbalancer member list e2e-pool -f value -c address -c operating_status | sort | awk '{print $2}' | xargs)
+  [[ "$s" == *ERROR* ]] && break; sleep 0.2; done; echo "$s")
+[[ "$st" == *ERROR* && "$st" == *ONLINE* ]] || fail "member statuses with vm2 down: $st"
+(. <("$BIN" sandbox openrc --dir "$DIR"); for s in e2e-www e2e-api-crt e2e-api-key; do openstack secret delete "$(openstack secret list --name $s -f value -c "Secret href")"; done) || fail "secret delete"
 (. <("$BIN" sandbox openrc --dir "$DIR"); openstack floating ip delete 203.0.113.79 && openstack loadbalancer delete --cascade e2e-lb) || fail "load balancer delete"
 for vm in vm1 vm2; do kill "$(cat "$WORK/httpd-$vm.pid")" 2>/dev/null || true; done
 wait

@@ -50,7 +50,7 @@ func (s *Service) Certificate(c *plugin.Ctx, ref string) ([]byte, error) {
 // containerCert is a certificate container's certificate, intermediates
 // and key.
 func (s *Service) containerCert(c *plugin.Ctx, id string) ([]byte, error) {
-	o, err := loadContainer(c, id)
+	o, err := loadContainer(c, id, "Container retrieval")
 	if err != nil {
 		return nil, err
 	}
@@ -94,12 +94,12 @@ func (s *Service) Secret(c *plugin.Ctx, ref, pemType string) ([]byte, error) {
 
 // payload reads and decrypts a secret's payload.
 func (s *Service) payload(c *plugin.Ctx, id string) ([]byte, error) {
-	o, err := loadSecret(c, id)
+	o, err := loadSecret(c, id, "Secret payload retrieval")
 	if err != nil {
 		return nil, err
 	}
 	if attr.Str(o, "payload") == "" {
-		return nil, notFound("secret payload")
+		return nil, notFound("Not Found. Sorry but your secret has no payload.")
 	}
 	return s.open(id, attr.Str(o, "payload"))
 }

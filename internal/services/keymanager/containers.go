@@ -7,16 +7,23 @@ import (
 
 	"neutrino/internal/attr"
 	"neutrino/internal/plugin"
+	"neutrino/internal/policy"
+	"neutrino/internal/store"
 )
 
-// containerNames are the secret names each container type takes, the
-// required ones first (a generic container takes any).
-var containerNames = map[string]struct {
+// containerRules are the secret names a container type takes (a generic
+// container takes any), with Barbican's messages.
+var containerRules = map[string]struct {
 	required, allowed []string
+	missing, invalid  string
 }{
-	"certificate": {[]string{"certificate"}, []string{"certificate", "private_key", "private_key_passphrase", "intermediates"}},
-	"rsa":         {[]string{"public_key", "private_key"}, []string{"public_key", "private_key", "private_key_passphrase"}},
-	"generic":     {},
+	"certificate": {[]string{"certificate"}, []string{"certificate", "private_key", "private_key_passphrase", "intermediates"},
+		"The minimum required reference name is 'certificate' for Certificate type",
+		"only 'private_key', 'certificate' , 'private_key_passphrase',  or 'intermediates' reference names are allowed for Certificate type"},
+	"rsa": {[]string{"public_key", "private_key"}, []string{"public_key", "private_key", "private_key_passphrase"},
+		"The minimum required reference names are 'public_key' and'private_key' for RSA type",
+		"only 'private_key', 'public_key' and 'private_key_passphrase' reference names are allowed for RSA type"},
+	"generic": {},
 }
 
 // refID is the id at the end of a secret or container reference (a URL
@@ -29,42 +36,58 @@ func refID(ref string) string {
 func (s *Service) createContainer(req *plugin.Request) (int, any, error) {
 	var in struct {
 		Name       *string `json:"name"`
-		Type       string  `json:"type"`
+		Type       *string `json:"type"`
 		SecretRefs []struct {
-			Name string `json:"name"`
-			Ref  string `json:"secret_ref"`
+			Name *string `json:"name"`
+			Ref  *string `json:"secret_ref"`
 		} `json:"secret_refs"`
 	}
-	if err := req.Decode(&in); err != nil {
+	if err := decode(req, &in); err != nil {
 		return 0, nil, err
 	}
-	names, ok := containerNames[in.Type]
+	if in.Type == nil {
+		return 0, nil, schemaError("Container", "None", "'type' is a required property")
+	}
+	rules, ok := containerRules[*in.Type]
 	if !ok {
-		return 0, nil, badRequest("Provided object does not match schema 'Container': %q is not one of generic, certificate, rsa", in.Type)
+		return 0, nil, schemaError("Container", "type", "'%s' is not one of ['generic', 'rsa', 'certificate']", *in.Type)
 	}
-	var refs []any
-	seen := map[string]bool{}
+	refs := []any{}
+	names, ids := map[string]bool{}, map[string]bool{}
+	base := ref(req, "secrets", "")
 	for _, r := range in.SecretRefs {
-		if in.Type != "generic" && !slices.Contains(names.allowed, r.Name) {
-			return 0, nil, badRequest("Provided object does not match schema 'Container': a %s container takes secrets named %s, not %q.", in.Type, strings.Join(names.allowed, ", "), r.Name)
+		if r.Ref == nil {
+			return 0, nil, schemaError("Container", "secret_refs", "'secret_ref' is a required property")
 		}
-		if seen[r.Name] {
-			return 0, nil, badRequest("Provided object does not match schema 'Container': Duplicate reference names are not allowed")
+		name := deref(r.Name)
+		n, _ := name.(string)
+		if *in.Type != "generic" && !slices.Contains(rules.allowed, n) {
+			return 0, nil, schemaError("Container", "secret_refs", "%s", rules.invalid)
 		}
-		seen[r.Name] = true
-		refs = append(refs, map[string]any{"name": r.Name, "secret_id": refID(r.Ref)})
+		if names[n] {
+			return 0, nil, schemaError("Container", "secret_refs", "Duplicate reference names are not allowed")
+		}
+		if ids[*r.Ref] {
+			return 0, nil, schemaError("Container", "secret_refs", "Duplicate secret ids are not allowed")
+		}
+		if !strings.HasPrefix(*r.Ref, base) {
+			return 0, nil, badRequest("Provided field value is not supported")
+		}
+		names[n], ids[*r.Ref] = true, true
+		refs = append(refs, map[string]any{"name": name, "secret_id": refID(*r.Ref)})
 	}
-	for _, n := range names.required {
-		if !seen[n] {
-			return 0, nil, badRequest("Provided object does not match schema 'Container': a %s container needs a secret named %s.", in.Type, n)
+	for _, n := range rules.required {
+		if !names[n] {
+			return 0, nil, schemaError("Container", "secret_refs", "%s", rules.missing)
 		}
 	}
+	stamp := now()
 	o := plugin.Object{"id": plugin.NewID(), "project_id": req.Caller.ProjectID, "creator_id": req.Caller.UserID,
-		"name": deref(in.Name), "type": in.Type, "secret_refs": attr.OrEmpty(refs), "status": "ACTIVE", "created": now(), "updated": now()}
+		"name": deref(in.Name), "type": *in.Type, "secret_refs": refs, "status": "ACTIVE", "created": stamp, "updated": stamp}
 	_, err := req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
-		for _, r := range refs {
-			if _, err := loadSecret(c, attr.Str(r.(map[string]any), "secret_id")); err != nil {
-				return notFound("secret")
+		for _, r := range attr.Objects(o, "secret_refs") {
+			if _, err := loadSecret(c, attr.Str(r, "secret_id"), "Secret retrieval"); err != nil {
+				return notFound("Secret provided for '%s' doesn't exist.", attr.Str(r, "name"))
 			}
 		}
 		return c.Tx.Put(containerKind, "", o)
@@ -75,6 +98,29 @@ func (s *Service) createContainer(req *plugin.Request) (int, any, error) {
 	u := ref(req, "containers", attr.Str(o, "id"))
 	req.Reply.Set("Location", u)
 	return http.StatusCreated, map[string]any{"container_ref": u}, nil
+}
+
+// dropFromContainers takes a deleted secret out of every container that
+// names it (Barbican does, silently).
+func dropFromContainers(c *plugin.Ctx, secretID string) error {
+	all, err := c.Tx.List(containerKind, store.Filter{})
+	if err != nil {
+		return err
+	}
+	for _, o := range all {
+		refs := attr.List(o, "secret_refs")
+		kept := slices.DeleteFunc(slices.Clone(refs), func(r any) bool {
+			m, _ := r.(map[string]any)
+			return attr.Str(m, "secret_id") == secretID
+		})
+		if len(kept) != len(refs) {
+			o["secret_refs"] = kept
+			if err := c.Tx.Put(containerKind, "", o); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // presentContainer is a container as Barbican shows it.
@@ -91,11 +137,18 @@ func presentContainer(req *plugin.Request, o plugin.Object) map[string]any {
 	return out
 }
 
-// loadContainer reads a container the caller may read.
-func loadContainer(c *plugin.Ctx, id string) (plugin.Object, error) {
+// loadContainer reads a container for an action of the caller, with
+// Barbican's 404s and 403.
+func loadContainer(c *plugin.Ctx, id, action string) (plugin.Object, error) {
+	if !validID(id) {
+		return nil, notFound("Not Found. Provided container id is invalid.")
+	}
 	o, err := c.Tx.Get(containerKind, id)
-	if err != nil || !readable(c.Caller, o) {
-		return nil, notFound("container")
+	if err != nil {
+		return nil, notFound("Secrets container not found.")
+	}
+	if !readable(c.Caller, o) {
+		return nil, notAllowed(action)
 	}
 	return o, nil
 }
@@ -103,7 +156,7 @@ func loadContainer(c *plugin.Ctx, id string) (plugin.Object, error) {
 func (s *Service) getContainer(req *plugin.Request) (int, any, error) {
 	var out map[string]any
 	err := req.Reg.Read(req.Context(), func(c *plugin.Ctx) error {
-		o, err := loadContainer(c, req.Args[0])
+		o, err := loadContainer(c, req.Args[0], "Container retrieval")
 		out = presentContainer(req, o)
 		return err
 	})
@@ -127,12 +180,12 @@ func (s *Service) listContainers(req *plugin.Request) (int, any, error) {
 
 func (s *Service) deleteContainer(req *plugin.Request) (int, any, error) {
 	_, err := req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
-		o, err := loadContainer(c, req.Args[0])
+		o, err := loadContainer(c, req.Args[0], "Container deletion")
 		if err != nil {
 			return err
 		}
 		if !writable(c.Caller, o) {
-			return forbidden()
+			return notAllowed("Container deletion")
 		}
 		return c.Tx.Delete(containerKind, attr.Str(o, "id"))
 	})
@@ -142,11 +195,22 @@ func (s *Service) deleteContainer(req *plugin.Request) (int, any, error) {
 	return http.StatusNoContent, nil, nil
 }
 
-// serveACL serves a secret's or a container's ACL: GET shows it, PUT
-// replaces it, PATCH changes what it names, DELETE takes it away (the
-// project's users may read again, and only they).
+// onACL reports whether o's ACL names user.
+func onACL(user string, o plugin.Object) bool {
+	acl, _ := o["acl"].(map[string]any)
+	read, _ := acl["read"].(map[string]any)
+	return user != "" && slices.Contains(attr.List(read, "users"), any(user))
+}
+
+// serveACL serves a secret's or a container's ACL (its project's users
+// only): GET shows it, PUT replaces it (an empty one: none), PATCH changes
+// what it names, DELETE takes it away; a change is a change of the
+// object.
 func (s *Service) serveACL(collection string) func(req *plugin.Request) (int, any, error) {
-	kind := map[string]string{"secrets": secretKind, "containers": containerKind}[collection]
+	kind, what := secretKind, "Secret"
+	if collection == "containers" {
+		kind, what = containerKind, "Container"
+	}
 	return func(req *plugin.Request) (int, any, error) {
 		var in struct {
 			Read *struct {
@@ -155,15 +219,24 @@ func (s *Service) serveACL(collection string) func(req *plugin.Request) (int, an
 			} `json:"read"`
 		}
 		if req.Method == "PUT" || req.Method == "PATCH" {
-			if err := req.Decode(&in); err != nil {
+			if err := decode(req, &in); err != nil {
 				return 0, nil, err
 			}
 		}
 		var out any
 		_, err := req.Reg.Write(req.Context(), func(c *plugin.Ctx) error {
-			o, err := c.Tx.Get(kind, req.Args[0])
-			if err != nil || !readable(c.Caller, o) {
-				return notFound(strings.TrimSuffix(collection, "s"))
+			var o plugin.Object
+			var err error
+			if kind == secretKind {
+				o, err = loadSecret(c, req.Args[0], what+" retrieval")
+			} else {
+				o, err = loadContainer(c, req.Args[0], what+" retrieval")
+			}
+			if err != nil {
+				return err
+			}
+			if !writable(c.Caller, o) {
+				return notAllowed(what + "ACL(s) retrieval")
 			}
 			acl, _ := o["acl"].(map[string]any)
 			read, _ := acl["read"].(map[string]any)
@@ -171,20 +244,19 @@ func (s *Service) serveACL(collection string) func(req *plugin.Request) (int, an
 				out = presentACL(read)
 				return nil
 			}
-			if !writable(c.Caller, o) {
-				return forbidden()
-			}
 			switch {
-			case req.Method == "DELETE":
+			case req.Method == "DELETE" || req.Method == "PUT" && (in.Read == nil || in.Read.Users == nil && in.Read.ProjectAccess == nil):
 				delete(o, "acl")
-			case req.Method == "PUT" || read == nil:
-				read = map[string]any{"users": []any{}, "project-access": true, "created": now()}
-				fallthrough
 			default:
+				if req.Method == "PUT" || read == nil {
+					read = map[string]any{"users": []any{}, "project-access": true, "created": now()}
+				}
 				if in.Read != nil && in.Read.Users != nil {
 					users := []any{}
 					for _, u := range *in.Read.Users {
-						users = append(users, u)
+						if !slices.Contains(users, any(u)) {
+							users = append(users, u)
+						}
 					}
 					read["users"] = users
 				}
@@ -193,15 +265,16 @@ func (s *Service) serveACL(collection string) func(req *plugin.Request) (int, an
 				}
 				read["updated"] = now()
 				o["acl"] = map[string]any{"read": read}
+				out = map[string]any{"acl_ref": ref(req, collection, req.Args[0]) + "/acl"}
 			}
-			out = map[string]any{"acl_ref": ref(req, collection, req.Args[0]) + "/acl"}
+			o["updated"] = now()
 			return c.Tx.Put(kind, "", o)
 		})
 		if err != nil {
 			return 0, nil, err
 		}
-		if req.Method == "DELETE" {
-			return http.StatusOK, nil, nil
+		if out == nil {
+			return http.StatusOK, plugin.Raw{ContentType: "application/json", Data: []byte("null")}, nil
 		}
 		return http.StatusOK, out, nil
 	}
@@ -214,4 +287,21 @@ func presentACL(read map[string]any) map[string]any {
 	}
 	return map[string]any{"read": map[string]any{"users": read["users"], "project-access": read["project-access"],
 		"created": read["created"], "updated": read["updated"]}}
+}
+
+// readable reports whether caller may read o (a secret or a container):
+// its project's users unless its ACL takes project access away (then its
+// creator and project admins), and the users its ACL names.
+func readable(caller *policy.Caller, o plugin.Object) bool {
+	if caller.Service {
+		return true
+	}
+	acl, _ := o["acl"].(map[string]any)
+	read, _ := acl["read"].(map[string]any)
+	if caller.ProjectID == attr.Str(o, "project_id") {
+		if read == nil || read["project-access"] != false || caller.UserID == attr.Str(o, "creator_id") || caller.HasRoleFold("admin") {
+			return true
+		}
+	}
+	return onACL(caller.UserID, o)
 }

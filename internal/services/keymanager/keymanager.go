@@ -14,13 +14,16 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"mime"
 	"net/http"
 	"os"
-	"slices"
 	"time"
+
+	"github.com/google/uuid"
 
 	"neutrino/internal/attr"
 	"neutrino/internal/fault"
@@ -147,24 +150,16 @@ func (s *Service) open(id, stored string) ([]byte, error) {
 	return out, nil
 }
 
-// now is Barbican's timestamp format (UTC, no zone).
-func now() string { return time.Now().UTC().Format("2006-01-02T15:04:05.000000") }
+// now is Barbican's timestamp format (UTC without a zone, as Python's
+// isoformat: microseconds unless they are zero).
+func now() string { return isoformat(time.Now()) }
 
-// readable reports whether caller may read o (a secret or a container):
-// its project's users unless its ACL takes project access away (then its
-// creator and project admins), and the users its ACL names.
-func readable(caller *policy.Caller, o plugin.Object) bool {
-	if caller.Service {
-		return true
+func isoformat(t time.Time) string {
+	t = t.UTC()
+	if t.Nanosecond()/1000 == 0 {
+		return t.Format("2006-01-02T15:04:05")
 	}
-	acl, _ := o["acl"].(map[string]any)
-	read, _ := acl["read"].(map[string]any)
-	if caller.ProjectID == attr.Str(o, "project_id") {
-		if read == nil || read["project-access"] != false || caller.UserID == attr.Str(o, "creator_id") || caller.HasRoleFold("admin") {
-			return true
-		}
-	}
-	return read != nil && slices.Contains(attr.List(read, "users"), any(caller.UserID))
+	return t.Format("2006-01-02T15:04:05.000000")
 }
 
 // writable reports whether caller may change or delete o: its project's
@@ -173,16 +168,46 @@ func writable(caller *policy.Caller, o plugin.Object) bool {
 	return caller.Service || caller.ProjectID == attr.Str(o, "project_id")
 }
 
-func notFound(what string) error {
-	return fault.New(http.StatusNotFound, "NotFound", "Not Found. Sorry but your %s is in another castle.", what)
+func notFound(format string, args ...any) error {
+	return fault.New(http.StatusNotFound, "NotFound", format, args...)
 }
 
 func badRequest(format string, args ...any) error {
 	return fault.New(http.StatusBadRequest, "BadRequest", format, args...)
 }
 
-func forbidden() error {
-	return fault.New(http.StatusForbidden, "Forbidden", "Forbidden: the secret or container belongs to another project.")
+// schemaError is Barbican's answer to a body its schema refuses.
+func schemaError(schema, property, format string, args ...any) error {
+	return badRequest("Provided object does not match schema '%s': %s. Invalid property: '%s'", schema, fmt.Sprintf(format, args...), property)
+}
+
+// notAllowed is Barbican's 403 for an attempt on another project's
+// object ("Secret retrieval", "Container deletion", ...).
+func notAllowed(what string) error {
+	return fault.New(http.StatusForbidden, "Forbidden", "%s attempt not allowed - please review your user/project privileges", what)
+}
+
+// validID reports whether id is a canonical (lowercase, version 4) UUID,
+// the only ids Barbican looks up.
+func validID(id string) bool {
+	u, err := uuid.Parse(id)
+	return err == nil && u.Version() == 4 && u.String() == id
+}
+
+// decode reads a JSON body as Barbican does: JSON only (415 otherwise),
+// well formed.
+func decode(req *plugin.Request, v any) error {
+	if mt, _, _ := mime.ParseMediaType(req.Header.Get("Content-Type")); mt != "application/json" {
+		return fault.New(http.StatusUnsupportedMediaType, "UnsupportedMediaType", "Unexpected content type. Expected content types are: ['application/json']")
+	}
+	body, err := req.Body()
+	if err != nil {
+		return err
+	}
+	if json.Unmarshal(body, v) != nil {
+		return badRequest("Malformed JSON")
+	}
+	return nil
 }
 
 func conflict(format string, args ...any) error {
